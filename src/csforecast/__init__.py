@@ -1,0 +1,2 @@
+"""csforecast: numbers a CS leader can trust."""
+__version__ = "0.1.0"
