@@ -1,0 +1,111 @@
+"""Settings: one optional csforecast.toml, overridden by CSFORECAST_* environment variables.
+
+Everything has a default, so csforecast works with no file at all. All state lives under `home`
+(CSFORECAST_HOME, default the current directory): the MLflow store, the scores database, API keys.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+
+class HealthBands(BaseModel):
+    """Cut-offs on the 0–100 health score: below `red` is red, below `yellow` is yellow, else green."""
+    red: float = 40.0
+    yellow: float = 70.0
+    mode: str = Field("fixed", description="fixed cut-offs, or 'quantile' of the current base")
+
+
+class TriggerSettings(BaseModel):
+    utilisation_below_benchmark: float = 0.25
+    active_users_drop: float = 0.25
+    exec_silence_days: int = 90
+    nps_below: float = 9.0
+    champion_left_days: int = 90
+
+
+class ForecastSettings(BaseModel):
+    draws: int = 10_000
+    seed: int = 20261124
+    disagreement_share: float = 0.05
+
+
+class ServeSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch: int = 1000
+    pinned_versions: dict[str, str] = Field(default_factory=dict)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CSFORECAST_", env_nested_delimiter="__",
+                                      toml_file="csforecast.toml", extra="ignore")
+
+    home: Path = Field(default_factory=Path.cwd)
+    data: str | None = None
+    mlflow_tracking_uri: str | None = None
+    # column_map: {table: {our_name: their_name}} because nobody's CRM export uses our names
+    column_map: dict[str, dict[str, str]] = Field(default_factory=dict)
+    health_bands: HealthBands = Field(default_factory=HealthBands)
+    triggers: TriggerSettings = Field(default_factory=TriggerSettings)
+    forecast: ForecastSettings = Field(default_factory=ForecastSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, _config_file()))
+
+    @property
+    def tracking_uri(self) -> str:
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or self.mlflow_tracking_uri
+        if uri:
+            return uri
+        return f"sqlite:///{(self.home / 'mlruns' / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> str:
+        return str((self.home / "mlruns" / "artifacts").resolve())
+
+    @property
+    def scores_db(self) -> Path:
+        return self.home / "scores.duckdb"
+
+    @property
+    def apikeys_file(self) -> Path:
+        return self.home / "apikeys.json"
+
+    @property
+    def model_cache(self) -> Path:
+        return self.home / "model_cache"
+
+
+def _config_file() -> Path:
+    explicit = os.environ.get("CSFORECAST_CONFIG")
+    if explicit:
+        return Path(explicit)
+    home = os.environ.get("CSFORECAST_HOME")
+    for cand in ([Path(home) / "csforecast.toml"] if home else []) + [Path("csforecast.toml")]:
+        if cand.exists():
+            return cand
+    return Path("csforecast.toml")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    settings = Settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def reset_settings() -> None:
+    get_settings.cache_clear()
+
+
+def settings_dict(settings: Settings) -> dict[str, Any]:
+    return settings.model_dump(mode="json")

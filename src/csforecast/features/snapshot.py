@@ -1,0 +1,314 @@
+"""Point-in-time feature snapshots, written as Ibis expressions (DuckDB by default, any Ibis backend).
+
+For an as-of date D, a snapshot has one row per account that is a customer on the day before D (a contract
+with start_date < D <= end_date) and every feature uses only rows dated strictly before D. Outcomes of
+renewals on or after D are never read for features (a successor link `renewed_by` is used only when the
+contract ended before D). Labels (`label_*` columns) do look ahead; they are what the models learn.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
+
+import ibis
+import numpy as np
+import pandas as pd
+
+from csforecast.data.sources import Source
+
+USAGE_WINDOW = 90
+MAX_METRICS = 12
+DAYS_SINCE_CAP = {"login": USAGE_WINDOW + 1, "touch": 366, "exec": 731, "champion": 731, "nps": 731}
+
+
+def _days(a, b):
+    """Whole days from b to a (a - b) for Ibis date values."""
+    return a.delta(b, unit="day").cast("float64")
+
+
+def _iv(days: int):
+    return ibis.interval(days=days)
+
+
+def data_end(source: Source) -> date:
+    """The day after the latest dated activity in the source: renewals due before it have a known outcome."""
+    cands = []
+    for name, col in (("usage", "date"), ("tickets", "opened_at"), ("surveys", "responded_at"),
+                      ("touches", "date"), ("contracts", "start_date")):
+        if source.has(name):
+            v = source.table(name)[col].max().to_pyarrow().as_py()
+            if v is not None:
+                cands.append(v)
+    last = max(cands)
+    last = last.date() if hasattr(last, "date") and not isinstance(last, date) else last
+    return last + timedelta(days=1)
+
+
+def usage_metrics(source: Source) -> list[str]:
+    if not source.has("usage"):
+        return []
+    u = source.table("usage")
+    top = u.group_by("metric").aggregate(n=u.count()).order_by(ibis.desc("n")).limit(MAX_METRICS).to_pandas()
+    return sorted(top["metric"].astype(str))
+
+
+def _grid(as_of: Sequence[date]) -> ibis.Table:
+    return ibis.memtable(pd.DataFrame({"as_of": pd.to_datetime(sorted(set(as_of))).date}),
+                         schema={"as_of": "date"})
+
+
+def _contract_features(src: Source, g: ibis.Table) -> ibis.Table:
+    c = src.table("contracts")
+    act = g.join(c, [c.start_date < g.as_of, c.end_date >= g.as_of])
+    first_end = act.group_by(["account_id", "as_of"]).aggregate(renewal_date=act.end_date.min())
+    act = act.join(first_end, ["account_id", "as_of"])
+    cur = act.group_by(["account_id", "as_of"]).aggregate(
+        renewal_date=act.renewal_date.first(),
+        contract_id=act.contract_id.argmin(act.start_date),
+        arr=act.arr.sum(),
+        seats=act.seats.sum(),
+        n_active_contracts=act.count(),
+        term_days=_days(act.end_date, act.start_date).argmin(act.start_date),
+        auto_renew=act.auto_renew.cast("int8").argmin(act.start_date).cast("float64"),
+        contract_age_days=_days(act.as_of, act.start_date).max(),
+    )
+    hist = g.join(c, c.start_date < g.as_of)
+    ended = hist.end_date < hist.as_of
+    past = hist.group_by(["account_id", "as_of"]).aggregate(
+        first_start=hist.start_date.min(),
+        renewals_so_far=hist.renewed_by.nunique(where=ended & hist.renewed_by.notnull()).cast("float64"),
+    )
+    # ARR change at each renewal: successor ARR vs the ARR of every contract it succeeds
+    prev = c.filter(c.renewed_by.notnull()).group_by("renewed_by").aggregate(prev_arr=c.arr.sum())
+    succ = c.select(succ_id="contract_id", succ_arr="arr", succ_start="start_date")
+    owner = c.select(cid="contract_id", account_id="account_id")
+    ren = prev.join(succ, prev.renewed_by == succ.succ_id)
+    ren = ren.join(owner, ren.succ_id == owner.cid).select("account_id", "prev_arr", "succ_arr", "succ_start")
+    rj = g.join(ren, ren.succ_start < g.as_of)
+    last = rj.group_by(["account_id", "as_of"]).aggregate(
+        last_arr_change=((rj.succ_arr / rj.prev_arr.nullif(0)) - 1).argmax(rj.succ_start))
+    out = cur.left_join(past, ["account_id", "as_of"]).drop("account_id_right", "as_of_right")
+    out = out.left_join(last, ["account_id", "as_of"]).drop("account_id_right", "as_of_right")
+    return out.mutate(tenure_days=_days(out.as_of, out.first_start),
+                      days_to_renewal=_days(out.renewal_date, out.as_of)).drop("first_start")
+
+
+def _usage_features(src: Source, g: ibis.Table, metrics: list[str], lo: date, hi: date) -> ibis.Table | None:
+    if not metrics:
+        return None
+    u = src.table("usage")
+    u = u.filter(u.date >= lo - timedelta(days=USAGE_WINDOW), u.date < hi, u.metric.isin(metrics))
+    j = g.join(u, [u.date < g.as_of, u.date >= g.as_of - _iv(USAGE_WINDOW)])
+    age = _days(j.as_of, j.date)           # 1 .. 90
+    aggs = {}
+    for m in metrics:
+        k = _slug(m)
+        is_m = j.metric == m
+        v = j.value
+        aggs[f"{k}_30d"] = v.sum(where=is_m & (age <= 30)) / 30.0
+        aggs[f"{k}_prev30d"] = v.sum(where=is_m & (age > 30) & (age <= 60)) / 30.0
+        aggs[f"{k}_90d"] = v.sum(where=is_m & (age <= 90)) / 90.0
+        # least-squares slope of value on day over the window (per day), from sums
+        x = -age
+        n = is_m.cast("float64").sum()
+        sx, sy = x.sum(where=is_m), v.sum(where=is_m)
+        sxx, sxy = (x * x).sum(where=is_m), (x * v).sum(where=is_m)
+        aggs[f"_{k}_n"], aggs[f"_{k}_sx"], aggs[f"_{k}_sy"] = n, sx, sy
+        aggs[f"_{k}_sxx"], aggs[f"_{k}_sxy"] = sxx, sxy
+    if "logins" in metrics:
+        aggs["_last_login_age"] = age.min(where=(j.metric == "logins") & (j.value > 0))
+    return j.group_by(["account_id", "as_of"]).aggregate(**aggs)
+
+
+def _ticket_features(src: Source, g: ibis.Table) -> ibis.Table | None:
+    if not src.has("tickets"):
+        return None
+    t = src.table("tickets")
+    j = g.join(t, [t.opened_at < g.as_of, t.opened_at >= g.as_of - _iv(365)])
+    age = _days(j.as_of, j.opened_at)
+    closed_before = j.closed_at.notnull() & (j.closed_at < j.as_of)
+    res_days = _days(j.closed_at, j.opened_at)
+    recent = age <= 180
+    return j.group_by(["account_id", "as_of"]).aggregate(
+        tickets_30d=(age <= 30).cast("float64").sum(),
+        tickets_90d=(age <= 90).cast("float64").sum(),
+        tickets_p1_30d=((age <= 30) & (j.priority == "P1")).cast("float64").sum(),
+        tickets_p1_90d=((age <= 90) & (j.priority == "P1")).cast("float64").sum(),
+        tickets_p2_90d=((age <= 90) & (j.priority == "P2")).cast("float64").sum(),
+        tickets_365d=j.count().cast("float64"),
+        open_tickets=(~closed_before).cast("float64").sum(),
+        mean_resolution_days_180d=res_days.mean(where=closed_before & recent),
+        ticket_csat_180d=j.csat.mean(where=closed_before & recent & j.csat.notnull()),
+        ticket_csat_count_180d=(closed_before & recent & j.csat.notnull()).cast("float64").sum(),
+    )
+
+
+def _survey_features(src: Source, g: ibis.Table) -> ibis.Table | None:
+    if not src.has("surveys"):
+        return None
+    s = src.table("surveys")
+    j = g.join(s, [s.responded_at < g.as_of, s.responded_at >= g.as_of - _iv(730)])
+    age = _days(j.as_of, j.responded_at)
+    nps, csat = j.kind == "nps", j.kind == "csat"
+    y = age <= 365
+    return j.group_by(["account_id", "as_of"]).aggregate(
+        nps_latest=j.score.argmax(j.responded_at, where=nps),
+        days_since_nps=age.min(where=nps),
+        nps_mean_365d=j.score.mean(where=nps & y),
+        nps_count_365d=(nps & y).cast("float64").sum(),
+        _promoters=(nps & y & (j.score >= 9)).cast("float64").sum(),
+        _detractors=(nps & y & (j.score <= 6)).cast("float64").sum(),
+        csat_latest=j.score.argmax(j.responded_at, where=csat),
+        csat_count_365d=(csat & y).cast("float64").sum(),
+        respondent_roles_365d=j.respondent_role.nunique(where=y).cast("float64"),
+    )
+
+
+def _touch_features(src: Source, g: ibis.Table) -> ibis.Table | None:
+    if not src.has("touches"):
+        return None
+    t = src.table("touches")
+    j = g.join(t, [t.date < g.as_of, t.date >= g.as_of - _iv(730)])
+    age = _days(j.as_of, j.date)
+    ex = j.kind == "exec_meeting"
+    return j.group_by(["account_id", "as_of"]).aggregate(
+        touches_90d=(age <= 90).cast("float64").sum(),
+        touches_prev90d=((age > 90) & (age <= 180)).cast("float64").sum(),
+        days_since_touch=age.min(),
+        exec_meetings_365d=(ex & (age <= 365)).cast("float64").sum(),
+        days_since_exec_meeting=age.min(where=ex),
+        qbrs_365d=((j.kind == "qbr") & (age <= 365)).cast("float64").sum(),
+    )
+
+
+def _stakeholder_features(src: Source, g: ibis.Table) -> ibis.Table | None:
+    if not src.has("stakeholder_events"):
+        return None
+    e = src.table("stakeholder_events")
+    j = g.join(e, [e.date < g.as_of, e.date >= g.as_of - _iv(730)])
+    age = _days(j.as_of, j.date)
+    champ = j.kind == "champion_left"
+    return j.group_by(["account_id", "as_of"]).aggregate(
+        days_since_champion_left=age.min(where=champ),
+        days_since_stakeholder_change=age.min(),
+        champion_left_365d=(champ & (age <= 365)).cast("float64").sum(),
+    )
+
+
+def _slug(metric: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in str(metric).lower()).strip("_")
+
+
+def build_snapshots(source: Source, as_of: Iterable[date] | date, *, labels: bool = True,
+                    end: date | None = None) -> pd.DataFrame:
+    """One row per (account active on the day before as_of, as_of). Features use rows dated < as_of only."""
+    dates = [as_of] if isinstance(as_of, date) else list(as_of)
+    dates = sorted({pd.Timestamp(d).date() for d in dates})
+    if not dates:
+        raise ValueError("no as-of dates")
+    g = _grid(dates)
+    metrics = usage_metrics(source)
+    base = _contract_features(source, g)
+    a = source.table("accounts")
+    base = base.join(a.select("account_id", "segment", "industry", "region", "csm_id", "created_at"),
+                     "account_id").filter(lambda t: t.created_at < t.as_of).drop("created_at")
+    parts = [_usage_features(source, g, metrics, dates[0], dates[-1]), _ticket_features(source, g),
+             _survey_features(source, g), _touch_features(source, g), _stakeholder_features(source, g)]
+    expr = base
+    for p in parts:
+        if p is not None:
+            expr = expr.left_join(p, ["account_id", "as_of"]).drop("account_id_right", "as_of_right")
+    df = expr.to_pandas()
+    df = _finish(df, metrics)
+    if labels:
+        df = add_labels(df, source.frame("contracts"), end or data_end(source))
+    return df.sort_values(["as_of", "account_id"], ignore_index=True)
+
+
+def _finish(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    df["as_of"] = pd.to_datetime(df["as_of"])
+    df["renewal_date"] = pd.to_datetime(df["renewal_date"])
+    df["has_csm"] = df.pop("csm_id").notna().astype(float)
+    for m in metrics:
+        k = _slug(m)
+        for suffix in ("30d", "prev30d", "90d"):
+            df[f"{k}_{suffix}"] = df[f"{k}_{suffix}"].fillna(0.0)
+        n, sx, sy, sxx, sxy = (df.pop(f"_{k}_{s}").astype(float) for s in ("n", "sx", "sy", "sxx", "sxy"))
+        den = n * sxx - sx * sx
+        with np.errstate(divide="ignore", invalid="ignore"):
+            df[f"{k}_slope_90d"] = np.where((n >= 10) & (den > 0), (n * sxy - sx * sy) / den, np.nan)
+            prev = df[f"{k}_prev30d"]
+            df[f"{k}_trend_30d"] = np.where(prev > 0, df[f"{k}_30d"] / prev - 1, np.nan)
+    if "active_users" in metrics:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            df["seat_utilisation"] = np.where(df["seats"] > 0, df["active_users_30d"] / df["seats"], np.nan)
+    if "key_features_used" in metrics:
+        df["key_feature_breadth"] = df["key_features_used_30d"] * 7 / 10.0  # weekly count out of 10 features
+    if "_last_login_age" in df:
+        df["days_since_login"] = df.pop("_last_login_age").fillna(DAYS_SINCE_CAP["login"]).astype(float)
+    if "_promoters" in df:
+        n = df["nps_count_365d"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            df["account_nps_365d"] = np.where(n > 0, 100 * (df.pop("_promoters") - df.pop("_detractors")) / n, np.nan)
+    zero_if_none = [c for c in df.columns if c.endswith(("_30d", "_90d", "_365d", "_prev90d", "_180d"))
+                    and c.startswith(("tickets", "touches", "exec_", "qbrs", "champion_left", "csat_count",
+                                      "nps_count", "ticket_csat_count"))] + ["open_tickets", "respondent_roles_365d"]
+    for c in zero_if_none:
+        if c in df:
+            df[c] = df[c].fillna(0.0)
+    return df
+
+
+def add_labels(df: pd.DataFrame, contracts: pd.DataFrame, end: date) -> pd.DataFrame:
+    """label_churn: the contracts due at renewal_date were not renewed (None if due on/after the data end);
+    label_arr_change: successor ARR / ARR due - 1 when renewed; label_churn_date and label_duration_days
+    (days from as_of to the account's churn, or to the data end when censored) for survival."""
+    end_ts = pd.Timestamp(end)
+    c = contracts
+    due = df[["account_id", "as_of", "renewal_date"]].merge(
+        c[["account_id", "end_date", "arr", "renewed_by", "start_date"]], on="account_id")
+    due = due[(due.end_date == due.renewal_date) & (due.start_date < due.as_of)]
+    agg = due.groupby(["account_id", "as_of"]).agg(due_arr=("arr", "sum"),
+                                                   succ=("renewed_by", lambda s: s.dropna().iloc[0] if s.notna().any() else None))
+    succ_arr = c.set_index("contract_id")["arr"]
+    agg["succ_arr"] = agg["succ"].map(succ_arr)
+    out = df.merge(agg.reset_index(), on=["account_id", "as_of"], how="left")
+    known = out["renewal_date"] < end_ts
+    out["label_churn"] = np.where(known, out["succ"].isna().astype(float), np.nan)
+    out["label_arr_change"] = np.where(known & out["succ"].notna(), out["succ_arr"] / out["due_arr"] - 1, np.nan)
+    out = out.drop(columns=["due_arr", "succ", "succ_arr"])
+    churn_dates = account_churn_dates(c, end_ts)
+    out = out.merge(churn_dates.rename("label_churn_date"), left_on="account_id", right_index=True, how="left")
+    # an account that churned before this snapshot and came back is not churned "after" it
+    stale = out["label_churn_date"] < out["as_of"]
+    out.loc[stale, "label_churn_date"] = pd.NaT
+    out["label_event"] = out["label_churn_date"].notna().astype(float)
+    out["label_duration_days"] = ((out["label_churn_date"].fillna(end_ts) - out["as_of"]).dt.days).astype(float)
+    return out
+
+
+def account_churn_dates(contracts: pd.DataFrame, end: pd.Timestamp) -> pd.Series:
+    """Per account, the date it stopped being a customer: the end of a contract with no successor on or
+    before `end` when no other contract covers that day. Accounts still customers at `end` are absent."""
+    c = contracts[["account_id", "start_date", "end_date", "renewed_by"]]
+    cand = c[c.renewed_by.isna() & (c.end_date <= end)][["account_id", "end_date"]].drop_duplicates()
+    cover = cand.merge(c[["account_id", "start_date", "end_date"]].rename(
+        columns={"end_date": "other_end"}), on="account_id")
+    covered = cover[(cover.start_date <= cover.end_date) & (cover.other_end > cover.end_date)]
+    gone = cand.merge(covered[["account_id", "end_date"]].drop_duplicates(), how="left", indicator=True)
+    gone = gone[gone["_merge"] == "left_only"]
+    return gone.groupby("account_id")["end_date"].max()
+
+
+def monthly_grid(start: date, end: date) -> list[date]:
+    """First days of the months from start (inclusive, rounded up) to end (inclusive)."""
+    s = pd.Timestamp(start)
+    first = s if s.day == 1 else (s + pd.offsets.MonthBegin(1))
+    return [d.date() for d in pd.date_range(first, pd.Timestamp(end), freq="MS")]
+
+
+FEATURE_EXCLUDE = {"account_id", "as_of", "contract_id", "renewal_date"}
+
+
+def feature_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c not in FEATURE_EXCLUDE and not c.startswith("label_")]

@@ -1,0 +1,252 @@
+"""Classification and calibration metrics for churn probabilities.
+
+Every function takes ``y`` (binary labels: 0/1 or bool) and ``p`` (predicted
+probability of the positive class, in [0, 1]) as array-likes of equal length and
+returns plain Python floats (or a DataFrame / dict of floats), so results can be
+logged to MLflow or serialised to JSON directly.
+
+Degenerate inputs never raise where a number can still be defined: metrics that are
+undefined (e.g. AUC when ``y`` has a single class) are returned as ``float('nan')``.
+Malformed inputs (length mismatch, labels other than 0/1, probabilities outside
+[0, 1] or NaN) raise ``ValueError``.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.special import logit
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+__all__ = [
+    "EPS",
+    "expected_calibration_error",
+    "calibration_slope_intercept",
+    "top_decile_lift",
+    "classification_metrics",
+    "calibration_curve_table",
+    "by_group",
+]
+
+#: Probabilities are clipped to [EPS, 1 - EPS] wherever a logit or log is taken.
+EPS = 1e-6
+
+METRIC_KEYS = (
+    "auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "ece",
+    "calibration_slope",
+    "calibration_intercept",
+    "top_decile_lift",
+    "n",
+    "base_rate",
+)
+
+
+def _check(y, p) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and convert ``(y, p)`` to float arrays (y in {0., 1.})."""
+    y = np.asarray(y)
+    p = np.asarray(p, dtype=float)
+    if y.ndim != 1 or p.ndim != 1:
+        raise ValueError(f"y and p must be 1-D; got shapes {y.shape} and {p.shape}")
+    if len(y) != len(p):
+        raise ValueError(f"y and p have different lengths: {len(y)} != {len(p)}")
+    if y.dtype == bool:
+        y = y.astype(float)
+    else:
+        try:
+            y = y.astype(float)
+        except (TypeError, ValueError) as exc:
+            raise ValueError("y must be binary (0/1 or bool)") from exc
+    if np.isnan(y).any() or not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError(f"y must be binary 0/1; found values {np.unique(y)[:10].tolist()}")
+    if np.isnan(p).any():
+        raise ValueError("p contains NaN")
+    if (p < 0).any() or (p > 1).any():
+        raise ValueError("p must lie in [0, 1]")
+    return y, p
+
+
+def _bin_index(p: np.ndarray, n_bins: int, strategy: str) -> np.ndarray:
+    """Bin number (0 .. n_bins-1) of each probability.
+
+    ``uniform``: equal-width bins on [0, 1], left-closed ``[k/n, (k+1)/n)`` except the
+    last, which also contains 1.0. ``quantile``: edges at the quantiles of ``p``, so
+    bins hold roughly equal counts (tied probabilities always share a bin, so some
+    bins can be empty).
+    """
+    if n_bins < 1:
+        raise ValueError("n_bins must be >= 1")
+    if strategy == "uniform":
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+    elif strategy == "quantile":
+        edges = np.quantile(p, np.linspace(0.0, 1.0, n_bins + 1)) if len(p) else np.linspace(0, 1, n_bins + 1)
+    else:
+        raise ValueError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
+    return np.searchsorted(edges[1:-1], p, side="right")
+
+
+def expected_calibration_error(y, p, n_bins: int = 10, strategy: str = "uniform") -> float:
+    """Expected calibration error.
+
+    ``ECE = sum_b (n_b / n) * |mean(y in b) - mean(p in b)|`` over ``n_bins`` bins of
+    the predicted probability. With ``strategy="uniform"`` (default) the bins are 10
+    equal-width intervals of [0, 1] (``[0, .1), [.1, .2), ..., [.9, 1]``); with
+    ``strategy="quantile"`` they are quantile bins of ``p``. Empty bins contribute 0.
+    Returns NaN for empty input.
+    """
+    y, p = _check(y, p)
+    n = len(y)
+    if n == 0:
+        return float("nan")
+    b = _bin_index(p, n_bins, strategy)
+    counts = np.bincount(b, minlength=n_bins)
+    sum_y = np.bincount(b, weights=y, minlength=n_bins)
+    sum_p = np.bincount(b, weights=p, minlength=n_bins)
+    # |mean(y) - mean(p)| * n_b / n == |sum_y - sum_p| / n
+    return float(np.abs(sum_y - sum_p).sum() / n)
+
+
+def calibration_curve_table(y, p, n_bins: int = 10, strategy: str = "uniform") -> pd.DataFrame:
+    """Reliability-diagram table: one row per bin (all bins, empty ones included).
+
+    Columns: ``bin`` (0-based), ``n`` (rows in bin), ``mean_predicted`` and
+    ``observed_rate`` (NaN for empty bins), plus ``bin_lower``/``bin_upper`` (the
+    bin's edges; for the quantile strategy these are the quantile edges).
+    Bins are as in :func:`expected_calibration_error`.
+    """
+    y, p = _check(y, p)
+    b = _bin_index(p, n_bins, strategy)
+    counts = np.bincount(b, minlength=n_bins)
+    sum_y = np.bincount(b, weights=y, minlength=n_bins)
+    sum_p = np.bincount(b, weights=p, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.where(counts > 0, sum_p / np.maximum(counts, 1), np.nan)
+        obs = np.where(counts > 0, sum_y / np.maximum(counts, 1), np.nan)
+    if strategy == "quantile" and len(p):
+        edges = np.quantile(p, np.linspace(0.0, 1.0, n_bins + 1))
+    else:
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return pd.DataFrame(
+        {
+            "bin": np.arange(n_bins),
+            "n": counts.astype(int),
+            "mean_predicted": mean_p,
+            "observed_rate": obs,
+            "bin_lower": edges[:-1],
+            "bin_upper": edges[1:],
+        }
+    )
+
+
+def calibration_slope_intercept(y, p) -> dict[str, float]:
+    """Logistic recalibration of ``p`` against ``y`` (unpenalised, statsmodels GLM).
+
+    * ``calibration_slope``: ``b`` in ``logit P(y=1) = a + b * logit(p)``; 1 is ideal,
+      < 1 means over-confident predictions (too extreme), > 1 under-confident.
+    * ``calibration_intercept`` (calibration-in-the-large): ``a`` in
+      ``logit P(y=1) = a + offset(logit(p))``; 0 is ideal, > 0 means ``p`` is too low
+      on average.
+
+    ``p`` is clipped to [EPS, 1 - EPS] before taking the logit. Both values are NaN
+    when ``y`` has a single class or the fit does not converge (e.g. perfect
+    separation); the slope is also NaN when ``p`` is constant.
+    """
+    import statsmodels.api as sm  # local import: statsmodels is slow to import
+
+    y, p = _check(y, p)
+    out = {"calibration_slope": float("nan"), "calibration_intercept": float("nan")}
+    if len(y) == 0 or y.min() == y.max():
+        return out
+    lp = logit(np.clip(p, EPS, 1 - EPS))
+    fam = sm.families.Binomial()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            res = sm.GLM(y, np.ones_like(lp)[:, None], family=fam, offset=lp).fit()
+            if res.converged and np.isfinite(res.params[0]):
+                out["calibration_intercept"] = float(res.params[0])
+        except Exception:  # noqa: BLE001 - statsmodels raises several types on degenerate data
+            pass
+        if np.ptp(lp) > 0:
+            try:
+                res = sm.GLM(y, sm.add_constant(lp, has_constant="add"), family=fam).fit()
+                if res.converged and np.isfinite(res.params[1]):
+                    out["calibration_slope"] = float(res.params[1])
+            except Exception:  # noqa: BLE001
+                pass
+    return out
+
+
+def top_decile_lift(y, p, fraction: float = 0.1) -> float:
+    """Positive rate among the top ``fraction`` (default 10 %) of rows by ``p``
+    divided by the overall positive rate.
+
+    The top group has ``ceil(fraction * n)`` rows; ties in ``p`` at the boundary are
+    broken by row order (stable sort). NaN if there are no positives or no rows.
+    """
+    y, p = _check(y, p)
+    n = len(y)
+    if n == 0 or y.sum() == 0:
+        return float("nan")
+    k = max(1, math.ceil(fraction * n - 1e-9))
+    top = np.argsort(-p, kind="stable")[:k]
+    return float(y[top].mean() / y.mean())
+
+
+def classification_metrics(y, p) -> dict[str, float]:
+    """All headline metrics for binary probability predictions.
+
+    Keys: ``auc`` (ROC AUC), ``pr_auc`` (average precision), ``log_loss`` (p clipped
+    to [EPS, 1 - EPS]), ``brier``, ``ece`` (10 uniform bins), ``calibration_slope``,
+    ``calibration_intercept``, ``top_decile_lift``, ``n`` (int) and ``base_rate``.
+    Metrics undefined for the input (e.g. AUC with a single class) are NaN.
+    """
+    y, p = _check(y, p)
+    n = len(y)
+    nan = float("nan")
+    if n == 0:
+        return {k: (0 if k == "n" else nan) for k in METRIC_KEYS}
+    two_classes = y.min() != y.max()
+    pc = np.clip(p, EPS, 1 - EPS)
+    out = {
+        "auc": float(roc_auc_score(y, p)) if two_classes else nan,
+        "pr_auc": float(average_precision_score(y, p)) if two_classes else nan,
+        "log_loss": float(log_loss(y, pc, labels=[0.0, 1.0])),
+        "brier": float(brier_score_loss(y, p, pos_label=1.0)) if two_classes else float(np.mean((p - y) ** 2)),
+        "ece": expected_calibration_error(y, p),
+    }
+    out.update(calibration_slope_intercept(y, p))
+    out["top_decile_lift"] = top_decile_lift(y, p)
+    out["n"] = int(n)
+    out["base_rate"] = float(y.mean())
+    return {k: out[k] for k in METRIC_KEYS}
+
+
+def by_group(y, p, groups, min_n: int = 20) -> dict:
+    """:func:`classification_metrics` per group.
+
+    ``groups`` is an array-like of group labels aligned with ``y``/``p`` (NaN is its
+    own group). Groups with fewer than ``min_n`` rows or a single class are not
+    scored: their dict has the same keys, with ``n`` and ``base_rate`` filled in and
+    every other metric NaN. Returns ``{group: metrics_dict}`` in sorted group order.
+    """
+    y, p = _check(y, p)
+    g = pd.Series(np.asarray(groups, dtype=object) if not isinstance(groups, pd.Series) else groups.to_numpy())
+    if len(g) != len(y):
+        raise ValueError(f"groups has length {len(g)}, expected {len(y)}")
+    out = {}
+    for key, idx in g.groupby(g, dropna=False, sort=True).indices.items():
+        yg, pg = y[idx], p[idx]
+        if len(idx) >= min_n and yg.min() != yg.max():
+            out[key] = classification_metrics(yg, pg)
+        else:
+            m = {k: float("nan") for k in METRIC_KEYS}
+            m["n"] = int(len(idx))
+            m["base_rate"] = float(yg.mean())
+            out[key] = m
+    return out

@@ -1,0 +1,640 @@
+"""Calibrated churn classifier for arbitrary tabular data.
+
+:class:`ChurnClassifier` fits two candidate models on time-ordered data (LightGBM and
+a regularised logistic regression), keeps the one with the better log loss on a
+later "selection" slice, and calibrates it on the latest "calibration" slice.
+Every prediction can be decomposed exactly into per-column contributions on the
+log-odds scale (:meth:`ChurnClassifier.explain`).
+
+Time split (``sample_time`` or row order)::
+
+    |<-- fit (60 %) -->|<-- selection (20 %) -->|<-- calibration (20 %) -->|
+     train candidates    early stopping, C,       Platt / isotonic
+                         model choice
+
+Rows that share a ``sample_time`` always land in the same slice.
+"""
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+from scipy.special import expit, logit
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+__all__ = ["ChurnClassifier", "time_split"]
+
+EPS = 1e-6  # final probabilities are clipped to [EPS, 1 - EPS]
+OTHER = "__other__"  # level for categories that are rare at fit time or unseen
+MISSING = "__missing__"  # explicit missing level in the logistic one-hot encoding
+
+
+# --------------------------------------------------------------------------- helpers
+def _time_key(sample_time, n: int) -> np.ndarray:
+    """Convert ``sample_time`` (datetimes, date strings or numbers) to sortable floats."""
+    t = sample_time.reset_index(drop=True) if isinstance(sample_time, pd.Series) else pd.Series(sample_time)
+    if len(t) != n:
+        raise ValueError(f"sample_time has length {len(t)}, expected {n} (one per row of X)")
+    if t.isna().any():
+        raise ValueError("sample_time contains missing values")
+    if ptypes.is_numeric_dtype(t) and not ptypes.is_bool_dtype(t):
+        return t.to_numpy(dtype="float64")
+    if not ptypes.is_datetime64_any_dtype(t):
+        try:
+            t = pd.to_datetime(t, utc=True)
+        except (TypeError, ValueError) as exc:
+            raise ValueError("sample_time must hold datetimes or numbers") from exc
+    if getattr(t.dt, "tz", None) is not None:
+        t = t.dt.tz_convert("UTC").dt.tz_localize(None)
+    return t.to_numpy(dtype="datetime64[ns]").astype("int64").astype("float64")
+
+
+def _tie_safe_cut(t_sorted: np.ndarray, k: int) -> int:
+    """Cut position nearest to ``k`` such that equal times never straddle the cut."""
+    if k <= 0 or k >= len(t_sorted):
+        return k
+    lo = int(np.searchsorted(t_sorted, t_sorted[k], side="left"))
+    hi = int(np.searchsorted(t_sorted, t_sorted[k], side="right"))
+    return lo if (k - lo <= hi - k and lo > 0) or hi >= len(t_sorted) else hi
+
+
+def time_split(t: np.ndarray, fractions) -> list[np.ndarray]:
+    """Split row indices into consecutive time slices.
+
+    ``t``: sortable 1-D array of times (one per row). ``fractions``: slice sizes that
+    sum to 1. Returns one index array per slice, each sorted by time. Cuts are placed
+    at time thresholds (as close as possible to the requested fractions), so rows with
+    equal ``t`` are always in the same slice. Raises ``ValueError`` if a slice would be
+    empty (too few rows or distinct times).
+    """
+    t = np.asarray(t)
+    order = np.argsort(t, kind="stable")
+    ts = t[order]
+    n = len(t)
+    bounds = [0]
+    for cum in np.cumsum(fractions)[:-1]:
+        bounds.append(_tie_safe_cut(ts, int(round(cum * n))))
+    bounds.append(n)
+    if any(b1 <= b0 for b0, b1 in zip(bounds[:-1], bounds[1:])):
+        raise ValueError(
+            f"cannot split {n} rows into time slices {list(fractions)}: too few rows or distinct sample_time values"
+        )
+    return [order[b0:b1] for b0, b1 in zip(bounds[:-1], bounds[1:])]
+
+
+def _as_float(s: pd.Series) -> np.ndarray:
+    if ptypes.is_datetime64_any_dtype(s):
+        if getattr(s.dt, "tz", None) is not None:
+            s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+        return ((s - pd.Timestamp(0)) / pd.Timedelta(days=1)).to_numpy(dtype="float64", na_value=np.nan)
+    if ptypes.is_timedelta64_dtype(s):
+        return (s / pd.Timedelta(days=1)).to_numpy(dtype="float64", na_value=np.nan)
+    if not ptypes.is_numeric_dtype(s):
+        s = pd.to_numeric(s, errors="coerce")
+    v = s.to_numpy(dtype="float64", na_value=np.nan)
+    v[~np.isfinite(v)] = np.nan
+    return v
+
+
+def _as_str(s: pd.Series) -> pd.Series:
+    """Values as strings (so mixed-type object columns compare consistently), NaN kept."""
+    s = s.astype(object)
+    missing = s.isna().to_numpy()
+    out = s.astype(str)
+    out[missing] = np.nan
+    return out
+
+
+def _logloss(y, p) -> float:
+    return float(log_loss(y, np.clip(p, EPS, 1 - EPS), labels=[0, 1]))
+
+
+# ------------------------------------------------------------------------ estimator
+class ChurnClassifier(ClassifierMixin, BaseEstimator):
+    """Calibrated binary churn classifier for any pandas DataFrame.
+
+    Fit procedure (``fit(X, y, sample_time=None)``):
+
+    1. Rows are ordered by ``sample_time`` (or taken in row order) and cut at time
+       thresholds into fit / selection / calibration slices
+       (``fit_fraction`` / ``selection_fraction`` / remainder).
+    2. Columns are encoded: numeric, bool, datetime (days since epoch) and timedelta
+       (days) columns become floats (inf -> NaN); any other column is categorical,
+       with levels fixed from the fit+selection rows. Levels seen fewer than
+       ``min_category_count`` times there, and levels never seen, map to one
+       ``"__other__"`` level; missing stays missing.
+    3. Candidates are trained on the fit slice and scored (log loss) on the selection
+       slice: LightGBM (native categoricals, early stopping on the selection slice)
+       and an L2 logistic regression (median impute + missing indicators +
+       standardise; one-hot with explicit missing level; ``C`` from
+       ``logistic_Cs``). The lower log loss wins (``algorithm="auto"``).
+    4. If ``refit`` (default), the winner is refitted on fit+selection rows with the
+       chosen number of boosting rounds / ``C`` (no early stopping). The calibration
+       slice is never used for training, so it stays out-of-sample.
+    5. Calibration on the calibration slice, as a map of the raw logit: Platt
+       (``sigmoid(a*z + b)``) or isotonic regression. With ``calibration="auto"`` the
+       method is chosen by time-ordered 2-fold cross-validation inside the slice
+       (fit on the earlier half, score the later one, and vice versa), then refitted
+       on the whole slice. If the slice holds a single class, no calibration is done
+       (with a warning). Probabilities are clipped to [1e-6, 1 - 1e-6].
+
+    Parameters
+    ----------
+    algorithm : {"auto", "lightgbm", "logistic"}
+    calibration : {"auto", "platt", "isotonic", "none"}
+    fit_fraction, selection_fraction : float
+        Time fractions of the fit and selection slices; the calibration slice gets
+        the rest (must be > 0).
+    refit : bool
+        Refit the chosen candidate on fit+selection rows before calibrating.
+    n_estimators, early_stopping_rounds, learning_rate, num_leaves,
+    min_child_samples, subsample, colsample_bytree, reg_lambda :
+        LightGBM settings (``n_estimators`` is the maximum number of rounds).
+    logistic_Cs : sequence of float
+        Inverse L2 strengths tried for the logistic regression.
+    min_category_count : int
+        Categorical levels rarer than this (in fit+selection rows) are pooled.
+    threshold : float
+        Probability cut-off used by :meth:`predict`.
+    n_jobs : int
+        Threads for LightGBM.
+    random_state : int
+        Seed for LightGBM's bagging / column sampling.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (2,)
+        Original labels; ``classes_[1]`` is the positive (churn) class.
+    feature_names_in_ : ndarray of str/object
+        Training column names, in order (``x0, x1, ...`` for numpy input).
+    n_features_in_ : int
+    feature_kinds_ : dict
+        Column -> ``"numeric"`` | ``"datetime"`` | ``"timedelta"`` | ``"categorical"``.
+    categories_ : dict
+        Categorical column -> list of levels (strings) known to the model; the last
+        level is always ``"__other__"``.
+    split_sizes_ : dict
+        Rows in the ``"fit"``, ``"selection"`` and ``"calibration"`` slices.
+    split_times_ : dict
+        First time key (float; ns since epoch for datetimes) of the ``"selection"``
+        and ``"calibration"`` slices.
+    candidate_scores_ : dict
+        Candidate name -> log loss on the selection slice (raw, uncalibrated).
+    chosen_ : str
+        ``"lightgbm"`` or ``"logistic"``.
+    best_iteration_ : int or None
+        Boosting rounds used by the LightGBM candidate (early-stopping optimum).
+    best_C_ : float or None
+        ``C`` chosen for the logistic candidate.
+    logistic_scores_ : dict
+        ``C`` -> selection log loss for the logistic candidate.
+    model_ : LGBMClassifier or sklearn Pipeline
+        The fitted winning model (uncalibrated).
+    design_mean_ : ndarray or None
+        Logistic only: mean of each design (transformed) column on the training rows.
+    design_source_ : ndarray of int or None
+        Logistic only: input column index each design column comes from.
+    calibration_ : str
+        ``"platt"`` | ``"isotonic"`` | ``"none"``.
+    calibration_scores_ : dict
+        Cross-validated calibration-slice log loss per method (``"auto"`` only).
+    platt_ : tuple (a, b) or None
+        Platt parameters: ``p = sigmoid(a * z + b)`` for raw logit ``z``.
+    isotonic_ : IsotonicRegression or None
+        Isotonic map from raw logit to probability.
+    base_rate_ : float
+        Positive rate over all training rows.
+    """
+
+    def __init__(
+        self,
+        algorithm: str = "auto",
+        calibration: str = "auto",
+        fit_fraction: float = 0.6,
+        selection_fraction: float = 0.2,
+        refit: bool = True,
+        n_estimators: int = 2000,
+        early_stopping_rounds: int = 100,
+        learning_rate: float = 0.04,
+        num_leaves: int = 15,
+        min_child_samples: int = 50,
+        subsample: float = 0.8,
+        colsample_bytree: float = 0.8,
+        reg_lambda: float = 1.0,
+        logistic_Cs=(0.01, 0.1, 1.0, 10.0),
+        min_category_count: int = 10,
+        threshold: float = 0.5,
+        n_jobs: int = 2,
+        random_state: int = 0,
+    ):
+        self.algorithm = algorithm
+        self.calibration = calibration
+        self.fit_fraction = fit_fraction
+        self.selection_fraction = selection_fraction
+        self.refit = refit
+        self.n_estimators = n_estimators
+        self.early_stopping_rounds = early_stopping_rounds
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.reg_lambda = reg_lambda
+        self.logistic_Cs = logistic_Cs
+        self.min_category_count = min_category_count
+        self.threshold = threshold
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ input handling
+    @staticmethod
+    def _to_frame(X) -> pd.DataFrame:
+        if isinstance(X, pd.DataFrame):
+            return X
+        arr = np.asarray(X)
+        if arr.ndim != 2:
+            raise ValueError(f"X must be a pandas DataFrame or a 2-D array; got shape {arr.shape}")
+        return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+
+    def _check_X(self, X) -> pd.DataFrame:
+        """Return X with the training columns in training order (validating them)."""
+        if not isinstance(X, pd.DataFrame):
+            arr = np.asarray(X)
+            if arr.ndim != 2 or arr.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has shape {arr.shape}; expected (n, {self.n_features_in_})")
+            return pd.DataFrame(arr, columns=list(self.feature_names_in_))  # positional
+        missing = [c for c in self.feature_names_in_ if c not in X.columns]
+        if missing:
+            raise ValueError(f"X is missing training columns: {missing}")
+        return X[list(self.feature_names_in_)]
+
+    def _learn_encoding(self, X: pd.DataFrame) -> None:
+        kinds, cats = {}, {}
+        for col in X.columns:
+            s = X[col]
+            if ptypes.is_datetime64_any_dtype(s):
+                kinds[col] = "datetime"
+            elif ptypes.is_timedelta64_dtype(s):
+                kinds[col] = "timedelta"
+            elif ptypes.is_numeric_dtype(s) and not isinstance(s.dtype, pd.CategoricalDtype):
+                kinds[col] = "numeric"
+            else:
+                kinds[col] = "categorical"
+                counts = _as_str(s).value_counts(dropna=True)
+                keep = counts[counts >= self.min_category_count].index
+                cats[col] = sorted(str(v) for v in keep if v != OTHER) + [OTHER]
+        self.feature_kinds_, self.categories_ = kinds, cats
+
+    def _encode(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Model frame with internal column names ``f0..f{p-1}``: float columns and
+        pandas categoricals with the fixed fit-time levels."""
+        data = {}
+        for i, col in enumerate(self.feature_names_in_):
+            s = X[col]
+            if self.feature_kinds_[col] == "categorical":
+                levels = self.categories_[col]
+                v = _as_str(s)
+                v = v.where(v.isin(levels) | v.isna(), OTHER)
+                data[f"f{i}"] = pd.Categorical(v.to_numpy(), categories=levels)
+            else:
+                data[f"f{i}"] = _as_float(s)
+        return pd.DataFrame(data, index=X.index)
+
+    # --------------------------------------------------------------------- candidates
+    def _lgbm(self, n_estimators: int):
+        from lightgbm import LGBMClassifier
+
+        return LGBMClassifier(
+            n_estimators=n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=self.min_child_samples,
+            subsample=self.subsample,
+            subsample_freq=1,
+            colsample_bytree=self.colsample_bytree,
+            reg_lambda=self.reg_lambda,
+            n_jobs=self.n_jobs,
+            random_state=self.random_state,
+            verbose=-1,
+        )
+
+    def _logistic(self, C: float) -> Pipeline:
+        num = [f"f{i}" for i, c in enumerate(self.feature_names_in_) if self.feature_kinds_[c] != "categorical"]
+        cat = [f"f{i}" for i, c in enumerate(self.feature_names_in_) if self.feature_kinds_[c] == "categorical"]
+        parts = []
+        if num:
+            parts.append(
+                (
+                    "num",
+                    Pipeline(
+                        [
+                            ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
+                            ("scale", StandardScaler()),
+                        ]
+                    ),
+                    num,
+                )
+            )
+        if cat:
+            parts.append(
+                (
+                    "cat",
+                    Pipeline(
+                        [
+                            ("impute", SimpleImputer(strategy="constant", fill_value=MISSING, keep_empty_features=True)),
+                            ("onehot", OneHotEncoder(handle_unknown="ignore")),
+                        ]
+                    ),
+                    cat,
+                )
+            )
+        return Pipeline(
+            [
+                ("prep", ColumnTransformer(parts, remainder="drop", sparse_threshold=0.3)),
+                ("clf", LogisticRegression(C=C, max_iter=2000)),
+            ]
+        )
+
+    @staticmethod
+    def _logistic_input(Xe: pd.DataFrame) -> pd.DataFrame:
+        # SimpleImputer wants object (not categorical) columns for string levels.
+        return Xe.apply(lambda s: s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s)
+
+    def _fit_lightgbm(self, Xf, yf, Xs, ys):
+        import lightgbm
+
+        m = self._lgbm(self.n_estimators)
+        # lightgbm >= 4.7 takes eval_X/eval_y (eval_set is deprecated there)
+        if "eval_X" in inspect.signature(m.fit).parameters:
+            evals = {"eval_X": (Xs,), "eval_y": (ys,)}
+        else:
+            evals = {"eval_set": [(Xs, ys)]}
+        m.fit(
+            Xf,
+            yf,
+            eval_metric="binary_logloss",
+            callbacks=[lightgbm.early_stopping(self.early_stopping_rounds, verbose=False)],
+            **evals,
+        )
+        best = int(m.best_iteration_ or self.n_estimators)
+        p = m.booster_.predict(Xs, num_iteration=best)
+        return m, best, _logloss(ys, p)
+
+    def _fit_logistic(self, Xf, yf, Xs, ys):
+        scores, models = {}, {}
+        for C in self.logistic_Cs:
+            m = self._logistic(float(C))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # ConvergenceWarning on tiny / separable data
+                m.fit(Xf, yf)
+            scores[float(C)] = _logloss(ys, m.predict_proba(Xs)[:, 1])
+            models[float(C)] = m
+        best = min(scores, key=scores.get)
+        return models[best], best, scores
+
+    # -------------------------------------------------------------------------- fit
+    def fit(self, X, y, sample_time=None):
+        """Fit on time-ordered data; see the class docstring. Returns ``self``."""
+        if self.algorithm not in ("auto", "lightgbm", "logistic"):
+            raise ValueError(f"algorithm must be 'auto', 'lightgbm' or 'logistic', got {self.algorithm!r}")
+        if self.calibration not in ("auto", "platt", "isotonic", "none"):
+            raise ValueError(f"calibration must be 'auto', 'platt', 'isotonic' or 'none', got {self.calibration!r}")
+        cal_fraction = 1.0 - self.fit_fraction - self.selection_fraction
+        if min(self.fit_fraction, self.selection_fraction) <= 0 or cal_fraction <= 0:
+            raise ValueError("fit_fraction and selection_fraction must be > 0 and sum to < 1")
+
+        X = self._to_frame(X)
+        if X.columns.duplicated().any():
+            raise ValueError(f"X has duplicate column names: {list(X.columns[X.columns.duplicated()])}")
+        if X.shape[1] == 0:
+            raise ValueError("X has no columns")
+        y_arr = np.asarray(y).ravel()
+        if len(y_arr) != len(X):
+            raise ValueError(f"X has {len(X)} rows but y has {len(y_arr)}")
+        if pd.isna(y_arr).any():
+            raise ValueError("y contains missing values")
+        classes = np.unique(y_arr)
+        if len(classes) == 1:
+            raise ValueError(f"y has a single class ({classes[0]!r}); need both churners and non-churners")
+        if len(classes) != 2:
+            raise ValueError(f"y must be binary; found {len(classes)} distinct values")
+        self.classes_ = classes
+        yb = (y_arr == classes[1]).astype(int)
+
+        t = np.arange(len(X), dtype=float) if sample_time is None else _time_key(sample_time, len(X))
+        fit_idx, sel_idx, cal_idx = time_split(t, [self.fit_fraction, self.selection_fraction, cal_fraction])
+        for name, idx in (("fit", fit_idx), ("selection", sel_idx)):
+            if len(np.unique(yb[idx])) < 2:
+                raise ValueError(f"the {name} time slice has a single class; more data or other fractions needed")
+        self.split_sizes_ = {"fit": len(fit_idx), "selection": len(sel_idx), "calibration": len(cal_idx)}
+        self.split_times_ = {"selection": float(t[sel_idx[0]]), "calibration": float(t[cal_idx[0]])}
+
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
+        train_idx = np.concatenate([fit_idx, sel_idx])
+        self._learn_encoding(X.iloc[train_idx])
+        Xe = self._encode(X)
+        Xl = self._logistic_input(Xe)
+
+        # candidates: trained on fit slice, scored on selection slice
+        self.candidate_scores_, self.best_iteration_, self.best_C_, self.logistic_scores_ = {}, None, None, {}
+        models = {}
+        if self.algorithm in ("auto", "lightgbm"):
+            m, self.best_iteration_, score = self._fit_lightgbm(
+                Xe.iloc[fit_idx], yb[fit_idx], Xe.iloc[sel_idx], yb[sel_idx]
+            )
+            models["lightgbm"], self.candidate_scores_["lightgbm"] = m, score
+        if self.algorithm in ("auto", "logistic"):
+            m, self.best_C_, self.logistic_scores_ = self._fit_logistic(
+                Xl.iloc[fit_idx], yb[fit_idx], Xl.iloc[sel_idx], yb[sel_idx]
+            )
+            models["logistic"], self.candidate_scores_["logistic"] = m, self.logistic_scores_[self.best_C_]
+        self.chosen_ = min(self.candidate_scores_, key=self.candidate_scores_.get)
+
+        # refit the winner on fit + selection rows
+        if self.refit:
+            if self.chosen_ == "lightgbm":
+                model = self._lgbm(self.best_iteration_).fit(Xe.iloc[train_idx], yb[train_idx])
+            else:
+                model = self._logistic(self.best_C_)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    model.fit(Xl.iloc[train_idx], yb[train_idx])
+        else:
+            model = models[self.chosen_]
+            train_idx = fit_idx
+        self.model_ = model
+        self.design_mean_ = self.design_source_ = None
+        if self.chosen_ == "logistic":
+            self._prepare_linear_explainer(Xl.iloc[train_idx])
+
+        self._fit_calibration(self._raw_logit(Xe.iloc[cal_idx]), yb[cal_idx], t[cal_idx])
+        self.base_rate_ = float(yb.mean())
+        return self
+
+    def _fit_calibration(self, z, y, t) -> None:
+        self.platt_, self.isotonic_, self.calibration_scores_ = None, None, {}
+        method = self.calibration
+        if method != "none" and len(np.unique(y)) < 2:
+            warnings.warn("calibration slice has a single class; predictions are left uncalibrated", stacklevel=3)
+            method = "none"
+        if method == "auto":
+            try:
+                halves = time_split(t, [0.5, 0.5])
+            except ValueError:
+                halves = None
+            if halves is None or any(len(np.unique(y[h])) < 2 for h in halves):
+                method = "platt"  # too little data to cross-validate: the 2-parameter map is the safe choice
+            else:
+                for name in ("platt", "isotonic"):
+                    losses = []
+                    for a, b in (halves, halves[::-1]):
+                        cal = self._fit_calibrator(name, z[a], y[a])
+                        losses.append(_logloss(y[b], self._apply_calibrator(name, cal, z[b])) * len(b))
+                    self.calibration_scores_[name] = float(sum(losses) / len(y))
+                method = min(self.calibration_scores_, key=self.calibration_scores_.get)
+        self.calibration_ = method
+        if method == "platt":
+            self.platt_ = self._fit_calibrator("platt", z, y)
+        elif method == "isotonic":
+            self.isotonic_ = self._fit_calibrator("isotonic", z, y)
+
+    @staticmethod
+    def _fit_calibrator(name, z, y):
+        if name == "platt":
+            lr = LogisticRegression(C=np.inf, max_iter=1000).fit(z[:, None], y)
+            return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+        return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(z, y)
+
+    @staticmethod
+    def _apply_calibrator(name, cal, z) -> np.ndarray:
+        if name == "platt":
+            a, b = cal
+            p = expit(a * z + b)
+        elif name == "isotonic":
+            p = cal.predict(z)
+        else:
+            p = expit(z)
+        return np.clip(p, EPS, 1 - EPS)
+
+    # ---------------------------------------------------------------------- predict
+    def _raw_logit(self, Xe: pd.DataFrame) -> np.ndarray:
+        if self.chosen_ == "lightgbm":
+            return self.model_.booster_.predict(Xe, raw_score=True)
+        return self.model_.decision_function(self._logistic_input(Xe))
+
+    def _calibrate(self, z: np.ndarray) -> np.ndarray:
+        cal = {"platt": self.platt_, "isotonic": self.isotonic_, "none": None}[self.calibration_]
+        return self._apply_calibrator(self.calibration_, cal, z)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Calibrated probabilities, shape (n, 2); column 1 is P(churn), in [1e-6, 1-1e-6]."""
+        p = self._calibrate(self._raw_logit(self._encode(self._check_X(X))))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X) -> np.ndarray:
+        """Class labels: ``classes_[1]`` where P(churn) >= ``threshold``."""
+        return self.classes_[(self.predict_proba(X)[:, 1] >= self.threshold).astype(int)]
+
+    # ---------------------------------------------------------------------- explain
+    def _prepare_linear_explainer(self, Xl_train: pd.DataFrame) -> None:
+        prep = self.model_.named_steps["prep"]
+        names = prep.get_feature_names_out()
+        # design names look like "num__f3", "num__missingindicator_f3", "cat__f5_<level>"
+        src = []
+        for nm in names:
+            rest = nm.split("__", 1)[1]
+            if rest.startswith("missingindicator_"):
+                rest = rest[len("missingindicator_"):]
+            digits = rest[1:].split("_", 1)[0]
+            src.append(int(digits))
+        self.design_source_ = np.asarray(src)
+        D = prep.transform(Xl_train)
+        self.design_mean_ = np.asarray(D.mean(axis=0)).ravel()
+
+    def explain_raw(self, X) -> pd.DataFrame:
+        """Exact contributions to the *uncalibrated* logit.
+
+        Columns: ``feature_names_in_`` then ``base_value``; rows sum to the raw logit.
+        LightGBM: TreeSHAP (``pred_contrib=True``). Logistic: ``coef * (x - mean)`` on
+        the design matrix (means over the model's training rows), summed per source
+        column; ``base_value = intercept + coef . mean``.
+        """
+        Xc = self._check_X(X)
+        Xe = self._encode(Xc)
+        if self.chosen_ == "lightgbm":
+            contrib = np.asarray(self.model_.booster_.predict(Xe, pred_contrib=True))
+        else:
+            prep, clf = self.model_.named_steps["prep"], self.model_.named_steps["clf"]
+            coef = clf.coef_.ravel()
+            M = np.zeros((len(coef), self.n_features_in_))
+            M[np.arange(len(coef)), self.design_source_] = coef
+            offset = self.design_mean_ @ M  # per input column: sum of coef * mean
+            D = prep.transform(self._logistic_input(Xe))
+            phi = np.asarray(D @ M) - offset
+            base = float(clf.intercept_[0] + coef @ self.design_mean_)
+            contrib = np.column_stack([phi, np.full(len(phi), base)])
+        return pd.DataFrame(contrib, index=Xc.index, columns=[*self.feature_names_in_, "base_value"])
+
+    def explain(self, X) -> pd.DataFrame:
+        """Exact per-column contributions to the *calibrated* log-odds.
+
+        Returns a DataFrame indexed like ``X`` with one column per training column
+        (``feature_names_in_`` order) and a final ``base_value`` column, such that for
+        every row ``contributions.sum(axis=1) + base_value == logit(predict_proba(X)[:, 1])``
+        (to ~1e-9).
+
+        The raw contributions (:meth:`explain_raw`, summing to the raw logit ``z`` with
+        base ``z0``) are mapped through the calibrated logit ``g(z)``
+        (= ``logit(clip(calibrated p))``):
+
+        * ``base_value = g(z0)``;
+        * each row's contributions are multiplied by ``(g(z) - g(z0)) / (z - z0)``.
+          For Platt (``g(z) = a*z + b``) this factor is simply ``a`` (so that is what is
+          used, except on rows whose probability was clipped); for isotonic it varies
+          by row and is always >= 0 (``g`` is monotone), so signs are preserved;
+        * on rows with ``|z - z0| < 1e-9`` the factor is undefined: contributions are
+          kept unscaled and the residual ``g(z) - g(z0) - sum(contributions)`` is
+          added to the column with the largest absolute raw contribution.
+        """
+        raw = self.explain_raw(X)
+        phi = raw.iloc[:, :-1].to_numpy()
+        z0 = float(raw["base_value"].iloc[0]) if len(raw) else 0.0
+        z = phi.sum(axis=1) + z0
+        gz = logit(self._calibrate(z))
+        g0 = float(logit(self._calibrate(np.array([z0]))[0]))
+        dz = z - z0
+        small = np.abs(dz) < 1e-9
+        linear = np.zeros(len(z), dtype=bool)
+        if self.calibration_ == "platt":  # g is exactly a*z + b wherever nothing was clipped
+            a, b = self.platt_
+            lim = logit(1 - EPS)
+            if abs(a * z0 + b) < lim:
+                g0 = a * z0 + b
+                linear = np.abs(a * z + b) < lim
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(small, 1.0, (gz - g0) / dz)
+        if linear.any():
+            scale[linear & ~small] = self.platt_[0]
+        out = phi * scale[:, None]
+        if small.any():
+            rows = np.flatnonzero(small)
+            cols = np.abs(phi[rows]).argmax(axis=1) if phi.shape[1] else None
+            out[rows, cols] += (gz[rows] - g0) - out[rows].sum(axis=1)
+        res = pd.DataFrame(out, index=raw.index, columns=raw.columns[:-1])
+        res["base_value"] = g0
+        return res
+
+    def mean_abs_contribution(self, X) -> pd.Series:
+        """Mean |calibrated contribution| per column over ``X``, largest first."""
+        return self.explain(X).drop(columns="base_value").abs().mean().sort_values(ascending=False)

@@ -1,0 +1,389 @@
+"""Portfolio simulator with ground truth.
+
+A latent daily health drives everything a CS team can see (usage, tickets, surveys, touches) and the
+churn decision at each renewal. `truth/` records the latent health and the true probabilities, so every
+model can be measured against the best possible. Nothing in training or scoring reads `truth/`.
+
+Generative story (health is on a logit-like scale, about N(0, 1) across accounts):
+  h(d) = mu(d) + x(d);  x(d) = phi * x(d-1) + sigma * eps + transient shocks (AR(1), mean-reverting);
+  mu(d) is the account's long-run level; it jumps when a champion leaves and when a playbook works.
+  At each renewal (end_date E) the decision uses h(E - NOTICE_DAYS):
+  P(churn) = p_unavoidable + (1 - p_unavoidable) * sigmoid(base_logit + B_HEALTH * h(E - NOTICE_DAYS)).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.signal import lfilter
+
+DEFAULT_END = date(2026, 10, 1)  # data runs through 2026-09-30; fixed so output is a function of the seed only
+SEGMENTS = ("Enterprise", "Mid-Market", "SMB")
+SEGMENT_SHARE = (0.15, 0.35, 0.50)
+INDUSTRIES = ("Software", "Healthcare", "Financial Services", "Retail", "Manufacturing", "Education", "Media")
+REGIONS = ("North America", "EMEA", "APAC", "LATAM")
+REGION_SHARE = (0.45, 0.30, 0.15, 0.10)
+AVOIDABLE_REASONS = ("budget", "low_adoption", "product_gap", "competitor", "champion_left")
+UNAVOIDABLE_REASONS = ("acquired", "bankrupt")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Every number of the generative process; written to truth/params.json."""
+    phi: float = float(np.exp(-1 / 90))       # daily persistence of the transient part of health
+    sd_x: float = 0.55                         # stationary sd of the transient part
+    mu_segment: dict = field(default_factory=lambda: {"Enterprise": 0.3, "Mid-Market": 0.1, "SMB": -0.1})
+    sd_mu: float = 0.75
+    onboarding_x: float = -0.6                 # new customers start below their level and ramp up
+    champion_left_rate: float = 0.20           # per account-year
+    champion_left_transient: float = -0.7
+    champion_left_permanent: float = -0.35
+    sponsor_changed_rate: float = 0.15
+    sponsor_changed_transient: float = -0.3
+    incident_rate: float = 0.40
+    incident_transient: float = -0.5
+    notice_days: int = 60
+    b0: float = -2.6
+    b_health: float = -1.6
+    b_segment: dict = field(default_factory=lambda: {"Enterprise": -0.5, "Mid-Market": 0.0, "SMB": 0.45})
+    b_first_renewal: float = 0.45
+    b_auto_renew: float = -0.3
+    p_unavoidable: float = 0.016
+    playbook_effect_mu: float = 0.45           # adoption_workshop (randomised) shifts mu by this
+    rescue_effect_mu: float = 0.25             # exec_rescue (given to the unhealthiest) shifts mu by this
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+@dataclass
+class Portfolio:
+    tables: dict[str, pd.DataFrame]
+    truth: dict[str, pd.DataFrame]
+    truth_meta: dict
+
+    def write(self, out: Path, fmt: str = "parquet") -> None:
+        out = Path(out)
+        (out / "truth").mkdir(parents=True, exist_ok=True)
+        for name, df in self.tables.items():
+            if fmt == "csv":
+                df.to_csv(out / f"{name}.csv", index=False)
+            else:
+                df.to_parquet(out / f"{name}.parquet", index=False)
+        for name, df in self.truth.items():
+            df.to_parquet(out / "truth" / f"{name}.parquet", index=False)
+        (out / "truth" / "params.json").write_text(json.dumps(self.truth_meta, indent=2, default=str))
+
+
+def simulate_portfolio(n_accounts: int = 2000, years: int = 3, seed: int = 0, end: date = DEFAULT_END,
+                       params: Params | None = None, progress=None) -> Portfolio:
+    """Simulate `n_accounts` accounts whose observed data covers the last `years` years before `end`."""
+    p = params or Params()
+    rng = np.random.default_rng(seed)
+    tick = progress or (lambda *_: None)
+    end64 = np.datetime64(end, "D")
+    window_start = end64 - np.timedelta64(365 * years, "D")
+    origin = window_start - np.timedelta64(3 * 365, "D")  # pre-history: contracts before the data window
+    n_days = int((end64 - origin).astype(int))
+    w0 = int((window_start - origin).astype(int))
+    N = n_accounts
+
+    # --- accounts -------------------------------------------------------------------------------------
+    seg = rng.choice(3, size=N, p=SEGMENT_SHARE)
+    existing = rng.random(N) < 0.55
+    created = np.where(existing, rng.integers(0, w0 - 30, N), rng.integers(w0, n_days - 45, N))
+    n_csm = max(3, N // 70)
+    assigned = (seg < 2) | (rng.random(N) < 0.5)
+    csm = np.where(assigned, rng.integers(1, n_csm + 1, N), 0)
+    accounts = pd.DataFrame({
+        "account_id": [f"A{i:05d}" for i in range(1, N + 1)],
+        "name": _names(rng, N),
+        "segment": np.array(SEGMENTS)[seg],
+        "industry": rng.choice(INDUSTRIES, N),
+        "region": rng.choice(REGIONS, N, p=REGION_SHARE),
+        "csm_id": pd.array([f"CSM-{c:03d}" if c else None for c in csm], dtype="string"),
+        "created_at": origin + created.astype("timedelta64[D]"),
+    })
+    tick("accounts")
+
+    # --- latent health: mu(d) + x(d) --------------------------------------------------------------------
+    mu0 = np.array([p.mu_segment[s] for s in SEGMENTS])[seg] + rng.normal(0, p.sd_mu, N)
+    sigma = p.sd_x * np.sqrt(1 - p.phi ** 2)
+    days = np.arange(n_days)
+    alive_days = days[None, :] >= created[:, None]
+    inputs = sigma * rng.standard_normal((N, n_days)).astype(np.float64)
+    inputs[np.arange(N), created] += p.onboarding_x + rng.normal(0, p.sd_x, N)
+    mu_jump = np.zeros((N, n_days))
+    events = []  # (account index, day, kind)
+    for kind, rate, transient, permanent in (
+            ("champion_left", p.champion_left_rate, p.champion_left_transient, p.champion_left_permanent),
+            ("sponsor_changed", p.sponsor_changed_rate, p.sponsor_changed_transient, 0.0),
+            ("incident", p.incident_rate, p.incident_transient, 0.0)):
+        hits = (rng.random((N, n_days)) < rate / 365) & alive_days
+        ai, di = np.nonzero(hits)
+        inputs[ai, di] += transient
+        if permanent:
+            mu_jump[ai, di] += permanent
+        events += [(a, d, kind) for a, d in zip(ai, di)]
+    # playbooks: a randomised 50/50 adoption workshop, and an exec rescue given to the unhealthiest
+    x = lfilter([1.0], [1.0, -p.phi], np.where(alive_days, inputs, 0.0), axis=1)
+    mu = mu0[:, None] + np.cumsum(mu_jump, axis=1)
+    h_untreated = mu + x
+    interventions, playbook_truth = _assign_playbooks(rng, p, accounts, created, h_untreated, w0, n_days, mu_jump)
+    mu = mu0[:, None] + np.cumsum(mu_jump, axis=1)
+    h = mu + x
+    tick("latent health")
+
+    # --- contracts: renewal decisions on the health path -----------------------------------------------
+    contracts, renewals_truth, seats_daily, active = _contracts(rng, p, accounts, seg, created, h, origin,
+                                                              n_days)
+    tick("contracts")
+
+    # --- observables inside the data window ---------------------------------------------------------------
+    win = slice(w0, n_days)
+    hw, act, seats_w = h[:, win], active[:, win], seats_daily[:, win]
+    dates = origin + np.arange(w0, n_days).astype("timedelta64[D]")
+    weekday = ((dates.astype("datetime64[D]").astype(int) + 3) % 7) < 5  # 1970-01-01 was a Thursday
+    tenure = (np.arange(w0, n_days)[None, :] - created[:, None]).clip(0)
+    util = _sigmoid(0.4 + 1.3 * hw) * (1 - 0.5 * np.exp(-tenure / 45))
+    wf = np.where(weekday, 1.0, 0.35)[None, :]
+    active_users = rng.binomial(seats_w.astype(np.int64), np.clip(util * wf, 0, 1))
+    logins = rng.poisson(active_users * 2.2)
+    ai, di = np.nonzero(act)
+    acc_ids = accounts["account_id"].to_numpy()
+    usage_parts = [pd.DataFrame({"account_id": acc_ids[ai], "date": dates[di], "metric": "active_users",
+                                 "value": active_users[ai, di].astype(float)}),
+                   pd.DataFrame({"account_id": acc_ids[ai], "date": dates[di], "metric": "logins",
+                                 "value": logins[ai, di].astype(float)})]
+    monday = ((dates.astype(int) + 3) % 7) == 0
+    mi, md = np.nonzero(act & monday[None, :])
+    kf = rng.binomial(10, _sigmoid(-0.3 + 1.0 * hw[mi, md]))
+    usage_parts.append(pd.DataFrame({"account_id": acc_ids[mi], "date": dates[md], "metric": "key_features_used",
+                                     "value": kf.astype(float)}))
+    usage = pd.concat(usage_parts, ignore_index=True).sort_values(["date", "account_id", "metric"],
+                                                                  ignore_index=True)
+    tick("usage")
+
+    incident = np.zeros((N, n_days), dtype=bool)
+    for a, d, kind in events:
+        if kind == "incident":
+            incident[a, d:d + 10] = True
+    inc_w = incident[:, win]
+    tickets = _tickets(rng, hw, act, seats_w, inc_w, acc_ids, dates, end64)
+    surveys = _surveys(rng, h, act, acc_ids, dates, w0)
+    touches = _touches(rng, hw, act, seg, accounts["csm_id"].to_numpy(dtype=object), acc_ids, dates)
+    stake = pd.DataFrame([(acc_ids[a], origin + np.timedelta64(d, "D"), k) for a, d, k in events
+                          if k != "incident" and d >= w0 and active[a, d]],
+                         columns=["account_id", "date", "kind"]).sort_values(["date", "account_id"],
+                                                                             ignore_index=True)
+    tick("tickets, surveys, touches")
+
+    health_daily = pd.DataFrame({"account_id": acc_ids[ai], "date": dates[di],
+                                 "health": hw[ai, di].astype(np.float32), "mu": mu[:, win][ai, di].astype(np.float32)})
+    meta = {"params": asdict(p), "seed": seed, "n_accounts": N, "years": years,
+            "window_start": str(window_start), "data_end": str(end64), "playbooks": playbook_truth}
+    tables = {"accounts": accounts, "contracts": contracts, "usage": usage, "tickets": tickets,
+              "surveys": surveys, "touches": touches, "stakeholder_events": stake}
+    if len(interventions):
+        tables["interventions"] = interventions
+    return Portfolio(tables, {"renewals": renewals_truth, "health_daily": health_daily}, meta)
+
+
+def _names(rng, n):
+    a = np.array(["Blue", "North", "Bright", "Iron", "Silver", "Rapid", "Clear", "Summit", "Nova", "Atlas",
+                  "Cedar", "Harbor", "Vertex", "Pioneer", "Quantum", "Golden"])
+    b = np.array(["Logistics", "Health", "Capital", "Foods", "Labs", "Systems", "Media", "Retail", "Energy",
+                  "Robotics", "Analytics", "Works", "Partners", "Networks"])
+    c = np.array(["Inc", "LLC", "GmbH", "Ltd", "Co", "Group", "SA"])
+    return [f"{x} {y} {z}" for x, y, z in zip(rng.choice(a, n), rng.choice(b, n), rng.choice(c, n))]
+
+
+def _assign_playbooks(rng, p, accounts, created, h, w0, n_days, mu_jump):
+    """Randomised adoption_workshop (50/50) and a non-randomised exec_rescue for the unhealthiest."""
+    N = len(accounts)
+    rows, truth = [], {}
+    d_rand = w0 + int(0.35 * (n_days - w0))
+    eligible = np.nonzero(created < d_rand - 60)[0]
+    enrolled = rng.choice(eligible, size=int(0.3 * len(eligible)), replace=False) if len(eligible) else []
+    arm = rng.random(len(enrolled)) < 0.5
+    for a, t in zip(enrolled, arm):
+        day = d_rand + int(rng.integers(0, 30))
+        rows.append((a, day, "adoption_workshop", "treatment" if t else "control"))
+        if t:
+            mu_jump[a, day] += p.playbook_effect_mu
+    truth["adoption_workshop"] = {"randomised": True, "effect_on_health_mu": p.playbook_effect_mu,
+                                  "assigned_day": str(d_rand)}
+    d_rescue = w0 + int(0.55 * (n_days - w0))
+    alive = np.nonzero(created < d_rescue - 60)[0]
+    if len(alive):
+        worst = alive[np.argsort(h[alive, d_rescue])[: max(1, int(0.12 * len(alive)))]]
+        for a in worst:
+            rows.append((a, d_rescue, "exec_rescue", "treatment"))
+            mu_jump[a, d_rescue] += p.rescue_effect_mu
+    truth["exec_rescue"] = {"randomised": False, "effect_on_health_mu": p.rescue_effect_mu,
+                            "rule": "given to the 12% unhealthiest active accounts"}
+    acc = accounts["account_id"].to_numpy()
+    origin = accounts["created_at"].min() - pd.Timedelta(days=int(created.min()))
+    df = pd.DataFrame([(acc[a], origin + pd.Timedelta(days=int(d)), pb, arm) for a, d, pb, arm in rows],
+                      columns=["account_id", "date", "playbook", "arm"])
+    return df, truth
+
+
+def _contracts(rng, p, accounts, seg, created, h, origin, n_days):
+    N = len(accounts)
+    price = np.array([1000.0, 700.0, 400.0])[seg] * rng.lognormal(0, 0.15, N)
+    seats0 = np.maximum(1, np.round(rng.lognormal(np.array([6.0, 4.2, 2.5])[seg], 0.5)))
+    auto = rng.random(N) < np.array([0.2, 0.4, 0.7])[seg]
+    seats_daily = np.zeros((N, n_days + 1), dtype=np.int64)
+    active = np.zeros((N, n_days + 1), dtype=np.int64)
+    rows, truth = [], []
+    cid = 0
+    ids = accounts["account_id"].to_numpy()
+    seg_names = np.array(SEGMENTS)[seg]
+
+    def day(d):
+        return origin + np.timedelta64(int(d), "D")
+
+    for a in range(N):
+        start, seats, renewals = int(created[a]), float(seats0[a]), 0
+        term = 365
+        if seg[a] == 0 and rng.random() < 0.3:
+            term = int(rng.choice([730, 1095]))
+        while start < n_days:
+            end = start + term
+            cid += 1
+            main_id = f"C{cid:06d}"
+            arr = round(seats * price[a], 2)
+            group = [[main_id, ids[a], day(start), day(end), arr, seats, bool(auto[a]), None, None]]
+            seats_daily[a, start:min(end, n_days)] += int(seats)
+            active[a, start:min(end, n_days)] = 1
+            total_seats = seats
+            # mid-term add-on, co-termed with the main contract
+            if term >= 365:
+                d_add = start + int(rng.integers(90, term - 60))
+                if d_add < n_days and rng.random() < _sigmoid(-2.2 + 1.2 * h[a, min(d_add, n_days - 1)]):
+                    extra = max(1.0, round(seats * rng.uniform(0.1, 0.3)))
+                    cid += 1
+                    group.append([f"C{cid:06d}", ids[a], day(d_add), day(end), round(extra * price[a], 2), extra,
+                                  bool(auto[a]), None, None])
+                    seats_daily[a, d_add:min(end, n_days)] += int(extra)
+                    total_seats += extra
+            if end > n_days:  # still running at data end: outcome unknown
+                rows += group
+                break
+            dd = end - p.notice_days
+            hd = h[a, dd]
+            base = p.b0 + p.b_segment[seg_names[a]] + p.b_first_renewal * (renewals == 0) + p.b_auto_renew * auto[a]
+            p_avoid = _sigmoid(base + p.b_health * hd)
+            p_churn = p.p_unavoidable + (1 - p.p_unavoidable) * p_avoid
+            u = rng.random()
+            unavoidable = u < p.p_unavoidable
+            churned = u < p_churn
+            truth.append((main_id, ids[a], day(end), day(dd), float(hd), float(base), float(p_churn), bool(churned),
+                          bool(unavoidable), renewals))
+            if churned:
+                reason = (rng.choice(UNAVOIDABLE_REASONS) if unavoidable else
+                          _avoidable_reason(rng, hd, h[a, max(0, dd - 180):dd + 1]))
+                for g in group:
+                    g[8] = str(reason)
+                rows += group
+                break
+            new_seats = max(1.0, round(total_seats * np.exp(0.12 * hd + rng.normal(0.02, 0.08))))
+            price[a] *= 1.03
+            for g in group:
+                g[7] = f"C{cid + 1:06d}"
+            rows += group
+            start, seats, renewals = end, new_seats, renewals + 1
+    contracts = pd.DataFrame(rows, columns=["contract_id", "account_id", "start_date", "end_date", "arr", "seats",
+                                            "auto_renew", "renewed_by", "churn_reason"])
+    contracts["renewed_by"] = contracts["renewed_by"].astype("string")
+    contracts["churn_reason"] = contracts["churn_reason"].astype("string")
+    renewals_truth = pd.DataFrame(truth, columns=["contract_id", "account_id", "end_date", "decision_date",
+                                                  "health_at_decision", "base_logit", "p_churn", "churned",
+                                                  "unavoidable", "renewals_before"])
+    return contracts, renewals_truth, seats_daily[:, :n_days], active[:, :n_days].astype(bool)
+
+
+def _avoidable_reason(rng, hd, recent):
+    if hd < -1.0:
+        return rng.choice(["low_adoption", "product_gap", "competitor"], p=[0.5, 0.3, 0.2])
+    if len(recent) and recent.max() - hd > 1.0:
+        return "champion_left"
+    return rng.choice(["budget", "competitor", "product_gap", "low_adoption"], p=[0.4, 0.25, 0.2, 0.15])
+
+
+def _tickets(rng, hw, act, seats, inc, acc_ids, dates, end64):
+    lam = (0.01 + 0.0025 * np.power(seats, 0.6)) * np.exp(-0.5 * hw) * np.where(inc, 4.0, 1.0)
+    n = rng.poisson(np.where(act, lam, 0.0))
+    ai, di = np.nonzero(n)
+    reps = n[ai, di]
+    ai, di = np.repeat(ai, reps), np.repeat(di, reps)
+    hh, ii = hw[ai, di], inc[ai, di]
+    m = len(ai)
+    p1 = _sigmoid(-3.2 - 0.8 * hh + 2.0 * ii)
+    p2 = _sigmoid(-1.6 - 0.4 * hh)
+    u = rng.random(m)
+    prio = np.where(u < p1, "P1", np.where(u < p1 + (1 - p1) * p2, "P2", np.where(rng.random(m) < 0.5, "P3", "P4")))
+    res_days = np.round(rng.lognormal(np.where(prio == "P1", 0.3, 1.2) - 0.2 * hh, 0.6), 1)
+    opened = dates[di]
+    closed = opened + (res_days * 24).astype("timedelta64[h]")
+    still_open = closed >= end64
+    csat = np.clip(np.round(4.1 + 0.6 * hh - 0.06 * res_days + rng.normal(0, 0.7, m)), 1, 5)
+    csat = np.where((rng.random(m) < 0.55) | still_open, np.nan, csat)
+    df = pd.DataFrame({"ticket_id": [f"T{i:07d}" for i in range(1, m + 1)], "account_id": acc_ids[ai],
+                       "opened_at": opened, "closed_at": pd.Series(closed).where(~still_open),
+                       "priority": prio, "csat": csat})
+    df = df.sort_values(["opened_at", "account_id"], ignore_index=True)
+    df["ticket_id"] = [f"T{i:07d}" for i in range(1, m + 1)]
+    return df
+
+
+def _surveys(rng, h, act, acc_ids, dates, w0):
+    N, W = act.shape
+    phase = rng.integers(0, 180, N)
+    rows_a, rows_d, kinds, scores, roles = [], [], [], [], []
+    for k in range(0, W, 1):
+        due = ((k + phase) % 182 == 0) & act[:, k]
+        if not due.any():
+            continue
+        idx = np.nonzero(due)[0]
+        for _ in range(3):
+            resp = idx[rng.random(len(idx)) < 0.45]
+            lag = h[resp, max(0, w0 + k - 45)]
+            s = np.clip(np.round(7.4 + 1.7 * lag + rng.normal(0, 1.8, len(resp))), 0, 10)
+            rows_a.append(resp); rows_d.append(np.full(len(resp), k)); kinds.append(np.full(len(resp), "nps"))
+            scores.append(s); roles.append(rng.choice(["user", "admin", "executive"], len(resp), p=[.6, .3, .1]))
+        due_c = ((k + phase) % 91 == 45) & act[:, k] & (rng.random(N) < 0.3)
+        resp = np.nonzero(due_c)[0]
+        s = np.clip(np.round(3.9 + 0.7 * h[resp, w0 + k] + rng.normal(0, 0.7, len(resp))), 1, 5)
+        rows_a.append(resp); rows_d.append(np.full(len(resp), k)); kinds.append(np.full(len(resp), "csat"))
+        scores.append(s); roles.append(np.full(len(resp), "user"))
+    a, d = np.concatenate(rows_a), np.concatenate(rows_d)
+    role = np.concatenate(roles).astype(object)
+    role[rng.random(len(role)) < 0.15] = None
+    return pd.DataFrame({"account_id": acc_ids[a], "responded_at": dates[d], "kind": np.concatenate(kinds),
+                         "score": np.concatenate(scores), "respondent_role": role}
+                        ).sort_values(["responded_at", "account_id"], ignore_index=True)
+
+
+def _touches(rng, hw, act, seg, csm, acc_ids, dates):
+    has_csm = np.array([c is not None and c is not pd.NA for c in csm])
+    base = np.where(has_csm, np.array([0.12, 0.06, 0.025])[seg], 0.006)
+    rate = base[:, None] * np.where(hw < -0.7, 1.6, 1.0)
+    hit = (rng.random(act.shape) < rate) & act
+    ai, di = np.nonzero(hit)
+    kinds = rng.choice(["email", "call", "meeting", "qbr"], len(ai), p=[0.5, 0.2, 0.24, 0.06])
+    kinds = np.where(~has_csm[ai], "email", kinds)
+    # executive meetings: roughly quarterly for engaged Enterprise, rarer elsewhere, rarer when unhealthy
+    ex_rate = np.where(has_csm, np.array([1 / 80, 1 / 200, 1 / 500])[seg], 0.0)[:, None] * np.where(hw > -0.5, 1.0, 0.5)
+    ei, ed = np.nonzero((rng.random(act.shape) < ex_rate) & act)
+    df = pd.DataFrame({"account_id": acc_ids[np.concatenate([ai, ei])],
+                       "date": dates[np.concatenate([di, ed])],
+                       "kind": np.concatenate([kinds, np.full(len(ei), "exec_meeting")]),
+                       "csm_id": pd.array(csm[np.concatenate([ai, ei])], dtype="string")})
+    return df.sort_values(["date", "account_id"], ignore_index=True)
