@@ -105,6 +105,7 @@ def _usage_features(src: Source, g: ibis.Table, metrics: list[str], lo: date, hi
         k = _slug(m)
         is_m = j.metric == m
         v = j.value
+        aggs[f"{k}_7d"] = v.sum(where=is_m & (age <= 7)) / 7.0
         aggs[f"{k}_30d"] = v.sum(where=is_m & (age <= 30)) / 30.0
         aggs[f"{k}_prev30d"] = v.sum(where=is_m & (age > 30) & (age <= 60)) / 30.0
         aggs[f"{k}_90d"] = v.sum(where=is_m & (age <= 90)) / 90.0
@@ -117,6 +118,27 @@ def _usage_features(src: Source, g: ibis.Table, metrics: list[str], lo: date, hi
         aggs[f"_{k}_sxx"], aggs[f"_{k}_sxy"] = sxx, sxy
     if "logins" in metrics:
         aggs["_last_login_age"] = age.min(where=(j.metric == "logins") & (j.value > 0))
+    return j.group_by(["account_id", "as_of"]).aggregate(**aggs)
+
+
+def _long_usage_features(src: Source, g: ibis.Table, metrics: list[str]) -> ibis.Table | None:
+    """Trailing 6- and 12-month daily means per metric, from complete calendar months before as_of
+    (pre-aggregated by month, so long windows stay cheap)."""
+    if not metrics:
+        return None
+    u = src.table("usage").filter(lambda t: t.metric.isin(metrics))
+    month = u.date.truncate("M")
+    mon = u.mutate(month=month).group_by(["account_id", "metric", "month"]).aggregate(total=u.value.sum())
+    mon = mon.mutate(month_end=mon.month + ibis.interval(months=1))
+    j = g.join(mon, [mon.month_end <= g.as_of, mon.month >= g.as_of - _iv(366)])
+    recent = j.month >= j.as_of - _iv(183)
+    aggs = {}
+    for m in metrics:
+        k = _slug(m)
+        is_m = j.metric == m
+        aggs[f"{k}_6m"] = j.total.sum(where=is_m & recent) / 182.5
+        aggs[f"{k}_12m"] = j.total.sum(where=is_m) / 365.0
+        aggs[f"_{k}_months"] = j.month.nunique(where=is_m).cast("float64")
     return j.group_by(["account_id", "as_of"]).aggregate(**aggs)
 
 
@@ -212,7 +234,8 @@ def build_snapshots(source: Source, as_of: Iterable[date] | date, *, labels: boo
     a = source.table("accounts")
     base = base.join(a.select("account_id", "segment", "industry", "region", "csm_id", "created_at"),
                      "account_id").filter(lambda t: t.created_at < t.as_of).drop("created_at")
-    parts = [_usage_features(source, g, metrics, dates[0], dates[-1]), _ticket_features(source, g),
+    parts = [_usage_features(source, g, metrics, dates[0], dates[-1]), _long_usage_features(source, g, metrics),
+             _ticket_features(source, g),
              _survey_features(source, g), _touch_features(source, g), _stakeholder_features(source, g)]
     expr = base
     for p in parts:
@@ -231,8 +254,12 @@ def _finish(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     df["has_csm"] = df.pop("csm_id").notna().astype(float)
     for m in metrics:
         k = _slug(m)
-        for suffix in ("30d", "prev30d", "90d"):
+        for suffix in ("7d", "30d", "prev30d", "90d"):
             df[f"{k}_{suffix}"] = df[f"{k}_{suffix}"].fillna(0.0)
+        months = df.pop(f"_{k}_months").fillna(0)
+        # a mean over months the account was not yet a customer would understate it: rescale by coverage
+        df[f"{k}_6m"] = np.where(months >= 1, df[f"{k}_6m"] * 6 / months.clip(1, 6), np.nan)
+        df[f"{k}_12m"] = np.where(months >= 1, df[f"{k}_12m"] * 12 / months.clip(1, 12), np.nan)
         n, sx, sy, sxx, sxy = (df.pop(f"_{k}_{s}").astype(float) for s in ("n", "sx", "sy", "sxx", "sxy"))
         den = n * sxx - sx * sx
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -241,7 +268,11 @@ def _finish(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
             df[f"{k}_trend_30d"] = np.where(prev > 0, df[f"{k}_30d"] / prev - 1, np.nan)
     if "active_users" in metrics:
         with np.errstate(divide="ignore", invalid="ignore"):
-            df["seat_utilisation"] = np.where(df["seats"] > 0, df["active_users_30d"] / df["seats"], np.nan)
+            seats = df["seats"].where(df["seats"] > 0)
+            df["seat_utilisation"] = df["active_users_30d"] / seats
+            df["seat_utilisation_7d"] = df["active_users_7d"] / seats
+            df["seat_utilisation_90d"] = df["active_users_90d"] / seats
+            df["seat_utilisation_12m"] = df["active_users_12m"] / seats
     if "key_features_used" in metrics:
         df["key_feature_breadth"] = df["key_features_used_30d"] * 7 / 10.0  # weekly count out of 10 features
     if "_last_login_age" in df:

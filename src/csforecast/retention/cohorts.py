@@ -177,41 +177,39 @@ def _weighted_km_ci(dur: np.ndarray, ev: np.ndarray, w: np.ndarray, timeline: np
     """
     from scipy.stats import norm
 
-    ev_times = np.unique(dur[ev == 1])
-    order = np.argsort(dur, kind="stable")
-    d_sorted, w_sorted = dur[order], w[order]
-    # weighted at risk and events at each event time
-    w_cum_from_end = np.concatenate([np.cumsum(w_sorted[::-1])[::-1], [0.0]])
-    n_j = w_cum_from_end[np.searchsorted(d_sorted, ev_times, side="left")]
-    d_j = np.array([w[(dur == t) & (ev == 1)].sum() for t in ev_times]) if len(ev_times) < 64 else \
-        pd.Series(w[ev == 1]).groupby(dur[ev == 1]).sum().reindex(ev_times).to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g_j = 1.0 / (n_j - d_j)                       # inf once everyone at risk churns
-        b_j = np.cumsum(d_j / n_j * g_j)               # B(t_j) = sum_{k<=j} h_k g_k
-    # per-account terminal influence  c_i = e_i g(x_i) - B(x_i)
-    k_i = np.searchsorted(ev_times, dur, side="right") - 1   # last event time <= x_i
-    b_i = np.where(k_i >= 0, b_j[np.clip(k_i, 0, None)] if len(b_j) else 0.0, 0.0)
-    pos_i = np.searchsorted(ev_times, dur, side="left")
-    g_i = np.zeros_like(dur)
-    is_ev = ev == 1
-    g_i[is_ev] = g_j[pos_i[is_ev]]
-    with np.errstate(invalid="ignore"):
-        c_i = np.where(is_ev, g_i, 0.0) - b_i
-    # V(t) = sum_{x_i <= t} w_i^2 c_i^2 + B(t)^2 sum_{x_i > t} w_i^2
-    contrib = (w * c_i) ** 2
-    contrib_sorted = contrib[order]
-    cum_done = np.concatenate([[0.0], np.cumsum(contrib_sorted)])
-    w2_sorted = w_sorted ** 2
-    w2_from_end = np.concatenate([np.cumsum(w2_sorted[::-1])[::-1], [0.0]])
-    n_done = np.searchsorted(d_sorted, timeline, side="right")
-    k_t = np.searchsorted(ev_times, timeline, side="right") - 1
-    b_t = np.where(k_t >= 0, b_j[np.clip(k_t, 0, None)] if len(b_j) else 0.0, 0.0)
-    with np.errstate(invalid="ignore"):
-        var_log = cum_done[n_done] + b_t ** 2 * w2_from_end[n_done]
-
-    z = norm.ppf(1 - alpha / 2)
     lo = np.ones_like(surv)
     hi = np.ones_like(surv)
+    is_ev = ev == 1
+    if not is_ev.any():
+        return lo, hi
+    ev_times = np.unique(dur[is_ev])
+    order = np.argsort(dur, kind="stable")
+    d_sorted, w_sorted = dur[order], w[order]
+    w_from_end = np.concatenate([np.cumsum(w_sorted[::-1])[::-1], [0.0]])
+    n_j = w_from_end[np.searchsorted(d_sorted, ev_times, side="left")]      # weighted at risk
+    d_j = np.bincount(np.searchsorted(ev_times, dur[is_ev]), weights=w[is_ev],
+                      minlength=len(ev_times))                             # weighted churned
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g_j = 1.0 / (n_j - d_j)                 # inf once everyone still at risk churns (S = 0)
+        b_j = np.cumsum(d_j / n_j * g_j)        # B(t_j) = sum_{k <= j} h_k g_k
+
+    def b_at(t):
+        k = np.searchsorted(ev_times, t, side="right") - 1
+        return np.where(k >= 0, b_j[np.clip(k, 0, None)], 0.0)
+
+    # influence of account i once its spell is over: c_i = e_i g(x_i) - B(x_i)
+    g_i = np.zeros_like(dur)
+    g_i[is_ev] = g_j[np.searchsorted(ev_times, dur[is_ev])]
+    with np.errstate(invalid="ignore"):
+        contrib = (w * (g_i - b_at(dur))) ** 2
+    # V(t) = sum_{x_i <= t} w_i^2 c_i^2 + B(t)^2 sum_{x_i > t} w_i^2
+    cum_done = np.concatenate([[0.0], np.cumsum(contrib[order])])
+    w2_from_end = np.concatenate([np.cumsum((w_sorted ** 2)[::-1])[::-1], [0.0]])
+    n_done = np.searchsorted(d_sorted, timeline, side="right")
+    with np.errstate(invalid="ignore"):
+        var_log = cum_done[n_done] + b_at(timeline) ** 2 * w2_from_end[n_done]
+
+    z = norm.ppf(1 - alpha / 2)
     inner = (surv > 0) & (surv < 1)
     v = np.log(surv[inner])
     se = np.sqrt(var_log[inner])

@@ -137,6 +137,40 @@ class _Terms:
 
 
 # ---------------------------------------------------------------------------
+# 2F1(1, b; c; z) for 0 < b < c, 0 < z < 1 -- the DERL / DEL series
+# ---------------------------------------------------------------------------
+_HYP2F1_MAX_C = 50.0  # scipy's hyp2f1 is accurate (< 1e-12 rel.) below this; NaN for c ~ 1e3
+
+
+def _series_2f1_1(b: float, c: float, z: float, rtol: float = 1e-16, chunk: int = 4096,
+                  max_terms: int = 50_000_000) -> float:
+    """sum_k (b)_k / (c)_k z^k by direct summation (term ratios are < z, so the tail after a term
+    T is at most T z / (1 - z))."""
+    total, log_t, k0 = 0.0, 0.0, 0
+    log_z = math.log(z)
+    while k0 < max_terms:
+        k = k0 + np.arange(chunk)
+        logs = log_t + np.concatenate([[0.0], np.cumsum(np.log((b + k[:-1]) / (c + k[:-1])) + log_z)])
+        terms = np.exp(logs)
+        total += float(terms.sum())
+        log_t = logs[-1] + math.log((b + k[-1]) / (c + k[-1])) + log_z
+        k0 += chunk
+        if math.exp(log_t) / (1.0 - z) < rtol * total:
+            return total
+    raise RuntimeError("hypergeometric series did not converge (discount rate too small?)")
+
+
+def _hyp2f1_1(b, c, z) -> np.ndarray:
+    """Vectorised 2F1(1, b; c; z): scipy's hyp2f1 for moderate c, direct series otherwise."""
+    b, c, z = np.broadcast_arrays(np.asarray(b, float), np.asarray(c, float), np.asarray(z, float))
+    out = np.asarray(hyp2f1(1.0, b, c, z), dtype=float).copy()
+    redo = ~np.isfinite(out) | (c > _HYP2F1_MAX_C)
+    for idx in zip(*np.nonzero(redo)) if out.ndim else ([()] if redo else []):
+        out[idx] = _series_2f1_1(float(b[idx]), float(c[idx]), float(z[idx]))
+    return out
+
+
+# ---------------------------------------------------------------------------
 # the estimator
 # ---------------------------------------------------------------------------
 class ShiftedBetaGeometric:
@@ -381,12 +415,14 @@ class ShiftedBetaGeometric:
 
         The payment for the current period (already received) is *not*
         included; the first term is the next renewal payment, undiscounted.
-        Vectorised over ``discount`` and ``renewals_made``.
+        Vectorised over ``discount`` and ``renewals_made``.  ``2F1`` is evaluated with
+        ``scipy.special.hyp2f1`` when its third argument is <= 50 and by direct summation of
+        its (geometrically convergent) series otherwise, where scipy's routine loses accuracy.
         """
         a, b = self._check_fitted()
         d = self._check_discount(discount)
         n = self._periods(renewals_made, 0, "renewals_made")
-        val = (b + n) / (a + b + n) * hyp2f1(1.0, b + n + 1.0, a + b + n + 1.0, 1.0 / (1.0 + d))
+        val = (b + n) / (a + b + n) * _hyp2f1_1(b + n + 1.0, a + b + n + 1.0, 1.0 / (1.0 + d))
         return self._out(val, discount, renewals_made)
 
     def discounted_expected_lifetime(self, discount):
@@ -398,7 +434,7 @@ class ShiftedBetaGeometric:
         """
         a, b = self._check_fitted()
         d = self._check_discount(discount)
-        return self._out(hyp2f1(1.0, b, a + b, 1.0 / (1.0 + d)), discount)
+        return self._out(_hyp2f1_1(b, a + b, 1.0 / (1.0 + d)), discount)
 
     def clv(self, margin, discount, renewals_made=0):
         """Expected residual lifetime value ``margin * DERL(discount, renewals_made)``.

@@ -34,8 +34,8 @@ UNAVOIDABLE_REASONS = ("acquired", "bankrupt")
 @dataclass(frozen=True)
 class Params:
     """Every number of the generative process; written to truth/params.json."""
-    phi: float = float(np.exp(-1 / 90))       # daily persistence of the transient part of health
-    sd_x: float = 0.55                         # stationary sd of the transient part
+    phi: float = float(np.exp(-1 / 45))       # daily persistence of the transient part of health
+    sd_x: float = 0.35                         # stationary sd of the transient part
     mu_segment: dict = field(default_factory=lambda: {"Enterprise": 0.3, "Mid-Market": 0.1, "SMB": -0.1})
     sd_mu: float = 0.75
     onboarding_x: float = -0.6                 # new customers start below their level and ramp up
@@ -150,7 +150,7 @@ def simulate_portfolio(n_accounts: int = 2000, years: int = 3, seed: int = 0, en
     dates = origin + np.arange(w0, n_days).astype("timedelta64[D]")
     weekday = ((dates.astype("datetime64[D]").astype(int) + 3) % 7) < 5  # 1970-01-01 was a Thursday
     tenure = (np.arange(w0, n_days)[None, :] - created[:, None]).clip(0)
-    util = _sigmoid(0.4 + 1.3 * hw) * (1 - 0.5 * np.exp(-tenure / 45))
+    util = _sigmoid(0.2 + 1.1 * hw) * (1 - 0.5 * np.exp(-tenure / 45))
     wf = np.where(weekday, 1.0, 0.35)[None, :]
     active_users = rng.binomial(seats_w.astype(np.int64), np.clip(util * wf, 0, 1))
     logins = rng.poisson(active_users * 2.2)
@@ -237,7 +237,7 @@ def _assign_playbooks(rng, p, accounts, created, h, w0, n_days, mu_jump):
 def _contracts(rng, p, accounts, seg, created, h, origin, n_days):
     N = len(accounts)
     price = np.array([1000.0, 700.0, 400.0])[seg] * rng.lognormal(0, 0.15, N)
-    seats0 = np.maximum(1, np.round(rng.lognormal(np.array([6.0, 4.2, 2.5])[seg], 0.5)))
+    seats0 = np.maximum(1, np.round(rng.lognormal(np.array([6.0, 4.2, 2.8])[seg], 0.5)))
     auto = rng.random(N) < np.array([0.2, 0.4, 0.7])[seg]
     seats_daily = np.zeros((N, n_days + 1), dtype=np.int64)
     active = np.zeros((N, n_days + 1), dtype=np.int64)

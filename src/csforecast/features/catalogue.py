@@ -1,0 +1,148 @@
+"""What each feature means to a person: its words, how to show its value, its health component and the
+lever a CSM can pull. Drivers are associations learned from history, never causes; the wording says so."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    label: str
+    component: str
+    lever: str
+    fmt: str = "num"   # num | pct | days | int | money | cat | bool | ratio
+
+
+_L_ADOPT = "run an adoption workshop / enable unused features"
+_L_DEPLOY = "drive seat activation (onboarding for unassigned seats)"
+_L_ENGAGE = "schedule an executive business review"
+_L_SUPPORT = "escalate open tickets with Support; review recent P1s with the customer"
+_L_NPS = "close the loop with detractors"
+_L_CHAMP = "find and enable a new champion"
+_L_COMMERCIAL = "start the renewal conversation early"
+_NONE = "none (account profile)"
+
+CATALOGUE: dict[str, FeatureInfo] = {
+    "seat_utilisation": FeatureInfo("seat utilisation", "Deployment", _L_DEPLOY, "pct"),
+    "active_users_30d": FeatureInfo("daily active users (30-day mean)", "Adoption", _L_ADOPT),
+    "active_users_prev30d": FeatureInfo("daily active users (prior 30 days)", "Adoption", _L_ADOPT),
+    "active_users_90d": FeatureInfo("daily active users (90-day mean)", "Adoption", _L_ADOPT),
+    "active_users_trend_30d": FeatureInfo("active users, last 30 days vs prior 30", "Adoption", _L_ADOPT, "ratio"),
+    "active_users_slope_90d": FeatureInfo("active-user trend (per day, 90 days)", "Adoption", _L_ADOPT),
+    "logins_30d": FeatureInfo("daily logins (30-day mean)", "Adoption", _L_ADOPT),
+    "logins_prev30d": FeatureInfo("daily logins (prior 30 days)", "Adoption", _L_ADOPT),
+    "logins_90d": FeatureInfo("daily logins (90-day mean)", "Adoption", _L_ADOPT),
+    "logins_trend_30d": FeatureInfo("logins, last 30 days vs prior 30", "Adoption", _L_ADOPT, "ratio"),
+    "logins_slope_90d": FeatureInfo("login trend (per day, 90 days)", "Adoption", _L_ADOPT),
+    "days_since_login": FeatureInfo("days since last login", "Adoption", _L_ADOPT, "days"),
+    "key_features_used_30d": FeatureInfo("key features used (30 days)", "Adoption", _L_ADOPT),
+    "key_features_used_prev30d": FeatureInfo("key features used (prior 30 days)", "Adoption", _L_ADOPT),
+    "key_features_used_90d": FeatureInfo("key features used (90 days)", "Adoption", _L_ADOPT),
+    "key_features_used_trend_30d": FeatureInfo("key-feature use, last 30 vs prior 30", "Adoption", _L_ADOPT, "ratio"),
+    "key_features_used_slope_90d": FeatureInfo("key-feature trend (90 days)", "Adoption", _L_ADOPT),
+    "key_feature_breadth": FeatureInfo("share of key features used", "Adoption", _L_ADOPT, "pct"),
+    "touches_90d": FeatureInfo("CSM touches in 90 days", "Engagement", _L_ENGAGE, "int"),
+    "touches_prev90d": FeatureInfo("CSM touches in the prior 90 days", "Engagement", _L_ENGAGE, "int"),
+    "days_since_touch": FeatureInfo("days since last CSM touch", "Engagement", _L_ENGAGE, "days"),
+    "exec_meetings_365d": FeatureInfo("executive meetings in 12 months", "Engagement", _L_ENGAGE, "int"),
+    "days_since_exec_meeting": FeatureInfo("days since last executive meeting", "Engagement", _L_ENGAGE, "days"),
+    "qbrs_365d": FeatureInfo("QBRs in 12 months", "Engagement", _L_ENGAGE, "int"),
+    "respondent_roles_365d": FeatureInfo("stakeholder roles heard from (12 months)", "Engagement", _L_ENGAGE, "int"),
+    "days_since_champion_left": FeatureInfo("days since the champion left", "Engagement", _L_CHAMP, "days"),
+    "days_since_stakeholder_change": FeatureInfo("days since a stakeholder change", "Engagement", _L_CHAMP, "days"),
+    "champion_left_365d": FeatureInfo("champion departures in 12 months", "Engagement", _L_CHAMP, "int"),
+    "has_csm": FeatureInfo("has an assigned CSM", "Engagement", "assign a CSM", "bool"),
+    "nps_latest": FeatureInfo("latest NPS response", "NPS", _L_NPS),
+    "nps_mean_365d": FeatureInfo("mean NPS response (12 months)", "NPS", _L_NPS),
+    "nps_count_365d": FeatureInfo("NPS responses (12 months)", "NPS", _L_NPS, "int"),
+    "days_since_nps": FeatureInfo("days since last NPS response", "NPS", _L_NPS, "days"),
+    "account_nps_365d": FeatureInfo("account NPS (12 months)", "NPS", _L_NPS),
+    "csat_latest": FeatureInfo("latest CSAT survey", "Support", _L_SUPPORT),
+    "csat_count_365d": FeatureInfo("CSAT surveys (12 months)", "Support", _L_SUPPORT, "int"),
+    "tickets_30d": FeatureInfo("tickets in 30 days", "Support", _L_SUPPORT, "int"),
+    "tickets_90d": FeatureInfo("tickets in 90 days", "Support", _L_SUPPORT, "int"),
+    "tickets_p1_30d": FeatureInfo("P1 tickets in 30 days", "Support", _L_SUPPORT, "int"),
+    "tickets_p1_90d": FeatureInfo("P1 tickets in 90 days", "Support", _L_SUPPORT, "int"),
+    "tickets_p2_90d": FeatureInfo("P2 tickets in 90 days", "Support", _L_SUPPORT, "int"),
+    "tickets_365d": FeatureInfo("tickets in 12 months", "Support", _L_SUPPORT, "int"),
+    "open_tickets": FeatureInfo("open tickets", "Support", _L_SUPPORT, "int"),
+    "mean_resolution_days_180d": FeatureInfo("mean ticket resolution time (180 days)", "Support", _L_SUPPORT, "days"),
+    "ticket_csat_180d": FeatureInfo("ticket CSAT (180 days)", "Support", _L_SUPPORT),
+    "ticket_csat_count_180d": FeatureInfo("rated tickets (180 days)", "Support", _L_SUPPORT, "int"),
+    "arr": FeatureInfo("ARR", "Account profile", _NONE, "money"),
+    "seats": FeatureInfo("seats", "Account profile", _NONE, "int"),
+    "n_active_contracts": FeatureInfo("active contracts (incl. add-ons)", "Account profile", _NONE, "int"),
+    "term_days": FeatureInfo("contract term", "Account profile", _NONE, "days"),
+    "auto_renew": FeatureInfo("auto-renew clause", "Account profile", _L_COMMERCIAL, "bool"),
+    "contract_age_days": FeatureInfo("days into the current contract", "Account profile", _NONE, "days"),
+    "renewals_so_far": FeatureInfo("renewals so far", "Account profile", _NONE, "int"),
+    "last_arr_change": FeatureInfo("ARR change at last renewal", "Account profile", _L_COMMERCIAL, "pct"),
+    "tenure_days": FeatureInfo("tenure", "Account profile", _NONE, "days"),
+    "days_to_renewal": FeatureInfo("days to renewal", "Account profile", _L_COMMERCIAL, "days"),
+    "segment": FeatureInfo("segment", "Account profile", _NONE, "cat"),
+    "industry": FeatureInfo("industry", "Account profile", _NONE, "cat"),
+    "region": FeatureInfo("region", "Account profile", _NONE, "cat"),
+}
+
+
+def info(feature: str) -> FeatureInfo:
+    return CATALOGUE.get(feature, FeatureInfo(feature.replace("_", " "), "Other", "review with the account team"))
+
+
+def format_value(feature: str, value) -> str:
+    fi = info(feature)
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "none recorded"
+    if fi.fmt == "cat":
+        return str(value)
+    v = float(value)
+    if fi.fmt == "pct":
+        return f"{100 * v:.0f} %"
+    if fi.fmt == "ratio":
+        return f"{100 * v:+.0f} %"
+    if fi.fmt == "days":
+        return f"{v:.0f} days"
+    if fi.fmt == "int":
+        return f"{v:.0f}"
+    if fi.fmt == "money":
+        return f"${v:,.0f}"
+    if fi.fmt == "bool":
+        return "yes" if v >= 0.5 else "no"
+    return f"{v:.3g}"
+
+
+def driver_text(feature: str, value, contribution: float) -> str:
+    """e.g. 'seat utilisation 38 % (−0.90 log-odds, associated with higher risk)'."""
+    fi = info(feature)
+    direction = "higher" if contribution > 0 else "lower"
+    sign = "+" if contribution >= 0 else "−"
+    return (f"{fi.label} {format_value(feature, value)} ({sign}{abs(contribution):.2f} log-odds; "
+            f"associated with {direction} churn risk)")
+
+
+def top_drivers(row_values: dict, contributions: dict, k: int = 5) -> list[dict]:
+    """The k largest |contributions| of one row, in words, with component and lever."""
+    items = sorted(((f, c) for f, c in contributions.items() if f != "base_value" and c == c),
+                   key=lambda fc: -abs(fc[1]))[:k]
+    out = []
+    for f, c in items:
+        fi = info(f)
+        v = row_values.get(f)
+        out.append({"feature": f, "value": None if v is None or (isinstance(v, float) and np.isnan(v)) else v,
+                    "contribution": round(float(c), 4), "text": driver_text(f, v, c),
+                    "component": fi.component, "lever": fi.lever})
+    return out
+
+for _m, _name, _comp, _lever in (("active_users", "daily active users", "Adoption", _L_ADOPT),
+                                 ("logins", "daily logins", "Adoption", _L_ADOPT),
+                                 ("key_features_used", "key features used", "Adoption", _L_ADOPT)):
+    CATALOGUE[f"{_m}_6m"] = FeatureInfo(f"{_name} (6-month mean)", _comp, _lever)
+    CATALOGUE[f"{_m}_12m"] = FeatureInfo(f"{_name} (12-month mean)", _comp, _lever)
+CATALOGUE["seat_utilisation_90d"] = FeatureInfo("seat utilisation (90 days)", "Deployment", _L_DEPLOY, "pct")
+CATALOGUE["seat_utilisation_12m"] = FeatureInfo("seat utilisation (12 months)", "Deployment", _L_DEPLOY, "pct")
+for _m, _name in (("active_users", "daily active users"), ("logins", "daily logins"),
+                  ("key_features_used", "key features used")):
+    CATALOGUE[f"{_m}_7d"] = FeatureInfo(f"{_name} (7-day mean)", "Adoption", _L_ADOPT)
+CATALOGUE["seat_utilisation_7d"] = FeatureInfo("seat utilisation (7 days)", "Deployment", _L_DEPLOY, "pct")
