@@ -113,5 +113,51 @@ def features(data: str = DataOpt,
     console.print(f"wrote {len(df):,} accounts × {df.shape[1]} columns as of {d} to {out_file}")
 
 
+@app.command()
+def train(data: str = DataOpt, as_of: Optional[str] = AsOfOpt, as_json: bool = JsonOpt,
+          family: Optional[list[str]] = typer.Option(None, "--family", help="Train only these families.")):
+    """Train every model family on point-in-time snapshots; log to MLflow; register with the champion guard."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from csforecast.pipelines.train import available_families, train_all
+
+    src = _open_valid(data)
+    fams = family or available_families()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                  transient=True) as progress:
+        task = progress.add_task("starting", total=None)
+        results = train_all(src, date.fromisoformat(as_of) if as_of else None, fams,
+                            progress=lambda msg: progress.update(task, description=msg))
+    if as_json:
+        _print_json(results)
+        return
+    for fam, res in results.items():
+        t = Table(title=f"{fam}: run {res.get('run_id')}, version {res.get('version')} → {res.get('alias')}")
+        t.add_column("metric")
+        t.add_column("model", justify="right")
+        t.add_column("oracle (truth)", justify="right")
+        oracle = res.get("oracle") or {}
+        for k, v in (res.get("metrics") or {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                o = oracle.get(k)
+                t.add_row(k, f"{v:.4f}", f"{o:.4f}" if isinstance(o, (int, float)) else "—")
+        out.print(t)
+        out.print(f"guard: {res.get('guard')}", markup=False)
+
+
+# Commands that live with their own area register themselves here.
+for _mod in ("csforecast.cli_scoring", "csforecast.cli_forecast", "csforecast.cli_serve",
+             "csforecast.cli_experiments", "csforecast.cli_retention"):
+    try:
+        __import__(_mod, fromlist=["register"]).register(app)
+    except ModuleNotFoundError as _e:
+        if _e.name != _mod:
+            raise
+
+
 def main():  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
     app()

@@ -363,3 +363,19 @@ def test_proportions_must_start_at_one():
 def test_float_integral_counts_are_accepted():
     m = ShiftedBetaGeometric().fit(np.asarray(HIGH_END[:CAL], dtype=float))
     assert math.isclose(m.alpha_, 0.668, abs_tol=5e-4)
+
+
+def test_derl_large_parameters_and_long_tenure_use_stable_series(high_end):
+    """Beyond c = alpha+beta+n+1 > 50 the series is summed directly (scipy's hyp2f1 returns NaN
+    for c ~ 1e3); both evaluation paths agree with the direct sum, also across the switch."""
+    from csforecast.retention.sbg import _hyp2f1_1, _series_2f1_1
+
+    for n in (40, 44, 45, 46, 50, 200):
+        s = _survival_by_product(high_end.alpha_, high_end.beta_, n + 1 + 3000)
+        direct = sum(s[n + 1 + t] / s[n] / 1.1 ** t for t in range(3000))
+        assert high_end.derl(0.1, n) == pytest.approx(direct, abs=1e-8)
+    for b, c in [(3.0, 10.0), (40.0, 49.0), (45.5, 49.9)]:
+        assert float(_hyp2f1_1(b, c, 1 / 1.1)) == pytest.approx(_series_2f1_1(b, c, 1 / 1.1), rel=1e-12)
+    m = ShiftedBetaGeometric()
+    m.alpha_, m.beta_ = 300.0, 1200.0
+    assert np.isfinite(m.derl(0.01, 5)) and np.isfinite(m.discounted_expected_lifetime(0.01))

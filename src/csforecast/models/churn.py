@@ -160,6 +160,11 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
     n_estimators, early_stopping_rounds, learning_rate, num_leaves,
     min_child_samples, subsample, colsample_bytree, reg_lambda :
         LightGBM settings (``n_estimators`` is the maximum number of rounds).
+        Categorical splits are regularised (``max_cat_threshold=8, cat_l2=50,
+        cat_smooth=50, min_data_per_group=200``) so that high-cardinality columns do
+        not overfit.
+    lgbm_params : dict or None
+        Extra ``LGBMClassifier`` keyword arguments; they override the above.
     logistic_Cs : sequence of float
         Inverse L2 strengths tried for the logistic regression.
     min_category_count : int
@@ -231,6 +236,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         subsample: float = 0.8,
         colsample_bytree: float = 0.8,
         reg_lambda: float = 1.0,
+        lgbm_params: dict | None = None,
         logistic_Cs=(0.01, 0.1, 1.0, 10.0),
         min_category_count: int = 10,
         threshold: float = 0.5,
@@ -250,6 +256,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         self.subsample = subsample
         self.colsample_bytree = colsample_bytree
         self.reg_lambda = reg_lambda
+        self.lgbm_params = lgbm_params
         self.logistic_Cs = logistic_Cs
         self.min_category_count = min_category_count
         self.threshold = threshold
@@ -323,9 +330,15 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             subsample_freq=1,
             colsample_bytree=self.colsample_bytree,
             reg_lambda=self.reg_lambda,
+            # categorical regularisation: keeps high-cardinality columns from overfitting
+            max_cat_threshold=8,
+            cat_l2=50.0,
+            cat_smooth=50.0,
+            min_data_per_group=200,
             n_jobs=self.n_jobs,
             random_state=self.random_state,
             verbose=-1,
+            **(self.lgbm_params or {}),
         )
 
     def _logistic(self, C: float) -> Pipeline:

@@ -1,0 +1,139 @@
+"""Each data fault gives a message naming table, column and row, exit 2, and nothing written."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from csforecast.data.sources import open_source
+from csforecast.data.validate import validate
+
+CLI = [sys.executable, "-m", "csforecast.cli"]
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("truth"))
+    return dst
+
+
+def _edit(folder: Path, table: str, fn):
+    p = folder / f"{table}.parquet"
+    df = pd.read_parquet(p)
+    fn(df).to_parquet(p, index=False) if fn(df) is not None else None
+
+
+FAULTS = {
+    "duplicate account": ("accounts", lambda d: pd.concat([d, d.iloc[[3]]]), "accounts", "account_id", "A00004"),
+    "negative arr": ("contracts", lambda d: d.assign(arr=d.arr.where(d.index != 5, -1000.0)), "contracts", "arr",
+                     None),
+    "end before start": ("contracts", lambda d: d.assign(end_date=d.end_date.where(
+        d.index != 7, d.start_date - pd.Timedelta(days=30))), "contracts", "end_date", None),
+    "orphan contract": ("contracts", lambda d: d.assign(account_id=d.account_id.where(d.index != 9, "NOPE-1")),
+                        "contracts", "account_id", None),
+    "nps 11": ("surveys", lambda d: d.assign(score=d.score.where(~((d.kind == "nps") & (d.index == d.index[d.kind == "nps"][0])), 11.0)),
+               "surveys", "score", None),
+    "missing arr column": ("contracts", lambda d: d.drop(columns=["arr"]), "contracts", "arr", None),
+    "csat 7": ("tickets", lambda d: d.assign(csat=d.csat.where(d.index != d.csat.first_valid_index(), 7.0)),
+               "tickets", "csat", None),
+    "unknown priority": ("tickets", lambda d: d.assign(priority=d.priority.where(d.index != 2, "P9")),
+                         "tickets", "priority", None),
+    "future usage": ("usage", lambda d: d.assign(date=d.date.where(d.index != 0, pd.Timestamp("2999-01-01"))),
+                     "usage", "date", None),
+    "negative seats": ("contracts", lambda d: d.assign(seats=d.seats.where(d.index != 4, -3.0)), "contracts",
+                       "seats", None),
+    "successor loop": ("contracts", lambda d: _loop(d), "contracts", "renewed_by", None),
+    "unknown successor": ("contracts", lambda d: d.assign(renewed_by=d.renewed_by.astype(object).where(
+        d.index != 0, "C999999")), "contracts", "renewed_by", "C999999"),
+    "uncoercible arr": ("contracts", lambda d: d.assign(arr=d.arr.astype(object).where(d.index != 6, "lots")),
+                        "contracts", "arr", None),
+}
+
+
+CLI_FAULTS = {"duplicate account", "negative arr", "nps 11", "missing arr column", "successor loop"}
+
+
+def _loop(d):
+    d = d.copy()
+    d["renewed_by"] = d["renewed_by"].astype(object)
+    a, b = d.contract_id.iloc[0], d.contract_id.iloc[1]
+    d.loc[d.index[0], "renewed_by"] = b
+    d.loc[d.index[1], "renewed_by"] = a
+    return d
+
+
+def test_clean_simulated_data_validates(small_portfolio):
+    report = validate(open_source(small_portfolio))
+    assert report.ok, [str(p) for p in report.errors]
+    assert report.row_counts["accounts"] == 300
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_each_fault_is_reported_by_table_column_and_row(small_portfolio, tmp_path, fault):
+    table, fn, want_table, want_col, want_key = FAULTS[fault]
+    d = _copy(small_portfolio, tmp_path / "data")
+    p = d / f"{table}.parquet"
+    df = fn(pd.read_parquet(p))
+    if fault == "uncoercible arr":
+        df.to_csv(d / f"{table}.csv", index=False)
+        p.unlink()
+    else:
+        df.to_parquet(p, index=False)
+    report = validate(open_source(d))
+    errs = [e for e in report.errors if e.table == want_table and e.column == want_col]
+    assert errs, f"{fault}: got {[str(e) for e in report.errors]}"
+    if want_key:
+        assert any(want_key in " ".join(e.examples) for e in errs)
+    if fault in CLI_FAULTS:
+        res = subprocess.run(CLI + ["validate", "--data", str(d)], capture_output=True, text=True)
+        assert res.returncode == 2
+        assert want_table in res.stdout and want_col in res.stdout
+
+
+def test_reports_every_problem_not_the_first(small_portfolio, tmp_path):
+    d = _copy(small_portfolio, tmp_path / "data")
+    c = pd.read_parquet(d / "contracts.parquet")
+    c.loc[c.index[5], "arr"] = -1.0
+    c.loc[c.index[6], "seats"] = -1.0
+    c.to_parquet(d / "contracts.parquet", index=False)
+    s = pd.read_parquet(d / "surveys.parquet")
+    s.loc[s.index[s.kind == "nps"][0], "score"] = 11
+    s.to_parquet(d / "surveys.parquet", index=False)
+    report = validate(open_source(d))
+    assert {(e.table, e.column) for e in report.errors} >= {("contracts", "arr"), ("contracts", "seats"),
+                                                              ("surveys", "score")}
+
+
+def test_json_report_and_warnings_do_not_fail(small_portfolio, tmp_path):
+    d = _copy(small_portfolio, tmp_path / "data")
+    a = pd.read_parquet(d / "accounts.parquet")
+    extra = a.iloc[[0]].assign(account_id="A99999")
+    pd.concat([a, extra]).to_parquet(d / "accounts.parquet", index=False)
+    res = subprocess.run(CLI + ["validate", "--data", str(d), "--json"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    import json
+    rep = json.loads(res.stdout)
+    assert rep["ok"] is True and any(p["rule"] == "no_contracts" for p in rep["problems"])
+
+
+def test_missing_required_table(tmp_path, small_portfolio):
+    d = _copy(small_portfolio, tmp_path / "data")
+    (d / "contracts.parquet").unlink()
+    report = validate(open_source(d))
+    assert any(e.rule == "missing_table" and e.table == "contracts" for e in report.errors)
+
+
+def test_train_on_bad_data_writes_nothing(small_portfolio, tmp_path, isolated_home):
+    d = _copy(small_portfolio, tmp_path / "data")
+    c = pd.read_parquet(d / "contracts.parquet")
+    c.loc[c.index[5], "arr"] = -1000.0
+    c.to_parquet(d / "contracts.parquet", index=False)
+    for cmd in (["train", "--data", str(d)], ["score", "--data", str(d)], ["features", "--data", str(d),
+                "--as-of", "2026-01-01", "--out", str(tmp_path / "f.parquet")]):
+        res = subprocess.run(CLI + cmd, capture_output=True, text=True)
+        assert res.returncode == 2, (cmd, res.stderr[-500:])
+        assert "contracts" in res.stderr and "arr" in res.stderr
+    written = [p for p in isolated_home.rglob("*") if p.is_file()]
+    assert written == [], written
+    assert not (tmp_path / "f.parquet").exists()
