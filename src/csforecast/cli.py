@@ -145,6 +145,33 @@ def train(data: str = DataOpt, as_of: Optional[str] = AsOfOpt, as_json: bool = J
         out.print(f"guard: {res.get('guard')}", markup=False)
 
 
+@app.command()
+def demo(accounts: int = typer.Option(2000, "--accounts", min=50), years: int = typer.Option(3, "--years", min=2),
+         seed: int = typer.Option(7, "--seed"), serve: bool = typer.Option(True, "--serve/--no-serve"),
+         host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port")):
+    """The main job on embedded defaults: simulate a demo portfolio, train, score, then serve it."""
+    from csforecast.config import get_settings
+
+    settings = get_settings()
+    data = settings.home / "demo" / f"portfolio-{accounts}x{years}-seed{seed}"
+    if not (data / "accounts.parquet").exists():
+        simulate(out_dir=data, accounts=accounts, years=years, seed=seed, fmt="parquet")
+    console.print(f"training on {data} (MLflow: {settings.tracking_uri})", markup=False)
+    train(data=str(data), as_of=None, as_json=False, family=None)
+    score_cmd = app.registered_commands
+    for cmd in score_cmd:
+        if cmd.name == "score" or getattr(cmd.callback, "__name__", "") == "score":
+            cmd.callback(data=str(data), as_of=None, as_json=False)
+    if serve:
+        for cmd in app.registered_commands:
+            if cmd.name == "serve" or getattr(cmd.callback, "__name__", "") == "serve":
+                console.print(f"serving on http://{host}:{port} (docs at /docs); "
+                              "create a key with `csforecast apikey create --scope read`", markup=False)
+                cmd.callback(host=host, port=port, data=str(data))
+                return
+        console.print("the API server is not part of this build yet; stopping after training and scoring")
+
+
 # Commands that live with their own area register themselves here.
 for _mod in ("csforecast.cli_scoring", "csforecast.cli_forecast", "csforecast.cli_serve",
              "csforecast.cli_experiments", "csforecast.cli_retention"):

@@ -40,15 +40,17 @@ MISSING = "__missing__"  # explicit missing level in the logistic one-hot encodi
 
 
 # --------------------------------------------------------------------------- helpers
-def _time_key(sample_time, n: int) -> np.ndarray:
-    """Convert ``sample_time`` (datetimes, date strings or numbers) to sortable floats."""
+def _time_key(sample_time, n: int) -> tuple[np.ndarray, bool]:
+    """Convert ``sample_time`` (datetimes, date strings or numbers) to a sortable array:
+    float64 for numbers, int64 nanoseconds since epoch (UTC) for datetimes. Returns
+    ``(key, is_datetime)``."""
     t = sample_time.reset_index(drop=True) if isinstance(sample_time, pd.Series) else pd.Series(sample_time)
     if len(t) != n:
         raise ValueError(f"sample_time has length {len(t)}, expected {n} (one per row of X)")
     if t.isna().any():
         raise ValueError("sample_time contains missing values")
     if ptypes.is_numeric_dtype(t) and not ptypes.is_bool_dtype(t):
-        return t.to_numpy(dtype="float64")
+        return t.to_numpy(dtype="float64"), False
     if not ptypes.is_datetime64_any_dtype(t):
         try:
             t = pd.to_datetime(t, utc=True)
@@ -56,7 +58,7 @@ def _time_key(sample_time, n: int) -> np.ndarray:
             raise ValueError("sample_time must hold datetimes or numbers") from exc
     if getattr(t.dt, "tz", None) is not None:
         t = t.dt.tz_convert("UTC").dt.tz_localize(None)
-    return t.to_numpy(dtype="datetime64[ns]").astype("int64").astype("float64")
+    return t.to_numpy(dtype="datetime64[ns]").astype("int64"), True
 
 
 def _tie_safe_cut(t_sorted: np.ndarray, k: int) -> int:
@@ -191,8 +193,10 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
     split_sizes_ : dict
         Rows in the ``"fit"``, ``"selection"`` and ``"calibration"`` slices.
     split_times_ : dict
-        First time key (float; ns since epoch for datetimes) of the ``"selection"``
-        and ``"calibration"`` slices.
+        Earliest time in the ``"selection"`` and ``"calibration"`` slices: a naive
+        UTC ``pd.Timestamp`` for datetime ``sample_time``, else a number (the row
+        position when ``sample_time`` is None). Each slice holds exactly the rows
+        with time >= its threshold and < the next one.
     candidate_scores_ : dict
         Candidate name -> log loss on the selection slice (raw, uncalibrated).
     chosen_ : str
@@ -444,20 +448,24 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         yb = (y_arr == classes[1]).astype(int)
 
-        t = np.arange(len(X), dtype=float) if sample_time is None else _time_key(sample_time, len(X))
+        if sample_time is None:
+            t, is_dt = np.arange(len(X)), False
+        else:
+            t, is_dt = _time_key(sample_time, len(X))
         fit_idx, sel_idx, cal_idx = time_split(t, [self.fit_fraction, self.selection_fraction, cal_fraction])
         for name, idx in (("fit", fit_idx), ("selection", sel_idx)):
             if len(np.unique(yb[idx])) < 2:
                 raise ValueError(f"the {name} time slice has a single class; more data or other fractions needed")
         self.split_sizes_ = {"fit": len(fit_idx), "selection": len(sel_idx), "calibration": len(cal_idx)}
-        self.split_times_ = {"selection": float(t[sel_idx[0]]), "calibration": float(t[cal_idx[0]])}
+        first = (lambda i: pd.Timestamp(int(t[i]))) if is_dt else (lambda i: t[i].item())
+        self.split_times_ = {"selection": first(sel_idx[0]), "calibration": first(cal_idx[0])}
 
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_features_in_ = X.shape[1]
         train_idx = np.concatenate([fit_idx, sel_idx])
         self._learn_encoding(X.iloc[train_idx])
         Xe = self._encode(X)
-        Xl = self._logistic_input(Xe)
+        Xl = self._logistic_input(Xe) if self.algorithm != "lightgbm" else None
 
         # candidates: trained on fit slice, scored on selection slice
         self.candidate_scores_, self.best_iteration_, self.best_C_, self.logistic_scores_ = {}, None, None, {}
@@ -648,6 +656,15 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         res["base_value"] = g0
         return res
 
-    def mean_abs_contribution(self, X) -> pd.Series:
-        """Mean |calibrated contribution| per column over ``X``, largest first."""
-        return self.explain(X).drop(columns="base_value").abs().mean().sort_values(ascending=False)
+    def mean_abs_contribution(self, X, max_rows: int | None = 20_000, random_state: int = 0) -> pd.Series:
+        """Mean |calibrated contribution| per column over ``X``, largest first.
+
+        A global importance summary. If ``X`` has more than ``max_rows`` rows, a
+        random subsample of ``max_rows`` rows (seeded by ``random_state``) is used,
+        because TreeSHAP is the expensive part of :meth:`explain`.
+        """
+        X = self._check_X(X)
+        if max_rows is not None and len(X) > max_rows:
+            X = X.sample(n=max_rows, random_state=random_state)
+        contrib = self.explain(X).drop(columns="base_value")
+        return contrib.abs().mean().sort_values(ascending=False).rename("mean_abs_contribution")

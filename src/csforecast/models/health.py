@@ -1,0 +1,496 @@
+"""Customer health score: documented 0–100 component scores, weighted by a logistic regression of churn at
+renewal, mapped to a 0–100 score (higher = healthier) with exact Shapley contributions per component.
+
+Pipeline of one account row (a point-in-time snapshot, see csforecast.features.snapshot):
+
+1. raw measures (seat utilisation, key-feature breadth, days since the last executive meeting, ...);
+2. each measure -> a 0–100 measure score by a fixed, documented transform (a percentile rank against the
+   training rows, a U-shape around a learned optimum, or a logistic/linear squash with fixed constants);
+   higher is always healthier, and a missing measure is imputed to the neutral 50 (the training median);
+3. component score = the mean of its measure scores (equal weights inside a component);
+4. eta = b0 + sum_k w_k * c_k / 10: a statsmodels Logit of churn at renewal on the component scores
+   (coefficients are log-odds of churn per 10 component points; cluster-robust by account);
+5. health score S(eta) = 100 * sigmoid(-(eta - eta_ref)) where eta_ref = eta at the training-mean component
+   vector, so the typical account scores exactly 50 and -10 points ~ the odds of churn x1.5 near 50;
+6. contributions: the exact Shapley decomposition of S over the components with the training-mean component
+   vector as the baseline: they sum to S - 50 exactly (up to float rounding).
+
+docs/health.md documents every transform and constant.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.base import BaseEstimator
+
+from csforecast.features.catalogue import info
+
+__all__ = ["HealthScoreModel", "MEASURES", "COMPONENTS", "TEXTBOOK", "textbook_score", "textbook_bands",
+           "band_of", "shapley_contributions", "health_from_eta", "exact_shapley"]
+
+NEUTRAL = 50.0          # imputed measure score when a measure is missing
+COEF_SCALE = 10.0       # coefficients are per 10 component points
+
+# component -> (title, pillar, lever). Value/ROI and Sentiment are scored only when their data exists.
+COMPONENTS: dict[str, tuple[str, str, str]] = {
+    "deployment": ("Deployment", "Outcomes", info("seat_utilisation").lever),
+    "adoption": ("Adoption", "Outcomes", info("key_feature_breadth").lever),
+    "engagement": ("Engagement", "Outcomes", info("days_since_exec_meeting").lever),
+    "value": ("Value/ROI", "Outcomes", "document realised value with the customer (ROI review)"),
+    "nps": ("NPS", "Experience", info("account_nps_365d").lever),
+    "support": ("Support", "Experience", info("csat_latest").lever),
+    "sentiment": ("Sentiment", "Experience", "agree a recovery plan with the CSM"),
+}
+CHAMPION_LEVER = info("days_since_champion_left").lever
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _num(df: pd.DataFrame, col: str) -> np.ndarray:
+    return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / b, np.nan)
+
+
+# --- raw measures -----------------------------------------------------------------------------------------
+
+def _exec_recency(d: np.ndarray) -> np.ndarray:
+    """Days since the last executive meeting -> 0–100: logistic, 50 at 120 days, scale 30 days
+    (30 d -> 95, 90 d -> 73, 180 d -> 12); none in the two-year look-back -> 0."""
+    return np.where(np.isnan(d), 0.0, 100.0 * _sigmoid(-(d - 120.0) / 30.0))
+
+
+def _champion_stability(d: np.ndarray) -> np.ndarray:
+    """Days since the champion left -> 0–100: linear, 0 on the day, 100 after a year; no departure in the
+    two-year look-back -> 100."""
+    return np.where(np.isnan(d), 100.0, 100.0 * np.clip(d, 0, 365) / 365.0)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One raw measure of a component and its transform to 0–100 (higher = healthier).
+
+    transform: "rank" (percentile rank vs training rows), "rank_desc" (100 - that), "u_rank" (U-shape of the
+    percentile rank around the rank r* with the lowest training churn: 100 * (1 - |r - r*| / max(r*, 1 - r*))),
+    or "fixed" (the documented function `fixed`). Missing raw values score NEUTRAL unless the fixed function
+    gives them a meaning (e.g. "no executive meeting in two years" is the worst value, not missing)."""
+    name: str
+    component: str
+    requires: tuple[str, ...]
+    raw: Callable[[pd.DataFrame], np.ndarray]
+    transform: str
+    doc: str
+    fixed: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+MEASURES: tuple[Measure, ...] = (
+    Measure("seat_utilisation_30d", "deployment", ("seat_utilisation",),
+            lambda d: _num(d, "seat_utilisation"), "rank",
+            "mean daily active users over 30 days / seats"),
+    Measure("seat_utilisation_90d", "deployment", ("seat_utilisation_90d",),
+            lambda d: _num(d, "seat_utilisation_90d"), "rank",
+            "mean daily active users over 90 days / seats"),
+    Measure("key_feature_breadth", "adoption", ("key_feature_breadth",),
+            lambda d: _num(d, "key_feature_breadth"), "rank",
+            "share of the 10 key features used weekly (30 days)"),
+    Measure("key_feature_breadth_90d", "adoption", ("key_features_used_90d",),
+            lambda d: _num(d, "key_features_used_90d") * 7 / 10.0, "rank",
+            "share of the 10 key features used weekly (90 days)"),
+    Measure("active_user_trend", "adoption", ("active_users_30d", "active_users_90d"),
+            lambda d: _ratio(_num(d, "active_users_30d"), _num(d, "active_users_90d")), "rank",
+            "active users, 30-day mean / 90-day mean (depth trend); no users in 90 days -> missing"),
+    Measure("csm_touches", "engagement", ("touches_90d",),
+            lambda d: _num(d, "touches_90d"), "rank", "CSM touches in 90 days"),
+    Measure("exec_recency", "engagement", ("days_since_exec_meeting",),
+            lambda d: _num(d, "days_since_exec_meeting"), "fixed",
+            "days since the last executive meeting: 100*sigmoid(-(d-120)/30); none in 2 years -> 0",
+            _exec_recency),
+    Measure("stakeholder_coverage", "engagement", ("respondent_roles_365d",),
+            lambda d: _num(d, "respondent_roles_365d"), "rank",
+            "distinct stakeholder roles heard from in 12 months"),
+    Measure("champion_stability", "engagement", ("days_since_champion_left",),
+            lambda d: _num(d, "days_since_champion_left"), "fixed",
+            "days since the champion left: 100*min(d,365)/365; no departure in 2 years -> 100",
+            _champion_stability),
+    Measure("account_nps", "nps", ("account_nps_365d",),
+            lambda d: _num(d, "account_nps_365d"), "rank",
+            "account NPS over 12 months (% promoters - % detractors)"),
+    Measure("latest_nps", "nps", ("nps_latest",),
+            lambda d: _num(d, "nps_latest"), "rank", "latest NPS response (0–10)"),
+    Measure("csat_survey", "support", ("csat_latest",),
+            lambda d: _num(d, "csat_latest"), "rank", "latest CSAT survey (1–5)"),
+    Measure("ticket_csat", "support", ("ticket_csat_180d",),
+            lambda d: _num(d, "ticket_csat_180d"), "rank", "mean ticket CSAT over 180 days"),
+    Measure("p1_tickets", "support", ("tickets_p1_90d", "seats"),
+            lambda d: _ratio(_num(d, "tickets_p1_90d"), _num(d, "seats")), "rank_desc",
+            "P1 tickets in 90 days per seat"),
+    Measure("resolution_time", "support", ("mean_resolution_days_180d",),
+            lambda d: _num(d, "mean_resolution_days_180d"), "rank_desc",
+            "mean resolution time of tickets closed in 180 days"),
+    Measure("ticket_load", "support", ("tickets_90d", "seats"),
+            lambda d: _ratio(_num(d, "tickets_90d"), _num(d, "seats")), "u_rank",
+            "tickets in 90 days per seat, U-shaped around the least risky load"),
+    Measure("open_ticket_load", "support", ("open_tickets", "seats"),
+            lambda d: _ratio(_num(d, "open_tickets"), _num(d, "seats")), "rank_desc",
+            "open tickets per seat"),
+    # scored only when the source has them (our simulated data has neither)
+    Measure("value_realised", "value", ("value_realised",),
+            lambda d: _num(d, "value_realised"), "rank", "documented value / ROI realised"),
+    Measure("csm_sentiment", "sentiment", ("csm_sentiment",),
+            lambda d: _num(d, "csm_sentiment"), "rank", "CSM-entered sentiment"),
+)
+
+
+class _Rank:
+    """Percentile rank (mid-rank for ties) against the training values, 0–100; between training values it is
+    interpolated linearly, outside their range it takes the end values."""
+
+    def __init__(self, x: np.ndarray):
+        x = np.sort(x[~np.isnan(x)])
+        if len(x) == 0:
+            self.v, self.p = np.array([0.0]), np.array([NEUTRAL])
+            return
+        v, first = np.unique(x, return_index=True)
+        last = np.append(first[1:], len(x))  # exclusive
+        self.v = v
+        self.p = 100.0 * (first + 0.5 * (last - first)) / len(x)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        out = np.interp(x, self.v, self.p)
+        return np.where(np.isnan(x), np.nan, out)
+
+
+# --- bands -----------------------------------------------------------------------------------------------
+
+def band_of(score, red: float = 40.0, yellow: float = 70.0):
+    """'red' below `red`, 'yellow' below `yellow`, else 'green' (array or scalar)."""
+    s = np.asarray(score, dtype=float)
+    out = np.where(s < red, "red", np.where(s < yellow, "yellow", "green")).astype(object)
+    out[np.isnan(s)] = None
+    return out if out.ndim else out.item()
+
+
+# --- the textbook scorecard -----------------------------------------------------------------------------
+
+# Fixed textbook-like cut-offs (green at or above the first number, yellow at or above the second, else red).
+TEXTBOOK = {
+    "deployment": ("seat_utilisation", 0.60, 0.40),
+    "adoption": ("key_feature_breadth", 0.50, 0.25),
+    "engagement": ("days_since_exec_meeting", 90, 180),   # days: green <= 90, yellow <= 180, else / none red
+    "nps": ("account_nps_365d", 60, 30),
+    "csat": ("csat_latest", 4, 3),
+}
+_POINTS = {"green": 100.0, "yellow": 50.0, "red": 0.0}
+
+
+def textbook_bands(df: pd.DataFrame) -> pd.DataFrame:
+    """The textbook green/yellow/red per area (None where the data is missing)."""
+    out = {}
+    for area, (col, g, y) in TEXTBOOK.items():
+        if col not in df:
+            out[area] = [None] * len(df)
+            continue
+        v = _num(df, col)
+        if area == "engagement":
+            b = np.where(v <= g, "green", np.where(v <= y, "yellow", "red")).astype(object)
+            b[np.isnan(v)] = "red"  # no executive meeting in the two-year look-back
+            if "days_since_champion_left" in df:
+                ch = _num(df, "days_since_champion_left")
+                b[ch <= 90] = "red"
+        else:
+            if area == "csat" and "ticket_csat_180d" in df:
+                v = np.where(np.isnan(v), _num(df, "ticket_csat_180d"), v)
+            b = np.where(v >= g, "green", np.where(v >= y, "yellow", "red")).astype(object)
+            b[np.isnan(v)] = None
+        out[area] = b
+    return pd.DataFrame(out, index=df.index)
+
+
+def textbook_score(df: pd.DataFrame) -> np.ndarray:
+    """Textbook bands -> 100/50/0; Outcomes = mean(deployment, adoption, engagement), Experience = mean of the
+    available NPS and CSAT bands (50 when neither exists); overall = mean(Outcomes, Experience)."""
+    b = textbook_bands(df).apply(lambda s: s.map(lambda x: _POINTS.get(x, np.nan)))
+    outcomes = b[["deployment", "adoption", "engagement"]].mean(axis=1)
+    experience = b[["nps", "csat"]].mean(axis=1).fillna(NEUTRAL)
+    return ((outcomes.fillna(NEUTRAL) + experience) / 2).to_numpy(dtype=float)
+
+
+# --- score map and exact Shapley ------------------------------------------------------------------------
+
+def health_from_eta(eta, eta_ref: float) -> np.ndarray:
+    """S(eta) = 100 * sigmoid(-(eta - eta_ref)): monotone decreasing in the churn log-odds, 50 at eta_ref."""
+    return 100.0 * _sigmoid(-(np.asarray(eta, dtype=float) - eta_ref))
+
+
+def exact_shapley(deltas: np.ndarray, value: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Exact Shapley values of the game v(T) = value(sum_{k in T} deltas[:, k]) for each row.
+
+    deltas: (n, K) additive effects on the link; value maps a link shift (n,) to the payoff. Enumerates all
+    2^K coalitions (K <= 12). sum_k phi_k = value(sum_k deltas_k) - value(0) exactly (efficiency)."""
+    n, K = deltas.shape
+    if K == 0:
+        return np.zeros((n, 0))
+    if K > 12:
+        raise ValueError("exact Shapley enumerates 2^K coalitions; K must be <= 12")
+    masks = (np.arange(2 ** K)[:, None] >> np.arange(K)[None, :]) & 1       # (2^K, K)
+    v = value(deltas @ masks.T.astype(float))                             # (n, 2^K)
+    size = masks.sum(axis=1)
+    w = np.array([math.factorial(s) * math.factorial(K - s - 1) / math.factorial(K) if s < K else 0.0
+                  for s in size])
+    phi = np.zeros((n, K))
+    for k in range(K):
+        without = np.nonzero(masks[:, k] == 0)[0]
+        with_k = without | (1 << k)
+        phi[:, k] = (v[:, with_k] - v[:, without]) @ w[without]
+    return phi
+
+
+def shapley_contributions(C: np.ndarray, weights: np.ndarray, means: np.ndarray, eta_ref: float,
+                          eta_bar: float) -> np.ndarray:
+    """Contributions (score points) of components C (n, K) to S(eta) - S(eta_bar), eta linear in C."""
+    D = (C - means[None, :]) * weights[None, :]
+    return exact_shapley(D, lambda shift: health_from_eta(eta_bar + shift, eta_ref))
+
+
+# --- the estimator --------------------------------------------------------------------------------------
+
+def _available(measure: Measure, columns) -> bool:
+    return all(c in columns for c in measure.requires)
+
+
+class HealthScoreModel(BaseEstimator):
+    """0–100 customer health score from documented component scores weighted by a churn logistic regression.
+
+    Parameters
+    ----------
+    components : component names to use (default: every component with data: deployment, adoption,
+        engagement, nps, support, and value / sentiment when their columns exist).
+    drop_flagged : refit without components that add nothing (drop-one LR p > alpha) or enter with an
+        implausible sign (a positive coefficient on churn); the report keeps all of them.
+    alpha : significance level of the flags and the confidence intervals.
+    cluster : cluster-robust (by account) standard errors and a design-effect corrected LR test; rows are
+        repeated monthly snapshots of the same renewals, so naive standard errors would be far too small.
+    """
+
+    def __init__(self, components: Sequence[str] | None = None, drop_flagged: bool = True, alpha: float = 0.05,
+                 cluster: bool = True):
+        self.components = components
+        self.drop_flagged = drop_flagged
+        self.alpha = alpha
+        self.cluster = cluster
+
+    # ---- transforms
+    def _measures(self, columns) -> list[Measure]:
+        wanted = list(self.components) if self.components is not None else list(COMPONENTS)
+        unknown = set(wanted) - set(COMPONENTS)
+        if unknown:
+            raise ValueError(f"unknown health components {sorted(unknown)}; known: {list(COMPONENTS)}")
+        return [m for m in MEASURES if m.component in wanted and _available(m, columns)]
+
+    def _fit_transforms(self, X: pd.DataFrame, y: np.ndarray) -> None:
+        self.transforms_ = {}
+        for m in self.measures_:
+            raw = m.raw(X)
+            if m.transform in ("rank", "rank_desc"):
+                self.transforms_[m.name] = {"rank": _Rank(raw)}
+            elif m.transform == "u_rank":
+                rk = _Rank(raw)
+                r = rk(raw) / 100.0
+                self.transforms_[m.name] = {"rank": rk, "r_star": _least_risky_rank(r, y)}
+            else:
+                self.transforms_[m.name] = {}
+
+    def measure_scores(self, X: pd.DataFrame) -> pd.DataFrame:
+        """0–100 score of every measure (missing -> NEUTRAL)."""
+        out = {}
+        for m in self.measures_:
+            raw = m.raw(X)
+            t = self.transforms_[m.name]
+            if m.transform == "rank":
+                s = t["rank"](raw)
+            elif m.transform == "rank_desc":
+                s = 100.0 - t["rank"](raw)
+            elif m.transform == "u_rank":
+                r, rs = t["rank"](raw) / 100.0, t["r_star"]
+                s = 100.0 * (1.0 - np.abs(r - rs) / max(rs, 1.0 - rs))
+            else:
+                s = m.fixed(raw)
+            out[m.name] = np.where(np.isnan(s), NEUTRAL, s)
+        return pd.DataFrame(out, index=X.index)
+
+    def component_scores(self, X: pd.DataFrame) -> pd.DataFrame:
+        """0–100 score of every component: the mean of its measure scores."""
+        ms = self.measure_scores(X)
+        return pd.DataFrame({c: ms[[m.name for m in self.measures_ if m.component == c]].mean(axis=1)
+                             for c in self.components_}, index=X.index)
+
+    # ---- fit
+    def fit(self, X: pd.DataFrame, y, groups=None):
+        y = np.asarray(y, dtype=float)
+        if len(np.unique(y)) < 2:
+            raise ValueError("need both churned and renewed outcomes to fit the health weights")
+        self.measures_ = self._measures(X.columns)
+        self.components_ = [c for c in COMPONENTS if any(m.component == c for m in self.measures_)]
+        wanted = list(self.components) if self.components is not None else list(COMPONENTS)
+        self.skipped_ = {c: "no data for it in the source" for c in wanted if c not in self.components_}
+        if not self.components_:
+            raise ValueError("none of the health components has data")
+        self.feature_names_in_ = np.array(sorted({c for m in self.measures_ for c in m.requires}), dtype=object)
+        self._fit_transforms(X, y)
+        C = self.component_scores(X)
+        if groups is None and self.cluster and "account_id" in X:
+            groups = X["account_id"].to_numpy()
+        g = pd.factorize(np.asarray(groups))[0] if (groups is not None and self.cluster) else None
+        self.report_ = _inference(C, y, g, self.alpha)
+        self.flagged_ = [c for c, r in self.report_["components"].items() if r["flagged"]]
+        used = [c for c in self.components_ if c not in self.flagged_] if self.drop_flagged else self.components_
+        if not used:
+            used = list(self.components_)
+        self.used_components_ = used
+        final = _inference(C[used], y, g, self.alpha) if used != self.components_ else self.report_
+        self.final_report_ = final
+        self.intercept_ = final["intercept"]
+        w = np.zeros(len(self.components_))
+        for i, c in enumerate(self.components_):
+            if c in used:
+                w[i] = final["components"][c]["coef"] / COEF_SCALE
+        self.weights_ = w                                     # log-odds of churn per component point
+        self.means_ = C.mean(axis=0).to_numpy(dtype=float)    # the Shapley baseline / portfolio-typical account
+        self.eta_ref_ = float(self.intercept_ + self.weights_ @ self.means_)
+        self.baseline_ = 50.0
+        # for the risk triggers: segment benchmarks and the typical resolution time
+        self.segment_benchmark_ = ({str(k): float(v) for k, v in X.groupby("segment")["seat_utilisation"]
+                                    .median().items()} if {"segment", "seat_utilisation"} <= set(X.columns) else {})
+        self.overall_benchmark_ = (float(np.nanmedian(_num(X, "seat_utilisation")))
+                                   if "seat_utilisation" in X else None)
+        self.resolution_median_ = (float(np.nanmedian(_num(X, "mean_resolution_days_180d")))
+                                   if "mean_resolution_days_180d" in X else None)
+        tr = self.predict(X)
+        self.train_score_quantiles_ = {str(q): float(np.quantile(tr, q / 100)) for q in range(0, 101)}
+        self.n_train_ = int(len(X))
+        return self
+
+    # ---- predict
+    def _check(self):
+        if not hasattr(self, "weights_"):
+            raise RuntimeError("HealthScoreModel is not fitted")
+
+    def linear_predictor(self, X: pd.DataFrame) -> np.ndarray:
+        self._check()
+        C = self.component_scores(X).to_numpy(dtype=float)
+        return self.intercept_ + C @ self.weights_
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Health score 0–100 (higher = healthier)."""
+        return health_from_eta(self.linear_predictor(X), self.eta_ref_)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """[P(renew), P(churn)] at the next renewal from the fitted logistic regression (not a calibrated
+        churn model: it sees health components only, no contract or profile covariates)."""
+        p = _sigmoid(self.linear_predictor(X))
+        return np.column_stack([1 - p, p])
+
+    def equal_weight_score(self, X: pd.DataFrame) -> np.ndarray:
+        """The equal-weight scorecard: the mean of all component scores."""
+        self._check()
+        return self.component_scores(X).mean(axis=1).to_numpy(dtype=float)
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Exact Shapley contributions (score points) of each component to score - baseline (50).
+        Components outside the fitted score (dropped) contribute exactly 0."""
+        self._check()
+        C = self.component_scores(X).to_numpy(dtype=float)
+        out = np.zeros_like(C)
+        idx = [i for i, w in enumerate(self.weights_) if w != 0]
+        if idx:
+            out[:, idx] = shapley_contributions(C[:, idx], self.weights_[idx], self.means_[idx], self.eta_ref_,
+                                                self.eta_ref_)
+        return pd.DataFrame(out, index=X.index, columns=self.components_)
+
+    def score_cutoffs(self, red: float = 40.0, yellow: float = 70.0, mode: str = "fixed") -> tuple[float, float]:
+        """Band cut-offs on the score: fixed, or (mode 'quantile') the red-th / yellow-th percentiles of the
+        training scores."""
+        if mode == "quantile":
+            self._check()
+            q = self.train_score_quantiles_
+            return float(q[str(int(round(red)))]), float(q[str(int(round(yellow)))])
+        return float(red), float(yellow)
+
+
+def _least_risky_rank(r: np.ndarray, y: np.ndarray) -> float:
+    """The percentile rank (0–1) with the lowest churn in training: vertex of a quadratic logistic fit of churn
+    on the rank when convex with the vertex inside [0, 1], else the better end."""
+    import statsmodels.api as sm
+
+    ok = ~np.isnan(r)
+    r, y = r[ok], y[ok]
+    if len(r) < 50 or len(np.unique(y)) < 2:
+        return 0.5
+    Z = np.column_stack([np.ones_like(r), r - 0.5, (r - 0.5) ** 2])
+    try:
+        res = sm.Logit(y, Z).fit(disp=0, maxiter=100)
+        _, b, c = res.params
+    except Exception:  # noqa: BLE001 - a degenerate fit falls back to the middle
+        return 0.5
+    if c > 0:
+        v = 0.5 - b / (2 * c)
+        if 0.0 <= v <= 1.0:
+            return float(v)
+    ends = {0.0: c * 0.25 - b * 0.5, 1.0: c * 0.25 + b * 0.5}
+    return float(min(ends, key=ends.get))
+
+
+def _inference(C: pd.DataFrame, y: np.ndarray, groups, alpha: float) -> dict:
+    """Logit of churn on components/COEF_SCALE: coefficients, cluster-robust SEs, Wald CIs and p-values, and a
+    drop-one likelihood-ratio test per component with the Rao–Scott first-order design-effect correction
+    (LR / deff, deff = robust / model-based variance of the dropped coefficient, floored at 1)."""
+    import statsmodels.api as sm
+
+    names = list(C.columns)
+    Z = sm.add_constant(C.to_numpy(dtype=float) / COEF_SCALE, has_constant="add")
+    model = sm.Logit(y, Z)
+    kw = {"cov_type": "cluster", "cov_kwds": {"groups": groups}} if groups is not None else {}
+    res = model.fit(disp=0, maxiter=200, **kw)
+    naive = np.linalg.inv(-model.hessian(res.params))
+    robust = np.asarray(res.cov_params())
+    ci = np.asarray(res.conf_int(alpha))
+    z = stats.norm.ppf(1 - alpha / 2)
+    out = {"intercept": float(res.params[0]), "llf": float(res.llf), "n": int(len(y)),
+           "n_clusters": int(len(np.unique(groups))) if groups is not None else int(len(y)), "components": {}}
+    for i, c in enumerate(names, start=1):
+        if len(names) > 1:
+            Zd = np.delete(Z, i, axis=1)
+            llf0 = sm.Logit(y, Zd).fit(disp=0, maxiter=200).llf
+        else:
+            llf0 = sm.Logit(y, Z[:, :1]).fit(disp=0, maxiter=200).llf
+        lr = max(0.0, 2 * (res.llf - llf0))
+        deff = max(1.0, robust[i, i] / naive[i, i])
+        lr_p = float(stats.chi2.sf(lr / deff, 1))
+        coef, se = float(res.params[i]), float(np.sqrt(robust[i, i]))
+        flagged_reason = []
+        if lr_p > alpha:
+            flagged_reason.append(f"adds nothing (drop-one LR p = {lr_p:.3g} > {alpha})")
+        if coef > 0:
+            flagged_reason.append("implausible sign (higher score, more churn)")
+        out["components"][c] = {
+            "coef": coef, "se": se, "p_value": float(res.pvalues[i]),
+            "ci_low": float(ci[i, 0]), "ci_high": float(ci[i, 1]), "z": float(coef / se) if se > 0 else None,
+            "odds_ratio_per_10": float(np.exp(coef)), "lr_stat": float(lr), "design_effect": float(deff),
+            "lr_p_value": lr_p, "flagged": bool(flagged_reason), "flag_reason": "; ".join(flagged_reason),
+            "naive_se": float(np.sqrt(naive[i, i])), "crit": float(z)}
+    return out
+
+
+def combos(items, k):  # pragma: no cover - small helper kept for docs examples
+    return list(combinations(items, k))

@@ -1,0 +1,97 @@
+"""The feature builder cannot see the future: deleting or scrambling every row dated on or after the
+as-of date leaves every feature identical."""
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from csforecast.data.sources import open_source
+from csforecast.features.snapshot import build_snapshots, feature_columns, monthly_grid
+
+DATE_COL = {"usage": "date", "tickets": "opened_at", "surveys": "responded_at", "touches": "date",
+            "stakeholder_events": "date", "interventions": "date"}
+AS_OF = date(2025, 12, 1)
+
+
+def _rewrite(src, dst, mode: str, as_of: date):
+    """mode 'delete': drop rows dated >= as_of; 'scramble': replace their values with noise."""
+    rng = np.random.default_rng(0)
+    dst.mkdir()
+    cut = pd.Timestamp(as_of)
+    for p in src.glob("*.parquet"):
+        df = pd.read_parquet(p)
+        name = p.stem
+        if name in DATE_COL:
+            late = pd.to_datetime(df[DATE_COL[name]]) >= cut
+            if mode == "delete":
+                df = df[~late]
+            else:
+                for c in df.columns:
+                    if c == DATE_COL[name] or c == "account_id":
+                        continue
+                    if pd.api.types.is_numeric_dtype(df[c]):
+                        df.loc[late, c] = rng.integers(1, 5, late.sum()).astype(df[c].dtype)
+                    elif c in ("priority",):
+                        df.loc[late, c] = rng.choice(["P1", "P4"], late.sum())
+            if name == "tickets":  # a ticket opened before as_of but closed after it: closure unknown then
+                late_close = pd.to_datetime(df["closed_at"]) >= cut
+                if mode == "delete":
+                    df["closed_at"] = df["closed_at"].where(~late_close)
+                    df["csat"] = df["csat"].where(~late_close)
+                else:
+                    df.loc[late_close, "closed_at"] = df.loc[late_close, "closed_at"] + pd.Timedelta(days=40)
+                    df.loc[late_close, "csat"] = 1.0
+        elif name == "contracts":
+            future = pd.to_datetime(df["end_date"]) >= cut
+            ended_succ = set(df.loc[~future, "renewed_by"].dropna())
+            started_late = (pd.to_datetime(df["start_date"]) >= cut) & ~df["contract_id"].isin(ended_succ)
+            if mode == "delete":
+                df = df[~started_late].copy()
+                future = pd.to_datetime(df["end_date"]) >= cut
+                df["renewed_by"] = df["renewed_by"].astype(object).where(~future, None)
+                df["churn_reason"] = df["churn_reason"].astype(object).where(~future, None)
+            else:
+                df.loc[started_late, "arr"] = 1.0
+                df["churn_reason"] = df["churn_reason"].astype(object).where(~future, "scrambled")
+        elif name == "accounts":
+            if mode == "delete":
+                df = df[pd.to_datetime(df["created_at"]) < cut]
+        df.to_parquet(dst / p.name, index=False)
+
+
+@pytest.mark.parametrize("mode", ["delete", "scramble"])
+def test_no_leakage(small_portfolio, tmp_path, mode):
+    full = build_snapshots(open_source(small_portfolio), [AS_OF], labels=False)
+    _rewrite(small_portfolio, tmp_path / mode, mode, AS_OF)
+    cut = build_snapshots(open_source(tmp_path / mode), [AS_OF], labels=False)
+    assert len(full) > 100
+    a, b = full.set_index("account_id").sort_index(), cut.set_index("account_id").sort_index()
+    assert list(a.index) == list(b.index)
+    for c in [c for c in a.columns]:
+        x, y = a[c], b[c]
+        if pd.api.types.is_numeric_dtype(x):
+            assert np.allclose(x.astype(float), y.astype(float), equal_nan=True, rtol=1e-12, atol=1e-12), c
+        else:
+            assert x.astype(str).equals(y.astype(str)), c
+
+
+def test_snapshot_grid_matches_single_snapshots(small_portfolio):
+    src = open_source(small_portfolio)
+    grid = monthly_grid(date(2025, 6, 1), date(2025, 8, 1))
+    many = build_snapshots(src, grid, labels=False)
+    one = build_snapshots(src, [grid[1]], labels=False)
+    sub = many[many.as_of == pd.Timestamp(grid[1])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(sub[one.columns], one, check_dtype=False)
+
+
+def test_features_are_sane(small_portfolio):
+    df = build_snapshots(open_source(small_portfolio), [AS_OF])
+    feats = feature_columns(df)
+    assert not any(c.startswith("label_") for c in feats)
+    assert df["seat_utilisation"].between(0, 1.5).all()
+    assert (df["days_to_renewal"] >= 0).all() and (df["tenure_days"] > 0).all()
+    assert df["label_churn"].dropna().isin([0, 1]).all()
+    # renewal outcomes after the data end are unknown, not "renewed"
+    late = df["renewal_date"] >= pd.Timestamp("2026-10-01")
+    assert df.loc[late, "label_churn"].isna().all()

@@ -1,0 +1,43 @@
+import numpy as np
+import pandas as pd
+
+from csforecast.simulate import simulate_portfolio
+
+
+def test_deterministic_by_seed():
+    a = simulate_portfolio(150, 2, seed=3)
+    b = simulate_portfolio(150, 2, seed=3)
+    c = simulate_portfolio(150, 2, seed=4)
+    for name in a.tables:
+        pd.testing.assert_frame_equal(a.tables[name], b.tables[name])
+    assert not a.tables["contracts"].equals(c.tables["contracts"])
+
+
+def test_realism_targets():
+    pf = simulate_portfolio(3000, 3, seed=11)
+    acc, con = pf.tables["accounts"], pf.tables["contracts"]
+    share = acc.segment.value_counts(normalize=True)
+    assert abs(share["SMB"] - 0.5) < 0.04 and abs(share["Enterprise"] - 0.15) < 0.03
+    arr = con.merge(acc[["account_id", "segment"]]).groupby("segment").arr.sum()
+    assert arr["Enterprise"] / arr.sum() >= 0.5
+    ren = pf.truth["renewals"]
+    annual = ren.churned.mean()
+    assert 0.08 <= annual <= 0.22, annual
+    by_seg = ren.merge(acc[["account_id", "segment"]]).groupby("segment").churned.mean()
+    assert by_seg["SMB"] > by_seg["Enterprise"]
+    first = ren.groupby(ren.renewals_before == 0).churned.mean()
+    assert first[True] > first[False]
+    unavoidable = ren.unavoidable.sum() / ren.churned.sum()
+    assert 0.04 < unavoidable < 0.2
+    assert acc.csm_id.isna().mean() > 0.1  # part of SMB unassigned
+    # churn reasons from the taxonomy on churned contracts only
+    assert set(con.churn_reason.dropna()) <= {"budget", "low_adoption", "product_gap", "competitor", "champion_left",
+                                             "acquired", "bankrupt"}
+    # weekday seasonality in usage
+    u = pf.tables["usage"]
+    au = u[u.metric == "active_users"]
+    wd = pd.to_datetime(au.date).dt.dayofweek
+    assert au.value[wd < 5].mean() > 1.8 * au.value[wd >= 5].mean()
+    # NPS is a lagging, noisy consequence of health: positively related, far from deterministic
+    assert set(pf.tables["surveys"].kind) >= {"nps", "csat"}
+    assert np.isfinite(pf.truth["health_daily"].health).all()
