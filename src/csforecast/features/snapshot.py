@@ -98,26 +98,30 @@ def _usage_features(src: Source, g: ibis.Table, metrics: list[str], lo: date, hi
         return None
     u = src.table("usage")
     u = u.filter(u.date >= lo - timedelta(days=USAGE_WINDOW), u.date < hi, u.metric.isin(metrics))
-    j = g.join(u, [u.date < g.as_of, u.date >= g.as_of - _iv(USAGE_WINDOW)])
+    # one row per account-day with a column per metric: the range join below then carries 1/len(metrics)
+    # of the rows (NULL = no row for that metric that day)
+    wide = u.group_by(["account_id", "date"]).aggregate(
+        **{_slug(m): u.value.sum(where=u.metric == m) for m in metrics})
+    j = g.join(wide, [wide.date < g.as_of, wide.date >= g.as_of - _iv(USAGE_WINDOW)])
     age = _days(j.as_of, j.date)           # 1 .. 90
+    x = -age
     aggs = {}
     for m in metrics:
         k = _slug(m)
-        is_m = j.metric == m
-        v = j.value
-        aggs[f"{k}_7d"] = v.sum(where=is_m & (age <= 7)) / 7.0
-        aggs[f"{k}_30d"] = v.sum(where=is_m & (age <= 30)) / 30.0
-        aggs[f"{k}_prev30d"] = v.sum(where=is_m & (age > 30) & (age <= 60)) / 30.0
-        aggs[f"{k}_90d"] = v.sum(where=is_m & (age <= 90)) / 90.0
+        v = j[k]
+        has = v.notnull()
+        aggs[f"{k}_7d"] = v.sum(where=age <= 7) / 7.0
+        aggs[f"{k}_30d"] = v.sum(where=age <= 30) / 30.0
+        aggs[f"{k}_prev30d"] = v.sum(where=(age > 30) & (age <= 60)) / 30.0
+        aggs[f"{k}_90d"] = v.sum() / 90.0
         # least-squares slope of value on day over the window (per day), from sums
-        x = -age
-        n = is_m.cast("float64").sum()
-        sx, sy = x.sum(where=is_m), v.sum(where=is_m)
-        sxx, sxy = (x * x).sum(where=is_m), (x * v).sum(where=is_m)
-        aggs[f"_{k}_n"], aggs[f"_{k}_sx"], aggs[f"_{k}_sy"] = n, sx, sy
-        aggs[f"_{k}_sxx"], aggs[f"_{k}_sxy"] = sxx, sxy
+        aggs[f"_{k}_n"] = v.count().cast("float64")
+        aggs[f"_{k}_sx"] = x.sum(where=has)
+        aggs[f"_{k}_sy"] = v.sum()
+        aggs[f"_{k}_sxx"] = (x * x).sum(where=has)
+        aggs[f"_{k}_sxy"] = (x * v).sum()
     if "logins" in metrics:
-        aggs["_last_login_age"] = age.min(where=(j.metric == "logins") & (j.value > 0))
+        aggs["_last_login_age"] = age.min(where=j["logins"] > 0)
     return j.group_by(["account_id", "as_of"]).aggregate(**aggs)
 
 

@@ -427,7 +427,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         if self.calibration not in ("auto", "platt", "isotonic", "none"):
             raise ValueError(f"calibration must be 'auto', 'platt', 'isotonic' or 'none', got {self.calibration!r}")
         cal_fraction = 1.0 - self.fit_fraction - self.selection_fraction
-        if min(self.fit_fraction, self.selection_fraction) <= 0 or cal_fraction <= 0:
+        if min(self.fit_fraction, self.selection_fraction) <= 0 or cal_fraction < 1e-9:
             raise ValueError("fit_fraction and selection_fraction must be > 0 and sum to < 1")
 
         X = self._to_frame(X)

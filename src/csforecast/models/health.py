@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -465,7 +464,6 @@ def _inference(C: pd.DataFrame, y: np.ndarray, groups, alpha: float) -> dict:
     naive = np.linalg.inv(-model.hessian(res.params))
     robust = np.asarray(res.cov_params())
     ci = np.asarray(res.conf_int(alpha))
-    z = stats.norm.ppf(1 - alpha / 2)
     out = {"intercept": float(res.params[0]), "llf": float(res.llf), "n": int(len(y)),
            "n_clusters": int(len(np.unique(groups))) if groups is not None else int(len(y)), "components": {}}
     for i, c in enumerate(names, start=1):
@@ -488,9 +486,6 @@ def _inference(C: pd.DataFrame, y: np.ndarray, groups, alpha: float) -> dict:
             "ci_low": float(ci[i, 0]), "ci_high": float(ci[i, 1]), "z": float(coef / se) if se > 0 else None,
             "odds_ratio_per_10": float(np.exp(coef)), "lr_stat": float(lr), "design_effect": float(deff),
             "lr_p_value": lr_p, "flagged": bool(flagged_reason), "flag_reason": "; ".join(flagged_reason),
-            "naive_se": float(np.sqrt(naive[i, i])), "crit": float(z)}
+            "naive_se": float(np.sqrt(naive[i, i]))}
     return out
 
-
-def combos(items, k):  # pragma: no cover - small helper kept for docs examples
-    return list(combinations(items, k))

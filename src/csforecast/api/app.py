@@ -1,0 +1,154 @@
+"""The FastAPI application: `create_app(settings=None)`.
+
+Routers per resource (accounts, score, forecast, metrics, models, admin, operations); settings, the serving
+state and API-key auth are dependencies (csforecast.api.deps). The serving state is loaded at start-up
+(lifespan) unless the caller already did (`csforecast serve` loads first so it can fail with a clear
+message before binding the port).
+
+Errors: 422 for invalid input (FastAPI's validation body, field by field), 401/403 for auth, 404 unknown
+account, 413 oversized batch or body, 503 when something server-side is missing (models, scores, data
+source, forecast module). A handler turns anything unexpected into a JSON 500 as the last resort; the
+API tests fuzz the whole schema to keep client input from ever reaching it. Request headers are never
+logged (they carry API keys).
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+
+from csforecast import __version__ as _pkg_version
+from csforecast.api.auth import KeyStore
+from csforecast.api.routers import accounts, admin, forecast, health, metrics, models, score
+from csforecast.api.state import StartupError, StateHolder
+from csforecast.config import Settings, get_settings
+
+log = logging.getLogger("csforecast.api")
+
+DESCRIPTION = """Churn, survival and health scores of every account, on-demand scoring, renewal forecasts and
+retention metrics for Customer Success teams.
+
+Every `/v1` endpoint needs an API key in the `X-API-Key` header (`csforecast apikey create --scope read|admin`);
+`/v1/admin/*` needs scope `admin`. `/healthz`, `/readyz` and `/metrics` are open.
+"""
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: request count by route template/method/status and latency histogram."""
+
+    def __init__(self, app, metrics: health.ApiMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = [500]
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.requests.labels(route=path, method=method, status=str(status[0])).inc()
+            self.metrics.latency.labels(route=path, method=method).observe(time.perf_counter() - t0)
+
+
+def _pkg() -> str:
+    return _pkg_version if isinstance(_pkg_version, str) else "0"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    api_metrics = health.ApiMetrics()
+    holder = StateHolder(settings, on_swap=api_metrics.on_swap)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if holder.current.generation == 0:  # not preloaded by `csforecast serve`
+            try:
+                await run_in_threadpool(holder.start)
+            except StartupError as e:
+                log.error("cannot start: %s", e)
+                raise
+        yield
+
+    app = FastAPI(title="csforecast API", version=_pkg(), description=DESCRIPTION, lifespan=lifespan,
+                  max_body_size=1 << 20,
+                  openapi_tags=[{"name": "accounts", "description": "Latest scores per account"},
+                                {"name": "scoring", "description": "On-demand scoring"},
+                                {"name": "forecast", "description": "Renewal forecasts"},
+                                {"name": "metrics", "description": "Retention metrics"},
+                                {"name": "models", "description": "Served models"},
+                                {"name": "admin", "description": "Admin (scope admin)"},
+                                {"name": "operations", "description": "Liveness, readiness, Prometheus"}])
+    app.state.settings = settings
+    app.state.holder = holder
+    app.state.keys = KeyStore(settings.apikeys_file)
+    app.state.metrics = api_metrics
+
+    app.include_router(health.router)
+    app.include_router(accounts.router)
+    app.include_router(score.router, max_body_size=score.body_limit(settings.serve.max_batch))
+    app.include_router(forecast.router)
+    app.include_router(metrics.router)
+    app.include_router(models.router)
+    app.include_router(admin.router)
+    app.add_middleware(MetricsMiddleware, metrics=api_metrics)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # last resort only
+        error_id = uuid.uuid4().hex[:12]
+        log.error("unhandled %s on %s %s (error id %s)", type(exc).__name__, request.method, request.url.path,
+                  error_id, exc_info=exc)
+        return JSONResponse({"detail": "internal server error", "error_id": error_id}, status_code=500)
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes, tags=app.openapi_tags)
+        _real_score_example(schema, holder)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
+    return app
+
+
+def _real_score_example(schema: dict, holder: StateHolder) -> None:
+    """Give POST /v1/score an example built from the served model's inputs and a real account's values."""
+    state = holder.current
+    if state.churn is None:
+        return
+    row: dict = {}
+    if state.scores is not None and state.scores.details:
+        import json
+
+        first = json.loads(next(iter(state.scores.details.values())))
+        row = {d["feature"]: d["value"] for d in first.get("drivers", [])
+               if d.get("feature") in state.churn.index and d.get("value") is not None}
+    for f, kind in zip(state.churn.features, state.churn.kinds):
+        if len(row) >= 8:
+            break
+        if f not in row and kind == "categorical" and state.churn.codes.get(state.churn.index[f]):
+            row[f] = next(iter(state.churn.codes[state.churn.index[f]]))
+    example = {"rows": [row], "contributions": True}
+    try:
+        op = schema["paths"]["/v1/score"]["post"]["requestBody"]["content"]["application/json"]
+        op["examples"] = {"served_model": {"summary": "Inputs of the served churn model", "value": example}}
+    except KeyError:
+        pass

@@ -1,0 +1,111 @@
+"""GET /v1/forecast/renewals: the renewal forecast for a window, from the configured data source."""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+from importlib import import_module
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+
+from csforecast.api.deps import StateDep, require_read
+from csforecast.api.schemas import ErrorResponse, ForecastGroup, ForecastResponse
+from csforecast.api.state import DataUnavailable, ServingState, _py
+
+log = logging.getLogger("csforecast.api")
+router = APIRouter(prefix="/v1/forecast", tags=["forecast"], dependencies=[Depends(require_read)],
+                   responses={401: {"model": ErrorResponse, "description": "Missing or invalid API key"},
+                              503: {"model": ErrorResponse,
+                                    "description": "No data source configured, or the forecast is unavailable"}})
+
+FORECAST_MODULE = "csforecast.forecast.renewals"
+MAX_WINDOW_DAYS = 3 * 366
+
+
+def jsonable(obj: Any) -> Any:
+    """Forecast output → JSON-safe values (frames become lists of row dicts)."""
+    if isinstance(obj, pd.DataFrame | pd.Series):
+        from csforecast.metrics.arr import to_records
+
+        return to_records(obj)
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [jsonable(v) for v in obj.tolist()]
+    return _py(obj)
+
+
+def _forecast_fn():
+    try:
+        mod = import_module(FORECAST_MODULE)
+        return mod.forecast_window
+    except ModuleNotFoundError as e:
+        if e.name and FORECAST_MODULE.startswith(e.name):
+            raise HTTPException(503, detail="renewal forecasts are not available in this build "
+                                            f"({FORECAST_MODULE} is not installed)") from e
+        raise HTTPException(503, detail=f"renewal forecasts are unavailable: {FORECAST_MODULE} cannot be "
+                                        f"imported ({type(e).__name__}: {e})") from e
+    except (ImportError, AttributeError) as e:
+        raise HTTPException(503, detail=f"renewal forecasts are unavailable: {FORECAST_MODULE}.forecast_window "
+                                        f"cannot be imported ({type(e).__name__})") from e
+
+
+def _compute(state: ServingState, fn, start: date, end: date, group_by: str | None) -> bytes:
+    data = state.data
+    est = state.models.estimators.get("churn") if state.models else None
+    versions = {"churn": state.models.versions["churn"]} if est is not None else {}
+
+    def run() -> bytes:
+        source = data.source()
+        try:
+            out = fn(source, start, end, group_by=group_by, as_of=None, churn_estimator=est)
+        except (ValueError, TypeError) as e:
+            raise RequestValidationError([{"type": "value_error", "loc": ("query",), "msg": str(e)[:500],
+                                           "input": {"start": str(start), "end": str(end), "group_by": group_by}}])
+        except DataUnavailable:
+            raise
+        except Exception as e:  # noqa: BLE001 - the forecast failing is a service problem, not the client's
+            log.exception("renewal forecast failed for %s..%s group_by=%s", start, end, group_by)
+            raise HTTPException(503, detail=f"the renewal forecast failed ({type(e).__name__}); see the server log")
+        body = {"start": start.isoformat(), "end": end.isoformat(), "group_by": group_by,
+                "data_hash": data.data_hash(), "model_versions": versions,
+                "forecast": jsonable(out if isinstance(out, dict) else {"result": out})}
+        return json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+
+    return data.cached(("forecast", start, end, group_by), run)
+
+
+@router.get("/renewals", response_model=ForecastResponse, summary="Renewal forecast for a window",
+            responses={422: {"description": "Bad dates, start ≥ end, or unknown group_by"}})
+async def renewals(state: StateDep,
+                   start: Annotated[date, Query(description="First day of the window (inclusive).",
+                                                examples=["2026-10-01"])],
+                   end: Annotated[date, Query(description="End of the window (exclusive).",
+                                              examples=["2027-01-01"])],
+                   group_by: Annotated[ForecastGroup | None, Query()] = None) -> Response:
+    """Renewals due in [start, end): expected renewed ARR and its uncertainty, per group when asked. Uses the
+    data source given by `--data` / CSFORECAST_DATA and the served churn model."""
+    if start >= end:
+        raise RequestValidationError([{"type": "value_error", "loc": ("query", "end"), "msg": "end must be after start",
+                                       "input": end.isoformat()}])
+    if (end - start).days > MAX_WINDOW_DAYS:
+        raise RequestValidationError([{"type": "value_error", "loc": ("query", "end"),
+                                       "msg": f"the window may span at most {MAX_WINDOW_DAYS} days",
+                                       "input": end.isoformat()}])
+    if not state.data.location:
+        raise HTTPException(503, detail="no data source configured: start the server with `csforecast serve "
+                                        "--data SRC` or set CSFORECAST_DATA")
+    fn = _forecast_fn()
+    try:
+        content = await run_in_threadpool(_compute, state, fn, start, end, group_by)
+    except DataUnavailable as e:
+        raise HTTPException(503, detail=str(e)) from e
+    return Response(content, media_type="application/json")

@@ -1,0 +1,60 @@
+"""GET /v1/models: the served version of each family, its MLflow metrics and aliases, all registered versions."""
+from __future__ import annotations
+
+import logging
+import time
+
+from fastapi import APIRouter, Depends
+from fastapi.concurrency import run_in_threadpool
+
+from csforecast.api.deps import ModelsDep, require_read
+from csforecast.api.schemas import ErrorResponse, ModelsResponse
+from csforecast.api.state import ServingState, _err_text, _family_info
+
+log = logging.getLogger("csforecast.api")
+router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_read)],
+                   responses={401: {"model": ErrorResponse, "description": "Missing or invalid API key"},
+                              503: {"model": ErrorResponse, "description": "No models loaded"}})
+
+LIVE_TTL = 5.0   # seconds a live registry answer is reused
+_live: dict = {}
+
+
+def _describe(state: ServingState) -> dict:
+    models = state.models
+    key = (id(models), state.generation)
+    hit = _live.get(key)
+    if hit and time.monotonic() - hit[0] < LIVE_TTL:
+        return hit[1]
+    reachable = True
+    infos = {}
+    from csforecast.tracking import store
+
+    try:
+        store.configure()
+        for fam in models.versions:
+            infos[fam] = _family_info(fam, models.versions[fam], models.info.get(fam, {}).get("pinned", False))
+        if not any(i["versions"] for i in infos.values()):
+            raise RuntimeError("the registry lists none of the served models")
+    except Exception as e:  # noqa: BLE001 - fall back to the snapshot taken at load
+        log.warning("registry not reachable for /v1/models, showing the load-time snapshot: %s", _err_text(e))
+        reachable, infos = False, models.info
+    fams = {}
+    for fam, v in models.versions.items():
+        i = infos.get(fam) or {}
+        fams[fam] = {"family": fam, "registered_model": f"csforecast-{fam}", "served_version": str(v),
+                     "source": models.source, "pinned": bool(i.get("pinned")), "run_id": i.get("run_id"),
+                     "aliases": list(i.get("aliases") or []), "metrics": dict(i.get("metrics") or {}),
+                     "versions": list(i.get("versions") or [])}
+    out = {"families": fams, "registry_reachable": reachable, "loaded_at": models.loaded_at}
+    _live.clear()
+    _live[key] = (time.monotonic(), out)
+    return out
+
+
+@router.get("/models", response_model=ModelsResponse, summary="Served model versions, metrics and aliases")
+async def list_models(state: ModelsDep) -> dict:
+    """What is being served: per family the version, where it was loaded from (registry or local cache),
+    whether it is pinned, its current aliases (a served version that lost `champion` shows it), the MLflow
+    metrics of its training run, and every registered version."""
+    return await run_in_threadpool(_describe, state)

@@ -1,0 +1,103 @@
+"""POST /v1/score: score rows on demand with the served churn model (and the health model when it can)."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from importlib import import_module
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+
+from csforecast.api.deps import ModelsDep, require_read
+from csforecast.api.schemas import ErrorResponse, ScoreRequest, ScoreResponse
+from csforecast.api.state import RowErrors, ServingState
+
+log = logging.getLogger("csforecast.api")
+router = APIRouter(prefix="/v1", tags=["scoring"], dependencies=[Depends(require_read)],
+                   responses={401: {"model": ErrorResponse, "description": "Missing or invalid API key"},
+                              503: {"model": ErrorResponse, "description": "No models loaded"}})
+
+INLINE_CELLS = 20_000          # rows × features scored on the event loop; bigger batches go to a thread
+ROW_BYTES = 16_384             # request body budget per row (a 71-feature row is ~3 KB of JSON)
+
+
+def _f(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _health_scores(state: ServingState, rows: list[dict]) -> list | None:
+    """Health scores for the rows when a health model is served and every row carries all its inputs."""
+    est = state.models.estimators.get("health")
+    if est is None:
+        return None
+    needed = getattr(est, "feature_names_in_", None)
+    if needed is None:
+        return None
+    needed = [str(c) for c in needed]
+    if not all(all(c in r for c in needed) for r in rows):
+        return None
+    try:
+        mod = import_module("csforecast.pipelines.health")
+        df = pd.DataFrame([{c: r.get(c) for c in needed} for r in rows])
+        out = mod.score_health(est, df)
+        return [_f(v) if v is not None else None for v in np.asarray(out["health_score"], dtype=float)]
+    except Exception as e:  # noqa: BLE001 - no health score is better than a made-up one or a 500
+        log.warning("health model could not score %d on-demand row(s): %s", len(rows), type(e).__name__)
+        return None
+
+
+def _score(state: ServingState, rows: list[dict], contributions: bool) -> bytes:
+    scorer = state.churn
+    try:
+        X, raw = scorer.parse(rows)
+    except RowErrors as e:
+        raise RequestValidationError(e.errors) from None
+    p = scorer.predict(X, raw)
+    results = [{"churn_probability": float(v)} for v in p]
+    versions = {"churn": state.models.versions["churn"]}
+    if contributions:
+        contrib = scorer.explain(X, raw)
+        base = contrib["base_value"].to_numpy(dtype=float)
+        feats = [c for c in contrib.columns if c != "base_value"]
+        vals = contrib[feats].to_numpy(dtype=float)
+        for i, res in enumerate(results):
+            res["contributions"] = {f: (v if math.isfinite(v) else None) for f, v in zip(feats, vals[i].tolist())}
+            res["base_value"] = _f(base[i])
+    health = _health_scores(state, rows)
+    if health is not None:
+        versions["health"] = state.models.versions["health"]
+        for res, h in zip(results, health):
+            res["health_score"] = h
+    return json.dumps({"model_versions": versions, "results": results}, allow_nan=False,
+                      separators=(",", ":")).encode()
+
+
+@router.post("/score", response_model=ScoreResponse, summary="Score rows on demand",
+             responses={413: {"model": ErrorResponse, "description": "More rows than serve.max_batch"},
+                        422: {"description": "Unknown columns, wrong types (row index and field named), bad body"}})
+async def score(request: Request, state: ModelsDep,
+                body: Annotated[ScoreRequest, Body()]) -> Response:
+    """Rows use the churn model's input names (`GET /v1/models` → the churn run's features; the scores'
+    `drivers` show typical values). Missing features are missing values; the result holds the calibrated
+    churn probability per row, `contributions` (log-odds per feature + `base_value`) when asked, and a
+    `health_score` only when a health model is served and the rows carry all of its inputs."""
+    max_batch = request.app.state.settings.serve.max_batch
+    if len(body.rows) > max_batch:
+        raise HTTPException(413, detail=f"{len(body.rows)} rows: at most {max_batch} per request (serve.max_batch)")
+    rows = body.rows
+    if not body.contributions and len(rows) * max(len(state.churn.features), 1) <= INLINE_CELLS:
+        content = _score(state, rows, False)
+    else:
+        content = await run_in_threadpool(_score, state, rows, body.contributions)
+    return Response(content, media_type="application/json")
+
+
+def body_limit(max_batch: int) -> int:
+    return max(1 << 20, max_batch * ROW_BYTES)

@@ -1,0 +1,144 @@
+"""API test session: simulate a portfolio, train and score real models into a real MLflow sqlite registry,
+create real API keys, and run `csforecast serve` (uvicorn) on 127.0.0.1 on a free port in a subprocess.
+
+Everything is done once per session (training takes a minute or two) in a tmp dir.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+CLI = [sys.executable, "-c", "import sys; sys.argv[0] = 'csforecast'; from csforecast.cli import app; app()"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def base_env(home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CSFORECAST_", "MLFLOW_"))}
+    env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "CSFORECAST_HOME": str(home),
+                "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}", "PYTHONUNBUFFERED": "1",
+                "GIT_PYTHON_REFRESH": "quiet"})
+    return env
+
+
+def run_cli(args: list[str], env: dict, log: Path, timeout: float = 600) -> str:
+    proc = subprocess.run(CLI + args, env=env, capture_output=True, text=True, timeout=timeout)
+    with open(log, "a") as fh:
+        fh.write(f"$ csforecast {' '.join(args)}\n{proc.stdout}\n{proc.stderr}\n")
+    if proc.returncode != 0:
+        raise RuntimeError(f"csforecast {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen
+    url: str
+    log: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def output(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+
+def start_server(env: dict, log: Path, data: Path | None = None, wait_ready: bool = True,
+                 timeout: float = 120) -> Server:
+    port = free_port()
+    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    if data is not None:
+        args += ["--data", str(data)]
+    fh = open(log, "w")
+    proc = subprocess.Popen(CLI + args, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    fh.close()
+    srv = Server(proc, f"http://127.0.0.1:{port}", log)
+    if not wait_ready:
+        return srv
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{srv.output()[-3000:]}")
+        try:
+            if httpx.get(srv.url + "/readyz", timeout=2).status_code == 200:
+                return srv
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    srv.stop()
+    raise RuntimeError(f"server not ready after {timeout}s:\n{srv.output()[-3000:]}")
+
+
+@dataclass
+class Api:
+    url: str
+    home: Path
+    data: Path
+    env: dict
+    read_key: str
+    admin_key: str
+    server: Server
+    tmp: Path
+    extra: dict = field(default_factory=dict)
+
+    def client(self, key: str | None = "read", **kw) -> httpx.Client:
+        headers = {}
+        if key == "read":
+            headers["X-API-Key"] = self.read_key
+        elif key == "admin":
+            headers["X-API-Key"] = self.admin_key
+        elif key:
+            headers["X-API-Key"] = key
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120, **kw)
+
+
+@pytest.fixture(scope="session")
+def api(tmp_path_factory) -> Api:
+    tmp = tmp_path_factory.mktemp("csforecast_api")
+    home, data, log = tmp / "home", tmp / "data", tmp / "setup.log"
+    env = base_env(home)
+    prebuilt = os.environ.get("CSFORECAST_API_TEST_PREBUILT")
+    if prebuilt:  # developer shortcut: a folder with data/ and home/ made by this fixture earlier (copied)
+        import shutil
+
+        shutil.copytree(Path(prebuilt) / "data", data)
+        shutil.copytree(Path(prebuilt) / "home", home, ignore=shutil.ignore_patterns("apikeys.json*", "model_cache"))
+    else:
+        home.mkdir()
+        run_cli(["simulate", "--out", str(data), "--accounts", "400", "--years", "3", "--seed", "5"], env, log)
+        run_cli(["train", "--data", str(data)], env, log)
+        run_cli(["score", "--data", str(data)], env, log)
+    read_key = json.loads(run_cli(["apikey", "create", "--scope", "read", "--json"], env, log))["key"]
+    admin_key = json.loads(run_cli(["apikey", "create", "--scope", "admin", "--json"], env, log))["key"]
+    server = start_server(env, tmp / "server.log", data=data)
+    try:
+        yield Api(server.url, home, data, env, read_key, admin_key, server, tmp)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def tools():
+    """The helpers above, for tests that start extra servers or run the CLI (conftest is not importable)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(base_env=base_env, run_cli=run_cli, start_server=start_server, free_port=free_port)

@@ -1,0 +1,337 @@
+"""ChurnClassifier: real fits on small synthetic data (no mocks)."""
+import pickle
+import warnings
+
+import cloudpickle
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit, logit
+from sklearn.base import clone, is_classifier
+from sklearn.metrics import roc_auc_score
+
+from csforecast.metrics import expected_calibration_error
+from csforecast.models import ChurnClassifier
+from csforecast.models.churn import time_split
+
+PLAN_EFFECT = {"basic": 0.0, "pro": 0.7, "team": -0.5, "enterprise": 1.0}
+
+
+def make_data(n, seed=0, rows_per_day=50):
+    """Known logistic model; one categorical, NaN in a numeric and the categorical,
+    plus a bool, a pandas categorical (no effect) and weekly snapshot dates (ties)."""
+    rng = np.random.default_rng(seed)
+    usage = rng.normal(size=n)
+    tickets = rng.poisson(2.0, n).astype(float)
+    tenure = rng.uniform(0, 5, n)
+    plan = rng.choice(list(PLAN_EFFECT), size=n, p=[0.4, 0.3, 0.2, 0.1])
+    z = -1.2 - 0.9 * usage + 0.3 * tickets - 0.4 * tenure + pd.Series(plan).map(PLAN_EFFECT).to_numpy()
+    p = expit(z)
+    y = rng.binomial(1, p)
+    X = pd.DataFrame(
+        {
+            "usage": usage,
+            "tickets": tickets,
+            "tenure": tenure,
+            "plan": plan.astype(object),
+            "auto_renew": rng.random(n) < 0.5,
+            "region": pd.Categorical(rng.choice(["eu", "us", "apac"], n)),
+        },
+        index=pd.RangeIndex(1000, 1000 + n),
+    )
+    X.loc[rng.random(n) < 0.10, "usage"] = np.nan  # MCAR, after y was drawn
+    X.loc[X.index[rng.random(n) < 0.05], "plan"] = None
+    X.loc[X.index[rng.random(n) < 0.05], "region"] = np.nan
+    day = pd.Timestamp("2023-01-02") + pd.to_timedelta(np.arange(n) // rows_per_day, unit="D")
+    return X, y, p, pd.Series(day, index=X.index)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_data(20_000, seed=0)
+
+
+@pytest.fixture(scope="module")
+def small():
+    X, y, p, t = make_data(3000, seed=1)
+    X = X.copy()
+    X["signup_at"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(np.arange(3000) % 700, unit="D")
+    return X, y, t
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    """Default settings, trained on the first 12k rows (later 8k rows held out)."""
+    X, y, _, t = data
+    return ChurnClassifier().fit(X.iloc[:12_000], y[:12_000], sample_time=t.iloc[:12_000])
+
+
+@pytest.fixture(scope="module")
+def fitted_small(small):
+    X, y, t = small
+    models = {}
+    for alg in ("lightgbm", "logistic"):
+        for cal in ("platt", "isotonic", "none"):
+            models[alg, cal] = ChurnClassifier(algorithm=alg, calibration=cal, n_jobs=1).fit(X, y, sample_time=t)
+    return models
+
+
+def unseen(X):
+    """Copy of X with categories never seen in training and extra NaN."""
+    X = X.copy()
+    X["plan"] = X["plan"].astype(object)
+    X.iloc[::7, X.columns.get_loc("plan")] = "brand-new-plan"
+    X["region"] = X["region"].cat.add_categories(["mars"])
+    X.iloc[::11, X.columns.get_loc("region")] = "mars"
+    X.iloc[::13, X.columns.get_loc("tickets")] = np.nan
+    return X
+
+
+# --------------------------------------------------------------------------- quality
+def test_close_to_true_model_on_later_rows(data, fitted):
+    X, y, p_true, _ = data
+    Xt, yt = X.iloc[12_000:], y[12_000:]
+    p = fitted.predict_proba(Xt)[:, 1]
+    assert roc_auc_score(yt, p) > roc_auc_score(yt, p_true[12_000:]) - 0.02
+    assert expected_calibration_error(yt, p) < 0.03
+    assert fitted.chosen_ in {"lightgbm", "logistic"}
+    assert set(fitted.candidate_scores_) == {"lightgbm", "logistic"}
+    assert fitted.candidate_scores_[fitted.chosen_] == min(fitted.candidate_scores_.values())
+    assert fitted.calibration_ in {"platt", "isotonic"}
+    assert set(fitted.calibration_scores_) == {"platt", "isotonic"}
+
+
+def test_fitted_attributes(fitted, data):
+    X = data[0]
+    assert list(fitted.feature_names_in_) == list(X.columns) and fitted.n_features_in_ == X.shape[1]
+    assert fitted.feature_kinds_ == {
+        "usage": "numeric", "tickets": "numeric", "tenure": "numeric",
+        "plan": "categorical", "auto_renew": "numeric", "region": "categorical",
+    }
+    assert fitted.categories_["plan"] == sorted(PLAN_EFFECT) + ["__other__"]
+    assert list(fitted.classes_) == [0, 1]
+    assert sum(fitted.split_sizes_.values()) == 12_000
+    assert fitted.best_iteration_ >= 1 and fitted.best_C_ in fitted.logistic_Cs
+    assert 0 < fitted.base_rate_ < 1
+
+
+def test_probabilities_are_clipped_and_predict_uses_threshold(fitted, data):
+    X = data[0].iloc[12_000:]
+    proba = fitted.predict_proba(X)
+    assert proba.shape == (len(X), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert proba.min() >= 1e-6 and proba.max() <= 1 - 1e-6
+    np.testing.assert_array_equal(fitted.predict(X), (proba[:, 1] >= 0.5).astype(int))
+
+
+# ------------------------------------------------------------------------ time split
+def test_time_split_keeps_equal_times_together():
+    t = np.repeat(np.arange(10), [5, 1, 30, 2, 2, 20, 3, 3, 30, 4])  # 100 rows, big tie groups
+    rng = np.random.default_rng(0)
+    t = rng.permutation(t)
+    parts = time_split(t, [0.6, 0.2, 0.2])
+    assert sorted(np.concatenate(parts)) == list(range(100))
+    for a, b in zip(parts[:-1], parts[1:]):
+        assert t[a].max() < t[b].min()  # strictly earlier: ties never straddle a cut
+    # cumulative group sizes 5 6 36 38 40 60 63 66 96 100: 60 is a clean cut; the
+    # time at row 80 spans rows 66..95, and 66 is nearer to 80 than 96 is
+    assert [len(q) for q in parts] == [60, 6, 34]
+    with pytest.raises(ValueError, match="too few"):
+        time_split(np.zeros(50), [0.6, 0.2, 0.2])
+
+
+def test_fit_splits_by_sample_time_at_thresholds(small):
+    X, y, t = small
+    m = ChurnClassifier(algorithm="logistic", calibration="platt").fit(X, y, sample_time=t)
+    sel, cal = m.split_times_["selection"], m.split_times_["calibration"]
+    assert isinstance(sel, pd.Timestamp)
+    assert m.split_sizes_ == {
+        "fit": int((t < sel).sum()),
+        "selection": int(((t >= sel) & (t < cal)).sum()),
+        "calibration": int((t >= cal).sum()),
+    }
+    assert m.split_sizes_["fit"] % 50 == 0  # 50 rows per day: whole days only
+    assert m.split_sizes_["fit"] == pytest.approx(0.6 * len(X), abs=50)
+
+
+def test_sample_time_not_row_order_defines_time(small):
+    X, y, t = small
+    ref = ChurnClassifier(algorithm="lightgbm", calibration="platt", n_jobs=1).fit(X, y)  # row order
+    perm = np.random.default_rng(0).permutation(len(X))
+    shuffled = ChurnClassifier(algorithm="lightgbm", calibration="platt", n_jobs=1).fit(
+        X.iloc[perm], y[perm], sample_time=np.arange(len(X))[perm]
+    )
+    np.testing.assert_allclose(shuffled.predict_proba(X), ref.predict_proba(X), atol=1e-12)
+    naive = ChurnClassifier(algorithm="lightgbm", calibration="platt", n_jobs=1).fit(X.iloc[perm], y[perm])
+    assert not np.allclose(naive.predict_proba(X), ref.predict_proba(X))
+
+
+# ---------------------------------------------------------------------------- explain
+@pytest.mark.parametrize("alg", ["lightgbm", "logistic"])
+@pytest.mark.parametrize("cal", ["platt", "isotonic", "none"])
+def test_explain_is_additive_on_calibrated_logit(fitted_small, small, alg, cal):
+    m = fitted_small[alg, cal]
+    assert m.chosen_ == alg and m.calibration_ == cal
+    X = unseen(small[0]).iloc[::-1]  # reversed row order: index must follow X
+    e = m.explain(X)
+    assert list(e.columns) == [*X.columns, "base_value"]
+    assert e.index.equals(X.index)
+    assert e.notna().all().all() and e["base_value"].nunique() == 1
+    p = m.predict_proba(X)[:, 1]
+    np.testing.assert_allclose(e.sum(axis=1).to_numpy(), logit(p), atol=1e-6, rtol=0)
+    raw = m.explain_raw(X)
+    if cal == "none":
+        pd.testing.assert_frame_equal(raw, e)
+    if cal == "platt":  # exact linear map: contributions scaled by the Platt slope
+        a = m.platt_[0]
+        np.testing.assert_allclose(e.iloc[:, :-1].to_numpy(), a * raw.iloc[:, :-1].to_numpy(), atol=1e-9)
+    if cal == "isotonic":  # monotone map: contributions keep their sign
+        assert ((e.iloc[:, :-1].to_numpy() * raw.iloc[:, :-1].to_numpy()) >= -1e-12).all()
+
+
+def test_explain_raw_matches_model_internals(fitted_small, small):
+    X = small[0].iloc[:300]
+    lgb = fitted_small["lightgbm", "none"]
+    raw = lgb.explain_raw(X)
+    booster_raw = lgb.model_.booster_.predict(lgb._encode(X), raw_score=True)
+    np.testing.assert_allclose(raw.sum(axis=1), booster_raw, atol=1e-9)
+    lin = fitted_small["logistic", "none"]
+    raw = lin.explain_raw(X)
+    np.testing.assert_allclose(raw.sum(axis=1), logit(lin.predict_proba(X)[:, 1]), atol=1e-9)
+    # a column the linear model cannot see has exactly zero contribution
+    assert lin.explain_raw(X.assign(usage=np.nan))["usage"].nunique() == 1
+
+
+def test_linear_contributions_follow_the_true_signs(fitted_small, small):
+    m = fitted_small["logistic", "platt"]
+    X = small[0]
+    e = m.explain(X)
+    usage = X["usage"].to_numpy()
+    ok = ~np.isnan(usage)
+    assert np.corrcoef(usage[ok], e["usage"].to_numpy()[ok])[0, 1] < -0.999  # linear; more usage, less churn
+    assert e.loc[~ok, "usage"].nunique() == 1  # every missing value gets the same contribution
+    imp = m.mean_abs_contribution(X)
+    assert imp.index[0] == "usage" and set(imp.index) == set(X.columns)
+    assert imp["region"] < 0.1 * imp["usage"]  # no effect in the true model
+
+
+def test_explain_when_model_is_constant(small):
+    X, y, t = small
+    m = ChurnClassifier(
+        algorithm="lightgbm", calibration="isotonic", n_jobs=1, lgbm_params={"min_split_gain": 1e9}
+    ).fit(X, y, sample_time=t)
+    e = m.explain(X.iloc[:50])  # every row has z == base: degenerate-scale branch
+    np.testing.assert_allclose(e.sum(axis=1), logit(m.predict_proba(X.iloc[:50])[:, 1]), atol=1e-9)
+
+
+# ----------------------------------------------------------------- input robustness
+def test_columns_are_reordered_and_extra_columns_ignored(fitted_small, small):
+    m = fitted_small["lightgbm", "platt"]
+    X = small[0].iloc[:200]
+    shuffled = X[X.columns[::-1]].assign(unrelated=1.0)
+    np.testing.assert_array_equal(m.predict_proba(shuffled), m.predict_proba(X))
+    assert list(m.explain(shuffled).columns[:-1]) == list(X.columns)
+    with pytest.raises(ValueError, match=r"missing training columns: \['tenure', 'plan'\]"):
+        m.predict_proba(X.drop(columns=["tenure", "plan"]))
+
+
+def test_unseen_categories_missing_values_and_dtype_drift(fitted_small, small):
+    m = fitted_small["logistic", "platt"]
+    X = unseen(small[0].iloc[:300])
+    X["plan"] = X["plan"].astype("string")  # string dtype instead of object
+    X["tickets"] = X["tickets"].astype(object)  # numbers arriving as objects
+    X.iloc[0] = None  # an all-missing row
+    p = m.predict_proba(X)[:, 1]
+    assert np.isfinite(p).all()
+
+
+def test_numpy_input(small):
+    X, y, _ = small
+    arr = X[["usage", "tickets", "tenure"]].to_numpy()
+    m = ChurnClassifier(algorithm="logistic").fit(arr, y)
+    assert list(m.feature_names_in_) == ["x0", "x1", "x2"]
+    e = m.explain(arr[:10])
+    assert list(e.columns) == ["x0", "x1", "x2", "base_value"]
+    np.testing.assert_allclose(m.predict_proba(arr[:10]), m.predict_proba(pd.DataFrame(arr[:10], columns=["x0", "x1", "x2"])))
+
+
+def test_label_types_are_preserved(small):
+    X, y, t = small
+    labels = np.where(y == 1, "churned", "active")
+    m = ChurnClassifier(algorithm="logistic").fit(X, labels, sample_time=t)
+    assert list(m.classes_) == ["active", "churned"]
+    assert set(m.predict(X)) <= {"active", "churned"}
+    assert is_classifier(m)
+
+
+def test_single_class_calibration_slice_warns(small):
+    X, y, _ = small
+    y = y.copy()
+    y[-600:] = 0
+    with pytest.warns(UserWarning, match="single class"):
+        m = ChurnClassifier(algorithm="logistic").fit(X, y)
+    assert m.calibration_ == "none"
+
+
+@pytest.mark.parametrize(
+    "make_args, match",
+    [
+        (lambda X, y: (X, np.where(np.arange(len(y)) % 3 == 0, 2, y)), "binary"),
+        (lambda X, y: (X, np.zeros_like(y)), "single class"),
+        (lambda X, y: (X, y[:-1]), "rows"),
+        (lambda X, y: (X, np.where(y == 1, np.nan, 0.0)), "missing"),
+        (lambda X, y: (X["usage"].to_numpy(), y), "2-D"),
+    ],
+)
+def test_bad_input_is_rejected(small, make_args, match):
+    X, y, _ = small
+    with pytest.raises(ValueError, match=match):
+        ChurnClassifier().fit(*make_args(X, y))
+
+
+def test_bad_params_and_sample_time_rejected(small):
+    X, y, t = small
+    with pytest.raises(ValueError, match="algorithm"):
+        ChurnClassifier(algorithm="xgboost").fit(X, y)
+    with pytest.raises(ValueError, match="calibration"):
+        ChurnClassifier(calibration="beta").fit(X, y)
+    with pytest.raises(ValueError, match="sum to < 1"):
+        ChurnClassifier(fit_fraction=0.7, selection_fraction=0.3).fit(X, y)
+    with pytest.raises(ValueError, match="sample_time has length"):
+        ChurnClassifier().fit(X, y, sample_time=t.iloc[:-5])
+    with pytest.raises(ValueError, match="single class"):  # all churners come late
+        ChurnClassifier().fit(X, np.r_[np.zeros(2000), np.ones(1000)].astype(int))
+
+
+# ------------------------------------------------------------------ sklearn, pickling
+def test_clone_and_params():
+    m = ChurnClassifier(algorithm="logistic", logistic_Cs=(0.5, 2.0), lgbm_params={"max_bin": 63})
+    c = clone(m)
+    assert c.get_params() == m.get_params()
+    assert c.lgbm_params == {"max_bin": 63} and c.lgbm_params is not m.lgbm_params
+    assert not hasattr(c, "chosen_")
+
+
+def test_clone_of_fitted_model_is_unfitted(fitted):
+    c = clone(fitted)
+    assert c.get_params() == fitted.get_params() and not hasattr(c, "model_")
+
+
+@pytest.mark.parametrize("dumps, loads", [(pickle.dumps, pickle.loads), (cloudpickle.dumps, pickle.loads)])
+def test_pickle_roundtrip(fitted_small, small, dumps, loads):
+    X = unseen(small[0].iloc[:200])
+    for key in [("lightgbm", "isotonic"), ("logistic", "platt")]:
+        m = fitted_small[key]
+        m2 = loads(dumps(m))
+        np.testing.assert_array_equal(m2.predict_proba(X), m.predict_proba(X))
+        pd.testing.assert_frame_equal(m2.explain(X), m.explain(X))
+
+
+def test_fit_is_deterministic(small):
+    X, y, t = small
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and emits no warnings on clean data
+        a = ChurnClassifier(n_jobs=1).fit(X, y, sample_time=t)
+    b = ChurnClassifier(n_jobs=1).fit(X, y, sample_time=t)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert a.candidate_scores_ == b.candidate_scores_
