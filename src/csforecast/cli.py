@@ -1,6 +1,12 @@
 """The csforecast command line. Each command parses, calls one function, and formats the result."""
 from __future__ import annotations
 
+import os
+
+# LightGBM's OpenMP workers busy-wait by default, which starves everything else on a small machine
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 import json
 import sys
 from datetime import date

@@ -226,8 +226,9 @@ def snapshot_rows(api, scores):
     meta, df, _ = scores
     snap = build_snapshots(open_source(str(api.data)), [pd.Timestamp(meta["as_of"]).date()], labels=False)
     with api.client() as c:
-        feats = list(c.post("/v1/score", json={"rows": [{}], "contributions": True}).json()
-                     ["results"][0]["contributions"])
+        families = c.get("/v1/models").json()["families"]
+    churn_inputs = families["churn"]["inputs"]
+    feats = list(dict.fromkeys(churn_inputs + (families["health"]["inputs"] if "health" in families else [])))
     snap = snap.set_index("account_id").loc[df.index]
 
     def clean(v):
@@ -235,7 +236,7 @@ def snapshot_rows(api, scores):
             return None
         return v.item() if isinstance(v, np.generic) else v
     rows = [{f: clean(v) for f, v in zip(feats, vals)} for vals in snap[feats].astype(object).to_numpy()]
-    return list(df.index), rows, feats
+    return list(df.index), rows, churn_inputs
 
 
 def test_on_demand_scoring_matches_batch_scores(api, scores, snapshot_rows):
@@ -250,7 +251,31 @@ def test_on_demand_scoring_matches_batch_scores(api, scores, snapshot_rows):
     got = [r["churn_probability"] for r in body["results"]]
     assert got == pytest.approx(df.loc[ids[:100], "churn_probability"].tolist(), abs=1e-9)
     assert one.json()["results"][0]["churn_probability"] == pytest.approx(got[0], abs=1e-12)
-    assert all(set(r) == {"churn_probability"} for r in body["results"])   # no health score unless it can be made
+    if "health_score" in df.columns:   # the rows carry the health model's inputs too
+        assert body["model_versions"]["health"] == df["health_model_version"].iloc[0]
+        health = [r["health_score"] for r in body["results"]]
+        assert health == pytest.approx(df.loc[ids[:100], "health_score"].tolist(), abs=1e-6)
+    else:
+        assert all(set(r) == {"churn_probability"} for r in body["results"])
+
+
+def test_no_health_score_without_the_health_inputs(api, snapshot_rows):
+    _, rows, churn_inputs = snapshot_rows
+    with api.client() as c:
+        families = c.get("/v1/models").json()["families"]
+        only_churn = [{k: r[k] for k in churn_inputs} for r in rows[:5]]
+        body = c.post("/v1/score", json={"rows": only_churn}).json()
+    health_inputs = set(families.get("health", {}).get("inputs", []))
+    if not health_inputs or not health_inputs <= set(churn_inputs):
+        assert all("health_score" not in r for r in body["results"]) and "health" not in body["model_versions"]
+    if health_inputs:   # rows missing one health input, or health switched off: no health score
+        some = sorted(health_inputs)[0]
+        partial = [{k: v for k, v in r.items() if k != some} for r in rows[:3]]
+        with api.client() as c:
+            for payload in ({"rows": partial}, {"rows": rows[:3], "health": False}):
+                b = c.post("/v1/score", json=payload).json()
+                assert all(set(r) == {"churn_probability"} for r in b["results"]), payload
+                assert set(b["model_versions"]) == {"churn"}
 
 
 def test_contributions_add_up_to_the_logit(api, snapshot_rows):
@@ -348,22 +373,6 @@ def test_retention_metrics(api):
     assert {r["group"] for r in seg["rows"]} >= {"Enterprise", "SMB"}
 
 
-def test_no_data_source_means_503_with_a_message(api, tools):
-    """A second server without --data: forecast and retention answer 503 and say how to fix it."""
-    env = tools.base_env(api.home)
-    srv = tools.start_server(env, api.tmp / "server_nodata.log", data=None)
-    try:
-        with httpx.Client(base_url=srv.url, headers={"X-API-Key": api.read_key}) as c:
-            f = c.get("/v1/forecast/renewals", params={"start": "2026-10-01", "end": "2027-01-01"})
-            m = c.get("/v1/metrics/retention")
-            cached = c.get("/readyz").json()
-    finally:
-        srv.stop()
-    assert f.status_code == 503 and "--data" in f.json()["detail"]
-    assert m.status_code == 503 and "--data" in m.json()["detail"]
-    assert cached["ready"]
-
-
 # ---------------------------------------------------------------------------------------------- models
 def test_models(api, scores):
     meta, _, _ = scores
@@ -442,7 +451,8 @@ def test_failed_reload_keeps_serving_the_old_set(api):
 
 def test_unreachable_registry_falls_back_to_the_model_cache(api, tools, tmp_path):
     """Registry down at start: served from the local cache written after the last good load, with a warning.
-    Without a cache the server refuses to start, saying why."""
+    Without a cache the server refuses to start, saying why. (This server also has no data source:
+    forecasts and retention metrics answer 503 saying how to configure one.)"""
     assert (api.home / "model_cache" / "champions.pkl").exists()
     env = tools.base_env(api.home)
     env.update({"MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
@@ -453,8 +463,12 @@ def test_unreachable_registry_falls_back_to_the_model_cache(api, tools, tmp_path
             ready = c.get("/readyz").json()
             models = c.get("/v1/models").json()
             p = c.post("/v1/score", json={"rows": [{"arr": 1000}]})
+            f = c.get("/v1/forecast/renewals", params={"start": "2026-10-01", "end": "2027-01-01"})
+            m = c.get("/v1/metrics/retention")
     finally:
         srv.stop()
+    assert f.status_code == 503 and "--data" in f.json()["detail"]
+    assert m.status_code == 503 and "--data" in m.json()["detail"]
     assert ready["ready"] and ready["model_source"] == "cache"
     assert any("cached" in p for p in ready["problems"])
     assert models["families"]["churn"]["source"] == "cache" and models["registry_reachable"] is False

@@ -53,17 +53,22 @@ def data():
 
 @pytest.fixture(scope="module")
 def small():
-    X, y, p, t = make_data(3000, seed=1)
+    X, y, p, t = make_data(3000, seed=1, rows_per_day=70)  # 60 % = 1800 rows falls inside a day
     X = X.copy()
     X["signup_at"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(np.arange(3000) % 700, unit="D")
+    X["never_filled"] = np.nan  # all-missing numeric and object columns
+    X["notes"] = pd.Series([None] * 3000, index=X.index, dtype=object)
     return X, y, t
 
 
 @pytest.fixture(scope="module")
 def fitted(data):
-    """Default settings, trained on the first 12k rows (later 8k rows held out)."""
+    """Default settings, trained on the first 12k rows (later 8k rows held out).
+
+    n_jobs=1 throughout the tests: with OpenMP's default active waiting, LightGBM with
+    2 threads on a machine busy with other jobs can be 10x slower than 1 thread."""
     X, y, _, t = data
-    return ChurnClassifier().fit(X.iloc[:12_000], y[:12_000], sample_time=t.iloc[:12_000])
+    return ChurnClassifier(n_jobs=1).fit(X.iloc[:12_000], y[:12_000], sample_time=t.iloc[:12_000])
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +155,8 @@ def test_fit_splits_by_sample_time_at_thresholds(small):
         "selection": int(((t >= sel) & (t < cal)).sum()),
         "calibration": int((t >= cal).sum()),
     }
-    assert m.split_sizes_["fit"] % 50 == 0  # 50 rows per day: whole days only
-    assert m.split_sizes_["fit"] == pytest.approx(0.6 * len(X), abs=50)
+    assert m.split_sizes_["fit"] % 70 == 0  # 70 rows per day: whole days only
+    assert m.split_sizes_["fit"] == pytest.approx(0.6 * len(X), abs=70)
 
 
 def test_sample_time_not_row_order_defines_time(small):
@@ -179,6 +184,7 @@ def test_explain_is_additive_on_calibrated_logit(fitted_small, small, alg, cal):
     assert e.notna().all().all() and e["base_value"].nunique() == 1
     p = m.predict_proba(X)[:, 1]
     np.testing.assert_allclose(e.sum(axis=1).to_numpy(), logit(p), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(e[["never_filled", "notes"]], 0.0, atol=1e-12)  # constant in training
     raw = m.explain_raw(X)
     if cal == "none":
         pd.testing.assert_frame_equal(raw, e)
@@ -197,8 +203,9 @@ def test_explain_raw_matches_model_internals(fitted_small, small):
     np.testing.assert_allclose(raw.sum(axis=1), booster_raw, atol=1e-9)
     lin = fitted_small["logistic", "none"]
     raw = lin.explain_raw(X)
-    np.testing.assert_allclose(raw.sum(axis=1), logit(lin.predict_proba(X)[:, 1]), atol=1e-9)
-    # a column the linear model cannot see has exactly zero contribution
+    decision = lin.model_.decision_function(lin._logistic_input(lin._encode(X)))
+    np.testing.assert_allclose(raw.sum(axis=1), decision, atol=1e-9)
+    # contributions depend only on the column's own value
     assert lin.explain_raw(X.assign(usage=np.nan))["usage"].nunique() == 1
 
 
@@ -243,6 +250,36 @@ def test_unseen_categories_missing_values_and_dtype_drift(fitted_small, small):
     X.iloc[0] = None  # an all-missing row
     p = m.predict_proba(X)[:, 1]
     assert np.isfinite(p).all()
+
+
+def test_many_dtypes_and_empty_input():
+    rng = np.random.default_rng(5)
+    n = 1500
+    X = pd.DataFrame(
+        {
+            "num": rng.normal(size=n),
+            "mixed": pd.Series(rng.choice([1, "a", 2.5, None, True], n), dtype=object),
+            "Int64": pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(0, 5, n)), dtype="Int64"),
+            "boolean": pd.array(np.where(rng.random(n) < 0.1, None, rng.random(n) < 0.5), dtype="boolean"),
+            "string": pd.array(np.where(rng.random(n) < 0.1, None, rng.choice(["x", "y"], n)), dtype="string"),
+            "tz": pd.date_range("2024-01-01", periods=n, freq="h", tz="Europe/Paris"),
+            "td": pd.to_timedelta(rng.integers(0, 100, n), unit="D"),
+            7: rng.normal(size=n),  # non-string column name
+        }
+    )
+    X.loc[5, "num"] = np.inf
+    y = rng.binomial(1, 0.3 + 0.3 * (X["num"] > 0))
+    before = X.copy()
+    for alg in ("lightgbm", "logistic"):
+        m = ChurnClassifier(algorithm=alg, n_jobs=1).fit(X, y, sample_time=X["tz"])
+        pd.testing.assert_frame_equal(X, before)  # input untouched (inf stays inf)
+        assert m.feature_kinds_["tz"] == "datetime" and m.feature_kinds_["td"] == "timedelta"
+        assert m.feature_kinds_["Int64"] == m.feature_kinds_["boolean"] == "numeric"
+        assert m.feature_kinds_["string"] == m.feature_kinds_["mixed"] == "categorical"
+        e = m.explain(X)
+        assert list(e.columns) == [*X.columns, "base_value"]
+        np.testing.assert_allclose(e.sum(axis=1), logit(m.predict_proba(X)[:, 1]), atol=1e-6)
+        assert m.predict_proba(X.iloc[:0]).shape == (0, 2) and m.explain(X.iloc[:0]).shape == (0, 9)
 
 
 def test_numpy_input(small):

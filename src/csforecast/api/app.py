@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from csforecast import __version__ as _pkg_version
 from csforecast.api.auth import KeyStore
 from csforecast.api.routers import accounts, admin, forecast, health, metrics, models, score
+from csforecast.api.schemas import ScoreRequest
 from csforecast.api.state import StartupError, StateHolder
 from csforecast.config import Settings, get_settings
 
@@ -87,7 +88,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
 
     app = FastAPI(title="csforecast API", version=_pkg(), description=DESCRIPTION, lifespan=lifespan,
-                  max_body_size=1 << 20,
                   openapi_tags=[{"name": "accounts", "description": "Latest scores per account"},
                                 {"name": "scoring", "description": "On-demand scoring"},
                                 {"name": "forecast", "description": "Renewal forecasts"},
@@ -121,6 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, description=app.description,
                              routes=app.routes, tags=app.openapi_tags)
+        schema.setdefault("components", {}).setdefault("schemas", {})["ScoreRequest"] = \
+            ScoreRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         _real_score_example(schema, holder)
         app.openapi_schema = schema
         return schema

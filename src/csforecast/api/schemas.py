@@ -72,6 +72,9 @@ class Trigger(_Open):
 class TrendPoint(_Open):
     week: date
     health_score: float | None = None
+    components: dict[str, float | None] | None = Field(None, description="Component scores (0–100) that week.")
+    change: float | None = Field(None, description="Change vs the previous week.")
+    change_explanation: Any = Field(None, description="What moved the score since the previous week.")
 
 
 _DRIVER_EX = {"feature": "seat_utilisation_90d", "value": 0.31, "contribution": 0.42,
@@ -149,6 +152,8 @@ class ScoreRequest(BaseModel):
         description="Rows in the churn model's input schema (feature name → value). Missing features are "
                     "treated as missing values; unknown names and wrong types are rejected (422).")
     contributions: bool = Field(False, description="Also return per-feature contributions (log-odds).")
+    health: bool = Field(True, description="Also return health_score when a health model is served and every row "
+                                           "carries all of its inputs; false skips it (churn only, faster).")
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "rows": [{"arr": 24000, "seats": 40, "segment": "Mid-Market", "seat_utilisation_90d": 0.31,
                   "days_since_login": 12, "open_tickets": 3, "nps_latest": 6}],
@@ -244,6 +249,8 @@ class FamilyInfo(BaseModel):
     run_id: str | None = None
     aliases: list[str] = Field(default_factory=list, description="Aliases the served version has now.")
     metrics: dict[str, float] = Field(default_factory=dict, description="MLflow metrics of the served version's run.")
+    inputs: list[str] = Field(default_factory=list, description="Input columns of the served estimator (the row "
+                                                                "keys POST /v1/score accepts).")
     versions: list[ModelVersionInfo] = Field(default_factory=list, description="All registered versions, newest first.")
 
 

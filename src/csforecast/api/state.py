@@ -167,6 +167,9 @@ def load_models_from_registry(settings) -> ModelSet:
         raise LoadError(f"no churn champion in the MLflow registry at {uri}: run `csforecast train --data …` "
                         "first (or pin a version in serve.pinned_versions)")
     info = {fam: _family_info(fam, v, fam in pinned) for fam, v in champs.versions.items()}
+    for fam, est in champs.estimators.items():
+        names = getattr(est, "feature_names_in_", None)
+        info[fam]["inputs"] = [str(c) for c in names] if names is not None else []
     return ModelSet(dict(champs.estimators), dict(champs.versions), "registry", datetime.now(timezone.utc), info)
 
 
@@ -242,6 +245,7 @@ class ChurnScorer:
         self.index = {f: j for j, f in enumerate(self.features)}
         kinds = getattr(estimator, "feature_kinds_", {}) or {}
         self.kinds = [kinds.get(f, "numeric") for f in self.features]
+        self.numeric = [k == "numeric" for k in self.kinds]
         cats = getattr(estimator, "categories_", {}) or {}
         self.codes: dict[int, dict[str, int]] = {}
         self.other: dict[int, int] = {}
@@ -266,6 +270,7 @@ class ChurnScorer:
         errors: list[dict] = []
         unknown: dict[str, int] = {}
         index, kinds, codes, other = self.index, self.kinds, self.codes, self.other
+        numeric = self.numeric
         for i, row in enumerate(rows):
             out = buf[i]
             for key, v in row.items():
@@ -273,6 +278,9 @@ class ChurnScorer:
                 if j is None:
                     if key not in self.extra_columns and key not in unknown:
                         unknown[key] = i
+                    continue
+                if type(v) is float and numeric[j]:  # the common case; non-finite values fixed below
+                    out[j] = v
                     continue
                 kind = kinds[j]
                 if v is None:
@@ -312,7 +320,9 @@ class ChurnScorer:
                     try:
                         x = float(v)
                     except (OverflowError, TypeError, ValueError):
-                        errors.append(_type_error(i, key, v, "a number of days (or null)"))
+                        x = None
+                    if x is None or (math.isfinite(x) and abs(x) > 1e8):
+                        errors.append(_type_error(i, key, v, "a number of days within ±1e8 (or null)"))
                         continue
                     out[j] = x if math.isfinite(x) else nan
                 if len(errors) >= _MAX_ERRORS:
@@ -325,7 +335,9 @@ class ChurnScorer:
                            "input": row_value(rows[i], key)})
         if errors:
             raise RowErrors(errors[: _MAX_ERRORS + len(unknown)])
-        return np.array(buf, dtype=float).reshape(n, p), raw_cat
+        X = np.array(buf, dtype=float).reshape(n, p)
+        X[np.isinf(X)] = np.nan  # ±inf is missing, as the estimator itself treats it
+        return X, raw_cat
 
     def frame(self, X: np.ndarray, raw_cat: dict[int, list]) -> pd.DataFrame:
         """The rows as the DataFrame the estimator was trained on (for predict_proba / explain)."""
@@ -435,7 +447,7 @@ class ScoreSet:
         if band is not None:
             mask &= self.band == band
         if renewal_before is not None:
-            day = (pd.Timestamp(renewal_before) - pd.Timestamp(0)) // pd.Timedelta(days=1)
+            day = (renewal_before - date(1970, 1, 1)).days  # any date; pandas Timestamps stop at 1677/2262
             with np.errstate(invalid="ignore"):
                 mask &= self.renewal_day < day
         order = self.order(sort, desc)
@@ -455,8 +467,11 @@ def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame) -> 
     trend: dict[str, list] = {}
     if history is not None and len(history) and {"account_id", "week", "health_score"} <= set(history.columns):
         h = history.sort_values(["account_id", "week"])
-        for aid, w, s in zip(h["account_id"].astype(str), h["week"], h["health_score"]):
-            trend.setdefault(aid, []).append({"week": _date(w), "health_score": _py(s)})
+        extra = [c for c in ("components", "change", "change_explanation") if c in h.columns]
+        for rec in h[["account_id", "week", "health_score", *extra]].to_dict("records"):
+            point = {"week": _date(rec["week"]), "health_score": _py(rec["health_score"])}
+            point.update({c: _py(rec[c]) for c in extra})
+            trend.setdefault(str(rec["account_id"]), []).append(point)
     has_surv = "p_active_90d" in cols or "expected_lifetime_days" in cols
     has_health = "health_score" in cols
     records = scores.to_dict("records")

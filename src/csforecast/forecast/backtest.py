@@ -32,12 +32,12 @@ from csforecast.forecast.renewals import (
     decision_rows,
     estimate_tau,
     fit_expansion,
-    implied_shock,
     method_results,
     predict_churn,
     renewal_book,
     save_calibration,
     scoring_rows,
+    shock_evidence,
 )
 
 __all__ = ["run_backtest", "fan_chart", "log_backtest"]
@@ -124,11 +124,14 @@ def _summary(rows: list[dict], seg_rows: list[dict], taus: list[float]) -> dict:
 
 def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, draws: int | None = None,
                  seed: int | None = None, churn_params: dict | None = None,
-                 progress: Callable[[str], None] | None = None, with_oracle: bool = True) -> dict:
+                 progress: Callable[[str], None] | None = None, with_oracle: bool = True,
+                 snapshots: pd.DataFrame | None = None) -> dict:
     """Back-test the renewal forecast on the last ``quarters`` complete quarters (see the module doc).
 
     Returns {"quarters": [one row per quarter and method], "segments": [one row per quarter, method and
     segment], "summary": {method: {...}}, "tau": {method: tau for the next quarter}, "detail": {...}}.
+    ``snapshots``: the monthly snapshots (build_snapshots over the grid, labels at the data end) when the
+    caller already has them.
     """
     from csforecast.config import get_settings
     from csforecast.features.snapshot import build_snapshots, data_end, feature_columns
@@ -149,13 +152,16 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
     if not qlist:
         raise ValueError("no complete quarter after the first snapshot date to back-test")
     n_report = min(quarters, len(qlist))
-    tell(f"building {len(grid)} monthly snapshots")
-    snaps = build_snapshots(source, grid, end=de)
+    if snapshots is None:
+        tell(f"building {len(grid)} monthly snapshots")
+        snaps = build_snapshots(source, grid, end=de)
+    else:
+        snaps = snapshots
     feats = feature_columns(snaps)
     contracts, accounts = source.frame("contracts"), source.frame("accounts")
     truth = load_truth(source.location) if with_oracle else None
     methods = list(METHODS) + (["oracle"] if truth is not None else [])
-    shocks: dict[str, list[tuple[float, float]]] = {m: [] for m in methods}
+    shocks: dict[str, list[tuple[float, float, float]]] = {m: [] for m in methods}
     rows: list[dict] = []
     seg_rows: list[dict] = []
     used_tau: dict[str, list[float]] = {m: [] for m in methods}
@@ -203,18 +209,16 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
         act_all = _actual(book, np.ones(len(book), dtype=bool))
         acts = {s: _actual(book, (book["segment"].astype(str) == s).to_numpy()) for s in segs}
         for k, name in enumerate(methods):
-            tau = estimate_tau(*zip(*shocks[name])) if shocks[name] else 0.0
+            tau = estimate_tau(shocks[name])
             res = method_results(book, probs[name], *rat[name], draws=draws, seed=seed + 7919 * qi + k, tau=tau)
-            # implied shocks of this quarter, for the later quarters' tau
+            # this quarter's errors (overall and per segment), evidence for the later quarters' tau
             a_p, p_p = pending["arr"].to_numpy(float), probs[name]
-            s, v = implied_shock(a_p, p_p, float(pending.loc[pending["final_renewed"], "arr"].sum()))
-            shocks[name].append((s, v))
+            won = pending["final_renewed"].to_numpy(bool)
+            shocks[name].append(shock_evidence(a_p, p_p, float(a_p[won].sum())))
             for sg in segs:
                 mk = (pending["segment"].astype(str) == sg).to_numpy()
                 if mk.any():
-                    s, v = implied_shock(a_p[mk], p_p[mk],
-                                         float(pending.loc[mk & pending["final_renewed"].to_numpy(), "arr"].sum()))
-                    shocks[name].append((s, v))
+                    shocks[name].append(shock_evidence(a_p[mk], p_p[mk], float(a_p[mk & won].sum())))
             if not reported:
                 continue
             used_tau[name].append(tau)
@@ -235,7 +239,7 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
             if summary[m].get("wape") is not None:
                 summary[m]["wape_vs_oracle"] = summary[m]["wape"] / summary["oracle"]["wape"]
                 summary[m]["wape_overall_vs_oracle"] = summary[m]["wape_overall"] / summary["oracle"]["wape_overall"]
-    final_tau = {m: estimate_tau(*zip(*shocks[m])) if shocks[m] else 0.0 for m in methods}
+    final_tau = {m: estimate_tau(shocks[m]) for m in methods}
     return {
         "data_end": str(de), "quarters_requested": quarters, "warmup_quarters": len(qlist) - n_report,
         "draws": draws, "seed": seed, "churn_params": params,

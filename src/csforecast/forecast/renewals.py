@@ -34,8 +34,8 @@ __all__ = [
     "NoChampionError",
     "Simulation",
     "forecast_window",
-    "implied_shock",
     "estimate_tau",
+    "shock_evidence",
     "renewal_book",
     "simulate_renewals",
     "summarise",
@@ -312,46 +312,47 @@ def simulate_renewals(arr, p_churn, ratio_mean=None, ratio_var=None, groups=None
 # ------------------------------------------------------------------------------------------------------
 # interval calibration: implied shocks of past windows
 # ------------------------------------------------------------------------------------------------------
-def implied_shock(arr, p_churn, actual_renewed: float) -> tuple[float, float]:
-    """The common logit shock s that makes the expected renewed ARR equal the actual one, and the
-    sampling variance of that estimate under independent renewals (delta method at s = 0).
+def shock_evidence(arr, p_churn, actual_renewed: float) -> tuple[float, float, float]:
+    """What one past window says about the common shock: (error = actual - expected renewed ARR,
+    V = Bernoulli variance sum a^2 p (1 - p), D = d expected / d shock = sum a p (1 - p)).
 
-    Solves sum a (1 - sigmoid(logit p + s)) = actual by bisection; |s| is capped at 4."""
+    To first order a common logit shock of sd tau adds tau^2 D^2 to the variance, so the standardised
+    error z(tau) = error / sqrt(V + tau^2 D^2) is N(0, 1) when tau is right."""
     a = np.asarray(arr, dtype=float)
-    p = np.clip(np.asarray(p_churn, dtype=float), 1e-6, 1 - 1e-6)
+    p = np.clip(np.asarray(p_churn, dtype=float), 1e-9, 1 - 1e-9)
     if len(a) == 0 or a.sum() <= 0 or not np.isfinite(actual_renewed):
-        return float("nan"), float("nan")
-    z = logit(p)
-    lo, hi = -4.0, 4.0
-
-    def f(s):
-        return float((a * (1 - expit(z + s))).sum()) - actual_renewed
-
-    if f(lo) <= 0:
-        s = lo
-    elif f(hi) >= 0:
-        s = hi
-    else:
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            if f(mid) > 0:
-                lo = mid
-            else:
-                hi = mid
-        s = 0.5 * (lo + hi)
-    d = float((a * p * (1 - p)).sum())
-    var = float((a * a * p * (1 - p)).sum()) / d ** 2 if d > 0 else float("inf")
-    return float(s), var
+        return float("nan"), float("nan"), float("nan")
+    err = float(actual_renewed - (a * (1 - p)).sum())
+    return err, float((a * a * p * (1 - p)).sum()), float((a * p * (1 - p)).sum())
 
 
-def estimate_tau(shocks, variances) -> float:
-    """Method of moments: tau^2 = max(0, mean(s_j^2 - v_j)) over past windows (bias counts as spread)."""
-    s = np.asarray(shocks, dtype=float)
-    v = np.asarray(variances, dtype=float)
-    ok = np.isfinite(s) & np.isfinite(v)
-    if ok.sum() == 0:
+def estimate_tau(evidence, coverage: float = 0.8, tau_max: float = 3.0) -> float:
+    """The smallest tau whose central ``coverage`` interval would have covered ``coverage`` of the past
+    windows: the ``coverage``-quantile of |z_j(tau)| equals the normal quantile (1.2816 for 80 %).
+
+    A calibration of the interval width on past errors only (conformal in spirit, with the shape of a
+    common logit shock); bias of the past forecasts counts as spread. Windows: (error, V, D) triples."""
+    ev = np.asarray([e for e in evidence if all(np.isfinite(e)) and e[1] + e[2] > 0], dtype=float).reshape(-1, 3)
+    if len(ev) == 0:
         return 0.0
-    return float(np.sqrt(max(0.0, np.mean(s[ok] ** 2 - v[ok]))))
+    err, V, D = ev[:, 0], ev[:, 1], ev[:, 2]
+    target = float(norm.ppf(0.5 + coverage / 2))
+
+    def q(tau):
+        return float(np.quantile(np.abs(err) / np.sqrt(np.maximum(V + tau * tau * D * D, 1e-300)), coverage))
+
+    if q(0.0) <= target:
+        return 0.0
+    if q(tau_max) > target:
+        return tau_max
+    lo, hi = 0.0, tau_max
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        if q(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return float(hi)
 
 
 def load_calibration(home: Path | None = None) -> dict | None:

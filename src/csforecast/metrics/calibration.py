@@ -71,23 +71,32 @@ def _check(y, p) -> tuple[np.ndarray, np.ndarray]:
     return y, p
 
 
-def _bin_index(p: np.ndarray, n_bins: int, strategy: str) -> np.ndarray:
-    """Bin number (0 .. n_bins-1) of each probability.
+def _bin_edges(p: np.ndarray, n_bins: int, strategy: str) -> np.ndarray:
+    """``n_bins + 1`` bin edges.
 
-    ``uniform``: equal-width bins on [0, 1], left-closed ``[k/n, (k+1)/n)`` except the
-    last, which also contains 1.0. ``quantile``: edges at the quantiles of ``p``, so
-    bins hold roughly equal counts (tied probabilities always share a bin, so some
-    bins can be empty).
+    ``uniform``: equal-width bins on [0, 1]. ``quantile``: edges at the quantiles of
+    ``p``, so bins hold roughly equal counts (tied probabilities always share a bin,
+    so some bins can be empty).
     """
     if n_bins < 1:
         raise ValueError("n_bins must be >= 1")
-    if strategy == "uniform":
-        edges = np.linspace(0.0, 1.0, n_bins + 1)
-    elif strategy == "quantile":
-        edges = np.quantile(p, np.linspace(0.0, 1.0, n_bins + 1)) if len(p) else np.linspace(0, 1, n_bins + 1)
-    else:
-        raise ValueError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
-    return np.searchsorted(edges[1:-1], p, side="right")
+    if strategy == "uniform" or (strategy == "quantile" and len(p) == 0):
+        return np.linspace(0.0, 1.0, n_bins + 1)
+    if strategy == "quantile":
+        return np.quantile(p, np.linspace(0.0, 1.0, n_bins + 1))
+    raise ValueError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
+
+
+def _binned_sums(y, p, edges):
+    """Per bin: count, sum of y, sum of p. Bins are left-closed ``[e_k, e_k+1)``,
+    except the last, which also holds its upper edge (so p = 1.0 is in the last bin)."""
+    n_bins = len(edges) - 1
+    b = np.searchsorted(edges[1:-1], p, side="right")
+    return (
+        np.bincount(b, minlength=n_bins),
+        np.bincount(b, weights=y, minlength=n_bins),
+        np.bincount(b, weights=p, minlength=n_bins),
+    )
 
 
 def expected_calibration_error(y, p, n_bins: int = 10, strategy: str = "uniform") -> float:
@@ -103,10 +112,7 @@ def expected_calibration_error(y, p, n_bins: int = 10, strategy: str = "uniform"
     n = len(y)
     if n == 0:
         return float("nan")
-    b = _bin_index(p, n_bins, strategy)
-    counts = np.bincount(b, minlength=n_bins)
-    sum_y = np.bincount(b, weights=y, minlength=n_bins)
-    sum_p = np.bincount(b, weights=p, minlength=n_bins)
+    _, sum_y, sum_p = _binned_sums(y, p, _bin_edges(p, n_bins, strategy))
     # |mean(y) - mean(p)| * n_b / n == |sum_y - sum_p| / n
     return float(np.abs(sum_y - sum_p).sum() / n)
 
@@ -120,17 +126,10 @@ def calibration_curve_table(y, p, n_bins: int = 10, strategy: str = "uniform") -
     Bins are as in :func:`expected_calibration_error`.
     """
     y, p = _check(y, p)
-    b = _bin_index(p, n_bins, strategy)
-    counts = np.bincount(b, minlength=n_bins)
-    sum_y = np.bincount(b, weights=y, minlength=n_bins)
-    sum_p = np.bincount(b, weights=p, minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_p = np.where(counts > 0, sum_p / np.maximum(counts, 1), np.nan)
-        obs = np.where(counts > 0, sum_y / np.maximum(counts, 1), np.nan)
-    if strategy == "quantile" and len(p):
-        edges = np.quantile(p, np.linspace(0.0, 1.0, n_bins + 1))
-    else:
-        edges = np.linspace(0.0, 1.0, n_bins + 1)
+    edges = _bin_edges(p, n_bins, strategy)
+    counts, sum_y, sum_p = _binned_sums(y, p, edges)
+    mean_p = np.where(counts > 0, sum_p / np.maximum(counts, 1), np.nan)
+    obs = np.where(counts > 0, sum_y / np.maximum(counts, 1), np.nan)
     return pd.DataFrame(
         {
             "bin": np.arange(n_bins),

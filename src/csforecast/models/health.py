@@ -64,6 +64,26 @@ def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # --- raw measures -----------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class _Col:
+    """Raw measure = a snapshot column times a constant (picklable, unlike a lambda)."""
+    col: str
+    scale: float = 1.0
+
+    def __call__(self, df: pd.DataFrame) -> np.ndarray:
+        return _num(df, self.col) * self.scale
+
+
+@dataclass(frozen=True)
+class _Per:
+    """Raw measure = numerator / denominator column (missing when the denominator is not positive)."""
+    num: str
+    den: str
+
+    def __call__(self, df: pd.DataFrame) -> np.ndarray:
+        return _ratio(_num(df, self.num), _num(df, self.den))
+
+
 def _exec_recency(d: np.ndarray) -> np.ndarray:
     """Days since the last executive meeting -> 0–100: logistic, 50 at 120 days, scale 30 days
     (30 d -> 95, 90 d -> 73, 180 d -> 12); none in the two-year look-back -> 0."""
@@ -95,59 +115,59 @@ class Measure:
 
 MEASURES: tuple[Measure, ...] = (
     Measure("seat_utilisation_30d", "deployment", ("seat_utilisation",),
-            lambda d: _num(d, "seat_utilisation"), "rank",
+            _Col("seat_utilisation"), "rank",
             "mean daily active users over 30 days / seats"),
     Measure("seat_utilisation_90d", "deployment", ("seat_utilisation_90d",),
-            lambda d: _num(d, "seat_utilisation_90d"), "rank",
+            _Col("seat_utilisation_90d"), "rank",
             "mean daily active users over 90 days / seats"),
     Measure("key_feature_breadth", "adoption", ("key_feature_breadth",),
-            lambda d: _num(d, "key_feature_breadth"), "rank",
+            _Col("key_feature_breadth"), "rank",
             "share of the 10 key features used weekly (30 days)"),
     Measure("key_feature_breadth_90d", "adoption", ("key_features_used_90d",),
-            lambda d: _num(d, "key_features_used_90d") * 7 / 10.0, "rank",
+            _Col("key_features_used_90d", 7 / 10.0), "rank",
             "share of the 10 key features used weekly (90 days)"),
     Measure("active_user_trend", "adoption", ("active_users_30d", "active_users_90d"),
-            lambda d: _ratio(_num(d, "active_users_30d"), _num(d, "active_users_90d")), "rank",
+            _Per("active_users_30d", "active_users_90d"), "rank",
             "active users, 30-day mean / 90-day mean (depth trend); no users in 90 days -> missing"),
     Measure("csm_touches", "engagement", ("touches_90d",),
-            lambda d: _num(d, "touches_90d"), "rank", "CSM touches in 90 days"),
+            _Col("touches_90d"), "rank", "CSM touches in 90 days"),
     Measure("exec_recency", "engagement", ("days_since_exec_meeting",),
-            lambda d: _num(d, "days_since_exec_meeting"), "fixed",
+            _Col("days_since_exec_meeting"), "fixed",
             "days since the last executive meeting: 100*sigmoid(-(d-120)/30); none in 2 years -> 0",
             _exec_recency),
     Measure("stakeholder_coverage", "engagement", ("respondent_roles_365d",),
-            lambda d: _num(d, "respondent_roles_365d"), "rank",
+            _Col("respondent_roles_365d"), "rank",
             "distinct stakeholder roles heard from in 12 months"),
     Measure("champion_stability", "engagement", ("days_since_champion_left",),
-            lambda d: _num(d, "days_since_champion_left"), "fixed",
+            _Col("days_since_champion_left"), "fixed",
             "days since the champion left: 100*min(d,365)/365; no departure in 2 years -> 100",
             _champion_stability),
     Measure("account_nps", "nps", ("account_nps_365d",),
-            lambda d: _num(d, "account_nps_365d"), "rank",
+            _Col("account_nps_365d"), "rank",
             "account NPS over 12 months (% promoters - % detractors)"),
     Measure("latest_nps", "nps", ("nps_latest",),
-            lambda d: _num(d, "nps_latest"), "rank", "latest NPS response (0–10)"),
+            _Col("nps_latest"), "rank", "latest NPS response (0–10)"),
     Measure("csat_survey", "support", ("csat_latest",),
-            lambda d: _num(d, "csat_latest"), "rank", "latest CSAT survey (1–5)"),
+            _Col("csat_latest"), "rank", "latest CSAT survey (1–5)"),
     Measure("ticket_csat", "support", ("ticket_csat_180d",),
-            lambda d: _num(d, "ticket_csat_180d"), "rank", "mean ticket CSAT over 180 days"),
+            _Col("ticket_csat_180d"), "rank", "mean ticket CSAT over 180 days"),
     Measure("p1_tickets", "support", ("tickets_p1_90d", "seats"),
-            lambda d: _ratio(_num(d, "tickets_p1_90d"), _num(d, "seats")), "rank_desc",
+            _Per("tickets_p1_90d", "seats"), "rank_desc",
             "P1 tickets in 90 days per seat"),
     Measure("resolution_time", "support", ("mean_resolution_days_180d",),
-            lambda d: _num(d, "mean_resolution_days_180d"), "rank_desc",
+            _Col("mean_resolution_days_180d"), "rank_desc",
             "mean resolution time of tickets closed in 180 days"),
     Measure("ticket_load", "support", ("tickets_90d", "seats"),
-            lambda d: _ratio(_num(d, "tickets_90d"), _num(d, "seats")), "u_rank",
+            _Per("tickets_90d", "seats"), "u_rank",
             "tickets in 90 days per seat, U-shaped around the least risky load"),
     Measure("open_ticket_load", "support", ("open_tickets", "seats"),
-            lambda d: _ratio(_num(d, "open_tickets"), _num(d, "seats")), "rank_desc",
+            _Per("open_tickets", "seats"), "rank_desc",
             "open tickets per seat"),
     # scored only when the source has them (our simulated data has neither)
     Measure("value_realised", "value", ("value_realised",),
-            lambda d: _num(d, "value_realised"), "rank", "documented value / ROI realised"),
+            _Col("value_realised"), "rank", "documented value / ROI realised"),
     Measure("csm_sentiment", "sentiment", ("csm_sentiment",),
-            lambda d: _num(d, "csm_sentiment"), "rank", "CSM-entered sentiment"),
+            _Col("csm_sentiment"), "rank", "CSM-entered sentiment"),
 )
 
 
@@ -346,6 +366,7 @@ class HealthScoreModel(BaseEstimator):
         if not self.components_:
             raise ValueError("none of the health components has data")
         self.feature_names_in_ = np.array(sorted({c for m in self.measures_ for c in m.requires}), dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
         self._fit_transforms(X, y)
         C = self.component_scores(X)
         if groups is None and self.cluster and "account_id" in X:
@@ -368,11 +389,14 @@ class HealthScoreModel(BaseEstimator):
         self.means_ = C.mean(axis=0).to_numpy(dtype=float)    # the Shapley baseline / portfolio-typical account
         self.eta_ref_ = float(self.intercept_ + self.weights_ @ self.means_)
         self.baseline_ = 50.0
-        # for the risk triggers: segment benchmarks and the typical resolution time
-        self.segment_benchmark_ = ({str(k): float(v) for k, v in X.groupby("segment")["seat_utilisation"]
-                                    .median().items()} if {"segment", "seat_utilisation"} <= set(X.columns) else {})
-        self.overall_benchmark_ = (float(np.nanmedian(_num(X, "seat_utilisation")))
-                                   if "seat_utilisation" in X else None)
+        # for the risk triggers: segment benchmarks ("*" = all segments, for segments unseen here) and the
+        # typical resolution time
+        self.segment_benchmark_ = {}
+        if "seat_utilisation" in X:
+            if "segment" in X:
+                self.segment_benchmark_ = {str(k): float(v) for k, v in
+                                           X.groupby("segment")["seat_utilisation"].median().items()}
+            self.segment_benchmark_["*"] = float(np.nanmedian(_num(X, "seat_utilisation")))
         self.resolution_median_ = (float(np.nanmedian(_num(X, "mean_resolution_days_180d")))
                                    if "mean_resolution_days_180d" in X else None)
         tr = self.predict(X)
@@ -423,7 +447,9 @@ class HealthScoreModel(BaseEstimator):
         if mode == "quantile":
             self._check()
             q = self.train_score_quantiles_
-            return float(q[str(int(round(red)))]), float(q[str(int(round(yellow)))])
+            pct = np.array([float(k) for k in q])
+            val = np.array(list(q.values()))
+            return float(np.interp(red, pct, val)), float(np.interp(yellow, pct, val))
         return float(red), float(yellow)
 
 

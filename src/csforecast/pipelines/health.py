@@ -295,17 +295,23 @@ def evaluate_triggers(snapshot: pd.DataFrame, settings=None, benchmarks: Mapping
     """Risk triggers per row: a list of {"trigger", "evidence"} (empty when none fires).
 
     settings: Settings, TriggerSettings or a dict of TriggerSettings fields (default: get_settings()).
-    benchmarks: segment -> median 30-day seat utilisation (HealthScoreModel.segment_benchmark_; default: the
-    medians of this snapshot). resolution_days: the typical resolution time used when an account has no
-    closed tickets in 180 days (default: the median of this snapshot)."""
+    benchmarks: segment -> median 30-day seat utilisation, "*" for any other segment
+    (HealthScoreModel.segment_benchmark_; default: the medians of this snapshot).
+    resolution_days: the typical resolution time used when an account has no closed tickets in 180 days
+    (default: the median of this snapshot)."""
     t = _trigger_settings(settings)
     n = len(snapshot)
     out: list[list[dict]] = [[] for _ in range(n)]
     util = _col(snapshot, "seat_utilisation")
     seg = snapshot["segment"].astype(object).to_numpy() if "segment" in snapshot else np.full(n, None)
-    if benchmarks is None and "segment" in snapshot and "seat_utilisation" in snapshot:
-        benchmarks = snapshot.groupby("segment")["seat_utilisation"].median().to_dict()
-    bench = np.array([float((benchmarks or {}).get(str(s), np.nan)) if s is not None else np.nan for s in seg])
+    if benchmarks is None and "seat_utilisation" in snapshot:
+        benchmarks = {"*": float(np.nanmedian(_col(snapshot, "seat_utilisation")))}
+        if "segment" in snapshot:
+            benchmarks.update(snapshot.groupby("segment")["seat_utilisation"].median().to_dict())
+    benchmarks = benchmarks or {}
+    fallback = benchmarks.get("*", np.nan)
+    bench = np.array([float(benchmarks.get(str(s), fallback)) if isinstance(s, str) else float(fallback)
+                      for s in seg])
     au30, au_prev, au90 = _col(snapshot, "active_users_30d"), _col(snapshot, "active_users_prev30d"), \
         _col(snapshot, "active_users_90d")
     au_3m_ago = (90 * au90 - 30 * au30 - 30 * au_prev) / 30  # mean daily active users 61–90 days ago
@@ -320,10 +326,11 @@ def evaluate_triggers(snapshot: pd.DataFrame, settings=None, benchmarks: Mapping
     has_exec_col = "days_since_exec_meeting" in snapshot
     for i in range(n):
         f = out[i]
-        if not np.isnan(util[i]) and not np.isnan(bench[i]) and util[i] < (1 - t.utilisation_below_benchmark) * bench[i]:
+        low_util = (1 - t.utilisation_below_benchmark) * bench[i]
+        if not np.isnan(util[i]) and not np.isnan(bench[i]) and util[i] < low_util:
             f.append({"trigger": "utilisation_below_benchmark",
                       "evidence": f"seat utilisation {100 * util[i]:.0f} % vs segment benchmark "
-                                  f"{100 * bench[i]:.0f} % ({seg[i]})"})
+                                  f"{100 * bench[i]:.0f} % ({seg[i] if isinstance(seg[i], str) else 'all'})"})
         if au_3m_ago[i] > 0 and au30[i] < (1 - t.active_users_drop) * au_3m_ago[i]:
             f.append({"trigger": "active_users_drop",
                       "evidence": f"daily active users {au30[i]:.1f} (last 30 days) vs {au_3m_ago[i]:.1f} "

@@ -318,7 +318,9 @@ def _avoidable_reason(rng, hd, recent):
 
 
 def _tickets(rng, hw, act, seats, inc, acc_ids, dates, end64):
-    lam = (0.01 + 0.0025 * np.power(seats, 0.6)) * np.exp(-0.5 * hw) * np.where(inc, 4.0, 1.0)
+    # ticket volume is mostly a habit of the account (and its size), only partly pain
+    habit = rng.lognormal(0, 0.7, hw.shape[0])[:, None]
+    lam = (0.01 + 0.0025 * np.power(seats, 0.6)) * habit * np.exp(-0.3 * hw) * np.where(inc, 4.0, 1.0)
     n = rng.poisson(np.where(act, lam, 0.0))
     ai, di = np.nonzero(n)
     reps = n[ai, di]
@@ -333,7 +335,7 @@ def _tickets(rng, hw, act, seats, inc, acc_ids, dates, end64):
     opened = dates[di]
     closed = opened + (res_days * 24).astype("timedelta64[h]")
     still_open = closed >= end64
-    csat = np.clip(np.round(4.1 + 0.6 * hh - 0.06 * res_days + rng.normal(0, 0.7, m)), 1, 5)
+    csat = np.clip(np.round(4.0 + 0.35 * hh - 0.06 * res_days + rng.normal(0, 0.8, m)), 1, 5)
     csat = np.where((rng.random(m) < 0.55) | still_open, np.nan, csat)
     df = pd.DataFrame({"ticket_id": [f"T{i:07d}" for i in range(1, m + 1)], "account_id": acc_ids[ai],
                        "opened_at": opened, "closed_at": pd.Series(closed).where(~still_open),
@@ -346,6 +348,7 @@ def _tickets(rng, hw, act, seats, inc, acc_ids, dates, end64):
 def _surveys(rng, h, act, acc_ids, dates, w0):
     N, W = act.shape
     phase = rng.integers(0, 180, N)
+    harshness = rng.normal(0, 1.5, N)  # some respondents rate low whatever the product does
     rows_a, rows_d, kinds, scores, roles = [], [], [], [], []
     for k in range(0, W, 1):
         due = ((k + phase) % 182 == 0) & act[:, k]
@@ -354,8 +357,8 @@ def _surveys(rng, h, act, acc_ids, dates, w0):
         idx = np.nonzero(due)[0]
         for _ in range(3):
             resp = idx[rng.random(len(idx)) < 0.45]
-            lag = h[resp, max(0, w0 + k - 45)]
-            s = np.clip(np.round(7.4 + 1.7 * lag + rng.normal(0, 1.8, len(resp))), 0, 10)
+            lag = h[resp, max(0, w0 + k - 90)]  # NPS lags health by a quarter and is noisy
+            s = np.clip(np.round(7.2 + 0.9 * lag + harshness[resp] + rng.normal(0, 2.0, len(resp))), 0, 10)
             rows_a.append(resp); rows_d.append(np.full(len(resp), k)); kinds.append(np.full(len(resp), "nps"))
             scores.append(s); roles.append(rng.choice(["user", "admin", "executive"], len(resp), p=[.6, .3, .1]))
         due_c = ((k + phase) % 91 == 45) & act[:, k] & (rng.random(N) < 0.3)
@@ -374,13 +377,15 @@ def _surveys(rng, h, act, acc_ids, dates, w0):
 def _touches(rng, hw, act, seg, csm, acc_ids, dates):
     has_csm = np.array([c is not None and c is not pd.NA for c in csm])
     base = np.where(has_csm, np.array([0.12, 0.06, 0.025])[seg], 0.006)
-    rate = base[:, None] * np.where(hw < -0.7, 1.6, 1.0)
+    rate = base[:, None] * (1.0 + 2.0 * _sigmoid(-3.0 * (hw + 0.3)))  # CSMs spend their time on accounts at risk
     hit = (rng.random(act.shape) < rate) & act
     ai, di = np.nonzero(hit)
     kinds = rng.choice(["email", "call", "meeting", "qbr"], len(ai), p=[0.5, 0.2, 0.24, 0.06])
     kinds = np.where(~has_csm[ai], "email", kinds)
     # executive meetings: roughly quarterly for engaged Enterprise, rarer elsewhere, rarer when unhealthy
-    ex_rate = np.where(has_csm, np.array([1 / 80, 1 / 200, 1 / 500])[seg], 0.0)[:, None] * np.where(hw > -0.5, 1.0, 0.5)
+    affinity = rng.lognormal(0, 0.8, len(seg))  # executive access is mostly a trait of the account
+    ex_rate = (np.where(has_csm, np.array([1 / 80, 1 / 200, 1 / 500])[seg], 0.0) * affinity)[:, None] \
+        * np.where(hw > -0.5, 1.0, 0.8)
     ei, ed = np.nonzero((rng.random(act.shape) < ex_rate) & act)
     df = pd.DataFrame({"account_id": acc_ids[np.concatenate([ai, ei])],
                        "date": dates[np.concatenate([di, ed])],

@@ -26,6 +26,7 @@ router = APIRouter(prefix="/v1/forecast", tags=["forecast"], dependencies=[Depen
 
 FORECAST_MODULE = "csforecast.forecast.renewals"
 MAX_WINDOW_DAYS = 3 * 366
+MIN_DATE, MAX_DATE = date(1900, 1, 1), date(2200, 12, 31)
 
 
 def jsonable(obj: Any) -> Any:
@@ -93,6 +94,10 @@ async def renewals(state: StateDep,
                    group_by: Annotated[ForecastGroup | None, Query()] = None) -> Response:
     """Renewals due in [start, end): expected renewed ARR and its uncertainty, per group when asked. Uses the
     data source given by `--data` / CSFORECAST_DATA and the served churn model."""
+    for name, d in (("start", start), ("end", end)):
+        if not MIN_DATE <= d <= MAX_DATE:
+            raise RequestValidationError([{"type": "value_error", "loc": ("query", name), "input": d.isoformat(),
+                                           "msg": f"{name} must be between {MIN_DATE} and {MAX_DATE}"}])
     if start >= end:
         raise RequestValidationError([{"type": "value_error", "loc": ("query", "end"), "msg": "end must be after start",
                                        "input": end.isoformat()}])

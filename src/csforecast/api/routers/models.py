@@ -45,6 +45,7 @@ def _describe(state: ServingState) -> dict:
         fams[fam] = {"family": fam, "registered_model": f"csforecast-{fam}", "served_version": str(v),
                      "source": models.source, "pinned": bool(i.get("pinned")), "run_id": i.get("run_id"),
                      "aliases": list(i.get("aliases") or []), "metrics": dict(i.get("metrics") or {}),
+                     "inputs": list(models.info.get(fam, {}).get("inputs") or []),
                      "versions": list(i.get("versions") or [])}
     out = {"families": fams, "registry_reachable": reachable, "loaded_at": models.loaded_at}
     _live.clear()

@@ -5,14 +5,14 @@ import json
 import logging
 import math
 from importlib import import_module
-from typing import Annotated
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from csforecast.api.deps import ModelsDep, require_read
 from csforecast.api.schemas import ErrorResponse, ScoreRequest, ScoreResponse
@@ -32,28 +32,31 @@ def _f(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _health_scores(state: ServingState, rows: list[dict]) -> list | None:
-    """Health scores for the rows when a health model is served and every row carries all its inputs."""
+def health_inputs(state: ServingState, rows: list[dict]) -> list[str] | None:
+    """The health model's inputs when one is served and every row carries all of them, else None."""
     est = state.models.estimators.get("health")
-    if est is None:
-        return None
-    needed = getattr(est, "feature_names_in_", None)
+    needed = getattr(est, "feature_names_in_", None) if est is not None else None
     if needed is None:
         return None
     needed = [str(c) for c in needed]
-    if not all(all(c in r for c in needed) for r in rows):
-        return None
+    return needed if all(all(c in r for c in needed) for r in rows) else None
+
+
+def _health_scores(state: ServingState, rows: list[dict], needed: list[str]) -> list | None:
+    est = state.models.estimators["health"]
     try:
-        mod = import_module("csforecast.pipelines.health")
-        df = pd.DataFrame([{c: r.get(c) for c in needed} for r in rows])
-        out = mod.score_health(est, df)
-        return [_f(v) if v is not None else None for v in np.asarray(out["health_score"], dtype=float)]
+        df = pd.DataFrame([{c: r.get(c) for c in needed} for r in rows], columns=needed)
+        if hasattr(est, "predict"):   # the score alone (score_health also builds components and triggers)
+            scores = est.predict(df)
+        else:
+            scores = import_module("csforecast.pipelines.health").score_health(est, df)["health_score"]
+        return [_f(v) for v in np.asarray(scores, dtype=float)]
     except Exception as e:  # noqa: BLE001 - no health score is better than a made-up one or a 500
         log.warning("health model could not score %d on-demand row(s): %s", len(rows), type(e).__name__)
         return None
 
 
-def _score(state: ServingState, rows: list[dict], contributions: bool) -> bytes:
+def _score(state: ServingState, rows: list[dict], contributions: bool, health: list[str] | None) -> bytes:
     scorer = state.churn
     try:
         X, raw = scorer.parse(rows)
@@ -70,7 +73,7 @@ def _score(state: ServingState, rows: list[dict], contributions: bool) -> bytes:
         for i, res in enumerate(results):
             res["contributions"] = {f: (v if math.isfinite(v) else None) for f, v in zip(feats, vals[i].tolist())}
             res["base_value"] = _f(base[i])
-    health = _health_scores(state, rows)
+    health = _health_scores(state, rows, health) if health else None
     if health is not None:
         versions["health"] = state.models.versions["health"]
         for res, h in zip(results, health):
@@ -79,23 +82,52 @@ def _score(state: ServingState, rows: list[dict], contributions: bool) -> bytes:
                       separators=(",", ":")).encode()
 
 
+def _json_safe_error(err: dict) -> dict:
+    """A pydantic error with loc under "body" and an input that can always be rendered (bytes that are not
+    UTF-8, as a raw body can be, would otherwise break the 422 response itself)."""
+    out = {"type": err["type"], "loc": ("body", *err["loc"]), "msg": err["msg"]}
+    v = err.get("input")
+    if isinstance(v, bytes | bytearray):
+        v = bytes(v[:200]).decode("utf-8", "replace")
+    elif isinstance(v, str):
+        v = v[:200]
+    elif not isinstance(v, int | float | bool | type(None)):
+        v = None  # a whole (possibly huge) list or object: the loc says where
+    out["input"] = v
+    if err.get("ctx"):
+        out["ctx"] = {k: str(x)[:200] for k, x in err["ctx"].items()}
+    return out
+
+
+SCORE_BODY = {"required": True,
+              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScoreRequest"}}}}
+
+
 @router.post("/score", response_model=ScoreResponse, summary="Score rows on demand",
              responses={413: {"model": ErrorResponse, "description": "More rows than serve.max_batch"},
-                        422: {"description": "Unknown columns, wrong types (row index and field named), bad body"}})
-async def score(request: Request, state: ModelsDep,
-                body: Annotated[ScoreRequest, Body()]) -> Response:
-    """Rows use the churn model's input names (`GET /v1/models` → the churn run's features; the scores'
-    `drivers` show typical values). Missing features are missing values; the result holds the calibrated
-    churn probability per row, `contributions` (log-odds per feature + `base_value`) when asked, and a
-    `health_score` only when a health model is served and the rows carry all of its inputs."""
+                        422: {"description": "Unknown columns, wrong types (row index and field named), bad body"}},
+             openapi_extra={"requestBody": SCORE_BODY})
+async def score(request: Request, state: ModelsDep) -> Response:
+    """Body: `ScoreRequest`. Rows use the churn model's input names (`GET /v1/models` → the churn run's
+    features; the scores' `drivers` show typical values). Missing features are missing values; the result
+    holds the calibrated churn probability per row, `contributions` (log-odds per feature + `base_value`)
+    when asked, and a `health_score` only when a health model is served and the rows carry all of its
+    inputs."""
+    # The body is parsed and validated in one pass by pydantic-core (not json.loads, then validation):
+    # for 100-row batches that halves the request cost. Errors keep FastAPI's 422 format.
+    try:
+        body = ScoreRequest.model_validate_json(await request.body())
+    except ValidationError as e:
+        raise RequestValidationError([_json_safe_error(err) for err in e.errors(include_url=False)]) from None
     max_batch = request.app.state.settings.serve.max_batch
     if len(body.rows) > max_batch:
         raise HTTPException(413, detail=f"{len(body.rows)} rows: at most {max_batch} per request (serve.max_batch)")
     rows = body.rows
-    if not body.contributions and len(rows) * max(len(state.churn.features), 1) <= INLINE_CELLS:
-        content = _score(state, rows, False)
+    health = health_inputs(state, rows) if body.health else None
+    if not body.contributions and not health and len(rows) * max(len(state.churn.features), 1) <= INLINE_CELLS:
+        content = _score(state, rows, False, None)    # sub-millisecond: cheaper than a thread hop
     else:
-        content = await run_in_threadpool(_score, state, rows, body.contributions)
+        content = await run_in_threadpool(_score, state, rows, body.contributions, health)
     return Response(content, media_type="application/json")
 
 

@@ -1,0 +1,307 @@
+import os
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from csforecast.config import Settings, TriggerSettings
+from csforecast.models import HealthScoreModel
+from csforecast.pipelines.health import (
+    _round_preserving_sum,
+    decile_table,
+    evaluate_triggers,
+    explain_change,
+    health_history,
+    score_health,
+    strictly_falling,
+)
+
+MINUS = "\u2212"
+
+
+def _sig(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def _rows(n_accounts=1200, months=4, seed=0):
+    """Snapshot-like rows from a latent health (a reduced copy of the generator in test_health.py)."""
+    rng = np.random.default_rng(seed)
+    acc = np.repeat(np.arange(n_accounts), months)
+    mu_a = rng.normal(0, 1, n_accounts)
+    n = len(acc)
+    h = mu_a[acc] + rng.normal(0, 0.3, n)
+    seats = np.round(rng.lognormal(3.5, 0.8, n_accounts))[acc] + 1
+    util = 0.8 * _sig(0.2 + 1.1 * h + rng.normal(0, 0.3, n))
+    df = pd.DataFrame({
+        "account_id": [f"A{i:05d}" for i in acc],
+        "as_of": pd.Timestamp("2026-01-05") + pd.to_timedelta(7 * np.tile(np.arange(months), n_accounts), "D"),
+        "segment": rng.choice(["SMB", "Mid-Market", "Enterprise"], n_accounts)[acc], "seats": seats,
+        "seat_utilisation": util, "seat_utilisation_90d": util * rng.uniform(0.9, 1.1, n),
+        "key_feature_breadth": rng.binomial(10, _sig(-0.3 + h)) / 10,
+        "active_users_30d": util * seats, "active_users_90d": util * seats * rng.uniform(0.8, 1.2, n),
+        "active_users_prev30d": util * seats * rng.uniform(0.8, 1.2, n),
+        "touches_90d": rng.poisson(np.exp(1 + 0.3 * h)),
+        "days_since_exec_meeting": np.where(rng.random(n) < 0.3, np.nan, np.exp(4.5 - 0.5 * h)),
+        "respondent_roles_365d": np.clip(np.round(1.5 + 0.5 * h + rng.normal(0, 0.7, n)), 0, 3),
+        "days_since_champion_left": np.where(rng.random(n) < 0.8, np.nan, rng.uniform(1, 700, n)),
+        "nps_latest": np.clip(np.round(7.4 + 1.7 * h + rng.normal(0, 1.8, n)), 0, 10),
+        "account_nps_365d": np.round(100 * np.tanh(0.6 * h + rng.normal(0, .5, n))),
+        "csat_latest": np.clip(np.round(3.9 + 0.7 * h + rng.normal(0, .7, n)), 1, 5),
+        "tickets_p1_90d": rng.poisson(0.3 * np.exp(-0.5 * h)),
+        "tickets_90d": rng.poisson(0.2 * seats ** 0.6 * np.exp(-0.5 * h)),
+        "tickets_30d": rng.poisson(0.07 * seats ** 0.6 * np.exp(-0.5 * h)).astype(float),
+        "open_tickets": rng.poisson(0.5, n).astype(float),
+        "mean_resolution_days_180d": rng.lognormal(1.2 - 0.2 * h, 0.5),
+    })
+    df["label_churn"] = (rng.random(n_accounts) < _sig(-2.0 - 1.5 * mu_a)).astype(int)[acc]
+    return df
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return _rows()
+
+
+@pytest.fixture(scope="module")
+def model(rows):
+    return HealthScoreModel().fit(rows, rows["label_churn"])
+
+
+# --- triggers on crafted accounts -------------------------------------------------------------------------
+
+def _crafted() -> pd.DataFrame:
+    """Row 0 fires every trigger, row 1 none, row 2 edge cases (no exec meeting ever, passive NPS)."""
+    return pd.DataFrame({
+        "account_id": ["BAD", "GOOD", "EDGE"],
+        "segment": ["SMB", "SMB", "Enterprise"],
+        "seat_utilisation": [0.30, 0.50, 0.40],
+        # BAD: 10/day in the last 30 days, 20/day 31-60 and 61-90 days ago -> 90d mean = 50/3
+        "active_users_30d": [10.0, 20.0, 20.0], "active_users_prev30d": [20.0, 20.0, 20.0],
+        "active_users_90d": [50.0 / 3, 20.0, 20.0],
+        "days_since_exec_meeting": [143.0, 20.0, np.nan],
+        "nps_latest": [6.0, 9.0, 8.0],
+        "open_tickets": [5.0, 1.0, 1.0], "tickets_30d": [6.0, 6.0, 0.0],
+        "mean_resolution_days_180d": [6.0, 6.0, np.nan],
+        "days_since_champion_left": [30.0, np.nan, 91.0],
+    })
+
+
+def _names(fired):
+    return {f["trigger"] for f in fired}
+
+
+def test_triggers_fire_on_crafted_accounts():
+    snap = _crafted()
+    out = evaluate_triggers(snap, Settings().triggers, benchmarks={"SMB": 0.52, "Enterprise": 0.45})
+    assert len(out) == 3
+    bad = {f["trigger"]: f["evidence"] for f in out[0]}
+    assert set(bad) == {"utilisation_below_benchmark", "active_users_drop", "no_exec_engagement",
+                        "nps_detractor_or_passive", "open_tickets_above_average", "champion_left"}
+    assert bad["utilisation_below_benchmark"] == "seat utilisation 30 % vs segment benchmark 52 % (SMB)"
+    assert "10.0 (last 30 days) vs 20.0 (61–90 days ago), -50 %" in bad["active_users_drop"]
+    assert bad["no_exec_engagement"] == "last executive meeting 143 days ago (> 90)"
+    assert bad["nps_detractor_or_passive"] == "latest NPS response 6 (detractor)"
+    assert bad["open_tickets_above_average"].startswith("5 open tickets vs 1.2 expected")
+    assert bad["champion_left"] == "champion left 30 days ago"
+    assert out[1] == []                                  # 0.50 >= 0.75 * 0.52; 1 open ticket never fires
+    edge = {f["trigger"]: f["evidence"] for f in out[2]}
+    assert set(edge) == {"no_exec_engagement", "nps_detractor_or_passive"}  # 0.40 >= 0.75 * 0.45
+    assert edge["no_exec_engagement"] == "no executive meeting in the last 2 years"
+    assert edge["nps_detractor_or_passive"] == "latest NPS response 8 (passive)"
+
+
+def test_trigger_thresholds_come_from_settings():
+    snap = _crafted()
+    loose = TriggerSettings(utilisation_below_benchmark=0.5, active_users_drop=0.6, exec_silence_days=200,
+                            nps_below=5, champion_left_days=10)
+    out = evaluate_triggers(snap, loose, benchmarks={"SMB": 0.52, "Enterprise": 0.45})
+    assert _names(out[0]) == {"open_tickets_above_average"}
+    # a dict of settings works, and the benchmark defaults to this snapshot's segment medians
+    out = evaluate_triggers(snap, {"nps_below": 7})
+    assert "nps_detractor_or_passive" in _names(out[0]) and "nps_detractor_or_passive" not in _names(out[2])
+    # a settings object with .triggers works too
+    assert evaluate_triggers(snap, Settings())[1] == []
+
+
+def test_trigger_boundaries_and_missing_values():
+    snap = pd.DataFrame({"segment": ["SMB"] * 3, "seat_utilisation": [0.39, 0.391, np.nan],
+                         "active_users_30d": [15.0, 15.01, 0.0], "active_users_prev30d": [20.0] * 3,
+                         "active_users_90d": [55 / 3, (15.01 + 40) / 3, 0.0],
+                         "days_since_exec_meeting": [90.0, 91.0, 10.0], "nps_latest": [np.nan, 9.0, 0.0],
+                         "open_tickets": [0.0, 2.0, 3.0], "tickets_30d": [0.0, 0.0, 30.0],
+                         "mean_resolution_days_180d": [np.nan, np.nan, 3.0],
+                         "days_since_champion_left": [90.0, np.nan, np.nan]})
+    out = evaluate_triggers(snap, TriggerSettings(), benchmarks={"SMB": 0.52}, resolution_days=4.0)
+    # 0.39 = 0.75 * 0.52 exactly is not below it; 15 vs 20 is exactly -25 % and does not fire
+    assert _names(out[0]) == {"champion_left"}
+    assert _names(out[1]) == {"no_exec_engagement", "open_tickets_above_average"}
+    assert "0.0 expected" in {f["trigger"]: f["evidence"] for f in out[1]}["open_tickets_above_average"]
+    assert _names(out[2]) == {"nps_detractor_or_passive"}  # 3 open vs 30/30*3 = 3 expected: not above
+
+
+# --- scoring, history and change explanations --------------------------------------------------------------
+
+def test_score_health_columns_contributions_and_bands(model, rows):
+    snap = rows.sample(300, random_state=1)
+    out = score_health(model, snap, Settings())
+    assert list(out.columns) == ["health_score", "health_band", "health_components", "triggers"]
+    assert out.index.equals(snap.index)
+    np.testing.assert_allclose(out["health_score"], model.predict(snap))
+    for s, band, comps in zip(out["health_score"], out["health_band"], out["health_components"]):
+        assert [c["component"] for c in comps] == ["deployment", "adoption", "engagement", "nps", "support"]
+        assert sum(c["contribution"] for c in comps) == pytest.approx(s - 50.0, abs=1e-9)
+        assert band == ("red" if s < 40 else "yellow" if s < 70 else "green")
+        for c in comps:
+            assert set(c) == {"component", "score", "band", "contribution", "lever"}
+            assert c["band"] == ("red" if c["score"] < 40 else "yellow" if c["score"] < 70 else "green")
+            assert c["lever"]
+    assert all(isinstance(t, list) for t in out["triggers"])
+    champ = snap["days_since_champion_left"] <= 90
+    levers = out["health_components"].map(lambda cs: next(c["lever"] for c in cs if c["component"] == "engagement"))
+    assert levers[champ].str.contains("champion").all() and not levers[~champ].str.contains("champion").any()
+
+
+def test_quantile_band_mode(model, rows):
+    s = Settings(health_bands={"red": 20, "yellow": 60, "mode": "quantile"})
+    out = score_health(model, rows, s)
+    share = out["health_band"].value_counts(normalize=True)
+    assert share["red"] == pytest.approx(0.2, abs=0.02) and share["green"] == pytest.approx(0.4, abs=0.02)
+
+
+def test_health_history_and_explanations(model, rows):
+    h = health_history(model, rows)
+    assert {"account_id", "week", "health_score", "components", "contributions", "change",
+            "change_explanation"} <= set(h.columns)
+    first = h.groupby("account_id").head(1)
+    assert first["change"].isna().all() and first["change_explanation"].isna().all()
+    later = h.drop(first.index)
+    assert (later["change"] - h["health_score"].diff().loc[later.index]).abs().max() < 1e-12
+    for _, r in later.head(200).iterrows():
+        head, _, tail = r["change_explanation"].partition(": ")
+        total = int(round(r["change"]))
+        assert head == ("\u00b10" if total == 0 else (f"+{total}" if total > 0 else f"{MINUS}{-total}"))
+        if tail and not tail.startswith("no component"):
+            parts = [int(p.rsplit(" ", 1)[1].replace(MINUS, "-")) for p in tail.split(", ")]
+            assert sum(parts) == total
+    assert set(h.loc[0, "components"]) == set(model.components_)
+
+
+def test_explain_change_format():
+    prev = {"health_score": 60.2, "contributions": {"deployment": 4.0, "adoption": 3.0, "support": 3.2, "nps": 0.0}}
+    cur = {"health_score": 53.2, "contributions": {"deployment": 4.0, "adoption": -2.0, "support": 1.2, "nps": 0.0}}
+    assert explain_change(prev, cur) == f"{MINUS}7: Adoption {MINUS}5, Support {MINUS}2"
+    up = {"health_score": 61.0, "contributions": {"deployment": 7.7, "adoption": 3.0, "support": 0.3, "nps": 0.0}}
+    assert explain_change(cur, up) == "+8: Adoption +5, Deployment +4, Support \u22121"
+    assert explain_change(prev, prev) == "\u00b10: no component moved the score by a whole point"
+    # score_health rows (health_components lists) work as well
+    a = pd.Series({"health_score": 40.0, "health_components": [{"component": "nps", "contribution": -10.0}]})
+    b = pd.Series({"health_score": 43.0, "health_components": [{"component": "nps", "contribution": -7.0}]})
+    assert explain_change(a, b) == "+3: NPS +3"
+
+
+def test_round_preserving_sum():
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        parts = dict(zip("abcde", rng.normal(0, 4, 5)))
+        total = int(round(sum(parts.values())))
+        r = _round_preserving_sum(parts, total)
+        assert sum(r.values()) == total
+        assert all(abs(r[k] - v) < 1 for k, v in parts.items())
+
+
+def test_decile_table_and_monotonicity():
+    y = np.r_[np.ones(10), np.zeros(90)]
+    s = np.r_[np.arange(10), np.arange(10, 100)].astype(float)
+    t = decile_table(y, s)
+    assert len(t) == 10 and t["churn_rate"].tolist()[0] == 1.0 and t["n"].sum() == 100
+    assert not strictly_falling(t["churn_rate"])       # deciles 2..10 tie at 0
+    assert strictly_falling([0.3, 0.2, 0.1]) and not strictly_falling([0.3, 0.3, 0.1])
+    coarse = decile_table(y, np.repeat([0.0, 50.0, 100.0], [30, 30, 40]))
+    assert len(coarse) == 3                            # tied scores stay together
+
+
+# --- end to end on a simulated portfolio ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def portfolio(tmp_path_factory):
+    from csforecast.simulate import simulate_portfolio
+
+    d = tmp_path_factory.mktemp("sim1000")
+    simulate_portfolio(1000, 3, seed=3).write(d)
+    return d
+
+
+@pytest.mark.slow
+def test_train_health_end_to_end(portfolio, isolated_home):
+    from csforecast.data.sources import open_source
+    from csforecast.pipelines.context import TrainingContext
+    from csforecast.pipelines.health import train_health
+    from csforecast.tracking import store
+
+    ctx = TrainingContext.build(open_source(portfolio))
+    res = train_health(ctx)
+    assert set(res) == {"metrics", "oracle", "detail", "run_id", "version", "alias", "guard", "_estimator"}
+    m = res["metrics"]
+    assert set(m) == {"auc", "auc_equal_weight", "auc_textbook", "decile_churn_monotone", "ablation_auc",
+                      "components"}
+    assert isinstance(m["decile_churn_monotone"], bool)
+    comps = ["deployment", "adoption", "engagement", "nps", "support"]
+    assert list(m["components"]) == comps and list(m["ablation_auc"]) == comps
+    for v in m["components"].values():
+        assert set(v) == {"coef", "se", "p_value", "ci_low", "ci_high", "lr_p_value", "flagged"}
+        assert v["ci_low"] <= v["coef"] <= v["ci_high"]
+    assert m["components"]["deployment"]["coef"] < 0 and not m["components"]["deployment"]["flagged"]
+    assert 0.65 < m["auc"] < 0.85 and 0.6 < m["auc_textbook"] < 0.85
+    assert res["oracle"]["auc"] > 0.6 and res["oracle"]["n"] == res["detail"]["n_valid"]
+    d = res["detail"]
+    assert set(d["deciles"]) == {"ours", "equal_weight", "textbook"} and len(d["deciles"]["ours"]) == 10
+    assert set(d["band_churn"]["ours"]) == {"red", "yellow", "green"}
+    assert d["band_churn"]["ours"]["red"]["churn_rate"] > d["band_churn"]["ours"]["green"]["churn_rate"]
+    assert set(d["skipped_components"]) == {"value", "sentiment"}
+    assert set(d["flagged"]) == {c for c, v in m["components"].items() if v["flagged"]}
+    json.dumps({k: v for k, v in res.items() if k != "_estimator"})
+    assert res["alias"] == "champion" and res["version"] == "1"
+
+    run = store.configure().get_run(res["run_id"])
+    assert run.data.metrics["auc"] == pytest.approx(m["auc"], abs=1e-6)
+    art = Path(store.download_artifacts(res["run_id"], ""))
+    for f in ("evaluation.json", "health_report.md", "decile_churn.png"):
+        assert (art / f).exists()
+    assert "| learned health score |" in (art / "health_report.md").read_text()
+
+    # the registered pyfunc reproduces the scores
+    est = store.load_estimator("models:/csforecast-health@champion")
+    rows = ctx.decision_rows()
+    _, valid = ctx.split(rows)
+    np.testing.assert_allclose(est.predict(valid), res["_estimator"].predict(valid))
+
+    # a weaker challenger does not replace the champion; the comparison is on the same rows
+    weak = train_health(ctx, components=["engagement"])
+    assert weak["alias"] == "challenger" and weak["version"] == "2"
+    assert weak["metrics"]["ablation_auc"] == {} and "validation AUC" in weak["guard"]
+    assert f"{m['auc']:.5f}" in weak["guard"]
+
+    # scoring the latest snapshot
+    snap = ctx.snapshots[ctx.snapshots["as_of"] == ctx.snapshots["as_of"].max()]
+    out = score_health(est, snap)
+    assert len(out) == len(snap) and out["health_score"].between(0, 100).all()
+    weekly = [ctx.as_of - timedelta(days=7 * k) for k in (2, 1, 0)]
+    from csforecast.features.snapshot import build_snapshots
+
+    hist = health_history(est, build_snapshots(ctx.source, weekly, labels=False))
+    assert hist["week"].nunique() == 3 and hist["change_explanation"].notna().any()
+
+
+def test_unseen_segment_uses_the_all_segment_benchmark():
+    snap = _crafted().assign(segment=["Public Sector", None, "SMB"])
+    out = evaluate_triggers(snap, TriggerSettings(), benchmarks={"SMB": 0.9, "*": 0.52})
+    bad = {f["trigger"]: f["evidence"] for f in out[0]}
+    assert bad["utilisation_below_benchmark"] == "seat utilisation 30 % vs segment benchmark 52 % (Public Sector)"
+    assert "utilisation_below_benchmark" not in _names(out[1])
+    assert "utilisation_below_benchmark" in _names(out[2])

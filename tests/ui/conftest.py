@@ -1,0 +1,145 @@
+"""Dashboard test session: simulate a small portfolio (400 accounts × 3 years), train and score real models into
+a real MLflow sqlite registry, run a small real backtest, create real API keys, and serve the API app with the
+dashboard router on 127.0.0.1 (uvicorn in a subprocess, tests/ui/serve_ui.py). Once per session, in a tmp dir.
+
+Developer shortcut: CSFORECAST_UI_TEST_PREBUILT=<folder with data/ and home/ made by this fixture earlier>.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+HERE = Path(__file__).resolve().parent
+CLI = [sys.executable, "-c", "import sys; sys.argv[0] = 'csforecast'; from csforecast.cli import app; app()"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def base_env(home: Path, data: Path, pycache: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CSFORECAST_", "MLFLOW_"))}
+    env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "CSFORECAST_HOME": str(home), "CSFORECAST_DATA": str(data),
+                "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}", "PYTHONUNBUFFERED": "1",
+                "GIT_PYTHON_REFRESH": "quiet"})
+    if env.get("PYTHONDONTWRITEBYTECODE"):   # cache bytecode in the session's tmp dir, not the venv
+        env.pop("PYTHONDONTWRITEBYTECODE")
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
+
+
+def run_cli(args: list[str], env: dict, log: Path, timeout: float = 900) -> str:
+    proc = subprocess.run(CLI + args, env=env, capture_output=True, text=True, timeout=timeout)
+    with open(log, "a") as fh:
+        fh.write(f"$ csforecast {' '.join(args)}\n{proc.stdout}\n{proc.stderr}\n")
+    if proc.returncode != 0:
+        raise RuntimeError(f"csforecast {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+@dataclass
+class UiServer:
+    url: str
+    home: Path
+    data: Path
+    env: dict
+    read_key: str
+    admin_key: str
+    proc: subprocess.Popen
+    log: Path
+    tmp: Path
+
+    def output(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def cli(self, args: list[str]) -> str:
+        return run_cli(args, self.env, self.tmp / "setup.log")
+
+    @contextlib.contextmanager
+    def login(self, key: str | None = None):
+        """An httpx client with a dashboard session (cookie) for `key` (default: the read key)."""
+        with httpx.Client(base_url=self.url, timeout=300) as c:
+            r = c.post("/ui/login", data={"api_key": key or self.read_key, "next": "/ui/"})
+            assert r.status_code == 303, r.text
+            yield c
+
+    def wait_warm(self, timeout: float = 600) -> dict:
+        """Wait until the dashboard's background computations (forecast, movements, artifacts) are done."""
+        with self.login() as c:
+            deadline = time.monotonic() + timeout
+            c.get("/ui/portfolio")
+            while time.monotonic() < deadline:
+                st = c.get("/ui/status").json()
+                if all(j["status"] not in ("pending", "running") for j in st["jobs"].values()):
+                    return st
+                time.sleep(1)
+        raise RuntimeError(f"dashboard background jobs not done after {timeout}s: {st}")
+
+
+def start(env: dict, log: Path, timeout: float = 180) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    fh = open(log, "w")
+    proc = subprocess.Popen([sys.executable, str(HERE / "serve_ui.py"), str(port)], env=env, stdout=fh,
+                            stderr=subprocess.STDOUT)
+    fh.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    proc.terminate()
+    raise RuntimeError(f"server not ready after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def ui(tmp_path_factory) -> UiServer:
+    tmp = tmp_path_factory.mktemp("csforecast_ui")
+    home, data, log = tmp / "home", tmp / "data", tmp / "setup.log"
+    env = base_env(home, data, tmp / "pycache")
+    prebuilt = os.environ.get("CSFORECAST_UI_TEST_PREBUILT")
+    if prebuilt:
+        shutil.copytree(Path(prebuilt) / "data", data)
+        shutil.copytree(Path(prebuilt) / "home", home,
+                        ignore=shutil.ignore_patterns("apikeys.json*", "model_cache", "ui_session.key"))
+    else:
+        home.mkdir()
+        run_cli(["simulate", "--out", str(data), "--accounts", "400", "--years", "3", "--seed", "5"], env, log)
+        run_cli(["train", "--data", str(data)], env, log)
+        run_cli(["score", "--data", str(data)], env, log)
+        run_cli(["backtest", "--data", str(data), "--quarters", "2", "--warmup", "1", "--draws", "500"], env, log)
+    read_key = json.loads(run_cli(["apikey", "create", "--scope", "read", "--json"], env, log))["key"]
+    admin_key = json.loads(run_cli(["apikey", "create", "--scope", "admin", "--json"], env, log))["key"]
+    proc, url = start(env, tmp / "server.log")
+    srv = UiServer(url, home, data, env, read_key, admin_key, proc, tmp / "server.log", tmp)
+    try:
+        yield srv
+    finally:
+        srv.stop()

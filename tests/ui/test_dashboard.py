@@ -1,0 +1,336 @@
+"""The dashboard (/ui) against a real uvicorn server with real trained models, a real score set and a real
+backtest (conftest.py): login and sessions, every page, filters, the offline rule, and a real headless
+Chromium that logs in, opens the portfolio, clicks the riskiest account, reads its drivers, opens the CSM book,
+the models page and the glossary, with no JavaScript console error and no request leaving 127.0.0.1.
+Screenshots go to test-artifacts/ui/ (and docs/screenshots/ with CSFORECAST_UI_DOCS_SCREENSHOTS=1)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "ui"
+TEMPLATES = ROOT / "src" / "csforecast" / "ui" / "templates"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PAGES = ["/ui/", "/ui/portfolio", "/ui/accounts/A00001", "/ui/csm", "/ui/csm/x", "/ui/models", "/ui/glossary",
+         "/ui/status", "/ui/models/churn/artifacts/calibration_curve.png", "/ui/backtest/fan_chart.png"]
+EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(https?:)?//(?!(localhost|127\.0\.0\.1|\[::1\])[:/"'])""", re.I)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def warm(ui):
+    return ui.wait_warm()
+
+
+@pytest.fixture(scope="module")
+def scores(ui):
+    from csforecast.scoring.store import load_latest
+
+    meta, df, _ = load_latest(ui.home / "scores.duckdb")
+    return meta, df
+
+
+# ------------------------------------------------------------------------------------------- auth
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_redirects_to_login_without_a_session(ui, path):
+    r = httpx.get(ui.url + path, follow_redirects=False)
+    assert r.status_code == 303
+    loc = r.headers["location"]
+    assert loc.startswith("/ui/login?next=")
+    assert "http" not in loc
+
+
+def test_login_sets_a_signed_httponly_cookie_and_never_the_key(ui):
+    with httpx.Client(base_url=ui.url) as c:
+        assert "API key" in c.get("/ui/login").text
+        r = c.post("/ui/login", data={"api_key": ui.read_key, "next": "/ui/csm"})
+    assert r.status_code == 303 and r.headers["location"] == "/ui/csm"
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
+    secret = ui.read_key.split("_", 2)[2]
+    assert secret not in cookie and ui.read_key not in cookie
+    assert ui.read_key not in ui.output() and secret not in ui.output()     # nor in the server's log
+
+
+@pytest.mark.parametrize("key", ["", "nonsense", "csf_000000000000_wrong"])
+def test_login_refuses_bad_keys(ui, key):
+    with httpx.Client(base_url=ui.url) as c:
+        r = c.post("/ui/login", data={"api_key": key})
+        assert r.status_code == 401 and "not valid" in r.text
+        assert "set-cookie" not in r.headers
+        assert c.get("/ui/portfolio", follow_redirects=False).status_code == 303
+
+
+def test_open_redirects_are_refused(ui):
+    with httpx.Client(base_url=ui.url) as c:
+        for target in ("https://evil.example/", "//evil.example/ui", "/v1/accounts", "/ui\\..\\x"):
+            r = c.post("/ui/login", data={"api_key": ui.read_key, "next": target})
+            assert r.status_code == 303 and r.headers["location"] == "/ui/", target
+
+
+def test_tampered_or_forged_sessions_are_refused(ui):
+    with ui.login() as c:
+        token = c.cookies.get("csforecast_ui")
+    kid, exp, sig = token.split(".")
+    for bad in (f"{kid}.{int(exp) + 1000}.{sig}", f"{kid}.{exp}.{'0' * 64}", f"ffffffffffff.{exp}.{sig}",
+                f"{kid}.1.{sig}", "garbage", "a.b.c"):
+        r = httpx.get(ui.url + "/ui/portfolio", cookies={"csforecast_ui": bad}, follow_redirects=False)
+        assert r.status_code == 303, bad
+
+
+def test_logout_clears_the_session(ui):
+    with ui.login() as c:
+        assert c.get("/ui/portfolio").status_code == 200
+        r = c.post("/ui/logout")
+        assert r.status_code == 303
+        assert c.get("/ui/portfolio", follow_redirects=False).status_code == 303
+
+
+# ------------------------------------------------------------------------------------------- pages
+def test_portfolio_shows_every_section_from_real_data(ui, warm, scores):
+    meta, df = scores
+    with ui.login() as c:
+        r = c.get("/ui/portfolio")
+    assert r.status_code == 200
+    html = r.text
+    for section in ("renewals", "forecast", "backtest", "movements", "health", "matrix", "anomalies", "risk"):
+        assert f'id="{section}"' in html, section
+    assert "being computed" not in html and "not available" not in html
+    assert 'id="chart-forecast-fan"' in html and 'id="chart-forecast-rates"' in html
+    assert 'id="chart-backtest"' in html and 'id="chart-movements"' in html
+    assert f"score set v{meta['version']}" in html
+    # the riskiest account by churn probability × ARR heads the high-risk list
+    top = df.sort_values(["risk_arr", "arr"], ascending=False).iloc[0]
+    risk = html.split('id="risk"', 1)[1]
+    assert risk.index(f'/ui/accounts/{top["account_id"]}') < risk.index("</tr>", risk.index("<tbody>"))
+    # every chart has a table fallback
+    assert html.count('class="chart"') <= html.count("<details")
+
+
+def test_portfolio_forecast_numbers_are_forecast_window_numbers(ui, warm):
+    with ui.login() as c:
+        html = c.get("/ui/portfolio").text
+    forecast = html.split('id="forecast"', 1)[1].split("</section>", 1)[0]
+    spec = json.loads(re.search(r'<script type="application/json" id="spec-forecast-fan">(.*?)</script>',
+                                forecast, re.S).group(1))
+    p50 = next(t for t in spec["data"] if t["name"] == "P50")
+    assert len(p50["x"]) == 4 and all(v is not None and v > 0 for v in p50["y"])
+    # the same quarter through the API's forecast endpoint (same function, same served model, same seed)
+    q0 = p50["x"][0]
+    year, q = int(q0[:4]), int(q0[-1])
+    start = f"{year}-{3 * q - 2:02d}-01"
+    end = f"{year + (q == 4)}-{(3 * q) % 12 + 1:02d}-01"
+    with httpx.Client(base_url=ui.url, headers={"X-API-Key": ui.read_key}, timeout=300) as api:
+        body = api.get("/v1/forecast/renewals", params={"start": start, "end": end}).json()
+    assert body["forecast"]["intervals"]["renewed_arr"]["p50"] == pytest.approx(p50["y"][0])
+
+
+@pytest.mark.parametrize("param", ["segment", "region", "csm"])
+def test_portfolio_filters(ui, warm, scores, param):
+    _, df = scores
+    col = {"segment": "segment", "region": "region", "csm": "csm_id"}[param]
+    value = df[col].dropna().value_counts().index[0]
+    with ui.login() as c:
+        r = c.get("/ui/portfolio", params={param: value})
+        assert r.status_code == 200
+        n = int((df[col] == value).sum())
+        assert f'<span class="v">{n:,}</span>' in r.text
+        assert f'<option value="{value}" selected>' in r.text
+        both = c.get("/ui/portfolio", params={"segment": df["segment"].iloc[0], "region": df["region"].iloc[0]})
+        assert "one filter at a time" in both.text
+        none = c.get("/ui/portfolio", params={param: "no-such-value"})
+        assert none.status_code == 200 and "No scored account matches" in none.text
+
+
+def test_account_page(ui, warm, scores):
+    _, df = scores
+    row = df.sort_values("risk_arr", ascending=False).iloc[0]
+    aid = row["account_id"]
+    with ui.login() as c:
+        html = c.get(f"/ui/accounts/{aid}").text
+        assert c.get("/ui/accounts/does-not-exist").status_code == 404
+    for d in row["churn_drivers"]:
+        assert d["lever"] in html
+        assert d["text"].split(" (")[0] in html
+    assert "associations" in html and "not causes" in html
+    assert f"{100 * row['churn_probability']:.1f} %" in html
+    assert str(row["renewal_date"].date()) in html
+    for t in row["triggers"] or []:
+        assert t["trigger"].replace("_", " ") in html
+    for section in ("drivers", "triggers", "health", "survival", "trend", "contracts", "arr-history", "versions"):
+        assert f'id="{section}"' in html, section
+    assert "Contracts are not shown" not in html and "No ARR history" not in html
+    assert "What moved it" in html and "not recorded in this score set" not in html
+
+
+def test_csm_book_is_sorted_by_risk_times_arr(ui, warm, scores):
+    _, df = scores
+    csm = df["csm_id"].dropna().value_counts().index[0]
+    with ui.login() as c:
+        assert csm in c.get("/ui/csm").text
+        html = c.get(f"/ui/csm/{csm}").text
+        assert c.get("/ui/csm/nobody").status_code == 404
+        assert "unassigned" in c.get("/ui/csm").text and c.get("/ui/csm/unassigned").status_code == 200
+    mine = df[df["csm_id"] == csm].sort_values(["risk_arr", "arr"], ascending=False)
+    book = html.split('id="book"', 1)[1]
+    pos = [book.index(f'/ui/accounts/{a}"') for a in mine["account_id"]]
+    assert pos == sorted(pos)
+    assert "This week" in html and "Largest drops" in html
+
+
+def test_models_page(ui, warm):
+    with ui.login() as c:
+        html = c.get("/ui/models").text
+        img = c.get("/ui/models/churn/artifacts/calibration_curve.png")
+        assert c.get("/ui/models/churn/artifacts/../../x").status_code == 404
+        fan = c.get("/ui/backtest/fan_chart.png")
+    for fam in ("churn", "survival", "health"):
+        assert f'id="family-{fam}"' in html
+    assert img.status_code == 200 and img.content.startswith(b"\x89PNG")
+    assert fan.status_code == 200 and fan.content.startswith(b"\x89PNG")
+    assert "Health score validation report" in html and "validation AUC" in html
+    assert re.search(r'href="http://127\.0\.0\.1:5000/#/experiments/\d+/runs/[0-9a-f]{32}"', html)
+    m = re.search(r"<tr><td[^>]*>auc</td><td class=\"n\">([0-9.]+)</td><td class=\"n\">([0-9.]+)</td>", html)
+    assert m, "churn AUC beside the oracle's"
+    assert "Renewal forecast backtest" in html and "oracle" in html
+
+
+def test_glossary_defines_the_numbers(ui):
+    with ui.login() as c:
+        html = c.get("/ui/glossary").text
+    for name in ("GRR", "NRR", "Churn probability", "ECE", "WAPE", "Health score", "Health band", "P10 / P50 / P90",
+                 "Oracle", "Risk × ARR"):
+        assert f"<dt>{name}</dt>" in html, name
+    assert "red below 40.0" in html
+
+
+def test_static_assets_are_local(ui):
+    r = httpx.get(ui.url + "/ui/static/plotly.min.js")
+    assert r.status_code == 200 and len(r.content) > 1_000_000 and "javascript" in r.headers["content-type"]
+    assert httpx.get(ui.url + "/ui/static/ui.css").status_code == 200
+    assert httpx.get(ui.url + "/ui/static/../router.py").status_code == 404
+
+
+def test_no_external_urls_in_templates_or_pages(ui, warm):
+    for f in TEMPLATES.glob("*.html"):
+        assert not EXTERNAL.search(f.read_text()), f
+    with ui.login() as c:
+        for path in ("/ui/portfolio", "/ui/accounts/A00001", "/ui/csm", "/ui/models", "/ui/glossary"):
+            r = c.get(path)
+            assert not EXTERNAL.search(r.text), path
+            assert "default-src 'none'" in r.headers["content-security-policy"]
+
+
+def test_ui_is_not_in_the_openapi_schema(ui):
+    spec = httpx.get(ui.url + "/openapi.json").json()
+    assert not any(p.startswith("/ui") for p in spec["paths"])
+
+
+def test_revoked_key_ends_its_dashboard_sessions(ui):
+    out = json.loads(ui.cli(["apikey", "create", "--scope", "read", "--json"]))
+    with ui.login(out["key"]) as c:
+        assert c.get("/ui/glossary").status_code == 200
+        ui.cli(["apikey", "revoke", out["id"]])
+        assert c.get("/ui/glossary", follow_redirects=False).status_code == 303
+
+
+# ------------------------------------------------------------------------------------------- the browser
+def _shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("CSFORECAST_UI_DOCS_SCREENSHOTS"):
+        docs = ROOT / "docs" / "screenshots"
+        docs.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, docs / path.name)
+    return path
+
+
+def test_browser_walkthrough(ui, warm, scores):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (CI installs Debian's chromium package)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    _, df = scores
+    top = df.sort_values(["risk_arr", "arr"], ascending=False).iloc[0]
+    errors: list[str] = []
+    outside: list[str] = []
+    host = urlparse(ui.url).netloc
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+            page = ctx.new_page()
+            page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+            page.on("response", lambda r: errors.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+            page.on("request", lambda r: outside.append(r.url)
+                    if not r.url.startswith(("data:", "blob:")) and urlparse(r.url).netloc != host else None)
+            page.set_default_timeout(60_000)
+
+            page.goto(ui.url + "/ui/")
+            assert "/ui/login" in page.url
+            _shot(page, "login")
+            page.fill("#api_key", ui.read_key)
+            page.click("button[type=submit]")
+            page.wait_for_url("**/ui/")
+            page.wait_for_selector("#chart-forecast-fan .main-svg")
+            page.wait_for_selector("#chart-renewals-due .main-svg")
+            page.wait_for_selector("#chart-movements .main-svg")
+            assert page.locator("#forecast table").count() == 1
+            _shot(page, "portfolio")
+
+            # the riskiest account: first row of the high-risk high-ARR list
+            first = page.locator("#risk tbody tr").first.locator("a")
+            assert first.get_attribute("href").endswith(f"/ui/accounts/{top['account_id']}")
+            first.click()
+            page.wait_for_url(f"**/ui/accounts/{top['account_id']}")
+            page.wait_for_selector("#chart-components .main-svg")
+            page.wait_for_selector("#chart-survival .main-svg")
+            drivers = page.locator("#drivers").inner_text()
+            assert "not causes" in drivers
+            for d in top["churn_drivers"]:
+                assert d["lever"] in drivers
+            _shot(page, "account")
+
+            # CSM book: from the account's CSM link, or the first book
+            page.click("header nav >> text=CSM books")
+            page.wait_for_url("**/ui/csm")
+            page.locator("table.data tbody tr").first.locator("a").click()
+            page.wait_for_selector("#book tbody tr")
+            assert "This week" in page.locator("#week").inner_text()
+            _shot(page, "csm")
+
+            page.click("header nav >> text=Models")
+            page.wait_for_url("**/ui/models")
+            page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+            assert page.locator("#family-churn img").count() >= 1
+            _shot(page, "models")
+
+            page.click("header nav >> text=Glossary")
+            page.wait_for_url("**/ui/glossary")
+            assert page.locator("dl.glossary div").count() >= 30
+            _shot(page, "glossary")
+
+            # a filter applied through the form (submitted by the page script on change)
+            page.goto(ui.url + "/ui/portfolio")
+            seg = df["segment"].value_counts().index[0]
+            with page.expect_navigation():
+                page.select_option("select[name=segment]", seg)
+            assert f"segment={seg}" in page.url.replace("+", " ").replace("%20", " ")
+            page.wait_for_selector("#chart-health-bands .main-svg")
+        finally:
+            browser.close()
+    assert not errors, errors
+    assert not outside, outside
