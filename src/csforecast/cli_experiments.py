@@ -101,7 +101,8 @@ def print_comparison(report: dict, out) -> None:
             cells.append(f"{o:.4f}" if isinstance(o, (int, float)) and not isinstance(o, bool) else "–")
         t.add_row(*cells)
     out.print(t)
-    out.print(f"validation: {report['validation_rows']} rows"
+    unit = "quarter × segment rows" if report["family"] == "forecast" else "rows"
+    out.print(f"validation: {report['validation_rows']} {unit}"
               + (f" of {report['validation_accounts']} accounts" if report.get("validation_accounts") else "")
               + f", {report['validation_start']} to {report['as_of']}; CI: {report['bootstrap']['resamples']} "
                 f"resamples by {report['bootstrap']['cluster']}. Green/red: the CI excludes 0 (better/worse).",
@@ -197,7 +198,11 @@ def _ci(ci, pct=False, nd=3):
 
 
 def print_effect(res: dict, out) -> None:
+    from rich.console import Console
     from rich.table import Table
+
+    if not out.is_terminal:
+        out = Console(width=max(out.width, 150), soft_wrap=True)
 
     kind = "randomised (treatment vs control)" if res["randomised"] else "NOT randomised (observational)"
     out.print(f"Playbook {res['playbook']}: {kind}; {res['n_treated']} treated, {res['n_control']} comparison "
@@ -246,9 +251,17 @@ def print_effect(res: dict, out) -> None:
     if tr:
         rr, ud = tr.get("renewal_rate_difference") or {}, tr.get("usage_difference") or {}
         tgt = tr["compared_with"]
-        out.print(f"Truth (simulator, {tr['estimand']}): renewal rate {_fmt(rr.get(tgt), True)}, "
-                  f"{ud.get('metric', 'usage')} {_fmt(ud.get(tgt), nd=4)}; CI covers truth: "
-                  f"{tr.get('ci_covers_truth')}", highlight=False, markup=False)
+        cov = tr.get("ci_covers_truth") or {}
+
+        def yn(k):
+            return "–" if k not in cov else ("yes" if cov[k] else "NO")
+        out.print(f"Truth (simulator; {tr['estimand']}): renewal rate {_fmt(rr.get(tgt), True)} (CI covers it: "
+                  f"{yn('renewal_rate')}), {ud.get('metric', 'usage')} {_fmt(ud.get(tgt), nd=4)} (CI covers it: "
+                  f"{yn('usage')})", highlight=False, markup=False)
+        if "renewal_rate_naive_error" in cov:
+            out.print(f"  error vs truth, renewal rate: weighted {_fmt(cov.get('renewal_rate_error'), True)}, doubly "
+                      f"robust {_fmt(cov.get('renewal_rate_doubly_robust_error'), True)}, naive "
+                      f"{_fmt(cov.get('renewal_rate_naive_error'), True)}", highlight=False, markup=False)
     if not res["randomised"]:
         d = res["diagnostics"]
         out.print(f"Diagnostics: propensity treated {d['propensity_treated']}, comparison {d['propensity_control']}; "

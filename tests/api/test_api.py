@@ -82,6 +82,13 @@ def test_every_v1_endpoint_needs_a_valid_key(api, method, path, body):
         assert api.read_key not in r.text
 
 
+def test_key_is_checked_before_the_body(api):
+    with api.client(key=None) as c:
+        for content in (b"{not json", b'{"rows": "garbage"}', b'{"rows": [{}]}'):
+            r = c.post("/v1/score", content=content, headers={"content-type": "application/json"})
+            assert r.status_code == 401, (content, r.text)
+
+
 def test_read_key_cannot_use_admin_endpoints(api):
     with api.client("read") as c:
         r = c.post("/v1/admin/reload")

@@ -119,6 +119,13 @@ def start(env: dict, log: Path, timeout: float = 180) -> tuple[subprocess.Popen,
     raise RuntimeError(f"server not ready after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests that use the trained, served portfolio (fixture `ui`) are slow; the in-process ones are not."""
+    for item in items:
+        if "ui" in getattr(item, "fixturenames", ()) and "tests/ui/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def ui(tmp_path_factory) -> UiServer:
     tmp = tmp_path_factory.mktemp("csforecast_ui")

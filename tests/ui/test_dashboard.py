@@ -1,4 +1,5 @@
-"""The dashboard (/ui) against a real uvicorn server with real trained models, a real score set and a real
+"""The dashboard (/ui). In-process tests on a small synthetic score set (no training: the pure view functions,
+sessions, and every page's "missing" paths), then tests against a real uvicorn server with real trained models, a real score set and a real
 backtest (conftest.py): login and sessions, every page, filters, the offline rule, and a real headless
 Chromium that logs in, opens the portfolio, clicks the riskiest account, reads its drivers, opens the CSM book,
 the models page and the glossary, with no JavaScript console error and no request leaving 127.0.0.1.
@@ -25,7 +26,6 @@ PAGES = ["/ui/", "/ui/portfolio", "/ui/accounts/A00001", "/ui/csm", "/ui/csm/x",
          "/ui/status", "/ui/models/churn/artifacts/calibration_curve.png", "/ui/backtest/fan_chart.png"]
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(https?:)?//(?!(localhost|127\.0\.0\.1|\[::1\])[:/"'])""", re.I)
 
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -334,3 +334,200 @@ def test_browser_walkthrough(ui, warm, scores):
             browser.close()
     assert not errors, errors
     assert not outside, outside
+
+
+# ============================================================================ in-process, synthetic score set
+def _synthetic_scores(n: int = 60, seed: int = 3):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    as_of = pd.Timestamp("2026-10-01")
+    segs = np.array(["SMB", "Mid-Market", "Enterprise"])[rng.integers(0, 3, n)]
+    arr = np.round(np.exp(rng.normal(10.5, 1.2, n)), 2)
+    p = rng.uniform(0.01, 0.6, n)
+    score = rng.uniform(5, 95, n)
+    rows = []
+    for i in range(n):
+        rows.append({
+            "account_id": f"S{i:03d}", "name": f"Synthetic {i}", "segment": segs[i], "industry": "Software",
+            "region": ["EMEA", "APAC"][i % 2], "csm_id": None if i % 4 == 0 else f"CSM-{i % 3}", "arr": arr[i],
+            "seats": 10.0, "renewal_date": as_of + pd.Timedelta(days=int(rng.integers(-5, 500))),
+            "days_to_renewal": 100.0, "contract_id": f"C{i}", "tenure_days": 400.0, "as_of": as_of,
+            "churn_probability": p[i], "churn_base_logit": -2.0, "risk_arr": p[i] * arr[i],
+            "churn_drivers": [{"feature": "seat_utilisation", "value": 0.3, "contribution": 0.4,
+                               "text": "seat utilisation 30 % (+0.40 log-odds; associated with higher churn risk)",
+                               "component": "Deployment", "lever": "drive seat activation"}],
+            "churn_model_version": "1", "p_active_90d": 0.99, "p_active_180d": 0.95, "p_active_365d": 0.9,
+            "expected_lifetime_days": 900.0, "survival_model_version": "1", "health_score": score[i],
+            "health_band": "red" if score[i] < 40 else "yellow" if score[i] < 70 else "green",
+            "health_components": [{"component": "deployment", "score": 40.0, "band": "yellow",
+                                   "contribution": score[i] - 50, "lever": "drive seat activation"}],
+            "triggers": [{"trigger": "champion_left", "evidence": "champion left 30 days ago"}] if i % 5 == 0 else [],
+            "health_model_version": "1"})
+    scores = pd.DataFrame(rows)
+    hist = []
+    for i in range(n):
+        for w in range(3):
+            hist.append({"account_id": f"S{i:03d}", "week": as_of - pd.Timedelta(weeks=2 - w),
+                         "health_score": score[i] - 3 * (2 - w), "components": {}})
+    meta = {"version": 7, "as_of": as_of, "data_hash": "synthetic", "models": {"churn": "1"}}
+    return meta, scores, pd.DataFrame(hist)
+
+
+@pytest.fixture()
+def local(tmp_path, monkeypatch):
+    """The dashboard router on a bare app holding a synthetic score set: no models, no data source, no registry."""
+    from types import SimpleNamespace
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from csforecast.api.auth import KeyStore
+    from csforecast.api.state import DataContext, ServingState, build_score_set
+    from csforecast.config import Settings
+    from csforecast.ui.router import router
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    settings = Settings(home=tmp_path)
+    meta, scores, hist = _synthetic_scores()
+    state = ServingState(1, None, build_score_set(meta, scores, hist), None, DataContext(None), ())
+    app = FastAPI()
+    app.state.settings = settings
+    app.state.keys = KeyStore(settings.apikeys_file)
+    app.state.holder = SimpleNamespace(current=state)
+    app.include_router(router)
+    key, _ = app.state.keys.create("read")
+    with TestClient(app) as c:
+        yield SimpleNamespace(client=c, key=key, app=app, scores=scores)
+        if getattr(app.state, "ui_data", None):
+            app.state.ui_data.wait_idle(60)
+            app.state.ui_data.close()
+
+
+def _login(local):
+    r = local.client.post("/ui/login", data={"api_key": local.key, "next": "/ui/portfolio"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/ui/portfolio"
+
+
+def test_local_pages_say_what_is_missing(local):
+    c = local.client
+    assert c.get("/ui/portfolio", follow_redirects=False).status_code == 303
+    _login(local)
+    from csforecast.ui.router import ui_data_for
+
+    ui_data_for(local.app).wait_idle(60)
+    html = c.get("/ui/portfolio").text
+    assert "no data source configured" in html                  # forecast and movements: said, not invented
+    assert "no backtest run yet" in html
+    assert 'id="chart-renewals-due"' in html and 'id="chart-health-bands"' in html
+    acc = c.get("/ui/accounts/S000").text
+    assert "drive seat activation" in acc and "not causes" in acc and "champion left 30 days ago" in acc
+    assert "Contracts are not shown: no data source configured" in acc
+    assert c.get("/ui/csm/CSM-1").status_code == 200 and c.get("/ui/csm/unassigned").status_code == 200
+    assert c.get("/ui/models").status_code == 503               # no models loaded: said so
+    assert "GRR" in c.get("/ui/glossary").text
+    st = c.get("/ui/status").json()
+    assert st["jobs"]["forecast:"]["status"] == "unavailable"
+
+
+def test_local_portfolio_numbers_match_the_scores(local):
+    _login(local)
+    df = local.scores
+    html = local.client.get("/ui/portfolio", params={"segment": "SMB"}).text
+    n = int((df["segment"] == "SMB").sum())
+    assert f'<span class="v">{n:,}</span>' in html
+    html = local.client.get("/ui/portfolio").text
+    top = df.sort_values("risk_arr", ascending=False)["account_id"].iloc[0]
+    risk = html.split('id="risk"', 1)[1]
+    assert risk.index(f"/ui/accounts/{top}") < risk.index("</tr>", risk.index("<tbody>"))
+
+
+def test_views_pure_functions():
+    import numpy as np
+
+    from csforecast.api.state import build_score_set
+    from csforecast.ui import views
+
+    meta, scores, hist = _synthetic_scores()
+    sc = build_score_set(meta, scores, hist)
+    df = views.build_frame(sc.items, sc.details)
+    assert len(df) == len(scores)
+    assert df["week_change"].dropna().eq(3.0).all()                    # from the weekly trend in the details
+    # renewals due: months add up to the quarters they cover, past renewal dates excluded
+    r = views.renewals_due(df, meta["as_of"].date())
+    assert sum(m["count"] for m in r["months"][:3]) == r["quarters"][0]["count"]
+    start = meta["as_of"]
+    due = df[(df["renewal_date"] >= start) & (df["renewal_date"] < start + np.timedelta64(92, "D"))]
+    assert r["quarters"][0]["count"] == len(due)
+    assert r["quarters"][0]["arr"] == pytest.approx(due["arr"].sum())
+    # the matrix flags coverage anomalies
+    m = views.metrics_matrix(df)
+    assert sum(int(x["n"].replace(",", "")) for x in m["rows"]) == len(df)
+    for row in m["rows"]:
+        if row["csm"] == "no" and row["arr_band"] in ("50k–200k", "≥200k"):
+            assert row["anomaly"] == "high-ARR without a CSM"
+        elif row["csm"] == "yes" and row["arr_band"] == "<10k":
+            assert row["anomaly"] == "low-tier with a CSM"
+        else:
+            assert row["anomaly"] is None
+    # the risk list is sorted by churn probability × ARR
+    ids = [x["account_id"] for x in views.risk_list(df)]
+    assert ids == list(scores.sort_values("risk_arr", ascending=False)["account_id"].head(len(ids)))
+    # sections without input say so
+    assert views.backtest_section(None, None)["missing"].startswith("no backtest run yet")
+    assert views.movements_section(None)["missing"]
+    assert views.Filters.parse("SMB", "EMEA", None).forecast_group()[2]     # two filters: no forecast slice
+    assert views.Filters.parse(None, None, "CSM-1").forecast_group()[:2] == ("csm_id", "CSM-1")
+    # CSM book: sorted, paged
+    book = views.csm_view(df, "CSM-1", None, page=1, page_size=5)
+    mine = scores[scores["csm_id"] == "CSM-1"].sort_values("risk_arr", ascending=False)
+    assert [x["account_id"] for x in book["rows"]] == list(mine["account_id"].head(5))
+    assert book["pages"] == -(-len(mine) // 5)
+
+
+def test_forecast_section_shapes_forecast_window_output():
+    from csforecast.ui import views
+
+    def res(q, grr):
+        return {"window": {"start": f"2026-{q:02d}-01", "end": "x"},
+                "renewals_due": {"count": 3, "arr": 100.0}, "expected": {"renewed_arr": 90.0, "grr": grr, "nrr": 1.0},
+                "intervals": {"renewed_arr": {"p10": 80.0, "p50": 91.0, "p90": 99.0},
+                              "grr": {"p10": 0.8, "p50": 0.9, "p90": 0.99}, "nrr": {"p10": 0.9, "p50": 1, "p90": 1.1}},
+                "groups": [{"group": "SMB", "renewals_due": {"count": 1, "arr": 10.0},
+                            "expected": {"renewed_arr": 9.0, "grr": 0.9, "nrr": 0.95},
+                            "intervals": {"renewed_arr": {"p10": 8.0, "p50": 9.0, "p90": 10.0}}}]}
+    out = views.forecast_section([res(10, 0.9), res(1, 0.8)], None, None)
+    assert [r["quarter"] for r in out["rows"]] == ["2026Q4", "2026Q1"]
+    fan = {t["name"]: t for t in out["fan"]["spec"]["data"]}
+    assert fan["P10–P90"]["y"] == [80.0, 80.0] and fan["P90"]["y"] == [99.0, 99.0]
+    seg = views.forecast_section([res(10, 0.9)], "segment", "SMB")
+    assert seg["rows"][0]["p50"] == 9.0
+    assert views.forecast_section([res(10, 0.9)], "segment", "Enterprise")["rows"][0]["empty"]
+
+
+def test_markdown_is_escaped():
+    from csforecast.ui.views import markdown_html
+
+    html = markdown_html("# T <script>\n\n| a | b |\n|---|---|\n| <img src=x> | **bold** |\n\ntext [l](http://x)")
+    assert "<script>" not in html and "<img" not in html and "&lt;script&gt;" in html
+    assert "<strong>bold</strong>" in html and "<table" in html and "<a " not in html
+
+
+def test_session_tokens():
+    import time as _t
+
+    from csforecast.ui.router import _safe_next, check_session, make_session
+
+    rec = {"id": "abc", "scope": "read", "hash": "h1"}
+    secret = b"s" * 32
+    tok = make_session(secret, rec)
+    assert check_session(secret, {"abc": rec}, tok).key_id == "abc"
+    assert check_session(b"t" * 32, {"abc": rec}, tok) is None                    # other server secret
+    assert check_session(secret, {"abc": {**rec, "hash": "h2"}}, tok) is None     # key re-created
+    assert check_session(secret, {"abc": {**rec, "scope": "admin"}}, tok) is None  # scope changed
+    assert check_session(secret, {}, tok) is None                                 # revoked
+    assert check_session(secret, {"abc": rec}, tok, now=_t.time() + 9 * 3600) is None   # expired
+    assert _safe_next("/ui/csm?x=1") == "/ui/csm?x=1"
+    for bad in ("https://x", "//x/ui", "/v1/x", None, "/ui\\x", "/ui\n"):
+        assert _safe_next(bad) == "/ui/"

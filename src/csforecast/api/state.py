@@ -26,11 +26,9 @@ import os
 import pickle
 import tempfile
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable
 
@@ -384,9 +382,11 @@ class ChurnScorer:
                     row[f] = float(rng.normal(0, 1) * 10 ** rng.integers(0, 4))
             rows.append(row)
         X, raw = self.parse(rows)
-        self.fast = True
-        fast = self.predict(X, raw)
-        self.fast = False
+        try:
+            self.fast = True
+            fast = self.predict(X, raw)
+        finally:
+            self.fast = False
         slow = self.predict(X, raw)
         return bool(np.allclose(fast, slow, rtol=0, atol=1e-9))
 
@@ -758,6 +758,3 @@ def decode_cursor(token: str) -> dict:
 def query_fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps([str(p) if p is not None else None for p in parts]).encode()).hexdigest()[:12]
 
-
-def now() -> float:
-    return time.perf_counter()

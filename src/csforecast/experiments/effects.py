@@ -245,9 +245,12 @@ def _cox_hr(T, E, treated, weights=None) -> dict:
         kw = {"weights_col": "w", "robust": True}
     if df["E"].sum() < 3:
         return {"hazard_ratio": None, "ci": [None, None], "note": "fewer than 3 churns"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cph = CoxPHFitter().fit(df, "T", "E", **kw)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cph = CoxPHFitter().fit(df, "T", "E", **kw)
+    except Exception as e:  # noqa: BLE001 - e.g. no churn in one arm: no finite hazard ratio
+        return {"hazard_ratio": None, "ci": [None, None], "note": f"Cox model not estimable: {e}"[:200]}
     s = cph.summary.loc["treated"]
     return {"hazard_ratio": _f(math.exp(s["coef"])), "ci": [_f(math.exp(s["coef lower 95%"])),
                                                            _f(math.exp(s["coef upper 95%"]))],
@@ -259,7 +262,9 @@ def _km_at(T, E, t: float, w=None) -> float | None:
 
     if len(T) == 0:
         return None
-    km = KaplanMeierFitter().fit(T, E, weights=w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # lifelines warns that weighted KM variances are naive; we use none
+        km = KaplanMeierFitter().fit(T, E, weights=w)
     return _f(float(km.survival_function_at_times(t).iloc[0]))
 
 
@@ -616,6 +621,11 @@ def _observational(source: Source, u: pd.DataFrame, metric: str, window_days: in
     if diagnostics["max_abs_smd_after"] is not None and diagnostics["max_abs_smd_after"] > 0.1:
         notes.append(f"weighting leaves some features imbalanced (max |SMD| {diagnostics['max_abs_smd_after']:.2f}"
                      f" > 0.1): the propensity model does not fully balance the groups")
+    if (e[t] > 0.9).mean() > 0.5 or (e[~t] < 0.01).mean() > 0.9:
+        notes.append("near-deterministic assignment: most treated accounts have propensity > 0.9 and the comparison "
+                     "accounts < 0.01, so the groups hardly overlap (positivity is close to violated) and the weighted "
+                     "and doubly robust estimates rest on extrapolation: read them as less biased than the naive "
+                     "comparison, not as the effect. A randomised hold-out is the reliable way to measure this playbook")
     if diagnostics["effective_control_n"] is not None and diagnostics["effective_control_n"] < 0.1 * (~t).sum():
         notes.append(f"the weighted comparison group rests on few accounts (effective n "
                      f"{diagnostics['effective_control_n']:.0f} of {int((~t).sum())}): weak overlap")

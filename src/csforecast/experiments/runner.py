@@ -17,7 +17,6 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from datetime import date
 from typing import Callable
 
 import numpy as np
@@ -645,7 +644,7 @@ def promotion_info(run_id: str) -> dict:
     a, v = pd.Timestamp(as_of), pd.Timestamp(vs)
     months = (a.year - v.year) * 12 + a.month - v.month
     parent_id = tags.get(tracking_ext.PARENT_TAG) or tags.get("experiment_parent_run_id")
-    data, fp = None, None
+    data = None
     if parent_id:
         try:
             pr = tracking_ext.get_run(parent_id)
@@ -655,7 +654,7 @@ def promotion_info(run_id: str) -> dict:
     return {"run_id": run_id, "family": family, "as_of": a.date(), "validation_start": v.date(),
             "validation_months": months, "data_hash": tags.get("data_hash") or params.get("data_hash"),
             "parent_run_id": parent_id, "data": data, "experiment": tags.get("experiment"),
-            "variant": tags.get("variant"), "fingerprint": fp}
+            "variant": tags.get("variant")}
 
 
 @single_blas_thread
@@ -716,6 +715,3 @@ def promote(run_id: str, source: Source, info: dict | None = None, *, progress: 
             "guard": reg.guard, "scores": scores, "as_of": str(info["as_of"]),
             "validation_start": str(ctx.validation_start)}
 
-
-def parse_date(s: str | None) -> date | None:
-    return date.fromisoformat(s) if s else None

@@ -529,7 +529,7 @@ def train_survival(ctx: TrainingContext, params: dict | None = None, register: b
         raise ValueError("snapshots_per_quarter must be 1, 2 or 3")
 
     snaps = ctx.snapshots
-    vs, end = pd.Timestamp(ctx.validation_start), pd.Timestamp(ctx.as_of)
+    vs = pd.Timestamp(ctx.validation_start)
     train = _thin(snaps[snaps["as_of"] < vs], per_q).copy()
     valid = snaps[snaps["as_of"] >= vs].copy()
     if train.empty or valid.empty:
@@ -553,7 +553,7 @@ def train_survival(ctx: TrainingContext, params: dict | None = None, register: b
     for kind in sorted(kinds, key=lambda k: k != "cox"):      # cox first
         cand = {"penalizer": penalizers[0], "inner": {}, "error": None}
         if kind == "weibull" and "cox" in candidates:
-            # lifelines' Weibull AFT with delayed entry is ~20x slower to fit than Cox: reuse Cox's choice
+            # lifelines' Weibull AFT is several times slower to fit than Cox here: reuse Cox's choice
             cand["penalizer"] = candidates["cox"]["penalizer"]
             cand["penalizer_from"] = "cox inner split"
         elif len(penalizers) > 1 and inner is not None:

@@ -32,11 +32,12 @@ def train_all(source: Source, as_of: date | None = None, families: list[str] | N
     tick = progress or (lambda *_: None)
     tick("building point-in-time snapshots")
     _ = ctx.snapshots
-    results = {}
+    results, estimators = {}, {}
     for fam in families or available_families():
         tick(f"training {fam}")
         mod, fn = FAMILIES[fam]
-        res = getattr(import_module(mod), fn)(ctx)
-        res.pop("_estimator", None)
+        kwargs = {"churn_estimator": estimators["churn"]} if fam == "survival" and "churn" in estimators else {}
+        res = getattr(import_module(mod), fn)(ctx, **kwargs)
+        estimators[fam] = res.pop("_estimator", None)
         results[fam] = res
     return results

@@ -449,22 +449,39 @@ class UIData:
 _ui_lock = threading.Lock()
 
 
-def ui_data(request: Request) -> UIData:
-    """The UIData of the request's serving state (built on first use after a load or reload)."""
-    holder = request.app.state.holder
-    state = holder.current
-    cur = getattr(request.app.state, "ui_data", None)
+def ui_data_for(app) -> UIData:
+    """The UIData of the app's current serving state (built on first use after a load or reload)."""
+    state = app.state.holder.current
+    cur = getattr(app.state, "ui_data", None)
     if cur is not None and cur.state is state:
         return cur
     with _ui_lock:
-        cur = getattr(request.app.state, "ui_data", None)
+        cur = getattr(app.state, "ui_data", None)
         if cur is not None and cur.state is state:
             return cur
-        new = UIData(state, request.app.state.settings)
-        request.app.state.ui_data = new
+        new = UIData(state, app.state.settings)
+        app.state.ui_data = new
         if cur is not None:
             cur.close()
         return new
+
+
+def ui_data(request: Request) -> UIData:
+    return ui_data_for(request.app)
+
+
+def _warm_up(app) -> None:
+    """Build the page data in the background while the user is on the login form."""
+    cur = getattr(app.state, "ui_data", None)
+    if cur is not None and cur.state is app.state.holder.current:
+        return
+
+    def run():
+        try:
+            ui_data_for(app)
+        except Exception:  # noqa: BLE001 - the first page request will retry and show the error
+            log.exception("dashboard warm-up failed")
+    threading.Thread(target=run, name="csforecast-ui-warmup", daemon=True).start()
 
 
 # =========================================================================================== rendering
@@ -511,6 +528,7 @@ def _auth(request: Request) -> Principal:
 # =========================================================================================== routes: auth
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str | None = None) -> Response:
+    _warm_up(request.app)
     return _page(request, "login.html", {"title": "Sign in", "next": _safe_next(next), "error": None})
 
 
