@@ -18,7 +18,6 @@ scored accounts.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -13,16 +13,17 @@ def register(app: typer.Typer) -> None:
     from csforecast.cli import JsonOpt, _fail, _print_json, console, out
 
     @app.command()
-    def serve(host: Optional[str] = typer.Option(None, "--host", help="Interface to bind (default serve.host, "
-                                                                      "127.0.0.1)."),
-              port: Optional[int] = typer.Option(None, "--port", min=0, max=65535,
-                                                 help="Port (default serve.port, 8000)."),
-              data: Optional[str] = typer.Option(None, "--data", help="Data source for forecasts and retention "
-                                                                      "metrics (default CSFORECAST_DATA)."),
-              log_level: str = typer.Option("info", "--log-level", help="critical|error|warning|info|debug"),
-              access_log: bool = typer.Option(True, "--access-log/--no-access-log",
-                                              help="Log one line per request (method, path, status; never "
-                                                   "headers).")):
+    def serve(host: Annotated[Optional[str], typer.Option(
+                  "--host", help="Interface to bind (default serve.host, 127.0.0.1).")] = None,
+              port: Annotated[Optional[int], typer.Option(
+                  "--port", min=0, max=65535, help="Port (default serve.port, 8000).")] = None,
+              data: Annotated[Optional[str], typer.Option(
+                  "--data", help="Data source for forecasts and retention metrics (default CSFORECAST_DATA).")] = None,
+              log_level: Annotated[str, typer.Option(
+                  "--log-level", help="critical|error|warning|info|debug")] = "info",
+              access_log: Annotated[bool, typer.Option(
+                  "--access-log/--no-access-log",
+                  help="Log one line per request (method, path, status; never headers).")] = True):
         """Serve the HTTP API: latest scores, on-demand scoring, forecasts, retention metrics (docs at /docs)."""
         import uvicorn
 

@@ -1,9 +1,12 @@
-"""The dashboard (/ui). In-process tests on a small synthetic score set (no training: the pure view functions,
-sessions, and every page's "missing" paths), then tests against a real uvicorn server with real trained models, a real score set and a real
-backtest (conftest.py): login and sessions, every page, filters, the offline rule, and a real headless
+"""The dashboard (/ui).
+
+In-process tests on a small synthetic score set (no training): the pure view functions, sessions, and every
+page's "missing" paths. Then, against a real uvicorn server with real trained models, a real score set and a
+real backtest (conftest.py): login and sessions, every page, filters, the offline rule, and a real headless
 Chromium that logs in, opens the portfolio, clicks the riskiest account, reads its drivers, opens the CSM book,
 the models page and the glossary, with no JavaScript console error and no request leaving 127.0.0.1.
-Screenshots go to test-artifacts/ui/ (and docs/screenshots/ with CSFORECAST_UI_DOCS_SCREENSHOTS=1)."""
+Screenshots go to test-artifacts/ui/ (and docs/screenshots/ with CSFORECAST_UI_DOCS_SCREENSHOTS=1).
+"""
 from __future__ import annotations
 
 import json
@@ -350,7 +353,8 @@ def _synthetic_scores(n: int = 60, seed: int = 3):
     rows = []
     for i in range(n):
         rows.append({
-            "account_id": f"S{i:03d}", "name": f"Synthetic {i}", "segment": segs[i], "industry": "Software",
+            "account_id": f"S{i:03d}", "name": f"Synthetic {i}" if i else "Evil <script>alert(1)</script>",
+            "segment": segs[i], "industry": "Software",
             "region": ["EMEA", "APAC"][i % 2], "csm_id": None if i % 4 == 0 else f"CSM-{i % 3}", "arr": arr[i],
             "seats": 10.0, "renewal_date": as_of + pd.Timedelta(days=int(rng.integers(-5, 500))),
             "days_to_renewal": 100.0, "contract_id": f"C{i}", "tenure_days": 400.0, "as_of": as_of,
@@ -424,6 +428,8 @@ def test_local_pages_say_what_is_missing(local):
     acc = c.get("/ui/accounts/S000").text
     assert "drive seat activation" in acc and "not causes" in acc and "champion left 30 days ago" in acc
     assert "Contracts are not shown: no data source configured" in acc
+    assert "<script>alert" not in acc and "&lt;script&gt;alert(1)" in acc       # escaped
+    assert "<script>alert" not in html
     assert c.get("/ui/csm/CSM-1").status_code == 200 and c.get("/ui/csm/unassigned").status_code == 200
     assert c.get("/ui/models").status_code == 503               # no models loaded: said so
     assert "GRR" in c.get("/ui/glossary").text

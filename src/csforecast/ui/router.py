@@ -25,12 +25,12 @@ import hmac
 import json
 import logging
 import os
+import queue
 import secrets
 import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -162,7 +162,7 @@ def check_session(secret: bytes, records: dict[str, dict], token: str | None, no
 def _safe_next(target: str | None) -> str:
     """Only a local /ui path (no scheme, host or protocol-relative //) may be a redirect target."""
     if (not target or not target.startswith("/ui") or target.startswith("//") or "\\" in target
-            or any(ord(ch) < 32 for ch in target) or len(target) > 1000):
+            or any(ord(ch) < 32 for ch in target) or len(target) > 1000 or target.startswith("/ui/log")):
         return "/ui/"
     return target
 
@@ -221,8 +221,11 @@ class UIData:
         self._data_lock = threading.Lock()
         self._data: dict | None = None
         self._data_error: BaseException | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="csforecast-ui")
+        # one daemon worker: jobs run in submission order, and a long forecast never holds up the server's exit
         self.closed = False
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._worker = threading.Thread(target=self._loop, name="csforecast-ui", daemon=True)
+        self._worker.start()
         # warm-up, in the order the pages need them
         if sc is not None:
             self.job("history", self._history)
@@ -242,7 +245,7 @@ class UIData:
                     return Job("unavailable", message="the served state was replaced; reload the page")
                 self._evict()
                 j = self._jobs[name] = Job()
-                self._pool.submit(self._run, name, j, fn)
+                self._queue.put((name, j, fn))
             return j
 
     def peek(self, name: str) -> Job | None:
@@ -255,6 +258,13 @@ class UIData:
                       if j.status in ("ready", "unavailable", "failed") and ":" in n and not n.endswith(":"))
         for _, n in done[: len(self._jobs) - MAX_JOBS + 1]:
             del self._jobs[n]
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            self._run(*item)
 
     def _run(self, name: str, job: Job, fn: Callable[[Job], Any]) -> None:
         if self.closed:
@@ -280,7 +290,7 @@ class UIData:
 
     def close(self) -> None:
         self.closed = True
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._queue.put(None)
 
     def wait_idle(self, timeout: float = 600) -> bool:
         """Block until every submitted job has finished (tests, benchmarks)."""

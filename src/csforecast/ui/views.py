@@ -58,7 +58,8 @@ GLOSSARY: dict[str, tuple[str, str]] = {
                    "100 %. For a renewal window: renewed ARR (at the ARR due) / ARR due."),
     "nrr": ("NRR", "Net revenue retention = (starting ARR + expansion − contraction − churned) / starting ARR. "
                    "For a renewal window: ARR of the renewed contracts' successors / ARR due."),
-    "logo_retention": ("Logo retention", "Share of the accounts active at the start of a period still active at its end."),
+    "logo_retention": ("Logo retention", "Share of the accounts active at the start of a period still active at its "
+                                         "end."),
     "p10_p90": ("P10 / P50 / P90", "Percentiles of the Monte Carlo forecast: 10 % of simulated outcomes fall below "
                                    "P10, half below P50, 90 % below P90. P10–P90 is an 80 % interval."),
     "fan_chart": ("Fan chart", "The forecast's P10–P90 band (shaded) around its P50 and expected value, per quarter."),
@@ -426,7 +427,7 @@ def renewals_due(df: pd.DataFrame, as_of: date) -> dict:
         {"type": "bar", "name": "expected churned ARR", "x": [r["period"] for r in out["months"]],
          "y": [r["expected_churned_arr"] for r in out["months"]], "marker": {"color": "#c62828"},
          "hovertemplate": "%{x}: %{y:,.0f} expected churned<extra></extra>"},
-    ], {"barmode": "group", "yaxis": {"title": "ARR"}})
+    ], {"barmode": "group", "yaxis": {"title": "ARR"}, "xaxis": {"type": "category"}})
     return out
 
 
@@ -472,7 +473,7 @@ def forecast_section(results: list[dict] | None, group_by: str | None, group: st
         {"type": "scatter", "mode": "markers", "name": "ARR due", "x": x, "y": [r["due"] for r in ok],
          "marker": {"symbol": "line-ew-open", "size": 18, "color": "#555"},
          "hovertemplate": "ARR due %{y:,.0f}<extra></extra>"},
-    ], {"yaxis": {"title": "renewed ARR", "rangemode": "tozero"}})
+    ], {"yaxis": {"title": "renewed ARR", "rangemode": "tozero"}, "xaxis": _cat_axis(x)})
     rates = chart("forecast-rates", [
         {"type": "scatter", "mode": "markers+lines", "name": "GRR (expected, P10–P90)", "x": x,
          "y": [r["grr"] for r in ok], "error_y": {"type": "data", "symmetric": False,
@@ -482,8 +483,13 @@ def forecast_section(results: list[dict] | None, group_by: str | None, group: st
          "y": [r["nrr"] for r in ok], "error_y": {"type": "data", "symmetric": False,
                                                     "array": [_gap(r["nrr_p90"], r["nrr"]) for r in ok],
                                                     "arrayminus": [_gap(r["nrr"], r["nrr_p10"]) for r in ok]}},
-    ], {"yaxis": {"title": "rate", "tickformat": ".0%"}})
+    ], {"yaxis": {"title": "rate", "tickformat": ".0%"}, "xaxis": _cat_axis(x)})
     return {"rows": table, "fan": fan if ok else None, "rates": rates if ok else None}
+
+
+def _cat_axis(x: list) -> dict:
+    """A category x axis with half a slot of room on both sides (points are not drawn on the edges)."""
+    return {"type": "category", "range": [-0.5, len(x) - 0.5]}
 
 
 def _gap(a, b):
@@ -508,7 +514,8 @@ def backtest_section(bt: dict | None, segment: str | None) -> dict:
         return {"missing": f"the latest backtest run ({bt.get('run_id')}) has no quarters for {scope}",
                 "run_id": bt.get("run_id")}
     rows = sorted(rows, key=lambda r: str(r.get("quarter")))
-    table = [{"quarter": r.get("quarter"), "due": money(r.get("arr_due")), "forecast": money(r.get("forecast_renewed_arr")),
+    table = [{"quarter": r.get("quarter"), "due": money(r.get("arr_due")),
+              "forecast": money(r.get("forecast_renewed_arr")),
               "p10": money(r.get("p10")), "p90": money(r.get("p90")), "actual": money(r.get("actual_renewed_arr")),
               "covered": "yes" if r.get("covered") else "no", "error": money(r.get("error")),
               "grr": f"{pct(r.get('grr_forecast'))} / {pct(r.get('grr_actual'))}",
@@ -520,9 +527,10 @@ def backtest_section(bt: dict | None, segment: str | None) -> dict:
          "error_y": {"type": "data", "symmetric": False,
                      "array": [_gap(r.get("p90"), r.get("forecast_renewed_arr")) for r in rows],
                      "arrayminus": [_gap(r.get("forecast_renewed_arr"), r.get("p10")) for r in rows]}},
-        {"type": "scatter", "mode": "markers", "name": "actual", "x": x, "y": [r.get("actual_renewed_arr") for r in rows],
+        {"type": "scatter", "mode": "markers", "name": "actual", "x": x,
+         "y": [r.get("actual_renewed_arr") for r in rows],
          "marker": {"color": "#000", "symbol": "x", "size": 10}},
-    ], {"yaxis": {"title": "renewed ARR", "rangemode": "tozero"}})
+    ], {"yaxis": {"title": "renewed ARR", "rangemode": "tozero"}, "xaxis": _cat_axis(x)})
     summ = (result.get("summary") or {}).get(BACKTEST_METHOD) or {}
     oracle = (result.get("summary") or {}).get("oracle") or {}
     summary = {"wape": pct(summ.get("wape")), "wape_oracle": pct(oracle.get("wape")) if oracle else None,
@@ -549,7 +557,7 @@ def movements_section(mov: pd.DataFrame | None) -> dict:
          "marker": {"color": "#ffb74d"}},
         {"type": "bar", "name": "churn", "x": x, "y": [-(v or 0) for v in col("churned_arr")],
          "marker": {"color": "#c62828"}},
-    ], {"barmode": "relative", "yaxis": {"title": "ARR movement"}})
+    ], {"barmode": "relative", "yaxis": {"title": "ARR movement"}, "xaxis": {"type": "category"}})
     rows = [{"period": str(r.period), "starting": money(r.starting_arr), "new": money(r.new_arr),
              "expansion": money(r.expansion_arr), "contraction": money(r.contraction_arr),
              "churned": money(r.churned_arr), "ending": money(r.ending_arr), "grr": pct(r.grr), "nrr": pct(r.nrr)}
@@ -573,7 +581,8 @@ def health_by_segment(df: pd.DataFrame) -> dict:
         rows.append({"segment": s, "n": intc(tot), "cells": [
             {"band": b, "n": intc(n.get((s, b), 0)), "share": pct(n.get((s, b), 0) / tot if tot else None, 0),
              "arr": money(arr.get((s, b), 0.0))} for b in cols]})
-    return {"chart": chart("health-bands", data, {"barmode": "stack", "yaxis": {"title": "accounts"}}),
+    return {"chart": chart("health-bands", data, {"barmode": "stack", "yaxis": {"title": "accounts"},
+                                                      "xaxis": {"type": "category"}}),
             "rows": rows, "bands": cols}
 
 
@@ -626,10 +635,10 @@ def coverage_anomalies(df: pd.DataFrame, limit: int = 20) -> dict:
     hi = (df["high_arr"] & ~df["has_csm"]).to_numpy()
     lo = (df["low_tier"] & df["has_csm"]).to_numpy()
     arr = np.nan_to_num(df["arr"].to_numpy(dtype=float))
-    return {"high_no_csm": {"n": intc(hi.sum()), "arr": money(arr[hi].sum()),
-                            "rows": [_account_row(r) for r in _top(df, hi, "arr", limit, True).itertuples(index=False)]},
-            "low_with_csm": {"n": intc(lo.sum()), "arr": money(arr[lo].sum()),
-                             "rows": [_account_row(r) for r in _top(df, lo, "arr", limit, False).itertuples(index=False)]}}
+    def rows(mask, largest):
+        return [_account_row(r) for r in _top(df, mask, "arr", limit, largest).itertuples(index=False)]
+    return {"high_no_csm": {"n": intc(hi.sum()), "arr": money(arr[hi].sum()), "rows": rows(hi, True)},
+            "low_with_csm": {"n": intc(lo.sum()), "arr": money(arr[lo].sum()), "rows": rows(lo, False)}}
 
 
 def risk_list(df: pd.DataFrame, limit: int = TOP_RISK) -> list[dict]:
@@ -675,8 +684,9 @@ def account_view(detail: Mapping[str, Any], explanations: Mapping[str, str] | No
         survival = {"rows": [{"days": t, "p": pct(v)} for t, v in pts[1:]],
                     "lifetime": num(surv.get("expected_lifetime_days"), 0),
                     "p_renewal": pct(surv.get("p_renewal_survival")),
-                    "chart": chart("survival", [{"type": "scatter", "mode": "lines+markers", "line": {"shape": "linear"},
-                                                 "x": [t for t, _ in pts], "y": [v for _, v in pts], "name": "P(active)",
+                    "chart": chart("survival", [{"type": "scatter", "mode": "lines+markers",
+                                                 "x": [t for t, _ in pts], "y": [v for _, v in pts],
+                                                 "name": "P(active)",
                                                  "hovertemplate": "day %{x}: %{y:.1%}<extra></extra>"}],
                                    {"xaxis": {"title": "days after as-of"},
                                     "yaxis": {"title": "probability still active", "range": [0, 1.05],
