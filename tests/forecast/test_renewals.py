@@ -123,7 +123,7 @@ def test_hand_checked_forecast(tiny_source):
     assert [x["account_id"] for x in r["at_risk"]] == ["B", "F", "A"]
     assert r["at_risk"][0] == {"account_id": "B", "contract_id": "b1", "arr": 2500.0, "p_churn": 0.5,
                                "expected_churned_arr": 1250.0, "renewal_date": "2024-09-01",
-                               "segment": "Enterprise", "segment": "Enterprise"}
+                               "segment": "Enterprise"}
     assert r["worst_case"]["churned_arr"] == pytest.approx(440 + 2500)
     # last year everything renewed: last_year disagrees with the model and is flagged
     ly = r["methods"]["last_year"]

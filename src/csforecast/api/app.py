@@ -107,6 +107,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(models.router)
     app.include_router(admin.router)
+    from csforecast.ui.router import router as ui_router  # the dashboard, same app and keys
+
+    app.include_router(ui_router)
     app.add_middleware(MetricsMiddleware, metrics=api_metrics)
 
     @app.exception_handler(Exception)

@@ -191,16 +191,20 @@ class _Churn(_Adapter):
     family, guard_metric, higher_is_better = "churn", "log_loss", False
 
     def train(self, ctx, v, run_name, usage_slugs):
-        from csforecast.pipelines.churn import train_churn
+        from csforecast.pipelines import churn
 
         feats = None
         if v.selects_features:
+            # start from the pipeline's own default feature set, so a variant differs from the default only by
+            # what it drops or keeps; explicitly kept names may bring back columns the default leaves out
             allf = ctx.features(ctx.snapshots)
-            feats = v.select_features(allf, lambda c: feature_group(c, usage_slugs))
+            excluded = set(getattr(churn, "DEFAULT_EXCLUDE", ()))
+            base = allf if v.keep_features is not None else [c for c in allf if c not in excluded]
+            feats = v.select_features(base, lambda c: feature_group(c, usage_slugs))
             if not feats:
                 raise ExperimentError(f"variant {v.name!r} selects no features")
-        return train_churn(ctx, params=v.estimator_params() or None, register=False, feature_subset=feats,
-                           run_name=run_name, nested=True)
+        return churn.train_churn(ctx, params=v.estimator_params() or None, register=False, feature_subset=feats,
+                                 run_name=run_name, nested=True)
 
     def predictions(self, est, val, result):
         return {"p": est.predict_proba(val.rows[list(est.feature_names_in_)])[:, 1]}

@@ -596,8 +596,11 @@ def portfolio(request: Request, segment: str | None = None, region: str | None =
     if ui.frame is None:
         return _no_scores(request)
     f = views.Filters.parse(segment, region, csm)
+    unknown = [f"{k} {v!r}" for k, v in f.active().items() if v not in ui.options.get(k, ())]
     # renewal forecast (next quarters), sliced by at most one filter
     group_by, group, note = f.forecast_group()
+    if unknown:     # nothing to compute (and no background work queued for arbitrary values)
+        note = "no scored account has " + " or ".join(unknown)
     if note:
         forecast = {"missing": note}
     else:
@@ -616,9 +619,12 @@ def portfolio(request: Request, segment: str | None = None, region: str | None =
                             + (f"segment {f.segment}" if f.segment else "the whole portfolio"))
     # ARR movements
     key = json.dumps([f.segment, f.region, f.csm])
-    mjob = ui.job(f"movements:{'' if not f.active() else key}", lambda j: ui._movements(f))
-    mm = _section(mjob, "ARR movements")
-    movements = views.movements_section(mjob.value) if mm is None else mm
+    if unknown:
+        movements = {"missing": note}
+    else:
+        mjob = ui.job(f"movements:{'' if not f.active() else key}", lambda j: ui._movements(f))
+        mm = _section(mjob, "ARR movements")
+        movements = views.movements_section(mjob.value) if mm is None else mm
     ctx = views.portfolio_view(ui.frame, f, ui.as_of, forecast=forecast, backtest=backtest, movements=movements,
                                options=ui.options)
     return _page(request, "portfolio.html", {"title": "Portfolio", "charts": True, "v": ctx, "as_of": ui.as_of})
