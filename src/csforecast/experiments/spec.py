@@ -20,9 +20,10 @@ compare. docs/analyst-walkthrough.md shows a complete example.
     drop_features = ["tickets_p1_*"]          # names or glob patterns
     params = { refit = true }                 # passed to the family's estimator
 
-Health variants pick components (``components = [...]`` or ``drop_components = ["nps"]``); survival variants
-take ``covariates`` / ``drop_covariates`` and ``params`` (kinds, penalizer, clock); forecast variants take
-``method`` (model | last_year | time_series) and the spec a ``[backtest]`` table.
+Churn variants start from the churn pipeline's default feature set (``keep_features`` may name columns it leaves
+out). Health variants pick components (``components = [...]`` or ``drop_components = ["nps"]``); survival
+variants take ``covariates`` / ``drop_covariates`` and ``params`` (kinds, penalizer, ...); forecast variants take
+``method`` (model | last_year | time_series) and the spec a ``[backtest]`` table (quarters, warmup, draws).
 """
 from __future__ import annotations
 

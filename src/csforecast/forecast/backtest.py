@@ -126,6 +126,29 @@ def _summary(rows: list[dict], seg_rows: list[dict], taus: list[float]) -> dict:
     return out
 
 
+def _ratio_if_oracle_true(d: pd.DataFrame, seed: int, n: int = 400) -> dict:
+    """How noisy the WAPE ratio to the oracle is: its distribution when the renewals of the same quarters
+    are redrawn from the oracle's probabilities (the pending decisions only; the expected values of each
+    method held fixed). {method: {"mean", "p10", "p90"}}."""
+    rng = np.random.default_rng(seed)
+    key = d["q"].astype(str) + "|" + d["seg"]
+    codes, _ = pd.factorize(key)
+    k = codes.max() + 1
+    a = d["arr"].to_numpy(float)
+    f = {m: np.bincount(codes, a * (1 - d[f"p_{m}"].to_numpy(float)), minlength=k)
+         for m in METHODS if f"p_{m}" in d}
+    fo = np.bincount(codes, a * (1 - d["p_oracle"].to_numpy(float)), minlength=k)
+    po = d["p_oracle"].to_numpy(float)
+    out = {m: [] for m in f}
+    for _ in range(n):
+        act = np.bincount(codes, a * (rng.random(len(a)) >= po), minlength=k)
+        wo = np.abs(act - fo).sum()
+        for m in f:
+            out[m].append(np.abs(act - f[m]).sum() / wo if wo > 0 else np.nan)
+    return {m: {"mean": float(np.nanmean(v)), "p10": float(np.nanquantile(v, 0.1)),
+                "p90": float(np.nanquantile(v, 0.9))} for m, v in out.items()}
+
+
 def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, draws: int | None = None,
                  seed: int | None = None, churn_params: dict | None = None,
                  progress: Callable[[str], None] | None = None, with_oracle: bool = True,
@@ -170,6 +193,7 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
     seg_rows: list[dict] = []
     used_tau: dict[str, list[float]] = {m: [] for m in methods}
     skipped, detail = [], {}
+    kept: list[pd.DataFrame] = []          # pending decisions and every method's P(churn), reported quarters
     t_fit = 0.0
     for qi, q in enumerate(qlist):
         reported = qi >= len(qlist) - n_report
@@ -230,6 +254,9 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
             for sg in segs:
                 seg_rows.append(_row(q, name, res["groups"][sg], acts[sg], tau, sg))
         if reported:
+            kept.append(pd.DataFrame({"q": qi, "seg": pending["segment"].astype(str).to_numpy(),
+                                      "arr": pending["arr"].to_numpy(float),
+                                      **{f"p_{m}": probs[m] for m in methods}}))
             detail[str(q)] = {"n_train_rows": int(len(train)), "churn_model": est.chosen_,
                               "expansion_model": expansion.summary(), "pending": int(pend.sum()),
                               "scored_without_snapshot": int((~found).sum()),
@@ -243,6 +270,9 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
             if summary[m].get("wape") is not None:
                 summary[m]["wape_vs_oracle"] = summary[m]["wape"] / summary["oracle"]["wape"]
                 summary[m]["wape_overall_vs_oracle"] = summary[m]["wape_overall"] / summary["oracle"]["wape_overall"]
+        if kept:
+            for m, v in _ratio_if_oracle_true(pd.concat(kept, ignore_index=True), seed).items():
+                summary[m]["wape_vs_oracle_if_oracle_true"] = v
     final_tau = {m: estimate_tau(shocks[m]) for m in methods}
     return {
         "data_end": str(de), "quarters_requested": quarters, "warmup_quarters": len(qlist) - n_report,

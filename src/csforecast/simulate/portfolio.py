@@ -134,13 +134,18 @@ def simulate_portfolio(n_accounts: int = 2000, years: int = 3, seed: int = 0, en
     x = lfilter([1.0], [1.0, -p.phi], np.where(alive_days, inputs, 0.0), axis=1)
     mu = mu0[:, None] + np.cumsum(mu_jump, axis=1)
     h_untreated = mu + x
-    interventions, playbook_truth = _assign_playbooks(rng, p, accounts, created, h_untreated, w0, n_days, mu_jump)
+    # who is a customer on a playbook's assignment day: the contract path before any treatment exists
+    # (each account's contract draws come from its own stream, so this dry run agrees with the real one
+    # up to the assignment day)
+    active_untreated = _contracts(seed, p, accounts, seg, created, h_untreated, origin, n_days)[3]
+    interventions, playbook_truth = _assign_playbooks(rng, p, accounts, created, h_untreated, w0, n_days, mu_jump,
+                                                      active_untreated)
     mu = mu0[:, None] + np.cumsum(mu_jump, axis=1)
     h = mu + x
     tick("latent health")
 
     # --- contracts: renewal decisions on the health path -----------------------------------------------
-    contracts, renewals_truth, seats_daily, active = _contracts(rng, p, accounts, seg, created, h, origin,
+    contracts, renewals_truth, seats_daily, active = _contracts(seed, p, accounts, seg, created, h, origin,
                                                               n_days)
     tick("contracts")
 
@@ -203,12 +208,12 @@ def _names(rng, n):
     return [f"{x} {y} {z}" for x, y, z in zip(rng.choice(a, n), rng.choice(b, n), rng.choice(c, n))]
 
 
-def _assign_playbooks(rng, p, accounts, created, h, w0, n_days, mu_jump):
+def _assign_playbooks(rng, p, accounts, created, h, w0, n_days, mu_jump, active):
     """Randomised adoption_workshop (50/50) and a non-randomised exec_rescue for the unhealthiest."""
     N = len(accounts)
     rows, truth = [], {}
     d_rand = w0 + int(0.35 * (n_days - w0))
-    eligible = np.nonzero(created < d_rand - 60)[0]
+    eligible = np.nonzero((created < d_rand - 60) & active[:, d_rand])[0]
     enrolled = rng.choice(eligible, size=int(0.3 * len(eligible)), replace=False) if len(eligible) else []
     arm = rng.random(len(enrolled)) < 0.5
     for a, t in zip(enrolled, arm):
@@ -219,14 +224,14 @@ def _assign_playbooks(rng, p, accounts, created, h, w0, n_days, mu_jump):
     truth["adoption_workshop"] = {"randomised": True, "effect_on_health_mu": p.playbook_effect_mu,
                                   "assigned_day": str(d_rand)}
     d_rescue = w0 + int(0.55 * (n_days - w0))
-    alive = np.nonzero(created < d_rescue - 60)[0]
+    alive = np.nonzero((created < d_rescue - 60) & active[:, d_rescue])[0]
     if len(alive):
         worst = alive[np.argsort(h[alive, d_rescue])[: max(1, int(0.12 * len(alive)))]]
         for a in worst:
             rows.append((a, d_rescue, "exec_rescue", "treatment"))
             mu_jump[a, d_rescue] += p.rescue_effect_mu
     truth["exec_rescue"] = {"randomised": False, "effect_on_health_mu": p.rescue_effect_mu,
-                            "rule": "given to the 12% unhealthiest active accounts"}
+                            "rule": "given to the 12% unhealthiest accounts that are customers on the day"}
     acc = accounts["account_id"].to_numpy()
     origin = accounts["created_at"].min() - pd.Timedelta(days=int(created.min()))
     df = pd.DataFrame([(acc[a], origin + pd.Timedelta(days=int(d)), pb, arm) for a, d, pb, arm in rows],
@@ -234,8 +239,9 @@ def _assign_playbooks(rng, p, accounts, created, h, w0, n_days, mu_jump):
     return df, truth
 
 
-def _contracts(rng, p, accounts, seg, created, h, origin, n_days):
+def _contracts(seed, p, accounts, seg, created, h, origin, n_days):
     N = len(accounts)
+    rng = np.random.default_rng([seed, 101])
     price = np.array([1000.0, 700.0, 400.0])[seg] * rng.lognormal(0, 0.15, N)
     seats0 = np.maximum(1, np.round(rng.lognormal(np.array([6.0, 4.2, 2.8])[seg], 0.5)))
     auto = rng.random(N) < np.array([0.2, 0.4, 0.7])[seg]
@@ -250,6 +256,7 @@ def _contracts(rng, p, accounts, seg, created, h, origin, n_days):
         return origin + np.timedelta64(int(d), "D")
 
     for a in range(N):
+        rng = np.random.default_rng([seed, 102, a])
         start, seats, renewals = int(created[a]), float(seats0[a]), 0
         term = 365
         if seg[a] == 0 and rng.random() < 0.3:
