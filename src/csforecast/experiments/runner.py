@@ -363,7 +363,7 @@ def single_blas_thread(fn):
 def run_experiment(spec: ExperimentSpec, source: Source, *, spec_text: str | None = None,
                    progress: Progress | None = None) -> dict:
     """Run every variant of `spec` on `source` (already validated) under one MLflow parent run."""
-    from csforecast.experiments import tracking_ext
+    from csforecast.tracking import runs as tracking_ext
     from csforecast.tracking import store
 
     tell = progress or (lambda _m: None)
@@ -519,7 +519,7 @@ def _run_forecast(spec: ExperimentSpec, source: Source, *, spec_text, tell, t0) 
                               f"in this build ({e})") from e
     import matplotlib.pyplot as plt
 
-    from csforecast.experiments import tracking_ext
+    from csforecast.tracking import runs as tracking_ext
 
     if spec.as_of is not None:
         raise ExperimentError("forecast experiments back-test the last quarters before the data end; as_of is not "
@@ -627,7 +627,7 @@ def promotion_info(run_id: str) -> dict:
     recorded by its experiment's parent run (None when the run is not part of an experiment)."""
     from mlflow.exceptions import MlflowException
 
-    from csforecast.experiments import tracking_ext
+    from csforecast.tracking import runs as tracking_ext
 
     try:
         run = tracking_ext.get_run(run_id)
@@ -665,7 +665,7 @@ def promotion_info(run_id: str) -> dict:
 def promote(run_id: str, source: Source, info: dict | None = None, *, progress: Progress | None = None) -> dict:
     """Register the run's logged model; `champion` moves to it only if it beats the current champion on the
     run's validation rows (rebuilt from `source` at the run's as_of)."""
-    from csforecast.experiments import tracking_ext
+    from csforecast.tracking import runs as tracking_ext
     from csforecast.tracking import store
 
     tell = progress or (lambda _m: None)
