@@ -80,7 +80,7 @@ def test_run_reports_every_variant_against_the_baseline(health_report):
 
 
 def test_variants_are_child_runs_of_one_parent_and_nothing_is_registered(health_report):
-    from csforecast.experiments import tracking_ext
+    from csforecast.tracking import runs as tracking_ext
     from csforecast.tracking import store
 
     parent = health_report["parent_run_id"]
@@ -180,7 +180,7 @@ def test_bad_data_or_spec_exits_2_and_writes_nothing(small_portfolio, tmp_path, 
 def test_churn_feature_group_ablation(home, small_portfolio):
     """Churn variants: same rows, the feature subset really changes, CIs bracket the differences."""
     from csforecast.data.sources import open_source
-    from csforecast.experiments import tracking_ext
+    from csforecast.tracking import runs as tracking_ext
     from csforecast.experiments.runner import feature_group, run_experiment
     from csforecast.experiments.spec import ExperimentSpec
 
