@@ -27,6 +27,7 @@ from scipy.stats import rankdata
 from csforecast.data.sources import Source
 from csforecast.experiments.spec import FAMILY_METRICS, ExperimentSpec, Variant
 from csforecast.features.catalogue import CATALOGUE
+from csforecast.metrics.calibration import top_decile_lift
 from csforecast.pipelines.context import TrainingContext
 
 Progress = Callable[[str], None]
@@ -83,7 +84,8 @@ def _usage_slugs(source: Source) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------------------------------------
-# fast metrics for the bootstrap (same definitions as csforecast.metrics.calibration)
+# fast metrics for the bootstrap (same definitions as csforecast.metrics.calibration; the ones that are
+# already cheap are imported from there)
 # ------------------------------------------------------------------------------------------------
 def auc(y: np.ndarray, s: np.ndarray) -> float:
     y = y.astype(bool)
@@ -108,15 +110,6 @@ def ece(y, p, n_bins: int = 10) -> float:
     b = np.searchsorted(np.linspace(0, 1, n_bins + 1)[1:-1], p, side="right")
     return float(np.abs(np.bincount(b, weights=y, minlength=n_bins) -
                         np.bincount(b, weights=p, minlength=n_bins)).sum() / len(y))
-
-
-def top_decile_lift(y, p, fraction: float = 0.1) -> float:
-    n = len(y)
-    if n == 0 or y.sum() == 0:
-        return float("nan")
-    k = max(1, math.ceil(fraction * n - 1e-9))
-    top = np.argsort(-p, kind="stable")[:k]
-    return float(y[top].mean() / y.mean())
 
 
 def pr_auc(y, p) -> float:
