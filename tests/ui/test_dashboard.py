@@ -5,7 +5,7 @@ page's "missing" paths. Then, against a real uvicorn server with real trained mo
 real backtest (conftest.py): login and sessions, every page, filters, the offline rule, and a real headless
 Chromium that logs in, opens the portfolio, clicks the riskiest account, reads its drivers, opens the CSM book,
 the models page and the glossary, with no JavaScript console error and no request leaving 127.0.0.1.
-Screenshots go to test-artifacts/ui/ (and docs/screenshots/ with CSFORECAST_UI_DOCS_SCREENSHOTS=1).
+Screenshots go to test-artifacts/ui/ (and docs/ui-*.png with CSFORECAST_UI_DOCS_SCREENSHOTS=1).
 """
 from __future__ import annotations
 
@@ -254,9 +254,7 @@ def _shot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     if os.environ.get("CSFORECAST_UI_DOCS_SCREENSHOTS"):
-        docs = ROOT / "docs" / "screenshots"
-        docs.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, docs / path.name)
+        shutil.copy(path, ROOT / "docs" / f"ui-{path.name}")
     return path
 
 
