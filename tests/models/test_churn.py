@@ -99,11 +99,29 @@ def test_close_to_true_model_on_later_rows(data, fitted):
     p = fitted.predict_proba(Xt)[:, 1]
     assert roc_auc_score(yt, p) > roc_auc_score(yt, p_true[12_000:]) - 0.02
     assert expected_calibration_error(yt, p) < 0.03
-    assert fitted.chosen_ in {"lightgbm", "logistic"}
-    assert set(fitted.candidate_scores_) == {"lightgbm", "logistic"}
-    assert fitted.candidate_scores_[fitted.chosen_] == min(fitted.candidate_scores_.values())
+    assert fitted.chosen_ in {"lightgbm", "logistic", "blend"}
+    assert set(fitted.candidate_scores_) == set(fitted.choice_scores_) == {"lightgbm", "logistic", "blend"}
+    # the winner has the lowest calibrated log loss on the calibration slice, and that is its calibration's
+    assert fitted.choice_scores_[fitted.chosen_] == min(fitted.choice_scores_.values())
     assert fitted.calibration_ in {"platt", "isotonic"}
     assert set(fitted.calibration_scores_) == {"platt", "isotonic"}
+    assert fitted.choice_scores_[fitted.chosen_] == fitted.calibration_scores_[fitted.calibration_]
+
+
+def test_blend_is_the_mean_of_both_logits_and_explains_exactly(fitted, data):
+    from copy import deepcopy
+
+    X = data[0].iloc[12_000:12_400]
+    if fitted.chosen_ != "blend":
+        pytest.skip(f"this fit chose {fitted.chosen_}")
+    blend = deepcopy(fitted)
+    assert blend.blend_weight_ == 0.5
+    Xe = blend._encode(X)
+    z_tree = blend.model_.booster_.predict(Xe, raw_score=True)
+    z_lin = blend.linear_model_.decision_function(blend._logistic_input(Xe))
+    np.testing.assert_allclose(blend._raw_logit(Xe), 0.5 * z_tree + 0.5 * z_lin, rtol=1e-12, atol=1e-12)
+    raw = blend.explain_raw(X)
+    np.testing.assert_allclose(raw.sum(axis=1), 0.5 * z_tree + 0.5 * z_lin, atol=1e-9)
 
 
 def test_fitted_attributes(fitted, data):

@@ -140,8 +140,16 @@ for _m, _name, _comp, _lever in (("active_users", "daily active users", "Adoptio
                                  ("key_features_used", "key features used", "Adoption", _L_ADOPT)):
     CATALOGUE[f"{_m}_6m"] = FeatureInfo(f"{_name} (6-month mean)", _comp, _lever)
     CATALOGUE[f"{_m}_12m"] = FeatureInfo(f"{_name} (12-month mean)", _comp, _lever)
+    CATALOGUE[f"{_m}_ewm3m"] = FeatureInfo(f"{_name} (weighted mean, 3-month half-life)", _comp, _lever)
+    CATALOGUE[f"{_m}_ewm6m"] = FeatureInfo(f"{_name} (weighted mean, 6-month half-life)", _comp, _lever)
+    CATALOGUE[f"{_m}_lifetime"] = FeatureInfo(f"{_name} (lifetime mean)", _comp, _lever)
 CATALOGUE["seat_utilisation_90d"] = FeatureInfo("seat utilisation (90 days)", "Deployment", _L_DEPLOY, "pct")
 CATALOGUE["seat_utilisation_12m"] = FeatureInfo("seat utilisation (12 months)", "Deployment", _L_DEPLOY, "pct")
+CATALOGUE["seat_utilisation_ewm3m"] = FeatureInfo("seat utilisation (weighted, 3-month half-life)", "Deployment",
+                                                  _L_DEPLOY, "pct")
+CATALOGUE["seat_utilisation_ewm6m"] = FeatureInfo("seat utilisation (weighted, 6-month half-life)", "Deployment",
+                                                  _L_DEPLOY, "pct")
+CATALOGUE["seat_utilisation_lifetime"] = FeatureInfo("seat utilisation (lifetime)", "Deployment", _L_DEPLOY, "pct")
 for _m, _name in (("active_users", "daily active users"), ("logins", "daily logins"),
                   ("key_features_used", "key features used")):
     CATALOGUE[f"{_m}_7d"] = FeatureInfo(f"{_name} (7-day mean)", "Adoption", _L_ADOPT)

@@ -30,6 +30,23 @@ def _iv(days: int):
     return ibis.interval(days=days)
 
 
+# trailing-count features and their window in days: rescaled by window coverage (see _finish)
+COUNT_WINDOWS = {"tickets_365d": 365, "nps_count_365d": 365, "csat_count_365d": 365, "exec_meetings_365d": 365,
+                 "qbrs_365d": 365, "champion_left_365d": 365, "ticket_csat_count_180d": 180}
+
+
+def data_start(source: Source) -> date | None:
+    """The earliest dated activity (usage, tickets, surveys, touches) in the source, or None."""
+    cands = []
+    for name, col in (("usage", "date"), ("tickets", "opened_at"), ("surveys", "responded_at"),
+                      ("touches", "date")):
+        if source.has(name):
+            v = source.table(name)[col].min().to_pyarrow().as_py()
+            if v is not None:
+                cands.append(pd.Timestamp(v).date())
+    return min(cands) if cands else None
+
+
 def data_end(source: Source) -> date:
     """The day after the latest dated activity in the source: renewals due before it have a known outcome."""
     cands = []
@@ -146,6 +163,36 @@ def _long_usage_features(src: Source, g: ibis.Table, metrics: list[str]) -> ibis
     return j.group_by(["account_id", "as_of"]).aggregate(**aggs)
 
 
+EWM_HALF_LIVES = {"ewm3m": 91.0, "ewm6m": 182.0}  # feature suffix -> half-life in days
+
+
+def _ewm_usage_features(src: Source, g: ibis.Table, metrics: list[str]) -> ibis.Table | None:
+    """Long-memory usage levels from every complete calendar month before as_of: exponentially weighted
+    daily means (half-lives 3 and 6 months, weight by the month's age at its end) and the lifetime daily
+    mean. Each month weighs by the days the account had usage rows in it, so months before the account was a
+    customer (or after it left) do not dilute the mean."""
+    if not metrics:
+        return None
+    u = src.table("usage").filter(lambda t: t.metric.isin(metrics))
+    u = u.mutate(month=u.date.truncate("M"))
+    mon = u.group_by(["account_id", "month"]).aggregate(
+        days=u.date.nunique().cast("float64"), **{f"t_{_slug(m)}": u.value.sum(where=u.metric == m) for m in metrics})
+    mon = mon.mutate(month_end=mon.month + ibis.interval(months=1))
+    j = g.join(mon, [mon.month_end <= g.as_of])
+    age = _days(j.as_of, j.month_end)
+    weights = {name: (age * (-np.log(2.0) / hl)).exp() for name, hl in EWM_HALF_LIVES.items()}
+    aggs = {"_life_days": j.days.sum()}
+    for name, w in weights.items():
+        aggs[f"_{name}_days"] = (w * j.days).sum()
+    for m in metrics:
+        k = _slug(m)
+        t = j[f"t_{k}"].fill_null(0.0)
+        aggs[f"_{k}_life"] = t.sum()
+        for name, w in weights.items():
+            aggs[f"_{k}_{name}"] = (w * t).sum()
+    return j.group_by(["account_id", "as_of"]).aggregate(**aggs)
+
+
 def _ticket_features(src: Source, g: ibis.Table) -> ibis.Table | None:
     if not src.has("tickets"):
         return None
@@ -239,6 +286,7 @@ def build_snapshots(source: Source, as_of: Iterable[date] | date, *, labels: boo
     base = base.join(a.select("account_id", "segment", "industry", "region", "csm_id", "created_at"),
                      "account_id").filter(lambda t: t.created_at < t.as_of).drop("created_at")
     parts = [_usage_features(source, g, metrics, dates[0], dates[-1]), _long_usage_features(source, g, metrics),
+             _ewm_usage_features(source, g, metrics),
              _ticket_features(source, g),
              _survey_features(source, g), _touch_features(source, g), _stakeholder_features(source, g)]
     expr = base
@@ -246,13 +294,13 @@ def build_snapshots(source: Source, as_of: Iterable[date] | date, *, labels: boo
         if p is not None:
             expr = expr.left_join(p, ["account_id", "as_of"]).drop("account_id_right", "as_of_right")
     df = expr.to_pandas()
-    df = _finish(df, metrics)
+    df = _finish(df, metrics, data_start(source))
     if labels:
         df = add_labels(df, source.frame("contracts"), end or data_end(source))
     return df.sort_values(["as_of", "account_id"], ignore_index=True)
 
 
-def _finish(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+def _finish(df: pd.DataFrame, metrics: list[str], history_start: date | None = None) -> pd.DataFrame:
     df["as_of"] = pd.to_datetime(df["as_of"])
     df["renewal_date"] = pd.to_datetime(df["renewal_date"])
     df["has_csm"] = df.pop("csm_id").notna().astype(float)
@@ -264,6 +312,13 @@ def _finish(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         # a mean over months the account was not yet a customer would understate it: rescale by coverage
         df[f"{k}_6m"] = np.where(months >= 1, df[f"{k}_6m"] * 6 / months.clip(1, 6), np.nan)
         df[f"{k}_12m"] = np.where(months >= 1, df[f"{k}_12m"] * 12 / months.clip(1, 12), np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            life = df[f"_{k}_life"].astype(float)
+            df[f"{k}_lifetime"] = np.where(df["_life_days"] > 0, life / df["_life_days"], np.nan)
+            for name in EWM_HALF_LIVES:
+                den = df[f"_{name}_days"].astype(float)
+                df[f"{k}_{name}"] = np.where(den > 0, df.pop(f"_{k}_{name}").astype(float) / den, np.nan)
+            df.pop(f"_{k}_life")
         n, sx, sy, sxx, sxy = (df.pop(f"_{k}_{s}").astype(float) for s in ("n", "sx", "sy", "sxx", "sxy"))
         den = n * sxx - sx * sx
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -277,8 +332,13 @@ def _finish(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
             df["seat_utilisation_7d"] = df["active_users_7d"] / seats
             df["seat_utilisation_90d"] = df["active_users_90d"] / seats
             df["seat_utilisation_12m"] = df["active_users_12m"] / seats
+            for suffix in (*EWM_HALF_LIVES, "lifetime"):
+                if f"active_users_{suffix}" in df:
+                    df[f"seat_utilisation_{suffix}"] = df[f"active_users_{suffix}"] / seats
     if "key_features_used" in metrics:
         df["key_feature_breadth"] = df["key_features_used_30d"] * 7 / 10.0  # weekly count out of 10 features
+    for c in ("_life_days", *(f"_{name}_days" for name in EWM_HALF_LIVES)):
+        df.pop(c) if c in df else None
     if "_last_login_age" in df:
         df["days_since_login"] = df.pop("_last_login_age").fillna(DAYS_SINCE_CAP["login"]).astype(float)
     if "_promoters" in df:
@@ -291,6 +351,13 @@ def _finish(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     for c in zero_if_none:
         if c in df:
             df[c] = df[c].fillna(0.0)
+    if history_start is not None:
+        # a trailing count over a window that reaches back before the data starts would read low (snapshots
+        # early in the history see less of it): scale it to the full window, so it means the same at every date
+        covered = (df["as_of"] - pd.Timestamp(history_start)).dt.days.to_numpy(dtype=float)
+        for c, w in COUNT_WINDOWS.items():
+            if c in df:
+                df[c] = df[c] * (w / np.clip(covered, 1.0, w))
     return df
 
 

@@ -1,16 +1,16 @@
 """Calibrated churn classifier for arbitrary tabular data.
 
-:class:`ChurnClassifier` fits two candidate models on time-ordered data (LightGBM and
-a regularised logistic regression), keeps the one with the better log loss on a
-later "selection" slice, and calibrates it on the latest "calibration" slice.
+:class:`ChurnClassifier` fits two models on time-ordered data (LightGBM and a
+regularised logistic regression), tunes them on a later "selection" slice, and keeps
+the candidate (LightGBM, logistic, or the mean of their logits) with the best
+calibrated log loss on the latest "calibration" slice, calibrated there.
 Every prediction can be decomposed exactly into per-column contributions on the
 log-odds scale (:meth:`ChurnClassifier.explain`).
 
 Time split (``sample_time`` or row order)::
 
     |<-- fit (60 %) -->|<-- selection (20 %) -->|<-- calibration (20 %) -->|
-     train candidates    early stopping, C,       Platt / isotonic
-                         model choice
+     train candidates    early stopping, C        model choice, Platt / isotonic
 
 Rows that share a ``sample_time`` always land in the same slice.
 """
@@ -34,6 +34,7 @@ from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardSc
 
 __all__ = ["ChurnClassifier", "time_split"]
 
+BLEND_WEIGHT = 0.5  # weight of the LightGBM logit in the "blend" candidate
 EPS = 1e-6  # final probabilities are clipped to [EPS, 1 - EPS]
 OTHER = "__other__"  # level for categories that are rare at fit time or unseen
 MISSING = "__missing__"  # explicit missing level in the logistic one-hot encoding
@@ -145,12 +146,18 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
        and an L2 logistic regression (median impute + missing indicators +
        standardise; one-hot with explicit missing level; ``C`` from
        ``logistic_Cs``). The lower log loss wins (``algorithm="auto"``). Both
-       candidates are tuned on that same slice (rounds / ``C``), so both scores are
-       slightly optimistic, equally.
-    4. If ``refit`` (default), the winner is refitted on fit+selection rows with the
+       candidates are tuned on that same slice (rounds / ``C``), so these scores
+       (``candidate_scores_``) are optimistic, LightGBM's more so (hundreds of rounds
+       against a handful of ``C`` values). With ``algorithm="auto"`` a third candidate,
+       ``"blend"``, averages the two raw logits.
+    4. If ``refit`` (default), both models are refitted on fit+selection rows with the
        chosen number of boosting rounds / ``C`` (no early stopping). The calibration
        slice is never used for training, so it stays out-of-sample.
-    5. Calibration on the calibration slice, as a map of the raw logit: Platt
+    5. Model choice: each candidate's best cross-validated calibrated log loss on the
+       calibration slice (step 6's procedure; ``choice_scores_``); the lowest wins.
+       Nothing was tuned on that slice, so no candidate is favoured. If the slice
+       cannot be cross-validated, the selection-slice scores decide.
+    6. Calibration on the calibration slice, as a map of the raw logit: Platt
        (``sigmoid(a*z + b)``) or isotonic regression. With ``calibration="auto"`` the
        method is chosen by time-ordered 2-fold cross-validation inside the slice
        (fit on the earlier half, score the later one, and vice versa), then refitted
@@ -220,8 +227,12 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         with time >= its threshold and < the next one.
     candidate_scores_ : dict
         Candidate name -> log loss on the selection slice (raw, uncalibrated).
+    choice_scores_ : dict
+        Candidate -> cross-validated calibrated log loss on the calibration slice.
     chosen_ : str
-        ``"lightgbm"`` or ``"logistic"``.
+        ``"lightgbm"``, ``"logistic"`` or ``"blend"`` (mean of the two logits).
+    blend_weight_ : float
+        Weight of the LightGBM logit in the raw logit (1, 0 or ``BLEND_WEIGHT``).
     best_iteration_ : int or None
         Boosting rounds used by the LightGBM candidate (early-stopping optimum).
     best_C_ : float or None
@@ -229,9 +240,11 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
     logistic_scores_ : dict
         ``C`` -> selection log loss for the logistic candidate.
     model_ : LGBMClassifier or sklearn Pipeline
-        The fitted winning model (uncalibrated).
+        The fitted winning model (uncalibrated); the LightGBM part of a blend.
+    linear_model_ : sklearn Pipeline or None
+        The logistic model when it is part of the winner (itself or the blend).
     design_mean_ : ndarray or None
-        Logistic only: mean of each design (transformed) column on the training rows.
+        Logistic (or blend) only: mean of each design column on the training rows.
     design_source_ : ndarray of int or None
         Logistic only: input column index each design column comes from.
     calibration_ : str
@@ -262,7 +275,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         colsample_bytree: float = 0.8,
         reg_lambda: float = 1.0,
         lgbm_params: dict | None = None,
-        logistic_Cs=(0.01, 0.1, 1.0, 10.0),
+        logistic_Cs=(0.001, 0.003, 0.01, 0.03, 0.1, 1.0),
         min_category_count: int = 10,
         threshold: float = 0.5,
         n_jobs: int = 2,
@@ -504,37 +517,65 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
 
         # candidates: trained on fit slice, scored on selection slice
         self.candidate_scores_, self.best_iteration_, self.best_C_, self.logistic_scores_ = {}, None, None, {}
-        models = {}
+        models, sel_logits = {}, {}
         if self.algorithm in ("auto", "lightgbm"):
             m, self.best_iteration_, score = self._fit_lightgbm(
                 Xe.iloc[fit_idx], yb[fit_idx], Xe.iloc[sel_idx], yb[sel_idx]
             )
             models["lightgbm"], self.candidate_scores_["lightgbm"] = m, score
+            sel_logits["lightgbm"] = m.booster_.predict(Xe.iloc[sel_idx], num_iteration=self.best_iteration_,
+                                                        raw_score=True)
         if self.algorithm in ("auto", "logistic"):
             m, self.best_C_, self.logistic_scores_ = self._fit_logistic(
                 Xl.iloc[fit_idx], yb[fit_idx], Xl.iloc[sel_idx], yb[sel_idx]
             )
             models["logistic"], self.candidate_scores_["logistic"] = m, self.logistic_scores_[self.best_C_]
-        self.chosen_ = min(self.candidate_scores_, key=self.candidate_scores_.get)
+            sel_logits["logistic"] = m.decision_function(Xl.iloc[sel_idx])
+        if len(sel_logits) == 2:
+            # the two models err differently (trees: steps and interactions; logistic: smooth main effects),
+            # so the mean of their logits is often better than either
+            z = BLEND_WEIGHT * sel_logits["lightgbm"] + (1 - BLEND_WEIGHT) * sel_logits["logistic"]
+            self.candidate_scores_["blend"] = _logloss(yb[sel_idx], expit(z))
 
-        # refit the winner on fit + selection rows
-        if self.refit:
-            if self.chosen_ == "lightgbm":
-                model = self._lgbm(self.best_iteration_).fit(Xe.iloc[train_idx], yb[train_idx])
+        # refit every candidate's model(s) on fit + selection rows
+        fitted = {}
+        for part in models:
+            if not self.refit:
+                fitted[part] = models[part]
+            elif part == "lightgbm":
+                fitted[part] = self._lgbm(self.best_iteration_).fit(Xe.iloc[train_idx], yb[train_idx])
             else:
-                model = self._logistic(self.best_C_)
+                fitted[part] = self._logistic(self.best_C_)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    model.fit(Xl.iloc[train_idx], yb[train_idx])
-        else:
-            model = models[self.chosen_]
+                    fitted[part].fit(Xl.iloc[train_idx], yb[train_idx])
+        if not self.refit:
             train_idx = fit_idx
-        self.model_ = model
+        self.model_ = fitted.get("lightgbm", fitted.get("logistic"))
+        self.linear_model_ = fitted.get("logistic")
         self.design_mean_ = self.design_source_ = None
-        if self.chosen_ == "logistic":
+        if self.linear_model_ is not None:
             self._prepare_linear_explainer(Xl.iloc[train_idx])
 
-        self._fit_calibration(self._raw_logit(Xe.iloc[cal_idx]), yb[cal_idx], t[cal_idx])
+        # the winner: lowest calibrated log loss on the calibration slice (cross-validated in time inside it),
+        # which no candidate was tuned on; the selection slice decides when that slice cannot be split
+        zc = {}
+        for name in self.candidate_scores_:
+            self.blend_weight_ = {"lightgbm": 1.0, "logistic": 0.0, "blend": BLEND_WEIGHT}[name]
+            zc[name] = self._raw_logit(Xe.iloc[cal_idx])
+        self.choice_scores_ = {}
+        for name, z in zc.items():
+            self._fit_calibration(z, yb[cal_idx], t[cal_idx])
+            if self.calibration_scores_:
+                self.choice_scores_[name] = min(self.calibration_scores_.values())
+        scores = self.choice_scores_ if len(self.choice_scores_) == len(zc) else self.candidate_scores_
+        self.chosen_ = min(scores, key=scores.get)
+        self.blend_weight_ = {"lightgbm": 1.0, "logistic": 0.0, "blend": BLEND_WEIGHT}[self.chosen_]
+        if self.blend_weight_ == 1.0:
+            self.linear_model_, self.design_mean_, self.design_source_ = None, None, None
+        elif self.blend_weight_ == 0.0:
+            self.model_ = self.linear_model_
+        self._fit_calibration(zc[self.chosen_], yb[cal_idx], t[cal_idx])
         self.base_rate_ = float(yb.mean())
         return self
 
@@ -589,9 +630,13 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
     def _raw_logit(self, Xe: pd.DataFrame) -> np.ndarray:
         if len(Xe) == 0:
             return np.empty(0)
-        if self.chosen_ == "lightgbm":
-            return self.model_.booster_.predict(Xe, raw_score=True)
-        return self.model_.decision_function(self._logistic_input(Xe))
+        w = self.blend_weight_
+        z = np.zeros(len(Xe))
+        if w > 0:
+            z += w * self.model_.booster_.predict(Xe, raw_score=True)
+        if w < 1:
+            z += (1 - w) * self.linear_model_.decision_function(self._logistic_input(Xe))
+        return z
 
     def _calibrate(self, z: np.ndarray) -> np.ndarray:
         cal = {"platt": self.platt_, "isotonic": self.isotonic_, "none": None}[self.calibration_]
@@ -608,7 +653,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
 
     # ---------------------------------------------------------------------- explain
     def _prepare_linear_explainer(self, Xl_train: pd.DataFrame) -> None:
-        prep = self.model_.named_steps["prep"]
+        prep = self.linear_model_.named_steps["prep"]
         names = prep.get_feature_names_out()
         # design names look like "num__f3", "num__missingindicator_f3", "cat__f5_<level>"
         src = []
@@ -628,16 +673,17 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         Columns: ``feature_names_in_`` then ``base_value``; rows sum to the raw logit.
         LightGBM: TreeSHAP (``pred_contrib=True``). Logistic: ``coef * (x - mean)`` on
         the design matrix (means over the model's training rows), summed per source
-        column; ``base_value = intercept + coef . mean``.
+        column; ``base_value = intercept + coef . mean``. Blend: the weighted sum of the two
+        (still exact: both parts are additive).
         """
         Xc = self._check_X(X)
         Xe = self._encode(Xc)
-        if len(Xe) == 0:
-            contrib = np.empty((0, self.n_features_in_ + 1))
-        elif self.chosen_ == "lightgbm":
-            contrib = np.asarray(self.model_.booster_.predict(Xe, pred_contrib=True))
-        else:
-            prep, clf = self.model_.named_steps["prep"], self.model_.named_steps["clf"]
+        w = self.blend_weight_
+        contrib = np.zeros((len(Xe), self.n_features_in_ + 1))
+        if len(Xe) and w > 0:
+            contrib += w * np.asarray(self.model_.booster_.predict(Xe, pred_contrib=True))
+        if len(Xe) and w < 1:
+            prep, clf = self.linear_model_.named_steps["prep"], self.linear_model_.named_steps["clf"]
             coef = clf.coef_.ravel()
             M = np.zeros((len(coef), self.n_features_in_))
             M[np.arange(len(coef)), self.design_source_] = coef
@@ -645,7 +691,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             D = prep.transform(self._logistic_input(Xe))
             phi = np.asarray(D @ M) - offset
             base = float(clf.intercept_[0] + coef @ self.design_mean_)
-            contrib = np.column_stack([phi, np.full(len(phi), base)])
+            contrib += (1 - w) * np.column_stack([phi, np.full(len(phi), base)])
         return pd.DataFrame(contrib, index=Xc.index, columns=[*self.feature_names_in_, "base_value"])
 
     def explain(self, X) -> pd.DataFrame:

@@ -7,7 +7,10 @@ Pipeline of one account row (a point-in-time snapshot, see csforecast.features.s
 2. each measure -> a 0–100 measure score by a fixed, documented transform (a percentile rank against the
    training rows, a U-shape around a learned optimum, or a logistic/linear squash with fixed constants);
    higher is always healthier, and a missing measure is imputed to the neutral 50 (the training median);
-3. component score = the mean of its measure scores (equal weights inside a component);
+3. component score = a weighted mean of its measure scores; the weights are learned on the training rows by a
+   logistic regression of churn on that component's measure scores alone, keeping only measures with the
+   plausible sign (healthier measure, less churn) and normalising their weights to sum to 1 (equal weights
+   when no measure qualifies);
 4. eta = b0 + sum_k w_k * c_k / 10: a statsmodels Logit of churn at renewal on the component scores
    (coefficients are log-odds of churn per 10 component points; cluster-robust by account);
 5. health score S(eta) = 100 * sigmoid(-(eta - eta_ref)) where eta_ref = eta at the training-mean component
@@ -33,6 +36,8 @@ from csforecast.features.catalogue import info
 __all__ = ["HealthScoreModel", "MEASURES", "COMPONENTS", "TEXTBOOK", "textbook_score", "textbook_bands",
            "band_of", "shapley_contributions", "health_from_eta", "exact_shapley"]
 
+import os
+JOINT = os.environ.get("JOINT") == "1"
 NEUTRAL = 50.0          # imputed measure score when a measure is missing
 COEF_SCALE = 10.0       # coefficients are per 10 component points
 
@@ -120,12 +125,18 @@ MEASURES: tuple[Measure, ...] = (
     Measure("seat_utilisation_90d", "deployment", ("seat_utilisation_90d",),
             _Col("seat_utilisation_90d"), "rank",
             "mean daily active users over 90 days / seats"),
+    Measure("seat_utilisation_12m", "deployment", ("seat_utilisation_12m",),
+            _Col("seat_utilisation_12m"), "rank",
+            "mean daily active users over the last 12 complete months / seats"),
     Measure("key_feature_breadth", "adoption", ("key_feature_breadth",),
             _Col("key_feature_breadth"), "rank",
             "share of the 10 key features used weekly (30 days)"),
     Measure("key_feature_breadth_90d", "adoption", ("key_features_used_90d",),
             _Col("key_features_used_90d", 7 / 10.0), "rank",
             "share of the 10 key features used weekly (90 days)"),
+    Measure("key_feature_breadth_12m", "adoption", ("key_features_used_12m",),
+            _Col("key_features_used_12m", 7 / 10.0), "rank",
+            "share of the 10 key features used weekly (last 12 complete months)"),
     Measure("active_user_trend", "adoption", ("active_users_30d", "active_users_90d"),
             _Per("active_users_30d", "active_users_90d"), "rank",
             "active users, 30-day mean / 90-day mean (depth trend); no users in 90 days -> missing"),
@@ -348,11 +359,38 @@ class HealthScoreModel(BaseEstimator):
             out[m.name] = np.where(np.isnan(s), NEUTRAL, s)
         return pd.DataFrame(out, index=X.index)
 
-    def component_scores(self, X: pd.DataFrame) -> pd.DataFrame:
-        """0–100 score of every component: the mean of its measure scores."""
+    def component_scores(self, X: pd.DataFrame, equal_measure_weights: bool = False) -> pd.DataFrame:
+        """0–100 score of every component: the weighted mean of its measure scores with the learned
+        `measure_weights_` (or, with `equal_measure_weights`, the plain mean: the hand-built scorecard)."""
         ms = self.measure_scores(X)
-        return pd.DataFrame({c: ms[[m.name for m in self.measures_ if m.component == c]].mean(axis=1)
-                             for c in self.components_}, index=X.index)
+        out = {}
+        for c in self.components_:
+            names = [m.name for m in self.measures_ if m.component == c]
+            if equal_measure_weights or not hasattr(self, "measure_weights_"):
+                out[c] = ms[names].mean(axis=1)
+            else:
+                w = np.array([self.measure_weights_[n] for n in names])
+                out[c] = ms[names].to_numpy(dtype=float) @ w
+        return pd.DataFrame(out, index=X.index)
+
+    def _fit_measure_weights(self, X: pd.DataFrame, y: np.ndarray) -> None:
+        """Within each component, weights of its measures from a logistic regression of churn on them alone
+        (backward elimination of measures with the implausible sign; equal weights when none is left)."""
+        ms = self.measure_scores(X)
+        self.measure_weights_, self.measure_report_ = {}, {}
+        joint = _plausible_weights(ms.to_numpy(dtype=float) / COEF_SCALE, y) if JOINT else None
+        for c in self.components_:
+            names = [m.name for m in self.measures_ if m.component == c]
+            if JOINT:
+                coef = joint[[list(ms.columns).index(n) for n in names]]
+            else:
+                coef = _plausible_weights(ms[names].to_numpy(dtype=float) / COEF_SCALE, y)
+            total = float(np.sum(coef))
+            for n, b in zip(names, coef):
+                self.measure_weights_[n] = float(b / total) if total > 0 else 1.0 / len(names)
+                self.measure_report_[n] = {"component": c, "weight": self.measure_weights_[n],
+                                           "coef_per_10": float(-b),
+                                           "dropped": bool(b <= 0 and total > 0)}
 
     # ---- fit
     def fit(self, X: pd.DataFrame, y, groups=None):
@@ -368,6 +406,7 @@ class HealthScoreModel(BaseEstimator):
         self.feature_names_in_ = np.array(sorted({c for m in self.measures_ for c in m.requires}), dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
         self._fit_transforms(X, y)
+        self._fit_measure_weights(X, y)
         C = self.component_scores(X)
         if groups is None and self.cluster and "account_id" in X:
             groups = X["account_id"].to_numpy()
@@ -425,9 +464,10 @@ class HealthScoreModel(BaseEstimator):
         return np.column_stack([1 - p, p])
 
     def equal_weight_score(self, X: pd.DataFrame) -> np.ndarray:
-        """The equal-weight scorecard: the mean of all component scores."""
+        """The equal-weight scorecard a team would build by hand from the same measures and transforms: each
+        component the plain mean of its measure scores, the score the plain mean of the components."""
         self._check()
-        return self.component_scores(X).mean(axis=1).to_numpy(dtype=float)
+        return self.component_scores(X, equal_measure_weights=True).mean(axis=1).to_numpy(dtype=float)
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Exact Shapley contributions (score points) of each component to score - baseline (50).
@@ -451,6 +491,26 @@ class HealthScoreModel(BaseEstimator):
             val = np.array(list(q.values()))
             return float(np.interp(red, pct, val)), float(np.interp(yellow, pct, val))
         return float(red), float(yellow)
+
+
+def _plausible_weights(M: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative "health" weights (minus the churn log-odds coefficients) of the columns of M from a
+    logistic regression of y on them; columns whose coefficient has the implausible sign are dropped one at a
+    time (the worst first) and the rest refitted. Returns zeros when no column survives."""
+    from sklearn.linear_model import LogisticRegression
+
+    keep = list(range(M.shape[1]))
+    w = np.zeros(M.shape[1])
+    while keep:
+        if len(np.unique(y)) < 2:
+            return w
+        lr = LogisticRegression(C=1e4, max_iter=1000).fit(M[:, keep], y)
+        b = -lr.coef_[0]
+        if np.all(b > 0):
+            w[keep] = b
+            return w
+        keep.pop(int(np.argmin(b)))
+    return w
 
 
 def _least_risky_rank(r: np.ndarray, y: np.ndarray) -> float:
