@@ -250,7 +250,33 @@ def test_rank_is_a_midrank_percentile_and_missing_is_neutral(rows):
     probe["nps_latest"] = np.nan
     probe["account_nps_365d"] = np.nan
     assert (m.measure_scores(probe)[["latest_nps", "account_nps"]] == 50.0).all().all()
-    assert (m.component_scores(probe)["nps"] == 50.0).all()
+    np.testing.assert_allclose(m.component_scores(probe)["nps"], 50.0, rtol=1e-12)  # weights sum to 1
+
+
+def test_measure_weights_are_learned_inside_components_and_equal_weight_uses_plain_means(rows):
+    m = HealthScoreModel().fit(rows, rows["label_churn"])
+    for c in m.components_:
+        w = [m.measure_weights_[x.name] for x in m.measures_ if x.component == c]
+        assert min(w) >= 0 and abs(sum(w) - 1) < 1e-12
+    ms = m.measure_scores(rows.head(50))
+    for c in m.components_:
+        names = [x.name for x in m.measures_ if x.component == c]
+        np.testing.assert_allclose(m.component_scores(rows.head(50))[c],
+                                   ms[names].to_numpy() @ np.array([m.measure_weights_[n] for n in names]))
+    ew = m.component_scores(rows.head(50), equal_measure_weights=True)
+    np.testing.assert_allclose(m.equal_weight_score(rows.head(50)), ew.mean(axis=1))
+    dropped = [k for k, v in m.measure_report_.items() if v["dropped"]]
+    assert all(m.measure_weights_[k] == 0 for k in dropped)
+
+
+def test_plausible_weights_drop_the_wrong_sign():
+    from csforecast.models.health import _plausible_weights
+
+    rng = np.random.default_rng(0)
+    M = rng.normal(size=(4000, 3))
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(-1.5 - 0.8 * M[:, 0] + 0.6 * M[:, 1])))).astype(float)
+    w = _plausible_weights(M, y)
+    assert w[0] > 0.6 and w[1] == 0.0 and w[2] >= 0.0
 
 
 def test_fixed_transforms():
@@ -329,8 +355,9 @@ def test_band_of_and_quantile_cutoffs(fitted, rows):
     assert np.mean(s < lo) == pytest.approx(0.40, abs=0.01) and np.mean(s < hi) == pytest.approx(0.70, abs=0.01)
 
 
-def test_equal_weight_score_is_the_mean_of_components(fitted, rows):
-    np.testing.assert_allclose(fitted.equal_weight_score(rows), fitted.component_scores(rows).mean(axis=1))
+def test_equal_weight_score_is_the_mean_of_plain_mean_components(fitted, rows):
+    np.testing.assert_allclose(fitted.equal_weight_score(rows),
+                               fitted.component_scores(rows, equal_measure_weights=True).mean(axis=1))
 
 
 # --- scikit-learn conventions --------------------------------------------------------------------------

@@ -8,9 +8,9 @@ Pipeline of one account row (a point-in-time snapshot, see csforecast.features.s
    training rows, a U-shape around a learned optimum, or a logistic/linear squash with fixed constants);
    higher is always healthier, and a missing measure is imputed to the neutral 50 (the training median);
 3. component score = a weighted mean of its measure scores; the weights are learned on the training rows by a
-   logistic regression of churn on that component's measure scores alone, keeping only measures with the
-   plausible sign (healthier measure, less churn) and normalising their weights to sum to 1 (equal weights
-   when no measure qualifies);
+   logistic regression of churn on all measure scores, keeping only measures with the plausible sign
+   (healthier measure, less churn) and normalising their weights to sum to 1 within each component (equal
+   weights when none of a component's measures qualifies);
 4. eta = b0 + sum_k w_k * c_k / 10: a statsmodels Logit of churn at renewal on the component scores
    (coefficients are log-odds of churn per 10 component points; cluster-robust by account);
 5. health score S(eta) = 100 * sigmoid(-(eta - eta_ref)) where eta_ref = eta at the training-mean component
@@ -36,8 +36,6 @@ from csforecast.features.catalogue import info
 __all__ = ["HealthScoreModel", "MEASURES", "COMPONENTS", "TEXTBOOK", "textbook_score", "textbook_bands",
            "band_of", "shapley_contributions", "health_from_eta", "exact_shapley"]
 
-import os
-JOINT = os.environ.get("JOINT") == "1"
 NEUTRAL = 50.0          # imputed measure score when a measure is missing
 COEF_SCALE = 10.0       # coefficients are per 10 component points
 
@@ -128,6 +126,9 @@ MEASURES: tuple[Measure, ...] = (
     Measure("seat_utilisation_12m", "deployment", ("seat_utilisation_12m",),
             _Col("seat_utilisation_12m"), "rank",
             "mean daily active users over the last 12 complete months / seats"),
+    Measure("seat_utilisation_ewm6m", "deployment", ("seat_utilisation_ewm6m",),
+            _Col("seat_utilisation_ewm6m"), "rank",
+            "seat utilisation over the account's history, weighted with a 6-month half-life"),
     Measure("key_feature_breadth", "adoption", ("key_feature_breadth",),
             _Col("key_feature_breadth"), "rank",
             "share of the 10 key features used weekly (30 days)"),
@@ -137,6 +138,9 @@ MEASURES: tuple[Measure, ...] = (
     Measure("key_feature_breadth_12m", "adoption", ("key_features_used_12m",),
             _Col("key_features_used_12m", 7 / 10.0), "rank",
             "share of the 10 key features used weekly (last 12 complete months)"),
+    Measure("key_feature_breadth_ewm6m", "adoption", ("key_features_used_ewm6m",),
+            _Col("key_features_used_ewm6m", 7 / 10.0), "rank",
+            "share of the 10 key features used weekly over the account's history, 6-month half-life"),
     Measure("active_user_trend", "adoption", ("active_users_30d", "active_users_90d"),
             _Per("active_users_30d", "active_users_90d"), "rank",
             "active users, 30-day mean / 90-day mean (depth trend); no users in 90 days -> missing"),
@@ -374,17 +378,18 @@ class HealthScoreModel(BaseEstimator):
         return pd.DataFrame(out, index=X.index)
 
     def _fit_measure_weights(self, X: pd.DataFrame, y: np.ndarray) -> None:
-        """Within each component, weights of its measures from a logistic regression of churn on them alone
-        (backward elimination of measures with the implausible sign; equal weights when none is left)."""
+        """Within each component, weights of its measures: from a logistic regression of churn on all measure
+        scores (backward elimination of measures with the implausible sign), normalised to sum to 1 within the
+        component; equal weights when none of its measures is left."""
         ms = self.measure_scores(X)
         self.measure_weights_, self.measure_report_ = {}, {}
-        joint = _plausible_weights(ms.to_numpy(dtype=float) / COEF_SCALE, y) if JOINT else None
+        # one joint regression, so a measure that only repeats another component's information gets little
+        # weight; its weights are then normalised within each component
+        joint = _plausible_weights(ms.to_numpy(dtype=float) / COEF_SCALE, y)
+        cols = list(ms.columns)
         for c in self.components_:
             names = [m.name for m in self.measures_ if m.component == c]
-            if JOINT:
-                coef = joint[[list(ms.columns).index(n) for n in names]]
-            else:
-                coef = _plausible_weights(ms[names].to_numpy(dtype=float) / COEF_SCALE, y)
+            coef = joint[[cols.index(n) for n in names]]
             total = float(np.sum(coef))
             for n, b in zip(names, coef):
                 self.measure_weights_[n] = float(b / total) if total > 0 else 1.0 / len(names)

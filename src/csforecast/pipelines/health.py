@@ -165,6 +165,9 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
         "score_map": "health = 100 * sigmoid(-(eta - eta_ref)), eta_ref = eta at the training-mean components",
         "eta_ref": _r(est.eta_ref_), "component_means": dict(zip(est.components_, map(_r, est.means_))),
         "auc_gain_vs_equal_weight": _r(auc - auc_ew), "auc_gain_vs_textbook": _r(auc - auc_tb),
+        "measure_weights": {k: {"component": v["component"], "weight": _r(v["weight"]),
+                                "coef_per_10": _r(v["coef_per_10"]), "dropped": v["dropped"]}
+                            for k, v in est.measure_report_.items()},
         "u_shape_optimum": {k: _r(v["r_star"]) for k, v in est.transforms_.items() if "r_star" in v},
         "segment_benchmark_utilisation": est.segment_benchmark_,
         "textbook_band_shares": {k: v for k, v in tb_share.items()},
@@ -253,6 +256,13 @@ def validation_report(result: dict) -> str:
                   "; ".join(f"{c}: {why}" for c, why in d["flag_reasons"].items())]
     for c, why in d["skipped_components"].items():
         lines.append(f"\nSkipped component {c}: {why}.")
+    if d.get("measure_weights"):
+        lines += ["", "## Measure weights inside each component (learned; the equal-weight scorecard uses equal ones)",
+                  "", "| component | measure | weight | joint coef per 10 points | dropped (implausible sign) |",
+                  "|---|---|---|---|---|"]
+        for k, v in d["measure_weights"].items():
+            lines.append(f"| {v['component']} | {k} | {f(v['weight'], 2)} | {f(v['coef_per_10'])} | "
+                         f"{'yes' if v['dropped'] else 'no'} |")
     lines += ["", f"Score map: {d['score_map']}; band cut-offs red < {f(d['band_cutoffs']['red'], 1)}, "
                   f"yellow < {f(d['band_cutoffs']['yellow'], 1)} ({d['band_cutoffs']['mode']}).", "",
               "## Churn rate by band (validation rows)", "", "| score | band | rows | share | churn rate |",
