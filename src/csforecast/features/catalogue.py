@@ -154,3 +154,9 @@ for _m, _name in (("active_users", "daily active users"), ("logins", "daily logi
                   ("key_features_used", "key features used")):
     CATALOGUE[f"{_m}_7d"] = FeatureInfo(f"{_name} (7-day mean)", "Adoption", _L_ADOPT)
 CATALOGUE["seat_utilisation_7d"] = FeatureInfo("seat utilisation (7 days)", "Deployment", _L_DEPLOY, "pct")
+
+# Churn models: firmographics beyond segment are left out by default: renewal decisions repeat over monthly
+# snapshots, so a few thousand decisions look like tens of thousands of rows, and many-level categoricals then fit noise
+# (on simulated data, where they carry no signal, they cost ~0.01–0.03 validation AUC). Add them back in an
+# experiment (experiments/feature_groups_ablation.toml) to test them on your data.
+DEFAULT_EXCLUDE = ("industry", "region")

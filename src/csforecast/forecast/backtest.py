@@ -161,6 +161,7 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
     caller already has them.
     """
     from csforecast.config import get_settings
+    from csforecast.features.catalogue import DEFAULT_EXCLUDE
     from csforecast.features.snapshot import build_snapshots, data_end, feature_columns
     from csforecast.models.churn import ChurnClassifier
     from csforecast.simulate.truth import load_truth
@@ -184,7 +185,7 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
         snaps = build_snapshots(source, grid, end=de)
     else:
         snaps = snapshots
-    feats = feature_columns(snaps)
+    feats = [f for f in feature_columns(snaps) if f not in DEFAULT_EXCLUDE]  # as the churn pipeline
     contracts, accounts = source.frame("contracts"), source.frame("accounts")
     truth = load_truth(source.location) if with_oracle else None
     methods = list(METHODS) + (["oracle"] if truth is not None else [])

@@ -331,7 +331,9 @@ def estimate_tau(evidence, coverage: float = 0.8, tau_max: float = 3.0) -> float
     windows: the ``coverage``-quantile of |z_j(tau)| equals the normal quantile (1.2816 for 80 %).
 
     A calibration of the interval width on past errors only (conformal in spirit, with the shape of a
-    common logit shock); bias of the past forecasts counts as spread. Windows: (error, V, D) triples."""
+    common logit shock); bias of the past forecasts counts as spread. Windows: (error, V, D) triples.
+    With a handful of windows that quantile is noisy and often says 0, so tau is also at least the
+    moment estimate: the tau at which the mean squared standardised error is 1; the larger of the two."""
     ev = np.asarray([e for e in evidence if all(np.isfinite(e)) and e[1] + e[2] > 0], dtype=float).reshape(-1, 3)
     if len(ev) == 0:
         return 0.0
@@ -341,14 +343,22 @@ def estimate_tau(evidence, coverage: float = 0.8, tau_max: float = 3.0) -> float
     def q(tau):
         return float(np.quantile(np.abs(err) / np.sqrt(np.maximum(V + tau * tau * D * D, 1e-300)), coverage))
 
-    if q(0.0) <= target:
+    def m(tau):  # mean squared standardised error: 1 when tau is right
+        return float(np.mean(err * err / np.maximum(V + tau * tau * D * D, 1e-300)))
+
+    return max(_solve_decreasing(q, target, tau_max), _solve_decreasing(m, 1.0, tau_max))
+
+
+def _solve_decreasing(f, target: float, hi: float) -> float:
+    """The smallest tau in [0, hi] with f(tau) <= target, for f decreasing in tau (0 or hi at the ends)."""
+    if f(0.0) <= target:
         return 0.0
-    if q(tau_max) > target:
-        return tau_max
-    lo, hi = 0.0, tau_max
+    if f(hi) > target:
+        return hi
+    lo = 0.0
     for _ in range(50):
         mid = 0.5 * (lo + hi)
-        if q(mid) > target:
+        if f(mid) > target:
             lo = mid
         else:
             hi = mid

@@ -593,10 +593,10 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             if halves is None or any(len(np.unique(y[h])) < 2 for h in halves):
                 method = "platt"  # too little data to cross-validate: the 2-parameter map is the safe choice
             else:
-                for name in ("platt", "isotonic"):
+                for name in ("none", "platt", "isotonic"):
                     losses = []
                     for a, b in (halves, halves[::-1]):
-                        cal = self._fit_calibrator(name, z[a], y[a])
+                        cal = self._fit_calibrator(name, z[a], y[a]) if name != "none" else None
                         losses.append(_logloss(y[b], self._apply_calibrator(name, cal, z[b])) * len(b))
                     self.calibration_scores_[name] = float(sum(losses) / len(y))
                 method = min(self.calibration_scores_, key=self.calibration_scores_.get)

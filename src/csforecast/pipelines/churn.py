@@ -10,6 +10,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import log_loss  # noqa: E402
 
+from csforecast.features.catalogue import DEFAULT_EXCLUDE  # noqa: E402,F401 (re-exported)
 from csforecast.metrics.calibration import by_group, calibration_curve_table, classification_metrics  # noqa: E402
 from csforecast.models.churn import ChurnClassifier  # noqa: E402
 from csforecast.pipelines.context import TrainingContext  # noqa: E402
@@ -17,11 +18,6 @@ from csforecast.tracking import store  # noqa: E402
 from csforecast.tracking.pyfunc import EstimatorModel  # noqa: E402
 
 FAMILY = "churn"
-# Firmographics beyond segment are left out by default: renewal decisions repeat over monthly snapshots, so a
-# few thousand decisions look like tens of thousands of rows, and many-level categoricals then fit noise
-# (on simulated data, where they carry no signal, they cost ~0.01–0.03 validation AUC). Add them back in an
-# experiment (experiments/feature_groups_ablation.toml) to test them on your data.
-DEFAULT_EXCLUDE = ("industry", "region")
 
 
 def default_params(n_rows: int) -> dict:
