@@ -35,6 +35,9 @@ COUNT_WINDOWS = {"tickets_365d": 365, "nps_count_365d": 365, "csat_count_365d": 
                  "qbrs_365d": 365, "champion_left_365d": 365, "ticket_csat_count_180d": 180}
 
 
+PER_SEAT = ("tickets_90d", "tickets_p1_90d", "tickets_365d", "open_tickets")  # also given per 100 seats
+
+
 def data_start(source: Source) -> date | None:
     """The earliest dated activity (usage, tickets, surveys, touches) in the source, or None."""
     cands = []
@@ -358,6 +361,12 @@ def _finish(df: pd.DataFrame, metrics: list[str], history_start: date | None = N
         for c, w in COUNT_WINDOWS.items():
             if c in df:
                 df[c] = df[c] * (w / np.clip(covered, 1.0, w))
+    if "seats" in df:
+        # ticket volume grows with the number of users: per 100 seats it compares accounts of every size
+        seats = df["seats"].where(df["seats"] > 0)
+        for c in PER_SEAT:
+            if c in df:
+                df[f"{c}_per_100_seats"] = 100.0 * df[c] / seats
     return df
 
 

@@ -408,6 +408,9 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
                         [
                             ("impute", SimpleImputer(strategy="constant", fill_value=MISSING, keep_empty_features=True)),
                             ("onehot", OneHotEncoder(handle_unknown="ignore")),
+                            # unit variance, like the numeric columns: an unscaled 0/1 column of a 15 % level
+                            # would be penalised ~8x harder, shrinking e.g. a segment effect toward zero
+                            ("scale", StandardScaler(with_mean=False)),
                         ]
                     ),
                     cat,
