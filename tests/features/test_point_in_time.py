@@ -95,3 +95,52 @@ def test_features_are_sane(small_portfolio):
     # renewal outcomes after the data end are unknown, not "renewed"
     late = df["renewal_date"] >= pd.Timestamp("2026-10-01")
     assert df.loc[late, "label_churn"].isna().all()
+
+
+def test_long_memory_usage_features_match_a_hand_computation(small_portfolio):
+    """*_lifetime, *_ewm3m and *_ewm6m: daily means over complete months before as_of, each month weighted by
+    its days with usage and (ewm) by 0.5 ** (age of the month's end in days / half-life)."""
+    src = open_source(small_portfolio)
+    df = build_snapshots(src, [AS_OF], labels=False).set_index("account_id")
+    u = pd.read_parquet(small_portfolio / "usage.parquet")
+    u["date"] = pd.to_datetime(u["date"])
+    u = u[u["date"] < pd.Timestamp(AS_OF).replace(day=1)]  # complete months only (AS_OF is a 1st)
+    u["month"] = u["date"].dt.to_period("M")
+    checked = 0
+    for acc in df.index[:25]:
+        a = u[u["account_id"] == acc]
+        if a.empty:
+            continue
+        days = a.groupby("month")["date"].nunique()
+        tot = a[a["metric"] == "key_features_used"].groupby("month")["value"].sum().reindex(days.index, fill_value=0)
+        age = np.array([(pd.Timestamp(AS_OF) - (m + 1).start_time).days for m in days.index], dtype=float)
+        for name, hl in (("ewm3m", 91.0), ("ewm6m", 182.0)):
+            w = 0.5 ** (age / hl)
+            assert df.loc[acc, f"key_features_used_{name}"] == pytest.approx((w * tot).sum() / (w * days).sum())
+        assert df.loc[acc, "key_features_used_lifetime"] == pytest.approx(tot.sum() / days.sum())
+        seats = df.loc[acc, "seats"]
+        au = a[a["metric"] == "active_users"]["value"].sum() / days.sum()
+        assert df.loc[acc, "seat_utilisation_lifetime"] == pytest.approx(au / seats)
+        checked += 1
+    assert checked >= 10
+
+
+def test_trailing_counts_scale_to_their_window_and_tickets_per_seat(small_portfolio):
+    """A 365-day count on a snapshot with less history than that is scaled up to the full window; per-seat
+    ticket rates are the counts per 100 seats."""
+    from csforecast.features.snapshot import data_start
+
+    src = open_source(small_portfolio)
+    start = data_start(src)
+    early = start + pd.Timedelta(days=200).to_pytimedelta()
+    df = build_snapshots(src, [early], labels=False)
+    t = pd.read_parquet(small_portfolio / "tickets.parquet")
+    t["opened_at"] = pd.to_datetime(t["opened_at"])
+    raw = t[t["opened_at"] < pd.Timestamp(early)].groupby("account_id").size()
+    got = df.set_index("account_id")["tickets_365d"]
+    common = raw.index.intersection(got.index)
+    assert len(common) >= 5
+    covered = (pd.Timestamp(early) - pd.Timestamp(start)).days
+    np.testing.assert_allclose(got[common], raw[common] * 365 / covered)
+    per_seat = df["tickets_90d_per_100_seats"].to_numpy()
+    np.testing.assert_allclose(per_seat, 100 * df["tickets_90d"] / df["seats"].where(df["seats"] > 0))
