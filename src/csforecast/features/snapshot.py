@@ -340,8 +340,7 @@ def _finish(df: pd.DataFrame, metrics: list[str], history_start: date | None = N
                     df[f"seat_utilisation_{suffix}"] = df[f"active_users_{suffix}"] / seats
     if "key_features_used" in metrics:
         df["key_feature_breadth"] = df["key_features_used_30d"] * 7 / 10.0  # weekly count out of 10 features
-    for c in ("_life_days", *(f"_{name}_days" for name in EWM_HALF_LIVES)):
-        df.pop(c) if c in df else None
+    df = df.drop(columns=["_life_days", *(f"_{name}_days" for name in EWM_HALF_LIVES)], errors="ignore")
     if "_last_login_age" in df:
         df["days_since_login"] = df.pop("_last_login_age").fillna(DAYS_SINCE_CAP["login"]).astype(float)
     if "_promoters" in df:
