@@ -20,6 +20,7 @@ from csforecast.pipelines.health import (
     health_history,
     score_health,
     strictly_falling,
+    validation_uncertainty,
 )
 
 MINUS = "\u2212"
@@ -226,6 +227,42 @@ def test_decile_table_and_monotonicity():
     assert len(coarse) == 3                            # tied scores stay together
 
 
+def _scored(n_accounts, rows_per_account, seed=0):
+    rng = np.random.default_rng(seed)
+    acc = np.repeat(np.arange(n_accounts), rows_per_account)
+    risk = rng.normal(0, 1, n_accounts)
+    y = (rng.random(n_accounts) < _sig(-1.5 + 1.5 * risk)).astype(int)[acc]
+    good = -risk[acc]                                     # health: higher = healthier
+    noisy = good + rng.normal(0, 2.0, n_accounts)[acc]
+    return y, good, noisy, acc
+
+
+def test_validation_uncertainty_separates_a_good_score_from_a_noisy_one():
+    from sklearn.metrics import roc_auc_score
+
+    y, good, noisy, acc = _scored(3000, 1)
+    u = validation_uncertainty(y, {"ours": good, "equal_weight": noisy, "textbook": good}, acc, n_boot=200)
+    gain = roc_auc_score(y, -good) - roc_auc_score(y, -noisy)
+    lo, hi = u["auc_gain_ci"]["equal_weight"]
+    assert 0 < lo < gain < hi and u["p_gain_not_positive"]["equal_weight"] == 0.0
+    assert u["auc_gain_ci"]["textbook"] == [0.0, 0.0]      # paired: the same score never differs from itself
+    lo, hi = u["auc_ci"]["ours"]
+    assert lo < roc_auc_score(y, -good) < hi and hi - lo < 0.06
+    # churn falls steeply across the deciles of a good score: no resample reverses the first pairs
+    assert len(u["decile_not_falling_share"]) == 9 and u["decile_not_falling_share"][0] == 0.0
+
+
+def test_validation_uncertainty_resamples_accounts_not_rows():
+    # the same accounts, each repeated 6 times: row resampling would shrink the interval by ~sqrt(6), account
+    # resampling must give the same interval as one row per account
+    y1, g1, n1, a1 = _scored(800, 1, seed=4)
+    y6, g6, n6, a6 = (np.repeat(v, 6) for v in (y1, g1, n1, a1))
+    u1 = validation_uncertainty(y1, {"ours": g1, "noisy": n1}, a1, n_boot=150, seed=2)
+    u6 = validation_uncertainty(y6, {"ours": g6, "noisy": n6}, a6, n_boot=150, seed=2)
+    np.testing.assert_allclose(u1["auc_ci"]["ours"], u6["auc_ci"]["ours"], atol=1e-9)
+    np.testing.assert_allclose(u1["auc_gain_ci"]["noisy"], u6["auc_gain_ci"]["noisy"], atol=1e-9)
+
+
 # --- end to end on a simulated portfolio ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -249,7 +286,11 @@ def test_train_health_end_to_end(portfolio, isolated_home):
     assert set(res) == {"metrics", "oracle", "detail", "run_id", "version", "alias", "guard", "_estimator"}
     m = res["metrics"]
     assert set(m) == {"auc", "auc_equal_weight", "auc_textbook", "decile_churn_monotone", "ablation_auc",
-                      "components"}
+                      "components", "auc_ci", "auc_gain_ci"}
+    assert m["auc_ci"][0] < m["auc"] < m["auc_ci"][1]
+    assert set(m["auc_gain_ci"]) == {"equal_weight", "textbook"}
+    lo, hi = m["auc_gain_ci"]["textbook"]
+    assert lo < m["auc"] - m["auc_textbook"] < hi
     assert isinstance(m["decile_churn_monotone"], bool)
     comps = ["deployment", "adoption", "engagement", "nps", "support"]
     assert list(m["components"]) == comps and list(m["ablation_auc"]) == comps
@@ -273,7 +314,11 @@ def test_train_health_end_to_end(portfolio, isolated_home):
     art = Path(store.download_artifacts(res["run_id"], ""))
     for f in ("evaluation.json", "health_report.md", "decile_churn.png"):
         assert (art / f).exists()
-    assert "| learned health score |" in (art / "health_report.md").read_text()
+    report = (art / "health_report.md").read_text()
+    assert "| learned health score |" in report and "bootstrap resamples of accounts" in report
+    assert "P(churn does not fall to the next decile)" in report
+    assert len(res["detail"]["bootstrap"]["decile_not_falling_share"]) == 9
+    assert "auc_gain_vs_equal_weight_ci_low" in run.data.metrics
 
     # the registered pyfunc reproduces the scores
     est = store.load_estimator("models:/csforecast-health@champion")

@@ -22,12 +22,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
-from scipy.stats import rankdata
 
 from csforecast.data.sources import Source
 from csforecast.experiments.spec import FAMILY_METRICS, ExperimentSpec, Variant
 from csforecast.features.catalogue import CATALOGUE
 from csforecast.metrics.calibration import top_decile_lift
+from csforecast.metrics.resampling import cluster_resamples, percentile_ci, rank_auc
 from csforecast.pipelines.context import TrainingContext
 
 Progress = Callable[[str], None]
@@ -87,14 +87,7 @@ def _usage_slugs(source: Source) -> tuple[str, ...]:
 # fast metrics for the bootstrap (same definitions as csforecast.metrics.calibration; the ones that are
 # already cheap are imported from there)
 # ------------------------------------------------------------------------------------------------
-def auc(y: np.ndarray, s: np.ndarray) -> float:
-    y = y.astype(bool)
-    n1 = int(y.sum())
-    n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    r = rankdata(s)
-    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+auc = rank_auc
 
 
 def log_loss(y, p) -> float:
@@ -283,16 +276,6 @@ ADAPTERS: dict[str, _Adapter] = {"churn": _Churn(), "health": _Health(), "surviv
 # ------------------------------------------------------------------------------------------------
 # bootstrap
 # ------------------------------------------------------------------------------------------------
-def cluster_resamples(clusters: np.ndarray, n: int, seed: int):
-    """Row indices of `n` cluster-bootstrap resamples (clusters drawn with replacement, all their rows)."""
-    codes, uniq = pd.factorize(pd.Series(clusters).astype(str))
-    rng = np.random.default_rng(seed)
-    rows = np.arange(len(codes))
-    for _ in range(n):
-        mult = np.bincount(rng.integers(0, len(uniq), len(uniq)), minlength=len(uniq))
-        yield np.repeat(rows, mult[codes])
-
-
 def bootstrap_deltas(val: Validation, preds: dict[str, dict], baseline: str, fns: dict, n: int, seed: int
                      ) -> dict[str, dict[str, list]]:
     """{variant: {metric: [lo, hi]}}: percentile CI of metric(variant) - metric(baseline) over resamples."""
@@ -305,15 +288,7 @@ def bootstrap_deltas(val: Validation, preds: dict[str, dict], baseline: str, fns
         for v in others:
             for m, fn in fns.items():
                 draws[v][m].append(fn(val.y, preds[v], idx) - base[m])
-    a = (1 - CI_LEVEL) / 2
-    out = {}
-    for v in others:
-        out[v] = {}
-        for m, d in draws[v].items():
-            d = np.asarray(d, float)
-            d = d[np.isfinite(d)]
-            out[v][m] = [_r(np.quantile(d, a)), _r(np.quantile(d, 1 - a))] if len(d) >= 20 else [None, None]
-    return out
+    return {v: {m: [_r(x) for x in percentile_ci(d, CI_LEVEL)] for m, d in draws[v].items()} for v in others}
 
 
 def _r(x, nd: int = 6):

@@ -25,6 +25,7 @@ from csforecast.models.health import (  # noqa: E402
     textbook_bands,
     textbook_score,
 )
+from csforecast.metrics.resampling import cluster_resamples, percentile_ci, rank_auc  # noqa: E402
 from csforecast.pipelines.context import TrainingContext  # noqa: E402
 from csforecast.tracking import store  # noqa: E402
 from csforecast.tracking.pyfunc import EstimatorModel  # noqa: E402
@@ -32,6 +33,7 @@ from csforecast.tracking.pyfunc import EstimatorModel  # noqa: E402
 FAMILY = "health"
 COMPONENT_KEYS = ("coef", "se", "p_value", "ci_low", "ci_high", "lr_p_value", "flagged")
 MINUS = "\u2212"
+BOOTSTRAP_RESAMPLES = 300  # account-clustered resamples behind the validation CIs
 
 
 # --- evaluation helpers ----------------------------------------------------------------------------------
@@ -50,8 +52,7 @@ def decile_table(y, score, contract_id=None, q: int = 10, true_health=None) -> p
     coarse score (the textbook bands) gets fewer than 10 bins. With `true_health` (the simulator's latent
     health, evaluation only) each bin also gets its mean true health."""
     s = pd.Series(np.asarray(score, dtype=float))
-    bins = pd.qcut(s, q, labels=False, duplicates="drop")
-    df = pd.DataFrame({"bin": bins.to_numpy(), "y": np.asarray(y, dtype=float), "s": s.to_numpy()})
+    df = pd.DataFrame({"bin": decile_bins(s, q), "y": np.asarray(y, dtype=float), "s": s.to_numpy()})
     if contract_id is not None:
         df["c"] = np.asarray(contract_id)
     g = df.groupby("bin")
@@ -64,6 +65,45 @@ def decile_table(y, score, contract_id=None, q: int = 10, true_health=None) -> p
         df["h"] = np.asarray(true_health, dtype=float)
         out["true_health_mean"] = df.groupby("bin")["h"].mean().to_numpy()
     return out
+
+
+def decile_bins(score, q: int = 10) -> np.ndarray:
+    """Bin code 0..q-1 of every row by score quantile (0 = lowest score); tied scores share a bin."""
+    return pd.qcut(pd.Series(np.asarray(score, dtype=float)), q, labels=False, duplicates="drop").to_numpy()
+
+
+def validation_uncertainty(y, scores: Mapping[str, np.ndarray], clusters, n_boot: int = BOOTSTRAP_RESAMPLES,
+                           seed: int = 0, level: float = 0.95) -> dict:
+    """Account-clustered bootstrap of the validation comparison (every resample draws accounts with
+    replacement and keeps all their rows, for every score at once, so the comparisons are paired):
+
+    - `auc_ci`: percentile CI of each score's AUC;
+    - `auc_gain_ci` / `p_gain_not_positive`: CI of AUC(ours) - AUC(other) and the share of resamples where
+      it is <= 0, for every other score;
+    - `decile_not_falling_share`: for each adjacent pair of deciles of `scores["ours"]` (bins fixed on the full
+      validation set), the share of resamples in which churn does not fall from decile k to k+1. A share
+      near 0.5 means the observed order of those two deciles is a coin toss at this sample size.
+    """
+    y = np.asarray(y, dtype=float)
+    risk = {k: -np.asarray(v, dtype=float) for k, v in scores.items()}
+    bins = decile_bins(scores["ours"])
+    nb = int(np.nanmax(bins)) + 1
+    aucs = {k: [] for k in scores}
+    not_falling = []
+    for idx in cluster_resamples(clusters, n_boot, seed):
+        yi = y[idx]
+        for k in scores:
+            aucs[k].append(rank_auc(yi, risk[k][idx]))
+        n = np.bincount(bins[idx], minlength=nb)
+        rate = np.bincount(bins[idx], weights=yi, minlength=nb) / np.maximum(n, 1)
+        not_falling.append(np.diff(rate) >= 0)
+    aucs = {k: np.asarray(v) for k, v in aucs.items()}
+    others = [k for k in scores if k != "ours"]
+    return {"resamples": int(n_boot), "cluster": "account_id", "level": level,
+            "auc_ci": {k: [_r(x) for x in percentile_ci(v, level)] for k, v in aucs.items()},
+            "auc_gain_ci": {k: [_r(x) for x in percentile_ci(aucs["ours"] - aucs[k], level)] for k in others},
+            "p_gain_not_positive": {k: _r(float(np.mean(aucs["ours"] - aucs[k] <= 0))) for k in others},
+            "decile_not_falling_share": [_r(x, 3) for x in np.mean(not_falling, axis=0)]}
 
 
 def strictly_falling(rates) -> bool:
@@ -128,6 +168,8 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
                "equal_weight": decile_table(y, ew, cid, true_health=true_h),
                "textbook": decile_table(y, tb, cid, true_health=true_h)}
     monotone = strictly_falling(deciles["ours"]["churn_rate"]) and len(deciles["ours"]) == 10
+    unc = validation_uncertainty(y, {"ours": score, "equal_weight": ew, "textbook": tb},
+                                 valid["account_id"].to_numpy())
     red, yellow = _cutoffs(est, settings)
     bands = {"ours": band_table(y, band_of(score, red, yellow)),
              "equal_weight": band_table(y, band_of(ew, red, yellow)),
@@ -136,6 +178,7 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
     comp_report = est.report_["components"]
     metrics = {"auc": _r(auc), "auc_equal_weight": _r(auc_ew), "auc_textbook": _r(auc_tb),
                "decile_churn_monotone": bool(monotone), "ablation_auc": ablation,
+               "auc_ci": unc["auc_ci"]["ours"], "auc_gain_ci": unc["auc_gain_ci"],
                "components": {c: {k: (_r(v[k]) if k != "flagged" else bool(v[k])) for k in COMPONENT_KEYS}
                               for c, v in comp_report.items()}}
     oracle = None
@@ -165,6 +208,7 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
         "score_map": "health = 100 * sigmoid(-(eta - eta_ref)), eta_ref = eta at the training-mean components",
         "eta_ref": _r(est.eta_ref_), "component_means": dict(zip(est.components_, map(_r, est.means_))),
         "auc_gain_vs_equal_weight": _r(auc - auc_ew), "auc_gain_vs_textbook": _r(auc - auc_tb),
+        "bootstrap": unc,
         "measure_weights": {k: {"component": v["component"], "weight": _r(v["weight"]),
                                 "coef_per_10": _r(v["coef_per_10"]), "dropped": v["dropped"]}
                             for k, v in est.measure_report_.items()},
@@ -193,6 +237,8 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
         flat = {"auc": auc, "auc_equal_weight": auc_ew, "auc_textbook": auc_tb,
                 "decile_churn_monotone": float(monotone)}
         flat.update({f"ablation_auc_{c}": v for c, v in ablation.items()})
+        for k, (lo, hi) in unc["auc_gain_ci"].items():
+            flat.update({f"auc_gain_vs_{k}_ci_low": lo, f"auc_gain_vs_{k}_ci_high": hi})
         for c, v in metrics["components"].items():
             flat.update({f"{c}_{k}": (float(v[k]) if v[k] is not None else None) for k in COMPONENT_KEYS})
         store.log_metrics(flat)
@@ -238,11 +284,24 @@ def validation_report(result: dict) -> str:
     lines = ["# Health score validation report", "",
              f"Trained on {d['n_train']} decision snapshots (renewals before {d['validation_start']}), validated on "
              f"{d['n_valid']} snapshots of {d['n_renewals_valid']} later renewals (as of {d['as_of']}).", "",
-             "| score | validation AUC |", "|---|---|",
-             f"| learned health score | {f(m['auc'])} |", f"| equal-weight scorecard | {f(m['auc_equal_weight'])} |",
-             f"| textbook bands | {f(m['auc_textbook'])} |"]
+             "| score | validation AUC | 95 % CI | learned score's gain (95 % CI) |", "|---|---|---|---|"]
+    bs = d.get("bootstrap") or {}
+    ci, gain = bs.get("auc_ci", {}), bs.get("auc_gain_ci", {})
+
+    def interval(v):
+        return "–" if not v or v[0] is None else f"[{f(v[0])}, {f(v[1])}]"
+
+    for key, label, a in (("ours", "learned health score", m["auc"]),
+                          ("equal_weight", "equal-weight scorecard", m["auc_equal_weight"]),
+                          ("textbook", "textbook bands", m["auc_textbook"])):
+        g = "" if key == "ours" else f"{f(m['auc'] - a)} {interval(gain.get(key))}"
+        lines.append(f"| {label} | {f(a)} | {interval(ci.get(key))} | {g} |")
     if o:
-        lines.append(f"| oracle: true latent health | {f(o['auc'])} |")
+        lines.append(f"| oracle: true latent health | {f(o['auc'])} | | |")
+    if bs:
+        lines += ["", f"CIs: {bs['resamples']} bootstrap resamples of accounts (all their rows), paired across the "
+                      "scores. Share of resamples where the learned score does not beat the other: " +
+                  ", ".join(f"{k.replace('_', ' ')} {f(v)}" for k, v in bs["p_gain_not_positive"].items()) + "."]
     lines += ["", f"Churn falls strictly across the deciles of the learned score: **{m['decile_churn_monotone']}**.",
               "", f"## Components ({d['coef_unit']})", "",
               "| component | coef | SE | 95 % CI | p | drop-one LR p | flagged | AUC without it |",
@@ -271,14 +330,17 @@ def validation_report(result: dict) -> str:
         for b, v in t.items():
             lines.append(f"| {name} | {b} | {v['n']} | {f(v['share'])} | {f(v['churn_rate'])} |")
     for name, rows in d["deciles"].items():
+        nf = bs.get("decile_not_falling_share", []) if name == "ours" else []
         lines += ["", f"## Churn by decile: {name.replace('_', ' ')}", "",
-                  "| decile | rows | renewals | score range | churn rate | mean true health (oracle) |",
-                  "|---|---|---|---|---|---|"]
-        for r in rows:
+                  "| decile | rows | renewals | score range | churn rate | mean true health (oracle) |"
+                  + (" P(churn does not fall to the next decile) |" if nf else ""),
+                  "|---|---|---|---|---|---|" + ("---|" if nf else "")]
+        for i, r in enumerate(rows):
             th = r.get("true_health_mean")
             lines.append(f"| {r['decile']} | {r['n']} | {r.get('n_renewals', '–')} | "
                          f"{r['score_min']:.1f}–{r['score_max']:.1f} | {r['churn_rate']:.3f} | "
-                         f"{'–' if th is None or th != th else f'{th:+.2f}'} |")
+                         f"{'–' if th is None or th != th else f'{th:+.2f}'} |"
+                         + ((f" {f(nf[i])} |" if i < len(nf) else " |") if nf else ""))
     return "\n".join(lines) + "\n"
 
 
