@@ -203,6 +203,7 @@ def test_models_page(ui, warm):
     assert img.status_code == 200 and img.content.startswith(b"\x89PNG")
     assert fan.status_code == 200 and fan.content.startswith(b"\x89PNG")
     assert "Health score validation report" in html and "validation AUC" in html
+    assert "auc_gain_vs_equal_weight_ci_low" in html and "bootstrap resamples of accounts" in html
     assert re.search(r'href="http://127\.0\.0\.1:5000/#/experiments/\d+/runs/[0-9a-f]{32}"', html)
     m = re.search(r"<tr><td[^>]*>auc</td><td class=\"n\">([0-9.]+)</td><td class=\"n\">([0-9.]+)</td>", html)
     assert m, "churn AUC beside the oracle's"

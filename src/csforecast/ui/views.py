@@ -816,7 +816,7 @@ def csm_view(df: pd.DataFrame, csm: str, changes: Mapping[str, tuple] | None, pa
 HEADLINE_METRICS = ("auc", "pr_auc", "log_loss", "brier", "ece", "calibration_slope", "calibration_intercept",
                     "top_decile_lift", "base_rate", "n", "c_index", "integrated_brier", "calibration_error_90",
                     "calibration_error_180", "calibration_error_365", "auc_equal_weight", "auc_textbook",
-                    "decile_churn_monotone", "renewal_auc", "renewal_brier")
+                    "auc_gain_vs_equal_weight_ci_low", "auc_gain_vs_equal_weight_ci_high", "decile_churn_monotone", "renewal_auc", "renewal_brier")
 
 
 def _oracle_twin(k: str, metrics: Mapping[str, float]) -> str | None:
