@@ -252,6 +252,19 @@ def test_validation_uncertainty_separates_a_good_score_from_a_noisy_one():
     assert len(u["decile_not_falling_share"]) == 9 and u["decile_not_falling_share"][0] == 0.0
 
 
+def test_auc_by_period_groups_by_quarter_of_the_renewal():
+    from csforecast.pipelines.health import auc_by_period
+
+    when = pd.to_datetime(["2026-01-15", "2026-02-01", "2026-03-31", "2026-04-01", "2026-05-01", "2026-06-30"])
+    y = np.array([1, 0, 0, 1, 1, 0])
+    good = np.array([10, 90, 80, 5, 20, 70.0])               # healthier = renews
+    bad = np.array([90, 10, 20, 70, 60, 10.0])
+    out = auc_by_period(y, {"good": good, "bad": bad}, when, ["c1", "c2", "c2", "c4", "c5", "c6"])
+    assert [q["period"] for q in out] == ["2026Q1", "2026Q2"]
+    assert out[0]["n"] == 3 and out[0]["n_renewals"] == 2 and out[1]["churn_rate"] == pytest.approx(2 / 3)
+    assert out[0]["good"] == 1.0 and out[0]["bad"] == 0.0 and out[1]["good"] == 1.0 and out[1]["bad"] == 0.0
+
+
 def test_validation_uncertainty_resamples_accounts_not_rows():
     # the same accounts, each repeated 6 times: row resampling would shrink the interval by ~sqrt(6), account
     # resampling must give the same interval as one row per account
@@ -318,6 +331,9 @@ def test_train_health_end_to_end(portfolio, isolated_home):
     assert "| learned health score |" in report and "bootstrap resamples of accounts" in report
     assert "P(churn does not fall to the next decile)" in report
     assert len(res["detail"]["bootstrap"]["decile_not_falling_share"]) == 9
+    quarters = res["detail"]["auc_by_quarter"]
+    assert len(quarters) >= 3 and sum(q["n"] for q in quarters) == res["detail"]["n_valid"]
+    assert "| quarter | rows |" in report
     assert "auc_gain_vs_equal_weight_ci_low" in run.data.metrics
 
     # the registered pyfunc reproduces the scores

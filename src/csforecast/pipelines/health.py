@@ -111,6 +111,22 @@ def strictly_falling(rates) -> bool:
     return bool(len(r) >= 2 and np.all(np.diff(r) < 0))
 
 
+def auc_by_period(y, scores: Mapping[str, np.ndarray], when, contract_id, freq: str = "Q") -> list[dict]:
+    """Validation AUC of every score within each calendar period of the renewal date (quarters by default): does
+    the comparison hold throughout the validation window, or only on average?"""
+    period = pd.PeriodIndex(pd.to_datetime(np.asarray(when)), freq=freq)
+    y = np.asarray(y, dtype=int)
+    cid = np.asarray(contract_id)
+    out = []
+    for p in sorted(set(period)):
+        k = np.asarray(period == p)
+        row = {"period": str(p), "n": int(k.sum()), "n_renewals": int(len(np.unique(cid[k]))),
+               "churn_rate": _r(y[k].mean())}
+        row.update({name: _r(health_auc(y[k], np.asarray(sc)[k])) for name, sc in scores.items()})
+        out.append(row)
+    return out
+
+
 def band_table(y, bands) -> dict:
     df = pd.DataFrame({"band": np.asarray(bands, dtype=object), "y": np.asarray(y, dtype=float)})
     out = {}
@@ -209,6 +225,8 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
         "eta_ref": _r(est.eta_ref_), "component_means": dict(zip(est.components_, map(_r, est.means_))),
         "auc_gain_vs_equal_weight": _r(auc - auc_ew), "auc_gain_vs_textbook": _r(auc - auc_tb),
         "bootstrap": unc,
+        "auc_by_quarter": auc_by_period(y, {"auc": score, "auc_equal_weight": ew, "auc_textbook": tb},
+                                        valid["renewal_date"], cid),
         "measure_weights": {k: {"component": v["component"], "weight": _r(v["weight"]),
                                 "coef_per_10": _r(v["coef_per_10"]), "dropped": v["dropped"]}
                             for k, v in est.measure_report_.items()},
@@ -302,6 +320,11 @@ def validation_report(result: dict) -> str:
         lines += ["", f"CIs: {bs['resamples']} bootstrap resamples of accounts (all their rows), paired across the "
                       "scores. Share of resamples where the learned score does not beat the other: " +
                   ", ".join(f"{k.replace('_', ' ')} {f(v)}" for k, v in bs["p_gain_not_positive"].items()) + "."]
+    if d.get("auc_by_quarter"):
+        lines += ["", "By quarter of the renewal date:", "",
+                  "| quarter | rows | renewals | churn rate | learned | equal-weight | textbook |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {q['period']} | {q['n']} | {q['n_renewals']} | {f(q['churn_rate'])} | {f(q['auc'])} | "
+                  f"{f(q['auc_equal_weight'])} | {f(q['auc_textbook'])} |" for q in d["auc_by_quarter"]]
     lines += ["", f"Churn falls strictly across the deciles of the learned score: **{m['decile_churn_monotone']}**.",
               "", f"## Components ({d['coef_unit']})", "",
               "| component | coef | SE | 95 % CI | p | drop-one LR p | flagged | AUC without it |",
