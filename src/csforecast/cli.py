@@ -143,12 +143,33 @@ def train(data: str = DataOpt, as_of: Optional[str] = AsOfOpt, as_json: bool = J
         t.add_column("model", justify="right")
         t.add_column("oracle (truth)", justify="right")
         oracle = res.get("oracle") or {}
-        for k, v in (res.get("metrics") or {}).items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                o = oracle.get(k)
-                t.add_row(k, f"{v:.4f}", f"{o:.4f}" if isinstance(o, (int, float)) else "—")
+        for k, text in _metric_cells(res.get("metrics") or {}):
+            o = oracle.get(k)
+            t.add_row(k, text, f"{o:.4f}" if isinstance(o, (int, float)) and not isinstance(o, bool) else "—")
         out.print(t)
         out.print(f"guard: {res.get('guard')}", markup=False)
+
+
+def _metric_cells(metrics: dict):
+    """(name, text) for the metrics a table can show: numbers, yes/no, [low, high] intervals, and one level of
+    {name: interval} (e.g. auc_gain_ci.equal_weight); nested per-component detail stays in --json."""
+    def interval(v):
+        return (isinstance(v, (list, tuple)) and len(v) == 2
+                and all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in v))
+
+    def show(v):
+        return "—" if v[0] is None or v[1] is None else f"[{v[0]:.4f}, {v[1]:.4f}]"
+
+    for k, v in metrics.items():
+        if isinstance(v, bool):
+            yield k, "yes" if v else "no"
+        elif isinstance(v, (int, float)):
+            yield k, f"{v:.4f}"
+        elif interval(v):
+            yield k, show(v)
+        elif isinstance(v, dict) and v and all(interval(x) for x in v.values()):
+            for name, x in v.items():
+                yield f"{k}.{name}", show(x)
 
 
 @app.command()
