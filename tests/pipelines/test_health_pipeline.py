@@ -250,6 +250,9 @@ def test_validation_uncertainty_separates_a_good_score_from_a_noisy_one():
     assert lo < roc_auc_score(y, -good) < hi and hi - lo < 0.06
     # churn falls steeply across the deciles of a good score: no resample reverses the first pairs
     assert len(u["decile_not_falling_share"]) == 9 and u["decile_not_falling_share"][0] == 0.0
+    rates = decile_table(y, good)["churn_rate"].to_numpy()
+    ci = np.array(u["decile_churn_ci"])
+    assert ci.shape == (10, 2) and np.all(ci[:, 0] <= rates + 1e-9) and np.all(rates <= ci[:, 1] + 1e-9)
 
 
 def test_auc_by_period_groups_by_quarter_of_the_renewal():

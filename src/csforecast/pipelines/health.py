@@ -82,14 +82,15 @@ def validation_uncertainty(y, scores: Mapping[str, np.ndarray], clusters, n_boot
       it is <= 0, for every other score;
     - `decile_not_falling_share`: for each adjacent pair of deciles of `scores["ours"]` (bins fixed on the full
       validation set), the share of resamples in which churn does not fall from decile k to k+1. A share
-      near 0.5 means the observed order of those two deciles is a coin toss at this sample size.
+      near 0.5 means the observed order of those two deciles is a coin toss at this sample size;
+    - `decile_churn_ci`: percentile CI of each of those deciles' churn rate.
     """
     y = np.asarray(y, dtype=float)
     risk = {k: -np.asarray(v, dtype=float) for k, v in scores.items()}
     bins = decile_bins(scores["ours"])
     nb = int(np.nanmax(bins)) + 1
     aucs = {k: [] for k in scores}
-    not_falling = []
+    not_falling, rates = [], []
     for idx in cluster_resamples(clusters, n_boot, seed):
         yi = y[idx]
         for k in scores:
@@ -97,13 +98,15 @@ def validation_uncertainty(y, scores: Mapping[str, np.ndarray], clusters, n_boot
         n = np.bincount(bins[idx], minlength=nb)
         rate = np.bincount(bins[idx], weights=yi, minlength=nb) / np.maximum(n, 1)
         not_falling.append(np.diff(rate) >= 0)
+        rates.append(np.where(n > 0, rate, np.nan))
     aucs = {k: np.asarray(v) for k, v in aucs.items()}
     others = [k for k in scores if k != "ours"]
     return {"resamples": int(n_boot), "cluster": "account_id", "level": level,
             "auc_ci": {k: [_r(x) for x in percentile_ci(v, level)] for k, v in aucs.items()},
             "auc_gain_ci": {k: [_r(x) for x in percentile_ci(aucs["ours"] - aucs[k], level)] for k in others},
             "p_gain_not_positive": {k: _r(float(np.mean(aucs["ours"] - aucs[k] <= 0))) for k in others},
-            "decile_not_falling_share": [_r(x, 3) for x in np.mean(not_falling, axis=0)]}
+            "decile_not_falling_share": [_r(x, 3) for x in np.mean(not_falling, axis=0)],
+            "decile_churn_ci": [[_r(x, 4) for x in percentile_ci(col, level)] for col in np.asarray(rates).T]}
 
 
 def strictly_falling(rates) -> bool:
@@ -264,7 +267,7 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
             store.log_metrics({"auc": oracle["auc"]}, prefix="oracle_")
         store.log_dict(result, "evaluation.json")
         store.log_text(validation_report(result), "health_report.md")
-        fig = _decile_plot(deciles)
+        fig = _decile_plot(deciles, unc.get("decile_churn_ci"))
         store.log_figure(fig, "decile_churn.png")
         plt.close(fig)
         cols = list(est.feature_names_in_)
@@ -277,12 +280,16 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
     return result
 
 
-def _decile_plot(deciles: dict):
+def _decile_plot(deciles: dict, ours_ci=None):
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for name, style in (("ours", "o-"), ("equal_weight", "s--"), ("textbook", "^:")):
         t = deciles[name]
         x = (t["decile"] - 0.5) * 10 / len(t) + 0.5 if len(t) != 10 else t["decile"]
         ax.plot(x, 100 * t["churn_rate"], style, label=name.replace("_", " "))
+        if name == "ours" and ours_ci and len(ours_ci) == len(t) and all(None not in c for c in ours_ci):
+            lo, hi = (100 * np.array([c[i] for c in ours_ci]) for i in (0, 1))
+            ax.fill_between(x, lo, hi, alpha=0.15, color=ax.lines[-1].get_color(),
+                            label="ours: 95 % bootstrap interval")
     ax.set_xlabel("score decile on validation rows (1 = least healthy)")
     ax.set_ylabel("observed churn at renewal (%)")
     ax.set_title("Churn rate by health-score decile")
@@ -312,7 +319,7 @@ def validation_report(result: dict) -> str:
     for key, label, a in (("ours", "learned health score", m["auc"]),
                           ("equal_weight", "equal-weight scorecard", m["auc_equal_weight"]),
                           ("textbook", "textbook bands", m["auc_textbook"])):
-        g = "" if key == "ours" else f"{f(m['auc'] - a)} {interval(gain.get(key))}"
+        g = "" if key == "ours" or a is None or m["auc"] is None else f"{m['auc'] - a:+.3f} {interval(gain.get(key))}"
         lines.append(f"| {label} | {f(a)} | {interval(ci.get(key))} | {g} |")
     if o:
         lines.append(f"| oracle: true latent health | {f(o['auc'])} | | |")
@@ -354,16 +361,20 @@ def validation_report(result: dict) -> str:
             lines.append(f"| {name} | {b} | {v['n']} | {f(v['share'])} | {f(v['churn_rate'])} |")
     for name, rows in d["deciles"].items():
         nf = bs.get("decile_not_falling_share", []) if name == "ours" else []
+        dci = bs.get("decile_churn_ci", []) if name == "ours" else []
         lines += ["", f"## Churn by decile: {name.replace('_', ' ')}", "",
                   "| decile | rows | renewals | score range | churn rate | mean true health (oracle) |"
-                  + (" P(churn does not fall to the next decile) |" if nf else ""),
-                  "|---|---|---|---|---|---|" + ("---|" if nf else "")]
+                  + (" churn rate 95 % CI | P(churn does not fall to the next decile) |" if nf else ""),
+                  "|---|---|---|---|---|---|" + ("---|---|" if nf else "")]
         for i, r in enumerate(rows):
             th = r.get("true_health_mean")
+            extra = ""
+            if nf:
+                extra = (f" {interval(dci[i]) if i < len(dci) else '–'} |"
+                         f" {f(nf[i]) if i < len(nf) else ''} |")
             lines.append(f"| {r['decile']} | {r['n']} | {r.get('n_renewals', '–')} | "
                          f"{r['score_min']:.1f}–{r['score_max']:.1f} | {r['churn_rate']:.3f} | "
-                         f"{'–' if th is None or th != th else f'{th:+.2f}'} |"
-                         + ((f" {f(nf[i])} |" if i < len(nf) else " |") if nf else ""))
+                         f"{'–' if th is None or th != th else f'{th:+.2f}'} |" + extra)
     return "\n".join(lines) + "\n"
 
 
