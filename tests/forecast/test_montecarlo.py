@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.special import expit, logit
 
-from csforecast.forecast.renewals import (
+from csforecast.forecast.montecarlo import (
     _mean_preserving_offsets,
     _shock_nodes,
     estimate_tau,

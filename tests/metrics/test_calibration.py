@@ -217,3 +217,39 @@ def test_by_group_accepts_series_with_missing_groups():
     g = pd.Series(["a"] * 30 + [None] * 30, index=np.arange(100, 160))
     res = by_group(y, p, g)
     assert len(res) == 2 and sum(r["n"] for r in res.values()) == 60
+
+
+# ------------------------------------------------------------------ the definitions vs reference libraries
+def test_definitions_match_sklearn_and_statsmodels():
+    """Each metric is defined once (metrics/calibration.py, also used by the experiment bootstrap); the
+    definitions agree with the reference implementations: sklearn's AUC / average precision / log loss / Brier
+    and statsmodels' logistic recalibration GLM."""
+    import statsmodels.api as sm
+    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+    from csforecast.metrics.calibration import (
+        brier_score,
+        calibration_intercept,
+        calibration_slope,
+        clipped_log_loss,
+        pr_auc,
+        rank_auc,
+    )
+
+    rng = np.random.default_rng(3)
+    p = np.clip(rng.beta(1.2, 6, 3000), 1e-4, 1 - 1e-4)
+    p[:200] = np.round(p[:200], 2)          # ties
+    y = (rng.random(3000) < np.clip(p * 1.3, 0, 1)).astype(float)
+    assert rank_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert pr_auc(y, p) == pytest.approx(average_precision_score(y, p), abs=1e-12)
+    assert clipped_log_loss(y, p) == pytest.approx(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6)), abs=1e-12)
+    assert brier_score(y, p) == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+    lp = logit(np.clip(p, 1e-6, 1 - 1e-6))
+    slope = sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit().params[1]
+    intercept = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial(), offset=lp).fit().params[0]
+    assert calibration_slope(y, p) == pytest.approx(slope, rel=1e-7)
+    assert calibration_intercept(y, p) == pytest.approx(intercept, abs=1e-8)
+    # separation: no finite maximum likelihood estimate -> NaN, not a huge number
+    ys = np.array([0, 0, 0, 1, 1, 1.0])
+    ps = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    assert np.isnan(calibration_slope(ys, ps))

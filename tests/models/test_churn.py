@@ -108,20 +108,33 @@ def test_close_to_true_model_on_later_rows(data, fitted):
     assert fitted.choice_scores_[fitted.chosen_] == fitted.calibration_scores_[fitted.calibration_]
 
 
-def test_blend_is_the_mean_of_both_logits_and_explains_exactly(fitted, data):
-    from copy import deepcopy
+@pytest.fixture(scope="module")
+def blend(data):
+    """The blend candidate, forced (algorithm="blend"), on the same rows as ``fitted``: the test runs whatever
+    an automatic choice would have picked."""
+    X, y, _, t = data
+    return ChurnClassifier(algorithm="blend", n_jobs=1).fit(X.iloc[:12_000], y[:12_000], sample_time=t.iloc[:12_000])
 
+
+def test_blend_is_the_mean_of_both_logits_and_explains_exactly(blend, fitted, data):
     X = data[0].iloc[12_000:12_400]
-    if fitted.chosen_ != "blend":
-        pytest.skip(f"this fit chose {fitted.chosen_}")
-    blend = deepcopy(fitted)
-    assert blend.blend_weight_ == 0.5
+    assert blend.chosen_ == "blend" and blend.blend_weight_ == 0.5
+    # forcing the blend changes only the choice: same candidates, same scores as the automatic fit
+    assert blend.candidate_scores_ == fitted.candidate_scores_ and blend.choice_scores_ == fitted.choice_scores_
     Xe = blend._encode(X)
     z_tree = blend.model_.booster_.predict(Xe, raw_score=True)
     z_lin = blend.linear_model_.decision_function(blend._logistic_input(Xe))
     np.testing.assert_allclose(blend._raw_logit(Xe), 0.5 * z_tree + 0.5 * z_lin, rtol=1e-12, atol=1e-12)
     raw = blend.explain_raw(X)
     np.testing.assert_allclose(raw.sum(axis=1), 0.5 * z_tree + 0.5 * z_lin, atol=1e-9)
+    e = blend.explain(X)
+    np.testing.assert_allclose(e.sum(axis=1), logit(blend.predict_proba(X)[:, 1]), atol=1e-6)
+
+
+def test_forced_algorithms_are_what_they_say(fitted_small):
+    for (alg, cal), m in fitted_small.items():
+        assert m.chosen_ == alg and m.calibration_ == cal
+        assert m.blend_weight_ == {"lightgbm": 1.0, "logistic": 0.0}[alg]
 
 
 def test_fitted_attributes(fitted, data):

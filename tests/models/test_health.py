@@ -11,6 +11,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from csforecast.models import HealthScoreModel
 from csforecast.models.health import (
@@ -368,7 +369,7 @@ def test_sklearn_conventions(fitted, rows):
                               "cluster": True}
     c = clone(fitted)
     assert not hasattr(c, "weights_")
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError):
         c.predict(rows)
     again = HealthScoreModel().fit(rows, rows["label_churn"])
     np.testing.assert_array_equal(again.predict(rows), fitted.predict(rows))

@@ -9,7 +9,7 @@ from scipy.special import gamma, gammainc
 from sklearn.base import clone
 
 from csforecast.models import SurvivalModel
-from csforecast.models.survival import (
+from csforecast.metrics.survival import (
     brier_scores,
     calibration_error_at,
     censoring_survival_at,
@@ -174,7 +174,7 @@ def test_missing_values_and_constant_columns(rossi):
     probe.loc[probe.index[0], "prio"] = np.nan
     filled = probe.fillna({"prio": rossi["prio"].median()})
     pd.testing.assert_frame_equal(plain.predict_survival(probe, [10, 30]), plain.predict_survival(filled, [10, 30]))
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="prio"):
         plain.predict_risk(rossi.drop(columns=["prio"]))
 
 

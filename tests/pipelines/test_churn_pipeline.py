@@ -5,6 +5,7 @@ import pytest
 from csforecast.data.sources import open_source
 from csforecast.pipelines.churn import METRIC_KEYS, train_churn
 from csforecast.pipelines.context import TrainingContext
+from csforecast.simulate.truth import oracle_for
 from csforecast.tracking import store
 
 pytestmark = pytest.mark.slow
@@ -16,12 +17,16 @@ def ctx(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("sim800")
     simulate_portfolio(800, 3, seed=3).write(d)
-    return TrainingContext.build(open_source(d))
+    src = open_source(d)
+    return TrainingContext.build(src, oracle=oracle_for(src))
 
 
 def test_train_registers_calibrated_champion_and_guard_keeps_it(ctx, isolated_home):
-    first = train_churn(ctx)
-    est = first.pop("_estimator")
+    result = train_churn(ctx)
+    est, first = result.estimator, result.to_json()
+    assert set(first) == {"metrics", "oracle", "detail", "run_id", "version", "alias", "guard"}
+    assert result.guard_score.metric == "log_loss" and not result.guard_score.higher_is_better
+    assert result.guard_score.n_rows == len(result.validation.rows) == first["detail"]["n_valid"]
     assert first["alias"] == "champion" and first["version"] == "1"
     assert set(first["metrics"]) == set(METRIC_KEYS) and set(first["oracle"]) == set(METRIC_KEYS)
     m, o = first["metrics"], first["oracle"]
@@ -34,8 +39,7 @@ def test_train_registers_calibrated_champion_and_guard_keeps_it(ctx, isolated_ho
     e = est.explain(X)
     np.testing.assert_allclose(e.sum(axis=1), np.log(p / (1 - p)), atol=1e-8)
     # a deliberately worse challenger (segment only) is registered but never becomes champion
-    worse = train_churn(ctx, feature_subset=["segment"])
-    worse.pop("_estimator")
+    worse = train_churn(ctx, feature_subset=["segment"]).to_json()
     assert worse["alias"] == "challenger" and worse["version"] == "2"
     assert worse["metrics"]["log_loss"] > m["log_loss"]
     assert str(store.champion_version("churn").version) == "1"

@@ -297,9 +297,13 @@ def test_train_health_end_to_end(portfolio, isolated_home):
     from csforecast.pipelines.health import train_health
     from csforecast.tracking import store
 
-    ctx = TrainingContext.build(open_source(portfolio))
-    res = train_health(ctx)
-    assert set(res) == {"metrics", "oracle", "detail", "run_id", "version", "alias", "guard", "_estimator"}
+    from csforecast.simulate.truth import oracle_for
+
+    src = open_source(portfolio)
+    ctx = TrainingContext.build(src, oracle=oracle_for(src))
+    result = train_health(ctx)
+    res = result.to_json()
+    assert set(res) == {"metrics", "oracle", "detail", "run_id", "version", "alias", "guard"}
     m = res["metrics"]
     assert set(m) == {"auc", "auc_equal_weight", "auc_textbook", "decile_churn_monotone", "ablation_auc",
                       "components", "auc_ci", "auc_gain_ci"}
@@ -322,7 +326,7 @@ def test_train_health_end_to_end(portfolio, isolated_home):
     assert d["band_churn"]["ours"]["red"]["churn_rate"] > d["band_churn"]["ours"]["green"]["churn_rate"]
     assert set(d["skipped_components"]) == {"value", "sentiment"}
     assert set(d["flagged"]) == {c for c, v in m["components"].items() if v["flagged"]}
-    json.dumps({k: v for k, v in res.items() if k != "_estimator"})
+    json.dumps(res)
     assert res["alias"] == "champion" and res["version"] == "1"
 
     run = store.configure().get_run(res["run_id"])
@@ -343,10 +347,10 @@ def test_train_health_end_to_end(portfolio, isolated_home):
     est = store.load_estimator("models:/csforecast-health@champion")
     rows = ctx.decision_rows()
     _, valid = ctx.split(rows)
-    np.testing.assert_allclose(est.predict(valid), res["_estimator"].predict(valid))
+    np.testing.assert_allclose(est.predict(valid), result.estimator.predict(valid))
 
     # a weaker challenger does not replace the champion; the comparison is on the same rows
-    weak = train_health(ctx, components=["engagement"])
+    weak = train_health(ctx, components=["engagement"]).to_json()
     assert weak["alias"] == "challenger" and weak["version"] == "2"
     assert weak["metrics"]["ablation_auc"] == {} and "validation AUC" in weak["guard"]
     assert f"{m['auc']:.5f}" in weak["guard"]

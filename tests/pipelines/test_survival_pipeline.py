@@ -21,6 +21,7 @@ from csforecast.pipelines.survival import (  # noqa: E402
     yearly_alive_counts,
 )
 from csforecast.simulate.portfolio import simulate_portfolio  # noqa: E402
+from csforecast.simulate.truth import oracle_for  # noqa: E402
 
 SEED = 3
 N_ACCOUNTS = 800
@@ -36,15 +37,26 @@ def env(tmp_path_factory):
     mp.setenv("CSFORECAST_HOME", str(root / "home"))
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     reset_settings()
-    ctx = TrainingContext.build(open_source(data))
+    src = open_source(data)
+    ctx = TrainingContext.build(src, oracle=oracle_for(src))
     yield ctx
     mp.undo()
     reset_settings()
 
 
 @pytest.fixture(scope="module")
-def first(env):
+def trained(env):
     return train_survival(env, run_name="test-survival")
+
+
+@pytest.fixture(scope="module")
+def first(trained):
+    return trained.to_json()
+
+
+@pytest.fixture(scope="module")
+def est(trained):
+    return trained.estimator
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +65,10 @@ def valid(env):
     return s[s["as_of"] >= pd.Timestamp(env.validation_start)]
 
 
-def test_result_contract_and_oracle_gap(first):
-    assert set(first) >= {"metrics", "oracle", "detail", "run_id", "version", "alias", "guard", "_estimator"}
+def test_result_contract_and_oracle_gap(first, trained):
+    assert set(first) == {"metrics", "oracle", "detail", "run_id", "version", "alias", "guard"}
+    assert trained.guard_score.metric == "c_index" and trained.guard_score.higher_is_better
+    assert trained.guard_score.value == pytest.approx(first["metrics"]["c_index"], abs=1e-6)
     assert tuple(first["metrics"]) == METRIC_KEYS
     assert tuple(first["oracle"]) == METRIC_KEYS
     for k in METRIC_KEYS:
@@ -118,8 +132,7 @@ def test_training_rows_are_censored_at_validation_start(env):
     assert ev.sum() < train["label_event"].sum()
 
 
-def test_scores_are_probabilities_monotone_in_horizon(first, valid):
-    est = first["_estimator"]
+def test_scores_are_probabilities_monotone_in_horizon(est, valid):
     rows = valid[valid["as_of"] == valid["as_of"].max()].head(300)
     sc = score_survival(est, rows)
     assert list(sc.index) == list(rows.index)
@@ -144,10 +157,21 @@ def test_scores_are_probabilities_monotone_in_horizon(first, valid):
         assert np.all(np.diff(v) <= 1e-12)
 
 
-def test_cox_matches_survival_model_within_the_current_contract(first, valid):
-    est = first["_estimator"]
-    if est.kind != "cox":
-        pytest.skip("weibull chosen")
+@pytest.fixture(scope="module")
+def cox(env):
+    """A Cox model fitted directly (whatever kind the pipeline chose), on training rows censored at
+    validation_start as the pipeline does."""
+    s = env.snapshots
+    vs = pd.Timestamp(env.validation_start)
+    train = s[s["as_of"] < vs]
+    train = train[train["as_of"].dt.month % 3 == 0]          # one snapshot per quarter keeps the fit quick
+    dur, ev = _censor_at(train, vs)
+    return SnapshotSurvivalModel(kind="cox", penalizer=0.03).fit(train, dur, ev)
+
+
+def test_cox_matches_survival_model_within_the_current_contract(cox, valid):
+    est = cox
+    assert est.clock_ == "renewal"
     rows = valid[valid["days_to_renewal"] > 120].head(200)
     entry = est.clock_length_ - rows["days_to_renewal"].to_numpy(dtype=float) - 1
     ref = est.model_.predict_survival(est.design(rows, 0), (np.array([30.0, 100.0]) + 1) / est.time_scale_,
@@ -155,10 +179,9 @@ def test_cox_matches_survival_model_within_the_current_contract(first, valid):
     np.testing.assert_allclose(est.predict_survival(rows, [30, 100]).to_numpy(), ref, atol=1e-10)
 
 
-def test_pyfunc_and_pickle_roundtrip(first, valid):
+def test_pyfunc_and_pickle_roundtrip(first, est, valid):
     import mlflow.pyfunc
 
-    est = first["_estimator"]
     X = valid[list(est.feature_names_in_)].head(25)
     model = mlflow.pyfunc.load_model(f"models:/csforecast-survival/{first['version']}")
     out = model.predict(X)
@@ -173,7 +196,7 @@ def test_worse_challenger_leaves_champion(env, first):
     from csforecast.tracking import store
 
     worse = train_survival(env, params={"kinds": ["cox"], "penalizer": 0.1}, covariates=["auto_renew"],
-                           run_name="test-survival-weak")
+                           run_name="test-survival-weak").to_json()
     assert worse["detail"]["covariates"] == ["auto_renew"]
     assert worse["metrics"]["c_index"] < first["metrics"]["c_index"]
     assert worse["alias"] == "challenger"
@@ -184,7 +207,7 @@ def test_worse_challenger_leaves_champion(env, first):
 def test_estimator_rejects_missing_covariate_columns(valid):
     dur = valid["label_duration_days"].to_numpy()
     ev = valid["label_event"].to_numpy()
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="no_such_column"):
         SnapshotSurvivalModel(covariates=["no_such_column"]).fit(valid, dur, ev)
 
 

@@ -1,4 +1,4 @@
-"""Tests for csforecast.retention.sbg.ShiftedBetaGeometric.
+"""Tests for csforecast.models.sbg.ShiftedBetaGeometric (also exported by csforecast.retention).
 
 Published reference numbers
 ---------------------------
@@ -181,7 +181,9 @@ def test_retention_and_churn_need_t_at_least_one(high_end):
 
 
 def test_unfitted_raises():
-    with pytest.raises(RuntimeError):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
         ShiftedBetaGeometric().survival(1)
 
 
@@ -368,7 +370,7 @@ def test_float_integral_counts_are_accepted():
 def test_derl_large_parameters_and_long_tenure_use_stable_series(high_end):
     """Beyond c = alpha+beta+n+1 > 50 the series is summed directly (scipy's hyp2f1 returns NaN
     for c ~ 1e3); both evaluation paths agree with the direct sum, also across the switch."""
-    from csforecast.retention.sbg import _hyp2f1_1, _series_2f1_1
+    from csforecast.models.sbg import _hyp2f1_1, _series_2f1_1
 
     for n in (40, 44, 45, 46, 50, 200):
         s = _survival_by_product(high_end.alpha_, high_end.beta_, n + 1 + 3000)

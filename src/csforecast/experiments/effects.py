@@ -28,14 +28,26 @@ in the output.
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from csforecast.data.sources import Source
+from csforecast.experiments import truth_effects
+from csforecast.experiments.effect_stats import _f, cox_hr, km_at, newcombe_diff, smd, welch_diff, wilson  # noqa: F401
+from csforecast.experiments.effect_units import EffectError, Units, build_units, usage_change  # noqa: F401
+from csforecast.experiments.propensity import (
+    E_CLIP,
+    choose_c,
+    design_matrix,
+    dr_att,
+    effective_n,
+    ipw_weights,
+    propensity,
+    weighted_diff,
+)
+from csforecast.simulate.truth import FROM_SOURCE, Truth, resolve_oracle
 
 RANDOMISED_ASSUMPTIONS = [
     "randomisation: the arm was assigned at random, independently of the account's health (check the "
@@ -59,326 +71,6 @@ OBSERVATIONAL_ASSUMPTIONS = [
 ]
 
 
-class EffectError(ValueError):
-    """The effect analysis cannot run on this data (no interventions, unknown playbook, too few units)."""
-
-
-# ------------------------------------------------------------------------------------------------
-# small statistics
-# ------------------------------------------------------------------------------------------------
-def wilson(k: float, n: float, z: float = 1.959964) -> tuple[float, float]:
-    if n <= 0:
-        return float("nan"), float("nan")
-    p = k / n
-    den = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / den
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return c - h, c + h
-
-
-def newcombe_diff(k1: int, n1: int, k0: int, n0: int) -> tuple[float, float, float]:
-    """p1 - p0 and its Newcombe hybrid-score 95 % CI (method 10 of Newcombe 1998)."""
-    p1, p0 = k1 / n1, k0 / n0
-    l1, u1 = wilson(k1, n1)
-    l0, u0 = wilson(k0, n0)
-    d = p1 - p0
-    return d, d - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)
-
-
-def welch_diff(x1, x0) -> tuple[float, float, float]:
-    x1, x0 = np.asarray(x1, float), np.asarray(x0, float)
-    d = x1.mean() - x0.mean()
-    v1, v0 = x1.var(ddof=1) / len(x1), x0.var(ddof=1) / len(x0)
-    se = math.sqrt(v1 + v0)
-    dof = (v1 + v0) ** 2 / (v1 ** 2 / (len(x1) - 1) + v0 ** 2 / (len(x0) - 1)) if se > 0 else 1.0
-    q = stats.t.ppf(0.975, dof)
-    return d, d - q * se, d + q * se
-
-
-def _f(x, nd: int = 6):
-    if x is None:
-        return None
-    x = float(x)
-    return None if not math.isfinite(x) else round(x, nd)
-
-
-def smd(x: np.ndarray, t: np.ndarray, w: np.ndarray | None = None) -> float:
-    """Standardised mean difference treated vs control (pooled unweighted sd), optionally weighted."""
-    w = np.ones(len(x)) if w is None else w
-    ok = np.isfinite(x)
-    x, t, w = x[ok], t[ok], w[ok]
-    if t.sum() < 2 or (~t).sum() < 2:
-        return float("nan")
-    m1 = np.average(x[t], weights=w[t])
-    m0 = np.average(x[~t], weights=w[~t])
-    sd = math.sqrt((x[t].var(ddof=1) + x[~t].var(ddof=1)) / 2)
-    return float((m1 - m0) / sd) if sd > 0 else 0.0
-
-
-# ------------------------------------------------------------------------------------------------
-# units and outcomes
-# ------------------------------------------------------------------------------------------------
-@dataclass
-class Units:
-    frame: pd.DataFrame           # account_id, index_date, treated, seats, renewal_date, renewed, known, T, E
-    randomised: bool
-    arms: list[str]
-    n_assigned: int
-    n_not_customers: int
-    comparison: str
-
-
-def build_units(source: Source, playbook: str, renewal_lag_days: int = 0, seed: int = 0) -> Units:
-    from csforecast.features.snapshot import account_churn_dates, data_end
-
-    if not source.has("interventions"):
-        raise EffectError("the source has no interventions table (account_id, date, playbook, arm)")
-    iv = source.frame("interventions")
-    known = sorted(iv["playbook"].dropna().unique())
-    iv = iv[iv["playbook"] == playbook]
-    if iv.empty:
-        raise EffectError(f"no interventions for playbook {playbook!r}; playbooks in the data: {', '.join(known)}")
-    arms = sorted(iv["arm"].dropna().unique())
-    randomised = "treatment" in arms and "control" in arms
-    if "treatment" not in arms:
-        raise EffectError(f"playbook {playbook!r} has no treatment arm (arms: {', '.join(arms)})")
-    first = iv.sort_values(["date", "account_id"]).groupby("account_id", as_index=False).first()
-    end = pd.Timestamp(data_end(source))
-    if randomised:
-        u = first[first["arm"].isin(["treatment", "control"])].copy()
-        comparison = "randomised control arm"
-    else:
-        tr = first[first["arm"] == "treatment"]
-        if "none" in arms:
-            ctl = first[first["arm"] == "none"]
-            comparison = "accounts in arm 'none' at their own dates"
-        else:
-            accounts = source.frame("accounts")[["account_id"]]
-            others = accounts[~accounts["account_id"].isin(first["account_id"])].copy()
-            dates = tr["date"].to_numpy()
-            if len(np.unique(dates)) == 1:
-                others["date"] = dates[0]
-                comparison = f"every other customer on {pd.Timestamp(dates[0]).date()}"
-            else:
-                rng = np.random.default_rng(seed)
-                others["date"] = rng.choice(dates, size=len(others))
-                comparison = "every other customer, at dates drawn from the treated accounts' dates"
-            others["arm"] = "none"
-            ctl = others
-        u = pd.concat([tr[["account_id", "date", "arm"]], ctl[["account_id", "date", "arm"]]], ignore_index=True)
-    u = u.rename(columns={"date": "index_date"})[["account_id", "index_date", "arm"]]
-    u["index_date"] = pd.to_datetime(u["index_date"])
-    u["treated"] = u["arm"] == "treatment"
-    n_assigned = int(len(u))
-
-    c = source.frame("contracts")[["contract_id", "account_id", "start_date", "end_date", "seats", "renewed_by"]]
-    m = u[["account_id", "index_date"]].merge(c, on="account_id")
-    cover = m[(m["start_date"] <= m["index_date"]) & (m["end_date"] > m["index_date"])]
-    seats = cover.groupby("account_id")["seats"].sum()
-    u = u[u["account_id"].isin(seats.index)].copy()
-    n_not = n_assigned - len(u)
-    u["seats"] = u["account_id"].map(seats).astype(float)
-
-    lag = pd.Timedelta(days=int(renewal_lag_days))
-    m = m.assign(ref=m["index_date"] + lag)
-    cov2 = m[(m["start_date"] <= m["ref"]) & (m["end_date"] > m["ref"])]
-    ren = cov2.groupby("account_id")["end_date"].min().rename("renewal_date")
-    u = u.merge(ren, left_on="account_id", right_index=True, how="left")
-    due = c.merge(u[["account_id", "renewal_date"]], left_on=["account_id", "end_date"],
-                  right_on=["account_id", "renewal_date"])
-    renewed = due.groupby("account_id")["renewed_by"].apply(lambda s: bool(s.notna().any()))
-    u["renewed"] = u["account_id"].map(renewed)
-    u["known"] = u["renewal_date"].notna() & (u["renewal_date"] < end)
-
-    churn = account_churn_dates(source.frame("contracts"), end)
-    cd = pd.to_datetime(u["account_id"].map(churn))
-    event = cd.notna() & (cd > u["index_date"])
-    u["E"] = event.astype(int)
-    u["T"] = np.where(event, (cd - u["index_date"]).dt.days, (end - u["index_date"]).dt.days).astype(float)
-    u = u[u["T"] > 0].reset_index(drop=True)
-    return Units(u, randomised, arms, n_assigned, n_not, comparison)
-
-
-def usage_change(source: Source, units: pd.DataFrame, metric: str, window_days: int) -> pd.DataFrame:
-    """Per unit: before / after window means of the metric and their difference (NaN when too few days)."""
-    import ibis
-
-    raw = "active_users" if metric == "seat_utilisation" else metric
-    if not source.has("usage"):
-        raise EffectError("the source has no usage table")
-    t = source.table("usage")
-    metrics = set(t.select("metric").distinct().to_pandas()["metric"])
-    if raw not in metrics:
-        raise EffectError(f"usage metric {raw!r} is not in the usage table (metrics: {', '.join(sorted(metrics))})")
-    w = pd.Timedelta(days=int(window_days))
-    lo, hi = units["index_date"].min() - w, units["index_date"].max() + w
-    ids = list(units["account_id"].unique())
-    df = t.filter([t.metric == raw, t.account_id.isin(ids), t.date >= ibis.literal(lo.date()),
-                   t.date < ibis.literal(hi.date())]).select("account_id", "date", "value").to_pandas()
-    df["date"] = pd.to_datetime(df["date"])
-    df = df.merge(units[["account_id", "index_date", "seats"]], on="account_id")
-    if metric == "seat_utilisation":
-        df["value"] = df["value"] / df["seats"].where(df["seats"] > 0)
-    before = df[(df["date"] >= df["index_date"] - w) & (df["date"] < df["index_date"])]
-    after = df[(df["date"] >= df["index_date"]) & (df["date"] < df["index_date"] + w)]
-    b = before.groupby("account_id")["value"].agg(["mean", "size"])
-    a = after.groupby("account_id")["value"].agg(["mean", "size"])
-    out = units[["account_id"]].copy()
-    out["before"] = out["account_id"].map(b["mean"])
-    out["after"] = out["account_id"].map(a["mean"])
-    enough = (out["account_id"].map(b["size"]).fillna(0) >= window_days / 3) & \
-             (out["account_id"].map(a["size"]).fillna(0) >= window_days / 3)
-    out["change"] = np.where(enough, out["after"] - out["before"], np.nan)
-    return out
-
-
-# ------------------------------------------------------------------------------------------------
-# survival pieces
-# ------------------------------------------------------------------------------------------------
-def _cox_hr(T, E, treated, weights=None) -> dict:
-    from lifelines import CoxPHFitter
-
-    df = pd.DataFrame({"T": T, "E": E, "treated": treated.astype(float)})
-    kw = {}
-    if weights is not None:
-        df["w"] = weights
-        kw = {"weights_col": "w", "robust": True}
-    if df["E"].sum() < 3:
-        return {"hazard_ratio": None, "ci": [None, None], "note": "fewer than 3 churns"}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cph = CoxPHFitter().fit(df, "T", "E", **kw)
-    except Exception as e:  # noqa: BLE001 - e.g. no churn in one arm: no finite hazard ratio
-        return {"hazard_ratio": None, "ci": [None, None], "note": f"Cox model not estimable: {e}"[:200]}
-    s = cph.summary.loc["treated"]
-    return {"hazard_ratio": _f(math.exp(s["coef"])), "ci": [_f(math.exp(s["coef lower 95%"])),
-                                                           _f(math.exp(s["coef upper 95%"]))],
-            "p_value": _f(s["p"], 8)}
-
-
-def _km_at(T, E, t: float, w=None) -> float | None:
-    from lifelines import KaplanMeierFitter
-
-    if len(T) == 0:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")      # lifelines warns that weighted KM variances are naive; we use none
-        km = KaplanMeierFitter().fit(T, E, weights=w)
-    return _f(float(km.survival_function_at_times(t).iloc[0]))
-
-
-# ------------------------------------------------------------------------------------------------
-# propensity
-# ------------------------------------------------------------------------------------------------
-def _design(snap: pd.DataFrame) -> tuple[np.ndarray, list[str], pd.DataFrame]:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    from csforecast.features.snapshot import feature_columns
-
-    cols = [c for c in feature_columns(snap) if snap[c].notna().any()]
-    num = [c for c in cols if pd.api.types.is_numeric_dtype(snap[c]) or pd.api.types.is_bool_dtype(snap[c])]
-    cat = [c for c in cols if c not in num]
-    Xn = snap[num].astype(float).replace([np.inf, -np.inf], np.nan)
-    ct = ColumnTransformer([
-        ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), num),
-        ("cat", OneHotEncoder(handle_unknown="ignore", min_frequency=10), cat)])
-    X = ct.fit_transform(pd.concat([Xn, snap[cat].astype(str)], axis=1))
-    X = X.toarray() if hasattr(X, "toarray") else np.asarray(X)
-    return X, num + cat, Xn
-
-
-def _logit_fit(X: np.ndarray, y: np.ndarray, C: float, init=None):
-    """L2 logistic regression; `init` (a fitted model) warm-starts the solver (bootstrap refits)."""
-    from sklearn.linear_model import LogisticRegression
-
-    m = LogisticRegression(C=C, max_iter=2000, warm_start=init is not None)
-    if init is not None:
-        m.coef_, m.intercept_ = init.coef_.copy(), init.intercept_.copy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return m.fit(X, y.astype(int))
-
-
-def _propensity(X: np.ndarray, t: np.ndarray, C: float = 1.0, init=None) -> tuple[np.ndarray, object]:
-    m = _logit_fit(X, t, C, init)
-    return m.predict_proba(X)[:, 1], m
-
-
-E_CLIP = (1e-6, 0.99)          # propensities are clipped here before weighting (caps a control's ATT weight)
-C_GRID = (0.01, 0.1, 1.0)      # L2 strength of the propensity model, chosen by covariate balance
-
-
-def _weights(e: np.ndarray, t: np.ndarray, kind: str) -> np.ndarray:
-    e = np.clip(e, *E_CLIP)
-    if kind == "att":
-        return np.where(t, 1.0, e / (1 - e))
-    if kind == "ate":
-        return np.where(t, 1 / e, 1 / (1 - e))
-    if kind == "overlap":
-        return np.where(t, 1 - e, e)
-    raise ValueError(f"unknown weighting {kind!r}: att, ate or overlap")
-
-
-def _balance_score(Z: np.ndarray, t: np.ndarray, w: np.ndarray) -> float:
-    """Mean |standardised mean difference| over the design columns after weighting (sd over all rows)."""
-    sd = Z.std(axis=0)
-    ok = sd > 1e-9
-    m1 = np.average(Z[t], axis=0, weights=w[t])
-    m0 = np.average(Z[~t], axis=0, weights=w[~t])
-    return float(np.mean(np.abs((m1 - m0)[ok] / sd[ok])))
-
-
-def _choose_c(X: np.ndarray, t: np.ndarray, kind: str) -> tuple[float, dict]:
-    scores = {}
-    for C in C_GRID:
-        scores[C] = _balance_score(X, t, _weights(_propensity(X, t, C)[0], t, kind))
-    best = min(scores, key=scores.get)
-    return best, {str(k): round(v, 4) for k, v in scores.items()}
-
-
-def _outcome_model(X: np.ndarray, y: np.ndarray, binary: bool, init=None) -> tuple[np.ndarray, object]:
-    """Predictions for every row from a model fitted on the rows with finite y (the comparison group)."""
-    from sklearn.linear_model import Ridge
-
-    ok = np.isfinite(y)
-    if binary:
-        if len(np.unique(y[ok])) < 2:
-            return np.full(len(y), float(np.nanmean(y))), None
-        m = _logit_fit(X[ok], y[ok], 0.1, init)
-        return m.predict_proba(X)[:, 1], m
-    return Ridge(alpha=10.0).fit(X[ok], y[ok]).predict(X), None
-
-
-def _dr_att(y: np.ndarray, t: np.ndarray, w: np.ndarray, X: np.ndarray, binary: bool, init=None
-            ) -> tuple[float, object]:
-    """Doubly robust ATT (augmented IPW): treated mean minus [outcome-model prediction for the treated plus the
-    ATT-weighted residual of the comparison group]. Returns (estimate, fitted outcome model)."""
-    ok = np.isfinite(y)
-    if not (ok & t).any() or not (ok & ~t).any():
-        return float("nan"), None
-    yc = np.where(~t, y, np.nan)
-    mu0, model = _outcome_model(X, yc, binary, init)
-    c = ok & ~t
-    resid = np.sum(w[c] * (y[c] - mu0[c])) / np.sum(w[c])
-    return float(y[ok & t].mean() - (mu0[ok & t].mean() + resid)), model
-
-
-def _wdiff(y: np.ndarray, t: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
-    ok = np.isfinite(y)
-    y, t, w = y[ok], t[ok], w[ok]
-    m1 = np.average(y[t], weights=w[t])
-    m0 = np.average(y[~t], weights=w[~t])
-    return m1 - m0, m1, m0
-
-
-def _ess(w: np.ndarray) -> float:
-    return float(w.sum() ** 2 / (w ** 2).sum()) if len(w) else 0.0
-
-
 # ------------------------------------------------------------------------------------------------
 # the analysis
 # ------------------------------------------------------------------------------------------------
@@ -389,19 +81,25 @@ WEIGHTING_LABEL = {"att": "IPW for the treated (ATT odds weights e/(1-e))",
 
 def playbook_effect(source: Source, playbook: str, *, window_days: int = 90, usage_metric: str = "seat_utilisation",
                     renewal_lag_days: int = 0, weighting: str = "att", n_boot: int = 200, seed: int = 0,
-                    with_truth: bool = True) -> dict:
-    """The effect of `playbook` on renewal, usage and time to churn (see the module docstring)."""
+                    with_truth: bool = True, oracle=FROM_SOURCE) -> dict:
+    """The effect of `playbook` on renewal, usage and time to churn (see the module docstring).
+
+    ``oracle``: the simulator's truth (a Truth, or None for real data); when it knows the playbook's true
+    effect, the result gets a ``truth`` block comparing the estimates with it (``with_truth=False`` leaves it
+    out). Entry-point boundary: the default ``FROM_SOURCE`` opens the source's truth/ here, because the
+    ``playbook-effect`` command does not pass it yet."""
     from threadpoolctl import threadpool_limits
 
+    truth = resolve_oracle(oracle, source) if with_truth else None
     # the many small logistic fits are much faster on one BLAS thread (and do not crowd a shared machine)
     with threadpool_limits(limits=1, user_api="blas"):
         return _playbook_effect(source, playbook, window_days=window_days, usage_metric=usage_metric,
                                 renewal_lag_days=renewal_lag_days, weighting=weighting, n_boot=n_boot, seed=seed,
-                                with_truth=with_truth)
+                                truth=truth)
 
 
 def _playbook_effect(source: Source, playbook: str, *, window_days: int, usage_metric: str, renewal_lag_days: int,
-                     weighting: str, n_boot: int, seed: int, with_truth: bool) -> dict:
+                     weighting: str, n_boot: int, seed: int, truth: Truth | None) -> dict:
     if weighting not in WEIGHTING_LABEL:
         raise EffectError(f"weighting must be one of {', '.join(WEIGHTING_LABEL)}")
     un = build_units(source, playbook, renewal_lag_days, seed)
@@ -430,12 +128,11 @@ def _playbook_effect(source: Source, playbook: str, *, window_days: int, usage_m
     out["settings"] = {"window_days": window_days, "usage_metric": usage_metric,
                        "renewal_lag_days": renewal_lag_days, "weighting": None if un.randomised else weighting,
                        "bootstrap": None if un.randomised else n_boot, "seed": seed}
-    if with_truth:
-        t = _truth(source, playbook, out.pop("_units"), usage_metric, window_days, out)
+    units = out.pop("_units", None)
+    if truth is not None:
+        t = _truth(truth, source, playbook, units, usage_metric, window_days, out)
         if t is not None:
             out["truth"] = t
-    else:
-        out.pop("_units", None)
     return out
 
 
@@ -479,12 +176,12 @@ def _time_block(u: pd.DataFrame) -> dict:
     t = u["treated"].to_numpy(bool)
     T, E = u["T"].to_numpy(float), u["E"].to_numpy(int)
     lr = logrank_test(T[t], T[~t], E[t], E[~t])
-    cox = _cox_hr(T, E, t)
+    cox = cox_hr(T, E, t)
     return {"n_treated": int(t.sum()), "n_control": int((~t).sum()), "churns_treated": int(E[t].sum()),
             "churns_control": int(E[~t].sum()), "logrank_p_value": _f(lr.p_value, 8),
             "logrank_statistic": _f(lr.test_statistic), "hazard_ratio": cox["hazard_ratio"], "ci": cox["ci"],
             "cox_p_value": cox.get("p_value"),
-            "retained_365d_treated": _km_at(T[t], E[t], 365), "retained_365d_control": _km_at(T[~t], E[~t], 365),
+            "retained_365d_treated": km_at(T[t], E[t], 365), "retained_365d_control": km_at(T[~t], E[~t], 365),
             "method": "log-rank test; Cox proportional hazards, treated vs control (HR < 1 = churns later)"}
 
 
@@ -526,22 +223,22 @@ def _observational(source: Source, u: pd.DataFrame, metric: str, window_days: in
                      f"the day before) and are left out")
     u = u.merge(snap[["account_id", "index_date"]], on=["account_id", "index_date"]).reset_index(drop=True)
     snap = u[["account_id", "index_date"]].merge(snap, on=["account_id", "index_date"])
-    X, names, Xn = _design(snap)
+    X, names, Xn = design_matrix(snap)
     t = u["treated"].to_numpy(bool)
-    C, c_scores = _choose_c(X, t, weighting)
-    e, prop_model = _propensity(X, t, C)
-    w = _weights(e, t, weighting)
+    C, c_scores = choose_c(X, t, weighting)
+    e, prop_model = propensity(X, t, C)
+    w = ipw_weights(e, t, weighting)
     y_ren = np.where(u["known"], u["renewed"].astype(float), np.nan)
     y_use = u["usage_change"].to_numpy(float)
     has_use = bool(np.isfinite(y_use[t]).any() and np.isfinite(y_use[~t]).any())
 
     def estimates(Xb, tb, yr, yu, eb, init=None):
-        wb, wo = _weights(eb, tb, weighting), _weights(eb, tb, "overlap")
-        wa = _weights(eb, tb, "att")
-        r, s = _wdiff(yr, tb, wb), (_wdiff(yu, tb, wb) if has_use else (np.nan,) * 3)
-        rdr_, om = _dr_att(yr, tb, wa, Xb, True, init)
-        return (r, s, _wdiff(yr, tb, wo)[0], _wdiff(yu, tb, wo)[0] if has_use else np.nan,
-                rdr_, _dr_att(yu, tb, wa, Xb, False)[0] if has_use else np.nan, om)
+        wb, wo = ipw_weights(eb, tb, weighting), ipw_weights(eb, tb, "overlap")
+        wa = ipw_weights(eb, tb, "att")
+        r, s = weighted_diff(yr, tb, wb), (weighted_diff(yu, tb, wb) if has_use else (np.nan,) * 3)
+        rdr_, om = dr_att(yr, tb, wa, Xb, True, init)
+        return (r, s, weighted_diff(yr, tb, wo)[0], weighted_diff(yu, tb, wo)[0] if has_use else np.nan,
+                rdr_, dr_att(yu, tb, wa, Xb, False)[0] if has_use else np.nan, om)
 
     (r_d, r1, r0), (s_d, s1, s0), ro_d, so_d, rdr, sdr, out_model = estimates(X, t, y_ren, y_use, e)
     # bootstrap: resample treated and comparison accounts separately, refit the propensity each time
@@ -551,7 +248,7 @@ def _observational(source: Source, u: pd.DataFrame, metric: str, window_days: in
     for _ in range(int(n_boot)):
         idx = np.concatenate([rng.choice(i1, len(i1)), rng.choice(i0, len(i0))])
         tb = t[idx]
-        eb, _ = _propensity(X[idx], tb, C, prop_model)
+        eb, _ = propensity(X[idx], tb, C, prop_model)
         rb, sb, rob, sob, rdrb, sdrb, _ = estimates(X[idx], tb, y_ren[idx], y_use[idx], eb, out_model)
         boots.append((rb[0], sb[0], rob, sob, rdrb, sdrb))
     B = np.array(boots) if boots else np.full((1, 6), np.nan)
@@ -581,12 +278,12 @@ def _observational(source: Source, u: pd.DataFrame, metric: str, window_days: in
                                "method": "augmented IPW for the treated: ridge outcome model on the comparison "
                                          "group + ATT-weighted residuals"}}
     T, Ev = u["T"].to_numpy(float), u["E"].to_numpy(int)
-    cox_w = _cox_hr(T, Ev, t, w)
+    cox_w = cox_hr(T, Ev, t, w)
     time = {"n_treated": int(t.sum()), "n_control": int((~t).sum()), "churns_treated": int(Ev[t].sum()),
             "churns_control": int(Ev[~t].sum()), "hazard_ratio": cox_w["hazard_ratio"], "ci": cox_w["ci"],
             "cox_p_value": cox_w.get("p_value"),
-            "retained_365d_treated": _km_at(T[t], Ev[t], 365, w[t]),
-            "retained_365d_control": _km_at(T[~t], Ev[~t], 365, w[~t]),
+            "retained_365d_treated": km_at(T[t], Ev[t], 365, w[t]),
+            "retained_365d_control": km_at(T[~t], Ev[~t], 365, w[~t]),
             "method": f"weighted Cox proportional hazards ({weighting} weights, robust sandwich 95 % CI that "
                       "ignores the propensity's own uncertainty)"}
     # the naive comparison
@@ -610,7 +307,7 @@ def _observational(source: Source, u: pd.DataFrame, metric: str, window_days: in
         "clipped_at": list(E_CLIP), "propensity_C": C, "balance_by_C": c_scores,
         "n_clipped": int(((e < E_CLIP[0]) | (e > E_CLIP[1])).sum()),
         "share_treated_above_0.9": _f((e[t] > 0.9).mean(), 4),
-        "effective_control_n": _f(_ess(ct), 1), "control_n": int((~t).sum()),
+        "effective_control_n": _f(effective_n(ct), 1), "control_n": int((~t).sum()),
         "largest_control_weight_share": _f(ct.max() / ct.sum(), 4) if ct.sum() > 0 else None,
         "smd_before": {c: _f(all_smd_before[c], 4) for c in key},
         "smd_after": {c: _f(all_smd_after[c], 4) for c in key},
@@ -634,12 +331,11 @@ def _observational(source: Source, u: pd.DataFrame, metric: str, window_days: in
     return res, notes
 
 
-def _truth(source: Source, playbook: str, u: pd.DataFrame, metric: str, window_days: int, out: dict) -> dict | None:
-    from csforecast.experiments import truth_effects
-    from csforecast.simulate.truth import load_truth
-
-    truth = load_truth(source.location)
-    if truth is None or playbook not in truth.playbook_effects():
+def _truth(truth: Truth, source: Source, playbook: str, u: pd.DataFrame, metric: str, window_days: int,
+           out: dict) -> dict | None:
+    """The simulator's true effect of the playbook on the analysed units and whether the estimates' CIs cover
+    it (None when truth/ does not know the playbook)."""
+    if u is None or playbook not in truth.playbook_effects():
         return None
     k = u[u["known"]]
     ren = truth_effects.renewal_effect(truth, playbook, k)

@@ -35,24 +35,25 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-FAMILIES = ("churn", "health", "survival", "forecast")
+from csforecast.errors import InputError
+from csforecast.models.health import COMPONENTS
+from csforecast.scoring import families as family_registry
+
+# the model families (scoring.families) and the renewal forecast's back-test
+FAMILIES = (*family_registry.names(), "forecast")
 FEATURE_GROUPS = ("usage", "support", "nps", "engagement", "profile")
-HEALTH_COMPONENTS = ("deployment", "adoption", "engagement", "value", "nps", "support", "sentiment")
+HEALTH_COMPONENTS = tuple(COMPONENTS)
 FORECAST_METHODS = ("model", "last_year", "time_series")
 
 # default metrics shown per family, and whether higher is better (None: neither, e.g. bias or coverage)
 FAMILY_METRICS: dict[str, dict[str, bool | None]] = {
-    "churn": {"auc": True, "pr_auc": True, "log_loss": False, "brier": False, "ece": False,
-              "calibration_slope": None, "top_decile_lift": True},
-    "health": {"auc": True, "auc_equal_weight": True, "auc_textbook": True},
-    "survival": {"c_index": True, "integrated_brier": False, "calibration_error_90": False,
-                 "calibration_error_180": False, "calibration_error_365": False},
+    **{f.name: dict(f.metrics) for f in family_registry.FAMILIES.values()},
     "forecast": {"wape": False, "wape_overall": False, "bias": None, "coverage_p10_p90": None, "grr_mae": False,
                  "nrr_mae": False},
 }
 
 
-class SpecError(ValueError):
+class SpecError(InputError, ValueError):
     """The spec file cannot be read or is invalid; the message lists every problem."""
 
 
@@ -148,7 +149,7 @@ class ExperimentSpec(BaseModel):
 
     name: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
-    family: Literal["churn", "health", "survival", "forecast"]
+    family: Literal[FAMILIES]  # type: ignore[valid-type] - the registry's names, fixed at import
     data: str | None = None
     as_of: date | None = None
     validation_months: int = Field(9, ge=1, le=36)

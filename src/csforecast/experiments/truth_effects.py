@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from csforecast.simulate.truth import Truth
 
 
-def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 def _p_churn(params: dict, base_logit, h):
-    return params["p_unavoidable"] + (1 - params["p_unavoidable"]) * _sigmoid(base_logit + params["b_health"] * h)
+    return params["p_unavoidable"] + (1 - params["p_unavoidable"]) * expit(base_logit + params["b_health"] * h)
 
 
 def playbook_effect_size(truth: Truth, playbook: str) -> float | None:
@@ -115,7 +112,7 @@ def usage_effect(truth: Truth, playbook: str, units: pd.DataFrame, window_days: 
     treated = m["treated"].to_numpy(bool)
     h1 = np.where(treated, h, h + effect)
     h0 = np.where(treated, h - effect, h)
-    du = (_sigmoid(_UTIL_A + _UTIL_B * h1) - _sigmoid(_UTIL_A + _UTIL_B * h0)) * wf * tf
+    du = (expit(_UTIL_A + _UTIL_B * h1) - expit(_UTIL_A + _UTIL_B * h0)) * wf * tf
     if metric == "active_users":
         du = du * m["seats"].to_numpy(float)
     elif metric == "logins":

@@ -27,18 +27,10 @@ import numpy as np
 import pandas as pd
 
 from csforecast.forecast import baselines
-from csforecast.forecast.renewals import (
-    METHODS,
-    decision_rows,
-    estimate_tau,
-    fit_expansion,
-    method_results,
-    predict_churn,
-    renewal_book,
-    save_calibration,
-    scoring_rows,
-    shock_evidence,
-)
+from csforecast.simulate.truth import FROM_SOURCE, resolve_oracle
+from csforecast.forecast.book import renewal_book
+from csforecast.forecast.montecarlo import estimate_tau, method_results, save_calibration, shock_evidence
+from csforecast.forecast.renewals import METHODS, decision_rows, fit_expansion, predict_churn, scoring_rows
 
 __all__ = ["run_backtest", "fan_chart", "log_backtest"]
 
@@ -154,19 +146,20 @@ def _ratio_if_oracle_true(d: pd.DataFrame, seed: int, n: int = 400) -> dict:
 def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, draws: int | None = None,
                  seed: int | None = None, churn_params: dict | None = None,
                  progress: Callable[[str], None] | None = None, with_oracle: bool = True,
-                 snapshots: pd.DataFrame | None = None) -> dict:
+                 snapshots: pd.DataFrame | None = None, oracle=FROM_SOURCE) -> dict:
     """Back-test the renewal forecast on the last ``quarters`` complete quarters (see the module doc).
 
     Returns {"quarters": [one row per quarter and method], "segments": [one row per quarter, method and
     segment], "summary": {method: {...}}, "tau": {method: tau for the next quarter}, "detail": {...}}.
     ``snapshots``: the monthly snapshots (build_snapshots over the grid, labels at the data end) when the
-    caller already has them.
+    caller already has them. ``oracle``: the simulator's truth (a Truth, or None for real data), back-tested
+    as the extra method "oracle"; ``with_oracle=False`` leaves it out. Entry-point boundary: the default
+    ``FROM_SOURCE`` opens the source's truth/ here, because the ``backtest`` command does not pass it yet.
     """
     from csforecast.config import get_settings
     from csforecast.features.catalogue import DEFAULT_EXCLUDE
     from csforecast.features.snapshot import build_snapshots, data_end, feature_columns
     from csforecast.models.churn import ChurnClassifier
-    from csforecast.simulate.truth import load_truth
 
     tell = progress or (lambda _msg: None)
     t0 = time.time()
@@ -189,7 +182,7 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
         snaps = snapshots
     feats = [f for f in feature_columns(snaps) if f not in DEFAULT_EXCLUDE]  # as the churn pipeline
     contracts, accounts = source.frame("contracts"), source.frame("accounts")
-    truth = load_truth(source.location) if with_oracle else None
+    truth = resolve_oracle(oracle, source) if with_oracle else None
     methods = list(METHODS) + (["oracle"] if truth is not None else [])
     shocks: dict[str, list[tuple[float, float, float]]] = {m: [] for m in methods}
     rows: list[dict] = []

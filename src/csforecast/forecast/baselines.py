@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
 
+from csforecast.forecast.book import renewal_book
+
 __all__ = ["last_year", "overall_churn_rate", "quarterly_series", "renewal_history", "time_series"]
 
 MAX_QUARTERS = 16
@@ -31,8 +33,6 @@ TREND_QUARTERS = 10
 
 def renewal_history(contracts: pd.DataFrame, accounts: pd.DataFrame | None, as_of) -> pd.DataFrame:
     """Renewal decisions due before as_of with their outcome as known on as_of (renewed / churned)."""
-    from csforecast.forecast.renewals import renewal_book
-
     b = renewal_book(contracts, accounts, None, as_of, as_of)
     b = b[b["status"] != "pending"].copy()
     b["renewed"] = b["status"] == "renewed"

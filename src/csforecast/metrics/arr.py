@@ -18,14 +18,13 @@ Every definition is in docs/metrics.md; this module is the reference implementat
 """
 from __future__ import annotations
 
-import datetime as _dt
-import math
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from csforecast.jsonsafe import to_records
 
 __all__ = [
     "MOVEMENT_COLUMNS",
@@ -446,53 +445,5 @@ def periodic_churn_rate(annual_rate, periods_per_year):
 
 
 # --------------------------------------------------------------------------------------------------------
-# JSON output
+# JSON output: to_records lives in csforecast.jsonsafe (re-exported here for the CLI and API call sites)
 # --------------------------------------------------------------------------------------------------------
-def _json_safe(v):
-    if v is None or v is pd.NA or v is pd.NaT:
-        return None
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating, Decimal)):
-        f = float(v)
-        return f if math.isfinite(f) else None
-    if isinstance(v, str):
-        return v
-    if isinstance(v, (pd.Timestamp, _dt.datetime, np.datetime64)):
-        ts = pd.Timestamp(v)
-        if ts is pd.NaT:
-            return None
-        if ts.tzinfo is None and ts == ts.normalize():
-            return ts.date().isoformat()
-        return ts.isoformat()
-    if isinstance(v, _dt.date):
-        return v.isoformat()
-    if isinstance(v, (pd.Timedelta, np.timedelta64)):
-        td = pd.Timedelta(v)
-        return None if td is pd.NaT else td.isoformat()
-    if isinstance(v, pd.Period):
-        return str(v)
-    if isinstance(v, dict):
-        return {str(k): _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return [_json_safe(x) for x in v]
-    try:
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(v)
-
-
-def to_records(df: pd.DataFrame | pd.Series) -> list[dict]:
-    """JSON-safe list of row dicts: NaN/NA/NaT/inf -> None, dates -> ISO strings ("2024-04-01", or a full
-    ISO timestamp when there is a time of day), numpy scalars -> Python scalars, Periods -> "2024Q1".
-    A named index (e.g. account_id of `account_arr_at`) becomes column(s); an unnamed index is dropped."""
-    if isinstance(df, pd.Series):
-        df = df.to_frame(df.name if df.name is not None else "value")
-    if any(name is not None for name in df.index.names):
-        df = df.reset_index()
-    cols = [str(col) for col in df.columns]
-    return [{col: _json_safe(v) for col, v in zip(cols, row)} for row in df.itertuples(index=False, name=None)]

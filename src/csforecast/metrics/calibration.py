@@ -1,4 +1,4 @@
-"""Classification and calibration metrics for churn probabilities.
+"""Classification and calibration metrics for churn probabilities: the one definition of each.
 
 Every function takes ``y`` (binary labels: 0/1 or bool) and ``p`` (predicted
 probability of the positive class, in [0, 1]) as array-likes of equal length and
@@ -13,16 +13,22 @@ Malformed inputs (length mismatch, labels other than 0/1, probabilities outside
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
-from scipy.special import logit
-from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+from scipy.special import expit, logit
+from scipy.stats import rankdata
+from sklearn.metrics import average_precision_score
 
 __all__ = [
     "EPS",
+    "rank_auc",
+    "pr_auc",
+    "clipped_log_loss",
+    "brier_score",
     "expected_calibration_error",
+    "calibration_slope",
+    "calibration_intercept",
     "calibration_slope_intercept",
     "top_decile_lift",
     "classification_metrics",
@@ -142,43 +148,90 @@ def calibration_curve_table(y, p, n_bins: int = 10, strategy: str = "uniform") -
     )
 
 
-def calibration_slope_intercept(y, p) -> dict[str, float]:
-    """Logistic recalibration of ``p`` against ``y`` (unpenalised, statsmodels GLM).
+def rank_auc(y, s) -> float:
+    """ROC AUC of score ``s`` (higher = more likely positive) for binary ``y``, as the Mann-Whitney statistic
+    with mid-ranks for ties (the same number as sklearn's ``roc_auc_score``, without its input checks, so it
+    is cheap inside a bootstrap). NaN when one class is missing."""
+    y = np.asarray(y).astype(bool)
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    r = rankdata(s)
+    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
-    * ``calibration_slope``: ``b`` in ``logit P(y=1) = a + b * logit(p)``; 1 is ideal,
-      < 1 means over-confident predictions (too extreme), > 1 under-confident.
-    * ``calibration_intercept`` (calibration-in-the-large): ``a`` in
-      ``logit P(y=1) = a + offset(logit(p))``; 0 is ideal, > 0 means ``p`` is too low
-      on average.
 
-    ``p`` is clipped to [EPS, 1 - EPS] before taking the logit. Both values are NaN
-    when ``y`` has a single class or the fit does not converge (e.g. perfect
-    separation); the slope is also NaN when ``p`` is constant.
-    """
-    import statsmodels.api as sm  # local import: statsmodels is slow to import
-
+def pr_auc(y, p) -> float:
+    """Average precision (sklearn ``average_precision_score``); NaN when ``y`` has a single class."""
     y, p = _check(y, p)
-    out = {"calibration_slope": float("nan"), "calibration_intercept": float("nan")}
     if len(y) == 0 or y.min() == y.max():
-        return out
-    lp = logit(np.clip(p, EPS, 1 - EPS))
-    fam = sm.families.Binomial()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        return float("nan")
+    return float(average_precision_score(y, p))
+
+
+def clipped_log_loss(y, p) -> float:
+    """Mean negative log-likelihood with ``p`` clipped to [EPS, 1 - EPS] (finite even for p = 0 or 1)."""
+    y, p = _check(y, p)
+    if len(y) == 0:
+        return float("nan")
+    pc = np.clip(p, EPS, 1 - EPS)
+    return float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc)))
+
+
+def brier_score(y, p) -> float:
+    """Brier score: mean squared difference between ``p`` and the 0/1 outcome."""
+    y, p = _check(y, p)
+    return float(np.mean((p - y) ** 2)) if len(y) else float("nan")
+
+
+def _logistic_mle(X: np.ndarray, y: np.ndarray, offset: np.ndarray, start: np.ndarray) -> np.ndarray | None:
+    """Unpenalised logistic regression of ``y`` on ``X`` (with an offset) by Newton-Raphson; None when there
+    is no finite maximum (separation) or no convergence in 50 steps."""
+    beta = start.astype(float).copy()
+    for _ in range(50):
+        mu = expit(X @ beta + offset)
+        w = np.maximum(mu * (1 - mu), 1e-12)
         try:
-            res = sm.GLM(y, np.ones_like(lp)[:, None], family=fam, offset=lp).fit()
-            if res.converged and np.isfinite(res.params[0]):
-                out["calibration_intercept"] = float(res.params[0])
-        except Exception:  # noqa: BLE001 - statsmodels raises several types on degenerate data
-            pass
-        if np.ptp(lp) > 0:
-            try:
-                res = sm.GLM(y, sm.add_constant(lp, has_constant="add"), family=fam).fit()
-                if res.converged and np.isfinite(res.params[1]):
-                    out["calibration_slope"] = float(res.params[1])
-            except Exception:  # noqa: BLE001
-                pass
-    return out
+            step = np.linalg.solve(X.T @ (X * w[:, None]), X.T @ (y - mu))
+        except np.linalg.LinAlgError:
+            return None
+        beta = beta + step
+        if not np.all(np.isfinite(beta)) or np.max(np.abs(beta)) > 1e4:
+            return None      # (quasi-)separation: no finite maximum likelihood estimate
+        if np.max(np.abs(step)) < 1e-10:
+            return beta
+    return None
+
+
+def calibration_slope(y, p) -> float:
+    """``b`` in ``logit P(y=1) = a + b * logit(p)`` (maximum likelihood); 1 is ideal, < 1 means
+    over-confident predictions (too extreme), > 1 under-confident. ``p`` is clipped to [EPS, 1 - EPS]
+    before the logit. NaN when ``y`` has a single class, ``p`` is constant or there is no finite estimate."""
+    y, p = _check(y, p)
+    if len(y) == 0 or y.min() == y.max():
+        return float("nan")
+    z = logit(np.clip(p, EPS, 1 - EPS))
+    if np.ptp(z) == 0:
+        return float("nan")
+    beta = _logistic_mle(np.column_stack([np.ones_like(z), z]), y, np.zeros_like(z), np.array([0.0, 1.0]))
+    return float("nan") if beta is None else float(beta[1])
+
+
+def calibration_intercept(y, p) -> float:
+    """Calibration-in-the-large: ``a`` in ``logit P(y=1) = a + offset(logit(p))`` (maximum likelihood); 0 is
+    ideal, > 0 means ``p`` is too low on average. NaN when ``y`` has a single class."""
+    y, p = _check(y, p)
+    if len(y) == 0 or y.min() == y.max():
+        return float("nan")
+    z = logit(np.clip(p, EPS, 1 - EPS))
+    beta = _logistic_mle(np.ones((len(z), 1)), y, z, np.zeros(1))
+    return float("nan") if beta is None else float(beta[0])
+
+
+def calibration_slope_intercept(y, p) -> dict[str, float]:
+    """Logistic recalibration of ``p`` against ``y``: :func:`calibration_slope` and
+    :func:`calibration_intercept` as ``{"calibration_slope": b, "calibration_intercept": a}``."""
+    return {"calibration_slope": calibration_slope(y, p), "calibration_intercept": calibration_intercept(y, p)}
 
 
 def top_decile_lift(y, p, fraction: float = 0.1) -> float:
@@ -210,13 +263,11 @@ def classification_metrics(y, p) -> dict[str, float]:
     nan = float("nan")
     if n == 0:
         return {k: (0 if k == "n" else nan) for k in METRIC_KEYS}
-    two_classes = y.min() != y.max()
-    pc = np.clip(p, EPS, 1 - EPS)
     out = {
-        "auc": float(roc_auc_score(y, p)) if two_classes else nan,
-        "pr_auc": float(average_precision_score(y, p)) if two_classes else nan,
-        "log_loss": float(log_loss(y, pc, labels=[0.0, 1.0])),
-        "brier": float(brier_score_loss(y, p, pos_label=1.0)) if two_classes else float(np.mean((p - y) ** 2)),
+        "auc": rank_auc(y, p),
+        "pr_auc": pr_auc(y, p),
+        "log_loss": clipped_log_loss(y, p),
+        "brier": brier_score(y, p),
         "ece": expected_calibration_error(y, p),
     }
     out.update(calibration_slope_intercept(y, p))

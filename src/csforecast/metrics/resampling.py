@@ -1,9 +1,8 @@
 """Cluster bootstrap for validation metrics.
 
 Validation rows are monthly snapshots of renewals, several per account, so rows are not independent: every
-resample draws *accounts* with replacement and takes all their rows. `rank_auc` is the Mann–Whitney AUC
-(the same number as sklearn's roc_auc_score) without sklearn's input checks, cheap enough to recompute in
-every resample.
+resample draws *accounts* with replacement and takes all their rows. The metrics recomputed in each resample
+are the ones in `csforecast.metrics.calibration` (e.g. `rank_auc`, cheap enough for every resample).
 """
 from __future__ import annotations
 
@@ -11,9 +10,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
-__all__ = ["cluster_resamples", "rank_auc", "percentile_ci"]
+__all__ = ["cluster_resamples", "percentile_ci"]
 
 
 def cluster_resamples(clusters: np.ndarray, n: int, seed: int) -> Iterator[np.ndarray]:
@@ -24,17 +22,6 @@ def cluster_resamples(clusters: np.ndarray, n: int, seed: int) -> Iterator[np.nd
     for _ in range(n):
         mult = np.bincount(rng.integers(0, len(uniq), len(uniq)), minlength=len(uniq))
         yield np.repeat(rows, mult[codes])
-
-
-def rank_auc(y: np.ndarray, s: np.ndarray) -> float:
-    """AUC of score `s` (higher = more likely positive) for binary `y`; NaN when one class is missing."""
-    y = np.asarray(y).astype(bool)
-    n1 = int(y.sum())
-    n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    r = rankdata(s)
-    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def percentile_ci(draws, level: float = 0.95, min_draws: int = 20) -> tuple[float | None, float | None]:

@@ -1,15 +1,19 @@
-"""Estimators: churn probability, time to churn, health score."""
-from importlib import import_module
+"""Estimators (scikit-learn conventions: keyword-only parameters stored verbatim, fitted attributes ending in
+``_``, ``NotFittedError`` before fit, ``clone``-able):
 
-_EXPORTS = {
-    "ChurnClassifier": "csforecast.models.churn",
-    "SurvivalModel": "csforecast.models.survival",
-    "HealthScoreModel": "csforecast.models.health",
-}
-__all__ = list(_EXPORTS)
+* ``ChurnClassifier`` - calibrated churn probability at the next renewal, exact per-column explanations;
+* ``SurvivalModel`` - Cox PH / Weibull AFT time-to-churn on any DataFrame (lifelines);
+* ``SnapshotSurvivalModel`` - the served survival model: snapshot rows in, survival on the renewal clock out;
+* ``HealthScoreModel`` - the learned 0–100 health score with exact Shapley component contributions;
+* ``ExpansionModel`` - ARR change at renewal, given that the renewal happens;
+* ``ShiftedBetaGeometric`` - cohort retention (Fader & Hardie).
+"""
+from csforecast.models.churn import ChurnClassifier
+from csforecast.models.expansion import ExpansionModel
+from csforecast.models.health import HealthScoreModel
+from csforecast.models.sbg import ShiftedBetaGeometric
+from csforecast.models.snapshot_survival import SnapshotSurvivalModel
+from csforecast.models.survival import SurvivalModel
 
-
-def __getattr__(name):  # lazy, so importing one family does not import the others' heavy deps
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(name)
+__all__ = ["ChurnClassifier", "SurvivalModel", "SnapshotSurvivalModel", "HealthScoreModel", "ExpansionModel",
+           "ShiftedBetaGeometric"]

@@ -26,105 +26,20 @@ from scipy.special import expit, logit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
-from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import log_loss
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+from csforecast.models.calibrators import EPS, apply_calibrator, choose_calibration, clipped_log_loss
+from csforecast.models.tabular import as_float, as_str, time_key, time_split
 
 __all__ = ["ChurnClassifier", "time_split"]
 
+ALGORITHMS = ("auto", "lightgbm", "logistic", "blend")
 BLEND_WEIGHT = 0.5  # weight of the LightGBM logit in the "blend" candidate
-EPS = 1e-6  # final probabilities are clipped to [EPS, 1 - EPS]
 OTHER = "__other__"  # level for categories that are rare at fit time or unseen
 MISSING = "__missing__"  # explicit missing level in the logistic one-hot encoding
-
-
-# --------------------------------------------------------------------------- helpers
-def _time_key(sample_time, n: int) -> tuple[np.ndarray, bool]:
-    """Convert ``sample_time`` (datetimes, date strings or numbers) to a sortable array:
-    float64 for numbers, int64 nanoseconds since epoch (UTC) for datetimes. Returns
-    ``(key, is_datetime)``."""
-    t = sample_time.reset_index(drop=True) if isinstance(sample_time, pd.Series) else pd.Series(sample_time)
-    if len(t) != n:
-        raise ValueError(f"sample_time has length {len(t)}, expected {n} (one per row of X)")
-    if t.isna().any():
-        raise ValueError("sample_time contains missing values")
-    if ptypes.is_numeric_dtype(t) and not ptypes.is_bool_dtype(t):
-        return t.to_numpy(dtype="float64"), False
-    if not ptypes.is_datetime64_any_dtype(t):
-        try:
-            t = pd.to_datetime(t, utc=True)
-        except (TypeError, ValueError) as exc:
-            raise ValueError("sample_time must hold datetimes or numbers") from exc
-    if getattr(t.dt, "tz", None) is not None:
-        t = t.dt.tz_convert("UTC").dt.tz_localize(None)
-    return t.to_numpy(dtype="datetime64[ns]").astype("int64"), True
-
-
-def _tie_safe_cut(t_sorted: np.ndarray, k: int) -> int:
-    """Cut position nearest to ``k`` such that equal times never straddle the cut."""
-    if k <= 0 or k >= len(t_sorted):
-        return k
-    lo = int(np.searchsorted(t_sorted, t_sorted[k], side="left"))
-    hi = int(np.searchsorted(t_sorted, t_sorted[k], side="right"))
-    return lo if (k - lo <= hi - k and lo > 0) or hi >= len(t_sorted) else hi
-
-
-def time_split(t: np.ndarray, fractions) -> list[np.ndarray]:
-    """Split row indices into consecutive time slices.
-
-    ``t``: sortable 1-D array of times (one per row). ``fractions``: slice sizes that
-    sum to 1. Returns one index array per slice, each sorted by time. Cuts are placed
-    at time thresholds (as close as possible to the requested fractions), so rows with
-    equal ``t`` are always in the same slice. Raises ``ValueError`` if a slice would be
-    empty (too few rows or distinct times).
-    """
-    t = np.asarray(t)
-    order = np.argsort(t, kind="stable")
-    ts = t[order]
-    n = len(t)
-    bounds = [0]
-    for cum in np.cumsum(fractions)[:-1]:
-        bounds.append(_tie_safe_cut(ts, int(round(cum * n))))
-    bounds.append(n)
-    if any(b1 <= b0 for b0, b1 in zip(bounds[:-1], bounds[1:])):
-        raise ValueError(
-            f"cannot split {n} rows into time slices {list(fractions)}: too few rows or distinct sample_time values"
-        )
-    return [order[b0:b1] for b0, b1 in zip(bounds[:-1], bounds[1:])]
-
-
-def _as_float(s: pd.Series, kind: str) -> np.ndarray:
-    """Column as a new float array: datetimes as days since 1970-01-01 (UTC), timedeltas
-    in days, anything unparseable or infinite as NaN."""
-    if kind == "datetime" and not ptypes.is_datetime64_any_dtype(s):
-        s = pd.to_datetime(s, errors="coerce", utc=True)
-    elif kind == "timedelta" and not ptypes.is_timedelta64_dtype(s):
-        s = pd.to_timedelta(s, errors="coerce")
-    if ptypes.is_datetime64_any_dtype(s):
-        if getattr(s.dt, "tz", None) is not None:
-            s = s.dt.tz_convert("UTC").dt.tz_localize(None)
-        return ((s - pd.Timestamp(0)) / pd.Timedelta(days=1)).to_numpy(dtype="float64", na_value=np.nan)
-    if ptypes.is_timedelta64_dtype(s):
-        return (s / pd.Timedelta(days=1)).to_numpy(dtype="float64", na_value=np.nan)
-    if not ptypes.is_numeric_dtype(s):
-        s = pd.to_numeric(s, errors="coerce")
-    v = s.to_numpy(dtype="float64", na_value=np.nan)
-    return np.where(np.isfinite(v), v, np.nan)  # always a copy: never touch the caller's data
-
-
-def _as_str(s: pd.Series) -> pd.Series:
-    """Values as strings (so mixed-type object columns compare consistently), NaN kept."""
-    s = s.astype(object)
-    missing = s.isna().to_numpy()
-    out = s.astype(str)
-    out[missing] = np.nan
-    return out
-
-
-def _logloss(y, p) -> float:
-    return float(log_loss(y, np.clip(p, EPS, 1 - EPS), labels=[0, 1]))
 
 
 # ------------------------------------------------------------------------ estimator
@@ -148,15 +63,17 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
        ``logistic_Cs``). The lower log loss wins (``algorithm="auto"``). Both
        candidates are tuned on that same slice (rounds / ``C``), so these scores
        (``candidate_scores_``) are optimistic, LightGBM's more so (hundreds of rounds
-       against a handful of ``C`` values). With ``algorithm="auto"`` a third candidate,
-       ``"blend"``, averages the two raw logits.
+       against a handful of ``C`` values). With ``algorithm="auto"`` (or ``"blend"``) a
+       third candidate, ``"blend"``, averages the two raw logits.
     4. If ``refit`` (default), both models are refitted on fit+selection rows with the
        chosen number of boosting rounds / ``C`` (no early stopping). The calibration
        slice is never used for training, so it stays out-of-sample.
     5. Model choice: each candidate's best cross-validated calibrated log loss on the
        calibration slice (step 6's procedure; ``choice_scores_``); the lowest wins.
        Nothing was tuned on that slice, so no candidate is favoured. If the slice
-       cannot be cross-validated, the selection-slice scores decide.
+       cannot be cross-validated, the selection-slice scores decide. With
+       ``algorithm="blend"`` the blend is kept whatever the scores (the scores are
+       still reported), so a caller can force any of the three candidates.
     6. Calibration on the calibration slice, as a map of the raw logit: Platt
        (``sigmoid(a*z + b)``) or isotonic regression. With ``calibration="auto"`` the
        method is chosen by time-ordered 2-fold cross-validation inside the slice
@@ -177,7 +94,8 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    algorithm : {"auto", "lightgbm", "logistic"}
+    algorithm : {"auto", "lightgbm", "logistic", "blend"}
+        ``"auto"`` chooses among the three candidates; the others force one.
     calibration : {"auto", "platt", "isotonic", "none"}
     fit_fraction, selection_fraction : float
         Time fractions of the fit and selection slices; the calibration slice gets
@@ -261,6 +179,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
+        *,
         algorithm: str = "auto",
         calibration: str = "auto",
         fit_fraction: float = 0.6,
@@ -301,6 +220,18 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
+    # ------------------------------------------------------------------ sklearn protocol
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "base_rate_")          # set last in fit
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True            # LightGBM natively; the logistic part imputes
+        tags.input_tags.categorical = True          # any non-numeric column is a category
+        tags.input_tags.string = True
+        tags.classifier_tags.multi_class = False    # churn / no churn
+        return tags
+
     # ------------------------------------------------------------------ input handling
     @staticmethod
     def _to_frame(X) -> pd.DataFrame:
@@ -335,7 +266,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
                 kinds[col] = "numeric"
             else:
                 kinds[col] = "categorical"
-                counts = _as_str(s).value_counts(dropna=True)
+                counts = as_str(s).value_counts(dropna=True)
                 keep = counts[counts >= self.min_category_count].index
                 cats[col] = sorted(str(v) for v in keep if v != OTHER) + [OTHER]
         self.feature_kinds_, self.categories_ = kinds, cats
@@ -348,11 +279,11 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             s = X[col]
             if self.feature_kinds_[col] == "categorical":
                 levels = self.categories_[col]
-                v = _as_str(s)
+                v = as_str(s)
                 v = v.where(v.isin(levels) | v.isna(), OTHER)
                 data[f"f{i}"] = pd.Categorical(v.to_numpy(), categories=levels)
             else:
-                data[f"f{i}"] = _as_float(s, self.feature_kinds_[col])
+                data[f"f{i}"] = as_float(s, self.feature_kinds_[col])
         return pd.DataFrame(data, index=X.index)
 
     # --------------------------------------------------------------------- candidates
@@ -446,7 +377,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         )
         best = int(m.best_iteration_ or self.n_estimators)
         p = m.booster_.predict(Xs, num_iteration=best)
-        return m, best, _logloss(ys, p)
+        return m, best, clipped_log_loss(ys, p)
 
     def _fit_logistic(self, Xf, yf, Xs, ys):
         scores, models = {}, {}
@@ -455,7 +386,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # ConvergenceWarning on tiny / separable data
                 m.fit(Xf, yf)
-            scores[float(C)] = _logloss(ys, m.predict_proba(Xs)[:, 1])
+            scores[float(C)] = clipped_log_loss(ys, m.predict_proba(Xs)[:, 1])
             models[float(C)] = m
         best = min(scores, key=scores.get)
         return models[best], best, scores
@@ -473,8 +404,8 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             Observation time of each row (datetimes, date strings or numbers), aligned
             by position with ``X``. If None, row order is time order.
         """
-        if self.algorithm not in ("auto", "lightgbm", "logistic"):
-            raise ValueError(f"algorithm must be 'auto', 'lightgbm' or 'logistic', got {self.algorithm!r}")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be 'auto', 'lightgbm', 'logistic' or 'blend', got {self.algorithm!r}")
         if self.calibration not in ("auto", "platt", "isotonic", "none"):
             raise ValueError(f"calibration must be 'auto', 'platt', 'isotonic' or 'none', got {self.calibration!r}")
         cal_fraction = 1.0 - self.fit_fraction - self.selection_fraction
@@ -502,7 +433,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         if sample_time is None:
             t, is_dt = np.arange(len(X)), False
         else:
-            t, is_dt = _time_key(sample_time, len(X))
+            t, is_dt = time_key(sample_time, len(X))
         fit_idx, sel_idx, cal_idx = time_split(t, [self.fit_fraction, self.selection_fraction, cal_fraction])
         for name, idx in (("fit", fit_idx), ("selection", sel_idx)):
             if len(np.unique(yb[idx])) < 2:
@@ -517,18 +448,19 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         self._learn_encoding(X.iloc[train_idx])
         Xe = self._encode(X)
         Xl = self._logistic_input(Xe) if self.algorithm != "lightgbm" else None
+        both = self.algorithm in ("auto", "blend")
 
         # candidates: trained on fit slice, scored on selection slice
         self.candidate_scores_, self.best_iteration_, self.best_C_, self.logistic_scores_ = {}, None, None, {}
         models, sel_logits = {}, {}
-        if self.algorithm in ("auto", "lightgbm"):
+        if both or self.algorithm == "lightgbm":
             m, self.best_iteration_, score = self._fit_lightgbm(
                 Xe.iloc[fit_idx], yb[fit_idx], Xe.iloc[sel_idx], yb[sel_idx]
             )
             models["lightgbm"], self.candidate_scores_["lightgbm"] = m, score
             sel_logits["lightgbm"] = m.booster_.predict(Xe.iloc[sel_idx], num_iteration=self.best_iteration_,
                                                         raw_score=True)
-        if self.algorithm in ("auto", "logistic"):
+        if both or self.algorithm == "logistic":
             m, self.best_C_, self.logistic_scores_ = self._fit_logistic(
                 Xl.iloc[fit_idx], yb[fit_idx], Xl.iloc[sel_idx], yb[sel_idx]
             )
@@ -538,7 +470,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             # the two models err differently (trees: steps and interactions; logistic: smooth main effects),
             # so the mean of their logits is often better than either
             z = BLEND_WEIGHT * sel_logits["lightgbm"] + (1 - BLEND_WEIGHT) * sel_logits["logistic"]
-            self.candidate_scores_["blend"] = _logloss(yb[sel_idx], expit(z))
+            self.candidate_scores_["blend"] = clipped_log_loss(yb[sel_idx], expit(z))
 
         # refit every candidate's model(s) on fit + selection rows
         fitted = {}
@@ -572,7 +504,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             if self.calibration_scores_:
                 self.choice_scores_[name] = min(self.calibration_scores_.values())
         scores = self.choice_scores_ if len(self.choice_scores_) == len(zc) else self.candidate_scores_
-        self.chosen_ = min(scores, key=scores.get)
+        self.chosen_ = "blend" if self.algorithm == "blend" else min(scores, key=scores.get)
         self.blend_weight_ = {"lightgbm": 1.0, "logistic": 0.0, "blend": BLEND_WEIGHT}[self.chosen_]
         if self.blend_weight_ == 1.0:
             self.linear_model_, self.design_mean_, self.design_source_ = None, None, None
@@ -583,51 +515,10 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _fit_calibration(self, z, y, t) -> None:
-        self.platt_, self.isotonic_, self.calibration_scores_ = None, None, {}
-        method = self.calibration
-        if method != "none" and len(np.unique(y)) < 2:
-            warnings.warn("calibration slice has a single class; predictions are left uncalibrated", stacklevel=3)
-            method = "none"
-        if method == "auto":
-            try:
-                halves = time_split(t, [0.5, 0.5])
-            except ValueError:
-                halves = None
-            if halves is None or any(len(np.unique(y[h])) < 2 for h in halves):
-                method = "platt"  # too little data to cross-validate: the 2-parameter map is the safe choice
-            else:
-                for name in ("none", "platt", "isotonic"):
-                    losses = []
-                    for a, b in (halves, halves[::-1]):
-                        cal = self._fit_calibrator(name, z[a], y[a]) if name != "none" else None
-                        losses.append(_logloss(y[b], self._apply_calibrator(name, cal, z[b])) * len(b))
-                    self.calibration_scores_[name] = float(sum(losses) / len(y))
-                method = min(self.calibration_scores_, key=self.calibration_scores_.get)
+        method, fitted, self.calibration_scores_ = choose_calibration(self.calibration, z, y, t)
         self.calibration_ = method
-        if method == "platt":
-            self.platt_ = self._fit_calibrator("platt", z, y)
-        elif method == "isotonic":
-            self.isotonic_ = self._fit_calibrator("isotonic", z, y)
-
-    @staticmethod
-    def _fit_calibrator(name, z, y):
-        if name == "platt":
-            lr = LogisticRegression(C=np.inf, max_iter=1000).fit(z[:, None], y)
-            return float(lr.coef_[0, 0]), float(lr.intercept_[0])
-        return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(z, y)
-
-    @staticmethod
-    def _apply_calibrator(name, cal, z) -> np.ndarray:
-        if len(z) == 0:
-            return np.empty(0)
-        if name == "platt":
-            a, b = cal
-            p = expit(a * z + b)
-        elif name == "isotonic":
-            p = cal.predict(z)
-        else:
-            p = expit(z)
-        return np.clip(p, EPS, 1 - EPS)
+        self.platt_ = fitted if method == "platt" else None
+        self.isotonic_ = fitted if method == "isotonic" else None
 
     # ---------------------------------------------------------------------- predict
     def _raw_logit(self, Xe: pd.DataFrame) -> np.ndarray:
@@ -643,15 +534,17 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
 
     def _calibrate(self, z: np.ndarray) -> np.ndarray:
         cal = {"platt": self.platt_, "isotonic": self.isotonic_, "none": None}[self.calibration_]
-        return self._apply_calibrator(self.calibration_, cal, z)
+        return apply_calibrator(self.calibration_, cal, z)
 
     def predict_proba(self, X) -> np.ndarray:
         """Calibrated probabilities, shape (n, 2); column 1 is P(churn), in [1e-6, 1-1e-6]."""
+        check_is_fitted(self)
         p = self._calibrate(self._raw_logit(self._encode(self._check_X(X))))
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X) -> np.ndarray:
         """Class labels: ``classes_[1]`` where P(churn) >= ``threshold``."""
+        check_is_fitted(self)
         return self.classes_[(self.predict_proba(X)[:, 1] >= self.threshold).astype(int)]
 
     # ---------------------------------------------------------------------- explain
@@ -679,6 +572,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         column; ``base_value = intercept + coef . mean``. Blend: the weighted sum of the two
         (still exact: both parts are additive).
         """
+        check_is_fitted(self)
         Xc = self._check_X(X)
         Xe = self._encode(Xc)
         w = self.blend_weight_
@@ -718,6 +612,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
           kept unscaled and the residual ``g(z) - g(z0) - sum(contributions)`` is
           added to the column with the largest absolute raw contribution.
         """
+        check_is_fitted(self)
         raw = self.explain_raw(X)
         phi = raw.iloc[:, :-1].to_numpy()
         z0 = float(raw["base_value"].iloc[0]) if len(raw) else 0.0
@@ -753,6 +648,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         random subsample of ``max_rows`` rows (seeded by ``random_state``) is used,
         because TreeSHAP is the expensive part of :meth:`explain`.
         """
+        check_is_fitted(self)
         X = self._check_X(X)
         if max_rows is not None and len(X) > max_rows:
             X = X.sample(n=max_rows, random_state=random_state)

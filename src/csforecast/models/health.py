@@ -29,7 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.special import expit
 from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from csforecast.features.catalogue import info
 
@@ -50,10 +52,6 @@ COMPONENTS: dict[str, tuple[str, str, str]] = {
     "sentiment": ("Sentiment", "Experience", "agree a recovery plan with the CSM"),
 }
 CHAMPION_LEVER = info("days_since_champion_left").lever
-
-
-def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def _num(df: pd.DataFrame, col: str) -> np.ndarray:
@@ -90,7 +88,7 @@ class _Per:
 def _exec_recency(d: np.ndarray) -> np.ndarray:
     """Days since the last executive meeting -> 0–100: logistic, 50 at 120 days, scale 30 days
     (30 d -> 95, 90 d -> 73, 180 d -> 12); none in the two-year look-back -> 0."""
-    return np.where(np.isnan(d), 0.0, 100.0 * _sigmoid(-(d - 120.0) / 30.0))
+    return np.where(np.isnan(d), 0.0, 100.0 * expit(-(d - 120.0) / 30.0))
 
 
 def _champion_stability(d: np.ndarray) -> np.ndarray:
@@ -264,7 +262,7 @@ def textbook_score(df: pd.DataFrame) -> np.ndarray:
 
 def health_from_eta(eta, eta_ref: float) -> np.ndarray:
     """S(eta) = 100 * sigmoid(-(eta - eta_ref)): monotone decreasing in the churn log-odds, 50 at eta_ref."""
-    return 100.0 * _sigmoid(-(np.asarray(eta, dtype=float) - eta_ref))
+    return 100.0 * expit(-(np.asarray(eta, dtype=float) - eta_ref))
 
 
 def exact_shapley(deltas: np.ndarray, value: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -315,9 +313,12 @@ class HealthScoreModel(BaseEstimator):
     alpha : significance level of the flags and the confidence intervals.
     cluster : cluster-robust (by account) standard errors and a design-effect corrected LR test; rows are
         repeated monthly snapshots of the same renewals, so naive standard errors would be far too small.
+
+    Predicting before ``fit`` raises sklearn's ``NotFittedError``. Missing measures score the neutral 50, so
+    ``X`` may lack measure columns at predict time (the affected measures are then neutral).
     """
 
-    def __init__(self, components: Sequence[str] | None = None, drop_flagged: bool = True, alpha: float = 0.05,
+    def __init__(self, *, components: Sequence[str] | None = None, drop_flagged: bool = True, alpha: float = 0.05,
                  cluster: bool = True):
         self.components = components
         self.drop_flagged = drop_flagged
@@ -347,6 +348,10 @@ class HealthScoreModel(BaseEstimator):
 
     def measure_scores(self, X: pd.DataFrame) -> pd.DataFrame:
         """0–100 score of every measure (missing -> NEUTRAL)."""
+        check_is_fitted(self)
+        return self._measure_scores(X)
+
+    def _measure_scores(self, X: pd.DataFrame) -> pd.DataFrame:
         out = {}
         for m in self.measures_:
             raw = m.raw(X)
@@ -366,7 +371,11 @@ class HealthScoreModel(BaseEstimator):
     def component_scores(self, X: pd.DataFrame, equal_measure_weights: bool = False) -> pd.DataFrame:
         """0–100 score of every component: the weighted mean of its measure scores with the learned
         `measure_weights_` (or, with `equal_measure_weights`, the plain mean: the hand-built scorecard)."""
-        ms = self.measure_scores(X)
+        check_is_fitted(self)
+        return self._component_scores(X, equal_measure_weights)
+
+    def _component_scores(self, X: pd.DataFrame, equal_measure_weights: bool = False) -> pd.DataFrame:
+        ms = self._measure_scores(X)
         out = {}
         for c in self.components_:
             names = [m.name for m in self.measures_ if m.component == c]
@@ -381,7 +390,7 @@ class HealthScoreModel(BaseEstimator):
         """Within each component, weights of its measures: from a logistic regression of churn on all measure
         scores (backward elimination of measures with the implausible sign), normalised to sum to 1 within the
         component; equal weights when none of its measures is left."""
-        ms = self.measure_scores(X)
+        ms = self._measure_scores(X)
         self.measure_weights_, self.measure_report_ = {}, {}
         # one joint regression, so a measure that only repeats another component's information gets little
         # weight; its weights are then normalised within each component
@@ -412,7 +421,7 @@ class HealthScoreModel(BaseEstimator):
         self.n_features_in_ = len(self.feature_names_in_)
         self._fit_transforms(X, y)
         self._fit_measure_weights(X, y)
-        C = self.component_scores(X)
+        C = self._component_scores(X)
         if groups is None and self.cluster and "account_id" in X:
             groups = X["account_id"].to_numpy()
         g = pd.factorize(np.asarray(groups))[0] if (groups is not None and self.cluster) else None
@@ -448,37 +457,48 @@ class HealthScoreModel(BaseEstimator):
         self.n_train_ = int(len(X))
         return self
 
-    # ---- predict
-    def _check(self):
-        if not hasattr(self, "weights_"):
-            raise RuntimeError("HealthScoreModel is not fitted")
+    # ---- sklearn protocol
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "weights_")
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True          # a missing measure scores the neutral 50
+        tags.input_tags.categorical = True        # segment (benchmarks) may be a string column
+        tags.input_tags.string = True
+        tags.target_tags.required = True
+        return tags
+
+    # ---- predict
     def linear_predictor(self, X: pd.DataFrame) -> np.ndarray:
-        self._check()
-        C = self.component_scores(X).to_numpy(dtype=float)
+        """eta: the fitted churn log-odds at the next renewal, b0 + sum_k w_k * c_k."""
+        check_is_fitted(self)
+        C = self._component_scores(X).to_numpy(dtype=float)
         return self.intercept_ + C @ self.weights_
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Health score 0–100 (higher = healthier)."""
+        check_is_fitted(self)
         return health_from_eta(self.linear_predictor(X), self.eta_ref_)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """[P(renew), P(churn)] at the next renewal from the fitted logistic regression (not a calibrated
         churn model: it sees health components only, no contract or profile covariates)."""
-        p = _sigmoid(self.linear_predictor(X))
+        check_is_fitted(self)
+        p = expit(self.linear_predictor(X))
         return np.column_stack([1 - p, p])
 
     def equal_weight_score(self, X: pd.DataFrame) -> np.ndarray:
         """The equal-weight scorecard a team would build by hand from the same measures and transforms: each
         component the plain mean of its measure scores, the score the plain mean of the components."""
-        self._check()
-        return self.component_scores(X, equal_measure_weights=True).mean(axis=1).to_numpy(dtype=float)
+        check_is_fitted(self)
+        return self._component_scores(X, equal_measure_weights=True).mean(axis=1).to_numpy(dtype=float)
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Exact Shapley contributions (score points) of each component to score - baseline (50).
         Components outside the fitted score (dropped) contribute exactly 0."""
-        self._check()
-        C = self.component_scores(X).to_numpy(dtype=float)
+        check_is_fitted(self)
+        C = self._component_scores(X).to_numpy(dtype=float)
         out = np.zeros_like(C)
         idx = [i for i, w in enumerate(self.weights_) if w != 0]
         if idx:
@@ -490,7 +510,7 @@ class HealthScoreModel(BaseEstimator):
         """Band cut-offs on the score: fixed, or (mode 'quantile') the red-th / yellow-th percentiles of the
         training scores."""
         if mode == "quantile":
-            self._check()
+            check_is_fitted(self)
             q = self.train_score_quantiles_
             pct = np.array([float(k) for k in q])
             val = np.array(list(q.values()))

@@ -8,16 +8,26 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.metrics import log_loss  # noqa: E402
 
+from csforecast.errors import TrainingDataError  # noqa: E402
 from csforecast.features.catalogue import DEFAULT_EXCLUDE  # noqa: E402,F401 (re-exported)
-from csforecast.metrics.calibration import by_group, calibration_curve_table, classification_metrics  # noqa: E402
+from csforecast.jsonsafe import finite_float  # noqa: E402
+from csforecast.metrics.calibration import (  # noqa: E402
+    by_group,
+    calibration_curve_table,
+    classification_metrics,
+    clipped_log_loss,
+)
 from csforecast.models.churn import ChurnClassifier  # noqa: E402
+from csforecast.pipelines.champion import GuardScore, register_candidate  # noqa: E402
 from csforecast.pipelines.context import TrainingContext  # noqa: E402
+from csforecast.pipelines.result import TrainingResult, ValidationSet  # noqa: E402
+from csforecast.scoring import families  # noqa: E402
 from csforecast.tracking import store  # noqa: E402
 from csforecast.tracking.pyfunc import EstimatorModel  # noqa: E402
 
 FAMILY = "churn"
+METRIC_KEYS = ("auc", "pr_auc", "log_loss", "brier", "ece", "calibration_slope", "top_decile_lift")
 
 
 def default_params(n_rows: int) -> dict:
@@ -25,29 +35,50 @@ def default_params(n_rows: int) -> dict:
     shallow, slow, strongly regularised trees; leaf sizes scale with the data."""
     return {"learning_rate": 0.02, "num_leaves": 4, "min_child_samples": max(50, n_rows // 100),
             "reg_lambda": 5.0, "fit_fraction": 0.7, "selection_fraction": 0.15}
-METRIC_KEYS = ("auc", "pr_auc", "log_loss", "brier", "ece", "calibration_slope", "top_decile_lift")
 
 
 def _subset(m: dict) -> dict:
-    return {k: (None if m.get(k) is None or m.get(k) != m.get(k) else round(float(m[k]), 6)) for k in METRIC_KEYS}
+    return {k: finite_float(m.get(k), 6) for k in METRIC_KEYS}
+
+
+def _by_segment(seg: dict) -> dict:
+    return {k: _subset(v) if isinstance(v, dict) and "auc" in v else v for k, v in seg.items()}
+
+
+def validation_set(ctx: TrainingContext) -> ValidationSet:
+    """The renewal-decision snapshots due on or after ``validation_start``, ``y`` = churned at that renewal."""
+    return ValidationSet.of_decisions(ctx.split(ctx.decision_rows())[1])
+
+
+def guard_score(estimator, validation: ValidationSet) -> float:
+    """The guard metric: clipped log loss of ``estimator`` on the validation rows (lower is better)."""
+    p = estimator.predict_proba(validation.rows[list(estimator.feature_names_in_)])[:, 1]
+    return clipped_log_loss(validation.outcomes["y"], p)
 
 
 def train_churn(ctx: TrainingContext, params: dict | None = None, register: bool = True,
-                feature_subset: list[str] | None = None, run_name: str | None = None, nested: bool = False) -> dict:
+                feature_subset: list[str] | None = None, run_name: str | None = None,
+                nested: bool = False) -> TrainingResult:
+    """Fit on decisions due before ``validation_start``, evaluate on the later ones (and the oracle's
+    probabilities on the same rows when ``ctx.oracle`` is set), log the run and register it under the guard
+    (``register=False``: log only)."""
+    family = families.get(FAMILY)
     rows = ctx.decision_rows()
     train, valid = ctx.split(rows)
     if train["label_churn"].nunique() < 2 or valid["label_churn"].nunique() < 2:
-        raise ValueError("not enough renewal outcomes on both sides of the time split to train a churn model")
+        raise TrainingDataError("not enough renewal outcomes on both sides of the time split to train a churn "
+                                "model")
+    val = ValidationSet.of_decisions(valid)
     feats = feature_subset or [f for f in ctx.features(rows) if f not in DEFAULT_EXCLUDE]
     est = ChurnClassifier(**{**default_params(len(train)), **(params or {})})
     est.fit(train[feats], train["label_churn"].astype(int), sample_time=train["renewal_date"])
-    y = valid["label_churn"].astype(int).to_numpy()
+    y = val.outcomes["y"]
     p = est.predict_proba(valid[feats])[:, 1]
     metrics = classification_metrics(y, p)
     seg = by_group(y, p, valid["segment"].to_numpy())
     oracle = None
-    if ctx.truth is not None:
-        po = ctx.truth.churn_probability(valid)
+    if ctx.oracle is not None:
+        po = ctx.oracle.churn_probability(valid)
         ok = ~np.isnan(po)
         oracle = classification_metrics(y[ok], po[ok])
         oracle_seg = by_group(y[ok], po[ok], valid["segment"].to_numpy()[ok])
@@ -56,23 +87,14 @@ def train_churn(ctx: TrainingContext, params: dict | None = None, register: bool
                          "n_train": int(len(train)), "n_valid": int(len(valid)),
                          "n_decisions_valid": int(valid["contract_id"].nunique()),
                          "validation_start": str(ctx.validation_start), "as_of": str(ctx.as_of),
-                         "by_segment": {k: _subset(v) if isinstance(v, dict) and "auc" in v else v
-                                        for k, v in seg.items()}}}
+                         "by_segment": _by_segment(seg)}}
     if oracle:
-        result["detail"]["oracle_by_segment"] = {k: _subset(v) if isinstance(v, dict) and "auc" in v else v
-                                                 for k, v in oracle_seg.items()}
+        result["detail"]["oracle_by_segment"] = _by_segment(oracle_seg)
+    candidate = GuardScore.of(family, metrics["log_loss"], len(y))
 
-    def beats(champion) -> tuple[bool, str]:
-        pc = champion.predict_proba(valid[list(champion.feature_names_in_)])[:, 1]
-        mine, theirs = log_loss(y, np.clip(p, 1e-6, 1 - 1e-6)), log_loss(y, np.clip(pc, 1e-6, 1 - 1e-6))
-        return mine < theirs, f"validation log loss {mine:.5f} vs champion {theirs:.5f} on {len(y)} rows"
-
-    with store.start_run(FAMILY, run_name=run_name, nested=nested,
-                         tags={"data_hash": ctx.data_hash, "as_of": str(ctx.as_of)}) as run:
-        store.log_params({"algorithm": est.chosen_, "calibration": est.calibration_, "as_of": ctx.as_of,
-                          "validation_start": ctx.validation_start, "n_features": len(feats),
-                          "snapshot_dates": f"{ctx.grid[0]}..{ctx.grid[-1]} ({len(ctx.grid)} monthly)",
-                          "data_hash": ctx.data_hash, **{f"param_{k}": v for k, v in (params or {}).items()}})
+    with store.start_run(FAMILY, run_name=run_name, nested=nested, tags=ctx.run_tags()) as run:
+        store.log_params({"algorithm": est.chosen_, "calibration": est.calibration_, **ctx.run_params(),
+                          "n_features": len(feats), **{f"param_{k}": v for k, v in (params or {}).items()}})
         store.log_metrics(metrics)
         if oracle:
             store.log_metrics(oracle, prefix="oracle_")
@@ -88,13 +110,11 @@ def train_churn(ctx: TrainingContext, params: dict | None = None, register: bool
         fig = _shap_summary(est, valid[feats])
         store.log_figure(fig, "shap_summary.png")
         plt.close(fig)
-        info = store.log_pyfunc(EstimatorModel(est, "churn_probability"), valid[feats].head(20),
-                                pd.DataFrame({"churn_probability": p[:20]}))
-        reg = (store.register_with_guard(FAMILY, info.model_uri, run.info.run_id, beats) if register
-               else store.Registration(run.info.run_id, None, None, "not registered"))
-    result.update({"run_id": reg.run_id, "version": reg.version, "alias": reg.alias, "guard": reg.guard})
-    result["_estimator"] = est
-    return result
+        info = store.log_pyfunc(EstimatorModel(est, FAMILY), valid[feats].head(20),
+                                family.pyfunc(est, valid[feats].head(20)))
+        reg = register_candidate(family, info.model_uri, run.info.run_id, candidate,
+                                 lambda champion: guard_score(champion, val), register=register)
+    return TrainingResult(FAMILY, result["metrics"], result["oracle"], result["detail"], est, val, candidate, reg)
 
 
 def _calibration_plot(y, p, po=None, yo=None):

@@ -1,16 +1,21 @@
-"""What every training pipeline shares: the source, the as-of date, the point-in-time snapshots (built once)
-and the time split. Train on decisions resolved before `validation_start`, validate on those after it."""
+"""What every training pipeline shares: the source, the as-of date, the point-in-time snapshots (built once),
+the time split and the oracle (the simulator's truth, passed in by the caller that owns simulated data; None
+for real data). Train on decisions resolved before `validation_start`, validate on those after it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from csforecast.data.sources import Source
+from csforecast.errors import TrainingDataError
 from csforecast.features.snapshot import build_snapshots, data_end, feature_columns, monthly_grid
-from csforecast.simulate.truth import Truth, load_truth
+
+if TYPE_CHECKING:
+    from csforecast.simulate.truth import Truth
 
 VALIDATION_MONTHS = 9
 WARMUP_DAYS = 90  # usage history a snapshot needs before its trailing windows are complete
@@ -22,9 +27,13 @@ class TrainingContext:
     as_of: date                      # nothing on or after this date is read
     validation_months: int = VALIDATION_MONTHS
     grid: list[date] = field(default_factory=list)
+    oracle: Truth | None = None      # evaluation only: metrics beside the model's, never used to fit
 
     @classmethod
-    def build(cls, source: Source, as_of: date | None = None, validation_months: int = VALIDATION_MONTHS):
+    def build(cls, source: Source, as_of: date | None = None, validation_months: int = VALIDATION_MONTHS, *,
+              oracle: Truth | None = None) -> "TrainingContext":
+        """The monthly snapshot grid from the first activity (+ warm-up) to ``as_of`` (default and cap: the
+        data end). Raises TrainingDataError with fewer than 6 monthly snapshots."""
         end = data_end(source)
         as_of = min(as_of or end, end)
         u = source.table("usage") if source.has("usage") else source.table("contracts")
@@ -33,9 +42,9 @@ class TrainingContext:
         first = pd.Timestamp(first).date() + timedelta(days=WARMUP_DAYS)
         grid = [d for d in monthly_grid(first, as_of) if d < as_of]
         if len(grid) < 6:
-            raise ValueError(f"too little history before {as_of}: need at least 6 monthly snapshots after a "
-                             f"{WARMUP_DAYS}-day warm-up, found {len(grid)}")
-        return cls(source, as_of, validation_months, grid)
+            raise TrainingDataError(f"too little history before {as_of}: need at least 6 monthly snapshots after "
+                                    f"a {WARMUP_DAYS}-day warm-up, found {len(grid)}")
+        return cls(source, as_of, validation_months, grid, oracle)
 
     @property
     def validation_start(self) -> date:
@@ -46,13 +55,19 @@ class TrainingContext:
         """Monthly snapshots before as_of, labels known only for renewals due before as_of."""
         return build_snapshots(self.source, self.grid, end=self.as_of)
 
-    @cached_property
-    def truth(self) -> Truth | None:
-        return load_truth(self.source.location)
-
     @property
     def data_hash(self) -> str:
         return self.source.data_hash
+
+    def run_tags(self) -> dict[str, str]:
+        """Tags of every training run: the data hash and the as-of date."""
+        return {"data_hash": self.data_hash, "as_of": str(self.as_of)}
+
+    def run_params(self) -> dict:
+        """Parameters every training run logs: as-of, validation start, snapshot grid and data hash."""
+        return {"as_of": self.as_of, "validation_start": self.validation_start,
+                "snapshot_dates": f"{self.grid[0]}..{self.grid[-1]} ({len(self.grid)} monthly)",
+                "data_hash": self.data_hash}
 
     def decision_rows(self) -> pd.DataFrame:
         """Rows for the renewal models: snapshots in the year before a renewal whose outcome is known."""

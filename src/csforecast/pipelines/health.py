@@ -1,10 +1,9 @@
 """Health family: fit HealthScoreModel on renewal-decision snapshots, validate it on later decisions against an
 equal-weight scorecard, textbook bands and the oracle, log a validation report to MLflow and register it under
-the champion/challenger guard. Also: scoring with component contributions and risk triggers, weekly history
-and week-over-week change explanations. docs/health.md describes every number."""
+the champion/challenger guard. docs/health.md describes every number. Serving the score (components, triggers,
+weekly history, change explanations) is ``csforecast.scoring.health``."""
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import matplotlib
@@ -14,25 +13,30 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.base import clone  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from csforecast.config import Settings, TriggerSettings, get_settings  # noqa: E402
-from csforecast.models.health import (  # noqa: E402
-    CHAMPION_LEVER,
-    COMPONENTS,
-    HealthScoreModel,
-    band_of,
-    textbook_bands,
-    textbook_score,
-)
-from csforecast.metrics.resampling import cluster_resamples, percentile_ci, rank_auc  # noqa: E402
+from csforecast.config import get_settings  # noqa: E402
+from csforecast.errors import TrainingDataError  # noqa: E402
+from csforecast.jsonsafe import finite_float  # noqa: E402
+from csforecast.metrics.calibration import rank_auc  # noqa: E402
+from csforecast.metrics.resampling import cluster_resamples, percentile_ci  # noqa: E402
+from csforecast.models.health import HealthScoreModel, band_of, textbook_bands, textbook_score  # noqa: E402
+from csforecast.pipelines.champion import GuardScore, register_candidate  # noqa: E402
 from csforecast.pipelines.context import TrainingContext  # noqa: E402
+from csforecast.pipelines.result import TrainingResult, ValidationSet  # noqa: E402
+from csforecast.scoring import families  # noqa: E402
+# re-exported for the API's on-demand scoring until it imports csforecast.scoring.health itself
+from csforecast.scoring.health import (  # noqa: E402,F401
+    band_cutoffs,
+    evaluate_triggers,
+    explain_change,
+    health_history,
+    score_health,
+)
 from csforecast.tracking import store  # noqa: E402
 from csforecast.tracking.pyfunc import EstimatorModel  # noqa: E402
 
 FAMILY = "health"
 COMPONENT_KEYS = ("coef", "se", "p_value", "ci_low", "ci_high", "lr_p_value", "flagged")
-MINUS = "\u2212"
 BOOTSTRAP_RESAMPLES = 300  # account-clustered resamples behind the validation CIs
 
 
@@ -40,11 +44,17 @@ BOOTSTRAP_RESAMPLES = 300  # account-clustered resamples behind the validation C
 
 def health_auc(y, score) -> float:
     """AUC of a health score for churn: AUC of (100 - score); NaN when only one class is present."""
-    y = np.asarray(y, dtype=int)
-    s = np.asarray(score, dtype=float)
-    if len(np.unique(y)) < 2:
-        return float("nan")
-    return float(roc_auc_score(y, 100.0 - s))
+    return rank_auc(np.asarray(y, dtype=int), 100.0 - np.asarray(score, dtype=float))
+
+
+def validation_set(ctx: TrainingContext) -> ValidationSet:
+    """The renewal-decision snapshots due on or after ``validation_start``, ``y`` = churned at that renewal."""
+    return ValidationSet.of_decisions(ctx.split(ctx.decision_rows())[1])
+
+
+def guard_score(estimator, validation: ValidationSet) -> float:
+    """The guard metric: the validation AUC of the health score for churn (higher is better)."""
+    return health_auc(validation.outcomes["y"], estimator.predict(validation.rows[list(estimator.feature_names_in_)]))
 
 
 def decile_table(y, score, contract_id=None, q: int = 10, true_health=None) -> pd.DataFrame:
@@ -140,29 +150,26 @@ def band_table(y, bands) -> dict:
     return out
 
 
-def _cutoffs(estimator: HealthScoreModel, settings: Settings | None) -> tuple[float, float]:
-    hb = (settings or get_settings()).health_bands
-    return estimator.score_cutoffs(hb.red, hb.yellow, hb.mode)
-
-
 def _r(x, nd=6):
-    if x is None:
-        return None
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    x = float(x)
-    return None if math.isnan(x) else float(f"{x:.{nd}g}")
+    return finite_float(x, digits=nd)
 
 
 # --- training --------------------------------------------------------------------------------------------
 
 def train_health(ctx: TrainingContext, params: dict | None = None, register: bool = True,
-                 run_name: str | None = None, nested: bool = False, components: list[str] | None = None) -> dict:
+                 run_name: str | None = None, nested: bool = False,
+                 components: list[str] | None = None) -> TrainingResult:
+    """Fit on decisions due before ``validation_start``; validate on the later ones against the equal-weight
+    scorecard, the textbook bands and (``ctx.oracle``) the simulator's latent health; log the run and its
+    validation report and register it under the guard (``register=False``: log only)."""
+    family = families.get(FAMILY)
     settings = get_settings()
     rows = ctx.decision_rows()
     train, valid = ctx.split(rows)
     if train["label_churn"].nunique() < 2 or valid["label_churn"].nunique() < 2:
-        raise ValueError("not enough renewal outcomes on both sides of the time split to fit the health score")
+        raise TrainingDataError("not enough renewal outcomes on both sides of the time split to fit the health "
+                                "score")
+    val = ValidationSet.of_decisions(valid)
     params = dict(params or {})
     est = HealthScoreModel(components=components, **params)
     ytr = train["label_churn"].astype(int).to_numpy()
@@ -182,14 +189,14 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
         ablation[c] = _r(health_auc(y, m.predict(valid)))
 
     cid = valid["contract_id"].to_numpy()
-    true_h = ctx.truth._state(valid)["health"].to_numpy(dtype=float) if ctx.truth is not None else None
+    true_h = ctx.oracle.latent_health(valid) if ctx.oracle is not None else None
     deciles = {"ours": decile_table(y, score, cid, true_health=true_h),
                "equal_weight": decile_table(y, ew, cid, true_health=true_h),
                "textbook": decile_table(y, tb, cid, true_health=true_h)}
     monotone = strictly_falling(deciles["ours"]["churn_rate"]) and len(deciles["ours"]) == 10
     unc = validation_uncertainty(y, {"ours": score, "equal_weight": ew, "textbook": tb},
                                  valid["account_id"].to_numpy())
-    red, yellow = _cutoffs(est, settings)
+    red, yellow = band_cutoffs(est, settings)
     bands = {"ours": band_table(y, band_of(score, red, yellow)),
              "equal_weight": band_table(y, band_of(ew, red, yellow)),
              "textbook": band_table(y, band_of(tb, 40.0, 70.0))}
@@ -205,7 +212,7 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
         h = true_h
         ok = ~np.isnan(h)
         if ok.any() and len(np.unique(y[ok])) == 2:
-            oracle = {"auc": _r(roc_auc_score(y[ok], -h[ok])), "n": int(ok.sum()),
+            oracle = {"auc": _r(rank_auc(y[ok], -h[ok])), "n": int(ok.sum()),
                       "auc_ours_same_rows": _r(health_auc(y[ok], score[ok])),
                       "true_health_rises_across_our_deciles": strictly_falling(
                           -deciles["ours"]["true_health_mean"].to_numpy())}
@@ -242,19 +249,14 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
         "validation_start": str(ctx.validation_start), "as_of": str(ctx.as_of),
     }
     result = {"metrics": metrics, "oracle": oracle, "detail": detail}
+    candidate = GuardScore.of(family, auc, len(y))
 
-    def beats(champion) -> tuple[bool, str]:
-        theirs = health_auc(y, champion.predict(valid[list(champion.feature_names_in_)]))
-        return auc > theirs, f"validation AUC {auc:.5f} vs champion {theirs:.5f} on {len(y)} rows"
-
-    with store.start_run(FAMILY, run_name=run_name, nested=nested,
-                         tags={"data_hash": ctx.data_hash, "as_of": str(ctx.as_of)}) as run:
-        store.log_params({"as_of": ctx.as_of, "validation_start": ctx.validation_start,
+    with store.start_run(FAMILY, run_name=run_name, nested=nested, tags=ctx.run_tags()) as run:
+        store.log_params({**ctx.run_params(),
                           "components": ",".join(est.components_), "used_components": ",".join(est.used_components_),
                           "drop_flagged": est.drop_flagged, "alpha": est.alpha,
                           "band_mode": settings.health_bands.mode, "band_red": red, "band_yellow": yellow,
-                          "snapshot_dates": f"{ctx.grid[0]}..{ctx.grid[-1]} ({len(ctx.grid)} monthly)",
-                          "data_hash": ctx.data_hash, **{f"param_{k}": v for k, v in params.items()}})
+                          **{f"param_{k}": v for k, v in params.items()}})
         flat = {"auc": auc, "auc_equal_weight": auc_ew, "auc_textbook": auc_tb,
                 "decile_churn_monotone": float(monotone)}
         flat.update({f"ablation_auc_{c}": v for c, v in ablation.items()})
@@ -270,14 +272,11 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
         fig = _decile_plot(deciles, unc.get("decile_churn_ci"))
         store.log_figure(fig, "decile_churn.png")
         plt.close(fig)
-        cols = list(est.feature_names_in_)
-        info = store.log_pyfunc(EstimatorModel(est, "health_score"), valid[cols].head(20),
-                                pd.DataFrame({"health_score": score[:20]}))
-        reg = (store.register_with_guard(FAMILY, info.model_uri, run.info.run_id, beats) if register
-               else store.Registration(run.info.run_id, None, None, "not registered"))
-    result.update({"run_id": reg.run_id, "version": reg.version, "alias": reg.alias, "guard": reg.guard})
-    result["_estimator"] = est
-    return result
+        sig_in = valid[list(est.feature_names_in_)].head(20)
+        info = store.log_pyfunc(EstimatorModel(est, FAMILY), sig_in, family.pyfunc(est, sig_in))
+        reg = register_candidate(family, info.model_uri, run.info.run_id, candidate,
+                                 lambda champion: guard_score(champion, val), register=register)
+    return TrainingResult(FAMILY, metrics, oracle, detail, est, val, candidate, reg)
 
 
 def _decile_plot(deciles: dict, ours_ci=None):
@@ -376,181 +375,3 @@ def validation_report(result: dict) -> str:
                          f"{r['score_min']:.1f}–{r['score_max']:.1f} | {r['churn_rate']:.3f} | "
                          f"{'–' if th is None or th != th else f'{th:+.2f}'} |" + extra)
     return "\n".join(lines) + "\n"
-
-
-# --- scoring ---------------------------------------------------------------------------------------------
-
-def _trigger_settings(settings) -> TriggerSettings:
-    if settings is None:
-        return get_settings().triggers
-    if isinstance(settings, TriggerSettings):
-        return settings
-    if isinstance(settings, Mapping):
-        return TriggerSettings(**settings)
-    return settings.triggers
-
-
-def _col(df: pd.DataFrame, c: str) -> np.ndarray:
-    if c not in df:
-        return np.full(len(df), np.nan)
-    return pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
-
-
-def evaluate_triggers(snapshot: pd.DataFrame, settings=None, benchmarks: Mapping[str, float] | None = None,
-                      resolution_days: float | None = None) -> list[list[dict]]:
-    """Risk triggers per row: a list of {"trigger", "evidence"} (empty when none fires).
-
-    settings: Settings, TriggerSettings or a dict of TriggerSettings fields (default: get_settings()).
-    benchmarks: segment -> median 30-day seat utilisation, "*" for any other segment
-    (HealthScoreModel.segment_benchmark_; default: the medians of this snapshot).
-    resolution_days: the typical resolution time used when an account has no closed tickets in 180 days
-    (default: the median of this snapshot)."""
-    t = _trigger_settings(settings)
-    n = len(snapshot)
-    out: list[list[dict]] = [[] for _ in range(n)]
-    util = _col(snapshot, "seat_utilisation")
-    seg = snapshot["segment"].astype(object).to_numpy() if "segment" in snapshot else np.full(n, None)
-    if benchmarks is None and "seat_utilisation" in snapshot:
-        benchmarks = {"*": float(np.nanmedian(_col(snapshot, "seat_utilisation")))}
-        if "segment" in snapshot:
-            benchmarks.update(snapshot.groupby("segment")["seat_utilisation"].median().to_dict())
-    benchmarks = benchmarks or {}
-    fallback = benchmarks.get("*", np.nan)
-    bench = np.array([float(benchmarks.get(str(s), fallback)) if isinstance(s, str) else float(fallback)
-                      for s in seg])
-    au30, au_prev, au90 = _col(snapshot, "active_users_30d"), _col(snapshot, "active_users_prev30d"), \
-        _col(snapshot, "active_users_90d")
-    au_3m_ago = (90 * au90 - 30 * au30 - 30 * au_prev) / 30  # mean daily active users 61–90 days ago
-    exec_days = _col(snapshot, "days_since_exec_meeting")
-    nps = _col(snapshot, "nps_latest")
-    open_t, t30 = _col(snapshot, "open_tickets"), _col(snapshot, "tickets_30d")
-    res = _col(snapshot, "mean_resolution_days_180d")
-    if resolution_days is None:
-        resolution_days = float(np.nanmedian(res)) if np.isfinite(res).any() else 3.0
-    expected_open = t30 / 30.0 * np.where(np.isnan(res), resolution_days, res)  # Little's law: rate x time open
-    champ = _col(snapshot, "days_since_champion_left")
-    has_exec_col = "days_since_exec_meeting" in snapshot
-    for i in range(n):
-        f = out[i]
-        low_util = (1 - t.utilisation_below_benchmark) * bench[i]
-        if not np.isnan(util[i]) and not np.isnan(bench[i]) and util[i] < low_util:
-            f.append({"trigger": "utilisation_below_benchmark",
-                      "evidence": f"seat utilisation {100 * util[i]:.0f} % vs segment benchmark "
-                                  f"{100 * bench[i]:.0f} % ({seg[i] if isinstance(seg[i], str) else 'all'})"})
-        if au_3m_ago[i] > 0 and au30[i] < (1 - t.active_users_drop) * au_3m_ago[i]:
-            f.append({"trigger": "active_users_drop",
-                      "evidence": f"daily active users {au30[i]:.1f} (last 30 days) vs {au_3m_ago[i]:.1f} "
-                                  f"(61–90 days ago), {100 * (au30[i] / au_3m_ago[i] - 1):+.0f} %"})
-        if has_exec_col and (np.isnan(exec_days[i]) or exec_days[i] > t.exec_silence_days):
-            f.append({"trigger": "no_exec_engagement",
-                      "evidence": "no executive meeting in the last 2 years" if np.isnan(exec_days[i]) else
-                      f"last executive meeting {exec_days[i]:.0f} days ago (> {t.exec_silence_days})"})
-        if not np.isnan(nps[i]) and nps[i] < t.nps_below:
-            kind = "detractor" if nps[i] <= 6 else "passive"
-            f.append({"trigger": "nps_detractor_or_passive",
-                      "evidence": f"latest NPS response {nps[i]:.0f} ({kind})"})
-        if not np.isnan(open_t[i]) and open_t[i] > max(expected_open[i], 1.0):
-            f.append({"trigger": "open_tickets_above_average",
-                      "evidence": f"{open_t[i]:.0f} open tickets vs {expected_open[i]:.1f} expected on an average "
-                                  f"day ({t30[i]:.0f} tickets in 30 days x "
-                                  f"{(res[i] if not np.isnan(res[i]) else resolution_days):.1f} days to resolve)"})
-        if not np.isnan(champ[i]) and champ[i] <= t.champion_left_days:
-            f.append({"trigger": "champion_left", "evidence": f"champion left {champ[i]:.0f} days ago"})
-    return out
-
-
-def _levers(estimator: HealthScoreModel, snapshot: pd.DataFrame) -> dict[str, np.ndarray]:
-    out = {c: np.full(len(snapshot), COMPONENTS[c][2], dtype=object) for c in estimator.components_}
-    if "engagement" in out:
-        ch = _col(snapshot, "days_since_champion_left")
-        out["engagement"][ch <= 90] = CHAMPION_LEVER
-    return out
-
-
-def score_health(estimator: HealthScoreModel, snapshot: pd.DataFrame, settings: Settings | None = None
-                 ) -> pd.DataFrame:
-    """Per row of `snapshot`: health_score (0–100), health_band, health_components (list of {component, score,
-    band, contribution, lever}; contributions sum exactly to health_score - 50) and triggers."""
-    settings = settings or get_settings()
-    red, yellow = _cutoffs(estimator, settings)
-    score = estimator.predict(snapshot)
-    comps = estimator.component_scores(snapshot)
-    contrib = estimator.contributions(snapshot)
-    levers = _levers(estimator, snapshot)
-    cbands = {c: band_of(comps[c].to_numpy(), red, yellow) for c in estimator.components_}
-    C, K = comps.to_numpy(), contrib.to_numpy()
-    lists = []
-    for i in range(len(snapshot)):
-        lists.append([{"component": c, "score": float(C[i, j]), "band": cbands[c][i],
-                       "contribution": float(K[i, j]), "lever": levers[c][i]}
-                      for j, c in enumerate(estimator.components_)])
-    triggers = evaluate_triggers(snapshot, settings, benchmarks=estimator.segment_benchmark_,
-                                 resolution_days=estimator.resolution_median_)
-    return pd.DataFrame({"health_score": score, "health_band": band_of(score, red, yellow),
-                         "health_components": lists, "triggers": triggers}, index=snapshot.index)
-
-
-# --- weekly trend ----------------------------------------------------------------------------------------
-
-def health_history(estimator: HealthScoreModel, snapshots: pd.DataFrame) -> pd.DataFrame:
-    """Weekly history per account from snapshots at weekly as-of dates (build_snapshots(source, weekly_dates)):
-    account_id, week, health_score, components (component -> 0–100), contributions (component -> points),
-    change (vs the account's previous week) and change_explanation (explain_change)."""
-    score = estimator.predict(snapshots)
-    comps = estimator.component_scores(snapshots)
-    contrib = estimator.contributions(snapshots)
-    names = list(estimator.components_)
-    df = pd.DataFrame({"account_id": snapshots["account_id"].to_numpy(),
-                       "week": pd.to_datetime(snapshots["as_of"]).to_numpy(),
-                       "health_score": score,
-                       "components": [dict(zip(names, map(float, r))) for r in comps.to_numpy()],
-                       "contributions": [dict(zip(names, map(float, r))) for r in contrib.to_numpy()]})
-    df = df.sort_values(["account_id", "week"], ignore_index=True)
-    prev_idx = df.groupby("account_id").cumcount()
-    df["change"] = df["health_score"] - df.groupby("account_id")["health_score"].shift(1)
-    expl = [None] * len(df)
-    recs = df[["health_score", "contributions"]].to_dict(orient="records")
-    for i in range(len(df)):
-        if prev_idx.iat[i] > 0:
-            expl[i] = explain_change(recs[i - 1], recs[i])
-    df["change_explanation"] = expl
-    return df
-
-
-def _contribs(row) -> dict[str, float]:
-    get = row.get if hasattr(row, "get") else (lambda k, d=None: getattr(row, k, d))
-    c = get("contributions", None)
-    if c is None:
-        c = {d["component"]: d["contribution"] for d in get("health_components", [])}
-    return dict(c)
-
-
-def _signed(v: int) -> str:
-    return f"+{v}" if v > 0 else (f"{MINUS}{-v}" if v < 0 else "0")
-
-
-def _round_preserving_sum(parts: dict[str, float], total: int) -> dict[str, int]:
-    """Integers per part that add up to `total` (largest remainder)."""
-    floors = {k: math.floor(v) for k, v in parts.items()}
-    left = total - sum(floors.values())
-    order = sorted(parts, key=lambda k: parts[k] - floors[k], reverse=True)
-    for k in order[:max(0, left)]:
-        floors[k] += 1
-    return floors
-
-
-def explain_change(prev_row, cur_row) -> str:
-    """Week-over-week change of the score attributed to the components that moved it, in whole points that add
-    up to the (rounded) change, e.g. '−7: Adoption −5, Support −2'. Rows are health_history rows (or any
-    mapping with health_score and contributions / health_components)."""
-    get = (lambda r, k: r[k] if isinstance(r, Mapping) or hasattr(r, "__getitem__") else getattr(r, k))
-    cp, cc = _contribs(prev_row), _contribs(cur_row)
-    delta = {k: cc.get(k, 0.0) - cp.get(k, 0.0) for k in dict.fromkeys([*cp, *cc])}
-    change = float(get(cur_row, "health_score")) - float(get(prev_row, "health_score"))
-    total = int(round(change))
-    parts = _round_preserving_sum(delta, total) if delta else {}
-    moved = sorted(((k, v) for k, v in parts.items() if v != 0), key=lambda kv: (-abs(kv[1]), kv[0]))
-    head = _signed(total) if total else "\u00b10"
-    if not moved:
-        return f"{head}: no component moved the score by a whole point"
-    return f"{head}: " + ", ".join(f"{COMPONENTS.get(k, (k,))[0]} {_signed(v)}" for k, v in moved)

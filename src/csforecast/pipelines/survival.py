@@ -16,44 +16,6 @@ A row is a monthly snapshot of an active account (``ctx.snapshots``). Its outcom
 * **Validation rows**: every snapshot with ``as_of >= ctx.validation_start``; follow-up runs to ``ctx.as_of``
   (at most ``validation_months`` months, ~273 days by default).
 
-The clock: conditional on the time already survived, by left truncation
-------------------------------------------------------------------------
-Churn happens at renewals. The Cox model's time axis is therefore the **renewal clock**
-``c = L - days until the renewal that ends the contract`` (``L`` = 1100 days, more than any term), so the
-renewal of every contract - annual or multi-year - sits at ``c = L`` and the Breslow baseline hazard is a
-spike there (churn outside renewals, if the data has any, shows up earlier on the clock). The follow-up of
-a snapshot is split into one episode per contract (counting-process rows, ``entry_col``): the current
-contract from ``L - days_to_renewal - 1`` (the account is known to be a customer on the day before as_of:
-**delayed entry / left truncation**, so predictions are conditional on having survived so far) to ``L``;
-then each later contract from ``L - term`` to ``L``. Covariates are measured at as_of, except the
-renewal-number ones, which follow the episode: ``first_renewal`` (the account's first renewal; churn is
-higher there) and ``log_tenure_at_renewal`` (tenure, in years, at that renewal - the survivors of many
-renewals are the better customers). So tenure enters as a covariate, while the conditioning on the time
-already survived is done by the delayed entry. S over several renewals is the product of the episodes'
-conditional survivals; ``P(churn at a renewal) = 1 - exp(-dH0 * exp(x.beta))`` is a complementary
-log-log model of each renewal decision.
-
-Alternatives we measured (3000 accounts x 3 years, seeds 7 and 11): a tenure clock (entry = tenure_days)
-has the same validation C-index on large portfolios, but its baseline is blind beyond the longest tenure
-seen in training (the 6th anniversary never is), so long-tenure accounts got no renewal risk at all: on 800
-accounts it lost 0.03-0.13 C-index to the oracle. A contract clock without episodes badly under-predicted
-3-year survival. Calendar time with ``days_to_renewal`` as a covariate cannot put the churn on the renewal
-date under proportional hazards. The renewal clock needs ``days_to_renewal`` and ``term_days``; it assumes
-later contracts keep the current term.
-
-The Weibull AFT cannot use the renewal clock (all churn falls on one clock value, so its likelihood has no
-maximum: lifelines does not converge). It is fitted on the plain as-of clock (days since the day before
-as_of, no delayed entry) with ``log_days_to_renewal`` as an extra covariate, as the parametric
-alternative.
-
-Covariates (``DEFAULT_COVARIATES``): 24 covariates derived from snapshot columns - segment, auto-renew,
-multi-year term, first renewal, tenure at the renewal, contract size (log ARR), last renewal's ARR change,
-seat utilisation (30 days and 12 months), feature breadth, NPS/CSAT, ticket load, severity and resolution
-time, CSM coverage, exec meetings and QBRs, champion departures, and two "recent deviation x nearness of the
-renewal" terms; log-transformed where heavy-tailed and standardised with the training mean/sd. Missing values
-are imputed by ``SurvivalModel`` (training median + missing indicator). Covariates whose snapshot columns
-are absent (e.g. no usage table) are skipped and listed in ``detail["skipped_covariates"]``.
-
 Model choice: the Cox penalizer (default grid 0.01, 0.03, 0.1) is chosen by the integrated Brier score on a
 time-ordered inner split of the training rows (the last ``validation_months`` before validation_start; inner
 training rows censored at the inner cut, exactly like the outer split). The Weibull AFT reuses it (lifelines'
@@ -71,392 +33,39 @@ observed| over deciles of predicted S(t)). When the validation follow-up is shor
 """
 from __future__ import annotations
 
-import math
-import tempfile
-import warnings
 import zlib
-from pathlib import Path
-from typing import Callable
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.base import BaseEstimator  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
+from csforecast.errors import TrainingDataError
+from csforecast.jsonsafe import finite_float
+from csforecast.metrics.survival import harrell_c_index, survival_metrics
+from csforecast.models.snapshot_survival import (  # SnapshotSurvivalModel: re-exported for registered pickles
+    DEFAULT_COVARIATES,
+    KINDS,
+    LIFETIME_HORIZON,
+    SnapshotSurvivalModel,
+)
+from csforecast.pipelines.champion import GuardScore, register_candidate
+from csforecast.pipelines.context import TrainingContext
+from csforecast.pipelines.result import TrainingResult, ValidationSet
+from csforecast.pipelines.survival_report import log_figures, log_retention, yearly_alive_counts  # noqa: F401
+from csforecast.scoring import families
+from csforecast.scoring.survival import score_survival  # noqa: F401 - re-exported for older call sites
+from csforecast.tracking import store
+from csforecast.tracking.pyfunc import EstimatorModel
 
-from csforecast.models.survival import SurvivalModel, harrell_c_index, kaplan_meier_at, survival_metrics  # noqa: E402
-from csforecast.pipelines.context import TrainingContext  # noqa: E402
-from csforecast.tracking import store  # noqa: E402
-from csforecast.tracking.pyfunc import EstimatorModel  # noqa: E402
-
-__all__ = ["train_survival", "score_survival", "SnapshotSurvivalModel", "DEFAULT_COVARIATES", "METRIC_KEYS"]
+__all__ = ["train_survival", "validation_set", "guard_score", "SnapshotSurvivalModel", "DEFAULT_COVARIATES",
+           "METRIC_KEYS"]
 
 FAMILY = "survival"
 METRIC_KEYS = ("c_index", "integrated_brier", "calibration_error_90", "calibration_error_180",
                "calibration_error_365")
 CALIBRATION_TIMES = (90, 180, 365)
-LIFETIME_HORIZON = 1095          # expected_lifetime_days = restricted mean lifetime over 3 years
-TOP_CONTRIBUTIONS = 5
 DEFAULT_PENALIZERS = (0.01, 0.03, 0.1)
-KINDS = ("cox", "weibull")
 _PARAM_KEYS = {"kinds", "penalizer", "penalizers", "snapshots_per_quarter"}
-_CHUNK_CELLS = 2_000_000         # rows x times per survival matrix block
-
-
-# ------------------------------------------------------------------------------------------------
-# covariates derived from snapshot columns
-# ------------------------------------------------------------------------------------------------
-def _near_renewal(d: pd.DataFrame) -> pd.Series:
-    """1 when the renewal decision (60 days' notice) is due now, decaying like a 45-day AR(1) before that."""
-    return np.exp(-np.maximum(d["days_to_renewal"] - 60.0, 0.0) / 45.0)
-
-
-def _log1p(col: str):
-    return (col,), lambda d, j: np.log1p(d[col].clip(lower=0))
-
-
-def _raw(col: str):
-    return (col,), lambda d, j: d[col]
-
-
-def _cycle(d: pd.DataFrame) -> np.ndarray:
-    """Contract length used for renewals after the next one (term_days; 365 when unknown)."""
-    term = pd.to_numeric(d["term_days"]).to_numpy(dtype=float)
-    dtr = pd.to_numeric(d["days_to_renewal"]).to_numpy(dtype=float)
-    term = np.where(np.isfinite(term) & (term > 0), term, 365.0)
-    return np.maximum(term, np.nan_to_num(dtr, nan=0.0)).clip(min=1.0)
-
-
-# name -> (snapshot columns it needs, f(snapshot frame, j)) where j = 0 for the next renewal, 1 for the one
-# after, ... (only the renewal-number covariates depend on j; everything else is measured at as_of)
-DERIVED: dict[str, tuple[tuple[str, ...], Callable]] = {
-    "segment": _raw("segment"),
-    "auto_renew": _raw("auto_renew"),
-    "multi_year": (("term_days",), lambda d, j: (d["term_days"] > 400).astype(float)),
-    "first_renewal": (("renewals_so_far",), lambda d, j: ((d["renewals_so_far"].fillna(0) + j) == 0).astype(float)),
-    "log_tenure_at_renewal": (("tenure_days", "days_to_renewal", "term_days"),
-                              lambda d, j: np.log1p((d["tenure_days"] + d["days_to_renewal"]
-                                                     + j * _cycle(d)).clip(lower=0) / 365.0)),
-    "log_days_to_renewal": _log1p("days_to_renewal"),
-    "log_arr": (("arr",), lambda d, j: np.log(d["arr"].clip(lower=1.0))),
-    "last_arr_change": (("last_arr_change",), lambda d, j: d["last_arr_change"].fillna(0.0).clip(-0.5, 1.0)),
-    "seat_utilisation": _raw("seat_utilisation"),
-    "seat_utilisation_12m": _raw("seat_utilisation_12m"),
-    "usage_trend_30d": (("active_users_30d", "active_users_prev30d"),
-                        lambda d, j: np.log((d["active_users_30d"] + 1) / (d["active_users_prev30d"] + 1))),
-    "key_feature_breadth": _raw("key_feature_breadth"),
-    "key_features_used_12m": _raw("key_features_used_12m"),
-    "log_days_since_login": _log1p("days_since_login"),
-    "nps_mean_365d": _raw("nps_mean_365d"),
-    "nps_latest": _raw("nps_latest"),
-    "csat_latest": _raw("csat_latest"),
-    "ticket_csat_180d": _raw("ticket_csat_180d"),
-    "log_tickets_90d": _log1p("tickets_90d"),
-    "log_tickets_p1_90d": _log1p("tickets_p1_90d"),
-    "mean_resolution_days_180d": _raw("mean_resolution_days_180d"),
-    "champion_left_365d": _raw("champion_left_365d"),
-    "log_touches_90d": _log1p("touches_90d"),
-    "has_csm": _raw("has_csm"),
-    "log_exec_meetings_365d": _log1p("exec_meetings_365d"),
-    "log_qbrs_365d": _log1p("qbrs_365d"),
-    # recent deviation from the account's own 12-month level, weighted by how close the next decision is
-    # (0 for later renewals: by then the deviation has reverted)
-    "utilisation_dev_near_renewal": (("seat_utilisation", "seat_utilisation_12m", "days_to_renewal"),
-                                     lambda d, j: ((d["seat_utilisation"] - d["seat_utilisation_12m"])
-                                                   * _near_renewal(d) * (np.asarray(j) == 0)).fillna(0.0)),
-    "feature_dev_near_renewal": (("key_feature_breadth", "key_features_used_12m", "days_to_renewal"),
-                                 lambda d, j: ((d["key_feature_breadth"] - 0.7 * d["key_features_used_12m"])
-                                               * _near_renewal(d) * (np.asarray(j) == 0)).fillna(0.0)),
-}
-
-DEFAULT_COVARIATES: tuple[str, ...] = (
-    "segment", "auto_renew", "multi_year", "first_renewal", "log_tenure_at_renewal", "log_arr", "last_arr_change",
-    "seat_utilisation", "seat_utilisation_12m", "usage_trend_30d", "key_feature_breadth", "key_features_used_12m",
-    "nps_mean_365d", "csat_latest", "ticket_csat_180d",
-    "log_tickets_90d", "log_tickets_p1_90d", "mean_resolution_days_180d", "champion_left_365d",
-    "has_csm", "log_exec_meetings_365d", "log_qbrs_365d",
-    "utilisation_dev_near_renewal", "feature_dev_near_renewal",
-)
-CLOCK_COLUMNS = ("days_to_renewal", "term_days")
-CLOCKS = ("renewal", "as_of")
-
-
-def _required_columns(name: str) -> tuple[str, ...]:
-    return DERIVED[name][0] if name in DERIVED else (name,)
-
-
-# ------------------------------------------------------------------------------------------------
-# the estimator served by the pyfunc: raw snapshot frame in, survival out
-# ------------------------------------------------------------------------------------------------
-class SnapshotSurvivalModel(BaseEstimator):
-    """A ``SurvivalModel`` on the renewal clock that takes raw snapshot rows.
-
-    Clock: ``c = L - days until the renewal that ends the current contract``, so every renewal, whatever the
-    contract term, sits at ``c = L`` (``L = clock_length_``, > the longest term). The follow-up of a
-    snapshot is cut into one episode per contract: the current one from ``L - days_to_renewal - 1`` (the day
-    before as_of, left truncation) to ``L``, then one per later contract from ``L - term`` to ``L``, with the
-    renewal-number covariates (``first_renewal``, ``log_tenure_at_renewal``) of that renewal. Survival over
-    several renewals multiplies the episodes' conditional survivals.
-
-    It derives and standardises its covariates from a snapshot frame (any extra columns are ignored) and
-    answers in days after each row's ``as_of``:
-
-    * ``predict_survival(df, times)``: P(still a customer t days after as_of | a customer the day before);
-    * ``renewal_survival(df)``: S(days_to_renewal + 1), still a customer just after the next renewal date;
-    * ``expected_residual_lifetime(df, horizon)``: restricted mean lifetime, integral of S over [0, horizon];
-    * ``predict_risk(df, horizon)``: minus that restricted mean (higher = churns sooner; for the C-index);
-    * ``contributions(df)``: per-covariate contributions to the log hazard ratio of the next renewal vs
-      the training-mean profile (Weibull: on the hazard scale, ``hazard_scale=True``).
-
-    ``feature_names_in_`` lists the snapshot columns it needs. Picklable (module-level, plain attributes).
-    """
-
-    def __init__(self, kind: str = "cox", penalizer: float = 0.01, covariates: list[str] | None = None,
-                 clock: str | None = None):
-        self.kind = kind
-        self.penalizer = penalizer
-        self.covariates = covariates
-        self.clock = clock
-
-    # ------------------------------------------------------------ fit
-    def fit(self, rows: pd.DataFrame, durations, events) -> "SnapshotSurvivalModel":
-        self.clock_ = self.clock or ("renewal" if self.kind == "cox" else "as_of")
-        if self.clock_ not in CLOCKS:
-            raise ValueError(f"clock must be one of {CLOCKS}, got {self.clock!r}")
-        wanted = list(self.covariates) if self.covariates is not None else list(DEFAULT_COVARIATES)
-        if self.clock_ == "as_of" and "log_days_to_renewal" not in wanted:
-            wanted.append("log_days_to_renewal")     # on the as-of clock the renewal date is a covariate
-        usable = [c for c in wanted if all(col in rows.columns for col in _required_columns(c))]
-        self.skipped_covariates_ = [c for c in wanted if c not in usable]
-        if self.covariates is not None and self.skipped_covariates_:
-            raise KeyError(f"covariates need snapshot columns that are missing: {self.skipped_covariates_}")
-        if not usable:
-            raise ValueError("no usable covariates")
-        missing_clock = [c for c in CLOCK_COLUMNS if c not in rows.columns]
-        if missing_clock:
-            raise KeyError(f"snapshot rows lack the clock columns {missing_clock}")
-        self.covariates_ = usable
-        dur = np.asarray(durations, dtype=float)
-        ev = np.asarray(events, dtype=float)
-        if len(dur) != len(rows) or len(ev) != len(rows):
-            raise ValueError("durations and events must have one value per row")
-        self.clock_length_ = float(max(1100.0, math.ceil(np.max(_cycle(rows))) + 1.0))
-        if self.clock_ == "renewal":
-            pos, j, entry, exit_, event = self._episodes(rows, dur, ev)
-        else:   # time since the day before as_of, no delayed entry
-            pos, j = np.arange(len(rows)), np.zeros(len(rows), dtype=int)
-            entry, exit_, event = np.zeros(len(rows)), np.maximum(dur, 0.0) + 1.0, ev
-        raw = self._derive(rows.iloc[pos], j)
-        self.numeric_ = [c for c in usable if pd.api.types.is_numeric_dtype(raw[c])
-                         and not pd.api.types.is_bool_dtype(raw[c])]
-        num = raw[self.numeric_].astype(float).replace([np.inf, -np.inf], np.nan)
-        self.means_ = num.mean().fillna(0.0).to_dict()
-        sd = num.std()
-        self.scales_ = sd.where(sd > 1e-12, 1.0).fillna(1.0).to_dict()
-        X = self._standardise(raw).reset_index(drop=True)
-        # the fitters see the clock in years: lifelines' Weibull does not converge on day-scale durations
-        sc = self.time_scale_ = 365.25
-        fit_df = X.assign(_entry=entry / sc, _T=exit_ / sc, _E=event)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=RuntimeWarning)
-            self.model_ = SurvivalModel(kind=self.kind, penalizer=self.penalizer).fit(
-                fit_df, "_T", "_E", entry_col="_entry")
-        cols: list[str] = []
-        for group in [*(_required_columns(c) for c in usable), CLOCK_COLUMNS]:
-            for col in group:
-                if col not in cols:
-                    cols.append(col)
-        self.feature_names_in_ = np.array(cols, dtype=object)
-        self.n_samples_, self.n_events_, self.n_episodes_ = int(len(rows)), int(ev.sum()), int(len(pos))
-        return self
-
-    def _episodes(self, rows: pd.DataFrame, dur: np.ndarray, ev: np.ndarray):
-        """Counting-process rows (row position, renewal index j, entry, exit, event) on the renewal clock."""
-        L = self.clock_length_
-        dtr = np.nan_to_num(pd.to_numeric(rows["days_to_renewal"]).to_numpy(dtype=float), nan=0.0).clip(min=0)
-        cyc = np.minimum(_cycle(rows), L - 1.0)
-        dur = np.maximum(dur, 0.0)
-        n = len(rows)
-        idx = np.arange(n)
-        # episode 0: the current contract, entered the day before as_of
-        in0 = dur <= dtr
-        pos, js = [idx], [np.zeros(n, dtype=int)]
-        entry = [np.maximum(L - dtr - 1.0, 0.0)]
-        exit_ = [np.where(in0, L - dtr + dur, L)]
-        event = [np.where(in0, ev, 0.0)]
-        k = 1
-        while True:
-            start = dtr + (k - 1) * cyc                     # days after as_of when contract k starts
-            left = dur - start
-            live = left > 0
-            if not live.any():
-                break
-            within = left[live] <= cyc[live]
-            pos.append(idx[live])
-            js.append(np.full(int(live.sum()), k))
-            entry.append(L - cyc[live])
-            exit_.append(L - cyc[live] + np.minimum(left[live], cyc[live]))
-            event.append(np.where(within, ev[live], 0.0))
-            k += 1
-        return (np.concatenate(pos), np.concatenate(js), np.concatenate(entry), np.concatenate(exit_),
-                np.concatenate(event))
-
-    # ------------------------------------------------------------ helpers
-    def _derive(self, df: pd.DataFrame, j) -> pd.DataFrame:
-        jj = np.broadcast_to(np.asarray(j), (len(df),))
-        out = {}
-        for c in self.covariates_:
-            if c in DERIVED:
-                v = DERIVED[c][1](df, jj)
-                out[c] = v.to_numpy() if isinstance(v, pd.Series) else np.asarray(v)
-            else:
-                out[c] = df[c].to_numpy()
-        return pd.DataFrame(out, index=df.index)
-
-    def _standardise(self, raw: pd.DataFrame) -> pd.DataFrame:
-        X = raw.copy()
-        for c in self.numeric_:
-            X[c] = (pd.to_numeric(X[c], errors="coerce").astype(float) - self.means_[c]) / self.scales_[c]
-        return X
-
-    def design(self, df: pd.DataFrame, j: int = 0) -> pd.DataFrame:
-        """The standardised covariates of the j-th coming renewal (0 = the next one)."""
-        return self._standardise(self._derive(df, j))
-
-    def _lp(self, df: pd.DataFrame, j: int) -> np.ndarray:
-        """cox: log partial hazard; weibull: log lambda (the AFT scale)."""
-        c = self.model_.contributions(self.design(df, j)).sum(axis=1).to_numpy(dtype=float)
-        if self.kind == "cox":
-            return c
-        m = self.model_
-        return m.intercept_ + float(m.baseline_means_.to_numpy() @ m.coef_.to_numpy()) - c
-
-    def _H(self, c: np.ndarray, lp: np.ndarray) -> np.ndarray:
-        """Cumulative hazard on the clock at c (any shape, rows first) for linear predictors lp (n,)."""
-        lp = lp.reshape((-1,) + (1,) * (c.ndim - 1))
-        c = c / self.time_scale_
-        if self.kind == "cox":
-            H0 = self.model_.baseline_cumulative_hazard_
-            return np.interp(c, H0.index.to_numpy(dtype=float), H0.to_numpy()) * np.exp(lp)
-        with np.errstate(divide="ignore"):
-            return np.where(c > 0, np.exp(self.model_.rho_ * (np.log(np.maximum(c, 1e-12)) - lp)), 0.0)
-
-    def _cumhaz(self, df: pd.DataFrame, t: np.ndarray) -> np.ndarray:
-        """Cumulative hazard between the day before as_of and t days after as_of; t is (n, m)."""
-        lp0 = self._lp(df, 0)
-        if self.clock_ == "as_of":
-            return np.maximum(self._H(t + 1.0, lp0), 0.0)
-        L = self.clock_length_
-        dtr = np.nan_to_num(pd.to_numeric(df["days_to_renewal"]).to_numpy(dtype=float), nan=0.0).clip(min=0)
-        cyc = np.minimum(_cycle(df), L - 1.0)
-        d, cy = dtr[:, None], cyc[:, None]
-        a0 = L - dtr - 1.0
-        H = self._H(L - d + np.minimum(t, d), lp0) - self._H(a0, lp0)[:, None]
-        k = 1
-        while True:
-            start = d + (k - 1) * cy
-            if not (t > start).any():
-                break
-            lpk = self._lp(df, k)
-            span = np.clip(t - start, 0.0, cy)
-            H = H + self._H(L - cy + span, lpk) - self._H(L - cyc, lpk)[:, None]
-            k += 1
-        return np.maximum(H, 0.0)
-
-    def _matrix(self, df: pd.DataFrame, times: np.ndarray) -> np.ndarray:
-        """S at `times` days after as_of for every row, (n, len(times)), computed in row blocks."""
-        t = np.asarray(times, dtype=float)
-        out = np.empty((len(df), len(t)))
-        step = max(1, _CHUNK_CELLS // max(len(t), 1))
-        for s in range(0, len(df), step):
-            sub = df.iloc[s:s + step]
-            out[s:s + step] = np.exp(-self._cumhaz(sub, np.broadcast_to(t, (len(sub), len(t)))))
-        return np.clip(out, 0.0, 1.0)
-
-    # ------------------------------------------------------------ public API
-    @property
-    def summary(self) -> pd.DataFrame:
-        return self.model_.summary
-
-    def predict_survival(self, df: pd.DataFrame, times, conditional_after=None) -> pd.DataFrame:
-        """P(a customer t days after as_of | a customer on the day before as_of), index df.index, columns times.
-
-        ``conditional_after`` is accepted for interface compatibility and must be None: the conditioning on
-        the time already survived is built in."""
-        if conditional_after is not None:
-            raise ValueError("SnapshotSurvivalModel conditions on each row's position in its contract itself")
-        labels = pd.Index(np.atleast_1d(np.asarray(times)), name="time")
-        t = labels.to_numpy(dtype=float)
-        if not np.all(np.isfinite(t)) or np.any(t < 0):
-            raise ValueError("times must be finite and >= 0")
-        return pd.DataFrame(self._matrix(df, t), index=df.index, columns=labels)
-
-    def survival_at(self, df: pd.DataFrame, t_row) -> pd.Series:
-        """S at a row-specific number of days after as_of."""
-        t_row = np.asarray(t_row, dtype=float)
-        if len(t_row) != len(df) or not np.all(np.isfinite(t_row)) or np.any(t_row < 0):
-            raise ValueError("t_row must be finite, >= 0 and one per row")
-        out = np.empty(len(df))
-        step = 200_000
-        for s in range(0, len(df), step):
-            sub = df.iloc[s:s + step]
-            out[s:s + step] = np.exp(-self._cumhaz(sub, t_row[s:s + step, None]))[:, 0]
-        return pd.Series(np.clip(out, 0.0, 1.0), index=df.index, name="survival")
-
-    def renewal_survival(self, df: pd.DataFrame) -> pd.Series:
-        """P(still a customer just after the next renewal date | a customer today) = S(days_to_renewal + 1)."""
-        d = pd.to_numeric(df["days_to_renewal"]).fillna(0.0).clip(lower=0).to_numpy(dtype=float)
-        return self.survival_at(df, d + 1.0).rename("p_renewal_survival")
-
-    def expected_residual_lifetime(self, df: pd.DataFrame, horizon: float = LIFETIME_HORIZON) -> pd.Series:
-        """Restricted mean lifetime in days, integral of S(t) for t in [0, horizon] (daily trapezoid)."""
-        grid = np.arange(0, int(math.ceil(horizon)) + 1, dtype=float)
-        grid[-1] = float(horizon)
-        out = np.empty(len(df))
-        step = max(1, _CHUNK_CELLS // len(grid))
-        for s in range(0, len(df), step):
-            out[s:s + step] = np.trapezoid(self._matrix(df.iloc[s:s + step], grid), grid, axis=1)
-        return pd.Series(out, index=df.index, name="expected_residual_lifetime")
-
-    def predict_risk(self, df: pd.DataFrame, horizon: float = 365) -> pd.Series:
-        """Minus the restricted mean lifetime over `horizon` days: higher = churns sooner."""
-        return (-self.expected_residual_lifetime(df, horizon)).rename("risk")
-
-    def contributions(self, df: pd.DataFrame) -> pd.DataFrame:
-        """Per-covariate contributions to the log hazard ratio of the next renewal vs the training-mean profile."""
-        return self.model_.contributions(self.design(df, 0), hazard_scale=True)
-
-
-# ------------------------------------------------------------------------------------------------
-# scoring
-# ------------------------------------------------------------------------------------------------
-def score_survival(estimator, snapshot: pd.DataFrame) -> pd.DataFrame:
-    """Score snapshot rows: ``p_active_90d/180d/365d``, ``expected_lifetime_days`` (restricted mean over 1095
-    days), ``p_renewal_survival`` (S(days_to_renewal + 1)) and ``survival_contributions`` (dict of the top 5
-    covariates by |contribution to the log hazard ratio|). Index = ``snapshot.index``."""
-    est = getattr(estimator, "estimator", estimator)          # accept an EstimatorModel too
-    if len(snapshot) == 0:
-        return pd.DataFrame(columns=["p_active_90d", "p_active_180d", "p_active_365d", "expected_lifetime_days",
-                                     "p_renewal_survival", "survival_contributions"], index=snapshot.index)
-    S = est.predict_survival(snapshot, [90, 180, 365])
-    out = pd.DataFrame({f"p_active_{int(t)}d": S[t].to_numpy() for t in S.columns}, index=snapshot.index)
-    # S is non-increasing in t; guard against float noise
-    out["p_active_180d"] = np.minimum(out["p_active_180d"], out["p_active_90d"])
-    out["p_active_365d"] = np.minimum(out["p_active_365d"], out["p_active_180d"])
-    out["expected_lifetime_days"] = est.expected_residual_lifetime(snapshot, LIFETIME_HORIZON).to_numpy()
-    out["p_renewal_survival"] = est.renewal_survival(snapshot).to_numpy()
-    out["survival_contributions"] = _top_contributions(est.contributions(snapshot), TOP_CONTRIBUTIONS)
-    return out
-
-
-def _top_contributions(contrib: pd.DataFrame, k: int) -> list[dict]:
-    vals = contrib.to_numpy(dtype=float)
-    names = np.asarray(contrib.columns, dtype=object)
-    order = np.argsort(-np.abs(vals), axis=1, kind="stable")[:, :k]
-    return [{str(names[j]): round(float(vals[i, j]), 6) for j in order[i]} for i in range(len(vals))]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -465,7 +74,25 @@ def _top_contributions(contrib: pd.DataFrame, k: int) -> list[dict]:
 def _subset(m: dict | None) -> dict | None:
     if m is None:
         return None
-    return {k: (None if m.get(k) is None or m.get(k) != m.get(k) else round(float(m[k]), 6)) for k in METRIC_KEYS}
+    return {k: finite_float(m.get(k), 6) for k in METRIC_KEYS}
+
+
+def validation_set(ctx: TrainingContext) -> ValidationSet:
+    """Every snapshot on or after ``validation_start`` with its follow-up to the data end (``T``, ``E``)."""
+    s = ctx.snapshots
+    return ValidationSet.of_snapshots(s[s["as_of"] >= pd.Timestamp(ctx.validation_start)])
+
+
+def evaluation_horizon(validation: ValidationSet) -> int:
+    """Days over which the restricted mean lifetime (the C-index risk) is taken: min(365, longest follow-up)."""
+    return int(min(365, int(validation.outcomes["T"].max())))
+
+
+def guard_score(estimator, validation: ValidationSet) -> float:
+    """The guard metric: Harrell's C-index of ``estimator`` on the validation rows (higher is better), risk =
+    minus the restricted mean lifetime over the evaluation horizon."""
+    risk = np.asarray(estimator.predict_risk(validation.rows, horizon=evaluation_horizon(validation)), dtype=float)
+    return harrell_c_index(validation.outcomes["T"], validation.outcomes["E"], risk)
 
 
 def _thin(rows: pd.DataFrame, per_quarter: int) -> pd.DataFrame:
@@ -504,18 +131,9 @@ def _fit_candidate(kind, pen, covariates, rows, dur, ev):
     return SnapshotSurvivalModel(kind=kind, penalizer=pen, covariates=covariates).fit(rows, dur, ev)
 
 
-def train_survival(ctx: TrainingContext, params: dict | None = None, register: bool = True,
-                   run_name: str | None = None, nested: bool = False, *, covariates: list[str] | None = None,
-                   churn_estimator=None) -> dict:
-    """Fit, evaluate beside the oracle, log and register the survival model (see the module docstring).
-
-    params: ``kinds`` (default ("cox", "weibull")), ``penalizer`` (fixes it, no inner search) or ``penalizers``
-    (the grid, default (0.01, 0.03, 0.1)), ``snapshots_per_quarter`` (1-3, default 1).
-    ``covariates``: names from ``DERIVED`` or raw snapshot columns (default ``DEFAULT_COVARIATES``).
-    ``churn_estimator``: optional fitted churn model (``predict_proba`` + ``feature_names_in_``) to compare
-    renewal-date probabilities with.
-    """
-    params = dict(params or {})
+def _parse_params(params: dict) -> tuple[tuple[str, ...], list[float], int]:
+    """(kinds, penalizer grid, snapshots per quarter) from the trainer's ``params`` (ValueError naming the bad
+    key or value)."""
     unknown = set(params) - _PARAM_KEYS
     if unknown:
         raise ValueError(f"unknown survival params {sorted(unknown)}; known: {sorted(_PARAM_KEYS)}")
@@ -527,28 +145,14 @@ def train_survival(ctx: TrainingContext, params: dict | None = None, register: b
     per_q = int(params.get("snapshots_per_quarter", 1))
     if per_q not in (1, 2, 3):
         raise ValueError("snapshots_per_quarter must be 1, 2 or 3")
+    return kinds, penalizers, per_q
 
-    snaps = ctx.snapshots
-    vs = pd.Timestamp(ctx.validation_start)
-    train = _thin(snaps[snaps["as_of"] < vs], per_q).copy()
-    valid = snaps[snaps["as_of"] >= vs].copy()
-    if train.empty or valid.empty:
-        raise ValueError("need snapshots on both sides of validation_start to train a survival model")
-    dur_tr, ev_tr = _censor_at(train, vs)
-    T = valid["label_duration_days"].to_numpy(dtype=float)
-    E = valid["label_event"].to_numpy(dtype=float)
-    if ev_tr.sum() < 10 or E.sum() < 5:
-        raise ValueError(f"too few churns to train/evaluate a survival model ({int(ev_tr.sum())} in training, "
-                         f"{int(E.sum())} in validation)")
 
-    # ---------------------------------------------------------------- evaluation horizon
-    follow = int(T.max())                                          # longest validation follow-up (days)
-    horizon = int(min(365, follow))
-    cal_365 = float(horizon)
-    grid = np.arange(0, horizon + 1, dtype=float)
-
-    # ---------------------------------------------------------------- inner split: penalizer per kind
-    inner = _inner_split(train, vs, ctx.validation_months)
+def _choose_penalizers(kinds, penalizers, covariates, train: pd.DataFrame, vs: pd.Timestamp,
+                       months: int) -> dict[str, dict]:
+    """Per kind (cox first): the penalizer with the lowest integrated Brier score on the time-ordered inner
+    split of the training rows (Weibull reuses Cox's), and what each grid value scored."""
+    inner = _inner_split(train, vs, months)
     candidates: dict[str, dict] = {}
     for kind in sorted(kinds, key=lambda k: k != "cox"):      # cox first
         cand = {"penalizer": penalizers[0], "inner": {}, "error": None}
@@ -565,7 +169,7 @@ def train_survival(ctx: TrainingContext, params: dict | None = None, register: b
             for pen in penalizers:
                 try:
                     m = _fit_candidate(kind, pen, covariates, itr, idur, iev)
-                    sc = _evaluate(m._matrix(iva, igrid), igrid, vdur, vev, float(ih))
+                    sc = _evaluate(m.survival_matrix(iva, igrid), igrid, vdur, vev, float(ih))
                     cand["inner"][str(pen)] = {"integrated_brier": round(sc["integrated_brier"], 6),
                                                "c_index": round(sc["c_index"], 6)}
                 except Exception as e:  # noqa: BLE001 - a penalizer that does not converge is skipped
@@ -576,8 +180,46 @@ def train_survival(ctx: TrainingContext, params: dict | None = None, register: b
                 cand["penalizer"] = float(min(ok, key=lambda p: (ok[p]["integrated_brier"], -float(p))))
             cand["inner_cut"] = str(icut.date())
         candidates[kind] = cand
+    return candidates
 
-    # ---------------------------------------------------------------- refit on all training rows, validate
+
+def train_survival(ctx: TrainingContext, params: dict | None = None, register: bool = True,
+                   run_name: str | None = None, nested: bool = False, *, covariates: list[str] | None = None,
+                   churn_estimator=None) -> TrainingResult:
+    """Fit, evaluate beside the oracle (``ctx.oracle``), log and register the survival model (see the module
+    docstring; ``register=False``: log only).
+
+    params: ``kinds`` (default ("cox", "weibull")), ``penalizer`` (fixes it, no inner search) or ``penalizers``
+    (the grid, default (0.01, 0.03, 0.1)), ``snapshots_per_quarter`` (1-3, default 1).
+    ``covariates``: names from ``DERIVED`` or raw snapshot columns (default ``DEFAULT_COVARIATES``).
+    ``churn_estimator``: optional fitted churn model (``predict_proba`` + ``feature_names_in_``) to compare
+    renewal-date probabilities with.
+    """
+    family = families.get(FAMILY)
+    params = dict(params or {})
+    kinds, penalizers, per_q = _parse_params(params)
+
+    snaps = ctx.snapshots
+    vs = pd.Timestamp(ctx.validation_start)
+    train = _thin(snaps[snaps["as_of"] < vs], per_q).copy()
+    val = validation_set(ctx)
+    valid = val.rows
+    if train.empty or valid.empty:
+        raise TrainingDataError("need snapshots on both sides of validation_start to train a survival model")
+    dur_tr, ev_tr = _censor_at(train, vs)
+    T, E = val.outcomes["T"], val.outcomes["E"]
+    if ev_tr.sum() < 10 or E.sum() < 5:
+        raise TrainingDataError(f"too few churns to train/evaluate a survival model ({int(ev_tr.sum())} in "
+                                f"training, {int(E.sum())} in validation)")
+
+    # ---------------------------------------------------------------- evaluation horizon
+    follow = int(T.max())                                          # longest validation follow-up (days)
+    horizon = evaluation_horizon(val)
+    cal_365 = float(horizon)
+    grid = np.arange(0, horizon + 1, dtype=float)
+
+    # ---------------------------------------------------------------- penalizer per kind, refit, validate
+    candidates = _choose_penalizers(kinds, penalizers, covariates, train, vs, ctx.validation_months)
     fitted: dict[str, SnapshotSurvivalModel] = {}
     surv: dict[str, np.ndarray] = {}
     for kind, cand in candidates.items():
@@ -587,11 +229,11 @@ def train_survival(ctx: TrainingContext, params: dict | None = None, register: b
             cand["error"] = f"{type(e).__name__}: {e}"[:300]
             continue
         fitted[kind] = est_k
-        surv[kind] = est_k._matrix(valid, grid)
+        surv[kind] = est_k.survival_matrix(valid, grid)
         cand["validation"] = _subset(_evaluate(surv[kind], grid, T, E, cal_365))
         cand["lifelines_train_concordance"] = round(est_k.model_.concordance_index_, 6)
     if not fitted:
-        raise RuntimeError(f"no survival model could be fitted: {candidates}")
+        raise TrainingDataError(f"no survival model could be fitted: {candidates}")
     chosen = max(fitted, key=lambda k: (candidates[k]["validation"]["c_index"] or -1.0, k == "cox"))
     est = fitted[chosen]
     S = surv[chosen]
@@ -599,14 +241,14 @@ def train_survival(ctx: TrainingContext, params: dict | None = None, register: b
 
     # ---------------------------------------------------------------- oracle on the same rows
     oracle, S_or, ok_or = None, None, None
-    if ctx.truth is not None:
-        S_or = np.asarray(ctx.truth.survival_curve(valid, grid), dtype=float)
+    if ctx.oracle is not None:
+        S_or = np.asarray(ctx.oracle.survival_curve(valid, grid), dtype=float)
         ok_or = np.isfinite(S_or).all(axis=1)
         if ok_or.sum() > 0:
             oracle = _evaluate(S_or[ok_or], grid, T[ok_or], E[ok_or], cal_365)
 
     # ---------------------------------------------------------------- renewal-date probability
-    renewal = _renewal_comparison(est, valid, ctx, churn_estimator)
+    renewal = _renewal_comparison(est, valid, ctx.oracle, churn_estimator)
 
     result = {"metrics": _subset(metrics), "oracle": _subset(oracle),
               "detail": {"chosen": chosen, "penalizer": est.penalizer, "clock_length_days": est.clock_length_,
@@ -624,20 +266,13 @@ def train_survival(ctx: TrainingContext, params: dict | None = None, register: b
                          "oracle_n": None if ok_or is None else int(ok_or.sum()),
                          "renewal": renewal,
                          "mean_expected_lifetime_days": None, "mean_p_active_365d": None}}
+    candidate = GuardScore.of(family, metrics["c_index"], len(T))
 
-    def beats(champion) -> tuple[bool, str]:
-        rc = np.asarray(champion.predict_risk(valid, horizon=horizon), dtype=float)
-        mine, theirs = metrics["c_index"], harrell_c_index(T, E, rc)
-        return bool(mine > theirs), f"validation C-index {mine:.5f} vs champion {theirs:.5f} on {len(T)} rows"
-
-    with store.start_run(FAMILY, run_name=run_name, nested=nested,
-                         tags={"data_hash": ctx.data_hash, "as_of": str(ctx.as_of)}) as run:
-        store.log_params({"algorithm": chosen, "penalizer": est.penalizer,
-                          "as_of": ctx.as_of, "validation_start": ctx.validation_start,
+    with store.start_run(FAMILY, run_name=run_name, nested=nested, tags=ctx.run_tags()) as run:
+        store.log_params({"algorithm": chosen, "penalizer": est.penalizer, **ctx.run_params(),
                           "n_covariates": len(est.covariates_), "penalizer_grid": penalizers,
                           "snapshots_per_quarter": per_q, "evaluation_horizon_days": horizon,
-                          "snapshot_dates": f"{ctx.grid[0]}..{ctx.grid[-1]} ({len(ctx.grid)} monthly)",
-                          "data_hash": ctx.data_hash, **{f"param_{k}": v for k, v in params.items()}})
+                          **{f"param_{k}": v for k, v in params.items()}})
         store.log_metrics(metrics)
         if oracle:
             store.log_metrics(oracle, prefix="oracle_")
@@ -656,27 +291,14 @@ def train_survival(ctx: TrainingContext, params: dict | None = None, register: b
         store.log_dict({"kind": chosen, "penalizer": est.penalizer,
                         "coefficients": summ.astype({"covariate": str}).to_dict(orient="records")},
                        "coefficients.json")
-        fig = _calibration_plot(S, grid, T, E, cal_365, S_or[ok_or] if oracle else None,
-                                T[ok_or] if oracle else None, E[ok_or] if oracle else None)
-        store.log_figure(fig, "calibration_365.png")
-        plt.close(fig)
-        fig = _km_vs_predicted(S, grid, T, E, valid["segment"].to_numpy(), S_or if oracle else None)
-        store.log_figure(fig, "survival_vs_km.png")
-        plt.close(fig)
-        fig = _drivers_plot(est.contributions(valid.head(5000)))
-        store.log_figure(fig, "drivers.png")
-        plt.close(fig)
-        result["detail"]["retention"] = _log_retention(ctx)
+        log_figures(est, valid, S, grid, T, E, cal_365, S_or if oracle else None, ok_or)
+        result["detail"]["retention"] = log_retention(ctx.source, ctx.as_of)
         store.log_dict(result, "evaluation.json")
         sig_in = valid[list(est.feature_names_in_)].head(20)
-        sig_out = est.predict_survival(sig_in, [90, 180, 365])
-        sig_out.columns = [f"p_active_{int(c)}d" for c in sig_out.columns]
-        info = store.log_pyfunc(EstimatorModel(est, "survival"), sig_in, sig_out)
-        reg = (store.register_with_guard(FAMILY, info.model_uri, run.info.run_id, beats) if register
-               else store.Registration(run.info.run_id, None, None, "not registered"))
-    result.update({"run_id": reg.run_id, "version": reg.version, "alias": reg.alias, "guard": reg.guard})
-    result["_estimator"] = est
-    return result
+        info = store.log_pyfunc(EstimatorModel(est, FAMILY), sig_in, family.pyfunc(est, sig_in))
+        reg = register_candidate(family, info.model_uri, run.info.run_id, candidate,
+                                 lambda champion: guard_score(champion, val), register=register)
+    return TrainingResult(FAMILY, result["metrics"], result["oracle"], result["detail"], est, val, candidate, reg)
 
 
 def _inner_split(train: pd.DataFrame, vs: pd.Timestamp, months: int):
@@ -695,8 +317,7 @@ def _inner_split(train: pd.DataFrame, vs: pd.Timestamp, months: int):
     return itr, iva, cut
 
 
-def _renewal_comparison(est: SnapshotSurvivalModel, valid: pd.DataFrame, ctx: TrainingContext,
-                        churn_estimator) -> dict:
+def _renewal_comparison(est: SnapshotSurvivalModel, valid: pd.DataFrame, oracle, churn_estimator) -> dict:
     """Renewal-date churn probability 1 - S(days_to_renewal + 1) vs the observed outcome of that renewal
     (label_churn), on validation rows whose next renewal falls before the data end."""
     rows = valid[valid["label_churn"].notna()]
@@ -710,8 +331,8 @@ def _renewal_comparison(est: SnapshotSurvivalModel, valid: pd.DataFrame, ctx: Tr
     both = 0 < y.sum() < len(y)
     if both:
         out["auc"] = round(float(roc_auc_score(y, p)), 6)
-    if ctx.truth is not None:
-        po = np.asarray(ctx.truth.churn_probability(rows), dtype=float)
+    if oracle is not None:
+        po = np.asarray(oracle.churn_probability(rows), dtype=float)
         ok = np.isfinite(po)
         if ok.any():
             out["oracle_mean_churn"] = round(float(po[ok].mean()), 6)
@@ -729,162 +350,3 @@ def _renewal_comparison(est: SnapshotSurvivalModel, valid: pd.DataFrame, ctx: Tr
         except Exception as e:  # noqa: BLE001 - the comparison is optional
             out["churn_model_error"] = f"{type(e).__name__}: {e}"[:300]
     return out
-
-
-# ------------------------------------------------------------------------------------------------
-# cohort retention (Kaplan-Meier curves, sBG per segment)
-# ------------------------------------------------------------------------------------------------
-def _log_png(path: Path, name: str) -> None:
-    """Log a PNG written by plot_cohort_curves through store.log_figure (store has no log_artifact)."""
-    img = plt.imread(str(path))
-    h, w = img.shape[:2]
-    fig = plt.figure(figsize=(w / 100, h / 100), dpi=100)
-    ax = fig.add_axes([0, 0, 1, 1])
-    ax.imshow(img)
-    ax.axis("off")
-    store.log_figure(fig, name)
-    plt.close(fig)
-
-
-def yearly_alive_counts(spells: pd.DataFrame, data_end, grace_days: int = 30) -> dict[str, list[int]]:
-    """Alive counts at yearly periods 0..n per start-year cohort, for the sBG.
-
-    An account is alive at period k if it has not churned by ``k * 365.25 + grace_days`` days after its start
-    (the grace absorbs 366-day contracts and late paperwork). A cohort's period k is used only when every
-    member has been observed that long (start + k * 365.25 + grace <= data_end), so its counts are complete."""
-    end = pd.Timestamp(data_end)
-    out = {}
-    for cohort, g in spells.groupby("cohort", sort=True):
-        last_start = pd.to_datetime(g["start_date"]).max()
-        n = int(np.floor(((end - last_start).days - grace_days) / 365.25))
-        if n < 1:
-            continue
-        dur, ev = g["duration"].to_numpy(dtype=float), g["event"].to_numpy(dtype=int)
-        alive = [int(len(g) - ((ev == 1) & (dur <= k * 365.25 + grace_days)).sum()) for k in range(n + 1)]
-        alive[0] = int(len(g))
-        out[str(cohort)] = alive
-    return out
-
-
-def _log_retention(ctx: TrainingContext) -> dict:
-    try:
-        from csforecast.retention import ShiftedBetaGeometric
-        from csforecast.retention.cohorts import cohort_curves, plot_cohort_curves, spells_from_contracts
-    except Exception as e:  # noqa: BLE001 - the retention module may not be there yet
-        return {"available": False, "reason": f"csforecast.retention not importable: {type(e).__name__}: {e}"}
-    out: dict = {"available": True, "artifacts": []}
-    try:
-        spells = spells_from_contracts(ctx.source.frame("contracts"), ctx.source.frame("accounts"),
-                                       data_end=ctx.as_of)
-    except Exception as e:  # noqa: BLE001
-        return {"available": False, "reason": f"spells_from_contracts failed: {type(e).__name__}: {e}"}
-    out["n_accounts"] = int(len(spells))
-    yearly = np.arange(0, 7) * 365.25
-    tables = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for by in ("cohort", "segment"):
-            for label, weight in (("logo", None), ("arr", "arr")):
-                name = f"retention/{label}_by_{by}.png"
-                try:
-                    sp = spells if weight is None else spells[spells["arr"].fillna(0) > 0]
-                    curves = cohort_curves(sp, by=by, weight=weight)
-                    what = "start year" if by == "cohort" else by
-                    title = f"{'Logo' if weight is None else 'ARR'} retention by {what}"
-                    png = plot_cohort_curves(curves, Path(tmp) / f"{label}_{by}.png", title,
-                                             xlabel="years since customer start", time_scale=365.25,
-                                             ylabel="share of accounts" if weight is None else "share of starting ARR")
-                    _log_png(png, name)
-                    out["artifacts"].append(name)
-                    yt = cohort_curves(sp, by=by, weight=weight, times=yearly)
-                    tables[f"{label}_by_{by}"] = [
-                        {"group": r.group, "years": round(r.time / 365.25, 2),
-                         "survival": None if r.survival != r.survival else round(float(r.survival), 4),
-                         "at_risk": int(r.at_risk)} for r in yt.itertuples()]
-                except Exception as e:  # noqa: BLE001 - one failing curve must not lose the run
-                    out.setdefault("errors", []).append(f"{name}: {type(e).__name__}: {e}"[:300])
-    if tables:
-        store.log_dict(tables, "retention/km_yearly.json")
-        out["artifacts"].append("retention/km_yearly.json")
-    sbg = {}
-    for seg, g in spells.groupby("segment", sort=True):
-        counts = yearly_alive_counts(g, ctx.as_of)
-        entry: dict = {"cohorts": counts}
-        try:
-            if not counts:
-                raise ValueError("no cohort with a full observed year")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                m = ShiftedBetaGeometric().fit(list(counts.values()))
-            proj = m.survival(np.arange(0, 6))
-            entry.update({"alpha": round(m.alpha_, 6), "beta": round(m.beta_, 6),
-                          "converged": bool(m.converged_), "loglik": round(float(m.loglik_), 4),
-                          "mean_first_year_churn": round(m.alpha_ / (m.alpha_ + m.beta_), 6),
-                          "projection_5y": {str(k): round(float(v), 6) for k, v in enumerate(proj)},
-                          "retention_rate": {str(k): round(float(m.retention_rate(k)), 6) for k in range(1, 6)}})
-            store.log_metrics({"alpha": m.alpha_, "beta": m.beta_, "survival_5y": float(proj[-1])},
-                              prefix=f"sbg_{str(seg).replace(' ', '_')}_")
-        except Exception as e:  # noqa: BLE001
-            entry["error"] = f"{type(e).__name__}: {e}"[:300]
-        sbg[str(seg)] = entry
-    store.log_dict({"period": "year (365.25 days)", "segments": sbg}, "retention/sbg.json")
-    out["artifacts"].append("retention/sbg.json")
-    out["sbg"] = {s: {k: v for k, v in e.items() if k != "cohorts"} for s, e in sbg.items()}
-    return out
-
-
-# ------------------------------------------------------------------------------------------------
-# figures
-# ------------------------------------------------------------------------------------------------
-def _calibration_plot(S, grid, T, E, t_cal, S_or=None, T_or=None, E_or=None, n_bins: int = 10):
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    k = int(np.searchsorted(grid, t_cal))
-    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfect")
-    for SS, TT, EE, lab, mk in ((S, T, E, "model", "o"), (S_or, T_or, E_or, "oracle (truth)", "s")):
-        if SS is None:
-            continue
-        p = SS[:, k]
-        order = np.argsort(p, kind="mergesort")
-        bins = np.empty(len(p), dtype=int)
-        bins[order] = (np.arange(len(p)) * n_bins) // len(p)
-        xs = [p[bins == b].mean() for b in range(n_bins)]
-        ys = [kaplan_meier_at(TT[bins == b], EE[bins == b], t_cal) for b in range(n_bins)]
-        ax.plot(xs, ys, marker=mk, alpha=1 if lab == "model" else 0.6, label=lab)
-    lo = min(0.5, float(np.nanmin(S[:, k])) - 0.02)
-    ax.set_xlim(lo, 1.01)
-    ax.set_ylim(lo, 1.01)
-    ax.set_xlabel(f"predicted P(active {t_cal:g} days after as-of)")
-    ax.set_ylabel("Kaplan-Meier observed")
-    ax.set_title(f"Calibration at {t_cal:g} days (validation, deciles)")
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def _km_vs_predicted(S, grid, T, E, segments, S_or=None):
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for seg in sorted(set(segments)):
-        m = segments == seg
-        km = kaplan_meier_at(T[m], E[m], grid)
-        (line,) = ax.step(grid, km, where="post", lw=1.5, label=f"{seg}: Kaplan-Meier")
-        ax.plot(grid, S[m].mean(axis=0), color=line.get_color(), ls="--", lw=1.2, label=f"{seg}: model")
-        if S_or is not None:
-            so = S_or[m]
-            so = so[np.isfinite(so).all(axis=1)]
-            if len(so):
-                ax.plot(grid, so.mean(axis=0), color=line.get_color(), ls=":", lw=1.2, label=f"{seg}: oracle")
-    ax.set_xlabel("days after as-of")
-    ax.set_ylabel("share still a customer")
-    ax.set_title("Validation snapshots: observed vs mean predicted survival")
-    ax.legend(fontsize=7, ncol=3)
-    fig.tight_layout()
-    return fig
-
-
-def _drivers_plot(contrib: pd.DataFrame, top: int = 20):
-    imp = contrib.abs().mean().sort_values(ascending=True).tail(top)
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(imp) + 1.5))
-    ax.barh(imp.index.astype(str), imp.to_numpy())
-    ax.set_xlabel("mean |contribution to log hazard ratio| (validation snapshots)")
-    ax.set_title("Survival drivers (associations, not causes)")
-    fig.tight_layout()
-    return fig

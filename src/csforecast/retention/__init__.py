@@ -1,14 +1,6 @@
-"""Cohort retention: Kaplan–Meier curves and the shifted-beta-geometric model."""
-from importlib import import_module
+"""Cohort retention: Kaplan–Meier curves (``cohort_curves``) and the shifted-beta-geometric model
+(``ShiftedBetaGeometric``, an estimator that lives in ``csforecast.models``)."""
+from csforecast.models.sbg import ShiftedBetaGeometric
+from csforecast.retention.cohorts import cohort_curves
 
-_EXPORTS = {
-    "ShiftedBetaGeometric": "csforecast.retention.sbg",
-    "cohort_curves": "csforecast.retention.cohorts",
-}
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(name)
+__all__ = ["ShiftedBetaGeometric", "cohort_curves"]

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from importlib import import_module
 
-import numpy as np
 import pandas as pd
 
 from csforecast.data.sources import Source
-from csforecast.features.catalogue import top_drivers
-from csforecast.features.snapshot import build_snapshots, data_end, feature_columns
+from csforecast.errors import UnavailableError
+from csforecast.features.snapshot import build_snapshots, data_end
+from csforecast.scoring import families
 from csforecast.tracking import store
 
 TREND_WEEKS = 12
+
+
+class NoChampionsError(UnavailableError, RuntimeError):
+    """No family has a champion model in the registry (train first)."""
+
 PROFILE_COLUMNS = ["account_id", "segment", "industry", "region", "arr", "seats", "renewal_date", "days_to_renewal",
                    "contract_id", "tenure_days"]
 
@@ -29,35 +33,28 @@ class Champions:
 
     @classmethod
     def load(cls, pinned: dict[str, str] | None = None) -> "Champions":
+        """The champion of every family in the registry (or the pinned version); families without one are
+        left out."""
         est, ver = {}, {}
         pinned = pinned or {}
-        for fam in ("churn", "survival", "health"):
-            if fam in pinned:
-                v = str(pinned[fam])
+        for fam in families.FAMILIES.values():
+            if fam.name in pinned:
+                v = str(pinned[fam.name])
             else:
-                mv = store.champion_version(fam)
+                mv = store.champion_version(fam.name)
                 if mv is None:
                     continue
                 v = str(mv.version)
-            est[fam] = store.load_estimator(f"models:/{store.model_name(fam)}/{v}")
-            ver[fam] = v
+            est[fam.name] = store.load_estimator(f"models:/{fam.model_name}/{v}")
+            ver[fam.name] = v
         return cls(est, ver)
-
-
-def churn_columns(estimator, snap: pd.DataFrame, k: int = 5) -> pd.DataFrame:
-    feats = list(estimator.feature_names_in_)
-    X = snap[feats]
-    p = estimator.predict_proba(X)[:, 1]
-    contrib = estimator.explain(X)
-    values = X.to_dict("records")
-    c_records = contrib.drop(columns=["base_value"]).to_dict("records")
-    drivers = [top_drivers(v, c, k) for v, c in zip(values, c_records)]
-    return pd.DataFrame({"churn_probability": p, "churn_base_logit": contrib["base_value"].to_numpy(),
-                         "churn_drivers": drivers}, index=snap.index)
 
 
 def score_accounts(source: Source, champions: Champions, as_of: date | None = None,
                    with_history: bool = True) -> tuple[pd.DataFrame, pd.DataFrame | None, date]:
+    """Every active account as of ``as_of`` (default: the data end), scored by each family's champion
+    (``Family.scorer``), with ``<family>_model_version`` beside its columns, and the weekly history of the
+    families that have one (the last TREND_WEEKS weeks)."""
     as_of = as_of or data_end(source)
     snap = build_snapshots(source, [as_of], labels=False)
     if snap.empty:
@@ -67,23 +64,18 @@ def score_accounts(source: Source, champions: Champions, as_of: date | None = No
     out["as_of"] = pd.Timestamp(as_of)
     out["name"] = snap["account_id"].map(acc["name"])
     out["csm_id"] = snap["account_id"].map(acc["csm_id"]).astype(object).where(lambda s: s.notna(), None)
-    if "churn" in champions.estimators:
-        out = out.join(churn_columns(champions.estimators["churn"], snap))
-        out["churn_model_version"] = champions.versions["churn"]
-    if "survival" in champions.estimators:
-        mod = import_module("csforecast.pipelines.survival")
-        out = out.join(mod.score_survival(champions.estimators["survival"], snap))
-        out["survival_model_version"] = champions.versions["survival"]
-    history = None
-    if "health" in champions.estimators:
-        mod = import_module("csforecast.pipelines.health")
-        est = champions.estimators["health"]
-        out = out.join(mod.score_health(est, snap))
-        out["health_model_version"] = champions.versions["health"]
-        if with_history:
-            weeks = [as_of - timedelta(weeks=w) for w in range(TREND_WEEKS, -1, -1)]
-            hist_snap = build_snapshots(source, weeks, labels=False)
-            history = mod.health_history(est, hist_snap)
+    history, hist_snap = None, None
+    for fam in families.FAMILIES.values():
+        est = champions.estimators.get(fam.name)
+        if est is None:
+            continue
+        out = out.join(fam.scorer(est, snap))
+        out[f"{fam.name}_model_version"] = champions.versions[fam.name]
+        if with_history and fam.history is not None:
+            if hist_snap is None:
+                weeks = [as_of - timedelta(weeks=w) for w in range(TREND_WEEKS, -1, -1)]
+                hist_snap = build_snapshots(source, weeks, labels=False)
+            history = fam.history(est, hist_snap)
     if "churn_probability" in out and "arr" in out:
         out["risk_arr"] = out["churn_probability"] * out["arr"]
     return out.reset_index(drop=True), history, as_of
@@ -94,7 +86,7 @@ def run_scoring(source: Source, scores_db, as_of: date | None = None, pinned: di
 
     champs = Champions.load(pinned)
     if not champs.estimators:
-        raise RuntimeError("no champion models in the registry: run `csforecast train --data …` first")
+        raise NoChampionsError("no champion models in the registry: run `csforecast train --data …` first")
     scores, history, as_of = score_accounts(source, champs, as_of)
     version = write_scores(scores_db, scores, as_of=as_of, data_hash=source.data_hash, models=champs.versions,
                            history=history)

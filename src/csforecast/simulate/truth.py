@@ -1,6 +1,8 @@
 """The oracle: the best possible predictions, from the simulator's truth/ folder.
 
-Only evaluation reads this. For a snapshot row (an account as of date t, its next renewal at E), the oracle
+Only the caller that owns simulated data opens truth/ (:func:`oracle_for`, at the entry points: the CLI
+commands); training, back-test, forecast and effect code get the resulting :class:`Truth` passed in (an
+``oracle=`` argument, None for real data) and use it for evaluation only. For a snapshot row (an account as of date t, its next renewal at E), the oracle
 knows the latent health up to the day before t and the generative process, but not the future noise:
   h(E - notice) | h(t-1) ~ Normal(mu(t-1) + phi^k x(t-1) + expected shocks, sd_x^2 (1 - phi^2k) + shock variance)
   P(churn) = p_unavoidable + (1 - p_unavoidable) * E[sigmoid(base_logit + b_health * h)]
@@ -9,19 +11,17 @@ realised decision probability from truth/renewals.
 """
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(24)
 _GH_W = _GH_W / _GH_W.sum()
-
-
-def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 @dataclass
@@ -44,6 +44,11 @@ class Truth:
     def params(self) -> dict:
         return self.meta["params"]
 
+    def latent_health(self, rows: pd.DataFrame) -> np.ndarray:
+        """The simulator's latent health of each snapshot row's account on the day before its as_of (NaN
+        where truth/ has no value)."""
+        return self._state(rows)["health"].to_numpy(dtype=float)
+
     def _state(self, rows: pd.DataFrame) -> pd.DataFrame:
         key = pd.DataFrame({"account_id": rows["account_id"].to_numpy(),
                             "date": pd.to_datetime(rows["as_of"]).to_numpy() - np.timedelta64(1, "D")})
@@ -53,7 +58,7 @@ class Truth:
     def _expected_p(self, base, mean, var):
         p = self.params
         h = mean[:, None] + np.sqrt(np.maximum(var, 0))[:, None] * _GH_X[None, :]
-        avoid = (_sigmoid(base[:, None] + p["b_health"] * h) * _GH_W[None, :]).sum(axis=1)
+        avoid = (expit(base[:, None] + p["b_health"] * h) * _GH_W[None, :]).sum(axis=1)
         return p["p_unavoidable"] + (1 - p["p_unavoidable"]) * avoid
 
     def _forecast_health(self, mu, x, k):
@@ -74,7 +79,6 @@ class Truth:
 
     def churn_probability(self, rows: pd.DataFrame) -> np.ndarray:
         """Oracle P(churn at the next renewal) for snapshot rows (account_id, as_of, contract_id)."""
-        p = self.params
         ren = self.renewals.set_index("contract_id")
         r = ren.reindex(rows["contract_id"].to_numpy())
         st = self._state(rows)
@@ -117,3 +121,27 @@ class Truth:
 def load_truth(source_location: str | Path) -> Truth | None:
     folder = Path(source_location) / "truth"
     return Truth.load(folder) if (folder / "renewals.parquet").exists() else None
+
+
+class _FromSource(enum.Enum):
+    """Sentinel type of :data:`FROM_SOURCE`."""
+    FROM_SOURCE = "from source"
+
+
+#: Default of the ``oracle=`` argument of the entry-point functions (``train_all``, ``run_backtest``,
+#: ``run_experiment``, ``playbook_effect``) while their CLI commands do not pass the oracle yet: "open the
+#: source's truth/ here, at the entry point". Everything below the entry point takes a Truth or None.
+FROM_SOURCE = _FromSource.FROM_SOURCE
+
+
+def oracle_for(source) -> Truth | None:
+    """The oracle of a simulated source (its truth/ folder), or None for real data. Call it only where the
+    simulated data is owned: at an entry point (a CLI command), never inside training or evaluation code."""
+    location = getattr(source, "location", source)
+    return load_truth(location) if location is not None else None
+
+
+def resolve_oracle(oracle, source) -> Truth | None:
+    """Entry-point boundary: ``oracle`` itself, or :func:`oracle_for` ``(source)`` when it is
+    :data:`FROM_SOURCE`."""
+    return oracle_for(source) if oracle is FROM_SOURCE else oracle

@@ -1,25 +1,28 @@
-"""Our estimators wrapped as MLflow pyfunc models, so `mlflow models serve` can serve them too."""
+"""Our estimators wrapped as MLflow pyfunc models, so `mlflow models serve` can serve them too.
+
+What a family's pyfunc model answers is the family's own business (``scoring.families``: ``Family.pyfunc``);
+the wrapper only holds the estimator and the family's name.
+"""
 from __future__ import annotations
 
 import mlflow.pyfunc
 import pandas as pd
 
+from csforecast.scoring import families
+
 
 class EstimatorModel(mlflow.pyfunc.PythonModel):
-    """Holds one fitted estimator; `predict` returns a DataFrame named by `output`."""
+    """Holds one fitted estimator of ``family``; ``predict`` returns the family's pyfunc frame."""
 
-    def __init__(self, estimator, output: str):
+    def __init__(self, estimator, family: str):
         self.estimator = estimator
-        self.output = output
+        self.family = families.get(family).name
+
+    def _family(self) -> families.Family:
+        # models registered before the family registry pickled the name of their output instead
+        name = getattr(self, "family", None)
+        return families.get(name) if name else families.by_pyfunc_output(self.output)
 
     def predict(self, context, model_input: pd.DataFrame, params=None):  # noqa: ARG002 - pyfunc signature
         X = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        if self.output == "churn_probability":
-            return pd.DataFrame({"churn_probability": self.estimator.predict_proba(X)[:, 1]}, index=X.index)
-        if self.output == "health_score":
-            return pd.DataFrame({"health_score": self.estimator.predict(X)}, index=X.index)
-        if self.output == "survival":
-            s = self.estimator.predict_survival(X, [90, 180, 365])
-            s.columns = [f"p_active_{int(c)}d" for c in s.columns]
-            return s
-        raise ValueError(f"unknown output {self.output}")
+        return self._family().pyfunc(self.estimator, X)

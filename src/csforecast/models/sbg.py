@@ -30,6 +30,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import betaln, digamma, hyp2f1, polygamma
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["ShiftedBetaGeometric"]
 
@@ -173,7 +175,7 @@ def _hyp2f1_1(b, c, z) -> np.ndarray:
 # ---------------------------------------------------------------------------
 # the estimator
 # ---------------------------------------------------------------------------
-class ShiftedBetaGeometric:
+class ShiftedBetaGeometric(BaseEstimator):
     """Shifted-beta-geometric model of cohort retention (Fader & Hardie 2007).
 
     Parameters
@@ -206,29 +208,26 @@ class ShiftedBetaGeometric:
     converged_ : bool
     """
 
-    def __init__(self, alpha_init: float = 1.0, beta_init: float = 1.0, tol: float = 1e-9,
+    def __init__(self, *, alpha_init: float = 1.0, beta_init: float = 1.0, tol: float = 1e-9,
                  max_iter: int = 2000):
         self.alpha_init = alpha_init
         self.beta_init = beta_init
         self.tol = tol
         self.max_iter = max_iter
 
-    # -- scikit-learn style plumbing ---------------------------------------
-    def get_params(self, deep: bool = True) -> dict:
-        return {"alpha_init": self.alpha_init, "beta_init": self.beta_init, "tol": self.tol,
-                "max_iter": self.max_iter}
+    # -- scikit-learn protocol ----------------------------------------------
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "alpha_")
 
-    def set_params(self, **params) -> "ShiftedBetaGeometric":
-        for k, v in params.items():
-            if k not in self.get_params():
-                raise ValueError(f"invalid parameter {k!r}")
-            setattr(self, k, v)
-        return self
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False       # fit takes alive counts, not (X, y)
+        return tags
 
-    def __repr__(self) -> str:
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:  # noqa: N803 - BaseEstimator's signature
         if hasattr(self, "alpha_"):
             return f"ShiftedBetaGeometric(alpha_={self.alpha_:.4g}, beta_={self.beta_:.4g})"
-        return "ShiftedBetaGeometric()"
+        return super().__repr__(N_CHAR_MAX)
 
     # -- fitting -------------------------------------------------------------
     def fit(self, alive, cohort_size: float | None = None) -> "ShiftedBetaGeometric":
@@ -341,8 +340,7 @@ class ShiftedBetaGeometric:
 
     # -- model quantities ------------------------------------------------------
     def _check_fitted(self):
-        if not hasattr(self, "alpha_"):
-            raise RuntimeError("this ShiftedBetaGeometric instance is not fitted yet; call fit() first")
+        check_is_fitted(self)
         return self.alpha_, self.beta_
 
     @staticmethod

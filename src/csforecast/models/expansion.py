@@ -20,22 +20,51 @@ import warnings
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["ExpansionModel"]
 
 CLIP = (-3.0, 3.0)          # log ratios beyond x20 / x0.05 are data errors for this purpose
 
 
-class ExpansionModel:
+class ExpansionModel(RegressorMixin, BaseEstimator):
     """Mean and spread of successor ARR / ARR due for renewed decisions.
 
-    Parameters: ``min_rows`` (fewer renewed rows -> constant model), ``holdout_fraction`` (latest share of
-    renewal dates used for early stopping and the residual law), LightGBM ``n_estimators`` (max rounds),
-    ``learning_rate``, ``num_leaves``, ``min_child_samples``, ``random_state``. Single-threaded (fast on the
-    few thousand rows it sees; threads contend on small data).
+    ``fit(X, arr_change, sample_time)`` learns ``log(1 + arr_change)``; :meth:`predict` answers the expected
+    ARR change ``E[ratio] - 1`` (the target's scale), :meth:`expected_ratio` / :meth:`ratio_moments` the
+    ratio's mean and variance under the empirical residual law. Columns missing at predict time are treated
+    as missing values (the model was fitted with them possibly missing too). Single-threaded (fast on the few
+    thousand rows it sees; threads contend on small data).
+
+    Parameters
+    ----------
+    min_rows : int
+        Fewer renewed rows than this -> the constant model.
+    holdout_fraction : float
+        Latest share of renewal dates used for early stopping and the residual law.
+    n_estimators, learning_rate, num_leaves, min_child_samples, random_state :
+        LightGBM settings (``n_estimators`` is the maximum number of rounds).
+
+    Attributes
+    ----------
+    kind_ : str
+        ``"lightgbm"``, ``"constant"`` or ``"none (no renewed decisions: ratio 1)"``.
+    model_ : LGBMRegressor or None
+    constant_ : float
+        Mean training log ratio (the constant model's prediction).
+    residuals_ : ndarray
+        The residual law: out-of-sample log-ratio residuals (or the training residuals of the constant).
+    mean_exp_resid_, var_exp_resid_, residual_sd_ : float
+        Mean and variance of ``exp(residual)``, sd of the residuals.
+    feature_names_in_ : ndarray of str
+        Training columns (``features_`` is the same list). ``n_features_in_`` their number.
+    n_rows_, best_iteration_ : int
+    categories_ : dict
+        Categorical column -> levels seen in training.
     """
 
-    def __init__(self, min_rows: int = 200, holdout_fraction: float = 0.25, n_estimators: int = 400,
+    def __init__(self, *, min_rows: int = 200, holdout_fraction: float = 0.25, n_estimators: int = 400,
                  learning_rate: float = 0.05, num_leaves: int = 7, min_child_samples: int = 40,
                  random_state: int = 0):
         self.min_rows = min_rows
@@ -80,6 +109,8 @@ class ExpansionModel:
         t = (pd.to_datetime(pd.Series(np.asarray(sample_time))).reset_index(drop=True)[ok].reset_index(drop=True)
              if sample_time is not None else pd.Series(np.arange(len(y))))
         self.features_ = list(X.columns)
+        self.feature_names_in_ = np.asarray(self.features_, dtype=object)
+        self.n_features_in_ = len(self.features_)
         self.categories_ = {c: sorted(X[c].dropna().astype(str).unique().tolist())
                             for c in X.columns
                             if not (ptypes.is_numeric_dtype(X[c]) or ptypes.is_datetime64_any_dtype(X[c])
@@ -129,9 +160,28 @@ class ExpansionModel:
         self.residual_sd_ = float(r.std())
         return self
 
+    # ------------------------------------------------------------------ sklearn protocol
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "mean_exp_resid_")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        return tags
+
     # ------------------------------------------------------------------ predict
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Expected ARR change at renewal, ``E[successor ARR / ARR due | renewed, x] - 1``."""
+        check_is_fitted(self)
+        return self.expected_ratio(X) - 1.0
+
     def predict_log_ratio(self, X: pd.DataFrame) -> np.ndarray:
         """mu(x): the model's mean log(successor ARR / ARR due)."""
+        check_is_fitted(self)
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(f"X must be a pandas DataFrame, got {type(X).__name__}")
         if self.model_ is None:
             return np.full(len(X), self.constant_)
         with warnings.catch_warnings():
@@ -140,14 +190,18 @@ class ExpansionModel:
 
     def expected_ratio(self, X: pd.DataFrame) -> np.ndarray:
         """E[successor ARR / ARR due | renewed, x]."""
+        check_is_fitted(self)
         return np.exp(self.predict_log_ratio(X)) * self.mean_exp_resid_
 
     def ratio_moments(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(E[ratio], Var[ratio]) per row, under the empirical residual law."""
+        check_is_fitted(self)
         e = np.exp(self.predict_log_ratio(X))
         return e * self.mean_exp_resid_, e * e * self.var_exp_resid_
 
     def summary(self) -> dict:
+        """Kind, rows, boosting rounds and residual spread (JSON-safe)."""
+        check_is_fitted(self)
         return {"kind": self.kind_, "n_rows": self.n_rows_, "rounds": self.best_iteration_,
                 "residual_sd_log": round(self.residual_sd_, 6),
                 "n_residuals": int(len(self.residuals_))}
