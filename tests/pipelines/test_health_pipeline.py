@@ -12,15 +12,13 @@ import pytest
 
 from csforecast.config import Settings, TriggerSettings
 from csforecast.models import HealthScoreModel
-from csforecast.pipelines.health import (
+from csforecast.pipelines.health import decile_table, strictly_falling, validation_uncertainty
+from csforecast.scoring.health import (
     _round_preserving_sum,
-    decile_table,
     evaluate_triggers,
     explain_change,
     health_history,
     score_health,
-    strictly_falling,
-    validation_uncertainty,
 )
 
 MINUS = "\u2212"
