@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -12,7 +11,7 @@ from csforecast.data.sources import Source
 from csforecast.experiments.report import CI_LEVEL, _r, build_report, comparison_markdown
 from csforecast.experiments.spec import FAMILY_METRICS, ExperimentSpec
 from csforecast.experiments.variants import ExperimentError
-from csforecast.forecast.backtest import fan_chart, run_backtest
+from csforecast.forecast.backtest import log_backtest_artifacts, run_backtest
 from csforecast.metrics.forecast_errors import wape
 from csforecast.metrics.resampling import percentile_ci
 from csforecast.pipelines.context import TrainingContext
@@ -46,10 +45,7 @@ def run_forecast_experiment(spec: ExperimentSpec, source: Source, *, spec_text, 
             store.log_text(spec_text, "spec.toml")
         bt = run_backtest(source, spec.backtest.quarters, spec.backtest.warmup, draws=spec.backtest.draws,
                           seed=spec.seed or None, progress=tell, snapshots=snaps, oracle=oracle)
-        store.log_dict(bt, "backtest.json")
-        fig = fan_chart(bt)
-        store.log_figure(fig, "fan_chart.png")
-        plt.close(fig)
+        log_backtest_artifacts(bt)
         results = {}
         for v in spec.variants:
             summ = bt["summary"].get(v.method)

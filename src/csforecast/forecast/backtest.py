@@ -321,8 +321,6 @@ def fan_chart(result: dict):
 
 def log_backtest(result: dict, data_hash: str) -> str:
     """Log the back-test to MLflow (experiment csforecast-forecast) with the fan chart; returns the run id."""
-    import matplotlib.pyplot as plt
-
     from csforecast.tracking import store
 
     with store.start_run("forecast", run_name=f"backtest-{len(result['quarters']) // max(1, len(result['summary']))}q",
@@ -333,11 +331,20 @@ def log_backtest(result: dict, data_hash: str) -> str:
         for m, s in result["summary"].items():
             store.log_metrics({k: v for k, v in s.items() if isinstance(v, (int, float))}, prefix=f"{m}_")
         store.log_metrics({f"tau_{m}": t for m, t in result["tau"].items()})
-        store.log_dict(result, "backtest.json")
-        fig = fan_chart(result)
-        store.log_figure(fig, "fan_chart.png")
-        plt.close(fig)
+        log_backtest_artifacts(result)
         return run.info.run_id
+
+
+def log_backtest_artifacts(result: dict) -> None:
+    """backtest.json and fan_chart.png of a back-test result, to the active MLflow run."""
+    import matplotlib.pyplot as plt
+
+    from csforecast.tracking import store
+
+    store.log_dict(result, "backtest.json")
+    fig = fan_chart(result)
+    store.log_figure(fig, "fan_chart.png")
+    plt.close(fig)
 
 
 def save_tau(result: dict, data_hash: str) -> str:

@@ -203,15 +203,20 @@ def _logistic_mle(X: np.ndarray, y: np.ndarray, offset: np.ndarray, start: np.nd
     return None
 
 
+def _recalibration_data(y, p) -> tuple[np.ndarray, np.ndarray | None]:
+    """(y, logit of p clipped to [EPS, 1 - EPS]); the logits are None when y is empty or has one class."""
+    y, p = _check(y, p)
+    if len(y) == 0 or y.min() == y.max():
+        return y, None
+    return y, logit(np.clip(p, EPS, 1 - EPS))
+
+
 def calibration_slope(y, p) -> float:
     """``b`` in ``logit P(y=1) = a + b * logit(p)`` (maximum likelihood); 1 is ideal, < 1 means
     over-confident predictions (too extreme), > 1 under-confident. ``p`` is clipped to [EPS, 1 - EPS]
     before the logit. NaN when ``y`` has a single class, ``p`` is constant or there is no finite estimate."""
-    y, p = _check(y, p)
-    if len(y) == 0 or y.min() == y.max():
-        return float("nan")
-    z = logit(np.clip(p, EPS, 1 - EPS))
-    if np.ptp(z) == 0:
+    y, z = _recalibration_data(y, p)
+    if z is None or np.ptp(z) == 0:
         return float("nan")
     beta = _logistic_mle(np.column_stack([np.ones_like(z), z]), y, np.zeros_like(z), np.array([0.0, 1.0]))
     return float("nan") if beta is None else float(beta[1])
@@ -220,10 +225,9 @@ def calibration_slope(y, p) -> float:
 def calibration_intercept(y, p) -> float:
     """Calibration-in-the-large: ``a`` in ``logit P(y=1) = a + offset(logit(p))`` (maximum likelihood); 0 is
     ideal, > 0 means ``p`` is too low on average. NaN when ``y`` has a single class."""
-    y, p = _check(y, p)
-    if len(y) == 0 or y.min() == y.max():
+    y, z = _recalibration_data(y, p)
+    if z is None:
         return float("nan")
-    z = logit(np.clip(p, EPS, 1 - EPS))
     beta = _logistic_mle(np.ones((len(z), 1)), y, z, np.zeros(1))
     return float("nan") if beta is None else float(beta[0])
 

@@ -32,7 +32,7 @@ from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardSc
 from sklearn.utils.validation import check_is_fitted
 
 from csforecast.models.calibrators import EPS, apply_calibrator, choose_calibration, clipped_log_loss
-from csforecast.models.tabular import as_float, as_str, time_key, time_split
+from csforecast.models.tabular import as_float, as_str, dataframe_input_tags, time_key, time_split
 
 __all__ = ["ChurnClassifier", "time_split"]
 
@@ -225,10 +225,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         return hasattr(self, "base_rate_")          # set last in fit
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True            # LightGBM natively; the logistic part imputes
-        tags.input_tags.categorical = True          # any non-numeric column is a category
-        tags.input_tags.string = True
+        tags = dataframe_input_tags(super().__sklearn_tags__())   # NaN: LightGBM natively, the logistic part imputes
         tags.classifier_tags.multi_class = False    # churn / no churn
         return tags
 

@@ -23,6 +23,8 @@ from pandas.api import types as ptypes
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from csforecast.models.tabular import dataframe_input_tags
+
 __all__ = ["ExpansionModel"]
 
 CLIP = (-3.0, 3.0)          # log ratios beyond x20 / x0.05 are data errors for this purpose
@@ -165,11 +167,7 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
         return hasattr(self, "mean_exp_resid_")
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        tags.input_tags.categorical = True
-        tags.input_tags.string = True
-        return tags
+        return dataframe_input_tags(super().__sklearn_tags__())
 
     # ------------------------------------------------------------------ predict
     def predict(self, X: pd.DataFrame) -> np.ndarray:

@@ -34,6 +34,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from csforecast.features.catalogue import info
+from csforecast.models.tabular import dataframe_input_tags
 
 __all__ = ["HealthScoreModel", "MEASURES", "COMPONENTS", "TEXTBOOK", "textbook_score", "textbook_bands",
            "band_of", "shapley_contributions", "health_from_eta", "exact_shapley"]
@@ -462,10 +463,7 @@ class HealthScoreModel(BaseEstimator):
         return hasattr(self, "weights_")
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True          # a missing measure scores the neutral 50
-        tags.input_tags.categorical = True        # segment (benchmarks) may be a string column
-        tags.input_tags.string = True
+        tags = dataframe_input_tags(super().__sklearn_tags__())   # a missing measure scores the neutral 50
         tags.target_tags.required = True
         return tags
 

@@ -52,6 +52,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from csforecast.models.survival import SurvivalModel
+from csforecast.models.tabular import dataframe_input_tags
 
 __all__ = ["SnapshotSurvivalModel", "DERIVED", "DEFAULT_COVARIATES", "KINDS", "LIFETIME_HORIZON"]
 
@@ -287,10 +288,7 @@ class SnapshotSurvivalModel(BaseEstimator):
         return hasattr(self, "model_")
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True          # imputed by SurvivalModel (training median + indicator)
-        tags.input_tags.categorical = True
-        tags.input_tags.string = True
+        tags = dataframe_input_tags(super().__sklearn_tags__())   # NaN imputed by SurvivalModel
         tags.target_tags.required = True          # durations and events
         return tags
 

@@ -71,6 +71,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from csforecast.models.tabular import dataframe_input_tags
+
 __all__ = ["SurvivalModel"]
 
 _KINDS = ("cox", "weibull")
@@ -387,10 +389,8 @@ class SurvivalModel(BaseEstimator):
         return hasattr(self, "lifelines_model_")
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True          # imputed with the training median (+ missing indicator)
-        tags.input_tags.categorical = True        # one-hot with drop-first
-        tags.input_tags.string = True
+        # NaN: the training median (+ missing indicator); categories and strings: one-hot with drop-first
+        tags = dataframe_input_tags(super().__sklearn_tags__())
         tags.target_tags.required = False         # the outcome columns are named in fit, inside df
         return tags
 

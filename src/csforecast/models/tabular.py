@@ -10,7 +10,16 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
-__all__ = ["time_key", "time_split", "as_float", "as_str"]
+__all__ = ["time_key", "time_split", "as_float", "as_str", "dataframe_input_tags"]
+
+
+def dataframe_input_tags(tags):
+    """Mark ``tags`` (an sklearn ``Tags``) as taking DataFrames with missing values and categorical / string
+    columns, as our estimators do (they impute and encode themselves); returns ``tags``."""
+    tags.input_tags.allow_nan = True
+    tags.input_tags.categorical = True
+    tags.input_tags.string = True
+    return tags
 
 
 def time_key(sample_time, n: int) -> tuple[np.ndarray, bool]:

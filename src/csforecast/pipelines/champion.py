@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pandas as pd
+
 from csforecast.scoring.families import Family
 from csforecast.tracking import store
+from csforecast.tracking.pyfunc import EstimatorModel
 
-__all__ = ["GuardScore", "champion_rule", "register_candidate"]
+__all__ = ["GuardScore", "champion_rule", "register_candidate", "log_and_register"]
 
 
 @dataclass(frozen=True)
@@ -54,3 +57,12 @@ def register_candidate(family: Family, model_uri: str, run_id: str, candidate: G
         return store.Registration(run_id, None, None, "not registered")
     decide = champion_rule(candidate, score, label=label or family.guard_label, note=note)
     return store.register_with_guard(family.name, model_uri, run_id, decide)
+
+
+def log_and_register(family: Family, estimator, example_rows: pd.DataFrame, run_id: str, candidate: GuardScore,
+                     score: Callable[[object], float], *, register: bool = True) -> store.Registration:
+    """The last step of a training run: log ``estimator`` as the run's pyfunc model (its signature from
+    ``example_rows`` and the family's pyfunc answer to them), then :func:`register_candidate` it."""
+    info = store.log_pyfunc(EstimatorModel(estimator, family.name), example_rows,
+                            family.pyfunc(estimator, example_rows))
+    return register_candidate(family, info.model_uri, run_id, candidate, score, register=register)

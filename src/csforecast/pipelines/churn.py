@@ -19,12 +19,11 @@ from csforecast.metrics.calibration import (  # noqa: E402
     clipped_log_loss,
 )
 from csforecast.models.churn import ChurnClassifier  # noqa: E402
-from csforecast.pipelines.champion import GuardScore, register_candidate  # noqa: E402
+from csforecast.pipelines.champion import GuardScore, log_and_register  # noqa: E402
 from csforecast.pipelines.context import TrainingContext  # noqa: E402
 from csforecast.pipelines.result import TrainingResult, ValidationSet  # noqa: E402
 from csforecast.scoring import families  # noqa: E402
 from csforecast.tracking import store  # noqa: E402
-from csforecast.tracking.pyfunc import EstimatorModel  # noqa: E402
 
 FAMILY = "churn"
 METRIC_KEYS = ("auc", "pr_auc", "log_loss", "brier", "ece", "calibration_slope", "top_decile_lift")
@@ -110,10 +109,8 @@ def train_churn(ctx: TrainingContext, params: dict | None = None, register: bool
         fig = _shap_summary(est, valid[feats])
         store.log_figure(fig, "shap_summary.png")
         plt.close(fig)
-        info = store.log_pyfunc(EstimatorModel(est, FAMILY), valid[feats].head(20),
-                                family.pyfunc(est, valid[feats].head(20)))
-        reg = register_candidate(family, info.model_uri, run.info.run_id, candidate,
-                                 lambda champion: guard_score(champion, val), register=register)
+        reg = log_and_register(family, est, valid[feats].head(20), run.info.run_id, candidate,
+                               lambda champion: guard_score(champion, val), register=register)
     return TrainingResult(FAMILY, result["metrics"], result["oracle"], result["detail"], est, val, candidate, reg)
 
 

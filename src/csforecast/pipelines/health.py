@@ -20,7 +20,7 @@ from csforecast.jsonsafe import finite_float  # noqa: E402
 from csforecast.metrics.calibration import rank_auc  # noqa: E402
 from csforecast.metrics.resampling import cluster_resamples, percentile_ci  # noqa: E402
 from csforecast.models.health import HealthScoreModel, band_of, textbook_bands, textbook_score  # noqa: E402
-from csforecast.pipelines.champion import GuardScore, register_candidate  # noqa: E402
+from csforecast.pipelines.champion import GuardScore, log_and_register  # noqa: E402
 from csforecast.pipelines.context import TrainingContext  # noqa: E402
 from csforecast.pipelines.result import TrainingResult, ValidationSet  # noqa: E402
 from csforecast.scoring import families  # noqa: E402
@@ -33,7 +33,6 @@ from csforecast.scoring.health import (  # noqa: E402,F401
     score_health,
 )
 from csforecast.tracking import store  # noqa: E402
-from csforecast.tracking.pyfunc import EstimatorModel  # noqa: E402
 
 FAMILY = "health"
 COMPONENT_KEYS = ("coef", "se", "p_value", "ci_low", "ci_high", "lr_p_value", "flagged")
@@ -272,10 +271,8 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
         fig = _decile_plot(deciles, unc.get("decile_churn_ci"))
         store.log_figure(fig, "decile_churn.png")
         plt.close(fig)
-        sig_in = valid[list(est.feature_names_in_)].head(20)
-        info = store.log_pyfunc(EstimatorModel(est, FAMILY), sig_in, family.pyfunc(est, sig_in))
-        reg = register_candidate(family, info.model_uri, run.info.run_id, candidate,
-                                 lambda champion: guard_score(champion, val), register=register)
+        reg = log_and_register(family, est, valid[list(est.feature_names_in_)].head(20), run.info.run_id, candidate,
+                               lambda champion: guard_score(champion, val), register=register)
     return TrainingResult(FAMILY, metrics, oracle, detail, est, val, candidate, reg)
 
 

@@ -48,14 +48,13 @@ from csforecast.models.snapshot_survival import (  # SnapshotSurvivalModel: re-e
     LIFETIME_HORIZON,
     SnapshotSurvivalModel,
 )
-from csforecast.pipelines.champion import GuardScore, register_candidate
+from csforecast.pipelines.champion import GuardScore, log_and_register
 from csforecast.pipelines.context import TrainingContext
 from csforecast.pipelines.result import TrainingResult, ValidationSet
 from csforecast.pipelines.survival_report import log_figures, log_retention, yearly_alive_counts  # noqa: F401
 from csforecast.scoring import families
 from csforecast.scoring.survival import score_survival  # noqa: F401 - re-exported for older call sites
 from csforecast.tracking import store
-from csforecast.tracking.pyfunc import EstimatorModel
 
 __all__ = ["train_survival", "validation_set", "guard_score", "SnapshotSurvivalModel", "DEFAULT_COVARIATES",
            "METRIC_KEYS"]
@@ -294,10 +293,8 @@ def train_survival(ctx: TrainingContext, params: dict | None = None, register: b
         log_figures(est, valid, S, grid, T, E, cal_365, S_or if oracle else None, ok_or)
         result["detail"]["retention"] = log_retention(ctx.source, ctx.as_of)
         store.log_dict(result, "evaluation.json")
-        sig_in = valid[list(est.feature_names_in_)].head(20)
-        info = store.log_pyfunc(EstimatorModel(est, FAMILY), sig_in, family.pyfunc(est, sig_in))
-        reg = register_candidate(family, info.model_uri, run.info.run_id, candidate,
-                                 lambda champion: guard_score(champion, val), register=register)
+        reg = log_and_register(family, est, valid[list(est.feature_names_in_)].head(20), run.info.run_id, candidate,
+                               lambda champion: guard_score(champion, val), register=register)
     return TrainingResult(FAMILY, result["metrics"], result["oracle"], result["detail"], est, val, candidate, reg)
 
 
