@@ -387,7 +387,9 @@ def local(tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 
     from csforecast.api.auth import KeyStore
-    from csforecast.api.state import DataContext, ServingState, build_score_set
+    from csforecast.api.datacontext import DataContext
+    from csforecast.api.scoreset import build_score_set
+    from csforecast.api.state import ServingState
     from csforecast.config import Settings
     from csforecast.ui.router import router
 
@@ -451,7 +453,7 @@ def test_local_portfolio_numbers_match_the_scores(local):
 def test_views_pure_functions():
     import numpy as np
 
-    from csforecast.api.state import build_score_set
+    from csforecast.api.scoreset import build_score_set
     from csforecast.ui import views
 
     meta, scores, hist = _synthetic_scores()

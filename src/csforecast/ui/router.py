@@ -43,7 +43,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 
 from csforecast.api.auth import Principal
-from csforecast.api.state import DataUnavailable, ServingState
+from csforecast.api.errors import DataUnavailable
+from csforecast.api.state import ServingState
 from csforecast.ui import views
 
 log = logging.getLogger("csforecast.ui")
