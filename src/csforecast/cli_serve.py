@@ -27,8 +27,8 @@ def register(app: typer.Typer) -> None:
         """Serve the HTTP API: latest scores, on-demand scoring, forecasts, retention metrics (docs at /docs)."""
         import uvicorn
 
-        from csforecast.api.app import create_app
-        from csforecast.api.state import StartupError
+        from csforecast.api.errors import StartupError
+        from csforecast.asgi import create_serving_app
         from csforecast.config import get_settings
 
         settings = get_settings()
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("csforecast.api").setLevel(getattr(logging, log_level.upper(), logging.INFO))
-        api = create_app(settings)
+        api = create_serving_app(settings)
         console.print(f"loading models from {settings.tracking_uri} and scores from {settings.scores_db}",
                       markup=False, highlight=False)
         try:
