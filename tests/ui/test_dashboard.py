@@ -387,7 +387,9 @@ def local(tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 
     from csforecast.api.auth import KeyStore
-    from csforecast.api.state import DataContext, ServingState, build_score_set
+    from csforecast.api.datacontext import DataContext
+    from csforecast.api.scoreset import build_score_set
+    from csforecast.api.state import ServingState
     from csforecast.config import Settings
     from csforecast.ui.router import router
 
@@ -417,7 +419,7 @@ def test_local_pages_say_what_is_missing(local):
     c = local.client
     assert c.get("/ui/portfolio", follow_redirects=False).status_code == 303
     _login(local)
-    from csforecast.ui.router import ui_data_for
+    from csforecast.ui.background import ui_data_for
 
     ui_data_for(local.app).wait_idle(60)
     html = c.get("/ui/portfolio").text
@@ -451,7 +453,7 @@ def test_local_portfolio_numbers_match_the_scores(local):
 def test_views_pure_functions():
     import numpy as np
 
-    from csforecast.api.state import build_score_set
+    from csforecast.api.scoreset import build_score_set
     from csforecast.ui import views
 
     meta, scores, hist = _synthetic_scores()
@@ -522,7 +524,7 @@ def test_markdown_is_escaped():
 def test_session_tokens():
     import time as _t
 
-    from csforecast.ui.router import _safe_next, check_session, make_session
+    from csforecast.ui.sessions import check_session, make_session, safe_next
 
     rec = {"id": "abc", "scope": "read", "hash": "h1"}
     secret = b"s" * 32
@@ -533,6 +535,6 @@ def test_session_tokens():
     assert check_session(secret, {"abc": {**rec, "scope": "admin"}}, tok) is None  # scope changed
     assert check_session(secret, {}, tok) is None                                 # revoked
     assert check_session(secret, {"abc": rec}, tok, now=_t.time() + 9 * 3600) is None   # expired
-    assert _safe_next("/ui/csm?x=1") == "/ui/csm?x=1"
+    assert safe_next("/ui/csm?x=1") == "/ui/csm?x=1"
     for bad in ("https://x", "//x/ui", "/v1/x", None, "/ui\\x", "/ui\n"):
-        assert _safe_next(bad) == "/ui/"
+        assert safe_next(bad) == "/ui/"

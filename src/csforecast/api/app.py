@@ -1,4 +1,4 @@
-"""The FastAPI application: `create_app(settings=None)`.
+"""The FastAPI application of the HTTP API: `create_app(settings=None)`.
 
 Routers per resource (accounts, score, forecast, metrics, models, admin, operations); settings, the serving
 state and API-key auth are dependencies (csforecast.api.deps). The serving state is loaded at start-up
@@ -10,6 +10,9 @@ account, 413 oversized batch or body, 503 when something server-side is missing 
 source, forecast module). A handler turns anything unexpected into a JSON 500 as the last resort; the
 API tests fuzz the whole schema to keep client input from ever reaching it. Request headers are never
 logged (they carry API keys).
+
+The dashboard is not part of this app: `csforecast.asgi.create_serving_app` adds it (under /ui, sharing
+this app's state, keys and middleware); that is what `csforecast serve` and `serving/app.py` run.
 """
 from __future__ import annotations
 
@@ -27,7 +30,8 @@ from csforecast import __version__ as _pkg_version
 from csforecast.api.auth import KeyStore
 from csforecast.api.routers import accounts, admin, forecast, health, metrics, models, score
 from csforecast.api.schemas import ScoreRequest
-from csforecast.api.state import StartupError, StateHolder
+from csforecast.api.errors import StartupError
+from csforecast.api.state import StateHolder
 from csforecast.config import Settings, get_settings
 
 log = logging.getLogger("csforecast.api")
@@ -107,9 +111,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(models.router)
     app.include_router(admin.router)
-    from csforecast.ui.router import router as ui_router  # the dashboard, same app and keys
-
-    app.include_router(ui_router)
     app.add_middleware(MetricsMiddleware, metrics=api_metrics)
 
     @app.exception_handler(Exception)

@@ -89,6 +89,11 @@ class KeyStore:
                 self._records, self._stamp = records, stamp
         return self._records
 
+    def records(self) -> dict[str, dict]:
+        """id -> stored record (id, scope, salt, hash, …), re-read when the file changed (dashboard sessions
+        sign over a key's stored hash, so a re-created or revoked key ends its sessions)."""
+        return self._current()
+
     def verify(self, key: str | None) -> Principal | None:
         """The key's principal, or None for a missing, malformed, unknown, revoked or wrong key."""
         if not key:

@@ -10,7 +10,8 @@ from fastapi.responses import Response
 
 from csforecast.api.deps import ScoresDep, require_read
 from csforecast.api.schemas import AccountDetail, AccountPage, Band, ErrorResponse, SortKey
-from csforecast.api.state import SORT_DESC, decode_cursor, encode_cursor, query_fingerprint
+from csforecast.api.cursors import decode_cursor, encode_cursor, query_fingerprint
+from csforecast.api.scoreset import SORT_DESC
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"], dependencies=[Depends(require_read)],
                    responses={401: {"model": ErrorResponse, "description": "Missing or invalid API key"},

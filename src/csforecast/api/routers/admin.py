@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 
 from csforecast.api.deps import require_admin
 from csforecast.api.schemas import ErrorResponse, ReloadResponse
-from csforecast.api.state import LoadError, _err_text
+from csforecast.api.errors import LoadError
+from csforecast.api.jsonsafe import error_text
 
 log = logging.getLogger("csforecast.api")
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
@@ -36,7 +37,7 @@ async def reload(request: Request):
         cur = holder.current
         kept = (f"still serving models {cur.versions or 'none'} and score set "
                 f"v{cur.scores.version if cur.scores else 'none'}")
-        msg = str(e) if isinstance(e, LoadError) else f"unexpected error: {_err_text(e)}"
+        msg = str(e) if isinstance(e, LoadError) else f"unexpected error: {error_text(e)}"
         log.error("reload requested by key %s failed: %s; %s", who.key_id if who else "?", msg, kept)
         return JSONResponse({"detail": f"reload failed: {msg}; {kept}"}, status_code=503)
     metrics.reloads.labels(outcome="ok").inc()

@@ -4,19 +4,18 @@ from __future__ import annotations
 import json
 import logging
 from datetime import date
-from importlib import import_module
-from typing import Annotated, Any
+from typing import Annotated
 
-import numpy as np
-import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from csforecast.api.deps import StateDep, require_read
+from csforecast.api.errors import DataUnavailable
+from csforecast.api.jsonsafe import jsonable
 from csforecast.api.schemas import ErrorResponse, ForecastGroup, ForecastResponse
-from csforecast.api.state import DataUnavailable, ServingState, _py
+from csforecast.api.state import ServingState
 
 log = logging.getLogger("csforecast.api")
 router = APIRouter(prefix="/v1/forecast", tags=["forecast"], dependencies=[Depends(require_read)],
@@ -29,34 +28,20 @@ MAX_WINDOW_DAYS = 3 * 366
 MIN_DATE, MAX_DATE = date(1900, 1, 1), date(2200, 12, 31)
 
 
-def jsonable(obj: Any) -> Any:
-    """Forecast output → JSON-safe values (frames become lists of row dicts)."""
-    if isinstance(obj, pd.DataFrame | pd.Series):
-        from csforecast.metrics.arr import to_records
-
-        return to_records(obj)
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [jsonable(v) for v in obj.tolist()]
-    return _py(obj)
-
-
 def _forecast_fn():
+    """`forecast_window`, imported when first needed: a build without it answers 503, not a failed start."""
     try:
-        mod = import_module(FORECAST_MODULE)
-        return mod.forecast_window
+        from csforecast.forecast.renewals import forecast_window
     except ModuleNotFoundError as e:
         if e.name and FORECAST_MODULE.startswith(e.name):
             raise HTTPException(503, detail="renewal forecasts are not available in this build "
                                             f"({FORECAST_MODULE} is not installed)") from e
         raise HTTPException(503, detail=f"renewal forecasts are unavailable: {FORECAST_MODULE} cannot be "
                                         f"imported ({type(e).__name__}: {e})") from e
-    except (ImportError, AttributeError) as e:
+    except ImportError as e:
         raise HTTPException(503, detail=f"renewal forecasts are unavailable: {FORECAST_MODULE}.forecast_window "
                                         f"cannot be imported ({type(e).__name__})") from e
+    return forecast_window
 
 
 def _compute(state: ServingState, fn, start: date, end: date, group_by: str | None) -> bytes:

@@ -11,7 +11,9 @@ from fastapi.responses import Response
 
 from csforecast.api.deps import StateDep, require_read
 from csforecast.api.schemas import ErrorResponse, Period, RetentionGroup, RetentionResponse
-from csforecast.api.state import DataUnavailable, ServingState, _err_text
+from csforecast.api.errors import DataUnavailable
+from csforecast.api.jsonsafe import error_text
+from csforecast.api.state import ServingState
 
 log = logging.getLogger("csforecast.api")
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"], dependencies=[Depends(require_read)],
@@ -31,7 +33,7 @@ def _compute(state: ServingState, period: str, group_by: str | None) -> bytes:
         try:
             df = arr_movements(contracts, accounts, period=period, group_by=group_by, data_end=end)
         except (ValueError, KeyError) as e:  # the data, not the request, is at fault
-            raise DataUnavailable(f"retention metrics cannot be computed from {data.location}: {_err_text(e)}") from e
+            raise DataUnavailable(f"retention metrics cannot be computed from {data.location}: {error_text(e)}") from e
         body = {"period": period, "group_by": group_by, "data_end": end.isoformat(), "data_hash": data.data_hash(),
                 "rows": to_records(df)}
         return json.dumps(body, allow_nan=False, separators=(",", ":"), default=str).encode()

@@ -9,7 +9,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from csforecast.api.deps import ModelsDep, require_read
 from csforecast.api.schemas import ErrorResponse, ModelsResponse
-from csforecast.api.state import ServingState, _err_text, _family_info
+from csforecast.api.jsonsafe import error_text
+from csforecast.api.registry import family_info
+from csforecast.api.state import ServingState
 
 log = logging.getLogger("csforecast.api")
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_read)],
@@ -33,16 +35,16 @@ def _describe(state: ServingState) -> dict:
     try:
         store.configure()
         for fam in models.versions:
-            infos[fam] = _family_info(fam, models.versions[fam], models.info.get(fam, {}).get("pinned", False))
+            infos[fam] = family_info(fam, models.versions[fam], models.info.get(fam, {}).get("pinned", False))
         if not any(i["versions"] for i in infos.values()):
             raise RuntimeError("the registry lists none of the served models")
     except Exception as e:  # noqa: BLE001 - fall back to the snapshot taken at load
-        log.warning("registry not reachable for /v1/models, showing the load-time snapshot: %s", _err_text(e))
+        log.warning("registry not reachable for /v1/models, showing the load-time snapshot: %s", error_text(e))
         reachable, infos = False, models.info
     fams = {}
     for fam, v in models.versions.items():
         i = infos.get(fam) or {}
-        fams[fam] = {"family": fam, "registered_model": f"csforecast-{fam}", "served_version": str(v),
+        fams[fam] = {"family": fam, "registered_model": store.model_name(fam), "served_version": str(v),
                      "source": models.source, "pinned": bool(i.get("pinned")), "run_id": i.get("run_id"),
                      "aliases": list(i.get("aliases") or []), "metrics": dict(i.get("metrics") or {}),
                      "inputs": list(models.info.get(fam, {}).get("inputs") or []),

@@ -1,13 +1,8 @@
 """POST /v1/score: score rows on demand with the served churn model (and the health model when it can)."""
 from __future__ import annotations
 
-import json
 import logging
-import math
-from importlib import import_module
 
-import numpy as np
-import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -15,8 +10,10 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from csforecast.api.deps import ModelsDep, require_read
+from csforecast.api.errors import RowErrors
+from csforecast.api.fastscore import health_inputs, score_rows
 from csforecast.api.schemas import ErrorResponse, ScoreRequest, ScoreResponse
-from csforecast.api.state import RowErrors, ServingState
+from csforecast.api.state import ServingState
 
 log = logging.getLogger("csforecast.api")
 router = APIRouter(prefix="/v1", tags=["scoring"], dependencies=[Depends(require_read)],
@@ -27,59 +24,11 @@ INLINE_CELLS = 20_000          # rows × features scored on the event loop; bigg
 ROW_BYTES = 16_384             # request body budget per row (a 71-feature row is ~3 KB of JSON)
 
 
-def _f(x) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def health_inputs(state: ServingState, rows: list[dict]) -> list[str] | None:
-    """The health model's inputs when one is served and every row carries all of them, else None."""
-    est = state.models.estimators.get("health")
-    needed = getattr(est, "feature_names_in_", None) if est is not None else None
-    if needed is None:
-        return None
-    needed = [str(c) for c in needed]
-    return needed if all(all(c in r for c in needed) for r in rows) else None
-
-
-def _health_scores(state: ServingState, rows: list[dict], needed: list[str]) -> list | None:
-    est = state.models.estimators["health"]
-    try:
-        df = pd.DataFrame([{c: r.get(c) for c in needed} for r in rows], columns=needed)
-        if hasattr(est, "predict"):   # the score alone (score_health also builds components and triggers)
-            scores = est.predict(df)
-        else:
-            scores = import_module("csforecast.pipelines.health").score_health(est, df)["health_score"]
-        return [_f(v) for v in np.asarray(scores, dtype=float)]
-    except Exception as e:  # noqa: BLE001 - no health score is better than a made-up one or a 500
-        log.warning("health model could not score %d on-demand row(s): %s", len(rows), type(e).__name__)
-        return None
-
-
 def _score(state: ServingState, rows: list[dict], contributions: bool, health: list[str] | None) -> bytes:
-    scorer = state.churn
     try:
-        X, raw = scorer.parse(rows)
+        return score_rows(state, rows, contributions, health)
     except RowErrors as e:
         raise RequestValidationError(e.errors) from None
-    p = scorer.predict(X, raw)
-    results = [{"churn_probability": float(v)} for v in p]
-    versions = {"churn": state.models.versions["churn"]}
-    if contributions:
-        contrib = scorer.explain(X, raw)
-        base = contrib["base_value"].to_numpy(dtype=float)
-        feats = [c for c in contrib.columns if c != "base_value"]
-        vals = contrib[feats].to_numpy(dtype=float)
-        for i, res in enumerate(results):
-            res["contributions"] = {f: (v if math.isfinite(v) else None) for f, v in zip(feats, vals[i].tolist())}
-            res["base_value"] = _f(base[i])
-    health = _health_scores(state, rows, health) if health else None
-    if health is not None:
-        versions["health"] = state.models.versions["health"]
-        for res, h in zip(results, health):
-            res["health_score"] = h
-    return json.dumps({"model_versions": versions, "results": results}, allow_nan=False,
-                      separators=(",", ":")).encode()
 
 
 def _json_safe_error(err: dict) -> dict:
@@ -123,7 +72,7 @@ async def score(request: Request, state: ModelsDep) -> Response:
     if len(body.rows) > max_batch:
         raise HTTPException(413, detail=f"{len(body.rows)} rows: at most {max_batch} per request (serve.max_batch)")
     rows = body.rows
-    health = health_inputs(state, rows) if body.health else None
+    health = health_inputs(state.models, rows) if body.health else None
     if not body.contributions and not health and len(rows) * max(len(state.churn.features), 1) <= INLINE_CELLS:
         content = _score(state, rows, False, None)    # sub-millisecond: cheaper than a thread hop
     else:

@@ -7,12 +7,10 @@ from typing import Optional
 
 import typer
 
+from csforecast.cli.common import console, fail, open_valid, out, print_json
+
 experiment_app = typer.Typer(help="Experiments: compare variants (run), register one (promote), playbook effects "
                                   "(effect).", no_args_is_help=True, add_completion=False)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(experiment_app, name="experiment")
 
 
 def _resolve_data(data: str | None, spec_data: str | None, spec_path: Path) -> str | None:
@@ -34,18 +32,17 @@ def run_cmd(spec: Path = typer.Argument(..., help="Experiment spec (TOML), e.g. 
     then compare them with the baseline: metric, difference and its bootstrap 95 % CI. Nothing is registered."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from csforecast.cli import _fail, _open_valid, _print_json, console, out
     from csforecast.experiments.runner import ExperimentError, run_experiment
     from csforecast.experiments.spec import SpecError, load_spec
 
     try:
         s, text = load_spec(spec)
     except SpecError as e:
-        _fail(str(e))
+        fail(str(e))
     src_loc = _resolve_data(data, s.data, spec)
     if not src_loc:
-        _fail(f"no data for experiment {s.name}: pass --data or set `data` in {spec}")
-    src = _open_valid(src_loc)
+        fail(f"no data for experiment {s.name}: pass --data or set `data` in {spec}")
+    src = open_valid(src_loc)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
         task = progress.add_task("starting", total=None)
@@ -53,9 +50,9 @@ def run_cmd(spec: Path = typer.Argument(..., help="Experiment spec (TOML), e.g. 
             report = run_experiment(s, src, spec_text=text,
                                     progress=lambda m: progress.update(task, description=m))
         except (ExperimentError, ValueError) as e:
-            _fail(str(e))
+            fail(str(e))
     if as_json:
-        _print_json(report)
+        print_json(report)
     else:
         print_comparison(report, out)
     failed = [v["name"] for v in report["variants"] if v.get("error")]
@@ -123,24 +120,23 @@ def promote_cmd(run_id: str = typer.Argument(..., help="The variant's MLflow run
                 as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout.")):
     """Register a variant's model; it becomes champion only if it beats the current champion on the run's own
     validation rows (same data, same as-of date)."""
-    from csforecast.cli import _fail, _open_valid, _print_json, console, out
     from csforecast.experiments.runner import PromoteError, promote, promotion_info
 
     try:
         info = promotion_info(run_id)
     except PromoteError as e:
-        _fail(str(e))
+        fail(str(e))
     src_loc = data or info.get("data")
     if not src_loc:
-        _fail(f"run {run_id} does not record its data source: pass --data")
-    src = _open_valid(src_loc)
+        fail(f"run {run_id} does not record its data source: pass --data")
+    src = open_valid(src_loc)
     try:
         res = promote(run_id, src, info, progress=lambda m: console.print(m, style="dim", markup=False,
                                                                            highlight=False))
     except PromoteError as e:
-        _fail(str(e))
+        fail(str(e))
     if as_json:
-        _print_json(res)
+        print_json(res)
         return
     sc = res["scores"]
     out.print(f"registered {res['family']} version {res['version']} from run {run_id} → {res['alias']}",
@@ -168,19 +164,18 @@ def effect_cmd(data: str = typer.Option(..., "--data", help="Data source with an
                as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout.")):
     """Effect of a playbook on renewal, usage and time to churn: randomised comparison when the playbook has
     treatment and control arms, else a propensity-weighted estimate beside the naive one (with assumptions)."""
-    from csforecast.cli import _fail, _open_valid, _print_json, console, out
     from csforecast.experiments.effects import EffectError, playbook_effect
 
-    src = _open_valid(data)
+    src = open_valid(data)
     try:
         with console.status("estimating"):
             res = playbook_effect(src, playbook, window_days=window_days, usage_metric=metric,
                                   renewal_lag_days=renewal_lag_days, weighting=weighting, n_boot=bootstrap,
                                   seed=seed)
     except EffectError as e:
-        _fail(str(e))
+        fail(str(e))
     if as_json:
-        _print_json(res)
+        print_json(res)
         return
     print_effect(res, out)
 

@@ -1,0 +1,259 @@
+"""On-demand churn scoring for POST /v1/score: request rows parsed straight into the model's matrix.
+
+`ChurnScorer` is built once per model set (when the serving state is built) and is read-only afterwards,
+so requests share it without locks. Row problems are collected per field (row index and column named, in
+FastAPI's validation-error format) and raised together as `RowErrors`.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from csforecast.api.errors import LoadError, RowErrors
+from csforecast.api.families import health_scores, model_inputs
+from csforecast.api.jsonsafe import error_text, finite_or_none
+
+log = logging.getLogger("csforecast.api")
+
+MAX_ERRORS = 100       # field errors reported per request (unknown columns come on top, once each)
+
+
+class ChurnScorer:
+    """On-demand churn scoring with the served estimator.
+
+    Rows (dicts) are checked against the model's input schema once, in plain Python, straight into a
+    float matrix (categorical levels → the model's fixed category codes). For the LightGBM candidate the
+    booster predicts that matrix directly and the estimator's own calibration map is applied, which skips
+    the per-request DataFrame work; this fast path is verified against ``predict_proba`` at load and only
+    used if it agrees to 1e-9. Contributions always go through the estimator's public ``explain``.
+    """
+
+    def __init__(self, estimator, extra_columns: set[str] | None = None):
+        self.est = estimator
+        self.features = [str(f) for f in estimator.feature_names_in_]
+        self.index = {f: j for j, f in enumerate(self.features)}
+        kinds = getattr(estimator, "feature_kinds_", {}) or {}
+        self.kinds = [kinds.get(f, "numeric") for f in self.features]
+        self.numeric = [k == "numeric" for k in self.kinds]
+        cats = getattr(estimator, "categories_", {}) or {}
+        self.codes: dict[int, dict[str, int]] = {}
+        self.other: dict[int, int] = {}
+        for j, f in enumerate(self.features):
+            if self.kinds[j] == "categorical":
+                levels = [str(x) for x in cats.get(f, [])]
+                self.codes[j] = {lvl: c for c, lvl in enumerate(levels)}
+                self.other[j] = levels.index("__other__") if "__other__" in levels else -1
+        self.extra_columns = set(extra_columns or ())
+        self.fast = False
+        with contextlib.suppress(Exception):
+            self.fast = self._verify_fast_path()
+        log.info("churn scorer: %d features, fast path %s", len(self.features), "on" if self.fast else "off")
+
+    # -------------------------------------------------------------------------------- parsing
+    def parse(self, rows: list[dict]) -> tuple[np.ndarray, dict[int, list]]:
+        """(float matrix n×p with categorical codes, raw categorical strings per column) or RowErrors."""
+        n, p = len(rows), len(self.features)
+        nan = float("nan")
+        buf = [[nan] * p for _ in range(n)]
+        raw_cat: dict[int, list] = {j: [None] * n for j in self.codes}
+        errors: list[dict] = []
+        unknown: dict[str, int] = {}
+        index, kinds, codes, other = self.index, self.kinds, self.codes, self.other
+        numeric = self.numeric
+        for i, row in enumerate(rows):
+            out = buf[i]
+            for key, v in row.items():
+                j = index.get(key)
+                if j is None:
+                    if key not in self.extra_columns and key not in unknown:
+                        unknown[key] = i
+                    continue
+                if type(v) is float and numeric[j]:  # the common case; non-finite values fixed below
+                    out[j] = v
+                    continue
+                kind = kinds[j]
+                if v is None:
+                    continue
+                if kind == "numeric":
+                    if isinstance(v, str):
+                        errors.append(type_error(i, key, v, "a number (or null)"))
+                        continue
+                    try:
+                        x = float(v)
+                    except (OverflowError, TypeError, ValueError):
+                        errors.append(type_error(i, key, v, "a number within float range (or null)"))
+                        continue
+                    out[j] = x if math.isfinite(x) else nan
+                elif kind == "categorical":
+                    if not isinstance(v, str):
+                        errors.append(type_error(i, key, v, "a string (or null)"))
+                        continue
+                    c = codes[j].get(v, other[j])
+                    out[j] = float(c) if c >= 0 else nan
+                    raw_cat[j][i] = v
+                elif kind == "datetime":
+                    if not isinstance(v, str):
+                        errors.append(type_error(i, key, v, "an ISO date string (or null)"))
+                        continue
+                    try:
+                        ts = pd.Timestamp(v)
+                        if ts.tzinfo is not None:
+                            ts = ts.tz_convert("UTC").tz_localize(None)
+                        out[j] = (ts - pd.Timestamp(0)) / pd.Timedelta(days=1)
+                    except (ValueError, TypeError, OverflowError):
+                        errors.append(type_error(i, key, v, "an ISO date string (or null)"))
+                else:  # timedelta: a number of days
+                    if isinstance(v, (str, bool)):
+                        errors.append(type_error(i, key, v, "a number of days (or null)"))
+                        continue
+                    try:
+                        x = float(v)
+                    except (OverflowError, TypeError, ValueError):
+                        x = None
+                    if x is None or (math.isfinite(x) and abs(x) > 1e8):
+                        errors.append(type_error(i, key, v, "a number of days within ±1e8 (or null)"))
+                        continue
+                    out[j] = x if math.isfinite(x) else nan
+                if len(errors) >= MAX_ERRORS:
+                    break
+            if len(errors) >= MAX_ERRORS:
+                break
+        for key, i in unknown.items():
+            errors.append({"type": "extra_forbidden", "loc": ["body", "rows", i, key],
+                           "msg": f"unknown column {key!r}: not an input of the served models",
+                           "input": row_value(rows[i], key)})
+        if errors:
+            raise RowErrors(errors[: MAX_ERRORS + len(unknown)])
+        X = np.array(buf, dtype=float).reshape(n, p)
+        X[np.isinf(X)] = np.nan  # ±inf is missing, as the estimator itself treats it
+        return X, raw_cat
+
+    def frame(self, X: np.ndarray, raw_cat: dict[int, list]) -> pd.DataFrame:
+        """The rows as the DataFrame the estimator was trained on (for predict_proba / explain)."""
+        cols = {}
+        for j, f in enumerate(self.features):
+            kind = self.kinds[j]
+            if kind == "categorical":
+                cols[f] = pd.Series(raw_cat[j], dtype=object)
+            elif kind == "datetime":
+                cols[f] = pd.Timestamp(0) + pd.to_timedelta(X[:, j], unit="D")
+            elif kind == "timedelta":
+                cols[f] = pd.to_timedelta(X[:, j], unit="D")
+            else:
+                cols[f] = X[:, j]
+        return pd.DataFrame(cols)
+
+    # -------------------------------------------------------------------------------- predicting
+    def predict(self, X: np.ndarray, raw_cat: dict[int, list]) -> np.ndarray:
+        if self.fast:
+            z = self.est.model_.booster_.predict(X, raw_score=True, num_threads=1)
+            return np.asarray(self.est._calibrate(np.asarray(z, dtype=float)), dtype=float)
+        return np.asarray(self.est.predict_proba(self.frame(X, raw_cat))[:, 1], dtype=float)
+
+    def explain(self, X: np.ndarray, raw_cat: dict[int, list]) -> pd.DataFrame:
+        return self.est.explain(self.frame(X, raw_cat))
+
+    def _verify_fast_path(self) -> bool:
+        est = self.est
+        if getattr(est, "chosen_", None) != "lightgbm" or not hasattr(est, "_calibrate"):
+            return False
+        if any(k not in ("numeric", "categorical") for k in self.kinds):
+            return False
+        rng = np.random.default_rng(0)
+        rows = []
+        for r in range(64):
+            row = {}
+            for j, f in enumerate(self.features):
+                if rng.random() < 0.15:
+                    continue
+                if self.kinds[j] == "categorical":
+                    levels = list(self.codes[j]) + ["never-seen-level"]
+                    row[f] = levels[int(rng.integers(len(levels)))]
+                else:
+                    row[f] = float(rng.normal(0, 1) * 10 ** rng.integers(0, 4))
+            rows.append(row)
+        X, raw = self.parse(rows)
+        try:
+            self.fast = True
+            fast = self.predict(X, raw)
+        finally:
+            self.fast = False
+        slow = self.predict(X, raw)
+        return bool(np.allclose(fast, slow, rtol=0, atol=1e-9))
+
+
+def row_value(row: dict, key: str) -> Any:
+    """The value of ``row[key]`` as it may be echoed in an error (scalars as they are, others cut to 100)."""
+    v = row.get(key)
+    return v if isinstance(v, (int, float, bool)) or v is None else str(v)[:100]
+
+
+def type_error(i: int, key: str, v: Any, expected: str) -> dict:
+    """One FastAPI-style validation error for row ``i``, field ``key``: what was expected, what came."""
+    got = {str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(type(v), type(v).__name__)
+    return {"type": "type_error", "loc": ["body", "rows", i, key], "msg": f"expected {expected}, got {got}",
+            "input": v if not isinstance(v, str) else v[:100]}
+
+
+def churn_scorer(models) -> ChurnScorer:
+    """The `ChurnScorer` of a model set's churn estimator (health inputs accepted as extra columns).
+
+    Raises LoadError when the churn model cannot be used for scoring.
+    """
+    try:
+        return ChurnScorer(models.estimators["churn"], set(model_inputs(models.estimators.get("health"))))
+    except Exception as e:  # noqa: BLE001
+        raise LoadError(f"the churn model v{models.versions.get('churn')} cannot be used for scoring: "
+                        f"{error_text(e)}") from e
+
+
+def health_inputs(models, rows: list[dict]) -> list[str] | None:
+    """The health model's inputs when one is served and every row carries all of them, else None."""
+    needed = model_inputs(models.estimators.get("health"))
+    if not needed:
+        return None
+    return needed if all(all(c in r for c in needed) for r in rows) else None
+
+
+def _health_column(models, rows: list[dict], needed: list[str]) -> list | None:
+    est = models.estimators["health"]
+    try:
+        frame = pd.DataFrame([{c: r.get(c) for c in needed} for r in rows], columns=needed)
+        return [finite_or_none(v) for v in health_scores(est, frame)]
+    except Exception as e:  # noqa: BLE001 - no health score is better than a made-up one or a 500
+        log.warning("health model could not score %d on-demand row(s): %s", len(rows), type(e).__name__)
+        return None
+
+
+def score_rows(state, rows: list[dict], contributions: bool, health: list[str] | None) -> bytes:
+    """The POST /v1/score response body (JSON bytes) for ``rows`` scored with ``state``'s models.
+
+    ``health``: the health inputs from `health_inputs` (None: no health score). Raises RowErrors when a
+    row does not fit the churn model's inputs.
+    """
+    scorer = state.churn
+    X, raw = scorer.parse(rows)
+    p = scorer.predict(X, raw)
+    results = [{"churn_probability": float(v)} for v in p]
+    versions = {"churn": state.models.versions["churn"]}
+    if contributions:
+        contrib = scorer.explain(X, raw)
+        base = contrib["base_value"].to_numpy(dtype=float)
+        feats = [c for c in contrib.columns if c != "base_value"]
+        vals = contrib[feats].to_numpy(dtype=float)
+        for i, res in enumerate(results):
+            res["contributions"] = {f: (v if math.isfinite(v) else None) for f, v in zip(feats, vals[i].tolist())}
+            res["base_value"] = finite_or_none(base[i])
+    scores = _health_column(state.models, rows, health) if health else None
+    if scores is not None:
+        versions["health"] = state.models.versions["health"]
+        for res, h in zip(results, scores):
+            res["health_score"] = h
+    return json.dumps({"model_versions": versions, "results": results}, allow_nan=False,
+                      separators=(",", ":")).encode()

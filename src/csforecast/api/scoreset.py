@@ -1,0 +1,175 @@
+"""The served score set: every account's scores pre-serialised at load, with arrays for the list endpoint.
+
+account_id → JSON bytes of the detail response, plus the list items in row order and numpy arrays for the
+list filters and sort keys (sort orders computed once per key and direction), so a detail lookup is a dict
+lookup and a list page is numpy work. Built whole from the latest score set in the scores store; every row
+is validated against the response models at load, so a bad row fails the load, not a request.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from csforecast.api.errors import LoadError
+from csforecast.api.families import FAMILIES
+from csforecast.api.jsonsafe import error_text, iso_date, py_value
+from csforecast.api.schemas import AccountDetail, AccountSummary
+
+# natural direction of each sort key: the riskiest / most urgent accounts first
+SORT_DESC = {"risk_arr": True, "churn_probability": True, "arr": True, "health_score": False, "renewal_date": False}
+
+
+@dataclass(eq=False)
+class ScoreSet:
+    """One score set as served. Read-only once built (only the lazily computed sort orders are added)."""
+
+    version: int
+    as_of: str
+    data_hash: str
+    models: dict[str, str]
+    details: dict[str, bytes]                  # account_id -> serialised AccountDetail
+    items: list[bytes]                         # serialised AccountSummary, in row order
+    ids: np.ndarray
+    segment: np.ndarray
+    csm_id: np.ndarray
+    band: np.ndarray
+    renewal_day: np.ndarray                    # float days since epoch, NaN when unknown
+    sort_values: dict[str, np.ndarray]         # key -> float values (NaN = null)
+    _orders: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.items)
+
+    def info(self) -> dict:
+        return {"version": self.version, "as_of": self.as_of, "data_hash": self.data_hash, "n_accounts": self.n,
+                "models": self.models}
+
+    def order(self, key: str, desc: bool) -> np.ndarray:
+        """Row indices sorted by key (nulls last, ties by account_id); computed once per key/direction."""
+        o = self._orders.get((key, desc))
+        if o is None:
+            v = self.sort_values[key]
+            null = np.isnan(v)
+            o = np.lexsort((self.ids, np.where(null, 0.0, -v if desc else v), null))
+            self._orders[(key, desc)] = o
+        return o
+
+    def page(self, *, sort: str, desc: bool, segment=None, csm_id=None, band=None, renewal_before: date | None = None,
+             offset: int = 0, limit: int = 50) -> tuple[list[bytes], int]:
+        mask = np.ones(self.n, dtype=bool)
+        if segment is not None:
+            mask &= self.segment == segment
+        if csm_id is not None:
+            mask &= self.csm_id == csm_id
+        if band is not None:
+            mask &= self.band == band
+        if renewal_before is not None:
+            day = (renewal_before - date(1970, 1, 1)).days  # any date; pandas Timestamps stop at 1677/2262
+            with np.errstate(invalid="ignore"):
+                mask &= self.renewal_day < day
+        order = self.order(sort, desc)
+        hits = order[mask[order]]
+        return [self.items[i] for i in hits[offset:offset + limit]], int(len(hits))
+
+
+def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame) -> ScoreSet:
+    """Pre-serialise every account's detail and list item, validated against the response models."""
+    version = int(meta["version"])
+    as_of = iso_date(meta["as_of"])
+    data_hash = str(meta.get("data_hash") or "")
+    models = {str(k): str(v) for k, v in (meta.get("models") or {}).items()}
+    cols = set(scores.columns)
+    if "account_id" not in cols:
+        raise LoadError(f"score set v{version} has no account_id column")
+    trend: dict[str, list] = {}
+    if history is not None and len(history) and {"account_id", "week", "health_score"} <= set(history.columns):
+        h = history.sort_values(["account_id", "week"])
+        extra = [c for c in ("components", "change", "change_explanation") if c in h.columns]
+        for rec in h[["account_id", "week", "health_score", *extra]].to_dict("records"):
+            point = {"week": iso_date(rec["week"]), "health_score": py_value(rec["health_score"])}
+            point.update({c: py_value(rec[c]) for c in extra})
+            trend.setdefault(str(rec["account_id"]), []).append(point)
+    has_surv = "p_active_90d" in cols or "expected_lifetime_days" in cols
+    has_health = "health_score" in cols
+    records = scores.to_dict("records")
+    details: dict[str, bytes] = {}
+    items: list[bytes] = []
+    for r in records:
+        g = r.get
+        aid = str(g("account_id"))
+        versions = {fam: str(g(f"{fam}_model_version")) for fam in FAMILIES
+                    if py_value(g(f"{fam}_model_version")) is not None}
+        d = {
+            "account_id": aid, "name": py_value(g("name")), "segment": py_value(g("segment")), "industry": py_value(g("industry")),
+            "region": py_value(g("region")), "csm_id": py_value(g("csm_id")), "arr": py_value(g("arr")), "seats": py_value(g("seats")),
+            "contract_id": py_value(g("contract_id")), "tenure_days": py_value(g("tenure_days")),
+            "renewal_date": iso_date(g("renewal_date")), "days_to_renewal": py_value(g("days_to_renewal")),
+            "churn_probability": py_value(g("churn_probability")), "churn_base_logit": py_value(g("churn_base_logit")),
+            "risk_arr": py_value(g("risk_arr")), "drivers": py_value(g("churn_drivers")) or [],
+            "survival": None, "health": None, "triggers": None, "health_trend": trend.get(aid) if trend else None,
+            "model_versions": versions or models, "as_of": as_of, "data_hash": data_hash,
+            "score_set_version": version,
+        }
+        if has_surv:
+            d["survival"] = {"p_active_90d": py_value(g("p_active_90d")), "p_active_180d": py_value(g("p_active_180d")),
+                             "p_active_365d": py_value(g("p_active_365d")),
+                             "expected_lifetime_days": py_value(g("expected_lifetime_days")),
+                             "p_renewal_survival": py_value(g("p_renewal_survival")),
+                             "contributions": py_value(g("survival_contributions")),
+                             "model_version": py_value(g("survival_model_version"))}
+        if has_health:
+            d["health"] = {"score": py_value(g("health_score")), "band": py_value(g("health_band")),
+                           "components": py_value(g("health_components")) or [],
+                           "model_version": py_value(g("health_model_version"))}
+            d["triggers"] = py_value(g("triggers")) if "triggers" in cols else None
+        try:
+            details[aid] = AccountDetail.model_validate(d).model_dump_json().encode()
+            items.append(AccountSummary.model_validate(
+                {k: d.get(k) for k in ("account_id", "name", "segment", "industry", "region", "csm_id", "arr",
+                                       "renewal_date", "days_to_renewal", "churn_probability", "risk_arr")}
+                | {"health_score": py_value(g("health_score")), "health_band": py_value(g("health_band"))}
+            ).model_dump_json().encode())
+        except ValidationError as e:
+            raise LoadError(f"score set v{version}: account {aid} does not match the API schema: "
+                            f"{error_text(e, 500)}") from e
+
+    def col(name: str) -> np.ndarray:
+        if name not in cols:
+            return np.full(len(records), None, dtype=object)
+        return np.array([py_value(x) for x in scores[name]], dtype=object)
+
+    def num(name: str) -> np.ndarray:
+        if name not in cols:
+            return np.full(len(records), np.nan)
+        return pd.to_numeric(scores[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+    renewal = pd.to_datetime(scores["renewal_date"], errors="coerce") if "renewal_date" in cols else None
+    renewal_day = (((renewal - pd.Timestamp(0)) / pd.Timedelta(days=1)).to_numpy(dtype=float, na_value=np.nan)
+                   if renewal is not None else np.full(len(records), np.nan))
+    ids = np.array([str(x) for x in scores["account_id"]], dtype=object)
+    sort_values = {"risk_arr": num("risk_arr"), "churn_probability": num("churn_probability"), "arr": num("arr"),
+                   "health_score": num("health_score"), "renewal_date": renewal_day}
+    return ScoreSet(version, as_of, data_hash, models, details, items, ids, col("segment"), col("csm_id"),
+                    col("health_band"), renewal_day, sort_values)
+
+
+def load_score_set(settings) -> ScoreSet:
+    """The latest score set of ``settings.scores_db``, built; LoadError when missing, unreadable or empty."""
+    from csforecast.scoring.store import load_latest
+
+    try:
+        meta, scores, history = load_latest(settings.scores_db)
+    except FileNotFoundError as e:
+        raise LoadError(str(e)) from e
+    except Exception as e:  # noqa: BLE001 - locked / corrupt database
+        raise LoadError(f"cannot read the scores database {settings.scores_db}: {error_text(e)}") from e
+    if scores.empty:
+        raise LoadError(f"score set v{meta.get('version')} in {settings.scores_db} is empty")
+    return build_score_set(meta, scores, history)
+
+

@@ -1,0 +1,48 @@
+"""The csforecast command line (`csforecast = "csforecast.cli:app"`).
+
+One module per command group, each command a few lines (parse, call one function, format); the commands
+are wired here, explicitly and in the order `csforecast --help` lists them:
+
+- data.py        simulate, validate, features
+- train.py       train
+- demo.py        demo (calls the plain functions behind simulate, train, score and serve)
+- scoring.py     score
+- forecast.py    metrics, forecast, backtest
+- serve.py       serve, apikey create|list|revoke
+- experiments.py experiment run|promote|effect
+- common.py      the consoles, shared options, fail / print_json / open_valid
+"""
+from __future__ import annotations
+
+import os
+
+# LightGBM's OpenMP workers busy-wait by default, which starves everything else on a small machine
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import typer  # noqa: E402
+
+from csforecast.cli import data, demo, experiments, forecast, scoring, serve, train  # noqa: E402
+
+app = typer.Typer(help="csforecast: calibrated churn, survival, health and renewal forecasts for CS teams.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+app.command()(data.simulate)
+app.command("validate")(data.validate_cmd)
+app.command()(data.features)
+app.command()(train.train)
+app.command()(demo.demo)
+app.command()(scoring.score)
+app.command("metrics")(forecast.metrics_cmd)
+app.command("forecast")(forecast.forecast_cmd)
+app.command("backtest")(forecast.backtest_cmd)
+app.command()(serve.serve)
+app.add_typer(serve.apikey_app, name="apikey")
+app.add_typer(experiments.experiment_app, name="experiment")
+
+
+def main():  # pragma: no cover
+    app()
+
+
+__all__ = ["app", "main"]

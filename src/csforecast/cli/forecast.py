@@ -1,0 +1,198 @@
+"""`csforecast metrics`, `forecast` and `backtest`: ARR retention, renewal forecasts and their back-test."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from csforecast.cli.common import (AsOfOpt, DataOpt, JsonOpt, console, fail, open_valid, out, parse_date,
+                                   print_json, wide)
+
+PERIODS = ("quarter", "month", "year")
+
+
+def _money(x) -> str:
+    return "—" if x is None else f"{x:,.0f}"
+
+
+def _short(x) -> str:
+    """Compact money for wide tables: 1.23M, 456.7k."""
+    if x is None:
+        return "—"
+    for div, suf in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:,.1f}{suf}"
+    return f"{x:,.0f}"
+
+
+def _pct(x) -> str:
+    return "—" if x is None else f"{x:.1%}"
+
+
+def metrics_cmd(data: str = DataOpt,
+                period: str = typer.Option("quarter", "--period", help="quarter, month or year."),
+                group_by: Optional[str] = typer.Option(
+                    None, "--group-by", help="segment, region, csm_id, industry or cohort."),
+                as_json: bool = JsonOpt):
+    """ARR bridge and retention (GRR, NRR, logo retention) per complete period, optionally per group."""
+    from csforecast.features.snapshot import data_end
+    from csforecast.forecast.renewals import GROUP_BY
+    from csforecast.metrics.arr import arr_movements, to_records
+
+    if period.lower() not in PERIODS:
+        fail(f"--period must be one of {', '.join(PERIODS)}, not {period!r}")
+    if group_by is not None and group_by not in GROUP_BY:
+        fail(f"--group-by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
+    src = open_valid(data)
+    de = data_end(src)
+    try:
+        df = arr_movements(src.frame("contracts"), src.frame("accounts"), period.lower(), group_by, data_end=de)
+    except ValueError as e:
+        fail(str(e))
+    if as_json:
+        print_json(to_records(df))
+        return
+    t = Table(title=f"ARR movements per {period.lower()} (data end {de}, exclusive)")
+    heads = {"period": "period", "group": "group", "starting_arr": "start", "new_arr": "new",
+             "expansion_arr": "expansion", "contraction_arr": "contraction", "churned_arr": "churned",
+             "ending_arr": "end", "grr": "GRR", "nrr": "NRR", "logo_retention": "logo ret."}
+    cols = [c for c in heads if c != "group" or group_by]
+    for c in cols:
+        t.add_column(heads[c], justify="left" if c in ("period", "group") else "right")
+    for r in to_records(df):
+        t.add_row(*[str(r[c]) if c in ("period", "group") else
+                    (_pct(r[c]) if c in ("grr", "nrr", "logo_retention") else _short(r[c])) for c in cols])
+    wide(out).print(t)
+
+
+def forecast_cmd(data: str = DataOpt,
+                 start: str = typer.Option(..., "--start", help="Window start (YYYY-MM-DD, inclusive)."),
+                 end: str = typer.Option(..., "--end", help="Window end (YYYY-MM-DD, exclusive)."),
+                 group_by: Optional[str] = typer.Option(
+                     None, "--group-by", help="segment, region, csm_id, industry or cohort."),
+                 as_json: bool = JsonOpt, as_of: Optional[str] = AsOfOpt,
+                 draws: Optional[int] = typer.Option(None, "--draws", min=100,
+                                                     help="Monte Carlo draws (default: settings, 10,000).")):
+    """Forecast the renewals due in [start, end): expected renewed / churned ARR, GRR and NRR with
+    P10-P50-P90, several methods side by side, and the at-risk list (champion churn model)."""
+    from csforecast.forecast.renewals import GROUP_BY, NoChampionError, forecast_window
+
+    s, e, a = parse_date(start, "--start"), parse_date(end, "--end"), parse_date(as_of, "--as-of")
+    if group_by is not None and group_by not in GROUP_BY:
+        fail(f"--group-by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
+    if e <= s:
+        fail("--end must be after --start")
+    src = open_valid(data)
+    try:
+        res = forecast_window(src, s, e, group_by=group_by, as_of=a, draws=draws)
+    except NoChampionError as err:
+        fail(str(err), 1)
+    except ValueError as err:
+        fail(str(err))
+    if as_json:
+        print_json(res)
+        return
+    print_forecast(res, out)
+    for w in res["warnings"]:
+        console.print(f"warning: {w}", style="yellow", markup=False, highlight=False)
+
+
+def backtest_cmd(data: str = DataOpt,
+                 quarters: int = typer.Option(8, "--quarters", min=1, help="Complete quarters to back-test."),
+                 warmup: int = typer.Option(4, "--warmup", min=0,
+                                            help="Earlier quarters used only to calibrate interval width."),
+                 draws: Optional[int] = typer.Option(None, "--draws", min=100, help="Monte Carlo draws."),
+                 as_json: bool = JsonOpt):
+    """Back-test the renewal forecast on past quarters (model, last_year, time_series, oracle); log to
+    MLflow with a fan chart and save the interval calibration that `forecast` uses."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from csforecast.forecast.backtest import log_backtest, run_backtest, save_tau
+
+    src = open_valid(data)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                  transient=True) as progress:
+        task = progress.add_task("starting", total=None)
+        try:
+            res = run_backtest(src, quarters, warmup, draws=draws,
+                               progress=lambda msg: progress.update(task, description=msg))
+        except ValueError as err:
+            fail(str(err))
+        progress.update(task, description="logging to MLflow")
+        res["run_id"] = log_backtest(res, src.data_hash)
+        res["calibration_file"] = save_tau(res, src.data_hash)
+    if as_json:
+        print_json(res)
+        return
+    print_backtest(res, out)
+
+
+def print_forecast(res: dict, out) -> None:
+    """The forecast of one window: renewals due, the methods side by side, groups, worst case, at-risk list."""
+    w = res["window"]
+    d = res["renewals_due"]
+    out.print(f"Renewals due {w['start']} – {w['end']} (end exclusive) as of {res['as_of']}: "
+              f"{d['count']:,} renewals, {_money(d['arr'])} ARR "
+              f"({d['pending_count']:,} pending; {_money(d['renewed_so_far_arr'])} renewed and "
+              f"{_money(d['churned_so_far_arr'])} churned so far). Champion churn model v{res['model_version']}.",
+              highlight=False)
+    t = Table(title="Methods (expected values exact; P10–P90 from Monte Carlo)")
+    for c in ("method", "renewed ARR", "P10", "P90", "churned ARR", "GRR", "NRR"):
+        t.add_column(c, justify="left" if c == "method" else "right")
+    for m, r in res["methods"].items():
+        i = r["intervals"]["renewed_arr"]
+        t.add_row(m, _money(r["renewed_arr"]), _money(i["p10"]), _money(i["p90"]), _money(r["churned_arr"]),
+                  _pct(r["grr"]), _pct(r["nrr"]))
+    wide(out).print(t)
+    if res["groups"]:
+        t = Table(title=f"Model forecast by {w['group_by']}")
+        for c in ("group", "due", "ARR due", "renewed ARR", "P10", "P90", "GRR", "NRR"):
+            t.add_column(c, justify="left" if c == "group" else "right")
+        for g in res["groups"]:
+            e, i = g["expected"], g["intervals"]["renewed_arr"]
+            t.add_row(g["group"], f"{g['renewals_due']['count']:,}", _money(g["renewals_due"]["arr"]),
+                      _money(e["renewed_arr"]), _money(i["p10"]), _money(i["p90"]), _pct(e["grr"]), _pct(e["nrr"]))
+        wide(out).print(t)
+    for r in res["forecast_risk"]:
+        out.print(f"forecast_risk: {r['message']}", style="yellow", markup=False, highlight=False)
+    wc = res["worst_case"]
+    out.print(f"Worst case: {_money(wc['churned_so_far_arr'])} churned so far + {_money(wc['at_risk_arr'])} at risk "
+              f"(P(churn) > {wc['threshold']}) = {_money(wc['churned_arr'])} lost, GRR {_pct(wc['grr'])}",
+              highlight=False)
+    if res["at_risk"]:
+        t = Table(title="At risk (expected churned ARR = P(churn) × ARR)")
+        for c in ("account", "contract", "segment", "renewal", "ARR", "P(churn)", "expected churned"):
+            t.add_column(c, justify="right" if c in ("ARR", "P(churn)", "expected churned") else "left")
+        for r in res["at_risk"][:10]:
+            t.add_row(r["account_id"], r["contract_id"], str(r["segment"]), r["renewal_date"], _money(r["arr"]),
+                      f"{r['p_churn']:.2f}", _money(r["expected_churned_arr"]))
+        wide(out).print(t)
+
+
+def print_backtest(res: dict, out) -> None:
+    """The back-test summary per method and the model's renewed ARR per quarter."""
+    t = Table(title=f"Back-test of {res['quarters_requested']} quarters (data end {res['data_end']})")
+    for c in ("method", "WAPE", "WAPE overall", "× oracle", "P10–P90 coverage", "NRR coverage", "tau (next)"):
+        t.add_column(c, justify="left" if c == "method" else "right")
+    for m, s in res["summary"].items():
+        if "wape" not in s:
+            continue
+        ratio = s.get("wape_vs_oracle")
+        t.add_row(m, _pct(s["wape"]), _pct(s["wape_overall"]), f"{ratio:.2f}" if ratio else "—",
+                  f"{s['coverage_p10_p90']:.0%} of {s['intervals_counted']}",
+                  _pct(s.get("nrr_coverage_p10_p90")), f"{res['tau'].get(m, 0):.3f}")
+    wide(out).print(t)
+    t = Table(title="Renewed ARR per quarter (model)")
+    for c in ("quarter", "forecast", "P10", "P90", "actual", "covered", "GRR f/a", "NRR f/a"):
+        t.add_column(c, justify="left" if c == "quarter" else "right")
+    for r in res["quarters"]:
+        if r["method"] != "model":
+            continue
+        t.add_row(r["quarter"], _money(r["forecast_renewed_arr"]), _money(r["p10"]), _money(r["p90"]),
+                  _money(r["actual_renewed_arr"]), "yes" if r["covered"] else "no",
+                  f"{_pct(r['grr_forecast'])} / {_pct(r['grr_actual'])}",
+                  f"{_pct(r['nrr_forecast'])} / {_pct(r['nrr_actual'])}")
+    wide(out).print(t)
+    out.print(f"MLflow run {res.get('run_id')}; interval calibration saved to {res.get('calibration_file')}",
+              highlight=False)
