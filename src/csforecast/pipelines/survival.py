@@ -37,10 +37,10 @@ import zlib
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from csforecast.errors import TrainingDataError
 from csforecast.jsonsafe import finite_float
+from csforecast.metrics.calibration import brier_score, rank_auc
 from csforecast.metrics.survival import harrell_c_index, survival_metrics
 from csforecast.models.snapshot_survival import (  # SnapshotSurvivalModel: re-exported for registered pickles
     DEFAULT_COVARIATES,
@@ -322,28 +322,28 @@ def _renewal_comparison(est: SnapshotSurvivalModel, valid: pd.DataFrame, oracle,
     if rows.empty:
         return out
     y = rows["label_churn"].to_numpy(dtype=float)
-    p = 1.0 - est.renewal_survival(rows).to_numpy()
+    p = np.clip(1.0 - est.renewal_survival(rows).to_numpy(), 0.0, 1.0)
     out.update({"observed_churn": round(float(y.mean()), 6), "mean_predicted_churn": round(float(p.mean()), 6),
-                "brier": round(float(np.mean((p - y) ** 2)), 6)})
+                "brier": round(brier_score(y, p), 6)})
     both = 0 < y.sum() < len(y)
     if both:
-        out["auc"] = round(float(roc_auc_score(y, p)), 6)
+        out["auc"] = round(rank_auc(y, p), 6)
     if oracle is not None:
         po = np.asarray(oracle.churn_probability(rows), dtype=float)
         ok = np.isfinite(po)
         if ok.any():
             out["oracle_mean_churn"] = round(float(po[ok].mean()), 6)
-            out["oracle_brier"] = round(float(np.mean((po[ok] - y[ok]) ** 2)), 6)
+            out["oracle_brier"] = round(brier_score(y[ok], po[ok]), 6)
             if 0 < y[ok].sum() < ok.sum():
-                out["oracle_auc"] = round(float(roc_auc_score(y[ok], po[ok])), 6)
+                out["oracle_auc"] = round(rank_auc(y[ok], po[ok]), 6)
     if churn_estimator is not None:
         try:
             feats = list(churn_estimator.feature_names_in_)
             pc = churn_estimator.predict_proba(rows[feats])[:, 1]
             out["churn_model_mean_churn"] = round(float(np.mean(pc)), 6)
-            out["churn_model_brier"] = round(float(np.mean((pc - y) ** 2)), 6)
+            out["churn_model_brier"] = round(brier_score(y, pc), 6)
             if both:
-                out["churn_model_auc"] = round(float(roc_auc_score(y, pc)), 6)
+                out["churn_model_auc"] = round(rank_auc(y, pc), 6)
         except Exception as e:  # noqa: BLE001 - the comparison is optional
             out["churn_model_error"] = f"{type(e).__name__}: {e}"[:300]
     return out
