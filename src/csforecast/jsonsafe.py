@@ -8,6 +8,8 @@ Lowest level of the package (imports nothing from csforecast), so every layer ca
   ISO strings ("2024-04-01", or a full ISO timestamp when there is a time of day), Periods -> "2024Q1",
   containers recursed, anything else -> ``str``.
 * :func:`to_records` - a DataFrame (or Series) as a list of JSON-safe row dicts.
+* :func:`jsonable` - a whole result (dicts, lists, arrays, frames) made JSON-safe.
+* :func:`iso_date` - the ISO date of a date-like value; :func:`error_text` - an exception on one short line.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["finite_float", "json_safe", "to_records"]
+__all__ = ["finite_float", "json_safe", "to_records", "jsonable", "iso_date", "error_text"]
 
 
 def finite_float(x: Any, decimals: int | None = None, *, digits: int | None = None) -> float | bool | None:
@@ -91,3 +93,34 @@ def to_records(df: pd.DataFrame | pd.Series) -> list[dict]:
         df = df.reset_index()
     cols = [str(col) for col in df.columns]
     return [{col: json_safe(v) for col, v in zip(cols, row)} for row in df.itertuples(index=False, name=None)]
+
+
+def jsonable(obj: Any) -> Any:
+    """A whole result (dicts, lists, arrays, frames as lists of row dicts) -> JSON-safe values."""
+    if isinstance(obj, (pd.DataFrame, pd.Series)):
+        return to_records(obj)
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [jsonable(v) for v in obj.tolist()]
+    return json_safe(obj)
+
+
+def iso_date(v: Any) -> str | None:
+    """The ISO date (YYYY-MM-DD) of a date-like value; None when missing."""
+    if v is None or v is pd.NaT:
+        return None
+    try:
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return pd.Timestamp(v).date().isoformat()
+
+
+def error_text(e: BaseException, limit: int = 300) -> str:
+    """``"<Type>: <message>"`` on one line, cut to ``limit`` characters (for logs and client messages)."""
+    text = f"{type(e).__name__}: {e}".replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "\u2026"

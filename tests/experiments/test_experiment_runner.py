@@ -182,13 +182,15 @@ def test_churn_feature_group_ablation(home, small_portfolio):
     from csforecast.data.sources import open_source
     from csforecast.tracking import runs as tracking_ext
     from csforecast.experiments.runner import feature_group, run_experiment
+    from csforecast.simulate.truth import oracle_for
     from csforecast.experiments.spec import ExperimentSpec
 
     spec = ExperimentSpec.model_validate({
         "name": "ablation_test", "family": "churn", "bootstrap": 200,
         "variants": [{"name": "all", "algorithm": "logistic"},
                      {"name": "without_usage", "algorithm": "logistic", "drop_groups": ["usage"]}]})
-    r = run_experiment(spec, open_source(small_portfolio))
+    src = open_source(small_portfolio)
+    r = run_experiment(spec, src, oracle=oracle_for(src))
     a, b = r["variants"]
     assert a["metrics"]["auc"] is not None and b["metrics"]["auc"] is not None
     for k, (lo, hi) in b["ci"].items():
@@ -205,13 +207,15 @@ def test_churn_feature_group_ablation(home, small_portfolio):
 def test_forecast_methods_experiment(home, small_portfolio):
     from csforecast.data.sources import open_source
     from csforecast.experiments.runner import run_experiment
+    from csforecast.simulate.truth import oracle_for
     from csforecast.experiments.spec import ExperimentSpec
 
     spec = ExperimentSpec.model_validate({
         "name": "fc_test", "family": "forecast", "bootstrap": 100,
         "backtest": {"quarters": 2, "warmup": 1, "draws": 200},
         "variants": [{"name": "model", "method": "model"}, {"name": "last_year", "method": "last_year"}]})
-    r = run_experiment(spec, open_source(small_portfolio))
+    src = open_source(small_portfolio)
+    r = run_experiment(spec, src, oracle=oracle_for(src))
     assert r["family"] == "forecast" and r["parent_run_id"]
     m, ly = r["variants"]
     assert m["metrics"]["wape"] is not None and ly["metrics"]["wape"] is not None

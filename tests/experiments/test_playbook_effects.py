@@ -101,8 +101,10 @@ def big_portfolio(tmp_path_factory):
 def test_randomised_estimate_covers_the_true_effect(big_portfolio):
     from csforecast.data.sources import open_source
     from csforecast.experiments.effects import playbook_effect
+    from csforecast.simulate.truth import oracle_for
 
-    r = playbook_effect(open_source(big_portfolio), "adoption_workshop")
+    src = open_source(big_portfolio)
+    r = playbook_effect(src, "adoption_workshop", oracle=oracle_for(src))
     tr = r["truth"]
     truth_ren = tr["renewal_rate_difference"]["ate"]
     truth_use = tr["usage_difference"]["ate"]
@@ -120,8 +122,10 @@ def test_randomised_estimate_covers_the_true_effect(big_portfolio):
 def test_naive_observational_comparison_is_biased_and_weighting_helps(big_portfolio):
     from csforecast.data.sources import open_source
     from csforecast.experiments.effects import playbook_effect
+    from csforecast.simulate.truth import oracle_for
 
-    r = playbook_effect(open_source(big_portfolio), "exec_rescue", n_boot=100)
+    src = open_source(big_portfolio)
+    r = playbook_effect(src, "exec_rescue", n_boot=100, oracle=oracle_for(src))
     truth = r["truth"]["renewal_rate_difference"]["att"]
     naive = r["naive"]["renewal_rate"]["difference"]
     weighted = r["renewal_rate"]["difference"]

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from csforecast.api.errors import DataUnavailable
-from csforecast.api.jsonsafe import error_text
+from csforecast.jsonsafe import error_text
 
 
 class DataContext:

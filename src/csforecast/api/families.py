@@ -1,8 +1,8 @@
-"""The model families the API serves, and the one place it calls a family's own scorer.
+"""The model families the API serves: a view onto the one registry, ``csforecast.scoring.families``.
 
-REWIRE AFTER MERGE: this module is the API's only tie to the per-family code. When the `scoring/` families
-registry lands, the family names and the health scorer below come from it (``csforecast.scoring.families``)
-and the import of ``csforecast.pipelines`` goes away; nothing else under api/ or ui/ needs to change.
+On-demand scoring (``POST /v1/score``) returns the score alone, so it asks each estimator for that score
+through its family's ``pyfunc`` answer rather than the batch scorer (which also builds components and
+triggers).
 """
 from __future__ import annotations
 
@@ -11,24 +11,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-FAMILIES = ("churn", "survival", "health")
+from csforecast.scoring import families as _registry
+
+FAMILIES: tuple[str, ...] = _registry.names()
 
 
 def model_inputs(estimator: Any) -> list[str]:
-    """The estimator's input column names (``feature_names_in_``); [] when it does not declare them."""
-    names = getattr(estimator, "feature_names_in_", None) if estimator is not None else None
-    return [str(c) for c in names] if names is not None else []
+    """The estimator's input column names (``feature_names_in_``); [] when there is no estimator or it does not
+    declare them."""
+    if estimator is None or getattr(estimator, "feature_names_in_", None) is None:
+        return []
+    return _registry.feature_names(estimator)
 
 
 def health_scores(estimator: Any, frame: pd.DataFrame) -> np.ndarray:
-    """The health score (0-100) of each row of ``frame`` (the health model's inputs) as floats.
-
-    The score alone: `score_health` also builds components and triggers, which on-demand scoring does not
-    return, so the estimator's own ``predict`` is used whenever it has one.
-    """
-    if hasattr(estimator, "predict"):
-        return np.asarray(estimator.predict(frame), dtype=float)
-    # TEMPORARY (family scorer, health): rewire to the scoring/ families registry after merging.
-    from csforecast.pipelines.health import score_health
-
-    return np.asarray(score_health(estimator, frame)["health_score"], dtype=float)
+    """The health score (0-100) of each row of ``frame`` (the health model's inputs) as floats."""
+    out = _registry.get("health").pyfunc(estimator, frame)
+    return np.asarray(out["health_score"], dtype=float)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from csforecast.api.errors import LoadError, RowErrors
 from csforecast.api.families import health_scores, model_inputs
-from csforecast.api.jsonsafe import error_text, finite_or_none
+from csforecast.jsonsafe import error_text, finite_float
 
 log = logging.getLogger("csforecast.api")
 
@@ -225,7 +225,7 @@ def _health_column(models, rows: list[dict], needed: list[str]) -> list | None:
     est = models.estimators["health"]
     try:
         frame = pd.DataFrame([{c: r.get(c) for c in needed} for r in rows], columns=needed)
-        return [finite_or_none(v) for v in health_scores(est, frame)]
+        return [finite_float(v) for v in health_scores(est, frame)]
     except Exception as e:  # noqa: BLE001 - no health score is better than a made-up one or a 500
         log.warning("health model could not score %d on-demand row(s): %s", len(rows), type(e).__name__)
         return None
@@ -249,7 +249,7 @@ def score_rows(state, rows: list[dict], contributions: bool, health: list[str] |
         vals = contrib[feats].to_numpy(dtype=float)
         for i, res in enumerate(results):
             res["contributions"] = {f: (v if math.isfinite(v) else None) for f, v in zip(feats, vals[i].tolist())}
-            res["base_value"] = finite_or_none(base[i])
+            res["base_value"] = finite_float(base[i])
     scores = _health_column(state.models, rows, health) if health else None
     if scores is not None:
         versions["health"] = state.models.versions["health"]

@@ -15,7 +15,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from csforecast.api.jsonsafe import error_text
+from csforecast.jsonsafe import error_text
 from csforecast.api.registry import ModelSet
 
 log = logging.getLogger("csforecast.api")

@@ -15,7 +15,7 @@ from typing import Any
 
 from csforecast.api.errors import LoadError, RegistryUnavailable
 from csforecast.api.families import FAMILIES, model_inputs
-from csforecast.api.jsonsafe import error_text
+from csforecast.jsonsafe import error_text
 
 log = logging.getLogger("csforecast.api")
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from csforecast.api.errors import LoadError
 from csforecast.api.families import FAMILIES
-from csforecast.api.jsonsafe import error_text, iso_date, py_value
+from csforecast.jsonsafe import error_text, iso_date, json_safe
 from csforecast.api.schemas import AccountDetail, AccountSummary
 
 # natural direction of each sort key: the riskiest / most urgent accounts first
@@ -91,8 +91,8 @@ def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame) -> 
         h = history.sort_values(["account_id", "week"])
         extra = [c for c in ("components", "change", "change_explanation") if c in h.columns]
         for rec in h[["account_id", "week", "health_score", *extra]].to_dict("records"):
-            point = {"week": iso_date(rec["week"]), "health_score": py_value(rec["health_score"])}
-            point.update({c: py_value(rec[c]) for c in extra})
+            point = {"week": iso_date(rec["week"]), "health_score": json_safe(rec["health_score"])}
+            point.update({c: json_safe(rec[c]) for c in extra})
             trend.setdefault(str(rec["account_id"]), []).append(point)
     has_surv = "p_active_90d" in cols or "expected_lifetime_days" in cols
     has_health = "health_score" in cols
@@ -103,36 +103,36 @@ def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame) -> 
         g = r.get
         aid = str(g("account_id"))
         versions = {fam: str(g(f"{fam}_model_version")) for fam in FAMILIES
-                    if py_value(g(f"{fam}_model_version")) is not None}
+                    if json_safe(g(f"{fam}_model_version")) is not None}
         d = {
-            "account_id": aid, "name": py_value(g("name")), "segment": py_value(g("segment")), "industry": py_value(g("industry")),
-            "region": py_value(g("region")), "csm_id": py_value(g("csm_id")), "arr": py_value(g("arr")), "seats": py_value(g("seats")),
-            "contract_id": py_value(g("contract_id")), "tenure_days": py_value(g("tenure_days")),
-            "renewal_date": iso_date(g("renewal_date")), "days_to_renewal": py_value(g("days_to_renewal")),
-            "churn_probability": py_value(g("churn_probability")), "churn_base_logit": py_value(g("churn_base_logit")),
-            "risk_arr": py_value(g("risk_arr")), "drivers": py_value(g("churn_drivers")) or [],
+            "account_id": aid, "name": json_safe(g("name")), "segment": json_safe(g("segment")), "industry": json_safe(g("industry")),
+            "region": json_safe(g("region")), "csm_id": json_safe(g("csm_id")), "arr": json_safe(g("arr")), "seats": json_safe(g("seats")),
+            "contract_id": json_safe(g("contract_id")), "tenure_days": json_safe(g("tenure_days")),
+            "renewal_date": iso_date(g("renewal_date")), "days_to_renewal": json_safe(g("days_to_renewal")),
+            "churn_probability": json_safe(g("churn_probability")), "churn_base_logit": json_safe(g("churn_base_logit")),
+            "risk_arr": json_safe(g("risk_arr")), "drivers": json_safe(g("churn_drivers")) or [],
             "survival": None, "health": None, "triggers": None, "health_trend": trend.get(aid) if trend else None,
             "model_versions": versions or models, "as_of": as_of, "data_hash": data_hash,
             "score_set_version": version,
         }
         if has_surv:
-            d["survival"] = {"p_active_90d": py_value(g("p_active_90d")), "p_active_180d": py_value(g("p_active_180d")),
-                             "p_active_365d": py_value(g("p_active_365d")),
-                             "expected_lifetime_days": py_value(g("expected_lifetime_days")),
-                             "p_renewal_survival": py_value(g("p_renewal_survival")),
-                             "contributions": py_value(g("survival_contributions")),
-                             "model_version": py_value(g("survival_model_version"))}
+            d["survival"] = {"p_active_90d": json_safe(g("p_active_90d")), "p_active_180d": json_safe(g("p_active_180d")),
+                             "p_active_365d": json_safe(g("p_active_365d")),
+                             "expected_lifetime_days": json_safe(g("expected_lifetime_days")),
+                             "p_renewal_survival": json_safe(g("p_renewal_survival")),
+                             "contributions": json_safe(g("survival_contributions")),
+                             "model_version": json_safe(g("survival_model_version"))}
         if has_health:
-            d["health"] = {"score": py_value(g("health_score")), "band": py_value(g("health_band")),
-                           "components": py_value(g("health_components")) or [],
-                           "model_version": py_value(g("health_model_version"))}
-            d["triggers"] = py_value(g("triggers")) if "triggers" in cols else None
+            d["health"] = {"score": json_safe(g("health_score")), "band": json_safe(g("health_band")),
+                           "components": json_safe(g("health_components")) or [],
+                           "model_version": json_safe(g("health_model_version"))}
+            d["triggers"] = json_safe(g("triggers")) if "triggers" in cols else None
         try:
             details[aid] = AccountDetail.model_validate(d).model_dump_json().encode()
             items.append(AccountSummary.model_validate(
                 {k: d.get(k) for k in ("account_id", "name", "segment", "industry", "region", "csm_id", "arr",
                                        "renewal_date", "days_to_renewal", "churn_probability", "risk_arr")}
-                | {"health_score": py_value(g("health_score")), "health_band": py_value(g("health_band"))}
+                | {"health_score": json_safe(g("health_score")), "health_band": json_safe(g("health_band"))}
             ).model_dump_json().encode())
         except ValidationError as e:
             raise LoadError(f"score set v{version}: account {aid} does not match the API schema: "
@@ -141,7 +141,7 @@ def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame) -> 
     def col(name: str) -> np.ndarray:
         if name not in cols:
             return np.full(len(records), None, dtype=object)
-        return np.array([py_value(x) for x in scores[name]], dtype=object)
+        return np.array([json_safe(x) for x in scores[name]], dtype=object)
 
     def num(name: str) -> np.ndarray:
         if name not in cols:

@@ -23,9 +23,10 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 import typer  # noqa: E402
 
 from csforecast.cli import data, demo, experiments, forecast, scoring, serve, train  # noqa: E402
+from csforecast.cli.common import CommandGroup  # noqa: E402
 
 app = typer.Typer(help="csforecast: calibrated churn, survival, health and renewal forecasts for CS teams.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=CommandGroup)
 
 app.command()(data.simulate)
 app.command("validate")(data.validate_cmd)

@@ -12,6 +12,9 @@ from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
+
+from csforecast.errors import CsforecastError, exit_code
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -30,6 +33,18 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: <message>`` on stderr and exit with ``code``."""
     console.print(f"error: {message}", style="red", markup=False, highlight=False)
     raise typer.Exit(code)
+
+
+class CommandGroup(TyperGroup):
+    """The app's command group: an error csforecast raises on purpose (:class:`CsforecastError`) that a command
+    did not handle ends as one ``error: …`` line and its exit code (errors.exit_code), never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CsforecastError as e:
+            console.print(f"error: {e.user_message}", style="red", markup=False, highlight=False)
+            raise typer.Exit(exit_code(e)) from None
 
 
 def parse_date(value: Optional[str], name: str) -> Optional[date]:

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from csforecast.simulate.truth import oracle_for
 from csforecast.cli.common import console, fail, open_valid, out, print_json
 
 experiment_app = typer.Typer(help="Experiments: compare variants (run), register one (promote), playbook effects "
@@ -47,7 +48,7 @@ def run_cmd(spec: Path = typer.Argument(..., help="Experiment spec (TOML), e.g. 
                   transient=True) as progress:
         task = progress.add_task("starting", total=None)
         try:
-            report = run_experiment(s, src, spec_text=text,
+            report = run_experiment(s, src, spec_text=text, oracle=oracle_for(src),
                                     progress=lambda m: progress.update(task, description=m))
         except (ExperimentError, ValueError) as e:
             fail(str(e))
@@ -171,7 +172,7 @@ def effect_cmd(data: str = typer.Option(..., "--data", help="Data source with an
         with console.status("estimating"):
             res = playbook_effect(src, playbook, window_days=window_days, usage_metric=metric,
                                   renewal_lag_days=renewal_lag_days, weighting=weighting, n_boot=bootstrap,
-                                  seed=seed)
+                                  seed=seed, oracle=oracle_for(src))
     except EffectError as e:
         fail(str(e))
     if as_json:

@@ -6,6 +6,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from csforecast.simulate.truth import oracle_for
 from csforecast.cli.common import (AsOfOpt, DataOpt, JsonOpt, console, fail, open_valid, out, parse_date,
                                    print_json, wide)
 
@@ -115,7 +116,7 @@ def backtest_cmd(data: str = DataOpt,
                   transient=True) as progress:
         task = progress.add_task("starting", total=None)
         try:
-            res = run_backtest(src, quarters, warmup, draws=draws,
+            res = run_backtest(src, quarters, warmup, draws=draws, oracle=oracle_for(src),
                                progress=lambda msg: progress.update(task, description=msg))
         except ValueError as err:
             fail(str(err))

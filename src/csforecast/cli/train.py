@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from csforecast.simulate.truth import oracle_for
 from csforecast.cli.common import AsOfOpt, DataOpt, JsonOpt, console, open_valid, out, print_json
 
 
@@ -21,7 +22,8 @@ def run_training(src, as_of: Optional[date], families: Optional[list[str]]) -> d
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
         task = progress.add_task("starting", total=None)
-        return train_all(src, as_of, fams, progress=lambda msg: progress.update(task, description=msg))
+        return train_all(src, as_of, fams, progress=lambda msg: progress.update(task, description=msg),
+                         oracle=oracle_for(src))
 
 
 def print_training(results: dict) -> None:

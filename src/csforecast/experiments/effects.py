@@ -47,7 +47,7 @@ from csforecast.experiments.propensity import (
     propensity,
     weighted_diff,
 )
-from csforecast.simulate.truth import FROM_SOURCE, Truth, resolve_oracle
+from csforecast.simulate.truth import Truth
 
 RANDOMISED_ASSUMPTIONS = [
     "randomisation: the arm was assigned at random, independently of the account's health (check the "
@@ -81,16 +81,15 @@ WEIGHTING_LABEL = {"att": "IPW for the treated (ATT odds weights e/(1-e))",
 
 def playbook_effect(source: Source, playbook: str, *, window_days: int = 90, usage_metric: str = "seat_utilisation",
                     renewal_lag_days: int = 0, weighting: str = "att", n_boot: int = 200, seed: int = 0,
-                    with_truth: bool = True, oracle=FROM_SOURCE) -> dict:
+                    with_truth: bool = True, oracle=None) -> dict:
     """The effect of `playbook` on renewal, usage and time to churn (see the module docstring).
 
     ``oracle``: the simulator's truth (a Truth, or None for real data); when it knows the playbook's true
     effect, the result gets a ``truth`` block comparing the estimates with it (``with_truth=False`` leaves it
-    out). Entry-point boundary: the default ``FROM_SOURCE`` opens the source's truth/ here, because the
-    ``playbook-effect`` command does not pass it yet."""
+    out)."""
     from threadpoolctl import threadpool_limits
 
-    truth = resolve_oracle(oracle, source) if with_truth else None
+    truth = oracle if with_truth else None
     # the many small logistic fits are much faster on one BLAS thread (and do not crowd a shared machine)
     with threadpool_limits(limits=1, user_api="blas"):
         return _playbook_effect(source, playbook, window_days=window_days, usage_metric=usage_metric,

@@ -32,7 +32,6 @@ from csforecast.experiments.variants import (  # noqa: F401 (feature_group re-ex
 from csforecast.metrics.resampling import cluster_resamples, percentile_ci
 from csforecast.pipelines.context import TrainingContext
 from csforecast.pipelines.result import ValidationSet
-from csforecast.simulate.truth import FROM_SOURCE, resolve_oracle
 from csforecast.tracking import runs as tracking_ext
 from csforecast.tracking import store
 
@@ -65,13 +64,11 @@ def bootstrap_deltas(val: ValidationSet, preds: dict[str, dict], baseline: str, 
 # ------------------------------------------------------------------------------------------------
 @single_blas_thread
 def run_experiment(spec: ExperimentSpec, source: Source, *, spec_text: str | None = None,
-                   progress: Progress | None = None, oracle=FROM_SOURCE) -> dict:
+                   progress: Progress | None = None, oracle=None) -> dict:
     """Run every variant of `spec` on `source` (already validated) under one MLflow parent run.
 
     ``oracle``: the simulator's truth (a Truth, or None for real data), reported beside every variant's
-    metrics. Entry-point boundary: the default ``FROM_SOURCE`` opens the source's truth/ here, because the
-    ``experiment run`` command does not pass it yet."""
-    oracle = resolve_oracle(oracle, source)
+    metrics."""
     tell = progress or (lambda _m: None)
     t0 = time.time()
     if spec.family == "forecast":

@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 
 from csforecast.forecast import baselines
-from csforecast.simulate.truth import FROM_SOURCE, resolve_oracle
 from csforecast.forecast.book import renewal_book
 from csforecast.forecast.montecarlo import estimate_tau, method_results, save_calibration, shock_evidence
 from csforecast.forecast.renewals import METHODS, decision_rows, fit_expansion, predict_churn, scoring_rows
@@ -146,15 +145,14 @@ def _ratio_if_oracle_true(d: pd.DataFrame, seed: int, n: int = 400) -> dict:
 def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, draws: int | None = None,
                  seed: int | None = None, churn_params: dict | None = None,
                  progress: Callable[[str], None] | None = None, with_oracle: bool = True,
-                 snapshots: pd.DataFrame | None = None, oracle=FROM_SOURCE) -> dict:
+                 snapshots: pd.DataFrame | None = None, oracle=None) -> dict:
     """Back-test the renewal forecast on the last ``quarters`` complete quarters (see the module doc).
 
     Returns {"quarters": [one row per quarter and method], "segments": [one row per quarter, method and
     segment], "summary": {method: {...}}, "tau": {method: tau for the next quarter}, "detail": {...}}.
     ``snapshots``: the monthly snapshots (build_snapshots over the grid, labels at the data end) when the
     caller already has them. ``oracle``: the simulator's truth (a Truth, or None for real data), back-tested
-    as the extra method "oracle"; ``with_oracle=False`` leaves it out. Entry-point boundary: the default
-    ``FROM_SOURCE`` opens the source's truth/ here, because the ``backtest`` command does not pass it yet.
+    as the extra method "oracle"; ``with_oracle=False`` leaves it out.
     """
     from csforecast.config import get_settings
     from csforecast.features.catalogue import DEFAULT_EXCLUDE
@@ -182,7 +180,7 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
         snaps = snapshots
     feats = [f for f in feature_columns(snaps) if f not in DEFAULT_EXCLUDE]  # as the churn pipeline
     contracts, accounts = source.frame("contracts"), source.frame("accounts")
-    truth = resolve_oracle(oracle, source) if with_oracle else None
+    truth = oracle if with_oracle else None
     methods = list(METHODS) + (["oracle"] if truth is not None else [])
     shocks: dict[str, list[tuple[float, float, float]]] = {m: [] for m in methods}
     rows: list[dict] = []

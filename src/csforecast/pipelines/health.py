@@ -24,14 +24,7 @@ from csforecast.pipelines.champion import GuardScore, log_and_register  # noqa: 
 from csforecast.pipelines.context import TrainingContext  # noqa: E402
 from csforecast.pipelines.result import TrainingResult, ValidationSet  # noqa: E402
 from csforecast.scoring import families  # noqa: E402
-# re-exported for the API's on-demand scoring until it imports csforecast.scoring.health itself
-from csforecast.scoring.health import (  # noqa: E402,F401
-    band_cutoffs,
-    evaluate_triggers,
-    explain_change,
-    health_history,
-    score_health,
-)
+from csforecast.scoring.health import band_cutoffs  # noqa: E402
 from csforecast.tracking import store  # noqa: E402
 
 FAMILY = "health"

@@ -53,7 +53,6 @@ from csforecast.pipelines.context import TrainingContext
 from csforecast.pipelines.result import TrainingResult, ValidationSet
 from csforecast.pipelines.survival_report import log_figures, log_retention, yearly_alive_counts  # noqa: F401
 from csforecast.scoring import families
-from csforecast.scoring.survival import score_survival  # noqa: F401 - re-exported for older call sites
 from csforecast.tracking import store
 
 __all__ = ["train_survival", "validation_set", "guard_score", "SnapshotSurvivalModel", "DEFAULT_COVARIATES",

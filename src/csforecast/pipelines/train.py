@@ -4,10 +4,8 @@
 guard score ...); ``train_all`` is the CLI's JSON-able view of them (the dict ``csforecast train --json``
 prints per family).
 
-The oracle (the simulator's truth) is passed in by the caller that owns simulated data. ``train_all`` is
-the entry point of the ``train`` command, which does not pass it yet: its default, ``FROM_SOURCE``, opens
-the source's truth/ here, at the entry-point boundary (``simulate.truth.resolve_oracle``). Nothing below this
-function opens truth/.
+The oracle (the simulator's truth) is passed in by the caller that owns simulated data (the CLI, with
+``simulate.truth.oracle_for``); nothing in training opens truth/.
 """
 from __future__ import annotations
 
@@ -20,7 +18,7 @@ from csforecast.pipelines import churn, health, survival
 from csforecast.pipelines.context import TrainingContext
 from csforecast.pipelines.result import TrainingResult
 from csforecast.scoring import families as family_registry
-from csforecast.simulate.truth import FROM_SOURCE, Truth, resolve_oracle
+from csforecast.simulate.truth import Truth
 
 __all__ = ["TRAINERS", "available_families", "train_families", "train_all"]
 
@@ -60,10 +58,9 @@ def train_families(source: Source, as_of: date | None = None, families: list[str
 
 
 def train_all(source: Source, as_of: date | None = None, families: list[str] | None = None,
-              progress: Callable[[str], None] | None = None, *, oracle=FROM_SOURCE) -> dict:
+              progress: Callable[[str], None] | None = None, *, oracle=None) -> dict:
     """``csforecast train``: the JSON-able result per family (:meth:`TrainingResult.to_json`).
 
-    Entry-point boundary: with the default ``oracle=FROM_SOURCE`` the source's truth/ folder (if any) is opened
-    here; pass ``oracle=`` (a Truth or None) to decide it at the caller."""
-    results = train_families(source, as_of, families, progress, oracle=resolve_oracle(oracle, source))
+    ``oracle``: the simulator's truth (a Truth), reported beside every metric; None for real data."""
+    results = train_families(source, as_of, families, progress, oracle=oracle)
     return {fam: r.to_json() for fam, r in results.items()}

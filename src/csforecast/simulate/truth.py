@@ -11,7 +11,6 @@ realised decision probability from truth/renewals.
 """
 from __future__ import annotations
 
-import enum
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,25 +122,8 @@ def load_truth(source_location: str | Path) -> Truth | None:
     return Truth.load(folder) if (folder / "renewals.parquet").exists() else None
 
 
-class _FromSource(enum.Enum):
-    """Sentinel type of :data:`FROM_SOURCE`."""
-    FROM_SOURCE = "from source"
-
-
-#: Default of the ``oracle=`` argument of the entry-point functions (``train_all``, ``run_backtest``,
-#: ``run_experiment``, ``playbook_effect``) while their CLI commands do not pass the oracle yet: "open the
-#: source's truth/ here, at the entry point". Everything below the entry point takes a Truth or None.
-FROM_SOURCE = _FromSource.FROM_SOURCE
-
-
 def oracle_for(source) -> Truth | None:
     """The oracle of a simulated source (its truth/ folder), or None for real data. Call it only where the
     simulated data is owned: at an entry point (a CLI command), never inside training or evaluation code."""
     location = getattr(source, "location", source)
     return load_truth(location) if location is not None else None
-
-
-def resolve_oracle(oracle, source) -> Truth | None:
-    """Entry-point boundary: ``oracle`` itself, or :func:`oracle_for` ``(source)`` when it is
-    :data:`FROM_SOURCE`."""
-    return oracle_for(source) if oracle is FROM_SOURCE else oracle

@@ -1,13 +1,19 @@
-"""MLflow calls the experiments need that tracking/store.py does not have yet (to be folded into store.py).
+"""Reading MLflow runs: tags, child runs, logged models and artifacts, for the experiments and the dashboard
+(a served version's artifacts, the latest forecast backtest). Read-only apart from `set_tags`.
 
 Everything here goes through the client that store.configure() returns, so the tracking URI is the same.
+Artifacts are downloaded to a temporary folder that is removed before the functions return.
 """
 from __future__ import annotations
 
 import json
-from typing import Any
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
 
 import mlflow
+import pandas as pd
 
 from csforecast.tracking import store
 
@@ -51,3 +57,50 @@ def load_run_json(run_id: str, artifact: str) -> Any:
     path = store.download_artifacts(run_id, artifact)
     with open(path) as fh:
         return json.load(fh)
+
+
+def _download(run_id: str, name: str) -> bytes:
+    tmp = tempfile.mkdtemp(prefix="csforecast-ui-")
+    try:
+        return Path(store.download_artifacts(run_id, name, tmp)).read_bytes()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_experiment_id(settings, run_id: str) -> str:
+    """The id of the MLflow experiment run ``run_id`` belongs to (MLflow errors propagate)."""
+    return store.configure(settings).get_run(run_id).info.experiment_id
+
+
+def run_artifacts(settings, run_id: str, names: Iterable[str]) -> dict[str, bytes]:
+    """{name: bytes} of those of ``names`` that run ``run_id`` logged, in the order given.
+
+    Names the run did not log are left out. MLflow errors (unknown run, unreachable store) propagate.
+    """
+    logged = {a.path for a in store.configure(settings).list_artifacts(run_id)}
+    return {name: _download(run_id, name) for name in names if name in logged}
+
+
+def latest_backtest(settings) -> dict:
+    """The latest finished backtest run (experiment csforecast-forecast, tag kind=backtest):
+    {"run_id", "experiment_id", "created", "result" (its backtest.json), "fan_chart" (PNG bytes or None)}.
+
+    Raises LookupError (message for the user) when there is no such run or it has no backtest.json.
+    """
+    client = store.configure(settings)
+    exp = client.get_experiment_by_name(store.model_name("forecast"))
+    if exp is None:
+        raise LookupError("no backtest run yet (run `csforecast backtest --data …`)")
+    runs = client.search_runs([exp.experiment_id], "tags.kind = 'backtest' and attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        raise LookupError("no backtest run yet (run `csforecast backtest --data …`)")
+    run = runs[0]
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    if "backtest.json" not in names:
+        raise LookupError(f"the latest backtest run {run.info.run_id} has no backtest.json")
+    result = json.loads(_download(run.info.run_id, "backtest.json"))
+    fan = _download(run.info.run_id, "fan_chart.png") if "fan_chart.png" in names else None
+    created = pd.Timestamp(run.info.start_time, unit="ms").strftime("%Y-%m-%d %H:%M UTC")
+    return {"run_id": run.info.run_id, "experiment_id": exp.experiment_id, "created": created,
+            "result": result, "fan_chart": fan}

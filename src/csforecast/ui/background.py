@@ -20,8 +20,8 @@ from typing import Any, Callable
 import pandas as pd
 
 from csforecast.api.errors import DataUnavailable
-from csforecast.api.jsonsafe import error_text
-from csforecast.api.runs import latest_backtest, run_artifacts, run_experiment_id
+from csforecast.jsonsafe import error_text
+from csforecast.tracking.runs import latest_backtest, run_artifacts, run_experiment_id
 from csforecast.api.state import ServingState
 from csforecast.ui import views
 

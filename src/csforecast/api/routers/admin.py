@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from csforecast.api.deps import require_admin
 from csforecast.api.schemas import ErrorResponse, ReloadResponse
 from csforecast.api.errors import LoadError
-from csforecast.api.jsonsafe import error_text
+from csforecast.jsonsafe import error_text
 
 log = logging.getLogger("csforecast.api")
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from csforecast.api.deps import StateDep, require_read
 from csforecast.api.errors import DataUnavailable
-from csforecast.api.jsonsafe import jsonable
+from csforecast.jsonsafe import jsonable
 from csforecast.api.schemas import ErrorResponse, ForecastGroup, ForecastResponse
 from csforecast.api.state import ServingState
 

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from csforecast.api.deps import StateDep, require_read
 from csforecast.api.schemas import ErrorResponse, Period, RetentionGroup, RetentionResponse
 from csforecast.api.errors import DataUnavailable
-from csforecast.api.jsonsafe import error_text
+from csforecast.jsonsafe import error_text
 from csforecast.api.state import ServingState
 
 log = logging.getLogger("csforecast.api")

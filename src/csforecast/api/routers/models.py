@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from csforecast.api.deps import ModelsDep, require_read
 from csforecast.api.schemas import ErrorResponse, ModelsResponse
-from csforecast.api.jsonsafe import error_text
+from csforecast.jsonsafe import error_text
 from csforecast.api.registry import family_info
 from csforecast.api.state import ServingState
 
