@@ -16,10 +16,10 @@ from csforecast.pipelines.survival import (  # noqa: E402
     METRIC_KEYS,
     SnapshotSurvivalModel,
     _censor_at,
-    score_survival,
     train_survival,
     yearly_alive_counts,
 )
+from csforecast.scoring.survival import score_survival  # noqa: E402
 from csforecast.simulate.portfolio import simulate_portfolio  # noqa: E402
 from csforecast.simulate.truth import oracle_for  # noqa: E402
 
