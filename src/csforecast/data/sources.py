@@ -288,7 +288,10 @@ def _copy_from_ibis(con, location: str, reading: dict[str, TableReading]) -> tup
                 theirs = [rename.get(c.name, c.name) for c in spec.columns]
                 keep = [c for c in dict.fromkeys(theirs) if c in t.columns]
                 t = t.select(*(keep or t.columns[:1]))  # none of ours: keep one column, for the row count
-                con.create_table(f"_db_{name}", t.to_pyarrow(), temp=True)
+                # a database returns rows in no particular order: store them sorted by every column, so the
+                # same content always gives the same results (e.g. ties broken by row order)
+                rows = ibis.memtable(t.to_pyarrow())
+                con.create_table(f"_db_{name}", rows.order_by(list(rows.columns)), temp=True)
                 found[name] = con.table(f"_db_{name}")
             except Exception as e:  # noqa: BLE001 - a column type Ibis cannot read, no permission, ...
                 unreadable[name] = f"cannot read table {name} from {shown}: {_first_line(e)}"
