@@ -10,7 +10,9 @@ reports a value that was there (not NULL) but reads as NULL. The engine is DuckD
 - bool: a boolean, or text DuckDB reads as one (`true`/`false`, `t`/`f`, `1`/`0`, `yes`/`no`).
 - date: a date; a timestamp's date (time zones as UTC); text as `YYYY-MM-DD` (a time of day after it is
   ignored), or in the table's declared `date_format` (strftime codes such as `%d/%m/%Y`; a time of day after
-  the date is accepted and ignored too).
+  the date is accepted and ignored too). With a declared format, text that does not match it is still read
+  as `YYYY-MM-DD` (which no other format can be mistaken for), so one setting covers a table whose date
+  columns come from different systems.
 """
 from __future__ import annotations
 
@@ -85,5 +87,6 @@ def read_as(x: ibis.Value, logical: str, date_format: str | None = None) -> ibis
         return x.cast("date")
     text = x.strip()
     if date_format:
-        return ibis.coalesce(*(_try_strptime(text, f) for f in date_formats(date_format))).cast("date")
+        declared = [_try_strptime(text, f).cast("date") for f in date_formats(date_format)]
+        return ibis.coalesce(*declared, text.try_cast("date"))
     return text.try_cast("date")

@@ -196,11 +196,41 @@ def _engine():
 
 def _first_line(e: Exception) -> str:
     text = str(e).strip().splitlines()
-    return " ".join(text[:3])[:400] if text else type(e).__name__
+    return text[0][:400] if text else type(e).__name__
+
+
+def _csv_problem(f: Path, delim: str) -> str | None:
+    """The first malformed row of a CSV file, in words (a row whose field count is not the header's, an
+    unterminated quote), or None."""
+    import csv
+
+    with open(f, encoding="utf-8", errors="replace", newline="") as fh:
+        rows = csv.reader(fh, delimiter=delim, quotechar='"', doublequote=True, strict=True)
+        try:
+            width = len(next(rows))
+            for row in rows:
+                if row and len(row) != width:
+                    return f"line {rows.line_num} has {len(row)} field(s), the header has {width}"
+        except csv.Error as e:
+            return f"line {rows.line_num}: {e}"
+        except StopIteration:
+            return None
+    return None
 
 
 def _quote(s: str) -> str:
     return "'" + str(s).replace("'", "''") + "'"
+
+
+def _delimiter(f: Path) -> str:
+    """The CSV delimiter: the most frequent of , ; tab | in the header line (a header names columns, so it
+    holds delimiters but rarely quoted text). Given explicitly, a malformed row is then an error naming its
+    line, rather than a reason for DuckDB's sniffer to guess another dialect."""
+    with open(f, encoding="utf-8", errors="replace") as fh:
+        header = fh.readline()
+    counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
 
 
 def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
@@ -230,10 +260,12 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
                 # CSV as text, loaded once: every value is then typed by parse.read_as (shared with validation),
                 # never by DuckDB's sniffer, which guesses one date format per file from a sample
                 con.raw_sql(f"CREATE TEMP TABLE _file_{name} AS SELECT * FROM read_csv({_quote(f)}, "
-                            "header = true, all_varchar = true)")
+                            f"header = true, all_varchar = true, skip = 0, delim = {_quote(_delimiter(f))}, "
+                            "quote = '\"', escape = '\"')")
                 found[name] = con.table(f"_file_{name}")
         except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
-            unreadable[name] = f"cannot read {f.name}: {_first_line(e)}"
+            why = _csv_problem(f, _delimiter(f)) if f.suffix == ".csv" else None
+            unreadable[name] = f"cannot read {f.name}: {why or _first_line(e)}"
         files.append(f)
     known = {f"{n}.{ext}" for n in TABLES for ext in ("csv", "parquet")} | set(TABLES)
     ignored = sorted(p.name for p in path.iterdir() if p.suffix in (".csv", ".parquet") and p.name not in known)

@@ -232,7 +232,7 @@ class _Checker:
         if col.type == "date":
             fmt = self.source.date_format(name)
             if fmt:
-                return f"values that do not match date_format '{fmt}'"
+                return f"values that do not match date_format '{fmt}' (nor YYYY-MM-DD)"
             return (f"values that cannot be read as a date (YYYY-MM-DD); declare another format with "
                     f"{DATE_FORMAT_KEY} = \"%d/%m/%Y\" (for example) under [column_map.{name}]")
         return f"values that cannot be read as {_TYPE_WORDS[col.type]}"
