@@ -231,3 +231,19 @@ def test_the_contract_says_truly_what_each_optional_table_feeds(tables, tmp_path
         assert not set(without.columns) - set(full.columns)
         fed = {m.component for m in MEASURES if any(fnmatch.fnmatch(r, pat) for r in m.requires for pat in declared)}
         assert fed == set(spec.health), name
+
+
+def test_the_documented_list_is_the_contracts():
+    """docs/data-contract.md's table of what goes without each optional table says what TableSpec.health says."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "data-contract.md").read_text()
+    section = doc[doc.index("What goes without each optional table"):]
+    for name, spec in TABLES.items():
+        if spec.required:
+            continue
+        [row] = [line for line in section.splitlines() if line.startswith(f"| {name} |")]
+        cell = re.sub(r"\(.*?\)", "", row.strip("|").split("|")[-1])
+        documented = {c.strip() for c in cell.split(",")} - {"none", ""}
+        assert documented == set(spec.health), name
