@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import pandas as pd
 
 from csforecast.simulate import simulate_portfolio
@@ -41,3 +42,30 @@ def test_realism_targets():
     # NPS is a lagging, noisy consequence of health: positively related, far from deterministic
     assert set(pf.tables["surveys"].kind) >= {"nps", "csat"}
     assert np.isfinite(pf.truth["health_daily"].health).all()
+
+
+@pytest.mark.parametrize("seed", [1, 7, 11])
+def test_every_successor_belongs_to_its_predecessors_account(seed):
+    """A renewal due on the data end has an unknown outcome: no successor, so none that is another account's
+    first contract (which showed as Q4 NRR below GRR)."""
+    from csforecast.simulate.portfolio import DEFAULT_END
+
+    pf = simulate_portfolio(200, 2, seed=seed)
+    c = pf.tables["contracts"]
+    owner = dict(zip(c.contract_id, c.account_id))
+    linked = c[c.renewed_by.notna()]
+    assert linked.renewed_by.isin(owner).all()
+    cross = linked[linked.renewed_by.map(owner) != linked.account_id]
+    assert cross.empty, cross[["contract_id", "account_id", "renewed_by"]]
+    due_at_end = c[pd.to_datetime(c.end_date) >= pd.Timestamp(DEFAULT_END)]
+    assert due_at_end.renewed_by.isna().all()
+    decided = pf.truth["renewals"]
+    assert (pd.to_datetime(decided.end_date) < pd.Timestamp(DEFAULT_END)).all()
+
+
+def test_some_seed_has_a_renewal_due_on_the_data_end():
+    """The case the successor test guards is present in its seeds (else that test could not fail)."""
+    from csforecast.simulate.portfolio import DEFAULT_END
+
+    c = simulate_portfolio(200, 2, seed=7).tables["contracts"]
+    assert (pd.to_datetime(c.end_date) == pd.Timestamp(DEFAULT_END)).any()

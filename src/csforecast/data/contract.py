@@ -23,6 +23,10 @@ class TableSpec:
     key: str | None = None          # unique key column, if any
     date_column: str | None = None  # the column that says when a row happened (point-in-time cut)
     row_label: tuple[str, ...] = field(default_factory=tuple)  # columns that name a row in messages
+    # what goes without this (optional) table: said by `validate` when it is missing or empty
+    feeds: str = ""                                   # in words
+    features: tuple[str, ...] = ()                    # snapshot columns ({metric} = each usage metric)
+    health: tuple[str, ...] = ()                      # health components that take inputs from it
 
     @property
     def column_names(self) -> list[str]:
@@ -31,6 +35,13 @@ class TableSpec:
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
 
+
+# snapshot columns computed from usage; {metric} stands for each usage metric's name (as a slug)
+USAGE_FEATURES = tuple(f"{{metric}}_{suffix}" for suffix in (
+    "7d", "30d", "prev30d", "90d", "trend_30d", "slope_90d", "6m", "12m", "ewm3m", "ewm6m", "lifetime")) + (
+    "seat_utilisation", "seat_utilisation_7d", "seat_utilisation_90d", "seat_utilisation_12m",
+    "seat_utilisation_ewm3m", "seat_utilisation_ewm6m", "seat_utilisation_lifetime", "key_feature_breadth",
+    "days_since_login")
 
 C = Column
 TABLES: dict[str, TableSpec] = {t.name: t for t in [
@@ -47,24 +58,49 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
     ), required=True, key="contract_id", date_column="start_date", row_label=("contract_id",)),
     TableSpec("usage", (
         C("account_id", "string"), C("date", "date"), C("metric", "string"), C("value", "float"),
-    ), date_column="date", row_label=("account_id", "date", "metric")),
+    ), date_column="date", row_label=("account_id", "date", "metric"),
+        feeds="usage features (per metric: 7/30/90-day and prior-30-day means, trend, 90-day slope, 6/12-month, "
+              "weighted and lifetime means), seat utilisation, key-feature breadth, days since login",
+        features=USAGE_FEATURES, health=("deployment", "adoption")),
     TableSpec("tickets", (
         C("ticket_id", "string"), C("account_id", "string"), C("opened_at", "date"), C("closed_at", "date", True),
         C("priority", "string"), C("csat", "float", True),
-    ), key="ticket_id", date_column="opened_at", row_label=("ticket_id",)),
+    ), key="ticket_id", date_column="opened_at", row_label=("ticket_id",),
+        feeds="support features (tickets in 30/90/365 days, P1/P2 counts, open tickets, resolution time, ticket "
+              "CSAT, per 100 seats)",
+        features=("tickets_30d", "tickets_90d", "tickets_p1_30d", "tickets_p1_90d", "tickets_p2_90d", "tickets_365d",
+                  "open_tickets", "mean_resolution_days_180d", "ticket_csat_180d", "ticket_csat_count_180d",
+                  "tickets_90d_per_100_seats", "tickets_p1_90d_per_100_seats", "tickets_365d_per_100_seats",
+                  "open_tickets_per_100_seats"),
+        health=("support",)),
     TableSpec("surveys", (
         C("account_id", "string"), C("responded_at", "date"), C("kind", "string"), C("score", "float"),
         C("respondent_role", "string", True),
-    ), date_column="responded_at", row_label=("account_id", "responded_at", "kind")),
+    ), date_column="responded_at", row_label=("account_id", "responded_at", "kind"),
+        feeds="voice-of-customer features (latest and mean NPS, account NPS, latest CSAT, response counts, days "
+              "since the last NPS, respondent roles)",
+        features=("nps_latest", "days_since_nps", "nps_mean_365d", "nps_count_365d", "account_nps_365d", "csat_latest",
+                  "csat_count_365d", "respondent_roles_365d"),
+        health=("nps", "support", "engagement")),
     TableSpec("touches", (
         C("account_id", "string"), C("date", "date"), C("kind", "string"), C("csm_id", "string", True),
-    ), date_column="date", row_label=("account_id", "date", "kind")),
+    ), date_column="date", row_label=("account_id", "date", "kind"),
+        feeds="engagement features (CSM touches in 90 days and the prior 90, days since the last touch and "
+              "executive meeting, executive meetings and QBRs in 12 months)",
+        features=("touches_90d", "touches_prev90d", "days_since_touch", "exec_meetings_365d", "days_since_exec_meeting",
+                  "qbrs_365d"),
+        health=("engagement",)),
     TableSpec("stakeholder_events", (
         C("account_id", "string"), C("date", "date"), C("kind", "string"),
-    ), date_column="date", row_label=("account_id", "date", "kind")),
+    ), date_column="date", row_label=("account_id", "date", "kind"),
+        feeds="stakeholder features (days since the champion left or another stakeholder change, champion "
+              "departures in 12 months)",
+        features=("days_since_champion_left", "days_since_stakeholder_change", "champion_left_365d"),
+        health=("engagement",)),
     TableSpec("interventions", (
         C("account_id", "string"), C("date", "date"), C("playbook", "string"), C("arm", "string"),
-    ), date_column="date", row_label=("account_id", "date", "playbook")),
+    ), date_column="date", row_label=("account_id", "date", "playbook"),
+        feeds="the playbook effect analysis (csforecast effect); no features or health components"),
 ]}
 
 PRIORITIES = ("P1", "P2", "P3", "P4")
@@ -72,3 +108,12 @@ SURVEY_KINDS = ("nps", "csat", "ces")
 TOUCH_KINDS = ("meeting", "email", "call", "qbr", "exec_meeting")
 ARMS = ("treatment", "control", "none")
 SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
+
+
+def health_sources() -> dict[str, tuple[str, ...]]:
+    """Health component -> the optional tables that feed it (from each table's `health`)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for t in TABLES.values():
+        for comp in t.health:
+            out[comp] = out.get(comp, ()) + (t.name,)
+    return out

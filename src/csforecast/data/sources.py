@@ -1,55 +1,134 @@
 """Open a data source as Ibis tables. The only module that opens a connection to data.
 
-A source is a folder of CSV or Parquet files (one file per table, named after it), a DuckDB file, or a
-database URL that Ibis can open. Column names can be mapped (csforecast.toml `[column_map.TABLE]`,
-`our_name = "their_name"`).
+Kinds of source (docs/data-contract.md says how to point at each):
+- a folder with one file per table: `accounts.csv` or `accounts.parquet`, or a folder `accounts/` of Parquet
+  files (as Spark writes them);
+- a DuckDB database file (`.duckdb`, `.ddb`, `.db`) or a `duckdb:///path/to/file.duckdb` URL;
+- any other database URL that Ibis can open, e.g. `postgres://user@host:5432/dbname` (PostgreSQL).
+
+Where the computing happens: an in-process DuckDB engine owned by the source. Folders are read by it in place
+(CSV files as text, so that every value is typed by one rule, `parse.read_as`, which validation shares); a
+DuckDB file is attached to it read-only; the tables of any other database are read once through Ibis (only
+the contract's columns) into it. Features, validation and frames therefore run the same SQL on the same engine
+whatever the source kind, which is why every kind gives identical features and validation reports.
+
+Reading settings (csforecast.toml `[column_map.TABLE]`): `our_name = "their_name"` renames a column, and the
+reserved key `date_format = "%d/%m/%Y"` declares how the table writes its dates (strftime codes; see
+`parse.read_as`).
 """
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import ibis
 import pandas as pd
 
 from csforecast.data.contract import TABLES
+from csforecast.data.parse import date_formats, read_as
 
-_IBIS_TYPES = {"string": "string", "date": "date", "float": "float64", "int": "int64", "bool": "boolean"}
+DATE_FORMAT_KEY = "date_format"  # reserved key of [column_map.TABLE]: the table's date format
+DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
+_ATTACHED = "src"                # the catalog name a DuckDB database file is attached under
 
 
 class SourceError(Exception):
-    """The source cannot be opened at all (no such folder, unreadable file)."""
+    """The source cannot be opened at all (no such folder or database, a bad connection, bad settings)."""
+
+
+@dataclass(frozen=True)
+class TableReading:
+    """How to read one table: our column name -> the source's, and how its dates are written."""
+    rename: dict[str, str] = field(default_factory=dict)
+    date_format: str | None = None
+
+
+def reading_plan(column_map: dict[str, dict[str, str]] | None) -> dict[str, TableReading]:
+    """Split `[column_map.TABLE]` settings into renames and the reserved `date_format` key.
+
+    Raises SourceError when an entry is not a string (e.g. a TOML number or table)."""
+    plan: dict[str, TableReading] = {}
+    for table, mapping in (column_map or {}).items():
+        if not isinstance(mapping, dict):
+            raise SourceError(f"column_map.{table} must be a table of our_name = \"their_name\" entries")
+        for k, v in mapping.items():
+            if not isinstance(v, str) or not v:
+                raise SourceError(f"column_map.{table}.{k} must be a non-empty string, not {v!r}")
+        rename = {k: v for k, v in mapping.items() if k != DATE_FORMAT_KEY}
+        plan[table] = TableReading(rename, mapping.get(DATE_FORMAT_KEY))
+    return plan
+
+
+def redact(location: str) -> str:
+    """A location fit to print and record: a URL's password replaced by ***."""
+    if "://" not in location:
+        return location
+    parts = urlsplit(location)
+    if parts.password is None:
+        return location
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass
 class Source:
+    """An opened source: the contract's tables as found (columns renamed to ours) on the source's engine.
+
+    location: where it is (a URL's password redacted); kind: "folder", "duckdb" or the URL scheme.
+    raw: table name -> the table as found; unreadable: table name -> why its file could not be read;
+    notes: what the reader noticed and chose (e.g. two files for one table); reading: per-table settings.
+    """
     location: str
     con: object
-    raw: dict[str, ibis.Table]                # tables as found, columns renamed to ours
+    raw: dict[str, ibis.Table]
     files: list[Path] = field(default_factory=list)
+    kind: str = "folder"
+    reading: dict[str, TableReading] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
     _hash: str | None = None
+    _counts: dict[str, int] = field(default_factory=dict)
+    _typed: dict[str, ibis.Table] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
         return list(self.raw)
 
+    def row_count(self, name: str) -> int:
+        """Rows of a table as found (0 when the source has no such table)."""
+        if name not in self.raw:
+            return 0
+        if name not in self._counts:
+            self._counts[name] = int(self.raw[name].count().to_pyarrow().as_py())
+        return self._counts[name]
+
     def has(self, name: str) -> bool:
-        return name in self.raw
+        """The source has this table with at least one row (an empty optional table counts as absent:
+        validation warns about it, and features and health go without it)."""
+        return name in self.raw and self.row_count(name) > 0
+
+    def date_format(self, name: str) -> str | None:
+        r = self.reading.get(name)
+        return r.date_format if r else None
 
     def table(self, name: str) -> ibis.Table:
-        """The table with our column types (call after validation: casts are not checked here)."""
+        """The table in the contract's columns and types. A value that cannot be read is NULL (validation
+        reports it first); an optional column the source does not have is all NULL."""
+        if name in self._typed:
+            return self._typed[name]
         t = self.raw[name]
         spec = TABLES.get(name)
         if spec is None:
             return t
-        cols = {}
-        for c in spec.columns:
-            if c.name in t.columns:
-                cols[c.name] = t[c.name].cast(_IBIS_TYPES[c.type])
-            else:  # an optional column the source does not have
-                cols[c.name] = ibis.null().cast(_IBIS_TYPES[c.type])
-        return t.select(**cols)
+        fmt = self.date_format(name)
+        cols = {c.name: (read_as(t[c.name], c.type, fmt) if c.name in t.columns
+                         else read_as(ibis.null(), c.type)) for c in spec.columns}
+        self._typed[name] = t.select(**cols)
+        return self._typed[name]
 
     def frame(self, name: str) -> pd.DataFrame:
         df = self.table(name).to_pandas()
@@ -61,63 +140,256 @@ class Source:
 
     @property
     def truth_dir(self) -> Path | None:
+        if self.kind != "folder":
+            return None
         p = Path(self.location) / "truth"
         return p if p.is_dir() else None
 
     @property
     def data_hash(self) -> str:
-        """A content hash of the source's tables (not of truth/), recorded with every run and score."""
+        """A content hash of the source's tables (not of truth/) and of how they are read, recorded with every
+        run and score. Folder: the files' bytes. Database: every value of the contract's columns, hashed
+        row by row in the engine (md5) and summed per table, so row order does not matter but any change of
+        a value, a row or a column does."""
         if self._hash is None:
             h = hashlib.blake2b(digest_size=12)
-            if self.files:
+            h.update(json.dumps({t: [r.rename, r.date_format] for t, r in sorted(self.reading.items())},
+                                sort_keys=True).encode())
+            if self.kind == "folder":
                 for f in sorted(self.files):
-                    h.update(f.name.encode())
+                    h.update(str(f.relative_to(self.location) if f.is_relative_to(self.location)
+                                 else f.name).encode())
                     with open(f, "rb") as fh:
                         for chunk in iter(lambda: fh.read(1 << 22), b""):
                             h.update(chunk)
             else:
-                for name, t in sorted(self.raw.items()):
-                    h.update(f"{name}:{t.count().to_pyarrow().as_py()}:{list(t.columns)}".encode())
+                for name in sorted(self.raw):
+                    h.update(f"{name}:{_value_digest(name, self.raw[name])}".encode())
             self._hash = h.hexdigest()
         return self._hash
 
 
-def open_source(location: str | Path, column_map: dict[str, dict[str, str]] | None = None) -> Source:
-    loc = str(location)
-    column_map = column_map or {}
-    path = Path(loc)
-    files: list[Path] = []
-    if path.is_dir():
-        con = ibis.duckdb.connect()
-        con.raw_sql("SET enable_progress_bar = false")
-        raw = {}
-        for name in TABLES:
-            for ext in ("parquet", "csv"):
-                f = path / f"{name}.{ext}"
-                if f.exists():
-                    try:
-                        raw[name] = (con.read_parquet(f, table_name=name) if ext == "parquet"
-                                     else con.read_csv(f, table_name=name))
-                    except Exception as e:  # noqa: BLE001 - report which file could not be read
-                        raise SourceError(f"{name}: cannot read {f}: {e}") from e
-                    files.append(f)
-                    break
-    elif path.suffix in (".duckdb", ".db") and path.exists():
-        con = ibis.duckdb.connect(str(path), read_only=True)
-        con.raw_sql("SET enable_progress_bar = false")
-        raw = {n: con.table(n) for n in con.list_tables() if n in TABLES}
-        files = [path]
-    elif "://" in loc:
+def _value_digest(name: str, t: ibis.Table) -> str:
+    """Columns, types, rows and two 32-bit sums of per-row md5 digests of the contract's columns of `t`."""
+    spec = TABLES.get(name)
+    cols = sorted(c for c in t.columns if spec is None or c in spec.column_names) or sorted(t.columns)
+    sep, null = ibis.literal("\x1f"), ibis.literal("\x00")
+    parts = []
+    for c in cols:
+        parts += [t[c].cast("string").fill_null(null), sep]
+    row = ibis.literal("").concat(*parts) if parts else ibis.literal("")
+    digest = row.hexdigest("md5")
+    hi = (ibis.literal("0x") + digest.substr(0, 8)).cast("int64")
+    lo = (ibis.literal("0x") + digest.substr(8, 8)).cast("int64")
+    agg = t.aggregate(n=t.count(), hi=hi.sum(), lo=lo.sum()).to_pyarrow().to_pylist()[0]
+    schema = [(c, str(t[c].type())) for c in cols]
+    return json.dumps([schema, agg["n"], agg["hi"], agg["lo"]], default=str)
+
+
+def _engine():
+    """The in-process DuckDB engine every source computes on."""
+    con = ibis.duckdb.connect()
+    con.raw_sql("SET enable_progress_bar = false")
+    con.raw_sql("SET TimeZone = 'UTC'")
+    return con
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:400] if text else type(e).__name__
+
+
+def _csv_problem(f: Path, delim: str) -> str | None:
+    """The first malformed row of a CSV file, in words (a row whose field count is not the header's, an
+    unterminated quote), or None."""
+    import csv
+
+    with open(f, encoding="utf-8", errors="replace", newline="") as fh:
+        rows = csv.reader(fh, delimiter=delim, quotechar='"', doublequote=True, strict=True)
         try:
-            con = ibis.connect(loc)
+            width = len(next(rows))
+            for row in rows:
+                if row and len(row) != width:
+                    return f"line {rows.line_num} has {len(row)} field(s), the header has {width}"
+        except csv.Error as e:
+            return f"line {rows.line_num}: {e}"
+        except StopIteration:
+            return None
+    return None
+
+
+def _quote(s: str) -> str:
+    return "'" + str(s).replace("'", "''") + "'"
+
+
+def _delimiter(f: Path) -> str:
+    """The CSV delimiter: the most frequent of , ; tab | in the header line (a header names columns, so it
+    holds delimiters but rarely quoted text). Given explicitly, a malformed row is then an error naming its
+    line, rather than a reason for DuckDB's sniffer to guess another dialect."""
+    with open(f, encoding="utf-8", errors="replace") as fh:
+        header = fh.readline()
+    counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
+    """Tables of a folder: `name.parquet`, a folder `name/` of Parquet files, or `name.csv` (read as text)."""
+    found, unreadable, files, notes = {}, {}, [], []
+    for name in TABLES:
+        cands = [p for p in (path / f"{name}.parquet", path / name, path / f"{name}.csv")
+                 if p.is_file() or (p.is_dir() and any(p.glob("*.parquet")))]
+        if not cands:
+            continue
+        f = cands[0]
+        if len(cands) > 1:
+            notes.append(f"{name}: both {' and '.join(p.name for p in cands)} found; reading {f.name}")
+        try:
+            if f.is_dir():
+                parts = sorted(f.glob("*.parquet"))
+                found[name] = con.read_parquet([str(p) for p in parts], table_name=f"_file_{name}")
+                files += parts
+                continue
+            if f.stat().st_size == 0:
+                unreadable[name] = f"{f.name} is an empty file (not even a header row)"
+                files.append(f)
+                continue
+            if f.suffix == ".parquet":
+                found[name] = con.read_parquet(f, table_name=f"_file_{name}")
+            else:
+                # CSV as text, loaded once: every value is then typed by parse.read_as (shared with validation),
+                # never by DuckDB's sniffer, which guesses one date format per file from a sample
+                con.raw_sql(f"CREATE TEMP TABLE _file_{name} AS SELECT * FROM read_csv({_quote(f)}, "
+                            f"header = true, all_varchar = true, skip = 0, delim = {_quote(_delimiter(f))}, "
+                            "quote = '\"', escape = '\"')")
+                found[name] = con.table(f"_file_{name}")
+        except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
+            why = _csv_problem(f, _delimiter(f)) if f.suffix == ".csv" else None
+            unreadable[name] = f"cannot read {f.name}: {why or _first_line(e)}"
+        files.append(f)
+    known = {f"{n}.{ext}" for n in TABLES for ext in ("csv", "parquet")} | set(TABLES)
+    ignored = sorted(p.name for p in path.iterdir() if p.suffix in (".csv", ".parquet") and p.name not in known)
+    if ignored:
+        notes.append(f"files that are not contract tables are ignored: {', '.join(ignored)}")
+    return found, unreadable, files, notes
+
+
+def _duckdb_path(location: str) -> Path:
+    """The database file of a `duckdb://` URL (`duckdb:///abs/path.duckdb` or `duckdb://rel/path.duckdb`)."""
+    parts = urlsplit(location)
+    path = unquote(parts.netloc + parts.path)
+    if not path or path == ":memory:":
+        raise SourceError(f"{location}: a duckdb:// URL must name a database file, e.g. duckdb:///data/cs.duckdb")
+    return Path(path)
+
+
+def _attach_duckdb(con, path: Path) -> dict[str, ibis.Table]:
+    """Attach a DuckDB database file read-only and return its contract tables (schema main)."""
+    if not path.is_file():
+        raise SourceError(f"no DuckDB database at {path}")
+    try:
+        con.raw_sql(f"ATTACH {_quote(path)} AS {_ATTACHED} (READ_ONLY)")
+        # ibis 12's list_tables() calls DuckDBPyConnection.fetch_arrow_table, which duckdb 2.0 removed (fixed
+        # upstream in ibis PR #12001, not yet released): list the tables with the DB-API fetchall instead
+        rows = con.raw_sql("SELECT table_name FROM information_schema.tables WHERE table_catalog = "
+                           f"{_quote(_ATTACHED)} AND table_schema = 'main'").fetchall()
+    except Exception as e:  # noqa: BLE001 - not a database, a newer storage version, locked by a writer, ...
+        raise SourceError(f"cannot open the DuckDB database {path}: {_first_line(e)}") from e
+    names = {r[0] for r in rows}
+    return {n: con.table(n, database=(_ATTACHED, "main")) for n in TABLES if n in names}
+
+
+def _copy_from_ibis(con, location: str, reading: dict[str, TableReading]) -> tuple[dict, dict]:
+    """Read the contract's columns of every contract table of a database Ibis can open into the engine."""
+    shown = redact(location)
+    try:
+        remote = ibis.connect(location)
+    except ModuleNotFoundError as e:
+        raise SourceError(f"cannot open {shown}: its Ibis backend is not installed ({e.name})") from e
+    except Exception as e:  # noqa: BLE001 - unknown scheme, refused connection, bad credentials, ...
+        raise SourceError(f"cannot open {shown}: {_first_line(e)}") from e
+    found, unreadable = {}, {}
+    try:
+        present = set(remote.list_tables())
+        for name, spec in TABLES.items():
+            if name not in present:
+                continue
+            try:
+                t = remote.table(name)
+                rename = reading.get(name, TableReading()).rename
+                theirs = [rename.get(c.name, c.name) for c in spec.columns]
+                keep = [c for c in dict.fromkeys(theirs) if c in t.columns]
+                t = t.select(*(keep or t.columns[:1]))  # none of ours: keep one column, for the row count
+                # a database returns rows in no particular order: store them sorted by every column, so the
+                # same content always gives the same results (e.g. ties broken by row order)
+                rows = ibis.memtable(t.to_pyarrow())
+                con.create_table(f"_db_{name}", rows.order_by(list(rows.columns)), temp=True)
+                found[name] = con.table(f"_db_{name}")
+            except Exception as e:  # noqa: BLE001 - a column type Ibis cannot read, no permission, ...
+                unreadable[name] = f"cannot read table {name} from {shown}: {_first_line(e)}"
+    except Exception as e:  # noqa: BLE001 - the connection dropped while listing
+        raise SourceError(f"cannot read {shown}: {_first_line(e)}") from e
+    finally:
+        try:
+            remote.disconnect()
+        except Exception:  # noqa: BLE001 - nothing to do about a failed close
+            pass
+    return found, unreadable
+
+
+def _apply_reading(t: ibis.Table, r: TableReading) -> ibis.Table:
+    """Rename their columns to ours; a column already named like ours that is mapped away is dropped."""
+    present = {ours: theirs for ours, theirs in r.rename.items() if theirs in t.columns and ours != theirs}
+    clash = [ours for ours in present if ours in t.columns and ours not in present.values()]
+    if clash:
+        t = t.drop(*clash)
+    return t.rename(present) if present else t
+
+
+def _check_date_formats(con, reading: dict[str, TableReading]) -> None:
+    for table, r in reading.items():
+        if r.date_format is None:
+            continue
+        if not re.search(r"%[a-zA-Z]", r.date_format):
+            raise SourceError(f"column_map.{table}.date_format {r.date_format!r} has no strftime codes "
+                              "(e.g. \"%d/%m/%Y\")")
+        try:
+            for f in date_formats(r.date_format):
+                con.raw_sql(f"SELECT try_strptime('', {_quote(f)})").fetchall()
         except Exception as e:  # noqa: BLE001
-            raise SourceError(f"cannot open {loc}: {e}") from e
-        raw = {n: con.table(n) for n in con.list_tables() if n in TABLES}
+            raise SourceError(f"column_map.{table}.date_format {r.date_format!r} is not a strftime format: "
+                              f"{_first_line(e)}") from e
+
+
+def open_source(location: str | Path, column_map: dict[str, dict[str, str]] | None = None) -> Source:
+    """Open a source (see the module docstring). Raises SourceError when it cannot be opened at all; a table
+    whose file cannot be read is recorded in `Source.unreadable` for validation to report."""
+    loc = str(location)
+    reading = reading_plan(column_map)
+    con = _engine()
+    _check_date_formats(con, reading)
+    files: list[Path] = []
+    unreadable: dict[str, str] = {}
+    notes: list[str] = []
+    if "://" in loc:
+        scheme = urlsplit(loc).scheme.lower()
+        if scheme == "duckdb":
+            path = _duckdb_path(loc)
+            found, kind = _attach_duckdb(con, path), "duckdb"
+        else:
+            (found, unreadable), kind = _copy_from_ibis(con, loc, reading), scheme
     else:
-        raise SourceError(f"no data source at {loc}: expected a folder of CSV/Parquet files, a .duckdb file "
-                          "or a database URL")
-    for name, mapping in column_map.items():
-        if name in raw:
-            present = {ours: theirs for ours, theirs in mapping.items() if theirs in raw[name].columns}
-            raw[name] = raw[name].rename(present)
-    return Source(loc, con, raw, files)
+        path = Path(loc)
+        if path.is_dir():
+            found, unreadable, files, notes = _read_folder(con, path)
+            kind = "folder"
+        elif path.is_file() and path.suffix.lower() in DUCKDB_SUFFIXES:
+            found, kind = _attach_duckdb(con, path), "duckdb"
+        elif path.is_file() and path.suffix.lower() in (".csv", ".parquet"):
+            raise SourceError(f"{loc} is one file: point --data at the folder holding one file per table "
+                              f"({', '.join(t for t, s in TABLES.items() if s.required)}, …)")
+        else:
+            raise SourceError(f"no data source at {loc}: expected a folder of CSV/Parquet files, a .duckdb file "
+                              "or a database URL (duckdb:///file.duckdb, postgres://user@host/db)")
+    raw = {name: _apply_reading(t, reading.get(name, TableReading())) for name, t in found.items()}
+    return Source(redact(loc), con, raw, files, kind=kind, reading=reading, unreadable=unreadable, notes=notes)

@@ -1,8 +1,14 @@
-"""Validate a source against the data contract and report every problem found, not the first.
+"""Validate a source against the data contract and report every problem in one pass, not the first.
 
-Each problem names the table, the column, the rule, how many rows break it and example row keys.
-Errors make the data unusable (commands exit 2 and write nothing); warnings are reported and tolerated.
-Checks run as Ibis expressions, so they work on any backend the source lives in.
+Each problem names the table, the column, the rule, how many rows break it and example rows: the row's key
+with the offending value beside it. Errors make the data unusable (commands exit 2 and write nothing);
+warnings are reported and tolerated; notes (level "info") say what the reader found or chose.
+
+One pass means: a table's structural problems (a missing column, a column of the wrong kind) are reported
+together with the value problems of its other columns; a rule that needs a column or table that is missing
+is skipped (that absence is the problem reported), so an empty `accounts` table is "accounts is empty", not a
+foreign-key error for every other table. Values are read by the loader's own rule (`parse.read_as`), so a
+value validation accepts is a value the loader reads.
 """
 from __future__ import annotations
 
@@ -10,18 +16,21 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 
 import ibis
-import pandas as pd
 
-from csforecast.data.contract import PRIORITIES, SCORE_RANGES, SURVEY_KINDS, TABLES, TOUCH_KINDS, ARMS
-from csforecast.data.sources import Source
+from csforecast.data.contract import (ARMS, PRIORITIES, SCORE_RANGES, SURVEY_KINDS, TABLES, TOUCH_KINDS,
+                                      health_sources)
+from csforecast.data.parse import read_as, readable
+from csforecast.data.sources import DATE_FORMAT_KEY, Source
 
-_IBIS_TYPES = {"string": "string", "date": "date", "float": "float64", "int": "int64", "bool": "boolean"}
 EXAMPLES = 5
+LEVELS = ("error", "warning", "info")
+_TYPE_WORDS = {"float": "a number", "int": "a whole number", "bool": "true/false", "date": "a date",
+               "string": "text"}
 
 
 @dataclass
 class Problem:
-    level: str        # "error" | "warning"
+    level: str        # "error" | "warning" | "info"
     table: str
     column: str | None
     rule: str
@@ -31,8 +40,9 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.table}.{self.column}" if self.column else self.table
-        ex = f" (e.g. {', '.join(self.examples)})" if self.examples else ""
-        return f"{self.level.upper()} {where}: {self.message} [{self.rule}, {self.count} row(s)]{ex}"
+        ex = f" (e.g. {'; '.join(self.examples)})" if self.examples else ""
+        rows = f", {self.count} row(s)" if self.count else ""
+        return f"{self.level.upper()} {where}: {self.message} [{self.rule}{rows}]{ex}"
 
 
 @dataclass
@@ -41,6 +51,9 @@ class Report:
     as_of: str
     problems: list[Problem] = field(default_factory=list)
     row_counts: dict[str, int] = field(default_factory=dict)
+    usage_metrics: dict[str, int] = field(default_factory=dict)   # metric -> rows
+    missing_features: dict[str, list[str]] = field(default_factory=dict)  # absent/empty table -> features
+    missing_health: list[str] = field(default_factory=list)       # health components with no input at all
 
     @property
     def errors(self) -> list[Problem]:
@@ -51,13 +64,29 @@ class Report:
         return [p for p in self.problems if p.level == "warning"]
 
     @property
+    def notes(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "info"]
+
+    @property
     def ok(self) -> bool:
         return not self.errors
 
     def to_dict(self) -> dict:
         return {"source": self.source, "as_of": self.as_of, "ok": self.ok, "errors": len(self.errors),
                 "warnings": len(self.warnings), "row_counts": self.row_counts,
+                "usage_metrics": self.usage_metrics, "missing_features": self.missing_features,
+                "missing_health": self.missing_health,
                 "problems": [asdict(p) for p in self.problems]}
+
+    def summary(self) -> str:
+        """The closing line of a text report."""
+        rows = ", ".join(f"{k} {v:,}" for k, v in self.row_counts.items())
+        metrics = f"; {len(self.usage_metrics)} usage metric(s)" if self.usage_metrics else ""
+        return f"{len(self.errors)} error(s), {len(self.warnings)} warning(s); rows: {rows}{metrics}"
+
+    def lines(self) -> list[tuple[str, str]]:
+        """(level, text) lines of the text report: every problem, then the summary (level "summary")."""
+        return [(p.level, str(p)) for p in self.problems] + [("summary", self.summary())]
 
 
 class DataValidationError(Exception):
@@ -69,14 +98,21 @@ class DataValidationError(Exception):
                          + (f"\n  … and {more} more (csforecast validate --data … lists all)" if more > 0 else ""))
 
 
-def _label(t: ibis.Table, cols: tuple[str, ...]):
-    present = [c for c in cols if c in t.columns]
-    if not present:
-        return ibis.literal("?")
+def _text(x):
+    return x.cast("string").fill_null("NULL")
+
+
+def _label(t: ibis.Table, cols: tuple[str, ...], show: tuple[str, ...] = ()):
+    """`key=value key=value: col='value'`: the row's key columns, then the offending values."""
+    key = [c for c in cols if c in t.columns]
     parts = []
-    for c in present:
-        parts += [ibis.literal(f"{c}="), t[c].cast("string").fill_null("NULL"), ibis.literal(" ")]
-    return ibis.literal("").concat(*parts[:-1])
+    for c in key:
+        parts += [ibis.literal(f"{c}="), _text(t[c]), ibis.literal(" ")]
+    parts = parts[:-1] if parts else [ibis.literal("row")]
+    shown = [c for c in show if c in t.columns and c not in key]
+    for i, c in enumerate(shown):
+        parts += [ibis.literal((": " if i == 0 else ", ") + f"{c}='"), _text(t[c]), ibis.literal("'")]
+    return ibis.literal("").concat(*parts)
 
 
 class _Checker:
@@ -84,142 +120,242 @@ class _Checker:
         self.source = source
         self.as_of = as_of
         self.report = Report(source.location, as_of.isoformat())
+        self.usable: set[str] = set()   # tables present, readable and non-empty
 
-    def add(self, level, table, column, rule, message, t: ibis.Table | None = None, cond=None, count=None,
-            label_cols=None):
-        examples: list[str] = []
-        if t is not None and cond is not None:
-            bad = t.filter(cond)
-            count = int(bad.count().to_pyarrow().as_py())
-            if count == 0:
-                return
-            spec = TABLES.get(table)
-            cols = label_cols or (spec.row_label if spec else ())
-            examples = bad.select(k=_label(bad, cols)).limit(EXAMPLES).to_pandas()["k"].tolist()
-        if count:
-            self.report.problems.append(Problem(level, table, column, rule, int(count), message, examples))
+    # -- helpers ---------------------------------------------------------------------------------------
+    def problem(self, level, table, column, rule, message, count=0, examples=None):
+        self.report.problems.append(Problem(level, table, column, rule, int(count), message, list(examples or [])))
 
+    def add(self, level, table, column, rule, message, t: ibis.Table, cond, show=(), label_cols=None):
+        """Report the rows of `t` where `cond` holds, with examples (key and the `show` columns' values)."""
+        bad = t.filter(cond)
+        count = int(bad.count().to_pyarrow().as_py())
+        if count == 0:
+            return
+        spec = TABLES.get(table)
+        cols = label_cols or (spec.row_label if spec else ())
+        k = _label(bad, cols, show or ((column,) if column else ()))
+        examples = bad.select(k=k).order_by("k").limit(EXAMPLES).to_pyarrow().column("k").to_pylist()
+        self.problem(level, table, column, rule, message, count, examples)
+
+    def has_cols(self, name: str, *cols: str) -> bool:
+        return name in self.usable and all(c in self.source.raw[name].columns for c in cols)
+
+    def typed(self, name: str) -> ibis.Table:
+        return self.source.table(name)
+
+    # -- the pass --------------------------------------------------------------------------------------
     def run(self) -> Report:
         src = self.source
+        self.check_settings()
+        for note in src.notes:
+            self.problem("info", "source", None, "reading", note)
+        absent: list[str] = []
         for name, spec in TABLES.items():
-            if not src.has(name):
-                if spec.required:
-                    self.add("error", name, None, "missing_table", f"required table '{name}' not found", count=1)
+            if name in src.unreadable:
+                self.problem("error", name, None, "unreadable_table", src.unreadable[name], 0)
                 continue
-            self.report.row_counts[name] = int(src.raw[name].count().to_pyarrow().as_py())
-            self.check_columns(name)
-        if self.report.errors:  # cannot type-check further without the columns
-            return self.report
+            if name not in src.raw:
+                if spec.required:
+                    self.problem("error", name, None, "missing_table", f"required table '{name}' not found", 0)
+                else:
+                    absent.append(name)
+                continue
+            n = src.row_count(name)
+            self.report.row_counts[name] = n
+            self.check_structure(name)
+            if n == 0:
+                if spec.required:
+                    self.problem("error", name, None, "empty_table", f"{name} is empty (a required table)", 0)
+                else:
+                    absent.append(name)
+                continue
+            self.usable.add(name)
+            self.check_cells(name)
+        self.explain_absent(absent)
         self.check_keys_and_refs()
         self.check_values()
         self.check_dates()
         self.check_chains()
+        self.count_usage_metrics()
         return self.report
 
-    def check_columns(self, name):
+    def check_settings(self):
+        for table, r in self.source.reading.items():
+            if table not in TABLES:
+                self.problem("warning", table, None, "column_map",
+                             f"column_map.{table} names no table of the contract ({', '.join(TABLES)}); ignored")
+                continue
+            known = set(TABLES[table].column_names)
+            for ours in r.rename:
+                if ours not in known:
+                    self.problem("warning", table, ours, "column_map",
+                                 f"column_map.{table}.{ours}: '{ours}' is not a column of {table} "
+                                 f"({', '.join(sorted(known))}); ignored")
+
+    def check_structure(self, name):
+        """Missing columns and columns whose kind cannot hold the contract's type."""
         t, spec = self.source.raw[name], TABLES[name]
+        rename = self.source.reading.get(name)
         for col in spec.columns:
             if col.name not in t.columns:
+                theirs = rename.rename.get(col.name) if rename else None
+                hint = f" (column_map maps it to '{theirs}', which is not there either)" if theirs else ""
                 if col.nullable:
-                    self.add("warning", name, col.name, "missing_optional_column",
-                             f"optional column '{col.name}' not found; treated as empty", count=1)
+                    self.problem("warning", name, col.name, "missing_optional_column",
+                                 f"optional column '{col.name}' not found{hint}; treated as empty")
                 else:
-                    self.add("error", name, col.name, "missing_column", f"required column '{col.name}' not found",
-                             count=1)
+                    self.problem("error", name, col.name, "missing_column",
+                                 f"required column '{col.name}' not found{hint}")
+                continue
+            found = t[col.name].type()
+            if not readable(found, col.type):
+                self.problem("error", name, col.name, "type",
+                             f"column has type {found}, which cannot hold {_TYPE_WORDS[col.type]}",
+                             self.source.row_count(name))
+
+    def check_cells(self, name):
+        """Per column: values the loader cannot read (shown), and missing values where none may be."""
+        t, spec = self.source.raw[name], TABLES[name]
+        fmt = self.source.date_format(name)
+        for col in spec.columns:
+            if col.name not in t.columns or not readable(t[col.name].type(), col.type):
                 continue
             x = t[col.name]
-            casted = x.try_cast(_IBIS_TYPES[col.type])
-            self.add("error", name, col.name, "type", f"values that cannot be read as {col.type}", t,
-                     x.notnull() & casted.isnull())
+            if not x.type().is_null():
+                self.add("error", name, col.name, "type", self._unreadable_message(name, col), t,
+                         x.notnull() & read_as(x, col.type, fmt).isnull())
             if not col.nullable:
                 self.add("error", name, col.name, "null", "missing values in a required column", t, x.isnull())
 
-    def typed(self, name):
-        return self.source.table(name)
+    def _unreadable_message(self, name, col) -> str:
+        if col.type == "date":
+            fmt = self.source.date_format(name)
+            if fmt:
+                return f"values that do not match date_format '{fmt}' (nor YYYY-MM-DD)"
+            return (f"values that cannot be read as a date (YYYY-MM-DD); declare another format with "
+                    f"{DATE_FORMAT_KEY} = \"%d/%m/%Y\" (for example) under [column_map.{name}]")
+        return f"values that cannot be read as {_TYPE_WORDS[col.type]}"
+
+    def explain_absent(self, absent: list[str]):
+        """Say, for each missing or empty optional table, which features and health components go without."""
+        gone = set(absent)
+        for name in absent:
+            spec = TABLES[name]
+            empty = name in self.source.raw
+            state = "is empty" if empty else "not found"
+            comps = []
+            for comp in spec.health:
+                rest = [t for t in health_sources()[comp] if t not in gone]
+                comps.append(f"{comp} (still scored from {', '.join(rest)})" if rest else comp)
+            health = f"; health components losing inputs: {', '.join(comps)}" if comps else ""
+            level = "warning" if (empty or spec.features) else "info"
+            rule = "empty_optional_table" if empty else "missing_optional_table"
+            self.problem(level, name, None, rule,
+                         f"optional table '{name}' {state}: csforecast goes without {spec.feeds}{health}", 0)
+            if spec.features:
+                self.report.missing_features[name] = list(spec.features)
+        self.report.missing_health = sorted(c for c, tables in health_sources().items()
+                                            if all(t in gone for t in tables))
 
     def check_keys_and_refs(self):
         src = self.source
         for name, spec in TABLES.items():
-            if not src.has(name) or not spec.key:
+            if not spec.key or not self.has_cols(name, spec.key):
                 continue
             t = self.typed(name)
+            t = t.filter(t[spec.key].notnull())
             dup = t.group_by(spec.key).aggregate(n=t.count()).filter(lambda g: g.n > 1)
             n = int(dup.count().to_pyarrow().as_py())
             if n:
-                ex = dup.limit(EXAMPLES).to_pandas()
-                self.report.problems.append(Problem(
-                    "error", name, spec.key, "duplicate_key", n, f"{spec.key} is not unique",
-                    [f"{spec.key}={k} ×{c}" for k, c in zip(ex[spec.key], ex["n"])]))
-        acc = self.typed("accounts").select("account_id")
-        for name in TABLES:
-            if name == "accounts" or not src.has(name):
-                continue
-            t = self.typed(name)
-            orphan = t.anti_join(acc, "account_id")
-            cnt = int(orphan.count().to_pyarrow().as_py())
-            if cnt:
-                ex = orphan.select(k=_label(orphan, TABLES[name].row_label)).limit(EXAMPLES).to_pandas()["k"]
-                self.report.problems.append(Problem(
-                    "error", name, "account_id", "foreign_key", cnt, "account_id not found in accounts",
-                    [f"{k} (account_id not in accounts)" for k in ex]))
-        c = self.typed("contracts")
-        no_contract = acc.anti_join(c.select("account_id"), "account_id")
-        self.add("warning", "accounts", "account_id", "no_contracts", "accounts with no contracts",
-                 no_contract, ibis.literal(True), label_cols=("account_id",))
-        succ = c.filter(c.renewed_by.notnull())
-        ids = c.select(succ_id=c.contract_id)
-        missing = succ.anti_join(ids, succ.renewed_by == ids.succ_id)
-        cnt = int(missing.count().to_pyarrow().as_py())
-        if cnt:
-            ex = missing.select(k=_label(missing, ("contract_id", "renewed_by"))).limit(EXAMPLES).to_pandas()["k"]
-            self.report.problems.append(Problem("error", "contracts", "renewed_by", "foreign_key", cnt,
-                                                "renewed_by names no contract", list(ex)))
+                ex = dup.order_by(spec.key).limit(EXAMPLES).to_pandas()
+                self.problem("error", name, spec.key, "duplicate_key", f"{spec.key} is not unique", n,
+                             [f"{spec.key}={k} ×{c}" for k, c in zip(ex[spec.key], ex["n"])])
+        if self.has_cols("accounts", "account_id"):
+            acc = self.typed("accounts").select("account_id")
+            for name in TABLES:
+                if name == "accounts" or not self.has_cols(name, "account_id"):
+                    continue
+                t = self.typed(name)
+                orphan = t.filter(t.account_id.notnull()).anti_join(acc, "account_id")
+                self.add("error", name, "account_id", "foreign_key", "account_id not found in accounts", orphan,
+                         ibis.literal(True))
+            if self.has_cols("contracts", "account_id"):
+                no_contract = acc.anti_join(self.typed("contracts").select("account_id"), "account_id")
+                self.add("warning", "accounts", "account_id", "no_contracts", "accounts with no contracts",
+                         no_contract, ibis.literal(True), show=(), label_cols=("account_id",))
+        if self.has_cols("contracts", "contract_id", "renewed_by"):
+            c = self.typed("contracts")
+            succ = c.filter(c.renewed_by.notnull())
+            ids = c.select(succ_id=c.contract_id)
+            missing = succ.anti_join(ids, succ.renewed_by == ids.succ_id)
+            self.add("error", "contracts", "renewed_by", "foreign_key", "renewed_by names no contract", missing,
+                     ibis.literal(True))
+            if "account_id" in src.raw["contracts"].columns:
+                other = c.select(succ_id=c.contract_id, successor_account=c.account_id)
+                j = succ.join(other, succ.renewed_by == other.succ_id).filter(
+                    lambda r: r.account_id != r.successor_account)
+                self.add("error", "contracts", "renewed_by", "successor_other_account",
+                         "renewed_by names a contract of another account (a successor must belong to the "
+                         "account it renews)", j, ibis.literal(True),
+                         show=("account_id", "renewed_by", "successor_account"))
 
     def check_values(self):
-        src = self.source
-        c = self.typed("contracts")
-        self.add("error", "contracts", "end_date", "end_before_start", "end_date is not after start_date", c,
-                 c.end_date <= c.start_date)
-        self.add("error", "contracts", "arr", "negative", "ARR below 0", c, c.arr < 0)
-        self.add("error", "contracts", "seats", "negative", "seats below 0", c, c.seats < 0)
-        if src.has("tickets"):
+        if self.has_cols("contracts", "start_date", "end_date"):
+            c = self.typed("contracts")
+            self.add("error", "contracts", "end_date", "end_before_start", "end_date is not after start_date", c,
+                     c.end_date <= c.start_date, show=("start_date", "end_date"))
+        for col, word in (("arr", "ARR"), ("seats", "seats")):
+            if self.has_cols("contracts", col):
+                c = self.typed("contracts")
+                self.add("error", "contracts", col, "negative", f"{word} below 0", c, c[col] < 0)
+        if self.has_cols("tickets", "priority"):
             t = self.typed("tickets")
-            self.add("error", "tickets", "priority", "unknown_value", f"priority not one of {', '.join(PRIORITIES)}",
-                     t, ~t.priority.isin(PRIORITIES))
+            self.add("error", "tickets", "priority", "unknown_value",
+                     f"priority not one of {', '.join(PRIORITIES)}", t, t.priority.notnull() & ~t.priority.isin(PRIORITIES))
+        if self.has_cols("tickets", "csat"):
+            t = self.typed("tickets")
             self.add("error", "tickets", "csat", "out_of_range", "CSAT outside 1–5", t,
                      t.csat.notnull() & ((t.csat < 1) | (t.csat > 5)))
+        if self.has_cols("tickets", "opened_at", "closed_at"):
+            t = self.typed("tickets")
             self.add("error", "tickets", "closed_at", "closed_before_opened", "closed_at before opened_at", t,
-                     t.closed_at.notnull() & (t.closed_at < t.opened_at))
-        if src.has("surveys"):
+                     t.closed_at.notnull() & (t.closed_at < t.opened_at), show=("opened_at", "closed_at"))
+        if self.has_cols("surveys", "kind"):
             s = self.typed("surveys")
-            self.add("error", "surveys", "kind", "unknown_value", f"kind not one of {', '.join(SURVEY_KINDS)}", s,
-                     ~s.kind.isin(SURVEY_KINDS))
-            for kind, (lo, hi) in SCORE_RANGES.items():
-                self.add("error", "surveys", "score", "out_of_range", f"{kind.upper()} score outside {lo}–{hi}", s,
-                         (s.kind == kind) & ((s.score < lo) | (s.score > hi)))
-        if src.has("touches"):
+            self.add("error", "surveys", "kind", "unknown_value", f"kind not one of {', '.join(SURVEY_KINDS)}",
+                     s, s.kind.notnull() & ~s.kind.isin(SURVEY_KINDS))
+            if self.has_cols("surveys", "score"):
+                for kind, (lo, hi) in SCORE_RANGES.items():
+                    self.add("error", "surveys", "score", "out_of_range", f"{kind.upper()} score outside {lo}–{hi}",
+                             s, (s.kind == kind) & ((s.score < lo) | (s.score > hi)))
+        if self.has_cols("touches", "kind"):
             t = self.typed("touches")
             self.add("warning", "touches", "kind", "unknown_value", f"kind not one of {', '.join(TOUCH_KINDS)}",
-                     t, ~t.kind.isin(TOUCH_KINDS))
-        if src.has("interventions"):
+                     t, t.kind.notnull() & ~t.kind.isin(TOUCH_KINDS))
+        if self.has_cols("interventions", "arm"):
             t = self.typed("interventions")
             self.add("error", "interventions", "arm", "unknown_value", f"arm not one of {', '.join(ARMS)}", t,
-                     ~t.arm.isin(ARMS))
-        if src.has("usage"):
+                     t.arm.notnull() & ~t.arm.isin(ARMS))
+        if self.has_cols("usage", "value"):
             u = self.typed("usage")
             self.add("error", "usage", "value", "negative", "usage value below 0", u, u.value < 0)
 
     def check_dates(self):
         limit = ibis.literal(self.as_of)
         for name, spec in TABLES.items():
-            if not self.source.has(name) or not spec.date_column:
+            col = spec.date_column
+            if not col or not self.has_cols(name, col):
                 continue
             t = self.typed(name)
-            col = spec.date_column
-            self.add("error", name, col, "future_date", f"{col} after the as-of date {self.as_of}", t, t[col] > limit)
+            self.add("error", name, col, "future_date", f"{col} after the as-of date {self.as_of}", t,
+                     t[col] > limit)
 
     def check_chains(self):
+        if not self.has_cols("contracts", "contract_id", "renewed_by"):
+            return
         c = self.typed("contracts").select("contract_id", "renewed_by").to_pandas()
+        c = c[c.contract_id.notna()]
         nxt = dict(zip(c.contract_id, c.renewed_by.where(c.renewed_by.notna(), None)))
         looped: set[str] = set()
         state: dict[str, int] = {}
@@ -234,12 +370,24 @@ class _Checker:
             for n in path:
                 state[n] = 2
         if looped:
-            self.report.problems.append(Problem("error", "contracts", "renewed_by", "successor_loop", len(looped),
-                                                "successor chain loops back on itself",
-                                                [f"contract_id={k}" for k in sorted(looped)[:EXAMPLES]]))
+            self.problem("error", "contracts", "renewed_by", "successor_loop",
+                         "successor chain loops back on itself", len(looped),
+                         [f"contract_id={k}: renewed_by='{nxt[k]}'" for k in sorted(looped)[:EXAMPLES]])
+
+    def count_usage_metrics(self):
+        if not self.has_cols("usage", "metric"):
+            return
+        u = self.typed("usage")
+        u = u.filter(u.metric.notnull())
+        m = u.group_by("metric").aggregate(n=u.count()).order_by("metric").to_pandas()
+        self.report.usage_metrics = {str(k): int(v) for k, v in zip(m["metric"], m["n"])}
+        listed = ", ".join(f"{k} ({v:,} rows)" for k, v in self.report.usage_metrics.items())
+        self.problem("info", "usage", "metric", "usage_metrics",
+                     f"{len(self.report.usage_metrics)} distinct usage metric(s): {listed}", int(m["n"].sum()))
 
 
 def validate(source: Source, as_of: date | None = None) -> Report:
+    """Check `source` against the contract; every problem, in one pass. Never raises for the data's sake."""
     return _Checker(source, as_of or date.today()).run()
 
 

@@ -280,7 +280,7 @@ def _contracts(seed, p, accounts, seg, created, h, origin, n_days):
                                   bool(auto[a]), None, None])
                     seats_daily[a, d_add:min(end, n_days)] += int(extra)
                     total_seats += extra
-            if end > n_days:  # still running at data end: outcome unknown
+            if end >= n_days:  # due on or after the data end: outcome unknown (a successor would be cut off)
                 rows += group
                 break
             dd = end - p.notice_days

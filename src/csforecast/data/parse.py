@@ -1,0 +1,92 @@
+"""How a value as found in a source becomes a value of the contract's type: one rule, used by the loader
+(`Source.table`) and by validation, so validation reports exactly the values the loader cannot read.
+
+Every rule gives NULL for a value it cannot read and never raises, whatever the source holds; validation then
+reports a value that was there (not NULL) but reads as NULL. The engine is DuckDB (see `sources`).
+
+- string: any scalar, as text.
+- float: a finite number (text is read with DuckDB's number syntax: `1234.5`, `-3`, `1e5`; not `1,5`, `NaN`
+  or `inf`).
+- bool: a boolean, or text DuckDB reads as one (`true`/`false`, `t`/`f`, `1`/`0`, `yes`/`no`).
+- date: a date; a timestamp's date (time zones as UTC); text as `YYYY-MM-DD` (a time of day after it is
+  ignored), or in the table's declared `date_format` (strftime codes such as `%d/%m/%Y`; a time of day after
+  the date is accepted and ignored too). With a declared format, text that does not match it is still read
+  as `YYYY-MM-DD` (which no other format can be mistaken for), so one setting covers a table whose date
+  columns come from different systems.
+"""
+from __future__ import annotations
+
+import datetime
+
+import ibis
+import ibis.expr.datatypes as dt
+
+# a time of day that may follow the date in the declared format (ignored once read)
+_TIME_SUFFIXES = ("", " %H:%M", " %H:%M:%S", " %H:%M:%S.%f", "T%H:%M", "T%H:%M:%S", "T%H:%M:%S.%f",
+                  " %H:%M:%S%z", "T%H:%M:%S%z", "T%H:%M:%SZ", "T%H:%M:%S.%fZ")
+_TIME_CODES = ("%H", "%I", "%M", "%S", "%f", "%p", "%z", "%Z", "%T", "%X", "%c")
+
+IBIS_TYPES = {"string": "string", "date": "date", "float": "float64", "int": "int64", "bool": "boolean"}
+
+
+@ibis.udf.scalar.builtin(name="try_strptime")
+def _try_strptime(value: str, fmt: str) -> datetime.datetime:  # DuckDB: NULL when value does not match fmt
+    ...
+
+
+def date_formats(date_format: str) -> list[str]:
+    """The strptime formats tried for a declared `date_format`: the format itself, then the format followed
+    by a time of day (unless the format already has time codes)."""
+    if any(code in date_format for code in _TIME_CODES):
+        return [date_format]
+    return [date_format + suffix for suffix in _TIME_SUFFIXES]
+
+
+def readable(found: dt.DataType, logical: str) -> bool:
+    """Whether a column of engine type `found` can hold values of the contract's `logical` type at all (a
+    list or a struct cannot); False means every value of the column is unreadable."""
+    if found.is_null():
+        return True
+    if logical == "string":
+        return found.is_string() or found.is_numeric() or found.is_boolean() or found.is_temporal() \
+            or found.is_uuid()
+    if logical in ("float", "int"):
+        return found.is_string() or found.is_numeric() or found.is_boolean()
+    if logical == "bool":
+        return found.is_string() or found.is_boolean() or found.is_integer()
+    if logical == "date":
+        return found.is_string() or found.is_date() or found.is_timestamp()
+    raise ValueError(f"unknown logical type {logical!r}")
+
+
+def read_as(x: ibis.Value, logical: str, date_format: str | None = None) -> ibis.Value:
+    """`x` as the contract's `logical` type ("string", "float", "int", "bool", "date"); NULL where a value
+    cannot be read (see the module docstring). Never raises at run time."""
+    found = x.type()
+    target = IBIS_TYPES[logical]
+    if found.is_null() or not readable(found, logical):
+        return ibis.null().cast(target)
+    if logical == "string":
+        return x if found.is_string() else x.cast("string")
+    if logical in ("float", "int"):
+        v = x.strip().try_cast("float64") if found.is_string() else x.cast("float64")
+        v = ibis.ifelse(v.isnan() | v.isinf(), ibis.null().cast("float64"), v)
+        if logical == "int":
+            return ibis.ifelse(v == v.round(), v, ibis.null().cast("float64")).try_cast("int64")
+        return v
+    if logical == "bool":
+        if found.is_boolean():
+            return x
+        if found.is_integer():
+            return ibis.cases((x == 1, True), (x == 0, False), else_=ibis.null().cast("boolean"))
+        return x.strip().try_cast("boolean")
+    # date
+    if found.is_date():
+        return x
+    if found.is_timestamp():
+        return x.cast("date")
+    text = x.strip()
+    if date_format:
+        declared = [_try_strptime(text, f).cast("date") for f in date_formats(date_format)]
+        return ibis.coalesce(*declared, text.try_cast("date"))
+    return text.try_cast("date")

@@ -1,0 +1,249 @@
+"""Validation reports every problem in one pass, each with its row key and offending value; empty and missing
+tables are named as such (with what goes without them); dates are read as the loader reads them; nothing in a
+user's files ends in a traceback."""
+from __future__ import annotations
+
+import fnmatch
+import json
+import subprocess
+import sys
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from csforecast.data.contract import TABLES, health_sources
+from csforecast.data.sources import SourceError, open_source
+from csforecast.data.validate import validate
+from csforecast.features.snapshot import _slug, build_snapshots
+
+AS_OF = date(2026, 10, 1)
+CLI = [sys.executable, "-m", "csforecast.cli"]
+
+
+@pytest.fixture(scope="module")
+def tables():
+    """A small simulated portfolio's tables (80 accounts × 2 years)."""
+    from csforecast.simulate import simulate_portfolio
+
+    return simulate_portfolio(80, 2, seed=5).tables
+
+
+def write(folder, tables, csv=()):
+    """Write tables as Parquet (those named in `csv` as CSV); returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        df.to_csv(folder / f"{name}.csv", index=False) if name in csv else df.to_parquet(folder / f"{name}.parquet",
+                                                                                         index=False)
+    return folder
+
+
+def rules(report, level="error"):
+    return {(p.table, p.column, p.rule) for p in report.problems if p.level == level}
+
+
+def test_clean(tables, tmp_path):
+    report = validate(open_source(write(tmp_path / "d", tables)), AS_OF)
+    assert report.ok, [str(p) for p in report.errors]
+    assert report.usage_metrics.keys() == {"active_users", "logins", "key_features_used"}
+    assert report.missing_health == [] and report.missing_features == {}
+
+
+def test_structural_and_value_errors_of_one_table_together(tables, tmp_path):
+    c = tables["contracts"].drop(columns=["seats"]).astype({"end_date": str})
+    c.loc[c.index[4], "arr"] = -1000.0
+    c.loc[c.index[6], "end_date"] = "someday"
+    report = validate(open_source(write(tmp_path / "d", {**tables, "contracts": c}, csv=("contracts",))), AS_OF)
+    assert {("contracts", "seats", "missing_column"), ("contracts", "arr", "negative"),
+            ("contracts", "end_date", "type")} <= rules(report)
+    by_rule = {p.rule: p for p in report.errors}
+    assert by_rule["negative"].examples == [f"contract_id={c.contract_id.iloc[4]}: arr='-1000.0'"]
+    assert by_rule["type"].examples == [f"contract_id={c.contract_id.iloc[6]}: end_date='someday'"]
+
+
+def test_offending_values_shown_beside_row_keys(tables, tmp_path):
+    c = tables["contracts"].copy()
+    c.loc[c.index[2], "account_id"] = "NO-SUCH-1"
+    t = tables["tickets"].copy()
+    t.loc[t.index[0], "opened_at"] = pd.Timestamp("2031-02-03")
+    report = validate(open_source(write(tmp_path / "d", {**tables, "contracts": c, "tickets": t})), AS_OF)
+    ex = {(p.table, p.rule): p.examples for p in report.errors}
+    assert ex[("contracts", "foreign_key")] == [f"contract_id={c.contract_id.iloc[2]}: account_id='NO-SUCH-1'"]
+    assert ex[("tickets", "future_date")] == [f"ticket_id={t.ticket_id.iloc[0]}: opened_at='2031-02-03'"]
+
+
+def test_empty_accounts_is_named_as_such(tables, tmp_path):
+    accounts = tables["accounts"].iloc[:0]
+    report = validate(open_source(write(tmp_path / "d", {**tables, "accounts": accounts}, csv=("accounts",))),
+                      AS_OF)
+    assert [(p.table, p.rule) for p in report.errors] == [("accounts", "empty_table")]
+    assert "accounts is empty" in str(report.errors[0])
+
+
+def test_empty_required_contracts_is_an_error(tables, tmp_path):
+    d = write(tmp_path / "d", {**tables, "contracts": tables["contracts"].iloc[:0]})
+    report = validate(open_source(d), AS_OF)
+    assert ("contracts", None, "empty_table") in rules(report)
+
+
+def test_empty_optional_table_is_a_warning_and_is_treated_as_absent(tables, tmp_path):
+    d = write(tmp_path / "d", {**tables, "tickets": tables["tickets"].iloc[:0]}, csv=("tickets",))
+    src = open_source(d)
+    report = validate(src, AS_OF)
+    assert report.ok
+    [w] = [p for p in report.warnings if p.table == "tickets"]
+    assert w.rule == "empty_optional_table" and "is empty" in w.message
+    assert "support (still scored from surveys)" in w.message
+    assert report.missing_features["tickets"] == list(TABLES["tickets"].features)
+    assert not src.has("tickets") and src.row_count("tickets") == 0
+    snap = build_snapshots(src, [date(2026, 4, 1)], labels=False)
+    assert "tickets_90d" not in snap.columns and "nps_latest" in snap.columns
+
+
+def test_missing_optional_tables_say_what_goes_without(tables, tmp_path):
+    d = write(tmp_path / "d", {"accounts": tables["accounts"], "contracts": tables["contracts"]})
+    src = open_source(d)
+    report = validate(src, AS_OF)
+    assert report.ok
+    warned = {p.table: p for p in report.warnings if p.rule == "missing_optional_table"}
+    assert set(warned) == {"usage", "tickets", "surveys", "touches", "stakeholder_events"}
+    assert "health components losing inputs: deployment, adoption" in warned["usage"].message
+    assert [p.table for p in report.notes if p.rule == "missing_optional_table"] == ["interventions"]
+    assert report.missing_health == sorted(health_sources())
+    snap = build_snapshots(src, [date(2026, 4, 1)])
+    assert len(snap) > 20 and "arr" in snap.columns and "tickets_90d" not in snap.columns
+
+
+def test_successor_of_another_account_is_an_error(tables, tmp_path):
+    c = tables["contracts"].copy()
+    a, b = c.account_id.unique()[:2]
+    i = c.index[(c.account_id == a)][0]
+    j = c.index[(c.account_id == b)][-1]
+    c["renewed_by"] = c["renewed_by"].astype(object)
+    c.loc[i, "renewed_by"] = c.loc[j, "contract_id"]
+    report = validate(open_source(write(tmp_path / "d", {**tables, "contracts": c})), AS_OF)
+    [p] = [p for p in report.errors if p.rule == "successor_other_account"]
+    assert p.examples == [f"contract_id={c.contract_id[i]}: account_id='{a}', renewed_by='{c.contract_id[j]}', "
+                          f"successor_account='{b}'"]
+
+
+def test_dates_in_another_format_are_reported_then_read_with_date_format(tables, tmp_path):
+    c = tables["contracts"].copy()
+    c["start_date"] = pd.to_datetime(c["start_date"]).dt.strftime("%d/%m/%Y")
+    d = write(tmp_path / "d", {**tables, "contracts": c}, csv=("contracts",))
+    report = validate(open_source(d), AS_OF)
+    [p] = [p for p in report.errors if (p.column, p.rule) == ("start_date", "type")]
+    unreadable = c[~c.start_date.str.match(r"\d{4}-")]
+    assert p.count == len(unreadable) > 0 and "date_format" in p.message
+    first = unreadable.sort_values("contract_id").iloc[0]
+    assert p.examples[0] == f"contract_id={first.contract_id}: start_date='{first.start_date}'"
+
+    declared = open_source(d, {"contracts": {"date_format": "%d/%m/%Y"}})
+    assert validate(declared, AS_OF).ok
+    iso = open_source(write(tmp_path / "iso", tables))
+    pd.testing.assert_frame_equal(declared.frame("contracts"), iso.frame("contracts"))
+    day = [date(2026, 4, 1)]
+    pd.testing.assert_frame_equal(build_snapshots(declared, day), build_snapshots(iso, day))
+
+    c.loc[c.index[3], "start_date"] = "01/31/2025"  # neither the declared format nor YYYY-MM-DD
+    d2 = write(tmp_path / "d2", {**tables, "contracts": c}, csv=("contracts",))
+    report = validate(open_source(d2, {"contracts": {"date_format": "%d/%m/%Y"}}), AS_OF)
+    [p] = [p for p in report.errors if p.column == "start_date"]
+    assert p.count == 1 and "do not match date_format '%d/%m/%Y'" in p.message
+    assert p.examples == [f"contract_id={c.contract_id.iloc[3]}: start_date='01/31/2025'"]
+
+
+@pytest.mark.parametrize("fmt", ["%Q/%m", "dd/mm/yyyy"])
+def test_a_bad_date_format_setting_is_a_clear_error(tables, tmp_path, fmt):
+    d = write(tmp_path / "d", tables)
+    with pytest.raises(SourceError, match="column_map.contracts.date_format"):
+        open_source(d, {"contracts": {"date_format": fmt}})
+
+
+def test_every_usage_metric_is_counted(tables, tmp_path):
+    u = tables["usage"]
+    one = u[u.metric == "logins"].head(50)
+    extra = pd.concat([one.assign(metric=f"feature_{k:02d}_events") for k in range(14)])
+    report = validate(open_source(write(tmp_path / "d", {**tables, "usage": pd.concat([u, extra])})), AS_OF)
+    assert len(report.usage_metrics) == 17 and report.usage_metrics["feature_13_events"] == 50
+    assert any("17 distinct usage metric(s)" in p.message for p in report.notes)
+
+
+def test_column_map_naming_no_table_or_column_warns(tables, tmp_path):
+    d = write(tmp_path / "d", tables)
+    report = validate(open_source(d, {"contract": {"arr": "ACV"}, "accounts": {"segmant": "Tier"}}), AS_OF)
+    assert {("contract", None, "column_map"), ("accounts", "segmant", "column_map")} <= rules(report, "warning")
+
+
+def _hostile(tables, root):
+    """A folder where every table has something wrong with it in a way that has crashed readers before."""
+    d = write(root, {})
+    (d / "accounts.csv").write_text(tables["accounts"].head(5).to_csv(index=False) + "A99999,oops\n,x,y,z,w,v,u,t\n")
+    (d / "contracts.parquet").write_bytes(b"PAR1 this is not parquet")
+    (d / "usage.csv").write_bytes(b"")
+    t = tables["tickets"].copy()
+    t["opened_at"] = np.arange(len(t))            # numbers where dates belong
+    t["csat"] = np.where(np.arange(len(t)) % 2 == 0, np.nan, np.inf)
+    t.to_parquet(d / "tickets.parquet", index=False)
+    s = tables["surveys"].head(20)
+    pq.write_table(pa.table({"account_id": pa.array([[1, 2]] * len(s)), "responded_at": s.responded_at,
+                             "kind": s.kind, "score": s.score}), d / "surveys.parquet")
+    tables["touches"].assign(account_id=np.arange(len(tables["touches"]))).to_parquet(d / "touches.parquet")
+    (d / "stakeholder_events.csv").write_text('account_id,date,kind\n"A00001,2025-01-01,champion_left\n')
+    return d
+
+
+def test_hostile_files_give_a_report_not_a_traceback(tables, tmp_path):
+    d = _hostile(tables, tmp_path / "d")
+    report = validate(open_source(d), AS_OF)
+    got = rules(report)
+    assert ("contracts", None, "unreadable_table") in got and ("usage", None, "unreadable_table") in got
+    assert ("tickets", "opened_at", "type") in got and ("tickets", "csat", "type") in got
+    assert ("surveys", "account_id", "type") in got
+    assert ("accounts", None, "unreadable_table") in got and ("stakeholder_events", None, "unreadable_table") in got
+    res = subprocess.run(CLI + ["validate", "--data", str(d), "--json"], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    assert out["ok"] is False and {"usage_metrics", "missing_health", "missing_features"} <= set(out)
+    res = subprocess.run(CLI + ["train", "--data", str(d)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+
+
+def test_the_contract_says_truly_what_each_optional_table_feeds(tables, tmp_path):
+    """TableSpec.features are exactly the snapshot columns that go without the table, and TableSpec.health
+    are exactly the health components with a measure needing one of them (models.health.MEASURES)."""
+    from csforecast.models.health import MEASURES
+
+    full = build_snapshots(open_source(write(tmp_path / "full", tables)), [date(2026, 4, 1)], labels=False)
+    metrics = [_slug(m) for m in tables["usage"].metric.unique()]
+    for name, spec in TABLES.items():
+        if spec.required or not spec.features:
+            continue
+        without = build_snapshots(open_source(write(tmp_path / name, {k: v for k, v in tables.items() if k != name})),
+                                  [date(2026, 4, 1)], labels=False)
+        gone = set(full.columns) - set(without.columns)
+        declared = {f.format(metric=m) for f in spec.features for m in metrics}
+        assert gone == declared & set(full.columns), name
+        assert not set(without.columns) - set(full.columns)
+        fed = {m.component for m in MEASURES if any(fnmatch.fnmatch(r, pat) for r in m.requires for pat in declared)}
+        assert fed == set(spec.health), name
+
+
+def test_the_documented_list_is_the_contracts():
+    """docs/data-contract.md's table of what goes without each optional table says what TableSpec.health says."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "data-contract.md").read_text()
+    section = doc[doc.index("What goes without each optional table"):]
+    for name, spec in TABLES.items():
+        if spec.required:
+            continue
+        [row] = [line for line in section.splitlines() if line.startswith(f"| {name} |")]
+        cell = re.sub(r"\(.*?\)", "", row.strip("|").split("|")[-1])
+        documented = {c.strip() for c in cell.split(",")} - {"none", ""}
+        assert documented == set(spec.health), name
