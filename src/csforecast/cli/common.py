@@ -68,7 +68,7 @@ def wide(console: Console) -> Console:
 def open_valid(data: str):
     """Open and validate a source; exit 2 (writing nothing) when it has errors."""
     from csforecast.config import get_settings
-    from csforecast.data.sources import SourceError, open_source
+    from csforecast.data.sources import SourceError, open_source, redact
     from csforecast.data.validate import validate
 
     try:
@@ -76,9 +76,12 @@ def open_valid(data: str):
     except SourceError as e:
         fail(str(e))
     report = validate(src)  # dates after today are errors; as-of cuts are the commands' own business
+    shown = redact(data)
     if not report.ok:
         for p in report.errors:
             console.print(str(p), style="red", markup=False, highlight=False)
-        fail(f"{len(report.errors)} data error(s) in {data}; nothing was written "
-             f"(run `csforecast validate --data {data}` for the full report)")
+        fail(f"{len(report.errors)} data error(s) in {shown}; nothing was written "
+             f"(run `csforecast validate --data {shown}` for the full report)")
+    for p in report.warnings:  # e.g. an optional table missing or empty, and what goes without it
+        console.print(str(p), style="yellow", markup=False, highlight=False)
     return src

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from csforecast.cli.common import AsOfOpt, DataOpt, JsonOpt, console, fail, open_valid, out, print_json
+from csforecast.cli.common import AsOfOpt, DataOpt, JsonOpt, console, fail, open_valid, out, parse_date, print_json
 
 
 def simulate_to(out_dir: Path, accounts: int, years: int, seed: int, fmt: str) -> None:
@@ -38,24 +38,23 @@ def simulate(out_dir: Path = typer.Option(..., "--out", help="Folder to write th
 def validate_cmd(data: str = DataOpt, as_of: Optional[str] = AsOfOpt, as_json: bool = JsonOpt):
     """Check every table against the data contract; report every problem. Exit 0 clean, 2 on errors."""
     from csforecast.config import get_settings
-    from csforecast.data.sources import SourceError, open_source
+    from csforecast.data.sources import SourceError, open_source, redact
     from csforecast.data.validate import validate
 
     try:
         src = open_source(data, get_settings().column_map)
     except SourceError as e:
         if as_json:
-            print_json({"source": data, "ok": False, "errors": 1, "problems": [
+            print_json({"source": redact(data), "ok": False, "errors": 1, "problems": [
                 {"level": "error", "table": None, "column": None, "rule": "source", "message": str(e)}]})
         fail(str(e))
-    report = validate(src, date.fromisoformat(as_of) if as_of else None)
+    report = validate(src, parse_date(as_of, "--as-of"))
     if as_json:
         print_json(report.to_dict())
     else:
-        for p in report.problems:
-            out.print(str(p), style="red" if p.level == "error" else "yellow", markup=False, highlight=False)
-        rows = ", ".join(f"{k} {v:,}" for k, v in report.row_counts.items())
-        out.print(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s); rows: {rows}", highlight=False)
+        styles = {"error": "red", "warning": "yellow", "info": "dim"}
+        for level, text in report.lines():
+            out.print(text, style=styles.get(level), markup=False, highlight=False)
     raise typer.Exit(0 if report.ok else 2)
 
 
@@ -66,7 +65,7 @@ def features(data: str = DataOpt,
     """Write one point-in-time feature snapshot (one row per active account)."""
     from csforecast.features.snapshot import build_snapshots
 
-    d = date.fromisoformat(as_of)
+    d = parse_date(as_of, "--as-of")
     src = open_valid(data)
     df = build_snapshots(src, [d], labels=labels)
     out_file.parent.mkdir(parents=True, exist_ok=True)

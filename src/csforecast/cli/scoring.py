@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Optional
 
-from csforecast.cli.common import AsOfOpt, DataOpt, JsonOpt, console, fail, open_valid, out, print_json
+from csforecast.cli.common import AsOfOpt, DataOpt, JsonOpt, console, fail, open_valid, out, parse_date, print_json
 
 
 def run_score(src, as_of: Optional[date]) -> dict:
@@ -33,11 +33,8 @@ def print_score(res: dict) -> None:
 
 def score(data: str = DataOpt, as_of: Optional[str] = AsOfOpt, as_json: bool = JsonOpt):
     """Score every active account with the champion models; write the scores table atomically."""
+    day = parse_date(as_of, "--as-of")
     src = open_valid(data)
-    try:
-        day = date.fromisoformat(as_of) if as_of else None
-    except ValueError as e:
-        fail(str(e))
     res = run_score(src, day)
     if as_json:
         print_json(res)

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from csforecast.simulate.truth import oracle_for
-from csforecast.cli.common import AsOfOpt, DataOpt, JsonOpt, console, open_valid, out, print_json
+from csforecast.cli.common import AsOfOpt, DataOpt, JsonOpt, console, open_valid, out, parse_date, print_json
 
 
 def run_training(src, as_of: Optional[date], families: Optional[list[str]]) -> dict:
@@ -67,7 +67,7 @@ def train(data: str = DataOpt, as_of: Optional[str] = AsOfOpt, as_json: bool = J
           family: Optional[list[str]] = typer.Option(None, "--family", help="Train only these families.")):
     """Train every model family on point-in-time snapshots; log to MLflow; register with the champion guard."""
     src = open_valid(data)
-    results = run_training(src, date.fromisoformat(as_of) if as_of else None, family)
+    results = run_training(src, parse_date(as_of, "--as-of"), family)
     if as_json:
         print_json(results)
         return
