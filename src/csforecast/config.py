@@ -42,6 +42,35 @@ class ServeSettings(BaseModel):
     pinned_versions: dict[str, str] = Field(default_factory=dict)
 
 
+class GuardSettings(BaseModel):
+    """The promotion guard (docs/operations.md): what blocks a new model version from becoming champion."""
+    max_loss_share: float = Field(0.5, description="a table that lost more than this share of its rows or of the "
+                                                   "accounts it covers blocks the promotion")
+    date_tolerance_days: int = Field(31, description="a table whose last date moved earlier, or whose date span "
+                                                     "shrank, by more than this many days blocks the promotion")
+    max_base_rate_change: float = Field(0.10, description="a label base rate (share of renewals not renewed) that "
+                                                          "moved by more than this (absolute) blocks the promotion")
+    bootstrap_resamples: int = Field(200, description="account-clustered resamples of the paired comparisons")
+    level: float = Field(0.90, description="two-sided level of the bootstrap intervals: a challenger must be better "
+                                           "than the champion in the lower end of its interval (and is refused "
+                                           "when worse than a baseline at the upper end)")
+    seed: int = 0
+
+
+class SmallBookSettings(BaseModel):
+    """Below these counts in the training window the full models are not fitted (docs/operations.md)."""
+    min_decisions: int = Field(200, description="renewal decisions due in the training window")
+    min_churns: int = Field(30, description="of which churned")
+    prior_strength: float = Field(20.0, description="pooled churn fallback: pseudo-decisions at the portfolio rate "
+                                                    "each segment's rate is shrunk toward")
+
+
+class FeatureSettings(BaseModel):
+    max_usage_metrics: int = Field(50, ge=1, description="usage metrics used as features: all of them up to this "
+                                                         "cap; above it, the ones covering the most accounts (then "
+                                                         "rows); the rest are named by train and features")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CSFORECAST_", env_nested_delimiter="__",
                                       toml_file="csforecast.toml", extra="ignore")
@@ -55,6 +84,9 @@ class Settings(BaseSettings):
     triggers: TriggerSettings = Field(default_factory=TriggerSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    guard: GuardSettings = Field(default_factory=GuardSettings)
+    small_book: SmallBookSettings = Field(default_factory=SmallBookSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

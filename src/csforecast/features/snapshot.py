@@ -14,10 +14,10 @@ import ibis
 import numpy as np
 import pandas as pd
 
+from csforecast.config import get_settings
 from csforecast.data.sources import Source
 
 USAGE_WINDOW = 90
-MAX_METRICS = 12
 DAYS_SINCE_CAP = {"login": USAGE_WINDOW + 1, "touch": 366, "exec": 731, "champion": 731, "nps": 731}
 
 
@@ -64,12 +64,25 @@ def data_end(source: Source) -> date:
     return last + timedelta(days=1)
 
 
-def usage_metrics(source: Source) -> list[str]:
+def usage_metric_choice(source: Source, cap: int | None = None) -> tuple[list[str], list[str]]:
+    """(metrics used as features, metrics left out), both sorted by name. Every usage metric is used up to
+    ``cap`` (default: the ``features.max_usage_metrics`` setting); above it, the ``cap`` metrics that cover the
+    most accounts (then the most rows, then by name) are used and the rest are left out (docs/churn.md)."""
     if not source.has("usage"):
-        return []
+        return [], []
+    if cap is None:
+        cap = get_settings().features.max_usage_metrics
     u = source.table("usage")
-    top = u.group_by("metric").aggregate(n=u.count()).order_by(ibis.desc("n")).limit(MAX_METRICS).to_pandas()
-    return sorted(top["metric"].astype(str))
+    u = u.filter(u.metric.notnull())
+    cov = (u.group_by("metric").aggregate(accounts=u.account_id.nunique(), n=u.count())
+           .order_by([ibis.desc("accounts"), ibis.desc("n"), "metric"]).to_pandas())
+    names = cov["metric"].astype(str).tolist()
+    return sorted(names[:cap]), sorted(names[cap:])
+
+
+def usage_metrics(source: Source) -> list[str]:
+    """The usage metrics used as features (:func:`usage_metric_choice`)."""
+    return usage_metric_choice(source)[0]
 
 
 def _grid(as_of: Sequence[date]) -> ibis.Table:
