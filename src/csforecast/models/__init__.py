@@ -6,14 +6,17 @@
 * ``SnapshotSurvivalModel`` - the served survival model: snapshot rows in, survival on the renewal clock out;
 * ``HealthScoreModel`` - the learned 0–100 health score with exact Shapley component contributions;
 * ``ExpansionModel`` - ARR change at renewal, given that the renewal happens;
-* ``ShiftedBetaGeometric`` - cohort retention (Fader & Hardie).
+* ``ShiftedBetaGeometric`` - cohort retention (Fader & Hardie);
+* ``PooledChurnModel``, ``RetentionChurnModel`` - the churn family's small-book fallbacks (segment rates
+  shrunk toward the portfolio; sBG retention by renewal number).
 """
 from csforecast.models.churn import ChurnClassifier
 from csforecast.models.expansion import ExpansionModel
 from csforecast.models.health import HealthScoreModel
+from csforecast.models.pooled import PooledChurnModel, RetentionChurnModel
 from csforecast.models.sbg import ShiftedBetaGeometric
 from csforecast.models.snapshot_survival import SnapshotSurvivalModel
 from csforecast.models.survival import SurvivalModel
 
 __all__ = ["ChurnClassifier", "SurvivalModel", "SnapshotSurvivalModel", "HealthScoreModel", "ExpansionModel",
-           "ShiftedBetaGeometric"]
+           "ShiftedBetaGeometric", "PooledChurnModel", "RetentionChurnModel"]

@@ -1,11 +1,22 @@
-"""Calibration maps of a raw logit ``z`` to a probability: Platt (``sigmoid(a*z + b)``), isotonic regression, or
-none (``sigmoid(z)``), and the time-ordered cross-validated choice between them.
+"""Calibration maps of a raw logit ``z`` to a probability: Platt (``sigmoid(a*z + b)``), isotonic regression
+smoothed by Platt, or none (``sigmoid(z)``), and the time-ordered cross-validated choice between them.
 
-Probabilities are clipped to ``[EPS, 1 - EPS]``. Used by :class:`csforecast.models.ChurnClassifier`.
+No map serves a probability the calibration data cannot support (docs/churn.md, "Calibration"):
+
+* every probability is clipped to :func:`support_bounds` of the calibration slice, ``[1/(n+1), n/(n+1)]`` for
+  ``n`` rows (a slice of ``n`` rows cannot tell a rate below ``1/(n+1)`` from zero);
+* the isotonic map is the mean of the isotonic step function and the Platt curve fitted on the same rows
+  (:class:`SmoothedIsotonic`): an end step with no churn in it (isotonic value 0) serves half the parametric
+  probability, not zero;
+* ``"auto"`` considers isotonic only when the slice holds at least ``ISOTONIC_MIN_CLASS_ROWS`` rows of each
+  class; on smaller slices the parametric map (or none) is chosen.
+
+Used by :class:`csforecast.models.ChurnClassifier`.
 """
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import expit
@@ -15,10 +26,37 @@ from sklearn.metrics import log_loss
 
 from csforecast.models.tabular import time_split
 
-__all__ = ["EPS", "METHODS", "fit_calibrator", "apply_calibrator", "choose_calibration", "clipped_log_loss"]
+__all__ = ["EPS", "METHODS", "ISOTONIC_MIN_CLASS_ROWS", "PLATT_WEIGHT", "SmoothedIsotonic", "support_bounds",
+           "fit_calibrator", "apply_calibrator", "choose_calibration", "clipped_log_loss"]
 
-EPS = 1e-6  # final probabilities are clipped to [EPS, 1 - EPS]
+EPS = 1e-6  # the widest clip of any probability (and of the log loss)
 METHODS = ("none", "platt", "isotonic")
+ISOTONIC_MIN_CLASS_ROWS = 100  # "auto" tries isotonic only with at least this many rows of each class
+PLATT_WEIGHT = 0.5  # weight of the Platt curve in the smoothed isotonic map
+
+
+def support_bounds(n: int) -> tuple[float, float]:
+    """``(1/(n+1), n/(n+1))``: the most extreme probabilities ``n`` calibration rows support (``(EPS, 1-EPS)``
+    when ``n`` is 0)."""
+    if n <= 0:
+        return EPS, 1 - EPS
+    lo = max(EPS, 1.0 / (n + 1.0))
+    return lo, 1.0 - lo
+
+
+@dataclass(frozen=True)
+class SmoothedIsotonic:
+    """The isotonic step function averaged with the Platt curve fitted on the same rows:
+    ``p = (1 - w) * isotonic(z) + w * sigmoid(a*z + b)`` with ``w = platt_weight``. Monotone (both parts are
+    non-decreasing in ``z`` when ``a >= 0``), and never zero where the Platt curve is not."""
+
+    isotonic: IsotonicRegression
+    platt: tuple[float, float]
+    platt_weight: float = PLATT_WEIGHT
+
+    def predict(self, z) -> np.ndarray:
+        a, b = self.platt
+        return (1 - self.platt_weight) * self.isotonic.predict(z) + self.platt_weight * expit(a * np.asarray(z) + b)
 
 
 def clipped_log_loss(y, p) -> float:
@@ -26,38 +64,44 @@ def clipped_log_loss(y, p) -> float:
     return float(log_loss(y, np.clip(p, EPS, 1 - EPS), labels=[0, 1]))
 
 
+def _platt(z, y) -> tuple[float, float]:
+    lr = LogisticRegression(C=np.inf, max_iter=1000).fit(z[:, None], y)
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
 def fit_calibrator(name: str, z, y):
-    """Fit one map on raw logits ``z`` and binary ``y``: ``"platt"`` -> (a, b); ``"isotonic"`` -> a fitted
-    IsotonicRegression (clipped outside the training range)."""
+    """Fit one map on raw logits ``z`` and binary ``y``: ``"platt"`` -> (a, b); ``"isotonic"`` -> a
+    :class:`SmoothedIsotonic` (isotonic regression clipped outside the training range, averaged with Platt)."""
     if name == "platt":
-        lr = LogisticRegression(C=np.inf, max_iter=1000).fit(z[:, None], y)
-        return float(lr.coef_[0, 0]), float(lr.intercept_[0])
-    return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(z, y)
+        return _platt(z, y)
+    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(z, y)
+    return SmoothedIsotonic(iso, _platt(z, y))
 
 
-def apply_calibrator(name: str, cal, z) -> np.ndarray:
+def apply_calibrator(name: str, cal, z, bounds: tuple[float, float] = (EPS, 1 - EPS)) -> np.ndarray:
     """Probabilities from raw logits ``z`` through the map ``name`` with fitted parameters ``cal`` (None for
-    ``"none"``), clipped to [EPS, 1 - EPS]."""
+    ``"none"``), clipped to ``bounds`` (:func:`support_bounds` of the calibration slice)."""
     if len(z) == 0:
         return np.empty(0)
     if name == "platt":
         a, b = cal
         p = expit(a * z + b)
     elif name == "isotonic":
-        p = cal.predict(z)
+        p = cal.predict(z)      # a SmoothedIsotonic (or, in models pickled before it, an IsotonicRegression)
     else:
         p = expit(z)
-    return np.clip(p, EPS, 1 - EPS)
+    return np.clip(p, bounds[0], bounds[1])
 
 
 def choose_calibration(method: str, z, y, t) -> tuple[str, object, dict[str, float]]:
     """Pick and fit the calibration of raw logits ``z`` (binary ``y``, times ``t`` for the time-ordered split).
 
     ``method`` is ``"auto"``, ``"platt"``, ``"isotonic"`` or ``"none"``. With ``"auto"`` every map is scored by
-    time-ordered 2-fold cross-validation (fit on the earlier half, score the later one, and vice versa) and
-    the lowest log loss wins; Platt when the halves cannot be cross-validated. A single-class ``y`` gives
-    ``"none"`` (with a warning). Returns (method used, fitted map or None, cross-validated log loss per
-    method, empty unless "auto" cross-validated)."""
+    time-ordered 2-fold cross-validation (fit on the earlier half, score the later one, and vice versa, each
+    clipped to the support bounds of the half it was fitted on) and the lowest log loss wins; Platt when the
+    halves cannot be cross-validated. Isotonic is a candidate only with at least ``ISOTONIC_MIN_CLASS_ROWS``
+    rows of each class. A single-class ``y`` gives ``"none"`` (with a warning). Returns (method used, fitted
+    map or None, cross-validated log loss per method, empty unless "auto" cross-validated)."""
     scores: dict[str, float] = {}
     if method != "none" and len(np.unique(y)) < 2:
         warnings.warn("calibration slice has a single class; predictions are left uncalibrated", stacklevel=4)
@@ -70,11 +114,15 @@ def choose_calibration(method: str, z, y, t) -> tuple[str, object, dict[str, flo
         if halves is None or any(len(np.unique(y[h])) < 2 for h in halves):
             method = "platt"  # too little data to cross-validate: the 2-parameter map is the safe choice
         else:
+            few = min(int(np.sum(y == 1)), int(np.sum(y == 0))) < ISOTONIC_MIN_CLASS_ROWS
             for name in METHODS:
+                if name == "isotonic" and few:
+                    continue
                 losses = []
                 for a, b in (halves, halves[::-1]):
                     cal = fit_calibrator(name, z[a], y[a]) if name != "none" else None
-                    losses.append(clipped_log_loss(y[b], apply_calibrator(name, cal, z[b])) * len(b))
+                    p = apply_calibrator(name, cal, z[b], support_bounds(len(a)))
+                    losses.append(clipped_log_loss(y[b], p) * len(b))
                 scores[name] = float(sum(losses) / len(y))
             method = min(scores, key=scores.get)
     fitted = fit_calibrator(method, z, y) if method in ("platt", "isotonic") else None

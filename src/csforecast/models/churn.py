@@ -31,7 +31,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from csforecast.models.calibrators import EPS, apply_calibrator, choose_calibration, clipped_log_loss
+from csforecast.models.calibrators import (EPS, apply_calibrator, choose_calibration, clipped_log_loss,
+                                          support_bounds)
 from csforecast.models.tabular import as_float, as_str, dataframe_input_tags, time_key, time_split
 
 __all__ = ["ChurnClassifier", "time_split"]
@@ -75,12 +76,14 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
        ``algorithm="blend"`` the blend is kept whatever the scores (the scores are
        still reported), so a caller can force any of the three candidates.
     6. Calibration on the calibration slice, as a map of the raw logit: Platt
-       (``sigmoid(a*z + b)``) or isotonic regression. With ``calibration="auto"`` the
-       method is chosen by time-ordered 2-fold cross-validation inside the slice
-       (fit on the earlier half, score the later one, and vice versa), then refitted
-       on the whole slice (Platt if the halves are too small to cross-validate).
-       If the slice holds a single class, no calibration is done (with a warning).
-       Probabilities are clipped to [1e-6, 1 - 1e-6].
+       (``sigmoid(a*z + b)``) or isotonic regression smoothed by Platt (the mean of the
+       two). With ``calibration="auto"`` the method is chosen by time-ordered 2-fold
+       cross-validation inside the slice (fit on the earlier half, score the later one,
+       and vice versa), then refitted on the whole slice (Platt if the halves are too
+       small to cross-validate; isotonic only with at least
+       ``calibrators.ISOTONIC_MIN_CLASS_ROWS`` rows of each class). If the slice holds a
+       single class, no calibration is done (with a warning). Probabilities are clipped
+       to what the slice's ``n`` rows support, ``[1/(n+1), n/(n+1)]`` (``prob_bounds_``).
 
     At prediction time ``X`` must contain every training column (``ValueError``
     naming the missing ones otherwise); columns are reordered, extra columns are
@@ -171,8 +174,11 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         Cross-validated calibration-slice log loss per method (``"auto"`` only).
     platt_ : tuple (a, b) or None
         Platt parameters: ``p = sigmoid(a * z + b)`` for raw logit ``z``.
-    isotonic_ : IsotonicRegression or None
-        Isotonic map from raw logit to probability.
+    isotonic_ : calibrators.SmoothedIsotonic or None
+        Isotonic map from raw logit to probability, averaged with a Platt curve.
+    prob_bounds_ : tuple (low, high)
+        The clip of every probability: ``calibrators.support_bounds`` of the
+        calibration slice.
     base_rate_ : float
         Positive rate over all training rows.
     """
@@ -512,6 +518,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _fit_calibration(self, z, y, t) -> None:
+        self.prob_bounds_ = support_bounds(len(z))
         method, fitted, self.calibration_scores_ = choose_calibration(self.calibration, z, y, t)
         self.calibration_ = method
         self.platt_ = fitted if method == "platt" else None
@@ -531,10 +538,11 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
 
     def _calibrate(self, z: np.ndarray) -> np.ndarray:
         cal = {"platt": self.platt_, "isotonic": self.isotonic_, "none": None}[self.calibration_]
-        return apply_calibrator(self.calibration_, cal, z)
+        # models pickled before the support bounds existed keep their [EPS, 1 - EPS] clip
+        return apply_calibrator(self.calibration_, cal, z, getattr(self, "prob_bounds_", (EPS, 1 - EPS)))
 
     def predict_proba(self, X) -> np.ndarray:
-        """Calibrated probabilities, shape (n, 2); column 1 is P(churn), in [1e-6, 1-1e-6]."""
+        """Calibrated probabilities, shape (n, 2); column 1 is P(churn), within ``prob_bounds_``."""
         check_is_fitted(self)
         p = self._calibrate(self._raw_logit(self._encode(self._check_X(X))))
         return np.column_stack([1.0 - p, p])
@@ -621,10 +629,10 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         linear = np.zeros(len(z), dtype=bool)
         if self.calibration_ == "platt":  # g is exactly a*z + b wherever nothing was clipped
             a, b = self.platt_
-            lim = logit(1 - EPS)
-            if abs(a * z0 + b) < lim:
+            lo, hi = (logit(v) for v in getattr(self, "prob_bounds_", (EPS, 1 - EPS)))
+            if lo < a * z0 + b < hi:
                 g0 = a * z0 + b
-                linear = np.abs(a * z + b) < lim
+                linear = (a * z + b > lo) & (a * z + b < hi)
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = np.where(small, 1.0, (gz - g0) / dz)
         if linear.any():

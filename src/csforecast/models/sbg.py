@@ -138,6 +138,38 @@ class _Terms:
         return np.array([[haa, hab], [hab, hbb]])
 
 
+class _DecisionTerms:
+    """Individual renewal decisions (period t, churned c, weight w) for the sBG likelihood, conditional on
+    survival to t - 1: sum_i w_i [betaln(alpha + c_i, beta + t_i - 1 + (1 - c_i)) - betaln(alpha, beta + t_i - 1)]."""
+
+    def __init__(self, t: np.ndarray, c: np.ndarray, w: np.ndarray):
+        self.da = c
+        self.db = t - 1.0 + (1.0 - c)
+        self.eb = t - 1.0
+        self.w = w
+        self.total = float(w.sum())
+        self.n_churned = float((w * c).sum())
+
+    def loglik(self, a: float, b: float) -> float:
+        return float(np.sum(self.w * (betaln(a + self.da, b + self.db) - betaln(a, b + self.eb))))
+
+    def grad(self, a: float, b: float) -> np.ndarray:
+        num = digamma(a + b + self.da + self.db)
+        den = digamma(a + b + self.eb)
+        ga = np.sum(self.w * (digamma(a + self.da) - num - digamma(a) + den))
+        gb = np.sum(self.w * (digamma(b + self.db) - num - digamma(b + self.eb) + den))
+        return np.array([ga, gb])
+
+    def hess(self, a: float, b: float) -> np.ndarray:
+        t1 = lambda x: polygamma(1, x)  # noqa: E731
+        num = t1(a + b + self.da + self.db)
+        den = t1(a + b + self.eb)
+        haa = np.sum(self.w * (t1(a + self.da) - num - t1(a) + den))
+        hbb = np.sum(self.w * (t1(b + self.db) - num - t1(b + self.eb) + den))
+        hab = np.sum(self.w * (-num + den))
+        return np.array([[haa, hab], [hab, hbb]])
+
+
 # ---------------------------------------------------------------------------
 # 2F1(1, b; c; z) for 0 < b < c, 0 < z < 1 -- the DERL / DEL series
 # ---------------------------------------------------------------------------
@@ -253,6 +285,37 @@ class ShiftedBetaGeometric(BaseEstimator):
         if all(len(c) < 2 for c in cohorts):
             raise ValueError("need at least one observed period after period 0 to fit the model")
         terms = _Terms(cohorts)
+        self._maximise(terms)
+        self.n_periods_ = max(len(c) - 1 for c in cohorts)
+        self.n_cohorts_ = len(cohorts)
+        self.cohort_sizes_ = np.array([c[0] for c in cohorts])
+        return self
+
+    def fit_decisions(self, period, churned, sample_weight=None) -> "ShiftedBetaGeometric":
+        """Fit by maximum likelihood on individual renewal decisions instead of cohort counts.
+
+        ``period[i]`` is the renewal number of decision ``i`` (1 = the first renewal) and ``churned[i]`` whether
+        the customer left there. Each decision contributes the sBG conditional probability given survival to
+        ``period - 1``: churn ``alpha / (alpha + beta + t - 1)``, renewal ``r(t)``. Records that start late
+        (customers whose earlier renewals predate the data) are handled exactly (left truncation), which
+        cohort counts cannot express. ``sample_weight`` weighs decisions (default 1). ``n_cohorts_`` is 0 and
+        ``n_periods_`` the largest period seen.
+        """
+        t = self._periods(np.ravel(period), 1, "period")
+        c = np.asarray(churned, dtype=float).ravel()
+        if len(c) != len(t) or not np.isin(c, (0.0, 1.0)).all():
+            raise ValueError("churned must hold one 0/1 value per period")
+        w = np.ones(len(t)) if sample_weight is None else np.asarray(sample_weight, dtype=float).ravel()
+        if len(t) == 0:
+            raise ValueError("no renewal decisions to fit")
+        self._maximise(_DecisionTerms(t, c, w))
+        self.n_periods_ = int(t.max())
+        self.n_cohorts_ = 0
+        self.cohort_sizes_ = np.array([])
+        return self
+
+    def _maximise(self, terms) -> None:
+        """Maximise ``terms``' log-likelihood over (alpha, beta) and set the fitted attributes."""
         if terms.n_churned == 0:
             raise ValueError("no customer churned in the data: the sBG likelihood has no maximum "
                              "(beta -> infinity)")
@@ -302,9 +365,6 @@ class ShiftedBetaGeometric(BaseEstimator):
                           RuntimeWarning, stacklevel=2)
         self.alpha_, self.beta_ = a, b
         self.loglik_ = terms.loglik(a, b)
-        self.n_periods_ = max(len(c) - 1 for c in cohorts)
-        self.n_cohorts_ = len(cohorts)
-        self.cohort_sizes_ = np.array([c[0] for c in cohorts])
         g_final = terms.grad(a, b) * np.array([a, b]) / terms.total
         self.converged_ = bool(np.all(np.isfinite(g_final)) and np.max(np.abs(g_final)) < 1e-6
                                and not at_bound)
@@ -313,7 +373,6 @@ class ShiftedBetaGeometric(BaseEstimator):
         except np.linalg.LinAlgError:
             self.cov_ = np.full((2, 2), np.nan)
         self.stderr_ = np.sqrt(np.clip(np.diag(self.cov_), 0, None))
-        return self
 
     @staticmethod
     def _parse(alive, cohort_size) -> list[np.ndarray]:
