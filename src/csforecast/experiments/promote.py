@@ -11,7 +11,8 @@ from csforecast.data.sources import Source
 from csforecast.errors import InputError
 from csforecast.experiments.report import _r
 from csforecast.experiments.variants import ADAPTERS, rows_fingerprint, single_blas_thread
-from csforecast.pipelines.champion import GuardScore, register_candidate
+from csforecast.pipelines import churn, health, survival
+from csforecast.pipelines.champion import register_candidate
 from csforecast.pipelines.context import TrainingContext
 from csforecast.scoring import families
 from csforecast.tracking import runs as tracking_ext
@@ -20,6 +21,8 @@ from csforecast.tracking import store
 __all__ = ["PromoteError", "promotion_info", "promote"]
 
 Progress = Callable[[str], None]
+# family -> its trainer's case to the promotion guard (the same rule as `csforecast train`)
+COMPARISONS = {"churn": churn.comparison, "health": health.comparison, "survival": survival.comparison}
 
 
 class PromoteError(InputError, RuntimeError):
@@ -63,8 +66,9 @@ def promotion_info(run_id: str) -> dict:
 
 @single_blas_thread
 def promote(run_id: str, source: Source, info: dict | None = None, *, progress: Progress | None = None) -> dict:
-    """Register the run's logged model; `champion` moves to it only if it beats the current champion on the
-    run's validation rows (rebuilt from `source` at the run's as_of), by the family's guard rule."""
+    """Register the run's logged model; `champion` moves to it only when the promotion guard says so
+    (``pipelines.champion``: baselines, data changes, a margin its interval supports) on the run's validation
+    rows (rebuilt from `source` at the run's as_of)."""
     tell = progress or (lambda _m: None)
     info = info or promotion_info(run_id)
     family = info["family"]
@@ -101,17 +105,12 @@ def promote(run_id: str, source: Source, info: dict | None = None, *, progress: 
     except Exception as e:  # noqa: BLE001
         raise PromoteError(f"run {run_id} has no loadable model at {uri}: {e}") from e
     fam = families.get(family)
-    candidate = GuardScore.of(fam, adapter.guard_score(est, val), fp["n"])
-    scores = {"candidate": _r(candidate.value), "champion": None, "metric": fam.guard_metric,
-              "higher_is_better": fam.guard_higher_is_better, "validation_rows": fp["n"]}
-
-    def champion_score(champion) -> float:
-        theirs = adapter.guard_score(champion, val)
-        scores["champion"] = _r(theirs)
-        return theirs
-
-    reg = register_candidate(fam, uri, run_id, candidate, champion_score, label=fam.guard_metric,
-                             note=" (promoted from experiment run)")
+    case = COMPARISONS[family](ctx, est, val)
+    reg = register_candidate(fam, uri, run_id, case, note=" (promoted from experiment run)")
+    champ = (reg.checks or {}).get("champion") or {}
+    scores = {"candidate": _r(case.guard.value), "champion": _r(champ.get("value")), "metric": fam.guard_metric,
+              "higher_is_better": fam.guard_higher_is_better, "validation_rows": fp["n"],
+              "gain_ci": champ.get("ci"), "decision": reg.decision}
     return {"run_id": run_id, "family": family, "experiment": info.get("experiment"), "variant": info.get("variant"),
             "model_uri": uri, "version": reg.version, "alias": reg.alias, "promoted": reg.alias == store.CHAMPION,
             "guard": reg.guard, "scores": scores, "as_of": str(info["as_of"]),

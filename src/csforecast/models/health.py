@@ -40,6 +40,7 @@ __all__ = ["HealthScoreModel", "MEASURES", "COMPONENTS", "TEXTBOOK", "textbook_s
            "band_of", "shapley_contributions", "health_from_eta", "exact_shapley"]
 
 NEUTRAL = 50.0          # imputed measure score when a measure is missing
+WEIGHTINGS = ("learned", "equal")
 COEF_SCALE = 10.0       # coefficients are per 10 component points
 
 # component -> (title, pillar, lever). Value/ROI and Sentiment are scored only when their data exists.
@@ -309,8 +310,15 @@ class HealthScoreModel(BaseEstimator):
     ----------
     components : component names to use (default: every component with data: deployment, adoption,
         engagement, nps, support, and value / sentiment when their columns exist).
-    drop_flagged : refit without components that add nothing (drop-one LR p > alpha) or enter with an
-        implausible sign (a positive coefficient on churn); the report keeps all of them.
+    drop_flagged : refit without the flagged components that enter with an implausible sign (a positive
+        coefficient on churn: the score would reward them); the report keeps all of them.
+    drop_insignificant : with ``drop_flagged``, also drop the components flagged because they add nothing
+        (drop-one LR p > alpha). Off by default: on a book of a few hundred renewals most components miss
+        significance, and dropping them leaves a score of one or two components that ranks churn worse than
+        the equal-weight scorecard (docs/health.md).
+    weighting : ``"learned"`` (component weights from the logistic regression) or ``"equal"``: the
+        equal-weight scorecard of the measurable components (equal measure weights, equal component
+        weights; only the slope of the score map is fitted) - the small-book fallback.
     alpha : significance level of the flags and the confidence intervals.
     cluster : cluster-robust (by account) standard errors and a design-effect corrected LR test; rows are
         repeated monthly snapshots of the same renewals, so naive standard errors would be far too small.
@@ -320,11 +328,13 @@ class HealthScoreModel(BaseEstimator):
     """
 
     def __init__(self, *, components: Sequence[str] | None = None, drop_flagged: bool = True, alpha: float = 0.05,
-                 cluster: bool = True):
+                 cluster: bool = True, drop_insignificant: bool = False, weighting: str = "learned"):
         self.components = components
         self.drop_flagged = drop_flagged
         self.alpha = alpha
         self.cluster = cluster
+        self.drop_insignificant = drop_insignificant
+        self.weighting = weighting
 
     # ---- transforms
     def _measures(self, columns) -> list[Measure]:
@@ -407,8 +417,19 @@ class HealthScoreModel(BaseEstimator):
                                            "coef_per_10": float(-b),
                                            "dropped": bool(b <= 0 and total > 0)}
 
+    def _equal_measure_weights(self) -> None:
+        self.measure_weights_, self.measure_report_ = {}, {}
+        for c in self.components_:
+            names = [m.name for m in self.measures_ if m.component == c]
+            for n in names:
+                self.measure_weights_[n] = 1.0 / len(names)
+                self.measure_report_[n] = {"component": c, "weight": 1.0 / len(names), "coef_per_10": float("nan"),
+                                           "dropped": False}
+
     # ---- fit
     def fit(self, X: pd.DataFrame, y, groups=None):
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
         y = np.asarray(y, dtype=float)
         if len(np.unique(y)) < 2:
             raise ValueError("need both churned and renewed outcomes to fit the health weights")
@@ -421,25 +442,21 @@ class HealthScoreModel(BaseEstimator):
         self.feature_names_in_ = np.array(sorted({c for m in self.measures_ for c in m.requires}), dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
         self._fit_transforms(X, y)
-        self._fit_measure_weights(X, y)
+        if self.weighting == "equal":
+            self._equal_measure_weights()
+        else:
+            self._fit_measure_weights(X, y)
         C = self._component_scores(X)
         if groups is None and self.cluster and "account_id" in X:
             groups = X["account_id"].to_numpy()
         g = pd.factorize(np.asarray(groups))[0] if (groups is not None and self.cluster) else None
-        self.report_ = _inference(C, y, g, self.alpha)
+        self.report_ = _inference_or_none(C, y, g, self.alpha)
         self.flagged_ = [c for c, r in self.report_["components"].items() if r["flagged"]]
-        used = [c for c in self.components_ if c not in self.flagged_] if self.drop_flagged else self.components_
-        if not used:
-            used = list(self.components_)
-        self.used_components_ = used
-        final = _inference(C[used], y, g, self.alpha) if used != self.components_ else self.report_
-        self.final_report_ = final
-        self.intercept_ = final["intercept"]
-        w = np.zeros(len(self.components_))
-        for i, c in enumerate(self.components_):
-            if c in used:
-                w[i] = final["components"][c]["coef"] / COEF_SCALE
-        self.weights_ = w                                     # log-odds of churn per component point
+        if self.weighting == "equal":
+            self._fit_equal(C, y)
+        else:
+            self._fit_learned(C, y, g)
+        self.fallback_ = "equal-weight scorecard of the measurable components" if self.weighting == "equal" else None
         self.means_ = C.mean(axis=0).to_numpy(dtype=float)    # the Shapley baseline / portfolio-typical account
         self.eta_ref_ = float(self.intercept_ + self.weights_ @ self.means_)
         self.baseline_ = 50.0
@@ -457,6 +474,43 @@ class HealthScoreModel(BaseEstimator):
         self.train_score_quantiles_ = {str(q): float(np.quantile(tr, q / 100)) for q in range(0, 101)}
         self.n_train_ = int(len(X))
         return self
+
+    def _fit_learned(self, C: pd.DataFrame, y: np.ndarray, g) -> None:
+        """Component weights from the logistic regression, without the components to drop."""
+        if not np.isfinite(self.report_["intercept"]):
+            raise ValueError(f"the component weights cannot be estimated on this data ({self.report_['error']}); "
+                             "use weighting='equal'")
+        rep = self.report_["components"]
+        drop = {c for c in self.flagged_ if rep[c]["coef"] > 0 or (self.drop_insignificant and
+                                                                 rep[c]["lr_p_value"] > self.alpha)}
+        used = [c for c in self.components_ if c not in drop] if self.drop_flagged else list(self.components_)
+        if not used:
+            used = list(self.components_)
+        self.used_components_ = used
+        final = _inference(C[used], y, g, self.alpha) if used != self.components_ else self.report_
+        self.final_report_ = final
+        self.intercept_ = final["intercept"]
+        w = np.zeros(len(self.components_))
+        for i, c in enumerate(self.components_):
+            if c in used:
+                w[i] = final["components"][c]["coef"] / COEF_SCALE
+        self.weights_ = w                                     # log-odds of churn per component point
+
+    def _fit_equal(self, C: pd.DataFrame, y: np.ndarray) -> None:
+        """The equal-weight scorecard: eta = b0 + b1 * mean(components) / 10, so every component weighs
+        b1 / K; b1 is kept below 0 (higher components, healthier) so the score ranks as the scorecard does."""
+        from sklearn.linear_model import LogisticRegression
+
+        K = len(self.components_)
+        s = C[self.components_].to_numpy(dtype=float).mean(axis=1, keepdims=True) / COEF_SCALE
+        lr = LogisticRegression(C=1.0, max_iter=1000).fit(s, y)
+        b0, b1 = float(lr.intercept_[0]), min(float(lr.coef_[0, 0]), -1e-3)
+        self.used_components_ = list(self.components_)
+        self.intercept_ = b0
+        self.weights_ = np.full(K, b1 / K / COEF_SCALE)
+        nan = float("nan")
+        self.final_report_ = {"intercept": b0, "components": {
+            c: {"coef": b1 / K, "se": nan, "p_value": nan, "ci_low": nan, "ci_high": nan} for c in self.components_}}
 
     # ---- sklearn protocol
     def __sklearn_is_fitted__(self) -> bool:
@@ -557,6 +611,25 @@ def _least_risky_rank(r: np.ndarray, y: np.ndarray) -> float:
             return float(v)
     ends = {0.0: c * 0.25 - b * 0.5, 1.0: c * 0.25 + b * 0.5}
     return float(min(ends, key=ends.get))
+
+
+def _inference_or_none(C: pd.DataFrame, y: np.ndarray, groups, alpha: float) -> dict:
+    """:func:`_inference`, or on data it cannot fit (a tiny book: separation, a singular design) the same
+    report with NaN estimates, nothing flagged and the reason in ``error``."""
+    try:
+        with np.errstate(all="ignore"):
+            out = _inference(C, y, groups, alpha)
+        out["error"] = None
+        return out
+    except Exception as e:  # noqa: BLE001 - statsmodels raises several types (LinAlgError, PerfectSeparation…)
+        nan = float("nan")
+        why = f"{type(e).__name__}: {e}"[:200]
+        return {"intercept": nan, "llf": nan, "n": int(len(y)), "error": why,
+                "n_clusters": int(len(np.unique(groups))) if groups is not None else int(len(y)),
+                "components": {c: {"coef": nan, "se": nan, "p_value": nan, "ci_low": nan, "ci_high": nan, "z": None,
+                                   "odds_ratio_per_10": nan, "lr_stat": nan, "design_effect": nan,
+                                   "lr_p_value": nan, "flagged": False, "naive_se": nan,
+                                   "flag_reason": f"not estimable on this data ({why})"} for c in C.columns}}
 
 
 def _inference(C: pd.DataFrame, y: np.ndarray, groups, alpha: float) -> dict:

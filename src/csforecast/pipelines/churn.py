@@ -1,5 +1,11 @@
 """Churn family: fit ChurnClassifier on renewal-decision snapshots, evaluate on later decisions beside the
-oracle, log to MLflow and register under the champion/challenger guard."""
+oracle, log to MLflow and register under the promotion guard (``pipelines.champion``).
+
+A small book (``TrainingContext.book_size``: too few renewal decisions or churns in the training window) gets
+the documented fallback instead (docs/operations.md): pooled segment churn rates shrunk toward the portfolio
+(``models.PooledChurnModel``), or, when the source has contracts and no activity tables, the sBG cohort
+retention by renewal number (``models.RetentionChurnModel``). Registered as ``csforecast-churn`` like any
+version, tagged ``fallback``."""
 from __future__ import annotations
 
 import matplotlib
@@ -18,8 +24,12 @@ from csforecast.metrics.calibration import (  # noqa: E402
     classification_metrics,
     clipped_log_loss,
 )
+from csforecast.config import get_settings  # noqa: E402
+from csforecast.metrics.paired import mean_of  # noqa: E402
+from csforecast.models.calibrators import EPS  # noqa: E402
 from csforecast.models.churn import ChurnClassifier  # noqa: E402
-from csforecast.pipelines.champion import GuardScore, log_and_register  # noqa: E402
+from csforecast.models.pooled import PooledChurnModel, RetentionChurnModel  # noqa: E402
+from csforecast.pipelines.champion import Comparison, GuardMetric, GuardScore, log_and_register  # noqa: E402
 from csforecast.pipelines.context import TrainingContext  # noqa: E402
 from csforecast.pipelines.result import TrainingResult, ValidationSet  # noqa: E402
 from csforecast.scoring import families  # noqa: E402
@@ -49,10 +59,69 @@ def validation_set(ctx: TrainingContext) -> ValidationSet:
     return ValidationSet.of_decisions(ctx.split(ctx.decision_rows())[1])
 
 
+def guard_metric(validation: ValidationSet) -> GuardMetric:
+    """The guard metric on the validation rows: clipped log loss of a model's churn probabilities (lower is
+    better); per resample, the mean of the rows' log losses."""
+    y = validation.outcomes["y"].astype(float)
+
+    def outputs(estimator) -> np.ndarray:
+        return estimator.predict_proba(validation.rows[list(estimator.feature_names_in_)])[:, 1]
+
+    def resample(p: np.ndarray):
+        q = np.clip(p, EPS, 1 - EPS)
+        return mean_of(-(y * np.log(q) + (1 - y) * np.log(1 - q)))
+
+    return GuardMetric(outputs, lambda p: clipped_log_loss(y, p), resample)
+
+
 def guard_score(estimator, validation: ValidationSet) -> float:
     """The guard metric: clipped log loss of ``estimator`` on the validation rows (lower is better)."""
-    p = estimator.predict_proba(validation.rows[list(estimator.feature_names_in_)])[:, 1]
-    return clipped_log_loss(validation.outcomes["y"], p)
+    m = guard_metric(validation)
+    return m.exact(m.outputs(estimator))
+
+
+def baseline(ctx: TrainingContext) -> PooledChurnModel:
+    """The churn baseline every candidate must not lose to: the pooled segment base rates of the training
+    decisions, shrunk toward the portfolio rate (the same model as the small-book fallback)."""
+    train = ctx.split(ctx.decision_rows())[0]
+    return PooledChurnModel(prior_strength=get_settings().small_book.prior_strength).fit(
+        train[["segment"]], train["label_churn"].astype(int), decisions=train["contract_id"])
+
+
+def comparison(ctx: TrainingContext, estimator, validation: ValidationSet) -> Comparison:
+    """The candidate's case to the promotion guard: its log loss on ``validation``, beside the segment base
+    rate baseline's on the same rows."""
+    family = families.get(FAMILY)
+    m = guard_metric(validation)
+    out = m.outputs(estimator)
+    base = m.outputs(baseline(ctx)) if len(ctx.split(ctx.decision_rows())[0]) else None
+    return Comparison(GuardScore.of(family, m.exact(out), len(out)), m, out,
+                      {} if base is None else {"segment base rate": base}, validation.clusters,
+                      family.guard_label, ctx.profile, getattr(estimator, "fallback_", None), ctx.version_tags())
+
+
+def choose_model(ctx: TrainingContext, params: dict | None = None, feature_subset: list[str] | None = None
+                 ) -> tuple[object, list[str], dict]:
+    """The unfitted estimator for this book, the columns it reads and why (``detail["model_choice"]``): the
+    full ``ChurnClassifier`` when the book is large enough, else the fallback (docs/operations.md)."""
+    size = ctx.book_size()
+    rows = ctx.decision_rows()
+    choice = {**size.to_json(), "reason": size.describe()}
+    if not size.small:
+        feats = feature_subset or [f for f in ctx.features(rows) if f not in DEFAULT_EXCLUDE]
+        est = ChurnClassifier(**{**default_params(int(len(ctx.split(rows)[0]))), **(params or {})})
+        return est, feats, {**choice, "chosen": "ChurnClassifier", "fallback": None}
+    return _fallback(ctx, choice)
+
+
+def _fallback(ctx: TrainingContext, choice: dict) -> tuple[object, list[str], dict]:
+    if not ctx.has_activity and choice["churns"] > 0:
+        est = RetentionChurnModel()
+        return est, ["renewals_so_far"], {**choice, "chosen": "RetentionChurnModel",
+                                          "fallback": "sBG cohort retention by renewal number (contracts only)"}
+    est = PooledChurnModel(prior_strength=get_settings().small_book.prior_strength)
+    return est, ["segment"], {**choice, "chosen": "PooledChurnModel",
+                              "fallback": "pooled segment churn rates, shrunk toward the portfolio rate"}
 
 
 def train_churn(ctx: TrainingContext, params: dict | None = None, register: bool = True,
@@ -60,17 +129,26 @@ def train_churn(ctx: TrainingContext, params: dict | None = None, register: bool
                 nested: bool = False) -> TrainingResult:
     """Fit on decisions due before ``validation_start``, evaluate on the later ones (and the oracle's
     probabilities on the same rows when ``ctx.oracle`` is set), log the run and register it under the guard
-    (``register=False``: log only)."""
+    (``register=False``: log only). A small book gets the fallback model (:func:`choose_model`); so does a
+    book whose full fit fails for lack of outcomes in one of the classifier's time slices."""
     family = families.get(FAMILY)
     rows = ctx.decision_rows()
     train, valid = ctx.split(rows)
-    if train["label_churn"].nunique() < 2 or valid["label_churn"].nunique() < 2:
-        raise TrainingDataError("not enough renewal outcomes on both sides of the time split to train a churn "
-                                "model")
+    if train.empty or valid.empty:
+        raise TrainingDataError(f"no renewal decisions {'before' if train.empty else 'on or after'} "
+                                f"{ctx.validation_start} (the validation start): nothing to "
+                                f"{'train' if train.empty else 'validate'} a churn model on")
     val = ValidationSet.of_decisions(valid)
-    feats = feature_subset or [f for f in ctx.features(rows) if f not in DEFAULT_EXCLUDE]
-    est = ChurnClassifier(**{**default_params(len(train)), **(params or {})})
-    est.fit(train[feats], train["label_churn"].astype(int), sample_time=train["renewal_date"])
+    est, feats, choice = choose_model(ctx, params, feature_subset)
+    y_train = train["label_churn"].astype(int)
+    if isinstance(est, ChurnClassifier):
+        try:
+            est.fit(train[feats], y_train, sample_time=train["renewal_date"])
+        except ValueError as e:   # e.g. a time slice with a single class: the book is too small for it
+            est, feats, choice = _fallback(ctx, {**choice, "reason": f"{choice['reason']}; the full model could "
+                                                                    f"not be fitted: {e}"})
+    if not isinstance(est, ChurnClassifier):
+        est.fit(train[feats], y_train, decisions=train["contract_id"])
     y = val.outcomes["y"]
     p = est.predict_proba(valid[feats])[:, 1]
     metrics = classification_metrics(y, p)
@@ -82,18 +160,21 @@ def train_churn(ctx: TrainingContext, params: dict | None = None, register: bool
         oracle = classification_metrics(y[ok], po[ok])
         oracle_seg = by_group(y[ok], po[ok], valid["segment"].to_numpy()[ok])
     result = {"metrics": _subset(metrics), "oracle": _subset(oracle) if oracle else None,
-              "detail": {"chosen": est.chosen_, "calibration": est.calibration_,
+              "detail": {"chosen": getattr(est, "chosen_", choice["chosen"]),
+                         "calibration": getattr(est, "calibration_", "none"), "model_choice": choice,
                          "n_train": int(len(train)), "n_valid": int(len(valid)),
                          "n_decisions_valid": int(valid["contract_id"].nunique()),
                          "validation_start": str(ctx.validation_start), "as_of": str(ctx.as_of),
                          "by_segment": _by_segment(seg)}}
     if oracle:
         result["detail"]["oracle_by_segment"] = _by_segment(oracle_seg)
-    candidate = GuardScore.of(family, metrics["log_loss"], len(y))
+    case = comparison(ctx, est, val)
 
-    with store.start_run(FAMILY, run_name=run_name, nested=nested, tags=ctx.run_tags()) as run:
-        store.log_params({"algorithm": est.chosen_, "calibration": est.calibration_, **ctx.run_params(),
-                          "n_features": len(feats), **{f"param_{k}": v for k, v in (params or {}).items()}})
+    tags = {**ctx.run_tags(), **({"fallback": choice["fallback"]} if choice["fallback"] else {})}
+    with store.start_run(FAMILY, run_name=run_name, nested=nested, tags=tags) as run:
+        store.log_params({"algorithm": result["detail"]["chosen"], "calibration": result["detail"]["calibration"],
+                          **ctx.run_params(), "n_features": len(feats),
+                          **{f"param_{k}": v for k, v in (params or {}).items()}})
         store.log_metrics(metrics)
         if oracle:
             store.log_metrics(oracle, prefix="oracle_")
@@ -103,15 +184,17 @@ def train_churn(ctx: TrainingContext, params: dict | None = None, register: bool
         store.log_dict({"features": feats, "as_of_dates": [str(d) for d in ctx.grid],
                         "validation_start": str(ctx.validation_start)}, "features.json")
         store.log_dict(result, "evaluation.json")
+        store.log_dict(ctx.profile, "data_profile.json")
         fig = _calibration_plot(y, p, po[ok] if oracle else None, y[ok] if oracle else None)
         store.log_figure(fig, "calibration_curve.png")
         plt.close(fig)
         fig = _shap_summary(est, valid[feats])
         store.log_figure(fig, "shap_summary.png")
         plt.close(fig)
-        reg = log_and_register(family, est, valid[feats].head(20), run.info.run_id, candidate,
-                               lambda champion: guard_score(champion, val), register=register)
-    return TrainingResult(FAMILY, result["metrics"], result["oracle"], result["detail"], est, val, candidate, reg)
+        reg = log_and_register(family, est, valid[feats].head(20), run.info.run_id, case, policy=ctx.policy,
+                               register=register)
+    return TrainingResult(FAMILY, result["metrics"], result["oracle"], result["detail"], est, val, case.guard, reg,
+                          fallback=choice["fallback"])
 
 
 def _calibration_plot(y, p, po=None, yo=None):

@@ -1,6 +1,8 @@
 """What every training pipeline shares: the source, the as-of date, the point-in-time snapshots (built once),
-the time split and the oracle (the simulator's truth, passed in by the caller that owns simulated data; None
-for real data). Train on decisions resolved before `validation_start`, validate on those after it."""
+the time split, the profile of the data (computed once, recorded with every version), the size of the book in
+the training window (small books get the documented fallbacks), the promotion policy and the oracle (the
+simulator's truth, passed in by the caller that owns simulated data; None for real data). Train on decisions
+resolved before `validation_start`, validate on those after it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,15 +12,44 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from csforecast.config import get_settings
+from csforecast.data.contract import TABLES
+from csforecast.data.profile import profile_source
 from csforecast.data.sources import Source
 from csforecast.errors import TrainingDataError
 from csforecast.features.snapshot import build_snapshots, data_end, feature_columns, monthly_grid
+from csforecast.pipelines.champion import PromotionPolicy
 
 if TYPE_CHECKING:
     from csforecast.simulate.truth import Truth
 
 VALIDATION_MONTHS = 9
 WARMUP_DAYS = 90  # usage history a snapshot needs before its trailing windows are complete
+# the optional tables that carry account activity (a source with none of them has only accounts + contracts)
+ACTIVITY_TABLES = tuple(name for name, spec in TABLES.items() if spec.features)
+
+
+@dataclass(frozen=True)
+class BookSize:
+    """Renewal decisions (distinct account and renewal date) and churns among them in the training window,
+    against the ``small_book`` thresholds below which the full models are not fitted (docs/operations.md)."""
+
+    decisions: int
+    churns: int
+    min_decisions: int
+    min_churns: int
+
+    @property
+    def small(self) -> bool:
+        return self.decisions < self.min_decisions or self.churns < self.min_churns
+
+    def describe(self) -> str:
+        return (f"{self.decisions} renewal decisions and {self.churns} churns in the training window (the full "
+                f"models need at least {self.min_decisions} and {self.min_churns})")
+
+    def to_json(self) -> dict:
+        return {"decisions": self.decisions, "churns": self.churns, "min_decisions": self.min_decisions,
+                "min_churns": self.min_churns, "small": self.small}
 
 
 @dataclass
@@ -28,10 +59,11 @@ class TrainingContext:
     validation_months: int = VALIDATION_MONTHS
     grid: list[date] = field(default_factory=list)
     oracle: Truth | None = None      # evaluation only: metrics beside the model's, never used to fit
+    policy: PromotionPolicy = field(default_factory=PromotionPolicy.from_settings)
 
     @classmethod
     def build(cls, source: Source, as_of: date | None = None, validation_months: int = VALIDATION_MONTHS, *,
-              oracle: Truth | None = None) -> "TrainingContext":
+              oracle: Truth | None = None, policy: PromotionPolicy | None = None) -> "TrainingContext":
         """The monthly snapshot grid from the first activity (+ warm-up) to ``as_of`` (default and cap: the
         data end). Raises TrainingDataError with fewer than 6 monthly snapshots."""
         end = data_end(source)
@@ -44,7 +76,7 @@ class TrainingContext:
         if len(grid) < 6:
             raise TrainingDataError(f"too little history before {as_of}: need at least 6 monthly snapshots after "
                                     f"a {WARMUP_DAYS}-day warm-up, found {len(grid)}")
-        return cls(source, as_of, validation_months, grid, oracle)
+        return cls(source, as_of, validation_months, grid, oracle, policy or PromotionPolicy.from_settings())
 
     @property
     def validation_start(self) -> date:
@@ -59,8 +91,35 @@ class TrainingContext:
     def data_hash(self) -> str:
         return self.source.data_hash
 
+    @cached_property
+    def profile(self) -> dict:
+        """The profile of the data (``data.profile``), computed once and recorded with every version."""
+        return profile_source(self.source, self.as_of)
+
+    @property
+    def has_activity(self) -> bool:
+        """The source has at least one activity table (usage, tickets, surveys, touches, stakeholders)."""
+        return any(self.source.has(t) for t in ACTIVITY_TABLES)
+
+    def book_size(self) -> BookSize:
+        """Renewal decisions and churns due before ``validation_start`` (:class:`BookSize`)."""
+        train = self.split(self.decision_rows())[0]
+        d = train.drop_duplicates(["account_id", "renewal_date"])
+        sb = get_settings().small_book
+        return BookSize(int(len(d)), int(d["label_churn"].sum()), sb.min_decisions, sb.min_churns)
+
     def run_tags(self) -> dict[str, str]:
-        """Tags of every training run: the data hash and the as-of date."""
+        """Tags of every training run: the data hash, the as-of date and the profile's headline numbers
+        (``profile.<table>.rows``, ``profile.label.base_rate``; the whole profile is the run's
+        ``data_profile.json``)."""
+        tags = {"data_hash": self.data_hash, "as_of": str(self.as_of)}
+        for name, t in self.profile["tables"].items():
+            tags[f"profile.{name}.rows"] = str(t.get("rows", 0))
+        tags["profile.label.base_rate"] = str(self.profile["label"].get("base_rate"))
+        return tags
+
+    def version_tags(self) -> dict[str, str]:
+        """Tags of every registered version besides the profile: the data hash and the as-of date."""
         return {"data_hash": self.data_hash, "as_of": str(self.as_of)}
 
     def run_params(self) -> dict:

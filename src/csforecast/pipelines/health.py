@@ -1,9 +1,13 @@
 """Health family: fit HealthScoreModel on renewal-decision snapshots, validate it on later decisions against an
 equal-weight scorecard, textbook bands and the oracle, log a validation report to MLflow and register it under
-the champion/challenger guard. docs/health.md describes every number. Serving the score (components, triggers,
-weekly history, change explanations) is ``csforecast.scoring.health``."""
+the promotion guard (``pipelines.champion``: a score that ranks churn worse than the equal-weight or textbook
+scorecard is refused). docs/health.md describes every number. A small book (``TrainingContext.book_size``)
+gets the equal-weight scorecard of the components it can measure (``weighting="equal"``), tagged ``fallback``
+(docs/operations.md). Serving the score (components, triggers, weekly history, change explanations) is
+``csforecast.scoring.health``."""
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 import matplotlib
@@ -15,12 +19,15 @@ import pandas as pd  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 
 from csforecast.config import get_settings  # noqa: E402
+from csforecast.data.contract import health_sources  # noqa: E402
 from csforecast.errors import TrainingDataError  # noqa: E402
 from csforecast.jsonsafe import finite_float  # noqa: E402
 from csforecast.metrics.calibration import rank_auc  # noqa: E402
+from csforecast.metrics.paired import auc_of  # noqa: E402
 from csforecast.metrics.resampling import cluster_resamples, percentile_ci  # noqa: E402
-from csforecast.models.health import HealthScoreModel, band_of, textbook_bands, textbook_score  # noqa: E402
-from csforecast.pipelines.champion import GuardScore, log_and_register  # noqa: E402
+from csforecast.models.health import (COMPONENTS, HealthScoreModel, band_of, textbook_bands,  # noqa: E402
+                                      textbook_score)
+from csforecast.pipelines.champion import Comparison, GuardMetric, GuardScore, log_and_register  # noqa: E402
 from csforecast.pipelines.context import TrainingContext  # noqa: E402
 from csforecast.pipelines.result import TrainingResult, ValidationSet  # noqa: E402
 from csforecast.scoring import families  # noqa: E402
@@ -44,9 +51,54 @@ def validation_set(ctx: TrainingContext) -> ValidationSet:
     return ValidationSet.of_decisions(ctx.split(ctx.decision_rows())[1])
 
 
+def guard_metric(validation: ValidationSet) -> GuardMetric:
+    """The guard metric on the validation rows: the AUC of a health score (0-100, higher = healthier) for churn
+    (higher is better), per resample too."""
+    y = validation.outcomes["y"]
+
+    def outputs(estimator) -> np.ndarray:
+        return np.asarray(estimator.predict(validation.rows[list(estimator.feature_names_in_)]), dtype=float)
+
+    return GuardMetric(outputs, lambda s: health_auc(y, s), lambda s: auc_of(y, 100.0 - np.asarray(s, dtype=float)))
+
+
 def guard_score(estimator, validation: ValidationSet) -> float:
     """The guard metric: the validation AUC of the health score for churn (higher is better)."""
-    return health_auc(validation.outcomes["y"], estimator.predict(validation.rows[list(estimator.feature_names_in_)]))
+    m = guard_metric(validation)
+    return m.exact(m.outputs(estimator))
+
+
+def comparison(ctx: TrainingContext, estimator, validation: ValidationSet, extra_tags: dict | None = None
+               ) -> Comparison:
+    """The candidate's case to the promotion guard: its AUC on ``validation``, beside the equal-weight scorecard
+    of the same measures and the textbook scorecard on the same rows (the baselines it must not lose to)."""
+    family = families.get(FAMILY)
+    m = guard_metric(validation)
+    out = m.outputs(estimator)
+    rows = validation.rows
+    base = {"equal-weight scorecard": np.asarray(estimator.equal_weight_score(rows), dtype=float),
+            "textbook scorecard": np.asarray(textbook_score(rows), dtype=float)}
+    return Comparison(GuardScore.of(family, m.exact(out), len(out)), m, out, base, validation.clusters,
+                      family.guard_label, ctx.profile, getattr(estimator, "fallback_", None),
+                      {**ctx.version_tags(), **(extra_tags or {})})
+
+
+def dropped_components(source, estimator) -> dict[str, str]:
+    """Why each health component is missing from the score or scored from fewer inputs, in words: the
+    optional tables it takes inputs from that the source lacks (``data.contract``'s list, the one ``validate``
+    reads), or no column for it at all."""
+    feeds = health_sources()
+    out = {}
+    for c in COMPONENTS:
+        tables = feeds.get(c, ())
+        missing = [t for t in tables if not source.has(t)]
+        if c not in estimator.components_:
+            out[c] = (f"dropped: no data ({', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing or "
+                      "empty)" if missing else "dropped: no column for it in the data")
+        elif missing:
+            rest = [t for t in tables if t not in missing]
+            out[c] = (f"scored without {', '.join(missing)} (missing or empty), from {', '.join(rest)} only")
+    return out
 
 
 def decile_table(y, score, contract_id=None, q: int = 10, true_health=None) -> pd.DataFrame:
@@ -160,12 +212,29 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
     train, valid = ctx.split(rows)
     if train["label_churn"].nunique() < 2 or valid["label_churn"].nunique() < 2:
         raise TrainingDataError("not enough renewal outcomes on both sides of the time split to fit the health "
-                                "score")
+                                f"score (training: {int(train['label_churn'].sum())} churns in {len(train)} rows; "
+                                f"validation: {int(valid['label_churn'].sum())} in {len(valid)})")
     val = ValidationSet.of_decisions(valid)
     params = dict(params or {})
-    est = HealthScoreModel(components=components, **params)
+    size = ctx.book_size()
+    choice = {**size.to_json(), "reason": size.describe(), "chosen": "learned weights", "fallback": None}
+    if size.small and "weighting" not in params:
+        params["weighting"] = "equal"
     ytr = train["label_churn"].astype(int).to_numpy()
-    est.fit(train, ytr, groups=train["account_id"].to_numpy())
+    est = HealthScoreModel(components=components, **params)
+    try:
+        est.fit(train, ytr, groups=train["account_id"].to_numpy())
+    except ValueError as e:
+        if "none of the health components" in str(e):
+            raise TrainingDataError("no health component can be measured: the source has none of the tables "
+                                    "health reads (usage, tickets, surveys, touches, stakeholder_events)") from e
+        if est.weighting == "equal":
+            raise
+        params["weighting"] = "equal"
+        choice["reason"] += f"; the learned weights could not be estimated: {e}"
+        est = HealthScoreModel(components=components, **params).fit(train, ytr, groups=train["account_id"].to_numpy())
+    if est.weighting == "equal":
+        choice.update(chosen="equal-weight scorecard", fallback=est.fallback_)
     y = valid["label_churn"].astype(int).to_numpy()
     score = est.predict(valid)
     ew = est.equal_weight_score(valid)
@@ -194,6 +263,7 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
              "textbook": band_table(y, band_of(tb, 40.0, 70.0))}
 
     comp_report = est.report_["components"]
+    dropped = dropped_components(ctx.source, est)
     metrics = {"auc": _r(auc), "auc_equal_weight": _r(auc_ew), "auc_textbook": _r(auc_tb),
                "decile_churn_monotone": bool(monotone), "ablation_auc": ablation,
                "auc_ci": unc["auc_ci"]["ours"], "auc_gain_ci": unc["auc_gain_ci"],
@@ -215,7 +285,8 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
         "flagged": list(est.flagged_),
         "flag_reasons": {c: comp_report[c]["flag_reason"] for c in est.flagged_},
         "used_components": list(est.used_components_),
-        "skipped_components": dict(est.skipped_),
+        "skipped_components": {c: why for c, why in dropped.items() if c in est.skipped_},
+        "dropped_components": dropped, "model_choice": choice, "weighting": est.weighting,
         "component_inference": {c: {k: _r(v) if not isinstance(v, str) else v for k, v in r.items()}
                                 for c, r in comp_report.items()},
         "final_model": {"intercept": _r(est.intercept_),
@@ -241,12 +312,13 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
         "validation_start": str(ctx.validation_start), "as_of": str(ctx.as_of),
     }
     result = {"metrics": metrics, "oracle": oracle, "detail": detail}
-    candidate = GuardScore.of(family, auc, len(y))
+    case = comparison(ctx, est, val, {"dropped_components": json.dumps(dropped)} if dropped else None)
 
-    with store.start_run(FAMILY, run_name=run_name, nested=nested, tags=ctx.run_tags()) as run:
+    tags = {**ctx.run_tags(), **({"fallback": est.fallback_} if est.fallback_ else {})}
+    with store.start_run(FAMILY, run_name=run_name, nested=nested, tags=tags) as run:
         store.log_params({**ctx.run_params(),
                           "components": ",".join(est.components_), "used_components": ",".join(est.used_components_),
-                          "drop_flagged": est.drop_flagged, "alpha": est.alpha,
+                          "drop_flagged": est.drop_flagged, "alpha": est.alpha, "weighting": est.weighting,
                           "band_mode": settings.health_bands.mode, "band_red": red, "band_yellow": yellow,
                           **{f"param_{k}": v for k, v in params.items()}})
         flat = {"auc": auc, "auc_equal_weight": auc_ew, "auc_textbook": auc_tb,
@@ -260,13 +332,14 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
         if oracle:
             store.log_metrics({"auc": oracle["auc"]}, prefix="oracle_")
         store.log_dict(result, "evaluation.json")
+        store.log_dict(ctx.profile, "data_profile.json")
         store.log_text(validation_report(result), "health_report.md")
         fig = _decile_plot(deciles, unc.get("decile_churn_ci"))
         store.log_figure(fig, "decile_churn.png")
         plt.close(fig)
-        reg = log_and_register(family, est, valid[list(est.feature_names_in_)].head(20), run.info.run_id, candidate,
-                               lambda champion: guard_score(champion, val), register=register)
-    return TrainingResult(FAMILY, metrics, oracle, detail, est, val, candidate, reg)
+        reg = log_and_register(family, est, valid[list(est.feature_names_in_)].head(20), run.info.run_id, case,
+                               policy=ctx.policy, register=register)
+    return TrainingResult(FAMILY, metrics, oracle, detail, est, val, case.guard, reg, fallback=est.fallback_)
 
 
 def _decile_plot(deciles: dict, ours_ci=None):
@@ -332,8 +405,10 @@ def validation_report(result: dict) -> str:
     if d["flagged"]:
         lines += ["", "Flagged and left out of the fitted score: " +
                   "; ".join(f"{c}: {why}" for c, why in d["flag_reasons"].items())]
-    for c, why in d["skipped_components"].items():
-        lines.append(f"\nSkipped component {c}: {why}.")
+    if d.get("model_choice", {}).get("fallback"):
+        lines += ["", f"**Small-book fallback**: {d['model_choice']['fallback']} ({d['model_choice']['reason']})."]
+    for c, why in (d.get("dropped_components") or d["skipped_components"]).items():
+        lines.append(f"\nComponent {c}: {why}.")
     if d.get("measure_weights"):
         lines += ["", "## Measure weights inside each component (learned; the equal-weight scorecard uses equal ones)",
                   "", "| component | measure | weight | joint coef per 10 points | dropped (implausible sign) |",

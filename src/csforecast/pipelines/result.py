@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from csforecast.jsonsafe import jsonable
 from csforecast.pipelines.champion import GuardScore
 from csforecast.tracking.store import Registration
 
@@ -44,8 +45,9 @@ class ValidationSet:
 @dataclass(frozen=True)
 class TrainingResult:
     """One family's training: metrics (and the oracle's on the same rows, None without truth), detail, the
-    fitted estimator, the validation rows, the guard score (metric, value, direction) and the registration
-    (run id, version, alias, why the champion moved or not)."""
+    fitted estimator, the validation rows, the guard score (metric, value, direction), the registration
+    (run id, version, alias, why the champion moved or not, the guard's decision) and, for a small-book
+    fallback, what it is (None for the full model)."""
 
     family: str
     metrics: dict
@@ -55,9 +57,11 @@ class TrainingResult:
     validation: ValidationSet
     guard_score: GuardScore
     registration: Registration
+    fallback: str | None = None
 
     def to_json(self) -> dict:
         """The JSON-able dict ``csforecast train --json`` prints per family (no estimator, no rows)."""
         r = self.registration
         return {"metrics": self.metrics, "oracle": self.oracle, "detail": self.detail,
-                "run_id": r.run_id, "version": r.version, "alias": r.alias, "guard": r.guard}
+                "run_id": r.run_id, "version": r.version, "alias": r.alias, "guard": r.guard,
+                "decision": r.decision, "fallback": self.fallback, "guard_checks": jsonable(r.checks)}

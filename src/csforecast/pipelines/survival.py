@@ -48,7 +48,8 @@ from csforecast.models.snapshot_survival import (  # SnapshotSurvivalModel: re-e
     LIFETIME_HORIZON,
     SnapshotSurvivalModel,
 )
-from csforecast.pipelines.champion import GuardScore, log_and_register
+from csforecast.metrics.paired import ConcordanceGrid
+from csforecast.pipelines.champion import Comparison, GuardMetric, GuardScore, log_and_register
 from csforecast.pipelines.context import TrainingContext
 from csforecast.pipelines.result import TrainingResult, ValidationSet
 from csforecast.pipelines.survival_report import log_figures, log_retention, yearly_alive_counts  # noqa: F401
@@ -86,11 +87,34 @@ def evaluation_horizon(validation: ValidationSet) -> int:
     return int(min(365, int(validation.outcomes["T"].max())))
 
 
+def guard_metric(validation: ValidationSet) -> GuardMetric:
+    """The guard metric on the validation rows: Harrell's C-index of a model's risk (higher is better), risk =
+    minus the restricted mean lifetime over the evaluation horizon; per resample on a ``ConcordanceGrid``."""
+    T, E = validation.outcomes["T"], validation.outcomes["E"]
+    grid = ConcordanceGrid(T, E)
+    horizon = evaluation_horizon(validation)
+
+    def outputs(estimator) -> np.ndarray:
+        return np.asarray(estimator.predict_risk(validation.rows, horizon=horizon), dtype=float)
+
+    return GuardMetric(outputs, lambda r: harrell_c_index(T, E, r), grid.metric)
+
+
 def guard_score(estimator, validation: ValidationSet) -> float:
     """The guard metric: Harrell's C-index of ``estimator`` on the validation rows (higher is better), risk =
     minus the restricted mean lifetime over the evaluation horizon."""
-    risk = np.asarray(estimator.predict_risk(validation.rows, horizon=evaluation_horizon(validation)), dtype=float)
-    return harrell_c_index(validation.outcomes["T"], validation.outcomes["E"], risk)
+    m = guard_metric(validation)
+    return m.exact(m.outputs(estimator))
+
+
+def comparison(ctx: TrainingContext, estimator, validation: ValidationSet) -> Comparison:
+    """The candidate's case to the promotion guard: its C-index on ``validation``, beside a constant risk's
+    (0.5: the baseline any survival model must beat)."""
+    family = families.get(FAMILY)
+    m = guard_metric(validation)
+    out = m.outputs(estimator)
+    return Comparison(GuardScore.of(family, m.exact(out), len(out)), m, out, {"constant risk": np.zeros(len(out))},
+                      validation.clusters, family.guard_label, ctx.profile, None, ctx.version_tags())
 
 
 def _thin(rows: pd.DataFrame, per_quarter: int) -> pd.DataFrame:
@@ -196,6 +220,10 @@ def train_survival(ctx: TrainingContext, params: dict | None = None, register: b
     family = families.get(FAMILY)
     params = dict(params or {})
     kinds, penalizers, per_q = _parse_params(params)
+    size = ctx.book_size()
+    if size.small:
+        raise TrainingDataError(f"survival skipped: {size.describe()}; a small book gets no survival model "
+                                "(docs/operations.md)")
 
     snaps = ctx.snapshots
     vs = pd.Timestamp(ctx.validation_start)
@@ -264,7 +292,7 @@ def train_survival(ctx: TrainingContext, params: dict | None = None, register: b
                          "oracle_n": None if ok_or is None else int(ok_or.sum()),
                          "renewal": renewal,
                          "mean_expected_lifetime_days": None, "mean_p_active_365d": None}}
-    candidate = GuardScore.of(family, metrics["c_index"], len(T))
+    case = comparison(ctx, est, val)
 
     with store.start_run(FAMILY, run_name=run_name, nested=nested, tags=ctx.run_tags()) as run:
         store.log_params({"algorithm": chosen, "penalizer": est.penalizer, **ctx.run_params(),
@@ -292,9 +320,10 @@ def train_survival(ctx: TrainingContext, params: dict | None = None, register: b
         log_figures(est, valid, S, grid, T, E, cal_365, S_or if oracle else None, ok_or)
         result["detail"]["retention"] = log_retention(ctx.source, ctx.as_of)
         store.log_dict(result, "evaluation.json")
-        reg = log_and_register(family, est, valid[list(est.feature_names_in_)].head(20), run.info.run_id, candidate,
-                               lambda champion: guard_score(champion, val), register=register)
-    return TrainingResult(FAMILY, result["metrics"], result["oracle"], result["detail"], est, val, candidate, reg)
+        store.log_dict(ctx.profile, "data_profile.json")
+        reg = log_and_register(family, est, valid[list(est.feature_names_in_)].head(20), run.info.run_id, case,
+                               policy=ctx.policy, register=register)
+    return TrainingResult(FAMILY, result["metrics"], result["oracle"], result["detail"], est, val, case.guard, reg)
 
 
 def _inner_split(train: pd.DataFrame, vs: pd.Timestamp, months: int):

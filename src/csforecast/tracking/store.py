@@ -1,17 +1,22 @@
 """MLflow: the only module that talks to it. Tracking URI, experiments, runs, registry and aliases.
 
 Conventions: one experiment per model family (`csforecast-<family>`), one registered model per family
-(`csforecast-<family>`). A new version gets alias `challenger`; it becomes `champion` only if it beats the
-current champion on the same validation rows, or there is none. Aliases move only after everything else
-in the run succeeded.
+(`csforecast-<family>`). A new version gets alias `challenger`; it becomes `champion` only when the promotion
+guard says so (``pipelines.champion``: it beats the current champion on the same validation rows by a margin
+its interval supports, or there is none; docs/operations.md). Aliases move only after everything else in the
+run succeeded, `champion` last.
+
+Reading the champion tells "there is none" (the registered model or the alias does not exist: None) apart from
+a registry that cannot be read (:class:`RegistryError`): a transient error never passes for "no champion yet".
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable
@@ -24,8 +29,17 @@ from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from csforecast.config import Settings, get_settings  # noqa: E402
+from csforecast.errors import UnavailableError  # noqa: E402
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+# model-version tags written at registration (docs/operations.md); JSON values are parsed by model_versions
+VERSION_TAGS = ("guard", "decision", "data_hash", "data_profile", "fallback", "accept_data_change",
+                "dropped_components")
+_JSON_TAGS = ("data_profile", "dropped_components")
+
+
+class RegistryError(UnavailableError):
+    """The MLflow registry could not be read or written; nothing was registered and no alias moved."""
 _REQS = ("numpy", "pandas", "scikit-learn", "lightgbm", "lifelines", "statsmodels", "scipy", "cloudpickle")
 
 
@@ -77,7 +91,57 @@ class Registration:
     version: str | None
     alias: str | None         # "champion" or "challenger"
     guard: str                # why the champion moved or did not
+    decision: str = "not registered"   # "promoted", "kept", "refused" or "blocked" (docs/operations.md)
+    checks: dict = field(default_factory=dict)   # the numbers behind the decision
 
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the promotion guard decided for a new version: move `champion` to it or not, the sentence recorded
+    as its `guard` tag, the decision's name, extra version tags and the numbers behind it."""
+
+    promote: bool
+    why: str
+    decision: str
+    tags: dict = field(default_factory=dict)
+    checks: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChampionRef:
+    """The current champion of a family as the registry lists it (the estimator is loaded on demand)."""
+
+    family: str
+    version: str
+    run_id: str | None
+    tags: dict
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{model_name(self.family)}/{self.version}"
+
+    def load(self):
+        return load_estimator(self.model_uri)
+
+    @property
+    def profile(self) -> dict | None:
+        """The data profile the champion was trained on (None for versions registered before profiles)."""
+        return _parse_tag(self.tags.get("data_profile"))
+
+
+def _parse_tag(value):
+    if not value:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
+
+
+def _registry_error(family: str, what: str, e: Exception) -> RegistryError:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    return RegistryError(f"could not {what} {model_name(family)} in the MLflow registry at {get_settings().tracking_uri} "
+                         f"({first}); nothing was registered and no alias moved: try again")
 
 def log_figure(fig, name: str) -> None:
     mlflow.log_figure(fig, name)
@@ -119,38 +183,71 @@ def log_pyfunc(python_model, signature_input, signature_output=None, name: str =
                                    pip_requirements=pip_requirements())
 
 
-def register_with_guard(family: str, model_uri: str, run_id: str,
-                        beats_champion: Callable[[Any], tuple[bool, str]]) -> Registration:
-    """Register a new version as `challenger`; move `champion` to it if `beats_champion(champion_model)`
-    says so (it gets the loaded champion estimator) or when there is no champion."""
+def read_champion(family: str, alias: str = CHAMPION) -> ChampionRef | None:
+    """The version holding ``alias``: None when the registered model or the alias does not exist;
+    :class:`RegistryError` when the registry cannot be read (never mistaken for "no champion yet")."""
     client = configure()
     name = model_name(family)
-    with contextlib.suppress(MlflowException):
-        client.create_registered_model(name)
-    current = champion_version(family)
-    if current is None:
-        better, why = True, "no champion yet"
-    else:
-        try:
-            better, why = beats_champion(load_estimator(f"models:/{name}/{current.version}"))
-        except Exception as e:  # noqa: BLE001 - an incomparable champion is reported, never silently replaced
-            better, why = False, f"champion v{current.version} could not be evaluated on this data ({e}); kept"
-    mv = mlflow.register_model(model_uri, name, tags={"run_id": run_id})
-    client.set_registered_model_alias(name, CHALLENGER, mv.version)
-    alias = CHALLENGER
-    if better:
-        client.set_registered_model_alias(name, CHAMPION, mv.version)
-        alias = CHAMPION
-    client.set_model_version_tag(name, mv.version, "guard", why[:500])
-    return Registration(run_id, str(mv.version), alias, why)
+    try:
+        rm = client.get_registered_model(name)
+    except MlflowException as e:
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise _registry_error(family, f"read the {alias} of", e) from e
+    except Exception as e:  # noqa: BLE001 - connection refused, broken database, …
+        raise _registry_error(family, f"read the {alias} of", e) from e
+    version = (rm.aliases or {}).get(alias)
+    if version is None:
+        return None
+    try:
+        mv = client.get_model_version(name, str(version))
+    except Exception as e:  # noqa: BLE001
+        raise _registry_error(family, f"read the {alias} of", e) from e
+    return ChampionRef(family, str(mv.version), mv.run_id, dict(mv.tags or {}))
+
+
+def register_with_guard(family: str, model_uri: str, run_id: str,
+                        decide: Callable[[ChampionRef | None], Verdict], *,
+                        tags: dict[str, str] | None = None) -> Registration:
+    """Decide, then commit: read the champion (:class:`RegistryError` before anything is written when the
+    registry cannot be read), ask ``decide(champion or None)`` for a :class:`Verdict`, then register the version
+    with ``tags`` and the verdict's tags, give it `challenger` and, last, `champion` when the verdict promotes.
+
+    A champion that cannot be evaluated (``decide`` raises while one exists) is reported and kept."""
+    client = configure()
+    name = model_name(family)
+    champion = read_champion(family)
+    try:
+        verdict = decide(champion)
+    except Exception as e:  # noqa: BLE001 - an incomparable champion is reported, never silently replaced
+        if champion is None:
+            raise
+        verdict = Verdict(False, f"champion v{champion.version} could not be evaluated on this data ({e}); kept",
+                          "kept")
+    version_tags = {"run_id": run_id, **{k: str(v) for k, v in (tags or {}).items() if v is not None},
+                    **{k: str(v) for k, v in verdict.tags.items() if v is not None},
+                    "guard": verdict.why[:5000], "decision": verdict.decision}
+    try:
+        with contextlib.suppress(MlflowException):
+            client.create_registered_model(name)
+        mv = mlflow.register_model(model_uri, name, tags=version_tags)
+        client.set_registered_model_alias(name, CHALLENGER, mv.version)
+        alias = CHALLENGER
+        if verdict.promote:
+            client.set_registered_model_alias(name, CHAMPION, mv.version)   # the irreversible step, last
+            alias = CHAMPION
+    except MlflowException as e:
+        raise _registry_error(family, "register a version of", e) from e
+    return Registration(run_id, str(mv.version), alias, verdict.why, verdict.decision, dict(verdict.checks))
 
 
 def champion_version(family: str, alias: str = CHAMPION):
-    client = configure()
-    try:
-        return client.get_model_version_by_alias(model_name(family), alias)
-    except MlflowException:
+    """The registry's ModelVersion holding ``alias``, or None when there is none (:func:`read_champion`;
+    :class:`RegistryError` when the registry cannot be read)."""
+    ref = read_champion(family, alias)
+    if ref is None:
         return None
+    return configure().get_model_version(model_name(family), ref.version)
 
 
 def load_estimator(model_uri: str):
@@ -168,9 +265,11 @@ def model_versions(family: str) -> list[dict]:
     aliases = rm.aliases or {}
     out = []
     for mv in client.search_model_versions(f"name='{name}'"):
-        out.append({"family": family, "name": name, "version": str(mv.version), "run_id": mv.run_id,
-                    "aliases": [a for a, v in aliases.items() if str(v) == str(mv.version)],
-                    "guard": (mv.tags or {}).get("guard")})
+        tags = mv.tags or {}
+        info = {"family": family, "name": name, "version": str(mv.version), "run_id": mv.run_id,
+                "aliases": [a for a, v in aliases.items() if str(v) == str(mv.version)]}
+        info.update({k: (_parse_tag(tags.get(k)) if k in _JSON_TAGS else tags.get(k)) for k in VERSION_TAGS})
+        out.append(info)
     return sorted(out, key=lambda d: int(d["version"]), reverse=True)
 
 
