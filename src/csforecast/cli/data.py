@@ -49,6 +49,7 @@ def validate_cmd(data: str = DataOpt, as_of: Optional[str] = AsOfOpt, as_json: b
                 {"level": "error", "table": None, "column": None, "rule": "source", "message": str(e)}]})
         fail(str(e))
     report = validate(src, parse_date(as_of, "--as-of"))
+    report.problems.extend(champion_data_changes(src))
     if as_json:
         print_json(report.to_dict())
     else:
@@ -58,15 +59,47 @@ def validate_cmd(data: str = DataOpt, as_of: Optional[str] = AsOfOpt, as_json: b
     raise typer.Exit(0 if report.ok else 2)
 
 
+def champion_data_changes(src) -> list:
+    """Warnings (``validate.Problem``, rule ``data_change``) for every change from the data a family's champion
+    was trained on that would block its promotion (``PromotionPolicy.data_changes``, docs/operations.md); none
+    when there is no registry or no champion with a profile. A registry that cannot be read is a warning too."""
+    from csforecast.data.profile import profile_source
+    from csforecast.data.validate import Problem
+    from csforecast.pipelines.champion import PromotionPolicy
+    from csforecast.scoring.families import names
+    from csforecast.tracking import store
+
+    if not store.has_registry():
+        return []
+    policy = PromotionPolicy.from_settings()
+    profile, out = None, []
+    for fam in names():
+        try:
+            champ = store.read_champion(fam)
+        except store.RegistryError as e:
+            return [Problem("warning", "source", None, "data_change", 0,
+                            f"the champions' data could not be compared: {e}")]
+        if champ is None or champ.profile is None:
+            continue
+        profile = profile or profile_source(src)
+        for c in policy.data_changes(champ.profile, profile):
+            out.append(Problem("warning", c.table, None, "data_change", 0,
+                               f"since the {fam} champion v{champ.version} was trained: {c.message}; `csforecast train` "
+                               "will not promote on this data (--accept-data-change overrides)"))
+    return out
+
+
 def features(data: str = DataOpt,
              as_of: str = typer.Option(..., "--as-of", help="As-of date (YYYY-MM-DD); features use rows before it."),
              out_file: Path = typer.Option(..., "--out", help="Parquet (or .csv) file to write."),
              labels: bool = typer.Option(True, "--labels/--no-labels", help="Include label_* columns.")):
     """Write one point-in-time feature snapshot (one row per active account)."""
+    from csforecast.cli.train import print_usage_metrics
     from csforecast.features.snapshot import build_snapshots
 
     d = parse_date(as_of, "--as-of")
     src = open_valid(data)
+    print_usage_metrics(src)
     df = build_snapshots(src, [d], labels=labels)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_file.with_name(out_file.name + ".tmp")

@@ -57,6 +57,14 @@ def configure(settings: Settings | None = None) -> MlflowClient:
     return MlflowClient(uri, uri)
 
 
+def has_registry(settings: Settings | None = None) -> bool:
+    """False when the tracking URI is a sqlite file that does not exist yet (reading it would create it)."""
+    uri = (settings or get_settings()).tracking_uri
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).exists()
+    return True
+
+
 def experiment_id(family: str, settings: Settings | None = None) -> str:
     s = settings or get_settings()
     name = model_name(family)
@@ -260,8 +268,10 @@ def model_versions(family: str) -> list[dict]:
     name = model_name(family)
     try:
         rm = client.get_registered_model(name)
-    except MlflowException:
-        return []
+    except MlflowException as e:
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return []
+        raise
     aliases = rm.aliases or {}
     out = []
     for mv in client.search_model_versions(f"name='{name}'"):
