@@ -42,7 +42,8 @@ def family_info(family: str, version: str, pinned: bool) -> dict:
     info: dict = {"run_id": None, "aliases": [], "metrics": {}, "versions": [], "pinned": pinned}
     try:
         versions = store.model_versions(family)
-        info["versions"] = [{k: v.get(k) for k in ("version", "run_id", "aliases", "guard")} for v in versions]
+        info["versions"] = [{k: v.get(k) for k in ("version", "run_id", "aliases", *store.VERSION_TAGS)}
+                            for v in versions]
         mine = next((v for v in versions if str(v["version"]) == str(version)), None)
         if mine:
             info["run_id"], info["aliases"] = mine["run_id"], list(mine["aliases"])

@@ -104,6 +104,8 @@ class AccountDetail(BaseModel):
     triggers: list[Trigger] | None = Field(None, description="Fired risk triggers; null without a health model.")
     health_trend: list[TrendPoint] | None = Field(None, description="Weekly health history, oldest first.")
     model_versions: dict[str, str] = Field(default_factory=dict, description="Versions that produced these scores.")
+    fallback: dict[str, str] = Field(default_factory=dict, description="Families whose scores came from a small-book "
+                                                                       "fallback model, and what it is.")
     as_of: date
     data_hash: str
     score_set_version: int
@@ -238,6 +240,17 @@ class ModelVersionInfo(BaseModel):
     run_id: str | None = None
     aliases: list[str] = Field(default_factory=list)
     guard: str | None = None
+    decision: str | None = Field(None, description="The promotion guard's decision when the version was registered: "
+                                                   "promoted, kept, refused or blocked (docs/operations.md).")
+    data_hash: str | None = Field(None, description="Hash of the data the version was trained on.")
+    data_profile: dict[str, Any] | None = Field(None, description="Profile of the data the version was trained on: "
+                                                                  "per table rows, accounts, first/last date, null "
+                                                                  "shares; the label base rate (docs/operations.md).")
+    fallback: str | None = Field(None, description="What the version is when it is a small-book fallback; null for "
+                                                   "a full model.")
+    accept_data_change: str | None = Field(None, description="The data changes a person accepted when training it.")
+    dropped_components: dict[str, str] | None = Field(None, description="Health: components dropped or scored from "
+                                                                        "fewer inputs, and why.")
 
 
 class FamilyInfo(BaseModel):
@@ -252,6 +265,14 @@ class FamilyInfo(BaseModel):
     inputs: list[str] = Field(default_factory=list, description="Input columns of the served estimator (the row "
                                                                 "keys POST /v1/score accepts).")
     versions: list[ModelVersionInfo] = Field(default_factory=list, description="All registered versions, newest first.")
+    fallback: str | None = Field(None, description="What the served version is when it is a small-book fallback "
+                                                   "(pooled churn rates, sBG retention, equal-weight health "
+                                                   "scorecard); null for a full model.")
+    data_hash: str | None = Field(None, description="Hash of the data the served version was trained on.")
+    data_profile: dict[str, Any] | None = Field(None, description="Profile of the data the served version was "
+                                                                  "trained on (docs/operations.md).")
+    dropped_components: dict[str, str] | None = Field(None, description="Health: components dropped or scored from "
+                                                                        "fewer inputs, and why.")
 
 
 class ModelsResponse(BaseModel):

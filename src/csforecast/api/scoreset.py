@@ -113,6 +113,7 @@ def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame) -> 
             "risk_arr": json_safe(g("risk_arr")), "drivers": json_safe(g("churn_drivers")) or [],
             "survival": None, "health": None, "triggers": None, "health_trend": trend.get(aid) if trend else None,
             "model_versions": versions or models, "as_of": as_of, "data_hash": data_hash,
+            "fallback": {fam: str(g(f"{fam}_fallback")) for fam in FAMILIES if json_safe(g(f"{fam}_fallback"))},
             "score_set_version": version,
         }
         if has_surv:

@@ -16,12 +16,29 @@ import pandas as pd
 
 from csforecast.scoring import churn, health, survival
 
-__all__ = ["Family", "FAMILIES", "names", "get", "by_pyfunc_output"]
+__all__ = ["Family", "FAMILIES", "names", "get", "by_pyfunc_output", "fallback_of"]
 
 
 def feature_names(estimator) -> list[str]:
     """The snapshot columns a fitted estimator needs (its ``feature_names_in_``)."""
     return [str(c) for c in estimator.feature_names_in_]
+
+
+def fallback_of(estimator) -> str | None:
+    """What a served model is when it is a small-book fallback (its ``fallback_``, in words), else None."""
+    return getattr(estimator, "fallback_", None) or None
+
+
+def flagged(scorer: Callable[[object, pd.DataFrame], pd.DataFrame], name: str
+            ) -> Callable[[object, pd.DataFrame], pd.DataFrame]:
+    """``scorer`` with a ``<name>_fallback`` column: :func:`fallback_of` the estimator on every row (a text
+    column, missing for a full model), so score sets and account responses say when a fallback scored."""
+    def score(estimator, snapshot: pd.DataFrame) -> pd.DataFrame:
+        out = scorer(estimator, snapshot)
+        out[f"{name}_fallback"] = pd.array([fallback_of(estimator)] * len(out), dtype="string")
+        return out
+    score.__doc__ = scorer.__doc__
+    return score
 
 
 @dataclass(frozen=True)
@@ -56,7 +73,8 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family(name="churn", model_name="csforecast-churn", scorer=churn.score_churn, outputs=churn.OUTPUTS,
+    Family(name="churn", model_name="csforecast-churn", scorer=flagged(churn.score_churn, "churn"),
+           outputs=(*churn.OUTPUTS, "churn_fallback"),
            pyfunc=churn.pyfunc_frame, pyfunc_output="churn_probability",
            metrics={"auc": True, "pr_auc": True, "log_loss": False, "brier": False, "ece": False,
                     "calibration_slope": None, "top_decile_lift": True},
@@ -68,7 +86,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
                     "calibration_error_180": False, "calibration_error_365": False},
            guard_metric="c_index", guard_label="C-index",
            description="time to churn: survival probabilities, expected lifetime, renewal survival"),
-    Family(name="health", model_name="csforecast-health", scorer=health.score_health, outputs=health.OUTPUTS,
+    Family(name="health", model_name="csforecast-health", scorer=flagged(health.score_health, "health"),
+           outputs=(*health.OUTPUTS, "health_fallback"),
            pyfunc=health.pyfunc_frame, pyfunc_output="health_score",
            metrics={"auc": True, "auc_equal_weight": True, "auc_textbook": True},
            guard_metric="auc", guard_label="AUC", history=health.health_history,

@@ -49,6 +49,13 @@ def write_scores(path: Path, scores: pd.DataFrame, *, as_of, data_hash: str, mod
         con.register("new_scores", df)
         exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name='scores'").fetchall()[0][0]
         if exists:
+            # a family scored for the first time (or a new output) adds its columns; older sets read NULL there
+            have = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                              "WHERE table_name = 'scores'").fetchall()}
+            for name, kind in con.execute("SELECT column_name, column_type FROM (DESCRIBE new_scores)").fetchall():
+                if name not in have:
+                    kind = "VARCHAR" if kind == '"NULL"' else kind      # a column with no value yet
+                    _run(con, f'ALTER TABLE scores ADD COLUMN "{name}" {kind}')
             _run(con, "INSERT INTO scores BY NAME SELECT * FROM new_scores")
         else:
             _run(con, "CREATE TABLE scores AS SELECT * FROM new_scores")

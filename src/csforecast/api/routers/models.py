@@ -12,6 +12,7 @@ from csforecast.api.schemas import ErrorResponse, ModelsResponse
 from csforecast.jsonsafe import error_text
 from csforecast.api.registry import family_info
 from csforecast.api.state import ServingState
+from csforecast.scoring.families import fallback_of
 
 log = logging.getLogger("csforecast.api")
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_read)],
@@ -44,11 +45,16 @@ def _describe(state: ServingState) -> dict:
     fams = {}
     for fam, v in models.versions.items():
         i = infos.get(fam) or {}
+        served = next((x for x in i.get("versions") or [] if str(x.get("version")) == str(v)), {})
         fams[fam] = {"family": fam, "registered_model": store.model_name(fam), "served_version": str(v),
                      "source": models.source, "pinned": bool(i.get("pinned")), "run_id": i.get("run_id"),
                      "aliases": list(i.get("aliases") or []), "metrics": dict(i.get("metrics") or {}),
                      "inputs": list(models.info.get(fam, {}).get("inputs") or []),
-                     "versions": list(i.get("versions") or [])}
+                     "versions": list(i.get("versions") or []),
+                     # the served version's data and whether it is a small-book fallback (the estimator knows)
+                     "fallback": fallback_of(models.estimators.get(fam)) or served.get("fallback"),
+                     "data_hash": served.get("data_hash"), "data_profile": served.get("data_profile"),
+                     "dropped_components": served.get("dropped_components")}
     out = {"families": fams, "registry_reachable": reachable, "loaded_at": models.loaded_at}
     _live.clear()
     _live[key] = (time.monotonic(), out)
@@ -59,5 +65,6 @@ def _describe(state: ServingState) -> dict:
 async def list_models(state: ModelsDep) -> dict:
     """What is being served: per family the version, where it was loaded from (registry or local cache),
     whether it is pinned, its current aliases (a served version that lost `champion` shows it), the MLflow
-    metrics of its training run, and every registered version."""
+    metrics of its training run, whether it is a small-book fallback, the hash and profile of the data it was
+    trained on, and every registered version with the promotion guard's decision."""
     return await run_in_threadpool(_describe, state)

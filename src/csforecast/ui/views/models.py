@@ -57,6 +57,30 @@ def _metric_rows(metrics: Mapping[str, float]) -> tuple[list[dict], list[dict]]:
     return head, rest
 
 
+def profile_rows(profile: Mapping[str, Any] | None) -> list[dict]:
+    """The data profile as table rows {table, rows, accounts, dates} (tables with no rows say "none")."""
+    out = []
+    for name, t in ((profile or {}).get("tables") or {}).items():
+        rows = t.get("rows") or 0
+        out.append({"table": name, "rows": intc(rows) if rows else "none",
+                    "accounts": intc(t["accounts"]) if t.get("accounts") is not None else DASH,
+                    "dates": f"{t['first']} – {t['last']}" if t.get("first") else DASH})
+    return out
+
+
+def data_view(served: Mapping[str, Any]) -> dict:
+    """What the served version was trained on and whether it is a fallback: hash, profile table, label base
+    rate, dropped health components, the guard's decision."""
+    prof = served.get("data_profile") or {}
+    label = prof.get("label") or {}
+    return {"fallback": served.get("fallback"), "data_hash": served.get("data_hash"),
+            "profile": profile_rows(prof), "as_of": prof.get("as_of"),
+            "base_rate": pct(label.get("base_rate")) if label.get("base_rate") is not None else DASH,
+            "decisions": intc(label["decisions"]) if label.get("decisions") is not None else DASH,
+            "dropped": dict(served.get("dropped_components") or {}),
+            "decision": served.get("decision"), "accepted": served.get("accept_data_change")}
+
+
 def models_view(families: Mapping[str, Mapping[str, Any]], versions: Mapping[str, str], source: str,
                 loaded_at: str | None, registry: dict | None, mlflow_ui: str | None, backtest: dict | None) -> dict:
     """Champion versions with metrics beside the oracle, artifacts and MLflow links.
@@ -71,7 +95,8 @@ def models_view(families: Mapping[str, Mapping[str, Any]], versions: Mapping[str
         run_id = info.get("run_id")
         exp = reg.get("experiment_id")
         head, rest = _metric_rows(info.get("metrics") or {})
-        out.append({"family": fam, "version": v, "aliases": ", ".join(info.get("aliases") or []) or DASH,
+        served = next((x for x in info.get("versions") or [] if str(x.get("version")) == str(v)), {})
+        out.append({"data": data_view(served),"family": fam, "version": v, "aliases": ", ".join(info.get("aliases") or []) or DASH,
                     "pinned": bool(info.get("pinned")), "run_id": run_id, "experiment_id": exp,
                     "mlflow_url": f"{mlflow_ui.rstrip('/')}/#/experiments/{exp}/runs/{run_id}"
                     if mlflow_ui and exp and run_id else None,
@@ -79,7 +104,9 @@ def models_view(families: Mapping[str, Mapping[str, Any]], versions: Mapping[str
                     "artifacts": list(reg.get("artifacts") or []), "artifact_error": reg.get("error"),
                     "report_html": markdown_html(reg["report"]) if reg.get("report") else None,
                     "versions": [{"version": x.get("version"), "aliases": ", ".join(x.get("aliases") or []) or DASH,
-                                  "run_id": x.get("run_id"), "guard": x.get("guard") or DASH}
+                                  "run_id": x.get("run_id"), "guard": x.get("guard") or DASH,
+                                  "decision": x.get("decision") or DASH, "data_hash": x.get("data_hash") or DASH,
+                                  "fallback": x.get("fallback") or DASH}
                                  for x in info.get("versions") or []]})
     bt = None
     if backtest:
