@@ -24,7 +24,7 @@ def ctx(tmp_path_factory):
 def test_train_registers_calibrated_champion_and_guard_keeps_it(ctx, isolated_home):
     result = train_churn(ctx)
     est, first = result.estimator, result.to_json()
-    assert set(first) == {"metrics", "oracle", "detail", "run_id", "version", "alias", "guard"}
+    assert set(first) == {"metrics", "oracle", "detail", "run_id", "version", "alias", "guard", "decision", "fallback", "guard_checks"}
     assert result.guard_score.metric == "log_loss" and not result.guard_score.higher_is_better
     assert result.guard_score.n_rows == len(result.validation.rows) == first["detail"]["n_valid"]
     assert first["alias"] == "champion" and first["version"] == "1"

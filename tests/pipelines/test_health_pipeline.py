@@ -301,7 +301,7 @@ def test_train_health_end_to_end(portfolio, isolated_home):
     ctx = TrainingContext.build(src, oracle=oracle_for(src))
     result = train_health(ctx)
     res = result.to_json()
-    assert set(res) == {"metrics", "oracle", "detail", "run_id", "version", "alias", "guard"}
+    assert set(res) == {"metrics", "oracle", "detail", "run_id", "version", "alias", "guard", "decision", "fallback", "guard_checks"}
     m = res["metrics"]
     assert set(m) == {"auc", "auc_equal_weight", "auc_textbook", "decile_churn_monotone", "ablation_auc",
                       "components", "auc_ci", "auc_gain_ci"}

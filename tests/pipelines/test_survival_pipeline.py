@@ -66,7 +66,7 @@ def valid(env):
 
 
 def test_result_contract_and_oracle_gap(first, trained):
-    assert set(first) == {"metrics", "oracle", "detail", "run_id", "version", "alias", "guard"}
+    assert set(first) == {"metrics", "oracle", "detail", "run_id", "version", "alias", "guard", "decision", "fallback", "guard_checks"}
     assert trained.guard_score.metric == "c_index" and trained.guard_score.higher_is_better
     assert trained.guard_score.value == pytest.approx(first["metrics"]["c_index"], abs=1e-6)
     assert tuple(first["metrics"]) == METRIC_KEYS

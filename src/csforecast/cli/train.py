@@ -81,6 +81,29 @@ def print_training(results: dict) -> None:
         out.print(f"guard ({res.get('decision')}): {res.get('guard')}", markup=False)
 
 
+def metric_cells(metrics: dict):
+    """(name, text) for the metrics a table can show: numbers, yes/no, [low, high] intervals, and one level of
+    {name: interval} (e.g. auc_gain_ci.equal_weight); nested per-component detail stays in --json."""
+    def interval(v):
+        return (isinstance(v, (list, tuple)) and len(v) == 2
+                and all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in v))
+
+    def show(v):
+        return "—" if v[0] is None or v[1] is None else f"[{v[0]:.4f}, {v[1]:.4f}]"
+
+    for k, v in metrics.items():
+        if isinstance(v, bool):
+            yield k, "yes" if v else "no"
+        elif isinstance(v, (int, float)):
+            yield k, f"{v:.4f}"
+        elif interval(v):
+            yield k, show(v)
+        elif isinstance(v, dict) and v and all(interval(x) for x in v.values()):
+            for name, x in v.items():
+                yield f"{k}.{name}", show(x)
+
+
+
 def blocked_message(results: dict) -> str | None:
     """The error line when a data change blocked a promotion (None when nothing was blocked)."""
     blocked = {f: r for f, r in results.items() if r.get("decision") == "blocked"}

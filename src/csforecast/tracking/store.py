@@ -194,9 +194,9 @@ def log_pyfunc(python_model, signature_input, signature_output=None, name: str =
 def read_champion(family: str, alias: str = CHAMPION) -> ChampionRef | None:
     """The version holding ``alias``: None when the registered model or the alias does not exist;
     :class:`RegistryError` when the registry cannot be read (never mistaken for "no champion yet")."""
-    client = configure()
     name = model_name(family)
     try:
+        client = configure()   # opening a broken store fails here already
         rm = client.get_registered_model(name)
     except MlflowException as e:
         if e.error_code == "RESOURCE_DOES_NOT_EXIST":
@@ -222,9 +222,9 @@ def register_with_guard(family: str, model_uri: str, run_id: str,
     with ``tags`` and the verdict's tags, give it `challenger` and, last, `champion` when the verdict promotes.
 
     A champion that cannot be evaluated (``decide`` raises while one exists) is reported and kept."""
-    client = configure()
     name = model_name(family)
     champion = read_champion(family)
+    client = configure()
     try:
         verdict = decide(champion)
     except Exception as e:  # noqa: BLE001 - an incomparable champion is reported, never silently replaced
@@ -264,9 +264,9 @@ def load_estimator(model_uri: str):
 
 
 def model_versions(family: str) -> list[dict]:
-    client = configure()
     name = model_name(family)
     try:
+        client = configure()   # opening a broken store fails here already
         rm = client.get_registered_model(name)
     except MlflowException as e:
         if e.error_code == "RESOURCE_DOES_NOT_EXIST":
