@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from csforecast.errors import CsforecastError, exit_code
+from csforecast.errors import CsforecastError, exit_code, storage_error
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -37,7 +37,9 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 class CommandGroup(TyperGroup):
     """The app's command group: an error csforecast raises on purpose (:class:`CsforecastError`) that a command
-    did not handle ends as one ``error: …`` line and its exit code (errors.exit_code), never a traceback."""
+    did not handle ends as one ``error: …`` line and its exit code (errors.exit_code), never a traceback; so
+    does a disk or permission fault raised from a library (MLflow's SQLite store, DuckDB, the OS): a full
+    disk, a read-only file system, no permission (`errors.storage_error`, naming the path and the cause)."""
 
     def invoke(self, ctx):
         try:
@@ -45,6 +47,22 @@ class CommandGroup(TyperGroup):
         except CsforecastError as e:
             console.print(f"error: {e.user_message}", style="red", markup=False, highlight=False)
             raise typer.Exit(exit_code(e)) from None
+        except Exception as e:
+            fault = storage_error(e, _home())
+            if fault is None:
+                raise
+            console.print(f"error: {fault.user_message}", style="red", markup=False, highlight=False)
+            raise typer.Exit(exit_code(fault)) from None
+
+
+def _home() -> str:
+    """CSFORECAST_HOME, to name where a disk fault happened when the fault does not name its file."""
+    from csforecast.config import get_settings
+
+    try:
+        return f"under {get_settings().home}"
+    except Exception:  # noqa: BLE001 - settings that cannot be read: the message still gives the cause
+        return "under CSFORECAST_HOME"
 
 
 def parse_date(value: Optional[str], name: str) -> Optional[date]:

@@ -24,6 +24,7 @@ from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from csforecast.config import Settings, get_settings  # noqa: E402
+from csforecast.tracking import orphans  # noqa: E402
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 _REQS = ("numpy", "pandas", "scikit-learn", "lightgbm", "lifelines", "statsmodels", "scipy", "cloudpickle")
@@ -104,11 +105,18 @@ def log_params(params: dict[str, Any]) -> None:
 
 @contextlib.contextmanager
 def start_run(family: str, run_name: str | None = None, nested: bool = False, tags: dict | None = None):
-    configure()
+    client = configure()
+    if mlflow.get_tracking_uri() not in _orphans_checked:   # once per store: runs a killed process left RUNNING
+        _orphans_checked.add(mlflow.get_tracking_uri())     # become FAILED before this process adds its own
+        orphans.fail_orphan_runs(client)
     exp = experiment_id(family)
     with mlflow.start_run(experiment_id=exp, run_name=run_name, nested=nested,
-                          tags={"git_commit": git_commit(), "family": family, **(tags or {})}) as run:
+                          tags={"git_commit": git_commit(), "family": family, **orphans.owner_tags(),
+                                **(tags or {})}) as run:
         yield run
+
+
+_orphans_checked: set[str] = set()
 
 
 def log_pyfunc(python_model, signature_input, signature_output=None, name: str = "model"):
@@ -170,7 +178,7 @@ def model_versions(family: str) -> list[dict]:
     for mv in client.search_model_versions(f"name='{name}'"):
         out.append({"family": family, "name": name, "version": str(mv.version), "run_id": mv.run_id,
                     "aliases": [a for a, v in aliases.items() if str(v) == str(mv.version)],
-                    "guard": (mv.tags or {}).get("guard")})
+                    "guard": (mv.tags or {}).get("guard"), "orphan": bool((mv.tags or {}).get(orphans.ORPHAN_TAG))})
     return sorted(out, key=lambda d: int(d["version"]), reverse=True)
 
 
