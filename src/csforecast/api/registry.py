@@ -35,6 +35,19 @@ class ModelSet:
     info: dict[str, dict]            # family -> {run_id, aliases, metrics, versions, pinned, inputs}: snapshot at load
 
 
+def registry_client(settings=None):
+    """The MLflow client of the registry (``store.configure``), but RegistryUnavailable instead of a new,
+    empty sqlite registry where the file has gone (MLflow creates one as soon as a client is made)."""
+    from csforecast.config import get_settings
+    from csforecast.tracking import store
+
+    settings = settings or get_settings()
+    db = registry_file(settings.tracking_uri)
+    if db is not None and not db.exists():
+        raise RegistryUnavailable(f"the MLflow registry file {db} does not exist (moved or deleted?)")
+    return store.configure(settings)
+
+
 def family_info(family: str, version: str, pinned: bool) -> dict:
     """{run_id, aliases, metrics, versions, pinned} of one registered version, as the registry says now.
 
@@ -45,6 +58,7 @@ def family_info(family: str, version: str, pinned: bool) -> dict:
 
     info: dict = {"run_id": None, "aliases": [], "metrics": {}, "versions": [], "pinned": pinned}
     try:
+        registry_client()
         versions = store.model_versions(family)
         info["versions"] = [{k: v.get(k) for k in ("version", "run_id", "aliases", "guard", "orphan")}
                             for v in versions]
@@ -79,12 +93,9 @@ def served_versions(settings) -> dict[str, str]:
     if unknown:
         raise LoadError(f"serve.pinned_versions names unknown model families {unknown}; known: {list(FAMILIES)}")
     uri = settings.tracking_uri
-    db = registry_file(uri)
-    if db is not None and not db.exists():
-        raise RegistryUnavailable(f"the MLflow registry file {db} does not exist (moved or deleted?)")
     try:
         # probe first: an unreachable registry must not read as one without champions
-        store.configure(settings).search_registered_models(max_results=1)
+        registry_client(settings).search_registered_models(max_results=1)
         versions = {}
         for fam in FAMILIES:
             if fam in pinned:
@@ -93,6 +104,8 @@ def served_versions(settings) -> dict[str, str]:
             mv = store.champion_version(fam)
             if mv is not None:
                 versions[fam] = str(mv.version)
+    except RegistryUnavailable:
+        raise
     except Exception as e:  # noqa: BLE001 - connection refused, broken database, …
         raise RegistryUnavailable(f"MLflow registry at {uri} is not reachable: {error_text(e)}") from e
     return versions

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -97,6 +99,32 @@ def _read_set(con, version: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     hist = (con.execute("SELECT * FROM health_history WHERE version = ?", [version]).fetchdf()
             if "health_history" in tables else pd.DataFrame())
     return scores, hist
+
+
+def check_store(path: Path) -> None:
+    """Fail early, before any scoring work, when a new score set could not be written to ``path``: the
+    file is damaged (its latest set cannot be read back) or in use, or its folder cannot be written (a
+    probe file is written, synced and removed). Raises StorageError naming the path and the cause."""
+    path = Path(path)
+    if path.exists():
+        ro = _connect(path, read_only=True, action="write")
+        try:
+            _check_latest(ro, path)
+        finally:
+            ro.close()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+                os.fsync(fh.fileno())
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
+    except OSError as e:
+        raise (storage_error(e, path.parent) or StorageError(f"cannot write {path.parent}: {e}")) from e
 
 
 def latest_run(path: Path) -> dict:
