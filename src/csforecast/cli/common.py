@@ -6,6 +6,7 @@ document with `print_json`), so ``--json`` output can be piped.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from datetime import date
 from typing import NoReturn, Optional
@@ -42,6 +43,9 @@ class CommandGroup(TyperGroup):
     disk, a read-only file system, no permission (`errors.storage_error`, naming the path and the cause)."""
 
     def invoke(self, ctx):
+        # MLflow logs every database error with its traceback before raising it; the error itself still
+        # reaches this handler (one line) or, when it is not ours to explain, Python's own traceback
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         try:
             return super().invoke(ctx)
         except CsforecastError as e:
