@@ -1,7 +1,9 @@
 """Settings: one optional csforecast.toml, overridden by CSFORECAST_* environment variables.
 
 Everything has a default, so csforecast works with no file at all. All state lives under `home`
-(CSFORECAST_HOME, default the current directory): the MLflow store, the scores database, API keys.
+(CSFORECAST_HOME, default a `.csforecast/` folder in the working directory, which .gitignore covers): the
+MLflow store, the scores database, API keys, the dashboard's session key, the forecast calibration, the
+model cache and their lock files. Nothing else is written into the working directory.
 """
 from __future__ import annotations
 
@@ -12,6 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+
+DEFAULT_HOME = ".csforecast"     # in the working directory, when CSFORECAST_HOME is not set
+HOME_MODE = 0o700                 # a home csforecast creates is the owner's only: it holds keys and secrets
 
 
 class HealthBands(BaseModel):
@@ -75,7 +81,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CSFORECAST_", env_nested_delimiter="__",
                                       toml_file="csforecast.toml", extra="ignore")
 
-    home: Path = Field(default_factory=Path.cwd)
+    home: Path = Field(default_factory=lambda: Path.cwd() / DEFAULT_HOME)
     data: str | None = None
     mlflow_tracking_uri: str | None = None
     # column_map: {table: {our_name: their_name}} because nobody's CRM export uses our names
@@ -131,7 +137,10 @@ def _config_file() -> Path:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     settings = Settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True, mode=HOME_MODE)
+    except OSError:  # a home that cannot be created fails, naming its path, where a command writes to it
+        pass
     return settings
 
 

@@ -16,12 +16,20 @@ class                  exit code  HTTP status  meaning
 ``NotFoundError``      2          404          a named thing (run, model version, account) does not exist
 ``ConflictError``      2          409          the request contradicts the current state (already registered)
 ``UnavailableError``   1          503          something needed is not there yet (no champion, no registry)
+``StorageError``       1          503          a state file cannot be written or read (read-only, full, damaged)
 =====================  =========  ===========  ==============================================================
+
+:func:`storage_error` recognises a disk or permission fault (a full disk, a read-only file system, no
+permission) anywhere in an exception's chain, as the OS, SQLite (MLflow) and DuckDB report it, and turns it
+into a :class:`StorageError` naming the path and the cause.
 """
 from __future__ import annotations
 
+import errno
+import os
+
 __all__ = ["CsforecastError", "InputError", "NotFoundError", "ConflictError", "UnavailableError",
-           "TrainingDataError", "exit_code", "http_status"]
+           "StorageError", "TrainingDataError", "exit_code", "http_status", "storage_error"]
 
 
 class CsforecastError(Exception):
@@ -60,6 +68,11 @@ class UnavailableError(CsforecastError):
     exit_code, http_status = 1, 503
 
 
+class StorageError(UnavailableError):
+    """A state file (under CSFORECAST_HOME, or the MLflow store) cannot be written or read: a read-only file
+    system, a full disk, no permission, a damaged file. The message names the path and the cause."""
+
+
 class TrainingDataError(InputError, ValueError):
     """The data cannot train a model: too little history, or too few outcomes on a side of the time split."""
 
@@ -72,3 +85,40 @@ def exit_code(error: BaseException) -> int:
 def http_status(error: BaseException) -> int:
     """The HTTP status for ``error``: its category's status for a :class:`CsforecastError`, else 500."""
     return error.http_status if isinstance(error, CsforecastError) else 500
+
+
+# errno → the words used in messages; and the same faults as SQLite and DuckDB spell them in their messages
+_STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EROFS: "read-only file system",
+                   errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+                   errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file too large"}
+_STORAGE_PHRASES = (("no space left on device", "no space left on the device"),
+                    ("database or disk is full", "no space left on the device"),
+                    ("disk quota exceeded", "disk quota exceeded"),
+                    ("read-only file system", "read-only file system"),
+                    ("readonly database", "read-only file system or file"),
+                    ("permission denied", "permission denied"))
+
+
+def _chain(error: BaseException):
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def storage_error(error: BaseException, path: object, action: str = "write") -> StorageError | None:
+    """A :class:`StorageError` "cannot <action> <path>: <cause>" when a disk or permission fault is anywhere in
+    ``error``'s chain (an ``OSError`` with ENOSPC, EROFS, EACCES, EPERM, EDQUOT or EFBIG, or a database error
+    whose message says so), else None. ``path`` names the file or folder when the fault itself does not."""
+    for e in _chain(error):
+        if isinstance(e, StorageError):
+            return e
+        if isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS:
+            return StorageError(f"cannot {action} {e.filename or path}: {_STORAGE_ERRNOS[e.errno]} "
+                                f"({os.strerror(e.errno)})")
+        text = str(e).lower()
+        for phrase, cause in _STORAGE_PHRASES:
+            if phrase in text:
+                return StorageError(f"cannot {action} {path}: {cause}")
+    return None

@@ -70,10 +70,25 @@ class Server:
         return self.log.read_text() if self.log.exists() else ""
 
 
+def await_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    """Until GET /readyz answers 200 (RuntimeError with the server's log if it exits or never does)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"server not ready after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
 def start_server(env: dict, log: Path, data: Path | None = None, wait_ready: bool = True,
-                 timeout: float = 120) -> Server:
+                 timeout: float = 120, access_log: bool = False) -> Server:
     port = free_port()
-    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--access-log" if access_log else "--no-access-log"]
     if data is not None:
         args += ["--data", str(data)]
     fh = open(log, "w")
@@ -82,18 +97,12 @@ def start_server(env: dict, log: Path, data: Path | None = None, wait_ready: boo
     srv = Server(proc, f"http://127.0.0.1:{port}", log)
     if not wait_ready:
         return srv
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{srv.output()[-3000:]}")
-        try:
-            if httpx.get(srv.url + "/readyz", timeout=2).status_code == 200:
-                return srv
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    srv.stop()
-    raise RuntimeError(f"server not ready after {timeout}s:\n{srv.output()[-3000:]}")
+    try:
+        await_ready(srv.url, proc, log, timeout)
+    except RuntimeError:
+        srv.stop()
+        raise
+    return srv
 
 
 @dataclass
@@ -150,4 +159,5 @@ def tools():
     """The helpers above, for tests that start extra servers or run the CLI (conftest is not importable)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(base_env=base_env, run_cli=run_cli, start_server=start_server, free_port=free_port)
+    return SimpleNamespace(base_env=base_env, run_cli=run_cli, start_server=start_server, free_port=free_port,
+                           cli=CLI)

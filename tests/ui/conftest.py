@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -81,7 +82,7 @@ class UiServer:
     def login(self, key: str | None = None):
         """An httpx client with a dashboard session (cookie) for `key` (default: the read key)."""
         with httpx.Client(base_url=self.url, timeout=300) as c:
-            r = c.post("/ui/login", data={"api_key": key or self.read_key, "next": "/ui/"})
+            r = post_login(c, key or self.read_key, "/ui/")
             assert r.status_code == 303, r.text
             yield c
 
@@ -96,6 +97,21 @@ class UiServer:
                     return st
                 time.sleep(1)
         raise RuntimeError(f"dashboard background jobs not done after {timeout}s: {st}")
+
+
+def post_login(client, key: str, next_: str | None = None, **kw):
+    """Sign in as a browser does: GET the login form (its CSRF token and nonce cookie), then POST it."""
+    form = client.get("/ui/login")
+    assert form.status_code == 200, form.text
+    token = re.search(r'name="csrf" value="([0-9a-f]+)"', form.text).group(1)
+    return client.post("/ui/login", data={"api_key": key, "csrf": token, **({"next": next_} if next_ else {})},
+                       **kw)
+
+
+@pytest.fixture(scope="session")
+def form_login():
+    """`post_login` for tests (conftest is not importable)."""
+    return post_login
 
 
 def start(env: dict, log: Path, timeout: float = 180) -> tuple[subprocess.Popen, str]:

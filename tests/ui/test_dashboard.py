@@ -54,10 +54,10 @@ def test_every_page_redirects_to_login_without_a_session(ui, path):
     assert "http" not in loc
 
 
-def test_login_sets_a_signed_httponly_cookie_and_never_the_key(ui):
+def test_login_sets_a_signed_httponly_cookie_and_never_the_key(ui, form_login):
     with httpx.Client(base_url=ui.url) as c:
         assert "API key" in c.get("/ui/login").text
-        r = c.post("/ui/login", data={"api_key": ui.read_key, "next": "/ui/csm"})
+        r = form_login(c, ui.read_key, "/ui/csm")
     assert r.status_code == 303 and r.headers["location"] == "/ui/csm"
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
@@ -67,18 +67,18 @@ def test_login_sets_a_signed_httponly_cookie_and_never_the_key(ui):
 
 
 @pytest.mark.parametrize("key", ["", "nonsense", "csf_000000000000_wrong"])
-def test_login_refuses_bad_keys(ui, key):
+def test_login_refuses_bad_keys(ui, key, form_login):
     with httpx.Client(base_url=ui.url) as c:
-        r = c.post("/ui/login", data={"api_key": key})
+        r = form_login(c, key)
         assert r.status_code == 401 and "not valid" in r.text
-        assert "set-cookie" not in r.headers
+        assert "csforecast_ui=" not in r.headers.get("set-cookie", "")
         assert c.get("/ui/portfolio", follow_redirects=False).status_code == 303
 
 
-def test_open_redirects_are_refused(ui):
+def test_open_redirects_are_refused(ui, form_login):
     with httpx.Client(base_url=ui.url) as c:
         for target in ("https://evil.example/", "//evil.example/ui", "/v1/accounts", "/ui\\..\\x"):
-            r = c.post("/ui/login", data={"api_key": ui.read_key, "next": target})
+            r = form_login(c, ui.read_key, target)
             assert r.status_code == 303 and r.headers["location"] == "/ui/", target
 
 
@@ -92,12 +92,42 @@ def test_tampered_or_forged_sessions_are_refused(ui):
         assert r.status_code == 303, bad
 
 
+def _logout_token(html: str) -> str:
+    return re.search(r'action="/ui/logout"><input type="hidden" name="csrf" value="([0-9a-f]+)"', html).group(1)
+
+
 def test_logout_clears_the_session(ui):
     with ui.login() as c:
-        assert c.get("/ui/portfolio").status_code == 200
-        r = c.post("/ui/logout")
+        page = c.get("/ui/glossary")
+        assert page.status_code == 200
+        r = c.post("/ui/logout", data={"csrf": _logout_token(page.text)})
         assert r.status_code == 303
         assert c.get("/ui/portfolio", follow_redirects=False).status_code == 303
+
+
+def test_login_and_logout_forms_need_their_csrf_token(ui):
+    """A form posted from another site (no token, a token of another browser, a token without its nonce
+    cookie, a logout token of another session) is refused and changes nothing."""
+    with httpx.Client(base_url=ui.url) as c:
+        r = c.post("/ui/login", data={"api_key": ui.read_key, "next": "/ui/"})             # no token at all
+        assert r.status_code == 403 and "csforecast_ui=" not in r.headers.get("set-cookie", "")
+        token = re.search(r'name="csrf" value="([0-9a-f]+)"', c.get("/ui/login").text).group(1)
+        with httpx.Client(base_url=ui.url) as other:                                     # token, other cookie
+            r = other.post("/ui/login", data={"api_key": ui.read_key, "csrf": token})
+            assert r.status_code == 403 and "csforecast_ui=" not in r.headers.get("set-cookie", "")
+            other.get("/ui/login")
+            r = other.post("/ui/login", data={"api_key": ui.read_key, "csrf": token})
+            assert r.status_code == 403
+        r = c.post("/ui/login", data={"api_key": ui.read_key, "csrf": "0" * 64})
+        assert r.status_code == 403
+        assert c.get("/ui/portfolio", follow_redirects=False).status_code == 303
+    with ui.login() as c, ui.login() as other:
+        mine = _logout_token(c.get("/ui/glossary").text)
+        for bad in ({}, {"csrf": "0" * 64}, {"csrf": _logout_token(other.get("/ui/glossary").text)}):
+            r = c.post("/ui/logout", data=bad, follow_redirects=False)
+            assert r.status_code == 403, bad
+            assert c.get("/ui/glossary", follow_redirects=False).status_code == 200     # still signed in
+        assert c.post("/ui/logout", data={"csrf": mine}).status_code == 303
 
 
 # ------------------------------------------------------------------------------------------- pages
@@ -411,7 +441,11 @@ def local(tmp_path, monkeypatch):
 
 
 def _login(local):
-    r = local.client.post("/ui/login", data={"api_key": local.key, "next": "/ui/portfolio"}, follow_redirects=False)
+    import re
+
+    token = re.search(r'name="csrf" value="([0-9a-f]+)"', local.client.get("/ui/login").text).group(1)
+    r = local.client.post("/ui/login", data={"api_key": local.key, "next": "/ui/portfolio", "csrf": token},
+                          follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/ui/portfolio"
 
 

@@ -5,11 +5,13 @@ state and API-key auth are dependencies (csforecast.api.deps). The serving state
 (lifespan) unless the caller already did (`csforecast serve` loads first so it can fail with a clear
 message before binding the port).
 
-Errors: 422 for invalid input (FastAPI's validation body, field by field), 401/403 for auth, 404 unknown
-account, 413 oversized batch or body, 503 when something server-side is missing (models, scores, data
-source, forecast module). A handler turns anything unexpected into a JSON 500 as the last resort; the
-API tests fuzz the whole schema to keep client input from ever reaching it. Request headers are never
-logged (they carry API keys).
+Errors: 422 for invalid input (FastAPI's validation body, field by field, rendered by
+`api.errors.validation_body` so that no value a client sends — NaN, Infinity, bytes — can break it),
+401/403 for auth, 404 unknown account, 413 oversized batch or body, 503 when something server-side is
+missing (models, scores, data source, forecast module). A handler turns anything unexpected into a JSON
+500 as the last resort; the API tests fuzz the whole schema and send hostile bodies to keep client input
+from ever reaching it. Request headers are never logged (they carry API keys), and secret query
+parameters are redacted in the access log (`api.logredact`).
 
 The dashboard is not part of this app: `csforecast.asgi.create_serving_app` adds it (under /ui, sharing
 this app's state, keys and middleware); that is what `csforecast serve` and `serving/app.py` run.
@@ -23,14 +25,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from csforecast import __version__ as _pkg_version
+from csforecast.api import logredact
 from csforecast.api.auth import KeyStore
 from csforecast.api.routers import accounts, admin, forecast, health, metrics, models, score
 from csforecast.api.schemas import ScoreRequest
-from csforecast.api.errors import StartupError
+from csforecast.api.errors import StartupError, validation_body
 from csforecast.api.state import StateHolder
 from csforecast.config import Settings, get_settings
 
@@ -112,6 +116,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(admin.router)
     app.add_middleware(MetricsMiddleware, metrics=api_metrics)
+    logredact.install()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(validation_body(exc.errors()), status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # last resort only
@@ -127,7 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                              routes=app.routes, tags=app.openapi_tags)
         schema.setdefault("components", {}).setdefault("schemas", {})["ScoreRequest"] = \
             ScoreRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-        _real_score_example(schema, holder)
+        _score_example(schema, holder)
         app.openapi_schema = schema
         return schema
 
@@ -135,26 +144,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _real_score_example(schema: dict, holder: StateHolder) -> None:
-    """Give POST /v1/score an example built from the served model's inputs and a real account's values."""
-    state = holder.current
-    if state.churn is None:
-        return
-    row: dict = {}
-    if state.scores is not None and state.scores.details:
-        import json
+def _score_example(schema: dict, holder: StateHolder) -> None:
+    """Give POST /v1/score an example in the served churn model's input names, with made-up values only.
 
-        first = json.loads(next(iter(state.scores.details.values())))
-        row = {d["feature"]: d["value"] for d in first.get("drivers", [])
-               if d.get("feature") in state.churn.index and d.get("value") is not None}
-    for f, kind in zip(state.churn.features, state.churn.kinds):
+    The schema is public (no key needed), so no value may come from the data: the values are the
+    `ScoreRequest` example's, kept where the served model has that input (and, for a category, that level),
+    then further numeric inputs at 1.0, up to 8 inputs."""
+    scorer = holder.current.churn
+    if scorer is None:
+        return
+    synthetic = ScoreRequest.model_config["json_schema_extra"]["examples"][0]["rows"][0]
+    row: dict = {}
+    for f, kind in zip(scorer.features, scorer.kinds):
+        v = synthetic.get(f)
+        if v is not None and (kind == "numeric" or (kind == "categorical" and v in scorer.codes[scorer.index[f]])):
+            row[f] = v
+    for f, kind in zip(scorer.features, scorer.kinds):
         if len(row) >= 8:
             break
-        if f not in row and kind == "categorical" and state.churn.codes.get(state.churn.index[f]):
-            row[f] = next(iter(state.churn.codes[state.churn.index[f]]))
+        if kind == "numeric" and f not in row:
+            row[f] = 1.0
     example = {"rows": [row], "contributions": True}
     try:
         op = schema["paths"]["/v1/score"]["post"]["requestBody"]["content"]["application/json"]
-        op["examples"] = {"served_model": {"summary": "Inputs of the served churn model", "value": example}}
+        op["examples"] = {"served_model": {"summary": "Inputs of the served churn model (made-up values)",
+                                           "value": example}}
     except KeyError:
         pass

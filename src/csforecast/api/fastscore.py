@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,16 @@ from csforecast.jsonsafe import error_text, finite_float
 log = logging.getLogger("csforecast.api")
 
 MAX_ERRORS = 100       # field errors reported per request (unknown columns come on top, once each)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """Request rows as the churn model reads them: the float matrix (n × p, categorical levels as the
+    model's codes), the raw categorical strings per column index, and the warnings per row index."""
+
+    X: np.ndarray
+    raw_cat: dict[int, list]
+    warnings: dict[int, list[dict]]
 
 
 class ChurnScorer:
@@ -56,25 +67,36 @@ class ChurnScorer:
         log.info("churn scorer: %d features, fast path %s", len(self.features), "on" if self.fast else "off")
 
     # -------------------------------------------------------------------------------- parsing
-    def parse(self, rows: list[dict]) -> tuple[np.ndarray, dict[int, list]]:
-        """(float matrix n×p with categorical codes, raw categorical strings per column) or RowErrors."""
+    def parse(self, rows: list[dict], strict: bool = False) -> Parsed:
+        """The rows as the model's float matrix (categorical levels as the model's codes), the raw
+        categorical strings per column, and the warnings per row; or `RowErrors`.
+
+        Errors (422, row and field named): an unknown column, a value of the wrong type, a non-finite
+        number (NaN, ±Infinity, or a number beyond the float range, which reads as Infinity), and a row
+        that gives none of the model's inputs. Warnings (per row): a categorical level the model never saw
+        and the inputs a row leaves out (scored as missing values; null is a known missing value and is
+        not warned about). With ``strict`` the warnings are errors too.
+        """
         n, p = len(rows), len(self.features)
         nan = float("nan")
         buf = [[nan] * p for _ in range(n)]
         raw_cat: dict[int, list] = {j: [None] * n for j in self.codes}
         errors: list[dict] = []
+        warnings: dict[int, list[dict]] = {}
         unknown: dict[str, int] = {}
         index, kinds, codes, other = self.index, self.kinds, self.codes, self.other
         numeric = self.numeric
         for i, row in enumerate(rows):
             out = buf[i]
+            given = 0
             for key, v in row.items():
                 j = index.get(key)
                 if j is None:
                     if key not in self.extra_columns and key not in unknown:
                         unknown[key] = i
                     continue
-                if type(v) is float and numeric[j]:  # the common case; non-finite values fixed below
+                given += 1
+                if type(v) is float and numeric[j] and v - v == 0.0:  # the common case: a finite float
                     out[j] = v
                     continue
                 kind = kinds[j]
@@ -89,12 +111,18 @@ class ChurnScorer:
                     except (OverflowError, TypeError, ValueError):
                         errors.append(type_error(i, key, v, "a number within float range (or null)"))
                         continue
-                    out[j] = x if math.isfinite(x) else nan
+                    if x - x != 0.0:
+                        errors.append(non_finite_error(i, key, x))
+                        continue
+                    out[j] = x
                 elif kind == "categorical":
                     if not isinstance(v, str):
                         errors.append(type_error(i, key, v, "a string (or null)"))
                         continue
-                    c = codes[j].get(v, other[j])
+                    c = codes[j].get(v)
+                    if c is None:
+                        c = other[j]
+                        warnings.setdefault(i, []).append(self._unknown_level(key, j, v))
                     out[j] = float(c) if c >= 0 else nan
                     raw_cat[j][i] = v
                 elif kind == "datetime":
@@ -116,23 +144,44 @@ class ChurnScorer:
                         x = float(v)
                     except (OverflowError, TypeError, ValueError):
                         x = None
-                    if x is None or (math.isfinite(x) and abs(x) > 1e8):
+                    if x is not None and x - x != 0.0:
+                        errors.append(non_finite_error(i, key, x))
+                        continue
+                    if x is None or abs(x) > 1e8:
                         errors.append(type_error(i, key, v, "a number of days within ±1e8 (or null)"))
                         continue
-                    out[j] = x if math.isfinite(x) else nan
+                    out[j] = x
                 if len(errors) >= MAX_ERRORS:
                     break
+            if given == 0:
+                errors.append({"type": "no_inputs", "loc": ["body", "rows", i],
+                               "msg": f"row {i} gives none of the churn model's {p} inputs (GET /v1/models lists "
+                                      "them): there is nothing to score", "input": None})
+            elif given < p:
+                missing = [f for f in self.features if f not in row]
+                warnings.setdefault(i, []).append(
+                    {"type": "missing_inputs", "fields": missing,
+                     "msg": f"{len(missing)} of the model's {p} inputs left out, scored as missing values: "
+                            + ", ".join(missing[:10]) + (", …" if len(missing) > 10 else "")})
             if len(errors) >= MAX_ERRORS:
                 break
         for key, i in unknown.items():
             errors.append({"type": "extra_forbidden", "loc": ["body", "rows", i, key],
                            "msg": f"unknown column {key!r}: not an input of the served models",
                            "input": row_value(rows[i], key)})
+        if strict and warnings and len(errors) < MAX_ERRORS:
+            errors += strict_errors(warnings)[: MAX_ERRORS - len(errors)]
         if errors:
             raise RowErrors(errors[: MAX_ERRORS + len(unknown)])
         X = np.array(buf, dtype=float).reshape(n, p)
-        X[np.isinf(X)] = np.nan  # ±inf is missing, as the estimator itself treats it
-        return X, raw_cat
+        return Parsed(X, raw_cat, warnings)
+
+    def _unknown_level(self, key: str, j: int, v: str) -> dict:
+        levels = [lvl for lvl in self.codes[j] if lvl != "__other__"]
+        scored = "the model's 'other' level" if self.other[j] >= 0 else "a missing value"
+        return {"type": "unknown_level", "field": key, "value": v[:100],
+                "msg": f"{key}: level {v[:100]!r} was not seen in training, scored as {scored} (known: "
+                       + ", ".join(repr(x) for x in levels[:10]) + (", …" if len(levels) > 10 else "") + ")"}
 
     def frame(self, X: np.ndarray, raw_cat: dict[int, list]) -> pd.DataFrame:
         """The rows as the DataFrame the estimator was trained on (for predict_proba / explain)."""
@@ -178,7 +227,8 @@ class ChurnScorer:
                 else:
                     row[f] = float(rng.normal(0, 1) * 10 ** rng.integers(0, 4))
             rows.append(row)
-        X, raw = self.parse(rows)
+        parsed = self.parse(rows)
+        X, raw = parsed.X, parsed.raw_cat
         try:
             self.fast = True
             fast = self.predict(X, raw)
@@ -199,6 +249,30 @@ def type_error(i: int, key: str, v: Any, expected: str) -> dict:
     got = {str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(type(v), type(v).__name__)
     return {"type": "type_error", "loc": ["body", "rows", i, key], "msg": f"expected {expected}, got {got}",
             "input": v if not isinstance(v, str) else v[:100]}
+
+
+def non_finite_error(i: int, key: str, x: float) -> dict:
+    """The 422 error for a non-finite number in row ``i``, field ``key`` (NaN, ±Infinity, or an over-long
+    number that overflowed to Infinity when the JSON was read)."""
+    literal = "NaN" if x != x else ("Infinity" if x > 0 else "-Infinity")
+    note = "" if x != x else " (a number beyond ±1.8e308 reads as Infinity)"
+    return {"type": "finite_number", "loc": ["body", "rows", i, key],
+            "msg": f"expected a finite number (or null for a missing value), got {literal}{note}", "input": literal}
+
+
+def strict_errors(warnings: dict[int, list[dict]]) -> list[dict]:
+    """The row warnings as 422 errors (``strict=true``): one per unknown level and per input left out."""
+    errors = []
+    for i, ws in sorted(warnings.items()):
+        for w in ws:
+            if w["type"] == "unknown_level":
+                errors.append({"type": "unknown_level", "loc": ["body", "rows", i, w["field"]], "msg": w["msg"],
+                               "input": w["value"]})
+            else:
+                errors += [{"type": "missing", "loc": ["body", "rows", i, f],
+                            "msg": f"input {f!r} is left out (strict=true: send every input, null for a "
+                                   "missing value)", "input": None} for f in w["fields"]]
+    return errors
 
 
 def churn_scorer(models) -> ChurnScorer:
@@ -231,16 +305,21 @@ def _health_column(models, rows: list[dict], needed: list[str]) -> list | None:
         return None
 
 
-def score_rows(state, rows: list[dict], contributions: bool, health: list[str] | None) -> bytes:
+def score_rows(state, rows: list[dict], contributions: bool, health: list[str] | None,
+               strict: bool = False) -> bytes:
     """The POST /v1/score response body (JSON bytes) for ``rows`` scored with ``state``'s models.
 
     ``health``: the health inputs from `health_inputs` (None: no health score). Raises RowErrors when a
-    row does not fit the churn model's inputs.
+    row does not fit the churn model's inputs (or, with ``strict``, has warnings). A result carries
+    ``warnings`` only when its row has some.
     """
     scorer = state.churn
-    X, raw = scorer.parse(rows)
+    parsed = scorer.parse(rows, strict)
+    X, raw = parsed.X, parsed.raw_cat
     p = scorer.predict(X, raw)
     results = [{"churn_probability": float(v)} for v in p]
+    for i, ws in parsed.warnings.items():
+        results[i]["warnings"] = ws
     versions = {"churn": state.models.versions["churn"]}
     if contributions:
         contrib = scorer.explain(X, raw)

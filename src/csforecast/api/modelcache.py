@@ -58,6 +58,19 @@ def save_model_cache(settings, models: ModelSet) -> None:
         log.warning("could not write the model cache to %s: %s", d, error_text(e))
 
 
+def cached_versions(settings) -> dict[str, str] | None:
+    """The versions in the model cache when it was saved from this registry (``settings.tracking_uri``), else
+    None: what the registry served before (read from the small JSON beside the pickle)."""
+    try:
+        meta = json.loads((Path(settings.model_cache) / CACHE_META).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("tracking_uri") != settings.tracking_uri:
+        return None
+    versions = meta.get("versions")
+    return {str(k): str(v) for k, v in versions.items()} if isinstance(versions, dict) else None
+
+
 def load_model_cache(settings) -> ModelSet | None:
     """The cached model set (source "cache", loaded_at = when it was saved), or None if absent/unreadable."""
     path = cache_path(settings)

@@ -151,15 +151,30 @@ class AccountPage(BaseModel):
 class ScoreRequest(BaseModel):
     rows: list[dict[str, RowValue]] = Field(
         min_length=1,
-        description="Rows in the churn model's input schema (feature name → value). Missing features are "
-                    "treated as missing values; unknown names and wrong types are rejected (422).")
+        description="Rows in the churn model's input schema (feature name → value; `GET /v1/models` lists the "
+                    "inputs). Inputs left out and null values are scored as missing values, and a row that "
+                    "leaves inputs out gets a `missing_inputs` warning; a categorical level the model never "
+                    "saw gets an `unknown_level` warning. Rejected (422, row and field named): unknown names, "
+                    "wrong types, NaN / ±Infinity / numbers beyond the float range, and a row with none of "
+                    "the model's inputs.")
     contributions: bool = Field(False, description="Also return per-feature contributions (log-odds).")
     health: bool = Field(True, description="Also return health_score when a health model is served and every row "
                                            "carries all of its inputs; false skips it (churn only, faster).")
+    strict: bool = Field(False, description="Reject (422) rows with warnings instead of scoring them: every input "
+                                            "must be given (null for a missing value) and every categorical "
+                                            "level known to the model.")
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "rows": [{"arr": 24000, "seats": 40, "segment": "Mid-Market", "seat_utilisation_90d": 0.31,
                   "days_since_login": 12, "open_tickets": 3, "nps_latest": 6}],
         "contributions": True}]})
+
+
+class RowWarning(BaseModel):
+    type: Literal["unknown_level", "missing_inputs"]
+    msg: str = Field(description="The warning in words.")
+    field: str | None = Field(None, description="unknown_level: the input whose level is unknown.")
+    value: str | None = Field(None, description="unknown_level: the level sent.")
+    fields: list[str] | None = Field(None, description="missing_inputs: the inputs the row leaves out.")
 
 
 class ScoreResult(BaseModel):
@@ -168,6 +183,8 @@ class ScoreResult(BaseModel):
     contributions: dict[str, float | None] | None = Field(
         None, description="Only with contributions=true: feature → contribution to the churn log-odds.")
     base_value: float | None = Field(None, description="Only with contributions=true: base log-odds.")
+    warnings: list[RowWarning] | None = Field(None, description="Only present when the row has warnings: levels "
+                                                                "the model never saw, inputs left out.")
 
 
 class ScoreResponse(BaseModel):
@@ -176,7 +193,10 @@ class ScoreResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "model_versions": {"churn": "3"},
         "results": [{"churn_probability": 0.183, "contributions": {"seat_utilisation_90d": 0.42, "arr": -0.05},
-                     "base_value": -2.11}]}]})
+                     "base_value": -2.11,
+                     "warnings": [{"type": "unknown_level", "field": "segment", "value": "Enterprize",
+                                   "msg": "segment: level 'Enterprize' was not seen in training, scored as a "
+                                          "missing value (known: 'Enterprise', 'Mid-Market', 'SMB')"}]}]}]})
 
 
 # ------------------------------------------------------------------------------------------- forecast
@@ -251,6 +271,8 @@ class ModelVersionInfo(BaseModel):
     accept_data_change: str | None = Field(None, description="The data changes a person accepted when training it.")
     dropped_components: dict[str, str] | None = Field(None, description="Health: components dropped or scored from "
                                                                         "fewer inputs, and why.")
+    orphan: bool = Field(False, description="Registered by a training run that never finished (its process was "
+                                            "killed): not a trained model, never served.")
 
 
 class FamilyInfo(BaseModel):
@@ -299,14 +321,18 @@ class ScoreSetInfo(BaseModel):
 
 class ReloadResponse(BaseModel):
     status: Literal["reloaded"]
-    generation: int = Field(description="Increments with every successful (re)load.")
+    generation: int = Field(description="Increments with every (re)load that changed the served state.")
+    changed: list[Literal["models", "score_set", "problems"]] = Field(
+        default_factory=list, description="What this reload replaced: the model set, the score set, or only the "
+                                          "problems of a degraded state; empty when everything served was "
+                                          "already the latest (the state stayed as it was).")
     models: dict[str, str]
     score_set: ScoreSetInfo
     previous_models: dict[str, str] = Field(default_factory=dict)
     previous_score_set: int | None = None
     seconds: float
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "status": "reloaded", "generation": 2, "models": {"churn": "4"},
+        "status": "reloaded", "generation": 2, "changed": ["models", "score_set"], "models": {"churn": "4"},
         "score_set": {"version": 3, "as_of": "2026-10-01", "data_hash": "c366e59399d43ceeb85a5648",
                       "n_accounts": 273, "models": {"churn": "4"}},
         "previous_models": {"churn": "3"}, "previous_score_set": 2, "seconds": 1.9}]})

@@ -1,5 +1,6 @@
 """The served score set: every account's scores pre-serialised at load, with arrays for the list endpoint.
 
+`load_score_set` builds one only when the store's latest score set is not the one already served.
 account_id → JSON bytes of the detail response, plus the list items in row order and numpy arrays for the
 list filters and sort keys (sort orders computed once per key and direction), so a detail lookup is a dict
 lookup and a list page is numpy work. Built whole from the latest score set in the scores store; every row
@@ -39,6 +40,7 @@ class ScoreSet:
     band: np.ndarray
     renewal_day: np.ndarray                    # float days since epoch, NaN when unknown
     sort_values: dict[str, np.ndarray]         # key -> float values (NaN = null)
+    created_at: str = ""                       # when the score set was written (tells a replaced file apart)
     _orders: dict = field(default_factory=dict)
 
     @property
@@ -156,14 +158,23 @@ def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame) -> 
     sort_values = {"risk_arr": num("risk_arr"), "churn_probability": num("churn_probability"), "arr": num("arr"),
                    "health_score": num("health_score"), "renewal_date": renewal_day}
     return ScoreSet(version, as_of, data_hash, models, details, items, ids, col("segment"), col("csm_id"),
-                    col("health_band"), renewal_day, sort_values)
+                    col("health_band"), renewal_day, sort_values, str(meta.get("created_at") or ""))
 
 
-def load_score_set(settings) -> ScoreSet:
-    """The latest score set of ``settings.scores_db``, built; LoadError when missing, unreadable or empty."""
-    from csforecast.scoring.store import load_latest
+def same_score_set(scores: ScoreSet | None, run: dict) -> bool:
+    """Whether ``scores`` is the score set that ``run`` (a row of score_runs) describes."""
+    return (scores is not None and scores.version == int(run["version"]) and scores.data_hash == str(
+        run.get("data_hash") or "") and scores.created_at == str(run.get("created_at") or ""))
+
+
+def load_score_set(settings, previous: ScoreSet | None = None) -> ScoreSet:
+    """The latest score set of ``settings.scores_db``, built; ``previous`` itself when it is still the latest
+    (one small query instead of re-serialising every account). LoadError when missing, unreadable or empty."""
+    from csforecast.scoring.store import latest_run, load_latest
 
     try:
+        if previous is not None and same_score_set(previous, latest_run(settings.scores_db)):
+            return previous
         meta, scores, history = load_latest(settings.scores_db)
     except FileNotFoundError as e:
         raise LoadError(str(e)) from e

@@ -6,6 +6,7 @@ document with `print_json`), so ``--json`` output can be piped.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from datetime import date
 from typing import NoReturn, Optional
@@ -14,7 +15,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from csforecast.errors import CsforecastError, exit_code
+from csforecast.errors import CsforecastError, exit_code, storage_error
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -37,14 +38,35 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 class CommandGroup(TyperGroup):
     """The app's command group: an error csforecast raises on purpose (:class:`CsforecastError`) that a command
-    did not handle ends as one ``error: …`` line and its exit code (errors.exit_code), never a traceback."""
+    did not handle ends as one ``error: …`` line and its exit code (errors.exit_code), never a traceback; so
+    does a disk or permission fault raised from a library (MLflow's SQLite store, DuckDB, the OS): a full
+    disk, a read-only file system, no permission (`errors.storage_error`, naming the path and the cause)."""
 
     def invoke(self, ctx):
+        # MLflow logs every database error with its traceback before raising it; the error itself still
+        # reaches this handler (one line) or, when it is not ours to explain, Python's own traceback
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         try:
             return super().invoke(ctx)
         except CsforecastError as e:
             console.print(f"error: {e.user_message}", style="red", markup=False, highlight=False)
             raise typer.Exit(exit_code(e)) from None
+        except Exception as e:
+            fault = storage_error(e, _home())
+            if fault is None:
+                raise
+            console.print(f"error: {fault.user_message}", style="red", markup=False, highlight=False)
+            raise typer.Exit(exit_code(fault)) from None
+
+
+def _home() -> str:
+    """CSFORECAST_HOME, to name where a disk fault happened when the fault does not name its file."""
+    from csforecast.config import get_settings
+
+    try:
+        return f"under {get_settings().home}"
+    except Exception:  # noqa: BLE001 - settings that cannot be read: the message still gives the cause
+        return "under CSFORECAST_HOME"
 
 
 def parse_date(value: Optional[str], name: str) -> Optional[date]:

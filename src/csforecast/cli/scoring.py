@@ -9,13 +9,16 @@ from csforecast.cli.common import AsOfOpt, DataOpt, JsonOpt, console, fail, open
 
 def run_score(src, as_of: Optional[date]) -> dict:
     """Score ``src`` with the champion (or pinned) models into the scores store, with a progress display; the
-    new score set's summary. Fails (exit 2) when there is nothing to score with or nothing to score."""
+    new score set's summary. Fails (exit 2) when there is nothing to score with or nothing to score, and
+    (a `StorageError`, exit 1, before any scoring) when the store is damaged or cannot be written."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from csforecast.config import get_settings
     from csforecast.scoring.batch import run_scoring
+    from csforecast.scoring.store import check_store
 
     settings = get_settings()
+    check_store(settings.scores_db)   # a damaged, read-only or full store fails now, not after the scoring
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
         progress.add_task("scoring accounts", total=None)

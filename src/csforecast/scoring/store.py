@@ -7,15 +7,26 @@ Tables:
   health_history(version INTEGER, account_id VARCHAR, week DATE, health_score DOUBLE, components VARCHAR)
 A score set is written in one transaction: readers see the previous version or the new one, never half.
 Readers take the latest version (max version in score_runs).
+
+Faults are errors that say what happened, never a DuckDB traceback (`StorageError`): a full disk, a
+read-only file system or no permission (the transaction is rolled back and the earlier sets stay readable),
+a file in use by another process, and a damaged file. A damaged file is never written to: before a new
+set is added, the latest set is read back completely, and when the file cannot be opened or read the error
+says which earlier sets can still be read and how to start a fresh file; the file is left as it is.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+
+from csforecast.errors import StorageError, storage_error
 
 JSON_COLUMNS = ("churn_drivers", "health_components", "triggers", "survival_contributions", "models")
 
@@ -25,20 +36,134 @@ def _run(con, sql: str, params=None) -> list:
     return con.execute(sql, params or []).fetchall()
 
 
-def _connect(path: Path, read_only: bool = False):
+def _connect(path: Path, read_only: bool = False, action: str | None = None):
+    """A connection to the store, or StorageError (damaged, in use, disk or permission fault) saying what
+    could not be done (``action``: "read" or "write"; default from ``read_only``)."""
     path = Path(path)
-    if not read_only:
+    try:
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return duckdb.connect(str(path), read_only=read_only)
+    except (OSError, duckdb.Error) as e:
+        raise store_error(path, e, action or ("read" if read_only else "write")) from e
+
+
+def store_error(path: Path, error: BaseException, action: str) -> StorageError:
+    """What went wrong with the store at ``path`` as a StorageError: a disk or permission fault, the file in
+    use by another process, or (any other database error) a damaged file with what can still be read."""
+    fault = storage_error(error, path, action)
+    if fault is not None:
+        return fault
+    text = str(error).replace("\n", " ")
+    if "lock" in text.lower() and "conflicting" in text.lower():
+        return StorageError(f"the scores database {path} is in use by another process (another `csforecast "
+                            "score`?); try again when it has finished")
+    readable = readable_versions(path)
+    return StorageError(
+        f"the scores database {path} is damaged ({text[:200]})"
+        + ("; it was left as it is and nothing was written. " if action == "write" else ". ")
+        + (f"Score sets that can still be read: {', '.join(f'v{v}' for v in readable)}. " if readable else
+           "No score set in it can be read. ")
+        + f"To start a fresh file, move it aside (mv {path} {path}.damaged) and run `csforecast score` again; "
+        "a running server keeps serving the set it has loaded.")
+
+
+def readable_versions(path: Path, limit: int = 50) -> list[int]:
+    """The score set versions (the latest ``limit``) that can still be read completely from ``path``; best
+    effort, for the message about a damaged file (never raises)."""
+    found: list[int] = []
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except Exception:  # noqa: BLE001 - a file that does not open has nothing readable
+        return found
+    try:
+        versions = [int(r[0]) for r in _run(con, "SELECT version FROM score_runs ORDER BY version DESC LIMIT ?",
+                                             [limit])]
+        for v in versions:
+            with contextlib.suppress(Exception):
+                _read_set(con, v)
+                found.append(v)
+    except Exception:  # noqa: BLE001
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            con.close()
+    return sorted(found)
+
+
+def _read_set(con, version: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every row of score set ``version`` (scores, health history): reads all of its blocks, so a damaged
+    block is found here and not by a reader later."""
+    scores = con.execute("SELECT * FROM scores WHERE version = ?", [version]).fetchdf()
+    tables = {r[0] for r in _run(con, "SELECT table_name FROM information_schema.tables")}
+    hist = (con.execute("SELECT * FROM health_history WHERE version = ?", [version]).fetchdf()
+            if "health_history" in tables else pd.DataFrame())
+    return scores, hist
+
+
+def check_store(path: Path) -> None:
+    """Fail early, before any scoring work, when a new score set could not be written to ``path``: the
+    file is damaged (its latest set cannot be read back) or in use, or its folder cannot be written (a
+    probe file is written, synced and removed). Raises StorageError naming the path and the cause."""
+    path = Path(path)
+    if path.exists():
+        ro = _connect(path, read_only=True, action="write")
+        try:
+            _check_latest(ro, path)
+        finally:
+            ro.close()
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-    return duckdb.connect(str(path), read_only=read_only)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+                os.fsync(fh.fileno())
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
+    except OSError as e:
+        raise (storage_error(e, path.parent) or StorageError(f"cannot write {path.parent}: {e}")) from e
+
+
+def latest_run(path: Path) -> dict:
+    """The score_runs row of the latest score set (version, as_of, data_hash, created_at, n_accounts,
+    models) without reading its scores. FileNotFoundError when there is none; StorageError when the file
+    cannot be read."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no scores database at {path}: run `csforecast score --data …` first")
+    con = _connect(path, read_only=True)
+    try:
+        run = con.execute("SELECT * FROM score_runs ORDER BY version DESC LIMIT 1").fetchdf()
+    except duckdb.Error as e:
+        raise store_error(path, e, "read") from e
+    finally:
+        con.close()
+    if run.empty:
+        raise FileNotFoundError(f"no score sets in {path}")
+    meta = run.iloc[0].to_dict()
+    meta["models"] = json.loads(meta["models"])
+    return meta
 
 
 def write_scores(path: Path, scores: pd.DataFrame, *, as_of, data_hash: str, models: dict,
                  history: pd.DataFrame | None = None) -> int:
-    """Append a new score set; returns its version. All-or-nothing."""
+    """Append a new score set; returns its version. All-or-nothing: on any failure the transaction is
+    rolled back and the earlier sets stay as they were. Raises StorageError (naming the path and the
+    cause) for a disk or permission fault, a file in use, or a damaged file, which is never written to."""
+    path = Path(path)
     df = scores.copy()
     for c in JSON_COLUMNS:
         if c in df.columns:
             df[c] = df[c].map(lambda v: json.dumps(v, default=str) if v is not None else None)
+    if path.exists():  # read-only first: a damaged file is never opened for writing
+        ro = _connect(path, read_only=True, action="write")
+        try:
+            _check_latest(ro, path)
+        finally:
+            ro.close()
     con = _connect(path)
     try:
         _run(con, """CREATE TABLE IF NOT EXISTS score_runs(version INTEGER PRIMARY KEY, as_of DATE,
@@ -73,16 +198,36 @@ def write_scores(path: Path, scores: pd.DataFrame, *, as_of, data_hash: str, mod
                     [version, pd.Timestamp(as_of).date(), data_hash, datetime.now(timezone.utc).replace(tzinfo=None),
                      len(df), json.dumps(models)])
         _run(con, "COMMIT")
-    except Exception:
-        _run(con, "ROLLBACK")
+    except Exception as e:
+        with contextlib.suppress(Exception):  # a failed rollback must not hide why the write failed
+            _run(con, "ROLLBACK")
+        if isinstance(e, StorageError):
+            raise
+        if isinstance(e, (OSError, duckdb.Error)):
+            raise store_error(path, e, "write") from e
         raise
     finally:
-        con.close()
+        with contextlib.suppress(Exception):
+            con.close()
     return int(version)
 
 
+def _check_latest(con, path: Path) -> None:
+    """Read the latest score set back completely before a new one is added; StorageError if it cannot be."""
+    try:
+        tables = {r[0] for r in _run(con, "SELECT table_name FROM information_schema.tables")}
+        if "score_runs" not in tables:
+            return
+        latest = _run(con, "SELECT max(version) FROM score_runs")[0][0]
+        if latest is not None:
+            _read_set(con, int(latest))
+    except duckdb.Error as e:
+        raise store_error(path, e, "write") from e
+
+
 def load_latest(path: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """(run metadata, scores, health history) of the latest score set. Raises FileNotFoundError if none."""
+    """(run metadata, scores, health history) of the latest score set. Raises FileNotFoundError if none,
+    StorageError when the file cannot be read (damaged, in use, permissions)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no scores database at {path}: run `csforecast score --data …` first")
@@ -93,11 +238,9 @@ def load_latest(path: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
             raise FileNotFoundError(f"no score sets in {path}")
         meta = run.iloc[0].to_dict()
         meta["models"] = json.loads(meta["models"])
-        v = int(meta["version"])
-        scores = con.execute("SELECT * FROM scores WHERE version = ?", [v]).fetchdf()
-        tables = set(con.execute("SELECT table_name FROM information_schema.tables").fetchdf()["table_name"])
-        hist = (con.execute("SELECT * FROM health_history WHERE version = ?", [v]).fetchdf()
-                if "health_history" in tables else pd.DataFrame())
+        scores, hist = _read_set(con, int(meta["version"]))
+    except duckdb.Error as e:
+        raise store_error(path, e, "read") from e
     finally:
         con.close()
     for c in JSON_COLUMNS:

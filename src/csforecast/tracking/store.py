@@ -30,6 +30,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 
 from csforecast.config import Settings, get_settings  # noqa: E402
 from csforecast.errors import UnavailableError  # noqa: E402
+from csforecast.tracking import orphans  # noqa: E402
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 # model-version tags written at registration (docs/operations.md); JSON values are parsed by model_versions
@@ -40,6 +41,8 @@ _JSON_TAGS = ("data_profile", "dropped_components")
 
 class RegistryError(UnavailableError):
     """The MLflow registry could not be read or written; nothing was registered and no alias moved."""
+
+
 _REQS = ("numpy", "pandas", "scikit-learn", "lightgbm", "lifelines", "statsmodels", "scipy", "cloudpickle")
 
 
@@ -176,11 +179,18 @@ def log_params(params: dict[str, Any]) -> None:
 
 @contextlib.contextmanager
 def start_run(family: str, run_name: str | None = None, nested: bool = False, tags: dict | None = None):
-    configure()
+    client = configure()
+    if mlflow.get_tracking_uri() not in _orphans_checked:   # once per store: runs a killed process left RUNNING
+        _orphans_checked.add(mlflow.get_tracking_uri())     # become FAILED before this process adds its own
+        orphans.fail_orphan_runs(client)
     exp = experiment_id(family)
     with mlflow.start_run(experiment_id=exp, run_name=run_name, nested=nested,
-                          tags={"git_commit": git_commit(), "family": family, **(tags or {})}) as run:
+                          tags={"git_commit": git_commit(), "family": family, **orphans.owner_tags(),
+                                **(tags or {})}) as run:
         yield run
+
+
+_orphans_checked: set[str] = set()
 
 
 def log_pyfunc(python_model, signature_input, signature_output=None, name: str = "model"):
@@ -279,6 +289,7 @@ def model_versions(family: str) -> list[dict]:
         info = {"family": family, "name": name, "version": str(mv.version), "run_id": mv.run_id,
                 "aliases": [a for a, v in aliases.items() if str(v) == str(mv.version)]}
         info.update({k: (_parse_tag(tags.get(k)) if k in _JSON_TAGS else tags.get(k)) for k in VERSION_TAGS})
+        info["orphan"] = bool(tags.get(orphans.ORPHAN_TAG))
         out.append(info)
     return sorted(out, key=lambda d: int(d["version"]), reverse=True)
 

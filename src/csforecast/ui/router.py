@@ -5,7 +5,8 @@ and reads the app's state: ``settings``, ``holder`` (the serving state) and ``ke
 
 Auth: the same API keys as /v1 (ui/sessions.py). `/ui/login` takes a key (form POST, never a query
 string) and sets an HttpOnly, SameSite=Strict session cookie; every other page redirects to the login form
-without a valid session.
+without a valid session. The login and logout forms carry a CSRF token (ui/sessions.py); a post without
+the right one is refused (403) and changes nothing.
 
 Data: each page reads the request's ServingState once (like the API), through the state's `UIData`
 (ui/background.py), which shows what is ready and says what is still being computed or missing. The
@@ -29,7 +30,9 @@ from csforecast.api.auth import Principal
 from csforecast.api.state import ServingState
 from csforecast.ui import views
 from csforecast.ui.background import Job, arr_history, ui_data, warm_up
-from csforecast.ui.sessions import (COOKIE, SESSION_SECONDS, key_records, make_session, principal, root_path,
+from csforecast.errors import StorageError
+from csforecast.ui.sessions import (COOKIE, CSRF_COOKIE, CSRF_FIELD, CSRF_SECONDS, SESSION_SECONDS, check_csrf,
+                                    csrf_token, key_records, make_session, new_csrf_nonce, principal, root_path,
                                     safe_next, server_secret)
 
 log = logging.getLogger("csforecast.ui")
@@ -80,8 +83,9 @@ def _section(job: Job | None, what: str) -> dict | None:
 def _page(request: Request, name: str, ctx: dict, status: int = 200) -> Response:
     state: ServingState = request.app.state.holder.current
     sc = state.scores
+    who = getattr(request.state, "ui_principal", None)
     base = {"request": request, "base": f"{root_path(request)}/ui", "title": "", "charts": False,
-            "principal": getattr(request.state, "ui_principal", None),
+            "principal": who, "logout_csrf": _logout_csrf(request) if who else None,
             "footer": {"score_set": sc.version if sc else None, "as_of": sc.as_of if sc else None,
                        "data_hash": sc.data_hash if sc else None, "models": state.versions,
                        "model_source": state.models.source if state.models else None},
@@ -106,41 +110,91 @@ def _auth(request: Request) -> Principal:
 
 
 # =========================================================================================== routes: auth
+def _secret(request: Request) -> bytes:
+    return server_secret(request.app.state.settings.home)
+
+
+def _logout_csrf(request: Request) -> str | None:
+    try:
+        return csrf_token(_secret(request), "logout", request.cookies.get(COOKIE) or "")
+    except StorageError:
+        return None
+
+
+def _login_page(request: Request, next_: str, error: str | None, status: int = 200) -> Response:
+    """The login form with a fresh CSRF token (and its nonce cookie); a 503 page saying why when the
+    session key cannot be created."""
+    try:
+        secret = _secret(request)
+    except StorageError as e:
+        log.error("dashboard login unavailable: %s", e)
+        return _page(request, "unavailable.html", {"title": "Sign in unavailable",
+                                                   "message": f"dashboard sign-in is unavailable: {e}"}, 503)
+    nonce = request.cookies.get(CSRF_COOKIE)
+    if not nonce or len(nonce) > 100:
+        nonce = new_csrf_nonce()
+    resp = _page(request, "login.html", {"title": "Sign in", "next": next_, "error": error,
+                                         "csrf": csrf_token(secret, "login", nonce)}, status)
+    resp.set_cookie(CSRF_COOKIE, nonce, max_age=CSRF_SECONDS, httponly=True, samesite="strict",
+                    secure=request.url.scheme == "https", path=f"{root_path(request)}/ui")
+    return resp
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str | None = None) -> Response:
     warm_up(request.app)
-    return _page(request, "login.html", {"title": "Sign in", "next": safe_next(next), "error": None})
+    return _login_page(request, safe_next(next), None)
 
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
     body = await request.body()
     if len(body) > MAX_LOGIN_BODY:
-        return _page(request, "login.html", {"title": "Sign in", "next": "/ui/", "error": "request too large"}, 413)
+        return _login_page(request, "/ui/", "request too large", 413)
     form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=10)
     key = (form.get("api_key") or [""])[0].strip()
     target = safe_next((form.get("next") or [None])[0])
+    try:
+        secret = _secret(request)
+    except StorageError:
+        return _login_page(request, target, None, 503)
+    if not check_csrf(secret, "login", request.cookies.get(CSRF_COOKIE), (form.get(CSRF_FIELD) or [None])[0]):
+        log.info("dashboard login refused (missing or wrong CSRF token)")
+        return _login_page(request, target, "The sign-in form has expired or did not come from this server: "
+                                            "please sign in again.", 403)
     keys = request.app.state.keys
     p = keys.verify(key) if key else None
     if p is None:
         log.info("dashboard login refused (invalid API key)")
-        return _page(request, "login.html", {"title": "Sign in", "next": target,
-                                             "error": "That API key is not valid (or was revoked)."}, 401)
+        return _login_page(request, target, "That API key is not valid (or was revoked).", 401)
     rec = key_records(keys).get(p.key_id)
     if rec is None:   # revoked between verify and now
-        return _page(request, "login.html", {"title": "Sign in", "next": target, "error": "That API key was revoked."},
-                     401)
-    token = make_session(server_secret(request.app.state.settings.home), rec)
+        return _login_page(request, target, "That API key was revoked.", 401)
+    token = make_session(secret, rec)
     log.info("dashboard login: key %s (scope %s)", p.key_id, p.scope)
     resp = RedirectResponse(root_path(request) + target, status_code=303)
     resp.set_cookie(COOKIE, token, max_age=SESSION_SECONDS, httponly=True, samesite="strict",
                     secure=request.url.scheme == "https", path=f"{root_path(request)}/ui")
+    resp.delete_cookie(CSRF_COOKIE, path=f"{root_path(request)}/ui", httponly=True, samesite="strict")
     resp.headers.update(SECURITY_HEADERS)
     return resp
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
+async def logout(request: Request) -> Response:
+    body = await request.body()
+    form = parse_qs(body[:MAX_LOGIN_BODY].decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=10)
+    session = request.cookies.get(COOKIE)
+    if session:
+        try:
+            ok = check_csrf(_secret(request), "logout", session, (form.get(CSRF_FIELD) or [None])[0])
+        except StorageError:
+            ok = False
+        if not ok:
+            log.info("dashboard logout refused (missing or wrong CSRF token)")
+            return _page(request, "unavailable.html", {"title": "Sign out", "message": (
+                "the sign-out form did not come from this server; nothing was changed (use the Sign out "
+                "button of a dashboard page)")}, 403)
     resp = RedirectResponse(f"{root_path(request)}/ui/login", status_code=303)
     resp.delete_cookie(COOKIE, path=f"{root_path(request)}/ui", httponly=True, samesite="strict")
     return resp

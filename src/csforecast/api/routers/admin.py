@@ -1,4 +1,5 @@
-"""POST /v1/admin/reload: load the current champions and the latest score set, swap them in atomically."""
+"""POST /v1/admin/reload: load the current champions and the latest score set (only what changed), swap
+them in atomically; concurrent reloads coalesce (api/state.py)."""
 from __future__ import annotations
 
 import logging
@@ -25,13 +26,16 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(req
 async def reload(request: Request):
     """Loads the `champion` (or pinned) version of every family from the registry and the latest score set,
     builds the new serving state completely, then swaps it in with one reference assignment: requests in
-    flight finish on the old state. If anything fails, nothing changes and the answer is 503."""
+    flight finish on the old state. Only what changed is loaded (`changed` says what; empty when the
+    served versions and score set are already the latest, and then the state and its `generation` stay).
+    Reloads asked for at the same time share one load. If anything fails, nothing changes and the answer
+    is 503."""
     holder = request.app.state.holder
     metrics = request.app.state.metrics
     who = getattr(request.state, "principal", None)
     t0 = time.perf_counter()
     try:
-        new, old = await run_in_threadpool(holder.reload)
+        outcome = await run_in_threadpool(holder.reload)
     except Exception as e:  # noqa: BLE001 - LoadError or anything else: the old set stays, never a 500
         metrics.reloads.labels(outcome="failed").inc()
         cur = holder.current
@@ -40,11 +44,14 @@ async def reload(request: Request):
         msg = str(e) if isinstance(e, LoadError) else f"unexpected error: {error_text(e)}"
         log.error("reload requested by key %s failed: %s; %s", who.key_id if who else "?", msg, kept)
         return JSONResponse({"detail": f"reload failed: {msg}; {kept}"}, status_code=503)
+    new, old = outcome.new, outcome.old
     metrics.reloads.labels(outcome="ok").inc()
-    request.app.openapi_schema = None  # examples in the schema come from the served model
+    if "models" in outcome.changed:
+        request.app.openapi_schema = None  # the example in the schema uses the served model's inputs
     secs = round(time.perf_counter() - t0, 3)
-    log.info("reloaded by key %s in %.2fs: models %s → %s, score set v%s → v%s", who.key_id if who else "?", secs,
-             old.versions, new.versions, old.scores.version if old.scores else None, new.scores.version)
-    return {"status": "reloaded", "generation": new.generation, "models": new.versions,
-            "score_set": new.scores.info(), "previous_models": old.versions,
+    log.info("reload by key %s in %.2fs: %s; models %s → %s, score set v%s → v%s", who.key_id if who else "?",
+             secs, ", ".join(outcome.changed) or "nothing changed", old.versions, new.versions,
+             old.scores.version if old.scores else None, new.scores.version)
+    return {"status": "reloaded", "generation": new.generation, "changed": list(outcome.changed),
+            "models": new.versions, "score_set": new.scores.info(), "previous_models": old.versions,
             "previous_score_set": old.scores.version if old.scores else None, "seconds": secs}

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from csforecast.api.deps import ModelsDep, require_read
 from csforecast.api.schemas import ErrorResponse, ModelsResponse
 from csforecast.jsonsafe import error_text
-from csforecast.api.registry import family_info
+from csforecast.api.registry import family_info, registry_client
 from csforecast.api.state import ServingState
 from csforecast.scoring.families import fallback_of
 
@@ -34,7 +34,7 @@ def _describe(state: ServingState) -> dict:
     from csforecast.tracking import store
 
     try:
-        store.configure()
+        registry_client()     # not store.configure(): that would create an empty registry where the file went
         for fam in models.versions:
             infos[fam] = family_info(fam, models.versions[fam], models.info.get(fam, {}).get("pinned", False))
         if not any(i["versions"] for i in infos.values()):

@@ -107,7 +107,9 @@ def models_view(families: Mapping[str, Mapping[str, Any]], versions: Mapping[str
                                   "run_id": x.get("run_id"), "guard": x.get("guard") or DASH,
                                   "decision": x.get("decision") or DASH, "data_hash": x.get("data_hash") or DASH,
                                   "fallback": x.get("fallback") or DASH}
-                                 for x in info.get("versions") or []]})
+                                 for x in info.get("versions") or [] if not x.get("orphan")],
+                    # versions a killed training run registered: not models, listed apart and not counted
+                    "orphans": [str(x.get("version")) for x in info.get("versions") or [] if x.get("orphan")]})
     bt = None
     if backtest:
         summ = (backtest.get("result") or {}).get("summary") or {}
