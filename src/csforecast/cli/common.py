@@ -22,6 +22,8 @@ out = Console(soft_wrap=True)
 DataOpt = typer.Option(..., "--data", help="Folder of CSV/Parquet tables, a .duckdb file or a database URL.")
 AsOfOpt = typer.Option(None, "--as-of", help="As-of date (YYYY-MM-DD). Default: the day after the data ends.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+EngineOpt = typer.Option(None, "--engine", help="Where to compute: duckdb (in process) or spark. Default: the "
+                                               "`engine` setting (duckdb).")
 
 
 def print_json(obj) -> None:
@@ -65,16 +67,34 @@ def wide(console: Console) -> Console:
     return Console(soft_wrap=True, width=160)
 
 
-def open_valid(data: str):
-    """Open and validate a source; exit 2 (writing nothing) when it has errors."""
+def open_data(data: str, engine: Optional[str] = None):
+    """Open a source on `engine` (default: the `engine` setting; a spark:// URL is always Spark), the Spark
+    session built from the `[spark]` settings; exit 2 with one error line when it cannot be opened."""
     from csforecast.config import get_settings
-    from csforecast.data.sources import SourceError, open_source, redact
-    from csforecast.data.validate import validate
+    from csforecast.data.sources import ENGINES, SPARK_SCHEME, SourceError, open_source, spark_session
 
+    settings = get_settings()
+    engine = (engine or settings.engine).lower()
+    if engine not in ENGINES:
+        fail(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if str(data).lower().startswith(f"{SPARK_SCHEME}://"):
+        engine = "spark"
     try:
-        src = open_source(data, get_settings().column_map)
+        spark = None
+        if engine == "spark":
+            sp = settings.spark
+            spark = spark_session(sp.master, sp.config, sp.app_name)
+        return open_source(data, settings.column_map, engine=engine, spark=spark)
     except SourceError as e:
         fail(str(e))
+
+
+def open_valid(data: str, engine: Optional[str] = None):
+    """Open (on `engine`, see `open_data`) and validate a source; exit 2 (writing nothing) when it has errors."""
+    from csforecast.data.sources import redact
+    from csforecast.data.validate import validate
+
+    src = open_data(data, engine)
     report = validate(src)  # dates after today are errors; as-of cuts are the commands' own business
     shown = redact(data)
     if not report.ok:

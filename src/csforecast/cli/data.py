@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from csforecast.cli.common import AsOfOpt, DataOpt, JsonOpt, console, fail, open_valid, out, parse_date, print_json
+from csforecast.cli.common import (AsOfOpt, DataOpt, EngineOpt, JsonOpt, console, fail, open_valid, out, parse_date,
+                                   print_json)
 
 
 def simulate_to(out_dir: Path, accounts: int, years: int, seed: int, fmt: str) -> None:
@@ -61,12 +62,13 @@ def validate_cmd(data: str = DataOpt, as_of: Optional[str] = AsOfOpt, as_json: b
 def features(data: str = DataOpt,
              as_of: str = typer.Option(..., "--as-of", help="As-of date (YYYY-MM-DD); features use rows before it."),
              out_file: Path = typer.Option(..., "--out", help="Parquet (or .csv) file to write."),
-             labels: bool = typer.Option(True, "--labels/--no-labels", help="Include label_* columns.")):
+             labels: bool = typer.Option(True, "--labels/--no-labels", help="Include label_* columns."),
+             engine: Optional[str] = EngineOpt):
     """Write one point-in-time feature snapshot (one row per active account)."""
     from csforecast.features.snapshot import build_snapshots
 
     d = parse_date(as_of, "--as-of")
-    src = open_valid(data)
+    src = open_valid(data, engine)
     df = build_snapshots(src, [d], labels=labels)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_file.with_name(out_file.name + ".tmp")
