@@ -161,6 +161,14 @@ class Source:
         with `mapInPandas`); None on DuckDB."""
         return getattr(self.con, "_session", None) if self.engine == "spark" else None
 
+    def spark_frame(self, expr: ibis.Table):
+        """A Spark DataFrame computing `expr` (an Ibis expression over this source's tables) on a source opened
+        with engine "spark", for work that continues on Spark (mapInPandas, writing Parquet)."""
+        if self.engine != "spark":
+            raise SourceError(f"{self.location} is open on {self.engine}, not Spark")
+        self.con._run_pre_execute_hooks(expr)   # registers the in-memory tables (the as-of grid) with Spark
+        return self.con._session.sql(self.con.compile(expr))
+
     @property
     def truth_dir(self) -> Path | None:
         if self.kind != "folder":
@@ -410,6 +418,7 @@ def spark_session(master: str | None = None, config: dict[str, str] | None = Non
 
     Raises SourceError when PySpark or Java is missing, or the session cannot start."""
     import os
+    import sys
 
     try:
         from pyspark.sql import SparkSession
@@ -422,6 +431,8 @@ def spark_session(master: str | None = None, config: dict[str, str] | None = Non
         conf = dict(config or {})
         if master.startswith("local"):
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            # the executors' Python is this one (with csforecast installed), not whatever python3 is on PATH
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             conf = {**SPARK_LOCAL_DEFAULTS, **conf}
         builder = SparkSession.builder.master(master).appName(app_name)
         for k, v in {**conf, **SPARK_REQUIRED}.items():

@@ -8,6 +8,7 @@ contract ended before D). Labels (`label_*` columns) do look ahead; they are wha
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import ibis
@@ -94,7 +95,8 @@ def _contract_features(src: Source, g: ibis.Table) -> ibis.Table:
         seats=act.seats.sum(),
         n_active_contracts=act.count(),
         term_days=_days(act.end_date, act.start_date).max(where=first),
-        auto_renew=ibis.cases((act.auto_renew, 1.0), (~act.auto_renew, 0.0)).max(where=first),
+        # (a float literal is a DECIMAL on Spark: cast, so every engine gives a float64 column)
+        auto_renew=ibis.cases((act.auto_renew, 1.0), (~act.auto_renew, 0.0)).max(where=first).cast("float64"),
         contract_age_days=_days(act.as_of, act.start_date).max(),
     )
     hist = g.join(c, c.start_date < g.as_of)
@@ -293,9 +295,21 @@ def _slug(metric: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in str(metric).lower()).strip("_")
 
 
-def build_snapshots(source: Source, as_of: Iterable[date] | date, *, labels: bool = True,
-                    end: date | None = None) -> pd.DataFrame:
-    """One row per (account active on the day before as_of, as_of). Features use rows dated < as_of only."""
+@dataclass(frozen=True)
+class SnapshotPlan:
+    """A snapshot as one Ibis expression on the source's engine (`expr`: one row per account and as-of date,
+    raw sums and counts) and what turns its rows into features (`finish`). `finish` is row-wise, so it can run
+    on any slice of the rows, e.g. per Spark partition next to the models (scoring/spark.py)."""
+    expr: ibis.Table
+    metrics: tuple[str, ...]
+    history_start: date | None
+
+    def finish(self, raw: pd.DataFrame) -> pd.DataFrame:
+        return _finish(raw, list(self.metrics), self.history_start)
+
+
+def snapshot_plan(source: Source, as_of: Iterable[date] | date) -> SnapshotPlan:
+    """The snapshot expression for the as-of dates (see `build_snapshots`) and its finishing step."""
     dates = [as_of] if isinstance(as_of, date) else list(as_of)
     dates = sorted({pd.Timestamp(d).date() for d in dates})
     if not dates:
@@ -314,8 +328,14 @@ def build_snapshots(source: Source, as_of: Iterable[date] | date, *, labels: boo
     for p in parts:
         if p is not None:
             expr = expr.left_join(p, ["account_id", "as_of"]).drop("account_id_right", "as_of_right")
-    df = expr.to_pandas()
-    df = _finish(df, metrics, data_start(source))
+    return SnapshotPlan(expr, tuple(metrics), data_start(source))
+
+
+def build_snapshots(source: Source, as_of: Iterable[date] | date, *, labels: bool = True,
+                    end: date | None = None) -> pd.DataFrame:
+    """One row per (account active on the day before as_of, as_of). Features use rows dated < as_of only."""
+    plan = snapshot_plan(source, as_of)
+    df = plan.finish(plan.expr.to_pandas())
     if labels:
         df = add_labels(df, source.frame("contracts"), end or data_end(source))
     return df.sort_values(["as_of", "account_id"], ignore_index=True)
