@@ -8,22 +8,17 @@ import typer
 from rich.table import Table
 
 from csforecast.simulate.truth import oracle_for
-from csforecast.cli.common import AsOfOpt, DataOpt, JsonOpt, console, open_valid, out, parse_date, print_json
+from csforecast.cli.common import AsOfOpt, DataOpt, JsonOpt, QuietOpt, open_valid, out, parse_date, print_json, progress
 
 
-def run_training(src, as_of: Optional[date], families: Optional[list[str]]) -> dict:
+def run_training(src, as_of: Optional[date], families: Optional[list[str]], quiet: bool = False) -> dict:
     """Train ``families`` (default: every available family) on ``src`` with a progress display; the results
     per family (run, version, alias, metrics, oracle, guard)."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from csforecast.pipelines.train import available_families, train_all
 
     fams = families or available_families()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=True) as progress:
-        task = progress.add_task("starting", total=None)
-        return train_all(src, as_of, fams, progress=lambda msg: progress.update(task, description=msg),
-                         oracle=oracle_for(src))
+    with progress("train", quiet) as tell:
+        return train_all(src, as_of, fams, progress=tell, oracle=oracle_for(src))
 
 
 def print_training(results: dict) -> None:
@@ -64,10 +59,11 @@ def metric_cells(metrics: dict):
 
 
 def train(data: str = DataOpt, as_of: Optional[str] = AsOfOpt, as_json: bool = JsonOpt,
-          family: Optional[list[str]] = typer.Option(None, "--family", help="Train only these families.")):
+          family: Optional[list[str]] = typer.Option(None, "--family", help="Train only these families."),
+          quiet: bool = QuietOpt):
     """Train every model family on point-in-time snapshots; log to MLflow; register with the champion guard."""
     src = open_valid(data)
-    results = run_training(src, parse_date(as_of, "--as-of"), family)
+    results = run_training(src, parse_date(as_of, "--as-of"), family, quiet)
     if as_json:
         print_json(results)
         return

@@ -114,7 +114,10 @@ def load_champions(pinned: dict | None = None) -> Champions:
 
 
 def run_scoring(source: Source, scores_db, as_of: date | None = None, pinned: dict | None = None,
-                progress=None) -> dict:
+                progress=None, forecasts: bool = False) -> dict:
+    """Score every active account into a new score set of ``scores_db``; with ``forecasts``, then precompute
+    the renewal forecasts of the next year that this score set determines (scoring/forecasts.py), so that a
+    server loading it answers them at once."""
     from csforecast.scoring.store import write_scores
 
     tell = progress or (lambda _m: None)
@@ -124,5 +127,12 @@ def run_scoring(source: Source, scores_db, as_of: date | None = None, pinned: di
     tell(f"writing the score set ({len(scores):,} accounts)")
     version = write_scores(scores_db, scores, as_of=as_of, data_hash=source.data_hash, models=champs.versions,
                            history=history)
-    return {"version": version, "as_of": str(as_of), "accounts": int(len(scores)), "models": champs.versions,
-            "data_hash": source.data_hash, "scores_db": str(scores_db)}
+    res = {"version": version, "as_of": str(as_of), "accounts": int(len(scores)), "models": champs.versions,
+           "data_hash": source.data_hash, "scores_db": str(scores_db)}
+    if forecasts and "churn" in champs.estimators:
+        from csforecast.config import get_settings
+        from csforecast.scoring.forecasts import precompute
+
+        res["forecasts_precomputed"] = precompute(source, champs.estimators["churn"], champs.versions["churn"],
+                                                  version, get_settings(), progress=tell)
+    return res
