@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -77,12 +77,25 @@ class FeatureSettings(BaseModel):
                                                          "rows); the rest are named by train and features")
 
 
+class SparkSettings(BaseModel):
+    """The Spark engine (`engine = "spark"`, or `--engine spark`): the master of the session csforecast builds
+    when none is active (under spark-submit or on Databricks the active session is used as it is) and extra
+    Spark configuration for it, e.g. `config = {"spark.executor.memory" = "8g"}` (docs/scaling.md)."""
+    master: str = "local[2]"
+    app_name: str = "csforecast"
+    config: dict[str, str] = Field(default_factory=dict)
+    # batch scoring: rows per Arrow batch handed to the models in each executor (mapInPandas)
+    batch_rows: int = 10_000
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CSFORECAST_", env_nested_delimiter="__",
                                       toml_file="csforecast.toml", extra="ignore")
 
     home: Path = Field(default_factory=lambda: Path.cwd() / DEFAULT_HOME)
     data: str | None = None
+    # where features and batch scores are computed: "duckdb" (in process) or "spark" (see [spark])
+    engine: Literal["duckdb", "spark"] = "duckdb"
     mlflow_tracking_uri: str | None = None
     # column_map: {table: {our_name: their_name}} because nobody's CRM export uses our names
     column_map: dict[str, dict[str, str]] = Field(default_factory=dict)
@@ -93,6 +106,7 @@ class Settings(BaseSettings):
     guard: GuardSettings = Field(default_factory=GuardSettings)
     small_book: SmallBookSettings = Field(default_factory=SmallBookSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

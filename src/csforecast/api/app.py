@@ -83,7 +83,11 @@ def _pkg() -> str:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     api_metrics = health.ApiMetrics()
-    holder = StateHolder(settings, on_swap=api_metrics.on_swap)
+    def on_swap(state) -> None:
+        api_metrics.on_swap(state)
+        forecast.warm(state)     # precompute what the new score set determines, in the background
+
+    holder = StateHolder(settings, on_swap=on_swap)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -23,10 +23,18 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 import typer  # noqa: E402
 
 from csforecast.cli import data, demo, experiments, forecast, scoring, serve, train  # noqa: E402
-from csforecast.cli.common import CommandGroup  # noqa: E402
+from csforecast.cli.common import CommandGroup, route_library_output  # noqa: E402
 
 app = typer.Typer(help="csforecast: calibrated churn, survival, health and renewal forecasts for CS teams.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=CommandGroup)
+
+
+
+@app.callback()
+def _library_output() -> None:
+    """Libraries' log lines and warnings go to CSFORECAST_HOME/csforecast.log, not the console."""
+    route_library_output()
+
 
 app.command()(data.simulate)
 app.command("validate")(data.validate_cmd)

@@ -5,10 +5,16 @@ document with `print_json`), so ``--json`` output can be piped.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
 from datetime import date
+from pathlib import Path
 from typing import NoReturn, Optional
 
 import typer
@@ -23,6 +29,9 @@ out = Console(soft_wrap=True)
 DataOpt = typer.Option(..., "--data", help="Folder of CSV/Parquet tables, a .duckdb file or a database URL.")
 AsOfOpt = typer.Option(None, "--as-of", help="As-of date (YYYY-MM-DD). Default: the day after the data ends.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress display (results and errors still print).")
+EngineOpt = typer.Option(None, "--engine", help="Where to compute: duckdb (in process) or spark. Default: the "
+                                               "`engine` setting (duckdb).")
 
 
 def print_json(obj) -> None:
@@ -87,16 +96,34 @@ def wide(console: Console) -> Console:
     return Console(soft_wrap=True, width=160)
 
 
-def open_valid(data: str):
-    """Open and validate a source; exit 2 (writing nothing) when it has errors."""
+def open_data(data: str, engine: Optional[str] = None):
+    """Open a source on `engine` (default: the `engine` setting; a spark:// URL is always Spark), the Spark
+    session built from the `[spark]` settings; exit 2 with one error line when it cannot be opened."""
     from csforecast.config import get_settings
-    from csforecast.data.sources import SourceError, open_source, redact
-    from csforecast.data.validate import validate
+    from csforecast.data.sources import ENGINES, SPARK_SCHEME, SourceError, open_source, spark_session
 
+    settings = get_settings()
+    engine = (engine or settings.engine).lower()
+    if engine not in ENGINES:
+        fail(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if str(data).lower().startswith(f"{SPARK_SCHEME}://"):
+        engine = "spark"
     try:
-        src = open_source(data, get_settings().column_map)
+        spark = None
+        if engine == "spark":
+            sp = settings.spark
+            spark = spark_session(sp.master, sp.config, sp.app_name)
+        return open_source(data, settings.column_map, engine=engine, spark=spark)
     except SourceError as e:
         fail(str(e))
+
+
+def open_valid(data: str, engine: Optional[str] = None):
+    """Open (on `engine`, see `open_data`) and validate a source; exit 2 (writing nothing) when it has errors."""
+    from csforecast.data.sources import redact
+    from csforecast.data.validate import validate
+
+    src = open_data(data, engine)
     report = validate(src)  # dates after today are errors; as-of cuts are the commands' own business
     shown = redact(data)
     if not report.ok:
@@ -107,3 +134,89 @@ def open_valid(data: str):
     for p in report.warnings:  # e.g. an optional table missing or empty, and what goes without it
         console.print(str(p), style="yellow", markup=False, highlight=False)
     return src
+
+
+# ------------------------------------------------------------------------------------------ progress
+Tell = Callable[..., None]   # tell(message) or tell(message, done, total)
+
+
+@contextlib.contextmanager
+def progress(title: str, quiet: bool = False) -> Iterator[Tell]:
+    """The progress display of a long command, as a callback for the functions it calls (their
+    ``progress=`` argument): ``tell("training churn")`` or ``tell("scoring", done, total)``.
+
+    On a terminal: a rich display (spinner, the current step, a bar with counts when given, the elapsed time)
+    that disappears at the end. Not a terminal (a pipe, a log file, CI): one plain line per step on stderr,
+    ``[ 12.3 s] step``. ``quiet``: nothing."""
+    if quiet:
+        yield lambda *_a, **_k: None
+        return
+    t0 = time.perf_counter()
+    if not console.is_terminal:
+        last: list[str] = []
+
+        def line(message: str, done: int | None = None, total: int | None = None) -> None:
+            text = f"{title}: {message}" + (f" ({done:,}/{total:,})" if total else "")
+            if last and last[0] == text:
+                return
+            last[:] = [text]
+            console.print(f"[{time.perf_counter() - t0:6.1f} s] {text}", markup=False, highlight=False)
+
+        yield line
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[title]}[/]: {task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("starting", total=None, title=title)
+
+        def update(message: str, done: int | None = None, total: int | None = None) -> None:
+            bar.update(task, description=message, completed=done or 0, total=total)
+
+        yield update
+
+
+# ------------------------------------------------------------------------------ library logs and warnings
+LOG_FILE = "csforecast.log"
+QUIET_LOGGERS = ("mlflow", "alembic", "py4j", "urllib3", "git", "numexpr", "lightgbm")
+
+
+def route_library_output(home: Path | None = None) -> Path | None:
+    """Keep what libraries log (MLflow's INFO lines, alembic's migrations, Spark's py4j chatter) and the warnings
+    they raise out of the user's console: into CSFORECAST_HOME/csforecast.log instead. csforecast's own
+    warnings still print. Returns the log file (None when it cannot be opened: then nothing is rerouted)."""
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")   # MLflow's own stderr handler
+    if home is None:
+        from csforecast.config import get_settings
+
+        try:
+            home = get_settings().home
+        except Exception:  # noqa: BLE001 - a broken setting is reported by the command itself
+            return None
+    path = Path(home) / LOG_FILE
+    try:
+        handler = logging.FileHandler(path, encoding="utf-8", delay=True)
+    except OSError:
+        return None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in QUIET_LOGGERS:
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                lg.removeHandler(h)
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+        lg.propagate = False
+    warn_log = logging.getLogger("csforecast.warnings")
+    warn_log.addHandler(handler)
+    warn_log.propagate = False
+    shown = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if "csforecast" in str(filename).replace("\\", "/").split("/site-packages/")[-1].split("/"):
+            shown(message, category, filename, lineno, file, line)
+        else:
+            warn_log.warning("%s:%s: %s: %s", filename, lineno, category.__name__, message)
+
+    warnings.showwarning = showwarning
+    return path

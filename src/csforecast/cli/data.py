@@ -7,20 +7,26 @@ from typing import Optional
 
 import typer
 
-from csforecast.cli.common import AsOfOpt, DataOpt, JsonOpt, console, fail, open_valid, out, parse_date, print_json
+from csforecast.cli.common import (AsOfOpt, DataOpt, EngineOpt, JsonOpt, QuietOpt, console, fail, open_valid, out,
+                                   parse_date, print_json, progress)
 
 
-def simulate_to(out_dir: Path, accounts: int, years: int, seed: int, fmt: str) -> None:
+SIMULATION_STEPS = 6   # the steps simulate_portfolio reports
+
+
+def simulate_to(out_dir: Path, accounts: int, years: int, seed: int, fmt: str, quiet: bool = False) -> None:
     """Simulate a portfolio with a progress display, write it (tables + truth/) and say what was written."""
-    from rich.progress import Progress
-
     from csforecast.simulate import simulate_portfolio
 
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("simulating", total=6)
-        pf = simulate_portfolio(accounts, years, seed,
-                                progress=lambda step: progress.update(task, advance=1, description=step))
-        progress.update(task, description="writing")
+    with progress("simulate", quiet) as tell:
+        done = [0]
+
+        def step(name: str) -> None:
+            tell(name, done[0], SIMULATION_STEPS + 1)
+            done[0] += 1
+
+        pf = simulate_portfolio(accounts, years, seed, progress=step)
+        tell(f"writing {out_dir}", SIMULATION_STEPS, SIMULATION_STEPS + 1)
         pf.write(out_dir, fmt)
     counts = ", ".join(f"{k} {len(v):,}" for k, v in pf.tables.items())
     console.print(f"wrote {out_dir}: {counts}; truth/ beside them")
@@ -30,9 +36,10 @@ def simulate(out_dir: Path = typer.Option(..., "--out", help="Folder to write th
              accounts: int = typer.Option(2000, "--accounts", min=10),
              years: int = typer.Option(3, "--years", min=1, max=10),
              seed: int = typer.Option(0, "--seed"),
-             fmt: str = typer.Option("parquet", "--format", help="parquet or csv")):
+             fmt: str = typer.Option("parquet", "--format", help="parquet or csv"),
+             quiet: bool = QuietOpt):
     """Simulate a portfolio (accounts, contracts, usage, tickets, surveys, touches) with ground truth."""
-    simulate_to(out_dir, accounts, years, seed, fmt)
+    simulate_to(out_dir, accounts, years, seed, fmt, quiet)
 
 
 def validate_cmd(data: str = DataOpt, as_of: Optional[str] = AsOfOpt, as_json: bool = JsonOpt):
@@ -92,13 +99,14 @@ def champion_data_changes(src) -> list:
 def features(data: str = DataOpt,
              as_of: str = typer.Option(..., "--as-of", help="As-of date (YYYY-MM-DD); features use rows before it."),
              out_file: Path = typer.Option(..., "--out", help="Parquet (or .csv) file to write."),
-             labels: bool = typer.Option(True, "--labels/--no-labels", help="Include label_* columns.")):
+             labels: bool = typer.Option(True, "--labels/--no-labels", help="Include label_* columns."),
+             engine: Optional[str] = EngineOpt):
     """Write one point-in-time feature snapshot (one row per active account)."""
     from csforecast.cli.train import print_usage_metrics
     from csforecast.features.snapshot import build_snapshots
 
     d = parse_date(as_of, "--as-of")
-    src = open_valid(data)
+    src = open_valid(data, engine)
     print_usage_metrics(src)
     df = build_snapshots(src, [d], labels=labels)
     out_file.parent.mkdir(parents=True, exist_ok=True)

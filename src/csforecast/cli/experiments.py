@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from csforecast.simulate.truth import oracle_for
-from csforecast.cli.common import console, fail, open_valid, out, print_json
+from csforecast.cli.common import QuietOpt, console, fail, open_valid, out, print_json, progress
 
 experiment_app = typer.Typer(help="Experiments: compare variants (run), register one (promote), playbook effects "
                                   "(effect).", no_args_is_help=True, add_completion=False)
@@ -28,11 +28,10 @@ def _resolve_data(data: str | None, spec_data: str | None, spec_path: Path) -> s
 @experiment_app.command("run")
 def run_cmd(spec: Path = typer.Argument(..., help="Experiment spec (TOML), e.g. experiments/churn_lgbm_vs_logistic.toml"),
             data: Optional[str] = typer.Option(None, "--data", help="Data source; overrides the spec's `data`."),
-            as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout.")):
+            as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+            quiet: bool = QuietOpt):
     """Train every variant of a spec on the same snapshots and split (child runs under one MLflow parent run),
     then compare them with the baseline: metric, difference and its bootstrap 95 % CI. Nothing is registered."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from csforecast.experiments.runner import ExperimentError, run_experiment
     from csforecast.experiments.spec import SpecError, load_spec
 
@@ -44,12 +43,9 @@ def run_cmd(spec: Path = typer.Argument(..., help="Experiment spec (TOML), e.g. 
     if not src_loc:
         fail(f"no data for experiment {s.name}: pass --data or set `data` in {spec}")
     src = open_valid(src_loc)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=True) as progress:
-        task = progress.add_task("starting", total=None)
+    with progress(f"experiment {s.name}", quiet) as tell:
         try:
-            report = run_experiment(s, src, spec_text=text, oracle=oracle_for(src),
-                                    progress=lambda m: progress.update(task, description=m))
+            report = run_experiment(s, src, spec_text=text, oracle=oracle_for(src), progress=tell)
         except (ExperimentError, ValueError) as e:
             fail(str(e))
     if as_json:

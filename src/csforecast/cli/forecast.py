@@ -7,8 +7,8 @@ import typer
 from rich.table import Table
 
 from csforecast.simulate.truth import oracle_for
-from csforecast.cli.common import (AsOfOpt, DataOpt, JsonOpt, console, fail, open_valid, out, parse_date,
-                                   print_json, wide)
+from csforecast.cli.common import (AsOfOpt, DataOpt, JsonOpt, QuietOpt, console, fail, open_valid, out, parse_date,
+                                   print_json, progress, wide)
 
 PERIODS = ("quarter", "month", "year")
 
@@ -74,7 +74,8 @@ def forecast_cmd(data: str = DataOpt,
                      None, "--group-by", help="segment, region, csm_id, industry or cohort."),
                  as_json: bool = JsonOpt, as_of: Optional[str] = AsOfOpt,
                  draws: Optional[int] = typer.Option(None, "--draws", min=100,
-                                                     help="Monte Carlo draws (default: settings, 10,000).")):
+                                                     help="Monte Carlo draws (default: settings, 10,000)."),
+                 quiet: bool = QuietOpt):
     """Forecast the renewals due in [start, end): expected renewed / churned ARR, GRR and NRR with
     P10-P50-P90, several methods side by side, and the at-risk list (champion churn model)."""
     from csforecast.forecast.renewals import GROUP_BY, NoChampionError, forecast_window
@@ -86,7 +87,9 @@ def forecast_cmd(data: str = DataOpt,
         fail("--end must be after --start")
     src = open_valid(data)
     try:
-        res = forecast_window(src, s, e, group_by=group_by, as_of=a, draws=draws)
+        with progress("forecast", quiet) as tell:
+            tell(f"renewals due {s} – {e}: snapshots, churn model, Monte Carlo")
+            res = forecast_window(src, s, e, group_by=group_by, as_of=a, draws=draws)
     except NoChampionError as err:
         fail(str(err), 1)
     except ValueError as err:
@@ -104,23 +107,18 @@ def backtest_cmd(data: str = DataOpt,
                  warmup: int = typer.Option(4, "--warmup", min=0,
                                             help="Earlier quarters used only to calibrate interval width."),
                  draws: Optional[int] = typer.Option(None, "--draws", min=100, help="Monte Carlo draws."),
-                 as_json: bool = JsonOpt):
+                 as_json: bool = JsonOpt, quiet: bool = QuietOpt):
     """Back-test the renewal forecast on past quarters (model, last_year, time_series, oracle); log to
     MLflow with a fan chart and save the interval calibration that `forecast` uses."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from csforecast.forecast.backtest import log_backtest, run_backtest, save_tau
 
     src = open_valid(data)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=True) as progress:
-        task = progress.add_task("starting", total=None)
+    with progress("backtest", quiet) as tell:
         try:
-            res = run_backtest(src, quarters, warmup, draws=draws, oracle=oracle_for(src),
-                               progress=lambda msg: progress.update(task, description=msg))
+            res = run_backtest(src, quarters, warmup, draws=draws, oracle=oracle_for(src), progress=tell)
         except ValueError as err:
             fail(str(err))
-        progress.update(task, description="logging to MLflow")
+        tell("logging to MLflow")
         res["run_id"] = log_backtest(res, src.data_hash)
         res["calibration_file"] = save_tau(res, src.data_hash)
     if as_json:

@@ -13,29 +13,25 @@ from rich.table import Table
 
 from csforecast.errors import ConflictError
 from csforecast.simulate.truth import oracle_for
-from csforecast.cli.common import AsOfOpt, DataOpt, JsonOpt, console, open_valid, out, parse_date, print_json
+from csforecast.cli.common import (AsOfOpt, DataOpt, JsonOpt, QuietOpt, console, open_valid, out, parse_date,
+                                   print_json, progress)
 
 
 class PromotionBlocked(ConflictError):
     """A data change blocked a promotion: the champions stay (exit 2)."""
 
 
-def run_training(src, as_of: Optional[date], families: Optional[list[str]], accept_data_change: bool = False
-                 ) -> dict:
+def run_training(src, as_of: Optional[date], families: Optional[list[str]], accept_data_change: bool = False,
+                 quiet: bool = False) -> dict:
     """Train ``families`` (default: every available family) on ``src`` with a progress display; the results
     per family (run, version, alias, metrics, oracle, guard, decision, fallback)."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from csforecast.pipelines.champion import PromotionPolicy
     from csforecast.pipelines.train import available_families, train_all
 
     fams = families or available_families()
     policy = PromotionPolicy.from_settings(accept_data_change=accept_data_change)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=True) as progress:
-        task = progress.add_task("starting", total=None)
-        return train_all(src, as_of, fams, progress=lambda msg: progress.update(task, description=msg),
-                         oracle=oracle_for(src), policy=policy)
+    with progress("train", quiet) as tell:
+        return train_all(src, as_of, fams, progress=tell, oracle=oracle_for(src), policy=policy)
 
 
 def print_usage_metrics(src) -> None:
@@ -123,12 +119,13 @@ def train(data: str = DataOpt, as_of: Optional[str] = AsOfOpt, as_json: bool = J
               False, "--accept-data-change",
               help="The data changed on purpose (a table emptied, rows or accounts lost, a shorter date range, "
                    "another base rate): train and let the promotion guard's other rules decide; recorded as a "
-                   "tag on the new versions.")):
+                   "tag on the new versions."),
+          quiet: bool = QuietOpt):
     """Train every model family on point-in-time snapshots; log to MLflow; register with the promotion guard
     (docs/operations.md). Exits 2 when a data change blocked a promotion."""
     src = open_valid(data)
     print_usage_metrics(src)
-    results = run_training(src, parse_date(as_of, "--as-of"), family, accept_data_change)
+    results = run_training(src, parse_date(as_of, "--as-of"), family, accept_data_change, quiet)
     if as_json:
         print_json(results)
     else:

@@ -6,11 +6,17 @@ Kinds of source (docs/data-contract.md says how to point at each):
 - a DuckDB database file (`.duckdb`, `.ddb`, `.db`) or a `duckdb:///path/to/file.duckdb` URL;
 - any other database URL that Ibis can open, e.g. `postgres://user@host:5432/dbname` (PostgreSQL).
 
-Where the computing happens: an in-process DuckDB engine owned by the source. Folders are read by it in place
-(CSV files as text, so that every value is typed by one rule, `parse.read_as`, which validation shares); a
-DuckDB file is attached to it read-only; the tables of any other database are read once through Ibis (only
-the contract's columns) into it. Features, validation and frames therefore run the same SQL on the same engine
-whatever the source kind, which is why every kind gives identical features and validation reports.
+Where the computing happens (the engine, `open_source(engine=)`):
+- "duckdb" (the default): an in-process DuckDB engine owned by the source. Folders are read by it in place
+  (CSV files as text, so that every value is typed by one rule, `parse.read_as`, which validation shares); a
+  DuckDB file is attached to it read-only; the tables of any other database are read once through Ibis (only
+  the contract's columns) into it. Features, validation and frames therefore run the same SQL on the same
+  engine whatever the source kind, which is why every kind gives identical features and validation reports.
+- "spark": a Spark session (`spark_session`: the active one, e.g. under spark-submit or on Databricks, else
+  one built from the `[spark]` settings). A folder is read by Spark in place (Parquet files or folders of
+  Parquet part files; CSV as text), and `spark://DATABASE` names a database of the session's catalog whose
+  contract tables are read where they are. The same Ibis expressions then run on Spark (Ibis's pyspark
+  backend); docs/scaling.md says what runs where.
 
 Reading settings (csforecast.toml `[column_map.TABLE]`): `our_name = "their_name"` renames a column, and the
 reserved key `date_format = "%d/%m/%Y"` declares how the table writes its dates (strftime codes; see
@@ -34,6 +40,16 @@ from csforecast.data.parse import date_formats, read_as
 DATE_FORMAT_KEY = "date_format"  # reserved key of [column_map.TABLE]: the table's date format
 DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
 _ATTACHED = "src"                # the catalog name a DuckDB database file is attached under
+ENGINES = ("duckdb", "spark")
+SPARK_SCHEME = "spark"           # spark://DATABASE: the contract tables of a database in the Spark catalog
+# what every Spark session we build is given (settings may add to them, never remove them):
+# pandas writes Parquet timestamps in nanoseconds, which Spark reads only as integers (converted back by
+# _spark_parquet); dates are UTC days, as on DuckDB
+SPARK_REQUIRED = {"spark.sql.session.timeZone": "UTC", "spark.sql.legacy.parquet.nanosAsLong": "true"}
+# defaults for a session we build in local mode: no web UI or console progress bars, loopback only
+SPARK_LOCAL_DEFAULTS = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
+                        "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
+                        "spark.sql.shuffle.partitions": "8", "spark.sql.execution.arrow.pyspark.enabled": "true"}
 
 
 class SourceError(Exception):
@@ -87,6 +103,7 @@ class Source:
     raw: dict[str, ibis.Table]
     files: list[Path] = field(default_factory=list)
     kind: str = "folder"
+    engine: str = "duckdb"
     reading: dict[str, TableReading] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -139,6 +156,20 @@ class Source:
         return df
 
     @property
+    def spark(self):
+        """The Spark session of a source opened with engine "spark" (for Spark-side work such as batch scoring
+        with `mapInPandas`); None on DuckDB."""
+        return getattr(self.con, "_session", None) if self.engine == "spark" else None
+
+    def spark_frame(self, expr: ibis.Table):
+        """A Spark DataFrame computing `expr` (an Ibis expression over this source's tables) on a source opened
+        with engine "spark", for work that continues on Spark (mapInPandas, writing Parquet)."""
+        if self.engine != "spark":
+            raise SourceError(f"{self.location} is open on {self.engine}, not Spark")
+        self.con._run_pre_execute_hooks(expr)   # registers the in-memory tables (the as-of grid) with Spark
+        return self.con._session.sql(self.con.compile(expr))
+
+    @property
     def truth_dir(self) -> Path | None:
         if self.kind != "folder":
             return None
@@ -179,11 +210,29 @@ def _value_digest(name: str, t: ibis.Table) -> str:
         parts += [t[c].cast("string").fill_null(null), sep]
     row = ibis.literal("").concat(*parts) if parts else ibis.literal("")
     digest = row.hexdigest("md5")
-    hi = (ibis.literal("0x") + digest.substr(0, 8)).cast("int64")
-    lo = (ibis.literal("0x") + digest.substr(8, 8)).cast("int64")
+    hi, lo = _hex_int(t, digest.substr(0, 8)), _hex_int(t, digest.substr(8, 8))
     agg = t.aggregate(n=t.count(), hi=hi.sum(), lo=lo.sum()).to_pyarrow().to_pylist()[0]
     schema = [(c, str(t[c].type())) for c in cols]
     return json.dumps([schema, agg["n"], agg["hi"], agg["lo"]], default=str)
+
+
+@ibis.udf.scalar.builtin(name="conv")
+def _spark_conv(value: str, from_base: int, to_base: int) -> str:  # Spark SQL: a number's digits in another base
+    ...
+
+
+def _hex_int(t: ibis.Table, hex_digits: ibis.Value) -> ibis.Value:
+    """Hexadecimal digits as an int64, on the engine of `t` (DuckDB reads '0x…'; Spark converts with conv)."""
+    if _is_spark(t):
+        return _spark_conv(hex_digits, 16, 10).cast("int64")
+    return (ibis.literal("0x") + hex_digits).cast("int64")
+
+
+def _is_spark(t: ibis.Table) -> bool:
+    try:
+        return t._find_backend().name == "pyspark"
+    except Exception:  # noqa: BLE001 - an unbound table (memtable): not Spark
+        return False
 
 
 def _engine():
@@ -361,11 +410,139 @@ def _check_date_formats(con, reading: dict[str, TableReading]) -> None:
                               f"{_first_line(e)}") from e
 
 
-def open_source(location: str | Path, column_map: dict[str, dict[str, str]] | None = None) -> Source:
-    """Open a source (see the module docstring). Raises SourceError when it cannot be opened at all; a table
-    whose file cannot be read is recorded in `Source.unreadable` for validation to report."""
+# ---------------------------------------------------------------------------------------------- Spark
+def spark_session(master: str | None = None, config: dict[str, str] | None = None, app_name: str = "csforecast"):
+    """The Spark session sources compute on: the active session when there is one (spark-submit, a Databricks
+    notebook, a test's shared session), else one built with `master` and `config` (a local master binds the
+    loopback interface only). `SPARK_REQUIRED` is set on it either way.
+
+    Raises SourceError when PySpark or Java is missing, or the session cannot start."""
+    import os
+    import sys
+
+    try:
+        from pyspark.sql import SparkSession
+    except ModuleNotFoundError as e:
+        raise SourceError("the Spark engine needs PySpark: install the project's dependencies "
+                          "(uv sync) or `pip install pyspark`") from e
+    session = SparkSession.getActiveSession()
+    if session is None:
+        master = master or "local[2]"
+        conf = dict(config or {})
+        if master.startswith("local"):
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            # the executors' Python is this one (with csforecast installed), not whatever python3 is on PATH
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            conf = {**SPARK_LOCAL_DEFAULTS, **conf}
+        builder = SparkSession.builder.master(master).appName(app_name)
+        for k, v in {**conf, **SPARK_REQUIRED}.items():
+            builder = builder.config(k, str(v))
+        try:
+            session = builder.getOrCreate()
+        except Exception as e:  # noqa: BLE001 - no Java, a bad master URL, a refused cluster, ...
+            raise SourceError(f"cannot start a Spark session (master {master}): {_first_line(e)}") from e
+        session.sparkContext.setLogLevel("ERROR")
+    for k, v in SPARK_REQUIRED.items():
+        session.conf.set(k, v)
+    return session
+
+
+def _spark_engine(spark):
+    """An Ibis pyspark backend on `spark` (a SparkSession, or None for `spark_session()`)."""
+    return ibis.pyspark.connect(spark if spark is not None else spark_session())
+
+
+def _spark_parquet(con, paths: list[Path], table_name: str) -> ibis.Table:
+    """Parquet files read by Spark as one table; timestamps pandas wrote in nanoseconds (which Spark reads as
+    integers) are turned back into timestamps (UTC)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as F
+
+    session = con._session
+    df = session.read.parquet(*[str(p) for p in paths])
+    for fld in pq.read_schema(paths[0]):
+        if pa.types.is_timestamp(fld.type) and fld.type.unit == "ns" and fld.name in df.columns:
+            df = df.withColumn(fld.name, F.timestamp_micros(F.floor(F.col(f"`{fld.name}`") / 1000).cast("long")))
+    df.createOrReplaceTempView(table_name)
+    return con.table(table_name)
+
+
+def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
+    """Tables of a folder read by Spark in place: `name.parquet`, a folder `name/` of Parquet part files, or
+    `name.csv` (read as text, typed by parse.read_as as on DuckDB). The same files as `_read_folder`, so the
+    data hash is the same whichever engine reads them."""
+    found, unreadable, files, notes = {}, {}, [], []
+    counts: dict[str, int] = {}
+    for name in TABLES:
+        cands = [p for p in (path / f"{name}.parquet", path / name, path / f"{name}.csv")
+                 if p.is_file() or (p.is_dir() and any(p.glob("*.parquet")))]
+        if not cands:
+            continue
+        f = cands[0]
+        if len(cands) > 1:
+            notes.append(f"{name}: both {' and '.join(p.name for p in cands)} found; reading {f.name}")
+        parts = sorted(f.glob("*.parquet")) if f.is_dir() else [f]
+        files += parts
+        try:
+            if f.is_file() and f.stat().st_size == 0:
+                unreadable[name] = f"{f.name} is an empty file (not even a header row)"
+            elif f.suffix == ".csv":
+                problem = _csv_problem(f, _delimiter(f))
+                if problem:
+                    unreadable[name] = f"cannot read {f.name}: {problem}"
+                    continue
+                df = con._session.read.csv(str(f), header=True, inferSchema=False, sep=_delimiter(f), quote='"',
+                                           escape='"', mode="PERMISSIVE")
+                df.createOrReplaceTempView(f"_file_{name}")
+                found[name] = con.table(f"_file_{name}")
+            else:
+                found[name] = _spark_parquet(con, parts, f"_file_{name}")
+                counts[name] = _parquet_rows(parts)
+        except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
+            unreadable[name] = f"cannot read {f.name}: {_first_line(e)}"
+    known = {f"{n}.{ext}" for n in TABLES for ext in ("csv", "parquet")} | set(TABLES)
+    ignored = sorted(p.name for p in path.iterdir() if p.suffix in (".csv", ".parquet") and p.name not in known)
+    if ignored:
+        notes.append(f"files that are not contract tables are ignored: {', '.join(ignored)}")
+    return found, unreadable, files, notes, counts
+
+
+def _parquet_rows(parts: list[Path]) -> int:
+    """Rows of Parquet files, from their footers (a Spark job per count avoided)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+
+
+def _spark_tables(con, location: str) -> dict[str, ibis.Table]:
+    """The contract tables of `spark://DATABASE` (or `spark://CATALOG.DATABASE`) in the session's catalog."""
+    parts = urlsplit(location)
+    database = unquote(parts.netloc + parts.path).strip("/")
+    if not database:
+        raise SourceError(f"{location}: a spark:// URL must name a database, e.g. spark://crm")
+    try:
+        present = set(con.list_tables(database=tuple(database.split(".")) if "." in database else database))
+    except Exception as e:  # noqa: BLE001 - no such database, no permission
+        raise SourceError(f"cannot list the tables of Spark database {database}: {_first_line(e)}") from e
+    db = tuple(database.split(".")) if "." in database else database
+    return {n: con.table(n, database=db) for n in TABLES if n in present}
+
+
+def open_source(location: str | Path, column_map: dict[str, dict[str, str]] | None = None, *,
+                engine: str = "duckdb", spark=None) -> Source:
+    """Open a source (see the module docstring) on `engine` ("duckdb" or "spark"; `spark`: the SparkSession to
+    use, default `spark_session()`). A `spark://DATABASE` location implies the Spark engine. Raises SourceError
+    when it cannot be opened at all; a table whose file cannot be read is recorded in `Source.unreadable` for
+    validation to report."""
     loc = str(location)
     reading = reading_plan(column_map)
+    if "://" in loc and urlsplit(loc).scheme.lower() == SPARK_SCHEME:
+        engine = "spark"
+    if engine not in ENGINES:
+        raise SourceError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if engine == "spark":
+        return _open_spark(loc, reading, spark)
     con = _engine()
     _check_date_formats(con, reading)
     files: list[Path] = []
@@ -393,3 +570,33 @@ def open_source(location: str | Path, column_map: dict[str, dict[str, str]] | No
                               "or a database URL (duckdb:///file.duckdb, postgres://user@host/db)")
     raw = {name: _apply_reading(t, reading.get(name, TableReading())) for name, t in found.items()}
     return Source(redact(loc), con, raw, files, kind=kind, reading=reading, unreadable=unreadable, notes=notes)
+
+
+def _open_spark(loc: str, reading: dict[str, TableReading], spark) -> Source:
+    """`open_source` on the Spark engine: a folder read by Spark in place, or the tables of spark://DATABASE."""
+    dated = sorted(t for t, r in reading.items() if r.date_format)
+    if dated:
+        raise SourceError(f"column_map.{dated[0]}.date_format is not supported on the Spark engine: write the "
+                          "dates as YYYY-MM-DD (or as Parquet dates), or use the DuckDB engine")
+    files: list[Path] = []
+    unreadable: dict[str, str] = {}
+    notes: list[str] = []
+    counts: dict[str, int] = {}
+    if "://" in loc:
+        scheme = urlsplit(loc).scheme.lower()
+        if scheme != SPARK_SCHEME:
+            raise SourceError(f"{redact(loc)}: the Spark engine reads a folder of Parquet/CSV files or the tables of "
+                              "spark://DATABASE; read other databases with the DuckDB engine")
+        con = _spark_engine(spark)
+        found, kind = _spark_tables(con, loc), SPARK_SCHEME
+    else:
+        path = Path(loc)
+        if not path.is_dir():
+            raise SourceError(f"no data source at {loc}: the Spark engine reads a folder of Parquet/CSV files "
+                              "(one file or folder of part files per table) or spark://DATABASE")
+        con = _spark_engine(spark)
+        found, unreadable, files, notes, counts = _read_folder_spark(con, path)
+        kind = "folder"
+    raw = {name: _apply_reading(t, reading.get(name, TableReading())) for name, t in found.items()}
+    return Source(redact(loc), con, raw, files, kind=kind, engine="spark", reading=reading, unreadable=unreadable,
+                  notes=notes, _counts=counts)

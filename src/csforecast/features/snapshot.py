@@ -8,6 +8,7 @@ contract ended before D). Labels (`label_*` columns) do look ahead; they are wha
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import ibis
@@ -93,21 +94,26 @@ def _grid(as_of: Sequence[date]) -> ibis.Table:
 def _contract_features(src: Source, g: ibis.Table) -> ibis.Table:
     c = src.table("contracts")
     act = g.join(c, [c.start_date < g.as_of, c.end_date >= g.as_of])
-    first_end = act.group_by(["account_id", "as_of"]).aggregate(renewal_date=act.end_date.min())
-    act = act.join(first_end, ["account_id", "as_of"])
-    cur = act.group_by(["account_id", "as_of"]).aggregate(
-        renewal_date=act.renewal_date.first(),
-        contract_id=act.contract_id.argmin(act.start_date),
+    # the account's current contract: the earliest-started active one (ties: the smallest contract_id), chosen
+    # by rank so that every engine picks the same row whatever order it reads rows in
+    key = ["account_id", "as_of"]
+    act = act.mutate(renewal_date=act.end_date.min().over(group_by=key),
+                     _rank=ibis.row_number().over(group_by=key, order_by=[act.start_date, act.contract_id]))
+    first = act._rank == 0
+    cur = act.group_by(key).aggregate(
+        renewal_date=act.renewal_date.max(),
+        contract_id=act.contract_id.max(where=first),
         arr=act.arr.sum(),
         seats=act.seats.sum(),
         n_active_contracts=act.count(),
-        term_days=_days(act.end_date, act.start_date).argmin(act.start_date),
-        auto_renew=act.auto_renew.cast("int8").argmin(act.start_date).cast("float64"),
+        term_days=_days(act.end_date, act.start_date).max(where=first),
+        # (a float literal is a DECIMAL on Spark: cast, so every engine gives a float64 column)
+        auto_renew=ibis.cases((act.auto_renew, 1.0), (~act.auto_renew, 0.0)).max(where=first).cast("float64"),
         contract_age_days=_days(act.as_of, act.start_date).max(),
     )
     hist = g.join(c, c.start_date < g.as_of)
     ended = hist.end_date < hist.as_of
-    past = hist.group_by(["account_id", "as_of"]).aggregate(
+    past = hist.group_by(key).aggregate(
         first_start=hist.start_date.min(),
         renewals_so_far=hist.renewed_by.nunique(where=ended & hist.renewed_by.notnull()).cast("float64"),
     )
@@ -116,12 +122,16 @@ def _contract_features(src: Source, g: ibis.Table) -> ibis.Table:
     succ = c.select(succ_id="contract_id", succ_arr="arr", succ_start="start_date")
     owner = c.select(cid="contract_id", account_id="account_id")
     ren = prev.join(succ, prev.renewed_by == succ.succ_id)
-    ren = ren.join(owner, ren.succ_id == owner.cid).select("account_id", "prev_arr", "succ_arr", "succ_start")
+    ren = ren.join(owner, ren.succ_id == owner.cid).select("account_id", "prev_arr", "succ_arr", "succ_start",
+                                                           "succ_id")
     rj = g.join(ren, ren.succ_start < g.as_of)
-    last = rj.group_by(["account_id", "as_of"]).aggregate(
-        last_arr_change=((rj.succ_arr / rj.prev_arr.nullif(0)) - 1).argmax(rj.succ_start))
-    out = cur.left_join(past, ["account_id", "as_of"]).drop("account_id_right", "as_of_right")
-    out = out.left_join(last, ["account_id", "as_of"]).drop("account_id_right", "as_of_right")
+    # the latest renewal (ties: the largest successor contract_id)
+    rj = rj.mutate(_rank=ibis.row_number().over(group_by=key, order_by=[ibis.desc(rj.succ_start),
+                                                                         ibis.desc(rj.succ_id)]))
+    last = rj.group_by(key).aggregate(
+        last_arr_change=((rj.succ_arr / rj.prev_arr.nullif(0)) - 1).max(where=rj._rank == 0))
+    out = cur.left_join(past, key).drop("account_id_right", "as_of_right")
+    out = out.left_join(last, key).drop("account_id_right", "as_of_right")
     return out.mutate(tenure_days=_days(out.as_of, out.first_start),
                       days_to_renewal=_days(out.renewal_date, out.as_of)).drop("first_start")
 
@@ -233,6 +243,9 @@ def _ticket_features(src: Source, g: ibis.Table) -> ibis.Table | None:
 
 
 def _survey_features(src: Source, g: ibis.Table) -> ibis.Table | None:
+    """NPS and CSAT features. The latest response (`nps_latest`, `csat_latest`) is the mean score of the
+    account's responses of that kind on the latest day it has any: several responses often share a day, and
+    taking one of them would depend on the order an engine reads rows in."""
     if not src.has("surveys"):
         return None
     s = src.table("surveys")
@@ -240,17 +253,23 @@ def _survey_features(src: Source, g: ibis.Table) -> ibis.Table | None:
     age = _days(j.as_of, j.responded_at)
     nps, csat = j.kind == "nps", j.kind == "csat"
     y = age <= 365
-    return j.group_by(["account_id", "as_of"]).aggregate(
-        nps_latest=j.score.argmax(j.responded_at, where=nps),
+    key = ["account_id", "as_of"]
+    feats = j.group_by(key).aggregate(
+        _nps_day=j.responded_at.max(where=nps),
         days_since_nps=age.min(where=nps),
         nps_mean_365d=j.score.mean(where=nps & y),
         nps_count_365d=(nps & y).cast("float64").sum(),
         _promoters=(nps & y & (j.score >= 9)).cast("float64").sum(),
         _detractors=(nps & y & (j.score <= 6)).cast("float64").sum(),
-        csat_latest=j.score.argmax(j.responded_at, where=csat),
+        _csat_day=j.responded_at.max(where=csat),
         csat_count_365d=(csat & y).cast("float64").sum(),
         respondent_roles_365d=j.respondent_role.nunique(where=y).cast("float64"),
     )
+    daily = s.group_by(["account_id", "kind", "responded_at"]).aggregate(day_score=s.score.mean())
+    for kind, day, name in (("nps", "_nps_day", "nps_latest"), ("csat", "_csat_day", "csat_latest")):
+        d = daily.filter(daily.kind == kind).select(_aid="account_id", _day="responded_at", **{name: "day_score"})
+        feats = feats.left_join(d, [feats.account_id == d._aid, feats[day] == d._day]).drop("_aid", "_day", day)
+    return feats
 
 
 def _touch_features(src: Source, g: ibis.Table) -> ibis.Table | None:
@@ -288,9 +307,21 @@ def _slug(metric: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in str(metric).lower()).strip("_")
 
 
-def build_snapshots(source: Source, as_of: Iterable[date] | date, *, labels: bool = True,
-                    end: date | None = None) -> pd.DataFrame:
-    """One row per (account active on the day before as_of, as_of). Features use rows dated < as_of only."""
+@dataclass(frozen=True)
+class SnapshotPlan:
+    """A snapshot as one Ibis expression on the source's engine (`expr`: one row per account and as-of date,
+    raw sums and counts) and what turns its rows into features (`finish`). `finish` is row-wise, so it can run
+    on any slice of the rows, e.g. per Spark partition next to the models (scoring/spark.py)."""
+    expr: ibis.Table
+    metrics: tuple[str, ...]
+    history_start: date | None
+
+    def finish(self, raw: pd.DataFrame) -> pd.DataFrame:
+        return _finish(raw, list(self.metrics), self.history_start)
+
+
+def snapshot_plan(source: Source, as_of: Iterable[date] | date) -> SnapshotPlan:
+    """The snapshot expression for the as-of dates (see `build_snapshots`) and its finishing step."""
     dates = [as_of] if isinstance(as_of, date) else list(as_of)
     dates = sorted({pd.Timestamp(d).date() for d in dates})
     if not dates:
@@ -309,8 +340,14 @@ def build_snapshots(source: Source, as_of: Iterable[date] | date, *, labels: boo
     for p in parts:
         if p is not None:
             expr = expr.left_join(p, ["account_id", "as_of"]).drop("account_id_right", "as_of_right")
-    df = expr.to_pandas()
-    df = _finish(df, metrics, data_start(source))
+    return SnapshotPlan(expr, tuple(metrics), data_start(source))
+
+
+def build_snapshots(source: Source, as_of: Iterable[date] | date, *, labels: bool = True,
+                    end: date | None = None) -> pd.DataFrame:
+    """One row per (account active on the day before as_of, as_of). Features use rows dated < as_of only."""
+    plan = snapshot_plan(source, as_of)
+    df = plan.finish(plan.expr.to_pandas())
     if labels:
         df = add_labels(df, source.frame("contracts"), end or data_end(source))
     return df.sort_values(["as_of", "account_id"], ignore_index=True)

@@ -50,45 +50,89 @@ class Champions:
         return cls(est, ver)
 
 
-def score_accounts(source: Source, champions: Champions, as_of: date | None = None,
-                   with_history: bool = True) -> tuple[pd.DataFrame, pd.DataFrame | None, date]:
-    """Every active account as of ``as_of`` (default: the data end), scored by each family's champion
-    (``Family.scorer``), with ``<family>_model_version`` beside its columns, and the weekly history of the
-    families that have one (the last TREND_WEEKS weeks)."""
-    as_of = as_of or data_end(source)
-    snap = build_snapshots(source, [as_of], labels=False)
-    if snap.empty:
-        raise ValueError(f"no active accounts as of {as_of}")
-    acc = source.frame("accounts").set_index("account_id")
+ACCOUNT_COLUMNS = {"_name": "name", "_csm_id": "csm_id"}  # snapshot column -> score column, from accounts
+
+
+def score_snapshot(snap: pd.DataFrame, champions: Champions, as_of: date) -> pd.DataFrame:
+    """Score snapshot rows with each family's champion (``Family.scorer``): the profile columns, ``as_of``,
+    the account's ``name`` and ``csm_id`` (snapshot columns ``_name``/``_csm_id``), each family's columns
+    with ``<family>_model_version`` beside them, and ``risk_arr``. Row-wise: any slice of the rows (a Spark
+    partition) scores the same as the whole."""
     out = snap[[c for c in PROFILE_COLUMNS if c in snap.columns]].copy()
     out["as_of"] = pd.Timestamp(as_of)
-    out["name"] = snap["account_id"].map(acc["name"])
-    out["csm_id"] = snap["account_id"].map(acc["csm_id"]).astype(object).where(lambda s: s.notna(), None)
-    history, hist_snap = None, None
+    for col, name in ACCOUNT_COLUMNS.items():
+        v = snap[col] if col in snap else pd.Series(None, index=snap.index, dtype=object)
+        out[name] = v.astype(object).where(v.notna(), None)
     for fam in families.FAMILIES.values():
         est = champions.estimators.get(fam.name)
         if est is None:
             continue
         out = out.join(fam.scorer(est, snap))
         out[f"{fam.name}_model_version"] = champions.versions[fam.name]
-        if with_history and fam.history is not None:
-            if hist_snap is None:
-                weeks = [as_of - timedelta(weeks=w) for w in range(TREND_WEEKS, -1, -1)]
-                hist_snap = build_snapshots(source, weeks, labels=False)
-            history = fam.history(est, hist_snap)
     if "churn_probability" in out and "arr" in out:
         out["risk_arr"] = out["churn_probability"] * out["arr"]
+    return out
+
+
+def history_weeks(as_of: date) -> list[date]:
+    """The weekly as-of dates of the score set's history: TREND_WEEKS weeks back to as_of."""
+    return [as_of - timedelta(weeks=w) for w in range(TREND_WEEKS, -1, -1)]
+
+
+def score_accounts(source: Source, champions: Champions, as_of: date | None = None,
+                   with_history: bool = True, progress=None) -> tuple[pd.DataFrame, pd.DataFrame | None, date]:
+    """Every active account as of ``as_of`` (default: the data end), scored by each family's champion
+    (`score_snapshot`), and the weekly history of the families that have one (the last TREND_WEEKS weeks).
+    ``progress(message)`` is told each step."""
+    tell = progress or (lambda _m: None)
+    as_of = as_of or data_end(source)
+    tell(f"snapshot as of {as_of}")
+    snap = build_snapshots(source, [as_of], labels=False)
+    if snap.empty:
+        raise ValueError(f"no active accounts as of {as_of}")
+    acc = source.frame("accounts").set_index("account_id")
+    snap["_name"] = snap["account_id"].map(acc["name"])
+    snap["_csm_id"] = snap["account_id"].map(acc["csm_id"])
+    tell(f"scoring {len(snap):,} accounts")
+    out = score_snapshot(snap, champions, as_of)
+    history = None
+    hist_fams = [f for f in families.FAMILIES.values() if f.history is not None and f.name in champions.estimators]
+    if with_history and hist_fams:
+        tell(f"weekly history ({TREND_WEEKS + 1} snapshots)")
+        hist_snap = build_snapshots(source, history_weeks(as_of), labels=False)
+        for fam in hist_fams:
+            history = fam.history(champions.estimators[fam.name], hist_snap)
     return out.reset_index(drop=True), history, as_of
 
 
-def run_scoring(source: Source, scores_db, as_of: date | None = None, pinned: dict | None = None) -> dict:
-    from csforecast.scoring.store import write_scores
-
+def load_champions(pinned: dict | None = None) -> Champions:
+    """The champions (or pinned versions); NoChampionsError when there is none at all."""
     champs = Champions.load(pinned)
     if not champs.estimators:
         raise NoChampionsError("no champion models in the registry: run `csforecast train --data …` first")
-    scores, history, as_of = score_accounts(source, champs, as_of)
+    return champs
+
+
+def run_scoring(source: Source, scores_db, as_of: date | None = None, pinned: dict | None = None,
+                progress=None, forecasts: bool = False) -> dict:
+    """Score every active account into a new score set of ``scores_db``; with ``forecasts``, then precompute
+    the renewal forecasts of the next year that this score set determines (scoring/forecasts.py), so that a
+    server loading it answers them at once."""
+    from csforecast.scoring.store import write_scores
+
+    tell = progress or (lambda _m: None)
+    tell("loading the champion models")
+    champs = load_champions(pinned)
+    scores, history, as_of = score_accounts(source, champs, as_of, progress=tell)
+    tell(f"writing the score set ({len(scores):,} accounts)")
     version = write_scores(scores_db, scores, as_of=as_of, data_hash=source.data_hash, models=champs.versions,
                            history=history)
-    return {"version": version, "as_of": str(as_of), "accounts": int(len(scores)), "models": champs.versions,
-            "data_hash": source.data_hash, "scores_db": str(scores_db)}
+    res = {"version": version, "as_of": str(as_of), "accounts": int(len(scores)), "models": champs.versions,
+           "data_hash": source.data_hash, "scores_db": str(scores_db)}
+    if forecasts and "churn" in champs.estimators:
+        from csforecast.config import get_settings
+        from csforecast.scoring.forecasts import precompute
+
+        res["forecasts_precomputed"] = precompute(source, champs.estimators["churn"], champs.versions["churn"],
+                                                  version, get_settings(), progress=tell)
+    return res

@@ -214,8 +214,10 @@ class UIData:
         return arr_movements(contracts, None, period="quarter", data_end=data["data_end"])
 
     def forecast(self, job: Job, group_by: str | None) -> list[dict]:
+        """The renewal forecasts of the next FORECAST_QUARTERS quarters, from the data context's caches (shared
+        with the API: computed once per score set and model, kept on disk) or computed there."""
         try:
-            from csforecast.forecast.renewals import forecast_window as fn
+            from csforecast.scoring.forecasts import next_quarters
         except ImportError as e:
             raise DataUnavailable(f"renewal forecasts are not available in this build ({error_text(e)})") from e
         data = self.load_data()
@@ -223,15 +225,13 @@ class UIData:
         est = self.state.models.estimators.get("churn") if self.state.models else None
         if est is None:
             raise DataUnavailable("no churn model is served: the renewal forecast needs one")
-        start = pd.Period(pd.Timestamp(data["data_end"]), freq="Q")
+        version = self.state.models.versions.get("churn")
+        scores_version = self.state.scores.version if self.state.scores is not None else None
         out = []
-        for k in range(FORECAST_QUARTERS):
-            q = start + k
-            job.progress = f"quarter {k + 1} of {FORECAST_QUARTERS} ({q})"
-            with d.lock:     # the source holds one DuckDB connection: never used by two threads at once
-                res = fn(d.source(), q.start_time.date(), (q + 1).start_time.date(), group_by=group_by, as_of=None,
-                         churn_estimator=est)
-            out.append(res)
+        quarters = next_quarters(data["data_end"], FORECAST_QUARTERS)
+        for k, (start, end) in enumerate(quarters):
+            job.progress = f"quarter {k + 1} of {FORECAST_QUARTERS} ({pd.Period(pd.Timestamp(start), freq='Q')})"
+            out.append(d.forecast(start, end, group_by, est, version, scores_version))
             job.value = list(out)       # partial results are shown while the rest is computed
         job.progress = None
         return out

@@ -44,15 +44,18 @@ def _forecast_fn():
     return forecast_window
 
 
-def _compute(state: ServingState, fn, start: date, end: date, group_by: str | None) -> bytes:
+def _compute(state: ServingState, start: date, end: date, group_by: str | None) -> bytes:
+    """The response body of a forecast, cached per serving state (score set and models) and arguments; the
+    forecast itself comes from the data context's caches (memory, disk) or is computed there."""
     data = state.data
     est = state.models.estimators.get("churn") if state.models else None
-    versions = {"churn": state.models.versions["churn"]} if est is not None else {}
+    version = state.models.versions.get("churn") if est is not None else None
+    versions = {"churn": version} if est is not None else {}
+    scores_version = state.scores.version if state.scores is not None else None
 
     def run() -> bytes:
-        source = data.source()
         try:
-            out = fn(source, start, end, group_by=group_by, as_of=None, churn_estimator=est)
+            out = data.forecast(start, end, group_by, est, version, scores_version)
         except (ValueError, TypeError) as e:
             raise RequestValidationError([{"type": "value_error", "loc": ("query",), "msg": str(e)[:500],
                                            "input": {"start": str(start), "end": str(end), "group_by": group_by}}])
@@ -66,7 +69,16 @@ def _compute(state: ServingState, fn, start: date, end: date, group_by: str | No
                 "forecast": jsonable(out if isinstance(out, dict) else {"result": out})}
         return json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
 
-    return data.cached(("forecast", start, end, group_by), run)
+    return data.cached(("forecast-body", start, end, group_by), run)
+
+
+def warm(state: ServingState) -> None:
+    """Start computing the forecasts the new state's score set determines (the quarters of the next year)."""
+    if state.scores is None or state.models is None or not state.data.location:
+        return
+    est = state.models.estimators.get("churn")
+    if est is not None:
+        state.data.precompute_forecasts(est, state.models.versions.get("churn"), state.scores.version)
 
 
 @router.get("/renewals", response_model=ForecastResponse, summary="Renewal forecast for a window",
@@ -93,9 +105,9 @@ async def renewals(state: StateDep,
     if not state.data.location:
         raise HTTPException(503, detail="no data source configured: start the server with `csforecast serve "
                                         "--data SRC` or set CSFORECAST_DATA")
-    fn = _forecast_fn()
+    _forecast_fn()
     try:
-        content = await run_in_threadpool(_compute, state, fn, start, end, group_by)
+        content = await run_in_threadpool(_compute, state, start, end, group_by)
     except DataUnavailable as e:
         raise HTTPException(503, detail=str(e)) from e
     return Response(content, media_type="application/json")

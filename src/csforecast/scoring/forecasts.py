@@ -1,0 +1,128 @@
+"""Renewal forecasts determined by a score set, computed once and kept: the server answers them from memory,
+and from disk after a restart (CSFORECAST_HOME/cache/forecasts/).
+
+A forecast of the window [start, end) (`forecast.renewals.forecast_window`, used as a black box) depends on
+the data (its hash), the churn model version, the as-of date (the data end), the forecast settings and the
+interval calibration written by `csforecast backtest`; the key of a cached forecast is a digest of all of
+them and of the score-set version, so a new score set, model, data or calibration is a new key and an old
+entry is never served for it. `csforecast score` precomputes the quarters of the next year for its new score
+set (`precompute`); the server does the same in the background when it loads one (api/datacontext.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["QUARTERS_AHEAD", "ForecastKey", "ForecastCache", "next_quarters", "calibration_digest", "forecast_key",
+           "compute", "precompute"]
+
+QUARTERS_AHEAD = 4
+
+
+def next_quarters(day: date, n: int = QUARTERS_AHEAD) -> list[tuple[date, date]]:
+    """[start, end) of the calendar quarter holding ``day`` and the n - 1 after it."""
+    q = pd.Period(pd.Timestamp(day), freq="Q")
+    return [((q + k).start_time.date(), (q + k + 1).start_time.date()) for k in range(n)]
+
+
+def calibration_digest(home: Path) -> str:
+    """Digest of the interval calibration `forecast_window` reads (the last backtest's), '' when none."""
+    from csforecast.forecast.montecarlo import CALIBRATION_FILE
+
+    f = Path(home) / CALIBRATION_FILE
+    try:
+        return hashlib.blake2b(f.read_bytes(), digest_size=8).hexdigest()
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class ForecastKey:
+    """What a cached forecast of a window was computed from (forecast_window's arguments and inputs)."""
+    start: date
+    end: date
+    group_by: str | None
+    data_hash: str
+    model_version: str | None
+    scores_version: int | None
+    settings: str          # the forecast settings (draws, seed, …) as JSON
+    calibration: str       # calibration_digest
+
+    def digest(self) -> str:
+        text = json.dumps([str(self.start), str(self.end), self.group_by, self.data_hash, self.model_version,
+                           self.scores_version, self.settings, self.calibration])
+        return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+class ForecastCache:
+    """Forecast results as JSON files named by their key's digest. Writes are atomic (temporary file, then a
+    rename); an unreadable or foreign file is a miss."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def path(self, key: ForecastKey) -> Path:
+        return self.folder / f"{key.digest()}.json"
+
+    def get(self, key: ForecastKey) -> dict | None:
+        try:
+            doc = json.loads(self.path(key).read_text())
+        except (OSError, ValueError):
+            return None
+        return doc.get("forecast") if isinstance(doc, dict) and doc.get("key") == key.digest() else None
+
+    def put(self, key: ForecastKey, forecast: dict) -> None:
+        """Store (best effort: a read-only or full disk only costs the next start a recomputation)."""
+        from csforecast.jsonsafe import jsonable
+
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp = self.folder / f".{key.digest()}.{uuid.uuid4().hex[:8]}.tmp"
+            tmp.write_text(json.dumps({"key": key.digest(), "forecast": jsonable(forecast)}, allow_nan=False))
+            os.replace(tmp, self.path(key))
+        except (OSError, ValueError):
+            pass
+
+
+def forecast_key(start: date, end: date, group_by: str | None, *, data_hash: str, model_version: str | None,
+                 scores_version: int | None, settings, home: Path) -> ForecastKey:
+    """The key of a forecast with the current forecast settings and calibration."""
+    return ForecastKey(start, end, group_by, data_hash, None if model_version is None else str(model_version),
+                       scores_version, json.dumps(settings.forecast.model_dump(mode="json"), sort_keys=True),
+                       calibration_digest(home))
+
+
+def compute(source, start: date, end: date, group_by: str | None, estimator, model_version: str | None) -> dict:
+    """`forecast_window` of [start, end) as of the data end with the given churn model: the one call the API,
+    the dashboard and `precompute` make, so that a cached result is the result any of them would compute."""
+    from csforecast.forecast.renewals import forecast_window
+
+    return forecast_window(source, start, end, group_by=group_by, as_of=None, churn_estimator=estimator,
+                           model_version=model_version)
+
+
+def precompute(source, estimator, model_version: str, scores_version: int, settings, progress=None) -> int:
+    """Compute the forecasts of the quarters of the next year (from the data end) into the disk cache, those not
+    there yet; returns how many were computed."""
+    from csforecast.features.snapshot import data_end
+
+    tell = progress or (lambda *_a: None)
+    cache = ForecastCache(settings.home / "cache" / "forecasts")
+    quarters = next_quarters(data_end(source))
+    done = 0
+    for k, (start, end) in enumerate(quarters):
+        key = forecast_key(start, end, None, data_hash=source.data_hash, model_version=model_version,
+                           scores_version=scores_version, settings=settings, home=settings.home)
+        if cache.get(key) is not None:
+            continue
+        tell(f"renewal forecast {start} – {end}", k, len(quarters))
+        cache.put(key, compute(source, start, end, None, estimator, model_version))
+        done += 1
+    return done
