@@ -99,8 +99,10 @@ def test_close_to_true_model_on_later_rows(data, fitted):
     p = fitted.predict_proba(Xt)[:, 1]
     assert roc_auc_score(yt, p) > roc_auc_score(yt, p_true[12_000:]) - 0.02
     assert expected_calibration_error(yt, p) < 0.03
-    assert fitted.chosen_ in {"lightgbm", "logistic", "blend"}
-    assert set(fitted.candidate_scores_) == set(fitted.choice_scores_) == {"lightgbm", "logistic", "blend"}
+    assert fitted.chosen_ in {"lightgbm", "logistic", "blend", "contract"}
+    # auto_renew is a contract field: the simple "contract" candidate (a logistic on it alone) competes too
+    assert set(fitted.candidate_scores_) == set(fitted.choice_scores_) == {"lightgbm", "logistic", "blend", "contract"}
+    assert fitted.contract_columns_ == ["auto_renew"]
     # the winner has the lowest calibrated log loss on the calibration slice, and that is its calibration's
     assert fitted.choice_scores_[fitted.chosen_] == min(fitted.choice_scores_.values())
     assert fitted.calibration_ in {"none", "platt", "isotonic"}
