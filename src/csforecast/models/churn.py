@@ -47,6 +47,7 @@ ALGORITHMS = ("auto", "lightgbm", "logistic", "blend", "contract")
 BLEND_WEIGHT = 0.5  # weight of the LightGBM logit in the "blend" candidate
 # the "contract" candidate: a logistic regression on these contract fields only (those present in X)
 CONTRACT_FIELDS = ("term_days", "auto_renew", "renewals_so_far", "segment")
+MAX_DISCRETE_LEVELS = 12  # a numeric contract field with at most this many values also enters as levels
 N_CALIBRATION_MAPS = 100
 OTHER = "__other__"  # level for categories that are rare at fit time or unseen
 MISSING = "__missing__"  # explicit missing level in the logistic one-hot encoding
@@ -318,7 +319,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         params.update(self.lgbm_params or {})
         return LGBMClassifier(**params)
 
-    def _logistic(self, C: float, columns=None) -> Pipeline:
+    def _logistic(self, C: float, columns=None, discrete=()) -> Pipeline:
         use = set(columns) if columns is not None else None
         num = [f"f{i}" for i, c in enumerate(self.feature_names_in_)
                if self.feature_kinds_[c] != "categorical" and (use is None or f"f{i}" in use)]
@@ -341,6 +342,14 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
                     num,
                 )
             )
+        if discrete:
+            # a contract field with a few values (term_days: 30, 91, 365) also gets one level per value: churn
+            # need not be monotone in it (monthly and annual terms can both churn more than quarterly ones)
+            parts.append(("disc", Pipeline([
+                ("impute", SimpleImputer(strategy="constant", fill_value=-1.0, keep_empty_features=True)),
+                ("onehot", OneHotEncoder(handle_unknown="ignore")),
+                ("scale", StandardScaler(with_mean=False)),
+            ]), list(discrete)))
         if cat:
             parts.append(
                 (
@@ -389,10 +398,10 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         p = m.booster_.predict(Xs, num_iteration=best)
         return m, best, clipped_log_loss(ys, p)
 
-    def _fit_logistic(self, Xf, yf, Xs, ys, columns=None):
+    def _fit_logistic(self, Xf, yf, Xs, ys, columns=None, discrete=()):
         scores, models = {}, {}
         for C in self.logistic_Cs:
-            m = self._logistic(float(C), columns=columns)
+            m = self._logistic(float(C), columns=columns, discrete=discrete)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # ConvergenceWarning on tiny / separable data
                 m.fit(Xf, yf)
@@ -481,8 +490,11 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         contract_cols = [f"f{i}" for i, c in enumerate(self.feature_names_in_) if c in CONTRACT_FIELDS]
         if contract_cols and self.algorithm in ("auto", "blend", "contract"):
             self.contract_columns_ = [c for c in self.feature_names_in_ if c in CONTRACT_FIELDS]
+            discrete = [f for f in contract_cols if self.feature_kinds_[self.feature_names_in_[int(f[1:])]]
+                        != "categorical" and Xl[f].iloc[fit_idx].nunique() <= MAX_DISCRETE_LEVELS]
             m, self.contract_C_, scores_c = self._fit_logistic(
-                Xl.iloc[fit_idx], yb[fit_idx], Xl.iloc[sel_idx], yb[sel_idx], columns=contract_cols
+                Xl.iloc[fit_idx], yb[fit_idx], Xl.iloc[sel_idx], yb[sel_idx], columns=contract_cols,
+                discrete=discrete
             )
             models["contract"], self.candidate_scores_["contract"] = m, scores_c[self.contract_C_]
             best_c["contract"] = self.contract_C_
@@ -502,7 +514,8 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             elif part == "lightgbm":
                 fitted[part] = self._lgbm(self.best_iteration_).fit(Xe.iloc[train_idx], yb[train_idx])
             else:
-                fitted[part] = self._logistic(best_c[part], columns=contract_cols if part == "contract" else None)
+                fitted[part] = (self._logistic(best_c[part], columns=contract_cols, discrete=discrete)
+                                if part == "contract" else self._logistic(best_c[part]))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     fitted[part].fit(Xl.iloc[train_idx], yb[train_idx])
