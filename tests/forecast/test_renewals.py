@@ -103,8 +103,20 @@ def test_hand_checked_forecast(tiny_source):
     assert e["renewed_arr"] == pytest.approx(3406)
     assert e["churned_arr"] == pytest.approx(2064)
     assert e["grr"] == pytest.approx(3406 / 5470)
-    assert e["nrr"] == pytest.approx(3746.6 / 5470, rel=1e-9)
+    assert e["successor_arr"] == pytest.approx(3746.6, rel=1e-9)
     assert e["arr_change"] == pytest.approx(3746.6 - 3406, rel=1e-9)
+    # every renewal grew 10 %: no contraction, expansion at renewal = 3746.6 - 3406
+    assert e["contraction_arr"] == pytest.approx(0, abs=1e-9)
+    assert e["expansion_at_renewal_arr"] == pytest.approx(3746.6 - 3406, rel=1e-9)
+    # mid-term add-ons: b2 (300) and a9 (50) were signed in the year before as_of, both under the 20 a segment
+    # needs, so every account gets the portfolio rate; the customers on 2024-07-31 hold 1150 + 2500 + 605 +
+    # 880 + 100 = 5235 ARR, and the window has 61 days left after as_of
+    rates = r["midterm_expansion"]["rates"]["portfolio"]
+    assert rates["addons"] == 2 and rates["rate_per_day"] * rates["exposure_arr_days"] == pytest.approx(350)
+    assert e["midterm_expansion_arr"] == pytest.approx(rates["rate_per_day"] * 5235 * 61, rel=1e-9)
+    assert e["expansion_arr"] == pytest.approx(e["expansion_at_renewal_arr"] + e["midterm_expansion_arr"])
+    assert e["nrr"] == pytest.approx((3746.6 + e["midterm_expansion_arr"]) / 5470, rel=1e-9)
+    assert e["nrr"] == pytest.approx((5470 - e["churned_arr"] - e["contraction_arr"] + e["expansion_arr"]) / 5470)
     # the renewed ARR draws live on the 8 subsets of {1100, 2500, 880} (+ 550 known)
     support = 550 + np.array([x + y + z for x in (0, 1100) for y in (0, 2500) for z in (0, 880)])
     iv = r["intervals"]["renewed_arr"]
@@ -119,12 +131,17 @@ def test_hand_checked_forecast(tiny_source):
     assert groups["SMB"]["expected"]["renewed_arr"] == pytest.approx(550)
     assert groups["SMB"]["expected"]["churned_arr"] == pytest.approx(440)
     assert sum(g["expected"]["renewed_arr"] for g in groups.values()) == pytest.approx(3406)
-    # at risk: high risk x high ARR first; worst case = churned so far + ARR with p > 0.3
+    # at risk: high risk x high ARR first
     assert [x["account_id"] for x in r["at_risk"]] == ["B", "F", "A"]
     assert r["at_risk"][0] == {"account_id": "B", "contract_id": "b1", "arr": 2500.0, "p_churn": 0.5,
                                "expected_churned_arr": 1250.0, "renewal_date": "2024-09-01",
                                "segment": "Enterprise"}
-    assert r["worst_case"]["churned_arr"] == pytest.approx(440 + 2500)
+    # worst case: churned so far + the ARR with p > 0.3 (B) lost + the others at their expected loss (A 0.1 x 1100,
+    # F 0.3 x 880); best case: B renews
+    assert r["worst_case"]["churned_arr"] == pytest.approx(440 + 2500 + 110 + 264)
+    assert r["best_case"]["churned_arr"] == pytest.approx(440 + 110 + 264)
+    for k in ("grr", "nrr"):
+        assert r["worst_case"][k] <= e[k] <= r["best_case"][k]
     # last year everything renewed: last_year disagrees with the model and is flagged
     ly = r["methods"]["last_year"]
     assert ly["renewed_arr"] == pytest.approx(550 + 4480)

@@ -99,8 +99,10 @@ def test_close_to_true_model_on_later_rows(data, fitted):
     p = fitted.predict_proba(Xt)[:, 1]
     assert roc_auc_score(yt, p) > roc_auc_score(yt, p_true[12_000:]) - 0.02
     assert expected_calibration_error(yt, p) < 0.03
-    assert fitted.chosen_ in {"lightgbm", "logistic", "blend"}
-    assert set(fitted.candidate_scores_) == set(fitted.choice_scores_) == {"lightgbm", "logistic", "blend"}
+    assert fitted.chosen_ in {"lightgbm", "logistic", "blend", "contract"}
+    # auto_renew is a contract field: the simple "contract" candidate (a logistic on it alone) competes too
+    assert set(fitted.candidate_scores_) == set(fitted.choice_scores_) == {"lightgbm", "logistic", "blend", "contract"}
+    assert fitted.contract_columns_ == ["auto_renew"]
     # the winner has the lowest calibrated log loss on the calibration slice, and that is its calibration's
     assert fitted.choice_scores_[fitted.chosen_] == min(fitted.choice_scores_.values())
     assert fitted.calibration_ in {"none", "platt", "isotonic"}
@@ -406,3 +408,43 @@ def test_fit_is_deterministic(small):
     b = ChurnClassifier(n_jobs=1).fit(X, y, sample_time=t)
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
     assert a.candidate_scores_ == b.candidate_scores_
+
+
+def make_term_only(n, seed, annual_share):
+    """Churn depends on the contract term alone (monthly 0.30, quarterly 0.18, annual 0.21), with noise features
+    and few annual terms: the independent-simulator case where a flexible model lost to a plain logistic."""
+    rng = np.random.default_rng(seed)
+    term = rng.choice([30, 91, 365], size=n, p=[0.6 - annual_share / 2, 0.4 - annual_share / 2, annual_share])
+    rate = pd.Series(term).map({30: 0.30, 91: 0.18, 365: 0.21}).to_numpy()
+    y = rng.binomial(1, rate)
+    X = pd.DataFrame({"term_days": term.astype(float), "auto_renew": rng.random(n) < 0.5,
+                      "renewals_so_far": rng.poisson(2, n).astype(float),
+                      **{f"noise_{k}": rng.normal(size=n) for k in range(12)}})
+    day = pd.Timestamp("2023-01-02") + pd.to_timedelta(np.arange(n) // 20, unit="D")
+    return X, y, rate, day
+
+
+def test_simple_contract_candidate_never_loses_on_term_only_churn():
+    X, y, _, day = make_term_only(6000, seed=5, annual_share=0.04)
+    Xt, yt, rate_t, _ = make_term_only(20_000, seed=6, annual_share=0.3)
+    clf = ChurnClassifier(n_jobs=1).fit(X, y, sample_time=pd.Series(day))
+    assert "contract" in clf.candidate_scores_
+    p = clf.predict_proba(Xt)[:, 1]
+    # a logistic regression on the three contract fields, trained on the same rows
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import OneHotEncoder
+
+    enc = OneHotEncoder(handle_unknown="ignore").fit(X[["term_days"]].astype(str))
+    def design(D):
+        return np.column_stack([enc.transform(D[["term_days"]].astype(str)).toarray(),
+                                D["auto_renew"].to_numpy(float), D["renewals_so_far"].to_numpy(float)])
+    lr = LogisticRegression(C=1.0, max_iter=1000).fit(design(X), y)
+    p_lr = lr.predict_proba(design(Xt))[:, 1]
+    assert roc_auc_score(yt, p) >= roc_auc_score(yt, p_lr) - 0.005
+    # calibrated for the rare annual terms (truth 0.21) and overall, within the sampling error of 6000 rows
+    annual = Xt["term_days"].to_numpy() == 365
+    assert abs(p[annual].mean() - 0.21) < 0.04
+    assert expected_calibration_error(yt, p) < 0.03
+    # per-account intervals: ordered and containing the point
+    lo, hi = clf.predict_interval(Xt.iloc[:500])
+    assert np.all(lo <= p[:500] + 1e-12) and np.all(p[:500] <= hi + 1e-12) and np.any(hi > lo)

@@ -5,10 +5,29 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["GROUP_BY", "UNASSIGNED", "to_day", "group_labels", "renewal_book"]
+__all__ = ["GROUP_BY", "GROUP_SEP", "UNASSIGNED", "to_day", "group_columns", "group_labels", "renewal_book",
+           "project_chains"]
 
 GROUP_BY = ("segment", "region", "csm_id", "industry", "cohort")
 UNASSIGNED = "unassigned"
+GROUP_SEP = " / "          # label of a group of several columns: "Enterprise / CSM-001"
+MAX_GROUP_COLUMNS = 2
+
+
+def group_columns(group_by: str | None) -> tuple[str, ...]:
+    """The columns of a ``group_by`` value: None -> (), "segment" -> ("segment",), "segment,csm_id" ->
+    ("segment", "csm_id"). ValueError naming the value when a column is unknown, repeated, or there are more
+    than two."""
+    if group_by is None:
+        return ()
+    cols = tuple(c.strip() for c in str(group_by).split(","))
+    bad = [c for c in cols if c not in GROUP_BY]
+    if bad or not cols:
+        raise ValueError(f"group_by must be one or two of {', '.join(GROUP_BY)} separated by a comma, not "
+                         f"{group_by!r}")
+    if len(cols) > MAX_GROUP_COLUMNS or len(set(cols)) != len(cols):
+        raise ValueError(f"group_by takes at most {MAX_GROUP_COLUMNS} different columns, not {group_by!r}")
+    return cols
 
 
 def to_day(d) -> pd.Timestamp:
@@ -27,10 +46,18 @@ def _ids(s: pd.Series) -> pd.Series:
 def group_labels(accounts: pd.DataFrame | None, contracts: pd.DataFrame, account_ids, group_by: str | None,
                  ) -> np.ndarray:
     """Group label per account id: an accounts column (null / unknown account -> "unassigned") or
-    "cohort" (quarter of the account's first contract start)."""
+    "cohort" (quarter of the account's first contract start); two columns ("segment,csm_id") give
+    "<segment> / <csm_id>" (``GROUP_SEP``)."""
     ids = pd.Series(np.asarray(account_ids, dtype=object)).astype(str)
     if group_by is None:
         return np.full(len(ids), "all", dtype=object)
+    cols = group_columns(group_by)
+    if len(cols) > 1:
+        parts = [group_labels(accounts, contracts, ids, c).astype(str) for c in cols]
+        out = parts[0].astype(object)
+        for p in parts[1:]:
+            out = out + GROUP_SEP + p
+        return out.astype(object)
     if group_by == "cohort":
         first = contracts.groupby(contracts["account_id"].astype(str))["start_date"].min()
         lab = pd.to_datetime(ids.map(first)).dt.to_period("Q").astype(str)
@@ -102,3 +129,46 @@ def renewal_book(contracts: pd.DataFrame, accounts: pd.DataFrame | None, start, 
     book["group"] = group_labels(accounts, contracts, book["account_id"], group_by)
     book["days_ahead"] = (book["renewal_date"] - as_of).dt.days.astype(float)
     return book[cols].reset_index(drop=True)
+
+
+def project_chains(book: pd.DataFrame, contracts: pd.DataFrame, end) -> pd.DataFrame:
+    """Renewal decisions not yet on the books that fall due before ``end``: each pending decision whose
+    contract term is shorter than the rest of the window renews into a successor of the same term and ARR,
+    due one term later, and so on (monthly plans renew or churn month after month).
+
+    Returns rows like the book's (status "projected", hindsight columns NaN, the chain's account, contract_id,
+    ARR and groups) plus ``prev``: the position, in "pending decisions in book order, then the projected rows"
+    order, of the decision each projected one follows (so a projected row always comes after its
+    predecessor), and ``term_days``. Empty when no term is shorter than the rest of the window."""
+    cols = list(book.columns) + ["prev", "term_days"]
+    pend = book[book["status"] == "pending"].reset_index(drop=True)
+    if pend.empty:
+        return pd.DataFrame(columns=cols)
+    c = contracts.assign(contract_id=contracts["contract_id"].astype(str))
+    span = (pd.to_datetime(c["end_date"]) - pd.to_datetime(c["start_date"])).dt.days
+    term = pd.Series(span.to_numpy(dtype=float), index=c["contract_id"].to_numpy()).groupby(level=0).first()
+    t = pend["contract_id"].astype(str).map(term).to_numpy(dtype=float)
+    r = pd.to_datetime(pend["renewal_date"])
+    gap = (to_day(end) - r).dt.days.to_numpy(dtype=float)
+    ok = np.isfinite(t) & (t > 0)
+    k_max = np.where(ok, np.ceil(gap / np.where(ok, t, 1.0)) - 1, 0).clip(min=0).astype(int)
+    if k_max.max(initial=0) == 0:
+        return pd.DataFrame(columns=cols)
+    last = np.arange(len(pend))
+    nxt = len(pend)
+    parts = []
+    for k in range(1, int(k_max.max()) + 1):
+        live = np.flatnonzero(k_max >= k)
+        part = pend.iloc[live].copy()
+        part["renewal_date"] = r.iloc[live].to_numpy() + pd.to_timedelta(k * t[live], unit="D").to_numpy()
+        part["days_ahead"] = part["days_ahead"].to_numpy(dtype=float) + k * t[live]
+        part["status"] = "projected"
+        part["succ_arr"] = np.nan
+        part["final_renewed"] = np.nan
+        part["final_succ_arr"] = np.nan
+        part["prev"] = last[live]
+        part["term_days"] = t[live]
+        last[live] = np.arange(nxt, nxt + len(live))
+        nxt += len(live)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)[cols]

@@ -21,8 +21,9 @@ from scipy.stats import norm
 
 from csforecast.jsonsafe import finite_float
 
-__all__ = ["Simulation", "simulate_renewals", "shock_evidence", "estimate_tau", "load_calibration",
-           "save_calibration", "summarise", "method_results", "disagreements", "flat_result"]
+__all__ = ["Simulation", "MethodInput", "simulate_renewals", "ratio_split_normal", "shock_evidence", "estimate_tau",
+           "load_calibration", "save_calibration", "known_outcomes", "summarise", "method_results", "disagreements",
+           "flat_result"]
 
 EXACT_BUDGET = 100_000_000        # decisions x draws simulated as exact Bernoulli draws
 CHUNK_ELEMENTS = 8_000_000        # uniforms per block (32 MB of float32)
@@ -37,19 +38,69 @@ def _f(x, nd: int | None = None):
 
 @dataclass
 class Simulation:
-    """Draws per group (rows, in ``groups`` order) of the pending decisions' renewed ARR (at the ARR due)
-    and successor ARR; ``expected_*`` are the exact expectations under the same model."""
+    """Draws per group (rows, in ``groups`` order) of the pending decisions' outcomes, and the exact
+    expectations under the same model. Money columns (all ``(n_groups, draws)``):
+
+    ``due``          ARR due of the pending decisions in the draw (projected chain decisions count only in
+                     draws where they are reached; decisions on the books always count);
+    ``renewed``      ARR due of the renewed decisions;
+    ``contraction``  sum over renewed decisions of max(0, ARR due - successor ARR);
+    ``expansion``    sum over renewed decisions of max(0, successor ARR - ARR due) -- at renewal only;
+    ``successor``    = renewed - contraction + expansion;
+    ``addon``        mid-term add-on ARR (its own, independent draws; zero without add-on inputs).
+    """
     groups: list
-    renewed: np.ndarray          # (n_groups, draws)
-    successor: np.ndarray        # (n_groups, draws)
-    expected_renewed: np.ndarray  # (n_groups,)
+    renewed: np.ndarray
+    successor: np.ndarray
+    expected_renewed: np.ndarray
     expected_successor: np.ndarray
     n_exact: int                 # decisions simulated as exact Bernoulli draws (the rest: normal, see docs)
     n_nodes: int
     tau: float
+    due: np.ndarray | None = None
+    contraction: np.ndarray | None = None
+    expansion: np.ndarray | None = None
+    addon: np.ndarray | None = None
+    expected_due: np.ndarray | None = None
+    expected_contraction: np.ndarray | None = None
+    expected_expansion: np.ndarray | None = None
+    expected_addon: np.ndarray | None = None
+    expected_decisions: np.ndarray | None = None
 
     def total(self) -> tuple[np.ndarray, np.ndarray]:
         return self.renewed.sum(axis=0), self.successor.sum(axis=0)
+
+    def rows(self, labels) -> dict[str, np.ndarray]:
+        """Draws summed over the groups in ``labels``: {due, renewed, contraction, expansion, successor,
+        addon} (1-D arrays; zeros when none of the labels is a group of the simulation)."""
+        want = {str(x) for x in labels}
+        idx = [i for i, g in enumerate(self.groups) if str(g) in want]
+        d = self.renewed.shape[1]
+        out = {}
+        for k in ("due", "renewed", "contraction", "expansion", "successor", "addon"):
+            m = getattr(self, k)
+            out[k] = m[idx].sum(axis=0) if idx and m is not None else np.zeros(d)
+        return out
+
+
+def ratio_split_normal(ratio_mean, ratio_var) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(E[c], Var[c], E[e], Var[e]) of contraction c = max(0, 1 - r) and expansion e = max(0, r - 1) for a
+    normal ratio r ~ N(ratio_mean, ratio_var) (per unit of ARR due, given renewal). E[e] - E[c] = E[r] - 1
+    exactly, and c e = 0, so Cov(c, e) = -E[c] E[e]."""
+    m = np.asarray(ratio_mean, dtype=float)
+    sd = np.sqrt(np.maximum(np.asarray(ratio_var, dtype=float), 0.0))
+
+    def pos(mu):  # E[X+], E[(X+)^2] for X ~ N(mu, sd^2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(sd > 0, mu / np.where(sd > 0, sd, 1.0), np.sign(mu) * np.inf)
+        cdf, pdf = norm.cdf(t), np.where(np.isfinite(t), norm.pdf(t), 0.0)
+        e1 = np.where(sd > 0, mu * cdf + sd * pdf, np.maximum(mu, 0.0))
+        e2 = np.where(sd > 0, (mu * mu + sd * sd) * cdf + mu * sd * pdf, np.maximum(mu, 0.0) ** 2)
+        return e1, np.maximum(e2 - e1 * e1, 0.0)
+
+    c_mean, c_var = pos(1.0 - m)
+    e_mean, e_var = pos(m - 1.0)
+    return c_mean, c_var, e_mean, e_var
 
 
 def _shock_nodes(tau: float, draws: int, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,17 +112,36 @@ def _shock_nodes(tau: float, draws: int, n_nodes: int) -> tuple[np.ndarray, np.n
     return s, counts
 
 
-def _mean_preserving_offsets(z: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """c(z) with sum_k w_k sigmoid(z + c + s_k) = sigmoid(z): the shock then leaves every expected
-    probability unchanged. Solved by Newton on a grid of z and interpolated (smooth in z)."""
-    if len(s) == 1 and s[0] == 0:
+def _node_maps(shock: bool, maps, draws: int, n_nodes: int, seed: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per node: the slope and intercept of the map applied to every churn logit, the standard-normal shock
+    value (scaled by each decision's tau) and the number of draws at the node. Nodes pair a calibration map
+    (``maps``, (K, 2) slope/intercept pairs, spread evenly over the nodes) with a stratified N(0, 1) shock
+    quantile in random order; one identity node when there is neither."""
+    k = max(1, min(draws, n_nodes)) if shock or (maps is not None and len(maps)) else 1
+    counts = np.full(k, draws // k, dtype=np.int64)
+    counts[: draws % k] += 1
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 7])
+    u = norm.ppf((np.arange(k) + 0.5) / k)[rng.permutation(k)] if shock and k > 1 else np.zeros(k)
+    if maps is None or len(maps) == 0:
+        return np.ones(k), np.zeros(k), u, counts
+    maps = np.asarray(maps, dtype=float).reshape(-1, 2)
+    pick = maps[np.arange(k) * len(maps) // k] if k <= len(maps) else maps[np.arange(k) % len(maps)]
+    return pick[:, 0], pick[:, 1], u, counts
+
+
+def _mean_preserving_offsets(z: np.ndarray, s: np.ndarray, w: np.ndarray, a: np.ndarray | None = None) -> np.ndarray:
+    """c(z) with sum_k w_k sigmoid(a_k z + c + s_k) = sigmoid(z) (a_k = 1 by default): the shock then leaves
+    every expected probability unchanged. Solved by Newton on a grid of z and interpolated (smooth in z)."""
+    a = np.ones(len(s)) if a is None else np.asarray(a, dtype=float)
+    if len(s) == 1 and s[0] == 0 and a[0] == 1:
         return np.zeros_like(z)
     lo, hi = float(np.min(z)), float(np.max(z))
     grid = np.linspace(lo, hi, 1001) if hi > lo else np.array([lo])
     target = expit(grid)
     c = np.zeros_like(grid)
-    for _ in range(50):
-        q = expit(grid[:, None] + c[:, None] + s[None, :])
+    for _ in range(60):
+        q = expit(grid[:, None] * a[None, :] + c[:, None] + s[None, :])
         f = (q * w[None, :]).sum(axis=1) - target
         d = (q * (1 - q) * w[None, :]).sum(axis=1)
         step = f / np.maximum(d, 1e-12)
@@ -81,51 +151,120 @@ def _mean_preserving_offsets(z: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.
     return np.interp(z, grid, c) if len(grid) > 1 else np.full_like(z, c[0])
 
 
-def simulate_renewals(arr, p_churn, ratio_mean=None, ratio_var=None, groups=None, *, draws: int = 10_000,
-                      seed: int = 0, tau: float = 0.0, exact_budget: int = EXACT_BUDGET,
-                      n_nodes: int = N_NODES) -> Simulation:
-    """Simulate renewed ARR and successor ARR of independent renewal decisions, per group.
+def _chain_order(prev: np.ndarray) -> list[np.ndarray]:
+    """Projected decisions by chain depth: [indices at depth 1, depth 2, ...] (depth 0 = on the books).
+    Parents come before their children in the arrays, so one pass in index order sets every depth."""
+    depth = np.zeros(len(prev), dtype=np.int64)
+    for i in np.flatnonzero(prev >= 0):
+        depth[i] = depth[prev[i]] + 1
+    top = int(depth.max()) if len(depth) else 0
+    return [np.flatnonzero(depth == d) for d in range(1, top + 1)]
+
+
+def simulate_renewals(arr, p_churn, ratio_mean=None, ratio_var=None, groups=None, *, split=None, prev=None,
+                      maps=None, addon=None, draws: int = 10_000, seed: int = 0, tau: float = 0.0,
+                      exact_budget: int = EXACT_BUDGET, n_nodes: int = N_NODES) -> Simulation:
+    """Simulate the outcomes of pending renewal decisions, per group (see :class:`Simulation`).
 
     arr, p_churn       ARR due and P(churn) per decision.
     ratio_mean/_var    E and Var of successor ARR / ARR due given renewal (default 1 and 0).
+    split              (E[c], Var[c], E[e], Var[e]) per decision: contraction c = max(0, 1 - ratio) and
+                       expansion e = max(0, ratio - 1) given renewal; default: from a normal ratio with the
+                       moments above (:func:`ratio_split_normal`). Cov(c, e) = -E[c] E[e] (never both).
     groups             group label per decision (default: one group "all").
-    tau                sd of a per-draw common shock on the churn logit. It is mean-preserving (each
-                       decision's offset is solved so its expected P(churn) is unchanged) and stratified:
-                       draws are split evenly over ``n_nodes`` quantile midpoints of N(0, tau^2).
+    prev               per decision, the index of the decision it follows in a chain of short contracts
+                       (-1: on the books). A projected decision is reached only in draws where its
+                       predecessor renewed; parents must come before their children.
+    maps               (K, 2) calibration maps (slope, intercept on the churn logit), e.g. a bootstrap of
+                       the churn model's calibration; each draw applies one of them to every decision.
+    tau                sd of a per-draw common shock on the churn logit (on top of the maps): a float, or one
+                       value per decision (e.g. per segment: one N(0, 1) draw scaled by each). Maps and shock
+                       are mean-preserving (each decision's offset is solved so its expected P(churn) is
+                       unchanged) and stratified over ``n_nodes`` nodes.
+    addon              (mean, var, groups) of mid-term add-on ARR per account; drawn per group as an
+                       independent normal (clipped at 0).
 
     What is exact: with decisions x draws <= ``exact_budget`` every renewal is an exact Bernoulli draw
-    (32-bit uniform integers against p * 2^32, in blocks). Above it, the decisions with the largest ARR relative to their group
-    (a_i / sqrt(sum a^2 of the group)) are still drawn exactly -- as many as the budget allows -- and the
-    remaining ones (many small decisions) are replaced per group and shock node by a bivariate normal with
-    their exact conditional mean, variance and covariance (a CLT step). The expansion residual enters as a
-    normal with the exact conditional variance given which decisions renewed. Expected values are exact.
+    (32-bit uniform integers against p * 2^32, in blocks). Above it, projected decisions and then the
+    decisions with the largest ARR relative to their group (a_i / sqrt(sum a^2 of the group)) are still drawn
+    exactly -- as many as the budget allows -- and the remaining ones (many small decisions) are replaced per
+    group and node by a trivariate normal (renewed, contraction, expansion) with their exact conditional
+    moments (a CLT step). Contraction and expansion of the exactly drawn decisions enter as a bivariate normal
+    with the exact conditional moments given which decisions renewed. Expected values are exact (projected
+    decisions: under independence of the chain's draws).
     """
     a = np.asarray(arr, dtype=np.float64)
     n = len(a)
     p = np.clip(np.asarray(p_churn, dtype=np.float64), 1e-9, 1 - 1e-9)
     m = np.ones(n) if ratio_mean is None else np.asarray(ratio_mean, dtype=np.float64)
     v = np.zeros(n) if ratio_var is None else np.maximum(np.asarray(ratio_var, dtype=np.float64), 0.0)
+    cm, cv, em, ev = ratio_split_normal(m, v) if split is None else (np.asarray(x, dtype=np.float64) for x in split)
+    cv, ev = np.maximum(cv, 0.0), np.maximum(ev, 0.0)
+    cce = -cm * em
+    pv = np.full(n, -1, dtype=np.int64) if prev is None else np.asarray(prev, dtype=np.int64)
     labels = np.full(n, "all", dtype=object) if groups is None else np.asarray(groups, dtype=object)
-    uniq, code = np.unique(labels.astype(str), return_inverse=True) if n else (np.array(["all"]), np.zeros(0, int))
+    add_m = add_v = add_g = None
+    if addon is not None:
+        add_m, add_v, add_g = (np.asarray(addon[0], float), np.asarray(addon[1], float),
+                               np.asarray(addon[2], dtype=object).astype(str))
+    all_labels = labels.astype(str) if add_g is None else np.concatenate([labels.astype(str), add_g])
+    uniq = np.unique(all_labels) if len(all_labels) else np.array(["all"])
+    code = np.searchsorted(uniq, labels.astype(str)) if n else np.zeros(0, int)
     G = len(uniq)
     draws = int(draws)
     rng = np.random.default_rng(seed)
-    ren = np.zeros((G, draws))
-    suc = np.zeros((G, draws))
-    exp_r = np.bincount(code, a * (1 - p), minlength=G)
-    exp_s = np.bincount(code, a * (1 - p) * m, minlength=G)
-    if n == 0 or draws == 0:
-        return Simulation(list(uniq), ren, suc, exp_r, exp_s, 0, 1, float(tau))
 
-    s_nodes, counts = _shock_nodes(float(tau), draws, n_nodes)
+    # exact expectations (chains: P(reached) = product of the predecessors' renewal probabilities)
+    reach = np.ones(n)
+    for lvl in _chain_order(pv):
+        reach[lvl] = reach[pv[lvl]] * (1 - p[pv[lvl]])
+    q_r = reach * (1 - p)
+    exp_due = np.bincount(code, a * reach, minlength=G)
+    exp_r = np.bincount(code, a * q_r, minlength=G)
+    exp_c = np.bincount(code, a * q_r * cm, minlength=G)
+    exp_e = np.bincount(code, a * q_r * em, minlength=G)
+    exp_s = exp_r - exp_c + exp_e
+    exp_add = np.zeros(G)
+    if add_m is not None and len(add_m):
+        exp_add = np.bincount(np.searchsorted(uniq, add_g), add_m, minlength=G)
+    ren, con, exp_, due = (np.zeros((G, draws)) for _ in range(4))
+    add = np.zeros((G, draws))
+
+    exp_n = np.bincount(code, reach, minlength=G)
+
+    def result(n_exact, n_nodes_used):
+        succ = ren - con + exp_
+        return Simulation(list(uniq), ren, succ, exp_r, exp_s, n_exact, n_nodes_used,
+                          float(np.max(tau)) if np.size(tau) else 0.0, due, con, exp_, add, exp_due, exp_c, exp_e,
+                          exp_add, exp_n)
+
+    if draws == 0:
+        return result(0, 1)
+    if add_m is not None and len(add_m):
+        gi = np.searchsorted(uniq, add_g)
+        mv = np.bincount(gi, np.maximum(add_v, 0.0), minlength=G)
+        add[:] = np.maximum(exp_add[:, None] + np.sqrt(mv)[:, None] * rng.standard_normal((G, draws)), 0.0)
+    if n == 0:
+        return result(0, 1)
+
+    tau_i = np.broadcast_to(np.asarray(tau, dtype=np.float64), (n,)).copy()
+    slope, icpt, u, counts = _node_maps(bool(np.any(tau_i > 0)), maps, draws, n_nodes, seed)
     z = logit(p)
-    c = _mean_preserving_offsets(z, s_nodes, counts / counts.sum())
-    zc = z + c
+    c = np.zeros(n)
+    for t in np.unique(tau_i):
+        mt = tau_i == t
+        c[mt] = _mean_preserving_offsets(z[mt], icpt + t * u, counts / counts.sum(), slope)
+
+    def q_churn(idx, k):
+        return expit(slope[k] * z[idx] + c[idx] + icpt[k] + tau_i[idx] * u[k])
 
     n_exact = n if n * draws <= exact_budget else int(min(n, exact_budget // draws))
     if n_exact < n:
         scale = np.sqrt(np.bincount(code, a * a, minlength=G))
         prio = a / np.maximum(scale[code], 1e-300)
+        chained = pv >= 0
+        prio[chained] = np.inf                          # chains are drawn exactly, from their start
+        prio[pv[chained]] = np.inf
         order = np.argsort(-prio, kind="stable")
         ex, rest = np.sort(order[:n_exact]), np.sort(order[n_exact:])
     else:
@@ -134,49 +273,96 @@ def simulate_renewals(arr, p_churn, ratio_mean=None, ratio_var=None, groups=None
     node_of_draw = np.repeat(np.arange(len(counts)), counts)
     if len(ex):
         ne = len(ex)
-        W = np.zeros((ne, 3 * G), dtype=np.float32)
+        pos = np.full(n, -1, dtype=np.int64)
+        pos[ex] = np.arange(ne)
+        chain = [pos[lvl[pos[lvl] >= 0]] for lvl in _chain_order(pv)]
+        parent = np.where(pv[ex] >= 0, pos[np.maximum(pv[ex], 0)], -1)
+        projected = np.flatnonzero(parent >= 0)
         gi = code[ex]
         rows = np.arange(ne)
-        W[rows, gi] = a[ex]
-        W[rows, G + gi] = a[ex] * m[ex]
-        W[rows, 2 * G + gi] = a[ex] * a[ex] * v[ex]
-        any_var = bool(np.any(v[ex] > 0))
+        W = np.zeros((ne, 6 * G), dtype=np.float32)
+        ae = a[ex]
+        W[rows, gi] = ae
+        W[rows, G + gi] = ae * cm[ex]
+        W[rows, 2 * G + gi] = ae * em[ex]
+        W[rows, 3 * G + gi] = ae * ae * cv[ex]
+        W[rows, 4 * G + gi] = ae * ae * ev[ex]
+        W[rows, 5 * G + gi] = ae * ae * cce[ex]
+        any_split = bool(np.any(cm[ex] > 0) or np.any(em[ex] > 0))
+        any_var = bool(np.any(cv[ex] > 0) or np.any(ev[ex] > 0))
+        fixed_due = np.bincount(gi[parent < 0], ae[parent < 0], minlength=G)
+        Wd = None
+        if len(projected):
+            Wd = np.zeros((ne, G), dtype=np.float32)
+            Wd[projected, gi[projected]] = ae[projected]
         # churn iff a uniform 32-bit integer falls below p * 2^32 (exact to 2^-32); one threshold row per node
         T = np.empty((len(counts), ne), dtype=np.uint32)
         for k in range(len(counts)):
-            T[k] = np.minimum(np.floor(expit(zc[ex] + s_nodes[k]) * 2.0 ** 32), 2.0 ** 32 - 1)
+            T[k] = np.minimum(np.floor(q_churn(ex, k) * 2.0 ** 32), 2.0 ** 32 - 1)
         block = int(max(1, min(CHUNK_ELEMENTS // ne, draws)))
         R = np.empty((block, ne), dtype=np.float32)
         for d0 in range(0, draws, block):
             b = min(block, draws - d0)
             nodes = node_of_draw[d0:d0 + b]
             thr = T[nodes[0]] if nodes[0] == nodes[-1] else T[nodes]
-            u = rng.bit_generator.random_raw((b * ne + 1) // 2).view(np.uint32)[: b * ne].reshape(b, ne)
-            np.greater_equal(u, thr, out=R[:b], casting="unsafe")           # 1.0 = renewed
-            out = (R[:b] @ W).astype(np.float64)                            # (b, 3G)
+            ur = rng.bit_generator.random_raw((b * ne + 1) // 2).view(np.uint32)[: b * ne].reshape(b, ne)
+            Rb = R[:b]
+            np.greater_equal(ur, thr, out=Rb, casting="unsafe")           # 1.0 = renewed
+            reached = None
+            if len(projected):
+                reached = np.ones((b, ne), dtype=np.float32)
+                for lvl in chain:                                        # a projected decision needs its parent
+                    reached[:, lvl] = Rb[:, parent[lvl]]
+                    Rb[:, lvl] *= reached[:, lvl]
+            out = (Rb @ W).astype(np.float64)                            # (b, 6G)
             ren[:, d0:d0 + b] += out[:, :G].T
-            suc[:, d0:d0 + b] += out[:, G:2 * G].T
-            if any_var:
-                suc[:, d0:d0 + b] += np.sqrt(np.maximum(out[:, 2 * G:], 0)).T * rng.standard_normal((G, b))
+            due[:, d0:d0 + b] += fixed_due[:, None]
+            if reached is not None:
+                due[:, d0:d0 + b] += (reached @ Wd).astype(np.float64).T
+            if any_split:
+                mc, me = out[:, G:2 * G].T, out[:, 2 * G:3 * G].T
+                if any_var:
+                    vc, ve, cov = (np.maximum(out[:, 3 * G:4 * G], 0).T, np.maximum(out[:, 4 * G:5 * G], 0).T,
+                                   out[:, 5 * G:6 * G].T)
+                    z1, z2 = rng.standard_normal((2, G, b))
+                    sc = np.sqrt(vc)
+                    bce = np.where(sc > 0, cov / np.maximum(sc, 1e-300), 0.0)
+                    re = np.sqrt(np.maximum(ve - bce ** 2, 0.0))
+                    mc, me = mc + sc * z1, me + bce * z1 + re * z2
+                con[:, d0:d0 + b] += np.maximum(mc, 0.0)
+                exp_[:, d0:d0 + b] += np.maximum(me, 0.0)
     if len(rest):
-        ar, mr, vr, gr = a[rest], m[rest], v[rest], code[rest]
-        cap = np.bincount(gr, ar, minlength=G)
+        ar, gr = a[rest], code[rest]
+        rr = reach[rest]
         col = 0
+        due += np.bincount(gr, ar * rr, minlength=G)[:, None]
         for k, cnt in enumerate(counts):
-            q = 1.0 - expit(zc[rest] + s_nodes[k])                    # P(renew) at this node
-            mx = np.bincount(gr, ar * q, minlength=G)
-            my = np.bincount(gr, ar * q * mr, minlength=G)
-            vx = np.bincount(gr, ar * ar * q * (1 - q), minlength=G)
-            vy = np.bincount(gr, ar * ar * (q * (vr + mr * mr) - (q * mr) ** 2), minlength=G)
-            cxy = np.bincount(gr, ar * ar * mr * q * (1 - q), minlength=G)
-            z1, z2 = rng.standard_normal((2, G, cnt))
-            sx = np.sqrt(np.maximum(vx, 0))
-            bxy = np.where(sx > 0, cxy / np.maximum(sx, 1e-300), 0.0)
-            ry = np.sqrt(np.maximum(vy - bxy ** 2, 0))
-            ren[:, col:col + cnt] += np.clip(mx[:, None] + sx[:, None] * z1, 0, cap[:, None])
-            suc[:, col:col + cnt] += np.maximum(my[:, None] + bxy[:, None] * z1 + ry[:, None] * z2, 0)
+            q = rr * (1.0 - q_churn(rest, k))                             # P(renew) at this node
+            c1, e1 = cm[rest], em[rest]
+            c2, e2 = cv[rest] + c1 * c1, ev[rest] + e1 * e1                 # E[c^2], E[e^2]
+            mean = np.stack([np.bincount(gr, ar * q, minlength=G), np.bincount(gr, ar * q * c1, minlength=G),
+                             np.bincount(gr, ar * q * e1, minlength=G)], axis=1)           # (G, 3)
+            a2 = ar * ar
+
+            def bc(x):
+                return np.bincount(gr, a2 * x, minlength=G)
+            cov = np.empty((G, 3, 3))
+            cov[:, 0, 0] = bc(q * (1 - q))
+            cov[:, 1, 1] = bc(q * c2 - (q * c1) ** 2)
+            cov[:, 2, 2] = bc(q * e2 - (q * e1) ** 2)
+            cov[:, 0, 1] = cov[:, 1, 0] = bc(c1 * q * (1 - q))
+            cov[:, 0, 2] = cov[:, 2, 0] = bc(e1 * q * (1 - q))
+            cov[:, 1, 2] = cov[:, 2, 1] = bc(q * cce[rest] + q * c1 * e1 - q * q * c1 * e1)
+            w_, V = np.linalg.eigh(cov)                                   # PSD square root (robust to 0 rows)
+            L = V * np.sqrt(np.maximum(w_, 0.0))[:, None, :]
+            zz = rng.standard_normal((G, 3, cnt))
+            draw = mean[:, :, None] + np.einsum("gij,gjd->gid", L, zz)
+            cap = np.bincount(gr, ar * rr, minlength=G)
+            ren[:, col:col + cnt] += np.clip(draw[:, 0], 0, cap[:, None])
+            con[:, col:col + cnt] += np.maximum(draw[:, 1], 0)
+            exp_[:, col:col + cnt] += np.maximum(draw[:, 2], 0)
             col += cnt
-    return Simulation(list(uniq), ren, np.maximum(suc, 0), exp_r, exp_s, int(len(ex)), len(s_nodes), float(tau))
+    return result(int(len(ex)), len(counts))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -260,77 +446,139 @@ def save_calibration(obj: dict, home: Path | None = None) -> Path:
 # ------------------------------------------------------------------------------------------------------
 # summaries
 # ------------------------------------------------------------------------------------------------------
+PARTS = ("renewed_arr", "churned_arr", "contraction_arr", "expansion_arr", "successor_arr")
+
+
+@dataclass
+class MethodInput:
+    """One method's view of the decisions to simulate: the pending decisions on the books (book order), then
+    the projected ones. ``p_churn``; ``ratio_mean`` / ``ratio_var`` of successor ARR / ARR due given renewal;
+    ``split`` = (E[c], Var[c], E[e], Var[e]) of contraction / expansion per unit of ARR due given renewal
+    (None: from a normal ratio); ``maps``: calibration maps drawn as common shocks (None: none); ``tau``:
+    common logit-shock sd, a float or one value per decision; ``addon``: (mean, var, group) of mid-term
+    add-on ARR per account, or None."""
+    p_churn: np.ndarray
+    ratio_mean: np.ndarray
+    ratio_var: np.ndarray
+    split: tuple | None = None
+    maps: np.ndarray | None = None
+    tau: float | np.ndarray = 0.0
+    addon: tuple | None = None
+
+
 def _quantiles(x: np.ndarray) -> dict:
     q = np.quantile(x, [0.1, 0.5, 0.9]) if len(x) else [np.nan] * 3
     return {"p10": _f(q[0]), "p50": _f(q[1]), "p90": _f(q[2])}
 
 
-def _ratio_q(x: np.ndarray, den: float) -> dict:
-    if den <= 0:
+def _ratio_q(num: np.ndarray, den) -> dict:
+    den = np.broadcast_to(np.asarray(den, dtype=float), np.shape(num))
+    if not len(num) or np.all(den <= 0):
         return {"p10": None, "p50": None, "p90": None}
-    return _quantiles(x / den)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    r = r[np.isfinite(r)]
+    return _quantiles(r) if len(r) else {"p10": None, "p50": None, "p90": None}
 
 
-def summarise(book: pd.DataFrame, p_churn: np.ndarray, ratio_mean: np.ndarray, ratio_var: np.ndarray,
-              sim: Simulation | None, mask=None) -> dict:
-    """renewals_due / expected / intervals for a slice of the book (``mask``) given per-pending-decision
-    p_churn and ratio moments (aligned with the book's pending rows) and the simulation's draws for that
-    slice (``sim`` rows summed over the slice's groups, or None when nothing is pending)."""
+def known_outcomes(book: pd.DataFrame) -> dict:
+    """Money of the decisions whose outcome is known as of as_of (renewed / churned so far)."""
+    ren = (book["status"] == "renewed").to_numpy()
+    ch = (book["status"] == "churned").to_numpy()
+    a = book["arr"].to_numpy(float)
+    s = book["succ_arr"].to_numpy(float)
+    return {"due": float(a[ren | ch].sum()), "renewed": float(a[ren].sum()), "churned": float(a[ch].sum()),
+            "successor": float(s[ren].sum()), "contraction": float(np.maximum(a - s, 0)[ren].sum()),
+            "expansion": float(np.maximum(s - a, 0)[ren].sum())}
+
+
+def summarise(book: pd.DataFrame, sim: Simulation | None, labels, mask=None) -> dict:
+    """renewals_due / expected / intervals for a slice of the book (``mask``; on-the-books decisions) and the
+    simulation's groups ``labels`` (its pending and projected decisions and mid-term add-ons). Every number
+    is defined in docs/forecast.md; the identities
+
+        churned = due - renewed,  successor = renewed - contraction + expansion at renewal,
+        GRR = (due - churned - contraction) / due,  NRR = (due - churned - contraction + expansion) / due
+
+    hold for the expected values and in every draw (expansion includes mid-term add-ons)."""
     mask = np.ones(len(book), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     b = book[mask]
-    pend = (book["status"] == "pending").to_numpy()
-    pm = mask[pend]
-    a_p = book.loc[pend, "arr"].to_numpy(float)[pm]
-    p = np.asarray(p_churn, float)[pm]
-    mm = np.asarray(ratio_mean, float)[pm]
-    due = float(b["arr"].sum())
-    ren_known = float(b.loc[b["status"] == "renewed", "arr"].sum())
-    succ_known = float(b.loc[b["status"] == "renewed", "succ_arr"].sum())
-    churned_known = float(b.loc[b["status"] == "churned", "arr"].sum())
-    e_ren = ren_known + float((a_p * (1 - p)).sum())
-    e_succ = succ_known + float((a_p * (1 - p) * mm).sum())
-    e_churn = churned_known + float((a_p * p).sum())
-    out = {
-        "renewals_due": {"count": int(len(b)), "arr": _f(due), "pending_count": int(pm.sum()),
-                         "pending_arr": _f(a_p.sum()), "renewed_so_far_arr": _f(ren_known),
-                         "churned_so_far_arr": _f(churned_known)},
-        "expected": {"renewed_arr": _f(e_ren), "churned_arr": _f(e_churn),
-                     "grr": _f(e_ren / due) if due > 0 else None, "nrr": _f(e_succ / due) if due > 0 else None,
-                     "arr_change": _f(e_succ - e_ren), "successor_arr": _f(e_succ)},
-    }
+    k = known_outcomes(b)
+    pend = b[b["status"] == "pending"]
+    pend_arr = float(pend["arr"].sum())
     if sim is not None:
-        r_draw, s_draw = sim
-        r_draw = ren_known + r_draw
-        s_draw = succ_known + s_draw
+        want = {str(x) for x in labels}
+        idx = [i for i, g in enumerate(sim.groups) if str(g) in want]
+
+        def e(name):
+            v = getattr(sim, name)
+            return float(v[idx].sum()) if idx and v is not None else 0.0
+        E = {n: e(f"expected_{n}") for n in ("due", "renewed", "contraction", "expansion", "successor", "addon",
+                                            "decisions")}
+        D = sim.rows(labels)
     else:
-        r_draw, s_draw = np.array([ren_known]), np.array([succ_known])
-    out["intervals"] = {"renewed_arr": _quantiles(r_draw), "grr": _ratio_q(r_draw, due),
-                        "nrr": _ratio_q(s_draw, due)}
-    return out
+        E = {n: 0.0 for n in ("due", "renewed", "contraction", "expansion", "successor", "addon", "decisions")}
+        E["due"], E["decisions"] = pend_arr, float(len(pend))
+        D = {n: np.zeros(1) for n in ("renewed", "contraction", "expansion", "successor", "addon")}
+        D["due"] = np.full(1, pend_arr)
+    due = k["due"] + E["due"]
+    renewed = k["renewed"] + E["renewed"]
+    contraction = k["contraction"] + E["contraction"]
+    exp_renewal = k["expansion"] + E["expansion"]
+    midterm = E["addon"]
+    expansion = exp_renewal + midterm
+    successor = k["successor"] + E["successor"]
+    churned = due - renewed
+    d_due = k["due"] + D["due"]
+    d_ren = k["renewed"] + D["renewed"]
+    d_con = k["contraction"] + D["contraction"]
+    d_exp = k["expansion"] + D["expansion"] + D["addon"]
+    d_succ = k["successor"] + D["successor"]
+
+    def rate(x):
+        return _f(x / due) if due > 0 else None
+    return {
+        "renewals_due": {"count": int(len(b)), "arr": _f(due), "pending_count": int(len(pend)),
+                         "pending_arr": _f(pend_arr), "renewed_so_far_arr": _f(k["renewed"]),
+                         "churned_so_far_arr": _f(k["churned"]), "on_books_arr": _f(float(b["arr"].sum())),
+                         "projected_count": _f(max(E["decisions"] - len(pend), 0.0), 4),
+                         "projected_arr": _f(max(E["due"] - pend_arr, 0.0))},
+        "expected": {"renewed_arr": _f(renewed), "churned_arr": _f(churned), "contraction_arr": _f(contraction),
+                     "expansion_arr": _f(expansion), "expansion_at_renewal_arr": _f(exp_renewal),
+                     "midterm_expansion_arr": _f(midterm), "successor_arr": _f(successor),
+                     "arr_change": _f(successor - renewed), "renewal_rate": rate(renewed),
+                     "grr": rate(renewed - contraction), "nrr": rate(renewed - contraction + expansion)},
+        "intervals": {"renewed_arr": _quantiles(d_ren), "churned_arr": _quantiles(d_due - d_ren),
+                      "contraction_arr": _quantiles(d_con), "expansion_arr": _quantiles(d_exp),
+                      "successor_arr": _quantiles(d_succ), "grr": _ratio_q(d_ren - d_con, d_due),
+                      "nrr": _ratio_q(d_ren - d_con + d_exp, d_due)},
+    }
 
 
-def _sim_slice(sim: Simulation, labels) -> tuple[np.ndarray, np.ndarray]:
-    idx = [i for i, g in enumerate(sim.groups) if g in set(labels)]
-    if not idx:
-        return np.zeros(sim.renewed.shape[1]), np.zeros(sim.renewed.shape[1])
-    return sim.renewed[idx].sum(axis=0), sim.successor[idx].sum(axis=0)
-
-
-def method_results(book: pd.DataFrame, p_churn, ratio_mean, ratio_var, *, draws: int, seed: int, tau: float,
-                   exact_budget: int = EXACT_BUDGET, group_col: str = "group") -> dict:
-    """Overall and per-group summaries of one method (one simulation shared by all groups)."""
+def method_results(book: pd.DataFrame, projected: pd.DataFrame | None, inputs: MethodInput, *, draws: int,
+                   seed: int, exact_budget: int = EXACT_BUDGET, group_col: str = "group") -> dict:
+    """Overall and per-group summaries of one method: ONE simulation of every pending and projected decision
+    (and the add-ons), each group's draws a slice of the same joint draws."""
     pend = (book["status"] == "pending").to_numpy()
+    proj = projected if projected is not None and len(projected) else None
+    arr = book.loc[pend, "arr"].to_numpy(float)
+    grp = book.loc[pend, group_col].astype(str).to_numpy()
+    prev = np.full(int(pend.sum()), -1)
+    if proj is not None:
+        arr = np.concatenate([arr, proj["arr"].to_numpy(float)])
+        grp = np.concatenate([grp, proj[group_col].astype(str).to_numpy()])
+        prev = np.concatenate([prev, proj["prev"].to_numpy(int)])
     sim = None
-    if pend.any():
-        sim = simulate_renewals(book.loc[pend, "arr"].to_numpy(float), p_churn, ratio_mean, ratio_var,
-                                book.loc[pend, group_col].astype(str).to_numpy(), draws=draws, seed=seed, tau=tau,
-                                exact_budget=exact_budget)
-    overall = summarise(book, p_churn, ratio_mean, ratio_var, sim.total() if sim else None)
+    if len(arr) or inputs.addon is not None:
+        sim = simulate_renewals(arr, inputs.p_churn, inputs.ratio_mean, inputs.ratio_var, grp, split=inputs.split,
+                                prev=prev, maps=inputs.maps, addon=inputs.addon, draws=draws, seed=seed,
+                                tau=inputs.tau, exact_budget=exact_budget)
+    labels = sorted(set(book[group_col].astype(str)) | (set(sim.groups) if sim is not None else set()))
+    overall = summarise(book, sim, labels)
     groups = {}
-    for g in sorted(book[group_col].astype(str).unique()):
+    for g in labels:
         mk = (book[group_col].astype(str) == g).to_numpy()
-        sl = _sim_slice(sim, [g]) if sim is not None and (mk & pend).any() else None
-        groups[g] = summarise(book, p_churn, ratio_mean, ratio_var, sl, mk)
+        groups[g] = summarise(book, sim, [g], mk)
     return {"overall": overall, "groups": groups,
             "simulation": {"n_exact": sim.n_exact if sim else 0, "n_nodes": sim.n_nodes if sim else 0}}
 
@@ -338,7 +586,9 @@ def method_results(book: pd.DataFrame, p_churn, ratio_mean, ratio_var, *, draws:
 def flat_result(res: dict) -> dict:
     """A method's overall result as the flat dict used under "methods"."""
     e, i = res["expected"], res["intervals"]
-    return {**{k: e[k] for k in ("renewed_arr", "churned_arr", "grr", "nrr", "arr_change")},
+    return {**{k: e[k] for k in ("renewed_arr", "churned_arr", "contraction_arr", "expansion_arr",
+                                 "midterm_expansion_arr", "successor_arr", "grr", "nrr", "renewal_rate",
+                                 "arr_change")},
             "intervals": i}
 
 

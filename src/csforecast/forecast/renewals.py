@@ -24,9 +24,18 @@ import pandas as pd
 
 from csforecast.errors import UnavailableError
 from csforecast.forecast import baselines
-from csforecast.forecast.book import GROUP_BY, UNASSIGNED, renewal_book, to_day  # noqa: F401 (re-exported)
+from csforecast.forecast.book import (  # noqa: F401 (re-exported)
+    GROUP_BY,
+    GROUP_SEP,
+    UNASSIGNED,
+    group_columns,
+    project_chains,
+    renewal_book,
+    to_day,
+)
 from csforecast.forecast.montecarlo import (  # noqa: F401 (re-exported: backtest, tests)
     EXACT_BUDGET,
+    MethodInput,
     Simulation,
     disagreements,
     estimate_tau,
@@ -87,6 +96,24 @@ def scoring_rows(pending: pd.DataFrame, snapshot: pd.DataFrame, as_of) -> tuple[
     return rows, found
 
 
+def predict_churn_interval(estimator, rows: pd.DataFrame, found: np.ndarray, p: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(P10, P90) of each P(churn) from the estimator's ``predict_interval`` (ChurnClassifier: its bootstrapped
+    calibration maps); None when the estimator has none. Rows without a snapshot get (p, p)."""
+    fn = getattr(estimator, "predict_interval", None)
+    if fn is None or getattr(estimator, "calibration_maps_", None) is None:
+        return None
+    lo, hi = np.array(p, dtype=float), np.array(p, dtype=float)
+    if found.any():
+        X = rows.loc[found]
+        names = getattr(estimator, "feature_names_in_", None)
+        if names is not None:
+            X = X[list(names)]
+        lo_f, hi_f = fn(X)
+        lo[found], hi[found] = lo_f, hi_f
+    return lo, hi
+
+
 def predict_churn(estimator, rows: pd.DataFrame, found: np.ndarray, fallback: float) -> np.ndarray:
     """P(churn) from any object with predict_proba (uses feature_names_in_ when it has them)."""
     p = np.full(len(rows), np.nan)
@@ -140,26 +167,71 @@ def _load_champion():
     return est, str(mv.version)
 
 
+def chain_roots(n_pending: int, projected: pd.DataFrame | None) -> np.ndarray:
+    """For every decision of "pending, then projected" order, the pending decision its chain starts from."""
+    n_proj = 0 if projected is None else len(projected)
+    root = np.arange(n_pending + n_proj)
+    if n_proj:
+        prev = projected["prev"].to_numpy(int)
+        for j in range(n_proj):
+            root[n_pending + j] = root[prev[j]]
+    return root
+
+
+def extend(values, root: np.ndarray) -> np.ndarray:
+    """Per-pending-decision values repeated for the projected decisions of each chain."""
+    v = np.asarray(values)
+    return v[root]
+
+
+def method_inputs(p_pending, ratio_mean, ratio_var, root: np.ndarray, *, split=None, maps=None, tau=0.0,
+                  addon=None) -> MethodInput:
+    """A method's MethodInput for "pending, then projected" decisions from its per-pending-decision values:
+    a projected decision takes the probabilities and ratio moments of the decision its chain starts from."""
+    sp = None if split is None else tuple(extend(x, root) for x in split)
+    tau_v = extend(tau, root) if np.ndim(tau) else float(tau)
+    return MethodInput(extend(p_pending, root), extend(ratio_mean, root), extend(ratio_var, root), sp, maps, tau_v,
+                       addon)
+
+
+def tau_per_decision(cal_tau, method: str, segments: np.ndarray):
+    """tau of ``method`` for each decision from a calibration ({method: float} or {method: {"overall": x,
+    "segments": {segment: y}}}): the segment's value when calibrated, else the method's overall value."""
+    t = cal_tau.get(method, 0.0) if isinstance(cal_tau, dict) else cal_tau
+    if isinstance(t, dict):
+        seg = t.get("segments") or {}
+        overall = float(t.get("overall", 0.0))
+        return np.array([float(seg.get(str(s), overall)) for s in segments], dtype=float)
+    return float(t or 0.0)
+
+
 def forecast_window(source, start, end, group_by: str | None = None, as_of=None, churn_estimator=None, *,
                     model_version: str | None = None, draws: int | None = None, seed: int | None = None,
                     tau: float | dict | None = None, at_risk_threshold: float = AT_RISK_THRESHOLD,
-                    top: int = TOP_AT_RISK, exact_budget: int = EXACT_BUDGET) -> dict:
+                    top: int = TOP_AT_RISK, exact_budget: int = EXACT_BUDGET, progress=None) -> dict:
     """Forecast the renewals due in [start, end) as of ``as_of`` (default: the data end). See
     docs/forecast.md for every key of the result.
 
+    group_by          one or two columns ("segment", "segment,csm_id"; see ``book.GROUP_BY``).
     churn_estimator   anything with ``predict_proba`` (column 1 = P(churn)); default: the champion churn
                       model from the registry (NoChampionError when there is none and something is pending).
-    tau               common-shock sd on the churn logit (float, or {method: float}); default: the values
-                      written by the last ``csforecast backtest`` (forecast_calibration.json), else 0.
+                      When it has ``calibration_maps_`` (ChurnClassifier), each Monte Carlo draw applies one
+                      of its bootstrapped calibration maps to every decision.
+    tau               common-shock sd on the churn logit (float, or {method: float | {"overall", "segments"}});
+                      default: the values written by the last ``csforecast backtest`` (forecast_calibration.json),
+                      else 0.
+    progress          optional callable(str) told each step.
     """
     from csforecast.config import get_settings
     from csforecast.features.snapshot import build_snapshots, data_end, feature_columns
+    from csforecast.forecast.addons import addon_forecast
 
+    tell = progress or (lambda _msg: None)
     fs = get_settings().forecast
     draws = int(draws or fs.draws)
     seed = int(fs.seed if seed is None else seed)
-    if group_by is not None and group_by not in GROUP_BY:
-        raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
+    cols = group_columns(group_by)
+    group_by = ",".join(cols) if cols else None
     start_ts, end_ts = to_day(start), to_day(end)
     if end_ts <= start_ts:
         raise ValueError(f"the window is empty: end {end_ts.date()} is not after start {start_ts.date()}")
@@ -175,45 +247,11 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
     pend = (book["status"] == "pending").to_numpy()
     pending = book[pend]
     n_p = int(pend.sum())
-
-    # --- per-method probabilities and ratio moments for the pending decisions --------------------------
-    probs: dict[str, np.ndarray] = {}
-    ratios: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    details: dict[str, dict] = {m: {} for m in METHODS}
-    history = baselines.renewal_history(contracts, accounts, as_of_ts)
-    if n_p:
-        if churn_estimator is None:
-            churn_estimator, model_version = _load_champion()
-        grid = expansion_grid(source, as_of_ts.date())
-        snaps = build_snapshots(source, grid + [as_of_ts.date()], end=as_of_ts.date())
-        now = snaps[snaps["as_of"] == as_of_ts]
-        rows, found = scoring_rows(pending, now, as_of_ts)
-        hist_rate = baselines.overall_churn_rate(history)
-        probs["model"] = predict_churn(churn_estimator, rows, found, hist_rate)
-        if (~found).any():
-            warn.append(f"{int((~found).sum())} pending renewal(s) have no snapshot row as of {as_of_ts.date()} "
-                        f"(account missing from accounts or created later): scored at the historical churn "
-                        f"rate {hist_rate:.3f}")
-        far = pending["days_ahead"].to_numpy() > MODEL_HORIZON_DAYS
-        if far.any():
-            warn.append(f"{int(far.sum())} renewal(s) ({pending.loc[far, 'arr'].sum():,.0f} ARR) are more than "
-                        f"{MODEL_HORIZON_DAYS} days after as_of: the churn model is out of its training range "
-                        f"there (it learns from snapshots at most {MODEL_HORIZON_DAYS} days before a renewal)")
-        train = decision_rows(snaps[snaps["as_of"] < as_of_ts], as_of_ts)
-        exp_model = fit_expansion(train, feature_columns(snaps))
-        m, v = exp_model.ratio_moments(rows)
-        ratios["model"] = (m, v)
-        details["model"] = {"expansion_model": exp_model.summary()}
-        resid_var = exp_model.var_exp_resid_ / max(exp_model.mean_exp_resid_, 1e-12) ** 2
-        for name, fn in (("last_year", baselines.last_year), ("time_series", baselines.time_series)):
-            pc, ratio, info = fn(pending, history, start_ts, end_ts, as_of_ts)
-            probs[name] = pc
-            ratios[name] = (ratio, ratio * ratio * resid_var)
-            details[name] = info
-    else:
-        for name in METHODS:
-            probs[name] = np.zeros(0)
-            ratios[name] = (np.zeros(0), np.zeros(0))
+    projected = project_chains(book, contracts, end_ts)
+    root = chain_roots(n_p, projected)
+    seg_all = extend(pending["segment"].astype(str).to_numpy(), root) if n_p else np.zeros(0, dtype=object)
+    addons, addon_rates = addon_forecast(contracts, accounts, start_ts, end_ts, as_of_ts, group_by)
+    addon = (addons["mean"].to_numpy(float), addons["var"].to_numpy(float), addons["group"].astype(str).to_numpy())
 
     # --- tau ------------------------------------------------------------------------------------------
     tau_source = "argument"
@@ -228,13 +266,64 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
             if n_p:
                 warn.append("intervals assume independent renewals (no common shock): run `csforecast "
                             "backtest` to calibrate them on past quarters")
-    taus = {m: float(tau.get(m, 0.0) if isinstance(tau, dict) else tau) for m in METHODS}
+
+    # --- per-method probabilities and ratio moments for the pending decisions --------------------------
+    inputs: dict[str, MethodInput] = {}
+    details: dict[str, dict] = {m: {} for m in METHODS}
+    history = baselines.renewal_history(contracts, accounts, as_of_ts)
+    p_model = np.zeros(0)
+    interval = None
+    if n_p:
+        if churn_estimator is None:
+            tell("loading the champion churn model")
+            churn_estimator, model_version = _load_champion()
+        tell("building point-in-time snapshots")
+        grid = expansion_grid(source, as_of_ts.date())
+        snaps = build_snapshots(source, grid + [as_of_ts.date()], end=as_of_ts.date())
+        now = snaps[snaps["as_of"] == as_of_ts]
+        rows, found = scoring_rows(pending, now, as_of_ts)
+        hist_rate = baselines.overall_churn_rate(history)
+        tell("scoring the pending renewals")
+        p_model = predict_churn(churn_estimator, rows, found, hist_rate)
+        interval = predict_churn_interval(churn_estimator, rows, found, p_model)
+        if (~found).any():
+            warn.append(f"{int((~found).sum())} pending renewal(s) have no snapshot row as of {as_of_ts.date()} "
+                        f"(account missing from accounts or created later): scored at the historical churn "
+                        f"rate {hist_rate:.3f}")
+        far = pending["days_ahead"].to_numpy() > MODEL_HORIZON_DAYS
+        if far.any():
+            warn.append(f"{int(far.sum())} renewal(s) ({pending.loc[far, 'arr'].sum():,.0f} ARR) are more than "
+                        f"{MODEL_HORIZON_DAYS} days after as_of: the churn model is out of its training range "
+                        f"there (it learns from snapshots at most {MODEL_HORIZON_DAYS} days before a renewal)")
+        tell("fitting the expansion model")
+        train = decision_rows(snaps[snaps["as_of"] < as_of_ts], as_of_ts)
+        exp_model = fit_expansion(train, feature_columns(snaps))
+        m, v = exp_model.ratio_moments(rows)
+        split = exp_model.split_moments(rows)
+        maps = getattr(churn_estimator, "calibration_maps_", None)
+        inputs["model"] = method_inputs(p_model, m, v, root, split=split, maps=maps,
+                                        tau=tau_per_decision(tau, "model", seg_all), addon=addon)
+        details["model"] = {"expansion_model": exp_model.summary(),
+                            "calibration_maps": 0 if maps is None else int(len(maps))}
+        resid_var = exp_model.var_exp_resid_ / max(exp_model.mean_exp_resid_, 1e-12) ** 2
+        for name, fn in (("last_year", baselines.last_year), ("time_series", baselines.time_series)):
+            pc, ratio, info = fn(pending, history, start_ts, end_ts, as_of_ts)
+            inputs[name] = method_inputs(pc, ratio, ratio * ratio * resid_var, root,
+                                         tau=tau_per_decision(tau, name, seg_all), addon=addon)
+            details[name] = info
+    else:
+        for name in METHODS:
+            inputs[name] = MethodInput(np.zeros(0), np.zeros(0), np.zeros(0), addon=addon)
+    if len(projected):
+        warn.append(f"{len(projected)} renewal(s) are projected, not on the books: contracts shorter than the "
+                    f"window renew (or churn) into successors due before {end_ts.date()}")
 
     # --- simulate every method ------------------------------------------------------------------------
+    tell("simulating the renewals")
     results = {}
     for k, name in enumerate(METHODS):
-        results[name] = method_results(book, probs[name], *ratios[name], draws=draws, seed=seed + k,
-                                       tau=taus[name], exact_budget=exact_budget)
+        results[name] = method_results(book, projected, inputs[name], draws=draws, seed=seed + k,
+                                       exact_budget=exact_budget)
     main = results["model"]
 
     # --- disagreement ---------------------------------------------------------------------------------
@@ -245,36 +334,36 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
             risk += disagreements({m: results[m]["groups"][g]["expected"]["renewed_arr"] for m in METHODS},
                                   share, scope=f"{group_by}={g}")
 
-    # --- at risk and worst case -----------------------------------------------------------------------
+    # --- at risk, worst and best case -----------------------------------------------------------------
     at_risk = []
-    worst_at_risk = 0.0
     if n_p:
-        pm = probs["model"]
+        pm = p_model
         ar = pending.assign(p_churn=pm, expected_churned_arr=pm * pending["arr"].to_numpy(float))
-        worst_at_risk = float(ar.loc[ar["p_churn"] > at_risk_threshold, "arr"].sum())
+        if interval is not None:
+            ar = ar.assign(p_lo=interval[0], p_hi=interval[1])
         top_rows = ar.sort_values(["expected_churned_arr", "arr"], ascending=False).head(top)
         for r in top_rows.itertuples(index=False):
             item = {"account_id": r.account_id, "contract_id": r.contract_id, "arr": _f(r.arr, 2),
                     "p_churn": _f(r.p_churn, 6), "expected_churned_arr": _f(r.expected_churned_arr, 2),
                     "renewal_date": pd.Timestamp(r.renewal_date).date().isoformat(), "segment": r.segment}
-            if group_by is not None:
-                item[group_by] = r.group
+            if interval is not None:
+                item["p_churn_interval"] = [_f(r.p_lo, 6), _f(r.p_hi, 6)]
+            for c in cols:
+                item[c] = _group_part(r.group, cols, c)
             at_risk.append(item)
     o = main["overall"]
-    due = o["renewals_due"]["arr"] or 0.0
-    churned_so_far = o["renewals_due"]["churned_so_far_arr"] or 0.0
-    worst = churned_so_far + worst_at_risk
+    scen = scenario_cases(book, projected, inputs["model"], o, at_risk_threshold)
 
     def _group_obj(g):
         r = main["groups"][g]
-        return {"group": g, **r, "methods": {m: flat_result(results[m]["groups"][g]) for m in METHODS}}
+        keys = {c: _group_part(g, cols, c) for c in cols}
+        return {"group": g, **keys, **r, "methods": {m: flat_result(results[m]["groups"][g]) for m in METHODS}}
 
     return {
         "window": {"start": start_ts.date().isoformat(), "end": end_ts.date().isoformat(),
                    "end_exclusive": True, "group_by": group_by, "data_end": str(de)},
         "as_of": as_of_ts.date().isoformat(),
-        "renewals_due": {"count": o["renewals_due"]["count"], "arr": o["renewals_due"]["arr"],
-                         **{k: v for k, v in o["renewals_due"].items() if k not in ("count", "arr")}},
+        "renewals_due": o["renewals_due"],
         "expected": o["expected"],
         "intervals": o["intervals"],
         "groups": [_group_obj(g) for g in main["groups"]] if group_by is not None else [],
@@ -282,13 +371,66 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
                     for m in METHODS},
         "forecast_risk": risk,
         "at_risk": at_risk,
-        "worst_case": {"threshold": at_risk_threshold, "churned_so_far_arr": _f(churned_so_far),
-                       "at_risk_arr": _f(worst_at_risk), "churned_arr": _f(worst),
-                       "renewed_arr": _f(due - worst), "grr": _f((due - worst) / due) if due > 0 else None},
+        "worst_case": scen["worst_case"],
+        "best_case": scen["best_case"],
+        "midterm_expansion": {"rates": addon_rates, "accounts": int(len(addons)),
+                              "expected_arr": _f(float(addons["mean"].sum()))},
         "model_version": model_version,
-        "simulation": {"draws": draws, "seed": seed, "tau": taus, "tau_source": tau_source,
-                       "n_exact": main["simulation"]["n_exact"], "n_pending": n_p,
+        "simulation": {"draws": draws, "seed": seed, "tau": _tau_summary(tau), "tau_source": tau_source,
+                       "n_exact": main["simulation"]["n_exact"], "n_pending": n_p, "n_projected": int(len(projected)),
                        "shock_nodes": main["simulation"]["n_nodes"]},
         "warnings": warn,
     }
 
+
+def _group_part(label: str, cols: tuple[str, ...], col: str) -> str:
+    """The value of ``col`` in a group label of ``cols`` ("Enterprise / CSM-001")."""
+    parts = str(label).split(GROUP_SEP) if len(cols) > 1 else [str(label)]
+    return parts[cols.index(col)] if len(parts) == len(cols) else str(label)
+
+
+def _tau_summary(tau) -> dict:
+    if isinstance(tau, dict):
+        return {m: (t if isinstance(t, dict) else float(t)) for m, t in tau.items() if m in METHODS}
+    return {m: float(tau) for m in METHODS}
+
+
+def scenario_cases(book: pd.DataFrame, projected: pd.DataFrame | None, inputs: MethodInput, overall: dict,
+                   threshold: float) -> dict:
+    """``worst_case``: every pending decision with P(churn) > threshold churns, the others (and the projected
+    ones) at their expected outcome; ``best_case``: those decisions all renew (at their expected ARR change).
+    Known outcomes and mid-term add-ons as they are. By construction worst <= expected <= best for churned
+    ARR (reversed), GRR and NRR (docs/forecast.md)."""
+    e = overall["expected"]
+    d = overall["renewals_due"]
+    due = d["arr"] or 0.0
+    so_far = d["churned_so_far_arr"] or 0.0
+    pend = (book["status"] == "pending").to_numpy()
+    n_p = int(pend.sum())
+    a = book.loc[pend, "arr"].to_numpy(float)
+    p = np.asarray(inputs.p_churn[:n_p], dtype=float)
+    split = inputs.split if inputs.split is not None else None
+    risky = p > threshold
+    if split is not None:
+        cm, em = np.asarray(split[0][:n_p], float), np.asarray(split[2][:n_p], float)
+    else:
+        from csforecast.forecast.montecarlo import ratio_split_normal
+        cm, _, em, _ = ratio_split_normal(inputs.ratio_mean[:n_p], inputs.ratio_var[:n_p])
+    at_risk_arr = float(a[risky].sum())
+    out = {}
+    for name, renew_prob in (("worst_case", 0.0), ("best_case", 1.0)):
+        # change vs the expectation: the at-risk decisions' renewal probability set to 0 (worst) or 1 (best)
+        dq = renew_prob - (1 - p[risky])
+        d_ren = float((a[risky] * dq).sum())
+        d_con = float((a[risky] * dq * cm[risky]).sum())
+        d_exp = float((a[risky] * dq * em[risky]).sum())
+        churned = (e["churned_arr"] or 0.0) - d_ren
+        con = (e["contraction_arr"] or 0.0) + d_con
+        exp_ = (e["expansion_arr"] or 0.0) + d_exp
+        renewed = due - churned
+        out[name] = {"threshold": threshold, "churned_so_far_arr": _f(so_far), "at_risk_arr": _f(at_risk_arr),
+                     "churned_arr": _f(churned), "renewed_arr": _f(renewed), "contraction_arr": _f(con),
+                     "expansion_arr": _f(exp_),
+                     "grr": _f((renewed - con) / due) if due > 0 else None,
+                     "nrr": _f((renewed - con + exp_) / due) if due > 0 else None}
+    return out

@@ -27,7 +27,8 @@ from sklearn.metrics import log_loss
 from csforecast.models.tabular import time_split
 
 __all__ = ["EPS", "METHODS", "ISOTONIC_MIN_CLASS_ROWS", "PLATT_WEIGHT", "SmoothedIsotonic", "support_bounds",
-           "fit_calibrator", "apply_calibrator", "choose_calibration", "clipped_log_loss"]
+           "fit_calibrator", "apply_calibrator", "choose_calibration", "clipped_log_loss", "bootstrap_maps",
+           "map_quantiles"]
 
 EPS = 1e-6  # the widest clip of any probability (and of the log loss)
 METHODS = ("none", "platt", "isotonic")
@@ -127,3 +128,47 @@ def choose_calibration(method: str, z, y, t) -> tuple[str, object, dict[str, flo
             method = min(scores, key=scores.get)
     fitted = fit_calibrator(method, z, y) if method in ("platt", "isotonic") else None
     return method, fitted, scores
+
+
+def bootstrap_maps(g, y, clusters=None, n_maps: int = 100, seed: int = 0, max_iter: int = 25) -> np.ndarray:
+    """How uncertain a calibration is: (n_maps, 2) Platt maps ``(slope, intercept)`` of the calibrated logit
+    ``g`` refitted on cluster-bootstrap resamples of the calibration rows (``clusters``: rows that share an
+    outcome, e.g. one renewal decision; default every row its own). Each resample reweights whole clusters by
+    Poisson(1) counts; the fit is a weighted 2-parameter logistic regression (Newton, all resamples at once).
+    A calibration refitted on its own rows maps near (1, 0); the spread of the maps is the sampling error of
+    the calibration (its level and slope), not the full model variance. Empty (0, 2) when ``y`` has one class."""
+    g = np.asarray(g, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if len(g) == 0 or len(np.unique(y)) < 2:
+        return np.empty((0, 2))
+    _, cid = np.unique(np.arange(len(g)) if clusters is None else np.asarray(clusters), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    w = rng.poisson(1.0, size=(n_maps, cid.max() + 1))[:, cid].astype(float)        # (B, n)
+    beta = np.zeros((n_maps, 2))
+    beta[:, 0] = 1.0
+    X = np.column_stack([g, np.ones_like(g)])                                        # (n, 2)
+    for _ in range(max_iter):
+        eta = beta @ X.T                                                              # (B, n)
+        q = 1.0 / (1.0 + np.exp(-np.clip(eta, -30, 30)))
+        r = w * (y[None, :] - q)
+        grad = r @ X                                                                  # (B, 2)
+        h = w * q * (1 - q)
+        H = np.stack([h @ (X[:, 0] * X[:, 0]), h @ X[:, 0], h @ X[:, 0], h.sum(axis=1)], axis=1).reshape(-1, 2, 2)
+        H = H + 1e-9 * np.eye(2)[None]
+        step = np.linalg.solve(H, grad[:, :, None])[:, :, 0]
+        beta += np.clip(step, -5, 5)
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    ok = np.all(np.isfinite(beta), axis=1)
+    return beta[ok]
+
+
+def map_quantiles(p, maps, quantiles=(0.1, 0.9)) -> list[np.ndarray]:
+    """Quantiles over the maps of ``sigmoid(slope * logit(p) + intercept)`` per probability ``p``."""
+    p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
+    maps = np.asarray(maps, dtype=float).reshape(-1, 2)
+    if len(maps) == 0:
+        return [p.copy() for _ in quantiles]
+    z = np.log(p / (1 - p))
+    q = expit(z[:, None] * maps[None, :, 0] + maps[None, :, 1])
+    return [np.clip(x, EPS, 1 - EPS) for x in np.quantile(q, list(quantiles), axis=1)]

@@ -31,14 +31,18 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from csforecast.models.calibrators import (EPS, apply_calibrator, choose_calibration, clipped_log_loss,
-                                          support_bounds)
+from csforecast.models.calibrators import (EPS, apply_calibrator, bootstrap_maps, choose_calibration,
+                                          clipped_log_loss, map_quantiles, support_bounds)
 from csforecast.models.tabular import as_float, as_str, dataframe_input_tags, time_key, time_split
 
 __all__ = ["ChurnClassifier", "time_split"]
 
-ALGORITHMS = ("auto", "lightgbm", "logistic", "blend")
+ALGORITHMS = ("auto", "lightgbm", "logistic", "blend", "contract")
 BLEND_WEIGHT = 0.5  # weight of the LightGBM logit in the "blend" candidate
+# the "contract" candidate: a logistic regression on these contract fields only (those present in X)
+CONTRACT_FIELDS = ("term_days", "auto_renew", "renewals_so_far", "segment")
+MAX_DISCRETE_LEVELS = 12  # a numeric contract field with at most this many values also enters as levels
+N_CALIBRATION_MAPS = 100
 OTHER = "__other__"  # level for categories that are rare at fit time or unseen
 MISSING = "__missing__"  # explicit missing level in the logistic one-hot encoding
 
@@ -314,9 +318,12 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         params.update(self.lgbm_params or {})
         return LGBMClassifier(**params)
 
-    def _logistic(self, C: float) -> Pipeline:
-        num = [f"f{i}" for i, c in enumerate(self.feature_names_in_) if self.feature_kinds_[c] != "categorical"]
-        cat = [f"f{i}" for i, c in enumerate(self.feature_names_in_) if self.feature_kinds_[c] == "categorical"]
+    def _logistic(self, C: float, columns=None, discrete=()) -> Pipeline:
+        use = set(columns) if columns is not None else None
+        num = [f"f{i}" for i, c in enumerate(self.feature_names_in_)
+               if self.feature_kinds_[c] != "categorical" and (use is None or f"f{i}" in use)]
+        cat = [f"f{i}" for i, c in enumerate(self.feature_names_in_)
+               if self.feature_kinds_[c] == "categorical" and (use is None or f"f{i}" in use)]
         parts = []
         if num:
             parts.append(
@@ -334,6 +341,14 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
                     num,
                 )
             )
+        if discrete:
+            # a contract field with a few values (term_days: 30, 91, 365) also gets one level per value: churn
+            # need not be monotone in it (monthly and annual terms can both churn more than quarterly ones)
+            parts.append(("disc", Pipeline([
+                ("impute", SimpleImputer(strategy="constant", fill_value=-1.0, keep_empty_features=True)),
+                ("onehot", OneHotEncoder(handle_unknown="ignore")),
+                ("scale", StandardScaler(with_mean=False)),
+            ]), list(discrete)))
         if cat:
             parts.append(
                 (
@@ -382,10 +397,10 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         p = m.booster_.predict(Xs, num_iteration=best)
         return m, best, clipped_log_loss(ys, p)
 
-    def _fit_logistic(self, Xf, yf, Xs, ys):
+    def _fit_logistic(self, Xf, yf, Xs, ys, columns=None, discrete=()):
         scores, models = {}, {}
         for C in self.logistic_Cs:
-            m = self._logistic(float(C))
+            m = self._logistic(float(C), columns=columns, discrete=discrete)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # ConvergenceWarning on tiny / separable data
                 m.fit(Xf, yf)
@@ -408,7 +423,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             by position with ``X``. If None, row order is time order.
         """
         if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm must be 'auto', 'lightgbm', 'logistic' or 'blend', got {self.algorithm!r}")
+            raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
         if self.calibration not in ("auto", "platt", "isotonic", "none"):
             raise ValueError(f"calibration must be 'auto', 'platt', 'isotonic' or 'none', got {self.calibration!r}")
         cal_fraction = 1.0 - self.fit_fraction - self.selection_fraction
@@ -455,7 +470,8 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
 
         # candidates: trained on fit slice, scored on selection slice
         self.candidate_scores_, self.best_iteration_, self.best_C_, self.logistic_scores_ = {}, None, None, {}
-        models, sel_logits = {}, {}
+        self.contract_C_, self.contract_columns_ = None, []
+        models, sel_logits, best_c = {}, {}, {}
         if both or self.algorithm == "lightgbm":
             m, self.best_iteration_, score = self._fit_lightgbm(
                 Xe.iloc[fit_idx], yb[fit_idx], Xe.iloc[sel_idx], yb[sel_idx]
@@ -468,8 +484,22 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
                 Xl.iloc[fit_idx], yb[fit_idx], Xl.iloc[sel_idx], yb[sel_idx]
             )
             models["logistic"], self.candidate_scores_["logistic"] = m, self.logistic_scores_[self.best_C_]
+            best_c["logistic"] = self.best_C_
             sel_logits["logistic"] = m.decision_function(Xl.iloc[sel_idx])
-        if len(sel_logits) == 2:
+        contract_cols = [f"f{i}" for i, c in enumerate(self.feature_names_in_) if c in CONTRACT_FIELDS]
+        if contract_cols and self.algorithm in ("auto", "blend", "contract"):
+            self.contract_columns_ = [c for c in self.feature_names_in_ if c in CONTRACT_FIELDS]
+            discrete = [f for f in contract_cols if self.feature_kinds_[self.feature_names_in_[int(f[1:])]]
+                        != "categorical" and Xl[f].iloc[fit_idx].nunique() <= MAX_DISCRETE_LEVELS]
+            m, self.contract_C_, scores_c = self._fit_logistic(
+                Xl.iloc[fit_idx], yb[fit_idx], Xl.iloc[sel_idx], yb[sel_idx], columns=contract_cols,
+                discrete=discrete
+            )
+            models["contract"], self.candidate_scores_["contract"] = m, scores_c[self.contract_C_]
+            best_c["contract"] = self.contract_C_
+        elif self.algorithm == "contract":
+            raise ValueError(f"algorithm='contract' needs at least one of the columns {list(CONTRACT_FIELDS)}")
+        if "lightgbm" in sel_logits and "logistic" in sel_logits:
             # the two models err differently (trees: steps and interactions; logistic: smooth main effects),
             # so the mean of their logits is often better than either
             z = BLEND_WEIGHT * sel_logits["lightgbm"] + (1 - BLEND_WEIGHT) * sel_logits["logistic"]
@@ -483,37 +513,46 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             elif part == "lightgbm":
                 fitted[part] = self._lgbm(self.best_iteration_).fit(Xe.iloc[train_idx], yb[train_idx])
             else:
-                fitted[part] = self._logistic(self.best_C_)
+                fitted[part] = (self._logistic(best_c[part], columns=contract_cols, discrete=discrete)
+                                if part == "contract" else self._logistic(best_c[part]))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     fitted[part].fit(Xl.iloc[train_idx], yb[train_idx])
         if not self.refit:
             train_idx = fit_idx
-        self.model_ = fitted.get("lightgbm", fitted.get("logistic"))
-        self.linear_model_ = fitted.get("logistic")
-        self.design_mean_ = self.design_source_ = None
-        if self.linear_model_ is not None:
-            self._prepare_linear_explainer(Xl.iloc[train_idx])
+
+        def raw(name, rows):
+            Xr = Xe.iloc[rows]
+            if name == "lightgbm":
+                return fitted["lightgbm"].booster_.predict(Xr, raw_score=True)
+            if name in ("logistic", "contract"):
+                return fitted[name].decision_function(self._logistic_input(Xr))
+            return BLEND_WEIGHT * raw("lightgbm", rows) + (1 - BLEND_WEIGHT) * raw("logistic", rows)
 
         # the winner: lowest calibrated log loss on the calibration slice (cross-validated in time inside it),
         # which no candidate was tuned on; the selection slice decides when that slice cannot be split
-        zc = {}
-        for name in self.candidate_scores_:
-            self.blend_weight_ = {"lightgbm": 1.0, "logistic": 0.0, "blend": BLEND_WEIGHT}[name]
-            zc[name] = self._raw_logit(Xe.iloc[cal_idx])
+        zc = {name: raw(name, cal_idx) for name in self.candidate_scores_}
         self.choice_scores_ = {}
         for name, z in zc.items():
             self._fit_calibration(z, yb[cal_idx], t[cal_idx])
             if self.calibration_scores_:
                 self.choice_scores_[name] = min(self.calibration_scores_.values())
         scores = self.choice_scores_ if len(self.choice_scores_) == len(zc) else self.candidate_scores_
-        self.chosen_ = "blend" if self.algorithm == "blend" else min(scores, key=scores.get)
-        self.blend_weight_ = {"lightgbm": 1.0, "logistic": 0.0, "blend": BLEND_WEIGHT}[self.chosen_]
-        if self.blend_weight_ == 1.0:
-            self.linear_model_, self.design_mean_, self.design_source_ = None, None, None
-        elif self.blend_weight_ == 0.0:
-            self.model_ = self.linear_model_
+        forced = {"blend": "blend", "contract": "contract"}.get(self.algorithm)
+        self.chosen_ = forced or min(scores, key=scores.get)
+        self.blend_weight_ = {"lightgbm": 1.0, "logistic": 0.0, "contract": 0.0, "blend": BLEND_WEIGHT}[self.chosen_]
+        linear = {"logistic": "logistic", "blend": "logistic", "contract": "contract"}.get(self.chosen_)
+        self.model_ = fitted["lightgbm"] if self.blend_weight_ > 0 else fitted[linear]
+        self.linear_model_ = fitted[linear] if linear else None
+        self.design_mean_ = self.design_source_ = None
+        if self.linear_model_ is not None:
+            self._prepare_linear_explainer(Xl.iloc[train_idx])
         self._fit_calibration(zc[self.chosen_], yb[cal_idx], t[cal_idx])
+        # how uncertain the calibration is: Platt maps of the calibrated logit refitted on bootstrap resamples
+        # of the calibration slice (whole groups of rows that share a sample time), for predict_interval
+        p_cal = self._calibrate(zc[self.chosen_])
+        self.calibration_maps_ = bootstrap_maps(logit(p_cal), yb[cal_idx], clusters=t[cal_idx],
+                                                n_maps=N_CALIBRATION_MAPS, seed=self.random_state)
         self.base_rate_ = float(yb.mean())
         return self
 
@@ -546,6 +585,17 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         p = self._calibrate(self._raw_logit(self._encode(self._check_X(X))))
         return np.column_stack([1.0 - p, p])
+
+    def predict_interval(self, X, coverage: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) of an interval for each P(churn): the central ``coverage`` quantiles of the
+        probability under the bootstrapped calibration maps (``calibration_maps_``; see
+        :func:`csforecast.models.calibrators.bootstrap_maps`). It reflects how well the calibration slice
+        pins down the probability's level and slope, not the full model variance."""
+        check_is_fitted(self)
+        p = self.predict_proba(X)[:, 1]
+        lo, hi = map_quantiles(p, getattr(self, "calibration_maps_", np.empty((0, 2))),
+                               ((1 - coverage) / 2, (1 + coverage) / 2))
+        return np.minimum(lo, p), np.maximum(hi, p)
 
     def predict(self, X) -> np.ndarray:
         """Class labels: ``classes_[1]`` where P(churn) >= ``threshold``."""

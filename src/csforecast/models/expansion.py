@@ -197,6 +197,33 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
         e = np.exp(self.predict_log_ratio(X))
         return e * self.mean_exp_resid_, e * e * self.var_exp_resid_
 
+    def split_moments(self, X: pd.DataFrame, max_residuals: int = 400
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The ARR change given renewal split into contraction ``c = max(0, 1 - ratio)`` and expansion
+        ``e = max(0, ratio - 1)`` (per unit of ARR due): (E[c], Var[c], E[e], Var[e]) per row under the
+        empirical residual law (at most ``max_residuals`` evenly spaced quantiles of it). E[e] - E[c] =
+        E[ratio] - 1 up to that discretisation; P(contraction) = P(ratio < 1) is :meth:`split_probabilities`."""
+        check_is_fitted(self)
+        mu = self.predict_log_ratio(X)
+        e = self._residual_grid(max_residuals)
+        r = np.exp(mu[:, None] + e[None, :])
+        c_, x_ = np.maximum(1.0 - r, 0.0), np.maximum(r - 1.0, 0.0)
+        return c_.mean(axis=1), c_.var(axis=1), x_.mean(axis=1), x_.var(axis=1)
+
+    def split_probabilities(self, X: pd.DataFrame, max_residuals: int = 400) -> tuple[np.ndarray, np.ndarray]:
+        """(P(ratio < 1), P(ratio > 1)) per row given renewal: the chance of contraction and of expansion."""
+        check_is_fitted(self)
+        mu = self.predict_log_ratio(X)
+        e = self._residual_grid(max_residuals)
+        z = mu[:, None] + e[None, :]
+        return (z < 0).mean(axis=1), (z > 0).mean(axis=1)
+
+    def _residual_grid(self, k: int) -> np.ndarray:
+        r = np.asarray(self.residuals_, dtype=float)
+        if len(r) <= k:
+            return r
+        return np.quantile(r, (np.arange(k) + 0.5) / k)
+
     def summary(self) -> dict:
         """Kind, rows, boosting rounds and residual spread (JSON-safe)."""
         check_is_fitted(self)

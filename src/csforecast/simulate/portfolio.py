@@ -55,6 +55,23 @@ class Params:
     p_unavoidable: float = 0.016
     playbook_effect_mu: float = 0.45           # adoption_workshop (randomised) shifts mu by this
     rescue_effect_mu: float = 0.25             # exec_rescue (given to the unhealthiest) shifts mu by this
+    # ARR change at renewal: seats x exp(seat_change_health * h + N(seat_change_mean, seat_change_sd^2)),
+    # rounded (at least 1); the price per seat rises by price_uplift at every renewal
+    seat_change_health: float = 0.12
+    seat_change_mean: float = 0.02
+    seat_change_sd: float = 0.08
+    price_uplift: float = 0.03
+    # mid-term add-on (terms of a year or more): one chance per term, on a day drawn uniformly in
+    # [start + 90, end - 60), taken with P = sigmoid(addon_b0 + addon_b_health * h(day)); it adds
+    # max(1, round(seats x U(addon_share_low, addon_share_high))) seats, co-termed with the main contract
+    addon_b0: float = -2.2
+    addon_b_health: float = 1.2
+    addon_share_low: float = 0.1
+    addon_share_high: float = 0.3
+    # drift (off by default): renewal decisions dated on or after churn_shift_at (a fraction of the data
+    # window) get churn_shift added to their churn logit
+    churn_shift: float = 0.0
+    churn_shift_at: float = 0.5
 
 
 def _sigmoid(z):
@@ -137,7 +154,8 @@ def simulate_portfolio(n_accounts: int = 2000, years: int = 3, seed: int = 0, en
     # who is a customer on a playbook's assignment day: the contract path before any treatment exists
     # (each account's contract draws come from its own stream, so this dry run agrees with the real one
     # up to the assignment day)
-    active_untreated = _contracts(seed, p, accounts, seg, created, h_untreated, origin, n_days)[3]
+    shift_day = w0 + int(p.churn_shift_at * (n_days - w0))
+    active_untreated = _contracts(seed, p, accounts, seg, created, h_untreated, origin, n_days, shift_day)[3]
     interventions, playbook_truth = _assign_playbooks(rng, p, accounts, created, h_untreated, w0, n_days, mu_jump,
                                                       active_untreated)
     mu = mu0[:, None] + np.cumsum(mu_jump, axis=1)
@@ -145,8 +163,8 @@ def simulate_portfolio(n_accounts: int = 2000, years: int = 3, seed: int = 0, en
     tick("latent health")
 
     # --- contracts: renewal decisions on the health path -----------------------------------------------
-    contracts, renewals_truth, seats_daily, active = _contracts(seed, p, accounts, seg, created, h, origin,
-                                                              n_days)
+    contracts, renewals_truth, seats_daily, active, terms_truth = _contracts(seed, p, accounts, seg, created, h,
+                                                                           origin, n_days, shift_day)
     tick("contracts")
 
     # --- observables inside the data window ---------------------------------------------------------------
@@ -196,7 +214,8 @@ def simulate_portfolio(n_accounts: int = 2000, years: int = 3, seed: int = 0, en
               "surveys": surveys, "touches": touches, "stakeholder_events": stake}
     if len(interventions):
         tables["interventions"] = interventions
-    return Portfolio(tables, {"renewals": renewals_truth, "health_daily": health_daily}, meta)
+    meta["churn_shift_date"] = str(origin + np.timedelta64(shift_day, "D")) if p.churn_shift else None
+    return Portfolio(tables, {"renewals": renewals_truth, "health_daily": health_daily, "terms": terms_truth}, meta)
 
 
 def _names(rng, n):
@@ -239,7 +258,9 @@ def _assign_playbooks(rng, p, accounts, created, h, w0, n_days, mu_jump, active)
     return df, truth
 
 
-def _contracts(seed, p, accounts, seg, created, h, origin, n_days):
+def _contracts(seed, p, accounts, seg, created, h, origin, n_days, shift_day=None):
+    """Contract streams on the health path. Returns (contracts, renewals truth, seats per day, active per day,
+    terms truth). Each account draws from its own stream, so recording truth never changes the data."""
     N = len(accounts)
     rng = np.random.default_rng([seed, 101])
     price = np.array([1000.0, 700.0, 400.0])[seg] * rng.lognormal(0, 0.15, N)
@@ -247,10 +268,11 @@ def _contracts(seed, p, accounts, seg, created, h, origin, n_days):
     auto = rng.random(N) < np.array([0.2, 0.4, 0.7])[seg]
     seats_daily = np.zeros((N, n_days + 1), dtype=np.int64)
     active = np.zeros((N, n_days + 1), dtype=np.int64)
-    rows, truth = [], []
+    rows, truth, terms = [], [], []
     cid = 0
     ids = accounts["account_id"].to_numpy()
     seg_names = np.array(SEGMENTS)[seg]
+    shift_day = n_days if shift_day is None else shift_day
 
     def day(d):
         return origin + np.timedelta64(int(d), "D")
@@ -270,38 +292,57 @@ def _contracts(seed, p, accounts, seg, created, h, origin, n_days):
             seats_daily[a, start:min(end, n_days)] += int(seats)
             active[a, start:min(end, n_days)] = 1
             total_seats = seats
+            term_row = {"contract_id": main_id, "account_id": ids[a], "start_date": day(start), "end_date": day(end),
+                        "seats": seats, "price": float(price[a]), "addon_window_start": pd.NaT,
+                        "addon_window_end": pd.NaT, "addon_date": pd.NaT, "addon_p": np.nan, "addon_taken": False,
+                        "addon_seats": 0.0, "addon_arr": 0.0}
             # mid-term add-on, co-termed with the main contract
             if term >= 365:
                 d_add = start + int(rng.integers(90, term - 60))
-                if d_add < n_days and rng.random() < _sigmoid(-2.2 + 1.2 * h[a, min(d_add, n_days - 1)]):
-                    extra = max(1.0, round(seats * rng.uniform(0.1, 0.3)))
-                    cid += 1
-                    group.append([f"C{cid:06d}", ids[a], day(d_add), day(end), round(extra * price[a], 2), extra,
-                                  bool(auto[a]), None, None])
-                    seats_daily[a, d_add:min(end, n_days)] += int(extra)
-                    total_seats += extra
+                term_row.update(addon_window_start=day(start + 90), addon_window_end=day(end - 60))
+                if d_add < n_days:
+                    p_add = _sigmoid(p.addon_b0 + p.addon_b_health * h[a, min(d_add, n_days - 1)])
+                    term_row.update(addon_date=day(d_add), addon_p=float(p_add))
+                    if rng.random() < p_add:
+                        extra = max(1.0, round(seats * rng.uniform(p.addon_share_low, p.addon_share_high)))
+                        cid += 1
+                        add_arr = round(extra * price[a], 2)
+                        group.append([f"C{cid:06d}", ids[a], day(d_add), day(end), add_arr, extra,
+                                      bool(auto[a]), None, None])
+                        seats_daily[a, d_add:min(end, n_days)] += int(extra)
+                        total_seats += extra
+                        term_row.update(addon_taken=True, addon_seats=float(extra), addon_arr=float(add_arr))
+            terms.append(term_row)
             if end >= n_days:  # due on or after the data end: outcome unknown (a successor would be cut off)
                 rows += group
                 break
             dd = end - p.notice_days
             hd = h[a, dd]
-            base = p.b0 + p.b_segment[seg_names[a]] + p.b_first_renewal * (renewals == 0) + p.b_auto_renew * auto[a]
+            shift = p.churn_shift if dd >= shift_day else 0.0
+            base = (p.b0 + p.b_segment[seg_names[a]] + p.b_first_renewal * (renewals == 0) + p.b_auto_renew * auto[a]
+                    + shift)
             p_avoid = _sigmoid(base + p.b_health * hd)
             p_churn = p.p_unavoidable + (1 - p.p_unavoidable) * p_avoid
             u = rng.random()
             unavoidable = u < p.p_unavoidable
             churned = u < p_churn
-            truth.append((main_id, ids[a], day(end), day(dd), float(hd), float(base), float(p_churn), bool(churned),
-                          bool(unavoidable), renewals))
+            due_arr = float(sum(g[4] for g in group))
+            record = [main_id, ids[a], day(end), day(dd), float(hd), float(base), float(p_churn), bool(churned),
+                      bool(unavoidable), renewals, due_arr, float(total_seats), float(price[a]), np.nan, np.nan,
+                      float(shift)]
             if churned:
+                truth.append(record)
                 reason = (rng.choice(UNAVOIDABLE_REASONS) if unavoidable else
                           _avoidable_reason(rng, hd, h[a, max(0, dd - 180):dd + 1]))
                 for g in group:
                     g[8] = str(reason)
                 rows += group
                 break
-            new_seats = max(1.0, round(total_seats * np.exp(0.12 * hd + rng.normal(0.02, 0.08))))
-            price[a] *= 1.03
+            new_seats = max(1.0, round(total_seats * np.exp(p.seat_change_health * hd
+                                                            + rng.normal(p.seat_change_mean, p.seat_change_sd))))
+            price[a] *= 1 + p.price_uplift
+            record[13], record[14] = round(new_seats * price[a], 2), float(new_seats)
+            truth.append(record)
             for g in group:
                 g[7] = f"C{cid + 1:06d}"
             rows += group
@@ -312,8 +353,12 @@ def _contracts(seed, p, accounts, seg, created, h, origin, n_days):
     contracts["churn_reason"] = contracts["churn_reason"].astype("string")
     renewals_truth = pd.DataFrame(truth, columns=["contract_id", "account_id", "end_date", "decision_date",
                                                   "health_at_decision", "base_logit", "p_churn", "churned",
-                                                  "unavoidable", "renewals_before"])
-    return contracts, renewals_truth, seats_daily[:, :n_days], active[:, :n_days].astype(bool)
+                                                  "unavoidable", "renewals_before", "due_arr", "due_seats",
+                                                  "price_due", "successor_arr", "successor_seats", "churn_shift"])
+    terms_truth = pd.DataFrame(terms, columns=["contract_id", "account_id", "start_date", "end_date", "seats",
+                                               "price", "addon_window_start", "addon_window_end", "addon_date",
+                                               "addon_p", "addon_taken", "addon_seats", "addon_arr"])
+    return contracts, renewals_truth, seats_daily[:, :n_days], active[:, :n_days].astype(bool), terms_truth
 
 
 def _avoidable_reason(rng, hd, recent):
