@@ -65,7 +65,7 @@ def test_every_prediction_method_raises_not_fitted_before_fit(cls):
 
 def test_predicting_methods_are_all_covered():
     """No public prediction-like method escapes the not-fitted check above."""
-    skip = {"fit", "get_params", "set_params", "score", "score_cutoffs", "get_metadata_routing",
+    skip = {"fit", "fit_decisions", "get_params", "set_params", "score", "score_cutoffs", "get_metadata_routing",
             "set_fit_request", "set_score_request", "set_predict_request", "set_predict_proba_request",
             "ancillary_summary"}
     for cls in ESTIMATORS:
