@@ -172,4 +172,4 @@ def test_challenger_worse_than_baseline_is_refused(good, in_home):
     assert reg.decision == "refused" and reg.alias == "challenger", reg.guard
     assert "segment base rate" in reg.guard and "worse" in reg.guard
     assert champion() == before
-    assert reg.checks["baselines"]["segment base rate"]["high"] < 0
+    assert reg.checks["baselines"]["segment base rate"]["ci"][1] < 0
