@@ -53,7 +53,7 @@ def test_60_accounts_train_score_forecast_on_the_fallbacks(book60, isolated_home
     assert "equal-weight scorecard" in r.output
     assert "survival: survival skipped" in r.output
     churn_v = store.model_versions("churn")[0]
-    assert "champion" in churn_v["aliases"] and churn_v["fallback"].startswith("pooled segment churn rates")
+    assert "champion" in churn_v["aliases"] and churn_v["fallback"].startswith("pooled churn rates by segment")
     assert churn_v["data_profile"]["tables"]["accounts"]["rows"] == 60 and churn_v["data_hash"]
     assert store.model_versions("health")[0]["fallback"]
     assert store.model_versions("survival") == []

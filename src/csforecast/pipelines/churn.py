@@ -149,6 +149,7 @@ def train_churn(ctx: TrainingContext, params: dict | None = None, register: bool
                                                                     f"not be fitted: {e}"})
     if not isinstance(est, ChurnClassifier):
         est.fit(train[feats], y_train, decisions=train["contract_id"])
+        choice = {**choice, "fallback": est.fallback_}   # one wording: run tag, version tag, API, dashboard
     y = val.outcomes["y"]
     p = est.predict_proba(valid[feats])[:, 1]
     metrics = classification_metrics(y, p)
