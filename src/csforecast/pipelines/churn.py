@@ -107,6 +107,8 @@ def choose_model(ctx: TrainingContext, params: dict | None = None, feature_subse
     size = ctx.book_size()
     rows = ctx.decision_rows()
     choice = {**size.to_json(), "reason": size.describe()}
+    if not ctx.has_activity and size.churns > 0:   # accounts + contracts only: the cohort retention, any size
+        return _fallback(ctx, {**choice, "reason": f"{size.describe()}; the source has no activity table"})
     if not size.small:
         feats = feature_subset or [f for f in ctx.features(rows) if f not in DEFAULT_EXCLUDE]
         est = ChurnClassifier(**{**default_params(int(len(ctx.split(rows)[0]))), **(params or {})})
