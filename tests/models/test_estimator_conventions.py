@@ -28,7 +28,8 @@ CALLS = {
 
 def test_models_exports_every_estimator_directly():
     assert {c.__name__ for c in ESTIMATORS} == {"ChurnClassifier", "SurvivalModel", "SnapshotSurvivalModel",
-                                                 "HealthScoreModel", "ExpansionModel", "ShiftedBetaGeometric"}
+                                                 "HealthScoreModel", "ExpansionModel", "ShiftedBetaGeometric",
+                                                 "PooledChurnModel", "RetentionChurnModel"}
     assert all(issubclass(c, BaseEstimator) for c in ESTIMATORS)
 
 
@@ -63,7 +64,7 @@ def test_every_prediction_method_raises_not_fitted_before_fit(cls):
 
 def test_predicting_methods_are_all_covered():
     """No public prediction-like method escapes the not-fitted check above."""
-    skip = {"fit", "get_params", "set_params", "score", "score_cutoffs", "get_metadata_routing",
+    skip = {"fit", "fit_decisions", "get_params", "set_params", "score", "score_cutoffs", "get_metadata_routing",
             "set_fit_request", "set_score_request", "set_predict_request", "set_predict_proba_request",
             "ancillary_summary"}
     for cls in ESTIMATORS:
