@@ -369,7 +369,7 @@ def test_equal_weight_score_is_the_mean_of_plain_mean_components(fitted, rows):
 def test_sklearn_conventions(fitted, rows):
     m = HealthScoreModel(components=["deployment", "support"], drop_flagged=False)
     assert m.get_params() == {"components": ["deployment", "support"], "drop_flagged": False, "alpha": 0.05,
-                              "cluster": True}
+                              "cluster": True, "drop_insignificant": False, "weighting": "learned"}
     c = clone(fitted)
     assert not hasattr(c, "weights_")
     with pytest.raises(NotFittedError):
