@@ -22,6 +22,8 @@ from csforecast.pipelines.train import Skipped, train_families
 from csforecast.scoring import families
 from csforecast.tracking import store
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory):
