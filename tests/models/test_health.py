@@ -231,12 +231,15 @@ def test_component_that_adds_nothing_is_flagged():
     flagged = 0
     for seed in range(10, 15):
         rows = make_rows(n_accounts=800, seed=seed, noise_engagement=True)
-        m = HealthScoreModel().fit(rows, rows["label_churn"])
+        m = HealthScoreModel(drop_insignificant=True).fit(rows, rows["label_churn"])
         r = m.report_["components"]["engagement"]
         if r["flagged"]:
             flagged += 1
             assert "engagement" not in m.used_components_
             assert r["lr_p_value"] > 0.05 or r["coef"] > 0
+            if r["coef"] < 0:   # by default a plausible component that only adds nothing stays in the score
+                kept = HealthScoreModel().fit(rows, rows["label_churn"])
+                assert "engagement" in kept.used_components_ and "engagement" in kept.flagged_
     assert flagged >= 4
 
 
@@ -366,7 +369,7 @@ def test_equal_weight_score_is_the_mean_of_plain_mean_components(fitted, rows):
 def test_sklearn_conventions(fitted, rows):
     m = HealthScoreModel(components=["deployment", "support"], drop_flagged=False)
     assert m.get_params() == {"components": ["deployment", "support"], "drop_flagged": False, "alpha": 0.05,
-                              "cluster": True}
+                              "cluster": True, "drop_insignificant": False, "weighting": "learned"}
     c = clone(fitted)
     assert not hasattr(c, "weights_")
     with pytest.raises(NotFittedError):

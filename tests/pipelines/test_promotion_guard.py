@@ -22,6 +22,8 @@ from csforecast.pipelines.train import Skipped, train_families
 from csforecast.scoring import families
 from csforecast.tracking import store
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory):
@@ -87,11 +89,12 @@ def test_tickets_emptied_to_header_blocks_and_cli_says_so(good, tmp_path, in_hom
     assert [(c["table"], c["rule"]) for c in res.changes] == [("tickets", "emptied")]
     r = CliRunner().invoke(app, ["train", "--data", str(d), "--family", "churn"])
     assert r.exit_code == 2, r.output
-    assert "tickets had" in r.output and "now has none" in r.output and "--accept-data-change" in r.output
+    said = " ".join(r.output.split())   # rich wraps long lines
+    assert "tickets had" in said and "now has none" in said and "--accept-data-change" in said
     assert "Traceback" not in r.output and champion() == "1"
     # validate warns about the same change while the champion exists
     v = CliRunner().invoke(app, ["validate", "--data", str(d), "--json"])
-    assert "data_change" in v.output and "tickets had" in v.output
+    assert "data_change" in v.output and "tickets had" in " ".join(v.output.split())
 
 
 def test_usage_of_most_accounts_lost_blocks(good, tmp_path, in_home):
@@ -172,4 +175,4 @@ def test_challenger_worse_than_baseline_is_refused(good, in_home):
     assert reg.decision == "refused" and reg.alias == "challenger", reg.guard
     assert "segment base rate" in reg.guard and "worse" in reg.guard
     assert champion() == before
-    assert reg.checks["baselines"]["segment base rate"]["high"] < 0
+    assert reg.checks["baselines"]["segment base rate"]["ci"][1] < 0

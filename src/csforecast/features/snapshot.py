@@ -68,7 +68,7 @@ def data_end(source: Source) -> date:
 def usage_metric_choice(source: Source, cap: int | None = None) -> tuple[list[str], list[str]]:
     """(metrics used as features, metrics left out), both sorted by name. Every usage metric is used up to
     ``cap`` (default: the ``features.max_usage_metrics`` setting); above it, the ``cap`` metrics that cover the
-    most accounts (then the most rows, then by name) are used and the rest are left out (docs/churn.md)."""
+    most accounts (then the most rows, then by name) are used and the rest are left out (docs/operations.md, "Usage metrics")."""
     if not source.has("usage"):
         return [], []
     if cap is None:

@@ -124,6 +124,9 @@ class PooledChurnModel(_LogitExplained):
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "rates_")
 
+    def __sklearn_tags__(self):
+        return super().__sklearn_tags__()
+
     def fit(self, X: pd.DataFrame, y, *, decisions=None) -> "PooledChurnModel":
         """``X`` holds ``group``; ``y`` 0/1 churned at the renewal; ``decisions`` the decision of each row
         (rows of one decision count once; default: every row is a decision)."""
@@ -187,6 +190,9 @@ class RetentionChurnModel(_LogitExplained):
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "sbg_")
+
+    def __sklearn_tags__(self):
+        return super().__sklearn_tags__()
 
     def fit(self, X: pd.DataFrame, y, *, decisions=None) -> "RetentionChurnModel":
         """``X`` holds ``column``; ``y`` 0/1 churned at the renewal; ``decisions`` as PooledChurnModel.

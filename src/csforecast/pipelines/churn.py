@@ -107,6 +107,8 @@ def choose_model(ctx: TrainingContext, params: dict | None = None, feature_subse
     size = ctx.book_size()
     rows = ctx.decision_rows()
     choice = {**size.to_json(), "reason": size.describe()}
+    if not ctx.has_activity and size.churns > 0:   # accounts + contracts only: the cohort retention, any size
+        return _fallback(ctx, {**choice, "reason": f"{size.describe()}; the source has no activity table"})
     if not size.small:
         feats = feature_subset or [f for f in ctx.features(rows) if f not in DEFAULT_EXCLUDE]
         est = ChurnClassifier(**{**default_params(int(len(ctx.split(rows)[0]))), **(params or {})})
@@ -149,6 +151,7 @@ def train_churn(ctx: TrainingContext, params: dict | None = None, register: bool
                                                                     f"not be fitted: {e}"})
     if not isinstance(est, ChurnClassifier):
         est.fit(train[feats], y_train, decisions=train["contract_id"])
+        choice = {**choice, "fallback": est.fallback_}   # one wording: run tag, version tag, API, dashboard
     y = val.outcomes["y"]
     p = est.predict_proba(valid[feats])[:, 1]
     metrics = classification_metrics(y, p)

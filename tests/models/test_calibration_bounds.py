@@ -1,0 +1,66 @@
+"""No served churn probability sits below (or above) what the calibration data supports (docs/churn.md,
+"Calibration"): support bounds, isotonic smoothed by Platt, the parametric map on small slices."""
+import numpy as np
+import pandas as pd
+
+from csforecast.models import ChurnClassifier
+from csforecast.models.calibrators import (ISOTONIC_MIN_CLASS_ROWS, SmoothedIsotonic, apply_calibrator,
+                                           choose_calibration, fit_calibrator, support_bounds)
+
+
+def test_support_bounds():
+    assert support_bounds(9) == (0.1, 0.9)
+    lo, hi = support_bounds(999)
+    assert lo == 1e-3 and abs(hi - 0.999) < 1e-12
+
+
+def slice_with_a_clean_tail(n=2000, seed=0):
+    """Raw logits whose lowest quarter holds no churn at all: the case that made the old isotonic map serve
+    p = 1e-6 to most accounts."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(-2, 1, n)
+    p = 1 / (1 + np.exp(-z))
+    y = (rng.random(n) < p).astype(int)
+    y[z < np.quantile(z, 0.25)] = 0
+    return z, y, np.arange(n)
+
+
+def test_isotonic_is_smoothed_and_bounded():
+    z, y, _ = slice_with_a_clean_tail()
+    cal = fit_calibrator("isotonic", z, y)
+    assert isinstance(cal, SmoothedIsotonic)
+    assert cal.isotonic.predict(z).min() == 0.0          # the raw step function serves zero there
+    lo, hi = support_bounds(len(z))
+    p = apply_calibrator("isotonic", cal, z, (lo, hi))
+    assert p.min() >= lo and p.max() <= hi               # within what n rows support
+    assert np.mean(p <= lo) < 0.02                       # smoothed: the clean quarter is not served the floor
+    assert p[z < np.quantile(z, 0.25)].mean() > 5 * lo
+    assert np.all(np.diff(p[np.argsort(z)]) >= -1e-12)   # still monotone in the raw logit
+    # a far-out logit is clipped to the support bounds, never to 1e-6
+    assert apply_calibrator("platt", (1.0, 0.0), np.array([-40.0, 40.0]), (lo, hi)).tolist() == [lo, hi]
+
+
+def test_auto_prefers_the_parametric_map_on_small_slices():
+    z, y, t = slice_with_a_clean_tail(n=600, seed=1)
+    assert min(y.sum(), (1 - y).sum()) < ISOTONIC_MIN_CLASS_ROWS
+    method, _, scores = choose_calibration("auto", z, y, t)
+    assert method in ("platt", "none") and "isotonic" not in scores
+    zl, yl, tl = slice_with_a_clean_tail(n=6000, seed=2)
+    _, _, scores = choose_calibration("auto", zl, yl, tl)
+    assert "isotonic" in scores                          # large enough: isotonic is a candidate again
+
+
+def test_churn_classifier_serves_within_its_support_bounds():
+    rng = np.random.default_rng(3)
+    n = 3000
+    X = pd.DataFrame({"x": rng.normal(size=n), "segment": rng.choice(["SMB", "Mid"], n)})
+    y = (rng.random(n) < 1 / (1 + np.exp(-(-2.5 + 1.5 * X["x"])))).astype(int)
+    t = pd.Series(pd.date_range("2022-01-01", periods=n, freq="6h"))
+    est = ChurnClassifier(calibration="isotonic", algorithm="logistic").fit(X, y, sample_time=t)
+    lo, hi = est.prob_bounds_
+    assert lo > 1e-4                                    # a slice of hundreds of rows, not 1e-6
+    far = pd.DataFrame({"x": [-50.0, 0.0, 50.0], "segment": ["SMB", "SMB", "Mid"]})
+    p = est.predict_proba(far)[:, 1]
+    assert p.min() >= lo and p.max() <= hi
+    e = est.explain(far)
+    np.testing.assert_allclose(e.sum(axis=1), np.log(p / (1 - p)), atol=1e-8)
