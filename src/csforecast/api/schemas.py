@@ -16,6 +16,8 @@ Band = Literal["red", "yellow", "green"]
 Period = Literal["month", "quarter", "year"]
 RetentionGroup = Literal["segment", "region", "csm_id", "industry", "cohort"]
 ForecastGroup = Literal["segment", "region", "csm_id", "industry"]
+# group_by of /v1/forecast/renewals: one forecast group column or two separated by a comma ("segment,csm_id")
+FORECAST_GROUP_PATTERN = r"^(segment|region|csm_id|industry)(,(segment|region|csm_id|industry))?$"
 RowValue = float | str | bool | None
 
 
