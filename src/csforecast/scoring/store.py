@@ -49,6 +49,13 @@ def write_scores(path: Path, scores: pd.DataFrame, *, as_of, data_hash: str, mod
         con.register("new_scores", df)
         exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name='scores'").fetchall()[0][0]
         if exists:
+            # columns added by a later version (e.g. churn_probability_p10) are added to the table: older
+            # score sets read them as NULL
+            have = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                               "WHERE table_name='scores'").fetchall()}
+            types = {r[0]: r[1] for r in con.execute("DESCRIBE new_scores").fetchall()}
+            for c in [c for c in df.columns if c not in have]:
+                _run(con, f'ALTER TABLE scores ADD COLUMN "{c}" {types[c]}')
             _run(con, "INSERT INTO scores BY NAME SELECT * FROM new_scores")
         else:
             _run(con, "CREATE TABLE scores AS SELECT * FROM new_scores")
