@@ -93,6 +93,12 @@ def test_forecast_and_backtest(portfolio):
                 "grr_forecast", "grr_actual", "nrr_forecast", "nrr_actual"} <= set(q)
     for s in b["summary"].values():
         assert {"wape", "coverage_p10_p90"} <= set(s) and 0 <= s["coverage_p10_p90"] <= 1
+        # churn, contraction and expansion at renewal, each against its actual (the oracle's too)
+        assert set(s["parts"]) == {"churned", "contraction", "expansion"}
+        assert all(v["actual"] >= 0 and v["forecast"] >= 0 for v in s["parts"].values())
+    q = b["quarters"][0]
+    assert q["actual_churned_arr"] == pytest.approx(q["arr_due"] - q["actual_renewed_arr"])
+    assert q["forecast_churned_arr"] == pytest.approx(q["arr_due"] - q["forecast_renewed_arr"])
     assert b["run_id"] and (home / "forecast_calibration.json").exists()
     cal = json.loads((home / "forecast_calibration.json").read_text())
     assert set(cal["tau"]) == {"model", "last_year", "time_series"}

@@ -364,9 +364,21 @@ def test_forecast(api):
             assert r.status_code == 200, r.text
             body = r.json()
             assert body["start"] == "2026-10-01" and body["model_versions"]["churn"] and body["forecast"]
+            f = body["forecast"]
+            for part in ("churned_arr", "contraction_arr", "expansion_arr"):
+                assert part in f["expected"] and {"p10", "p50", "p90"} <= set(f["intervals"][part])
+            # two group columns: one group per pair, adding up to the portfolio
+            r2 = c.get("/v1/forecast/renewals", params={"start": "2026-10-01", "end": "2027-01-01",
+                                                        "group_by": "segment,csm_id"})
+            assert r2.status_code == 200, r2.text
+            g2 = r2.json()["forecast"]["groups"]
+            assert g2 and all({"segment", "csm_id"} <= set(g) for g in g2)
+            assert sum(g["expected"]["churned_arr"] for g in g2) == pytest.approx(f["expected"]["churned_arr"])
         for params in ({"start": "2027-01-01", "end": "2026-10-01"}, {"start": "2026-10-01", "end": "2026-10-01"},
                        {"start": "2026-13-01", "end": "2027-01-01"}, {"start": "soon", "end": "2027-01-01"},
-                       {"end": "2027-01-01"}, {"start": "2026-10-01", "end": "2027-01-01", "group_by": "planet"}):
+                       {"end": "2027-01-01"}, {"start": "2026-10-01", "end": "2027-01-01", "group_by": "planet"},
+                       {"start": "2026-10-01", "end": "2027-01-01", "group_by": "segment,planet"},
+                       {"start": "2026-10-01", "end": "2027-01-01", "group_by": "segment,segment"}):
             r = c.get("/v1/forecast/renewals", params=params)
             assert r.status_code == 422, (params, r.text)
 

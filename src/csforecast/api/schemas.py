@@ -16,6 +16,8 @@ Band = Literal["red", "yellow", "green"]
 Period = Literal["month", "quarter", "year"]
 RetentionGroup = Literal["segment", "region", "csm_id", "industry", "cohort"]
 ForecastGroup = Literal["segment", "region", "csm_id", "industry"]
+# group_by of /v1/forecast/renewals: one forecast group column or two separated by a comma ("segment,csm_id")
+FORECAST_GROUP_PATTERN = r"^(segment|region|csm_id|industry)(,(segment|region|csm_id|industry))?$"
 RowValue = float | str | bool | None
 
 
@@ -96,6 +98,9 @@ class AccountDetail(BaseModel):
     renewal_date: date | None = Field(None, description="Next renewal date (end of the current contract).")
     days_to_renewal: float | None = None
     churn_probability: float | None = Field(None, description="Calibrated probability of churn at the next renewal.")
+    churn_probability_interval: list[float] | None = Field(
+        None, description="[P10, P90] of churn_probability under the model's bootstrapped calibration maps "
+                          "(docs/forecast.md); null for a model without them.")
     churn_base_logit: float | None = Field(None, description="Base value of the driver decomposition (log-odds).")
     risk_arr: float | None = Field(None, description="churn_probability × arr.")
     drivers: list[Driver] = Field(default_factory=list, description="Top churn drivers, largest first.")

@@ -112,6 +112,7 @@ def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame) -> 
             "contract_id": json_safe(g("contract_id")), "tenure_days": json_safe(g("tenure_days")),
             "renewal_date": iso_date(g("renewal_date")), "days_to_renewal": json_safe(g("days_to_renewal")),
             "churn_probability": json_safe(g("churn_probability")), "churn_base_logit": json_safe(g("churn_base_logit")),
+            "churn_probability_interval": _interval(g("churn_probability_p10"), g("churn_probability_p90")),
             "risk_arr": json_safe(g("risk_arr")), "drivers": json_safe(g("churn_drivers")) or [],
             "survival": None, "health": None, "triggers": None, "health_trend": trend.get(aid) if trend else None,
             "model_versions": versions or models, "as_of": as_of, "data_hash": data_hash,
@@ -185,3 +186,7 @@ def load_score_set(settings, previous: ScoreSet | None = None) -> ScoreSet:
     return build_score_set(meta, scores, history)
 
 
+def _interval(lo, hi) -> list[float] | None:
+    """[P10, P90] of a served churn probability, or None when the score set has none (older models)."""
+    lo, hi = json_safe(lo), json_safe(hi)
+    return [lo, hi] if lo is not None and hi is not None else None

@@ -71,18 +71,21 @@ def forecast_cmd(data: str = DataOpt,
                  start: str = typer.Option(..., "--start", help="Window start (YYYY-MM-DD, inclusive)."),
                  end: str = typer.Option(..., "--end", help="Window end (YYYY-MM-DD, exclusive)."),
                  group_by: Optional[str] = typer.Option(
-                     None, "--group-by", help="segment, region, csm_id, industry or cohort."),
+                     None, "--group-by", help="segment, region, csm_id, industry or cohort; or two of them "
+                                              "separated by a comma (segment,csm_id)."),
                  as_json: bool = JsonOpt, as_of: Optional[str] = AsOfOpt,
                  draws: Optional[int] = typer.Option(None, "--draws", min=100,
                                                      help="Monte Carlo draws (default: settings, 10,000)."),
                  quiet: bool = QuietOpt):
     """Forecast the renewals due in [start, end): expected renewed / churned ARR, GRR and NRR with
     P10-P50-P90, several methods side by side, and the at-risk list (champion churn model)."""
-    from csforecast.forecast.renewals import GROUP_BY, NoChampionError, forecast_window
+    from csforecast.forecast.renewals import NoChampionError, forecast_window, group_columns
 
     s, e, a = parse_date(start, "--start"), parse_date(end, "--end"), parse_date(as_of, "--as-of")
-    if group_by is not None and group_by not in GROUP_BY:
-        fail(f"--group-by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
+    try:
+        group_columns(group_by)
+    except ValueError as err:
+        fail(f"--group-by: {err}")
     if e <= s:
         fail("--end must be after --start")
     src = open_valid(data)

@@ -429,7 +429,7 @@ def add_labels(df: pd.DataFrame, contracts: pd.DataFrame, end: date) -> pd.DataF
         c[["account_id", "end_date", "arr", "renewed_by", "start_date"]], on="account_id")
     due = due[(due.end_date == due.renewal_date) & (due.start_date < due.as_of)]
     agg = due.groupby(["account_id", "as_of"]).agg(due_arr=("arr", "sum"),
-                                                   succ=("renewed_by", lambda s: s.dropna().iloc[0] if s.notna().any() else None))
+                                                   succ=("renewed_by", "first"))  # first non-null successor
     succ_arr = c.set_index("contract_id")["arr"]
     agg["succ_arr"] = agg["succ"].map(succ_arr)
     out = df.merge(agg.reset_index(), on=["account_id", "as_of"], how="left")

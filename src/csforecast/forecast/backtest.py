@@ -28,7 +28,13 @@ import pandas as pd
 
 from csforecast.forecast import baselines
 from csforecast.forecast.book import renewal_book
-from csforecast.forecast.montecarlo import estimate_tau, method_results, save_calibration, shock_evidence
+from csforecast.forecast.montecarlo import (
+    MethodInput,
+    estimate_tau,
+    method_results,
+    save_calibration,
+    shock_evidence,
+)
 from csforecast.forecast.renewals import METHODS, decision_rows, fit_expansion, predict_churn, scoring_rows
 
 __all__ = ["run_backtest", "fan_chart", "log_backtest"]
@@ -41,6 +47,7 @@ __all__ = ["run_backtest", "fan_chart", "log_backtest"]
 BACKTEST_CHURN_PARAMS = {"algorithm": "auto", "n_jobs": 1, "num_leaves": 4, "min_child_samples": 300,
                          "learning_rate": 0.02, "colsample_bytree": 0.5, "reg_lambda": 5.0}
 WARMUP_QUARTERS = 4
+PARTS = ("churned", "contraction", "expansion")   # outcomes at renewal reported apart (no mid-term add-ons here)
 OVERALL = "overall"
 
 
@@ -62,9 +69,13 @@ def _actual(book: pd.DataFrame, mask: np.ndarray) -> dict:
     b = book[mask]
     due = float(b["arr"].sum())
     ren = float(b.loc[b["final_renewed"], "arr"].sum())
-    succ = float(b.loc[b["final_renewed"], "final_succ_arr"].sum())
-    return {"due": due, "renewed": ren, "succ": succ, "count": int(len(b)),
-            "grr": ren / due if due > 0 else np.nan, "nrr": succ / due if due > 0 else np.nan}
+    won = b["final_renewed"].to_numpy(bool)
+    a, s = b["arr"].to_numpy(float)[won], b["final_succ_arr"].to_numpy(float)[won]
+    succ = float(s.sum())
+    con, exp_ = float(np.maximum(a - s, 0).sum()), float(np.maximum(s - a, 0).sum())
+    return {"due": due, "renewed": ren, "succ": succ, "count": int(len(b)), "churned": due - ren,
+            "contraction": con, "expansion": exp_,
+            "grr": (ren - con) / due if due > 0 else np.nan, "nrr": succ / due if due > 0 else np.nan}
 
 
 def _row(q, method, res, act, tau, segment=None) -> dict:
@@ -85,6 +96,8 @@ def _row(q, method, res, act, tau, segment=None) -> dict:
         "nrr_p10": n10, "nrr_p90": n90,
         "nrr_covered": bool(n10 is not None and np.isfinite(act["nrr"]) and n10 <= act["nrr"] <= n90),
         "forecast_successor_arr": e["successor_arr"], "actual_successor_arr": act["succ"],
+        **{f"{kind}_{part}_arr": v for part in PARTS
+           for kind, v in (("forecast", e[f"{part}_arr"]), ("actual", act[part]))},
         "tau": round(float(tau), 6),
     })
     return row
@@ -113,6 +126,11 @@ def _summary(rows: list[dict], seg_rows: list[dict], taus: list[float]) -> dict:
     ok = [r for r in both if r["nrr_actual"] is not None and r["nrr_p10"] is not None]
     out["nrr_coverage_p10_p90"] = interval_coverage(arr(ok, "nrr_actual"), arr(ok, "nrr_p10"), arr(ok, "nrr_p90")) \
         if ok else None
+    # each outcome apart (churned, contraction, expansion at renewal): WAPE over quarters x segments
+    out["parts"] = {part: {"wape": wape(arr(seg_rows or rows, f"actual_{part}_arr"),
+                                        arr(seg_rows or rows, f"forecast_{part}_arr")),
+                           "forecast": float(np.nansum(arr(rows, f"forecast_{part}_arr"))),
+                           "actual": float(np.nansum(arr(rows, f"actual_{part}_arr")))} for part in PARTS}
     out["grr_mae"] = float(np.nanmean(np.abs(arr(rows, "grr_forecast") - arr(rows, "grr_actual"))))
     out["nrr_mae"] = float(np.nanmean(np.abs(arr(rows, "nrr_forecast") - arr(rows, "nrr_actual"))))
     out["mean_tau"] = float(np.mean(taus)) if taus else 0.0
@@ -214,6 +232,7 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
         history = baselines.renewal_history(contracts, accounts, qs)
         fallback = baselines.overall_churn_rate(history)
         m_mean, m_var = expansion.ratio_moments(srows)
+        split = expansion.split_moments(srows)
         resid_var = expansion.var_exp_resid_ / max(expansion.mean_exp_resid_, 1e-12) ** 2
         probs = {"model": predict_churn(est, srows, found, fallback)}
         rat = {"model": (m_mean, m_var)}
@@ -232,7 +251,9 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
         acts = {s: _actual(book, (book["segment"].astype(str) == s).to_numpy()) for s in segs}
         for k, name in enumerate(methods):
             tau = estimate_tau(shocks[name])
-            res = method_results(book, probs[name], *rat[name], draws=draws, seed=seed + 7919 * qi + k, tau=tau)
+            inp = MethodInput(probs[name], *rat[name], split=split if name in ("model", "oracle") else None,
+                              maps=getattr(est, "calibration_maps_", None) if name == "model" else None, tau=tau)
+            res = method_results(book, None, inp, draws=draws, seed=seed + 7919 * qi + k)
             # this quarter's errors (overall and per segment), evidence for the later quarters' tau
             a_p, p_p = pending["arr"].to_numpy(float), probs[name]
             won = pending["final_renewed"].to_numpy(bool)

@@ -64,6 +64,7 @@ __all__ = [
 METHODS = ("model", "last_year", "time_series")
 AT_RISK_THRESHOLD = 0.3
 TOP_AT_RISK = 25
+EXPANSION_QUARTERS = 4           # quarterly snapshots the on-the-fly expansion model learns from
 MODEL_HORIZON_DAYS = 365          # the churn model learns from snapshots <= 365 days before a renewal
 
 
@@ -127,9 +128,9 @@ def predict_churn(estimator, rows: pd.DataFrame, found: np.ndarray, fallback: fl
     return np.clip(p, 0.0, 1.0)
 
 
-def expansion_grid(source, as_of: date, quarters: int = 8) -> list[date]:
-    """Snapshot dates for fitting the expansion model on the fly: every 3 months back from as_of (8 by
-    default), not earlier than 90 days after the first activity (trailing usage windows need history)."""
+def expansion_grid(source, as_of: date, quarters: int = EXPANSION_QUARTERS) -> list[date]:
+    """Snapshot dates for fitting the expansion model on the fly: every 3 months back from as_of (4 by
+    default: each date costs a point-in-time snapshot of the whole book, and a year of renewals is enough), not earlier than 90 days after the first activity (trailing usage windows need history)."""
     from datetime import timedelta
 
     col = ("usage", "date") if source.has("usage") else ("contracts", "start_date")

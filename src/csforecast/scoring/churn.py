@@ -1,28 +1,36 @@
 """Churn family at serve time: calibrated churn probability and its drivers for snapshot rows."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from csforecast.features.catalogue import top_drivers
 
 __all__ = ["OUTPUTS", "score_churn", "pyfunc_frame"]
 
-OUTPUTS = ("churn_probability", "churn_base_logit", "churn_drivers")
+OUTPUTS = ("churn_probability", "churn_probability_p10", "churn_probability_p90", "churn_base_logit",
+           "churn_drivers")
 TOP_DRIVERS = 5
 
 
 def score_churn(estimator, snapshot: pd.DataFrame, k: int = TOP_DRIVERS) -> pd.DataFrame:
-    """Per row of ``snapshot`` (index kept): ``churn_probability``, ``churn_base_logit`` (the explanation's base
+    """Per row of ``snapshot`` (index kept): ``churn_probability`` with its P10 / P90 under the model's
+    bootstrapped calibration maps (``churn_probability_p10`` / ``_p90``; NaN for a model without them, see
+    ``ChurnClassifier.predict_interval``), ``churn_base_logit`` (the explanation's base
     value on the calibrated log-odds scale) and ``churn_drivers`` (the ``k`` largest contributions in words,
     ``features.catalogue.top_drivers``: associations, never causes). ``snapshot`` must hold the estimator's
     ``feature_names_in_``."""
     X = snapshot[list(estimator.feature_names_in_)]
     p = estimator.predict_proba(X)[:, 1]
+    lo = hi = np.full(len(p), np.nan)
+    if getattr(estimator, "calibration_maps_", None) is not None and len(X):
+        lo, hi = estimator.predict_interval(X)
     contrib = estimator.explain(X)
     values = X.to_dict("records")
     c_records = contrib.drop(columns=["base_value"]).to_dict("records")
     drivers = [top_drivers(v, c, k) for v, c in zip(values, c_records)]
-    return pd.DataFrame({"churn_probability": p, "churn_base_logit": contrib["base_value"].to_numpy(),
+    return pd.DataFrame({"churn_probability": p, "churn_probability_p10": lo, "churn_probability_p90": hi,
+                         "churn_base_logit": contrib["base_value"].to_numpy(),
                          "churn_drivers": drivers}, index=snapshot.index)
 
 

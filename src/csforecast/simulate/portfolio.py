@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 
 DEFAULT_END = date(2026, 10, 1)  # data runs through 2026-09-30; fixed so output is a function of the seed only
 SEGMENTS = ("Enterprise", "Mid-Market", "SMB")
@@ -147,6 +146,8 @@ def simulate_portfolio(n_accounts: int = 2000, years: int = 3, seed: int = 0, en
         if permanent:
             mu_jump[ai, di] += permanent
         events += [(a, d, kind) for a, d in zip(ai, di)]
+    from scipy.signal import lfilter  # imported here: seconds to import, and every CLI command imports this module
+
     # playbooks: a randomised 50/50 adoption workshop, and an exec rescue given to the unhealthiest
     x = lfilter([1.0], [1.0, -p.phi], np.where(alive_days, inputs, 0.0), axis=1)
     mu = mu0[:, None] + np.cumsum(mu_jump, axis=1)

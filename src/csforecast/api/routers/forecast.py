@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from csforecast.api.deps import StateDep, require_read
 from csforecast.api.errors import DataUnavailable
 from csforecast.jsonsafe import jsonable
-from csforecast.api.schemas import ErrorResponse, ForecastGroup, ForecastResponse
+from csforecast.api.schemas import FORECAST_GROUP_PATTERN, ErrorResponse, ForecastResponse
 from csforecast.api.state import ServingState
 
 log = logging.getLogger("csforecast.api")
@@ -88,7 +88,10 @@ async def renewals(state: StateDep,
                                                 examples=["2026-10-01"])],
                    end: Annotated[date, Query(description="End of the window (exclusive).",
                                               examples=["2027-01-01"])],
-                   group_by: Annotated[ForecastGroup | None, Query()] = None) -> Response:
+                   group_by: Annotated[str | None, Query(
+                       pattern=FORECAST_GROUP_PATTERN, examples=["segment", "segment,csm_id"],
+                       description="segment, region, csm_id or industry; or two of them: segment,csm_id")] = None,
+                   ) -> Response:
     """Renewals due in [start, end): expected renewed ARR and its uncertainty, per group when asked. Uses the
     data source given by `--data` / CSFORECAST_DATA and the served churn model."""
     for name, d in (("start", start), ("end", end)):

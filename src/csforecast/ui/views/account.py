@@ -97,7 +97,7 @@ def account_view(detail: Mapping[str, Any], explanations: Mapping[str, str] | No
                         ("ARR", money(d.get("arr"))), ("Seats", intc(d.get("seats"))),
                         ("Tenure", f"{intc(d.get('tenure_days'))} days"), ("Contract", d.get("contract_id") or DASH)],
             "csm": d.get("csm_id") or UNASSIGNED,
-            "p": pct(p), "high_risk": p is not None and p >= HIGH_RISK, "renewal_date": day(d.get("renewal_date")),
+            "p": pct(p), "p_interval": _interval_text(d.get("churn_probability_interval")), "high_risk": p is not None and p >= HIGH_RISK, "renewal_date": day(d.get("renewal_date")),
             "days_to_renewal": intc(d.get("days_to_renewal")), "risk_arr": money(d.get("risk_arr")),
             "drivers": drivers, "survival": survival, "health": health_v, "triggers": d.get("triggers"),
             "trend": trend_v, "contracts": contracts_v, "contracts_missing": contracts_missing, "arr_history": arr_v,
@@ -105,3 +105,10 @@ def account_view(detail: Mapping[str, Any], explanations: Mapping[str, str] | No
                           "stale": served.get(f) is not None and str(served.get(f)) != str(v)}
                          for f, v in sorted(versions.items())],
             "as_of": day(d.get("as_of")), "data_hash": d.get("data_hash"), "score_set": d.get("score_set_version")}
+
+
+def _interval_text(interval) -> str | None:
+    """"P10–P90 12 %–19 %" for a served [P10, P90] of the churn probability, None without one."""
+    if not interval or len(interval) != 2 or finite(interval[0]) is None or finite(interval[1]) is None:
+        return None
+    return f"P10–P90 {pct(interval[0])}–{pct(interval[1])}"

@@ -1,0 +1,53 @@
+"""Calibration monitoring on a portfolio where the simulator shifts churn halfway: the probabilities a model
+trained before the shift would serve stay calibrated before it, and the monitor flags them after it."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit, logit
+
+from csforecast.metrics.monitoring import calibration_monitor, horizon_bucket, psi, psi_table
+from csforecast.simulate import Params, simulate_portfolio
+
+
+@pytest.fixture(scope="module")
+def shifted():
+    pf = simulate_portfolio(400, 3, seed=4, params=Params(churn_shift=1.2, churn_shift_at=0.5))
+    r = pf.truth["renewals"].copy()
+    r = r[r["churned"].notna()]
+    # what a model fitted before the shift serves: the simulator's probability without the shift
+    r["p_served"] = expit(logit(r["p_churn"].clip(1e-6, 1 - 1e-6)) - r["churn_shift"])
+    return r
+
+
+def test_monitor_flags_the_shifted_half_only(shifted):
+    r = shifted
+    seg = np.where(r["due_arr"].to_numpy(float) > r["due_arr"].median(), "large", "small")
+    days = np.random.default_rng(0).uniform(0, 400, len(r))
+    before, after = (r["churn_shift"] == 0).to_numpy(), (r["churn_shift"] > 0).to_numpy()
+    assert before.sum() >= 200 and after.sum() >= 200
+    m0 = calibration_monitor(r.loc[before, "churned"], r.loc[before, "p_served"], segment=seg[before],
+                             days_to_renewal=days[before], bound=0.05)
+    m1 = calibration_monitor(r.loc[after, "churned"], r.loc[after, "p_served"], segment=seg[after],
+                             days_to_renewal=days[after], bound=0.05)
+    assert not m0["drifted"], m0["flagged"]
+    assert m1["drifted"] and any(f["scope"] == "overall" for f in m1["flagged"])
+    assert m1["overall"]["observed_rate"] > m1["overall"]["mean_p"] + 0.05
+    assert set(m1["by_segment"]) == {"large", "small"} and set(m1["by_horizon"]) <= {
+        "0-30", "31-90", "91-180", "181-365", ">365"}
+    # the served probabilities themselves moved little; PSI of the predictions is small, of a shifted one large
+    assert psi(r.loc[before, "p_served"], r.loc[before, "p_served"]) == pytest.approx(0, abs=1e-12)
+    assert psi(r.loc[before, "p_served"], r.loc[before, "p_served"] + 0.3) > 0.2
+
+
+def test_psi_table_and_buckets():
+    rng = np.random.default_rng(1)
+    ref = pd.DataFrame({"a": rng.normal(size=2000), "b": rng.normal(size=2000)})
+    cur = pd.DataFrame({"a": rng.normal(size=2000), "b": rng.normal(1.0, 1.0, 2000)})
+    t = psi_table(ref, cur, ["a", "b", "missing"])
+    assert set(t) == {"a", "b"} and not t["a"]["warning"] and t["b"]["warning"]
+    assert list(horizon_bucket([0, 30, 31, 365, 400, np.nan])) == ["0-30", "0-30", "31-90", "181-365", ">365",
+                                                                   "unknown"]
+    with pytest.raises(ValueError, match="p must lie"):
+        calibration_monitor([0, 1], [0.2, 1.5])
