@@ -6,7 +6,7 @@ work on the same rows (measured in the same run).
 A churn model is trained on a simulated portfolio (``--train-accounts``, 3 years); the scoring snapshot of that
 portfolio at its data end is repeated (new account ids) to N rows. Timed:
 
-- raw: the model's own work on the N rows, ``ChurnClassifier.explain_raw`` (LightGBM ``predict(pred_contrib=True)``
+- raw: the model's own work on the N rows (in the same slices of CHUNK_ROWS rows as batch scoring), ``ChurnClassifier.explain_raw`` (LightGBM ``predict(pred_contrib=True)``
   for a tree model, the design matrix and its product with the coefficients for the logistic model; the
   contributions sum to the raw logit, so it holds the prediction);
 - batch: ``scoring.batch.score_snapshot`` with that champion: profile columns, calibrated probability, calibrated
@@ -37,7 +37,7 @@ from csforecast.features.snapshot import build_snapshots, data_end  # noqa: E402
 from csforecast.models.churn import ChurnClassifier  # noqa: E402
 from csforecast.pipelines.churn import DEFAULT_EXCLUDE, default_params  # noqa: E402
 from csforecast.pipelines.context import TrainingContext  # noqa: E402
-from csforecast.scoring.batch import Champions, score_snapshot  # noqa: E402
+from csforecast.scoring.batch import CHUNK_ROWS, Champions, score_snapshot  # noqa: E402
 from csforecast.simulate import simulate_portfolio  # noqa: E402
 
 
@@ -113,7 +113,8 @@ def main():
     X = big[list(est.feature_names_in_)]
     champs = Champions({"churn": est}, {"churn": "bench"})
     t = time.perf_counter()
-    est.explain_raw(X)
+    for i in range(0, len(X), CHUNK_ROWS):     # the same slices batch scoring works in
+        est.explain_raw(X.iloc[i:i + CHUNK_ROWS])
     raw_s = time.perf_counter() - t
     t = time.perf_counter()
     out = score_snapshot(big, champs, pd.Timestamp.today().date())

@@ -143,11 +143,11 @@ def top_drivers(row_values: dict, contributions: dict, k: int = 5) -> list[dict]
     return out
 
 
-def top_drivers_rows(values: dict, contributions: np.ndarray, features, k: int = 5) -> list[list[dict]]:
-    """`top_drivers` of many rows at once (the same lists, item for item): ``values`` maps each feature to
-    its column as a list of Python values, ``contributions`` is an (n rows, len(features)) array in the
-    order of ``features``. The choice of the k largest |contributions| (NaN left out, ties in feature order)
-    is one vectorised sort; only the chosen drivers are put into words."""
+def top_drivers_rows(values, contributions: np.ndarray, features, k: int = 5) -> list[list[dict]]:
+    """`top_drivers` of many rows at once (the same lists, item for item): ``values`` is a DataFrame holding
+    the ``features`` columns, ``contributions`` an (n rows, len(features)) array in the order of ``features``.
+    The choice of the k largest |contributions| (NaN left out, ties in feature order) is one vectorised sort;
+    only the chosen values are read out of the frame and put into words."""
     C = np.asarray(contributions, dtype=float)
     n = C.shape[0]
     if n == 0:
@@ -158,16 +158,23 @@ def top_drivers_rows(values: dict, contributions: np.ndarray, features, k: int =
     order = np.argsort(-mag, axis=1, kind="stable")[:, :k]
     chosen = np.take_along_axis(C, order, axis=1)
     usable = np.take_along_axis(mag, order, axis=1) >= 0
+    picked = np.empty(order.shape, dtype=object)
+    for j, f in enumerate(features):
+        rows, slots = np.nonzero(order == j)
+        if len(rows):
+            vals = np.empty(len(rows), dtype=object)
+            vals[:] = values[f].to_numpy()[rows].tolist()     # Python scalars, as DataFrame.to_dict gives
+            picked[rows, slots] = vals
     infos = [info(f) for f in features]
-    cols = [values[f] for f in features]
     out = []
-    for i, (idx, cs, ok) in enumerate(zip(order.tolist(), chosen.tolist(), usable.tolist())):
+    for idx, cs, vs, ok in zip(order.tolist(), chosen.tolist(), picked.tolist(), usable.tolist()):
         row = []
-        for j, c, good in zip(idx, cs, ok):
+        for j, c, v, good in zip(idx, cs, vs, ok):
             if not good:
                 break
-            f, fi, v = features[j], infos[j], cols[j][i]
-            row.append({"feature": f, "value": None if v is None or (isinstance(v, float) and v != v) else v,
+            fi = infos[j]
+            row.append({"feature": features[j],
+                        "value": None if v is None or (isinstance(v, float) and v != v) else v,
                         "contribution": round(c, 4), "text": _driver_text(fi, v, c),
                         "component": fi.component, "lever": fi.lever})
         out.append(row)

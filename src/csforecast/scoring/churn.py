@@ -25,7 +25,7 @@ def score_churn(estimator, snapshot: pd.DataFrame, k: int = TOP_DRIVERS) -> pd.D
     base = contrib["base_value"].to_numpy()
     phi = contrib[features].to_numpy()
     p = expit(phi.sum(axis=1) + base)
-    drivers = top_drivers_rows({f: X[f].tolist() for f in features}, phi, features, k)
+    drivers = top_drivers_rows(X, phi, features, k)
     return pd.DataFrame({"churn_probability": p, "churn_base_logit": base, "churn_drivers": drivers},
                         index=snapshot.index)
 
