@@ -40,7 +40,7 @@ def test_spark_database_tables(small_portfolio, spark, duck_snapshots):
     catalog; `global_temp` cannot be used: Ibis makes the database current, which Spark refuses for it)."""
     spark.sql("CREATE DATABASE IF NOT EXISTS csf_test")
     for f in sorted(small_portfolio.glob("*.parquet")):
-        spark.read.parquet(str(f)).write.mode("overwrite").saveAsTable(f"csf_test.{f.stem}")
+        spark.createDataFrame(pd.read_parquet(f)).write.mode("overwrite").saveAsTable(f"csf_test.{f.stem}")
     src = open_source("spark://csf_test", spark=spark)
     assert src.engine == "spark" and src.kind == "spark"
     assert {"accounts", "contracts", "usage"} <= set(src.names)
