@@ -33,8 +33,9 @@ def differing_columns(a: pd.DataFrame, b: pd.DataFrame, tol: float = 1e-9) -> li
         if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y):
             ok = np.allclose(x.astype(float), y.astype(float), rtol=tol, atol=tol, equal_nan=True)
         elif pd.api.types.is_datetime64_any_dtype(x) or pd.api.types.is_datetime64_any_dtype(y):
-            ok = (pd.to_datetime(x).dt.tz_localize(None).values.astype("datetime64[ns]")
-                  == pd.to_datetime(y).dt.tz_localize(None).values.astype("datetime64[ns]")).all()
+            u = pd.to_datetime(x).dt.tz_localize(None).values.astype("datetime64[ns]")
+            v = pd.to_datetime(y).dt.tz_localize(None).values.astype("datetime64[ns]")
+            ok = ((u == v) | (np.isnat(u) & np.isnat(v))).all()     # NaT != NaT, but both missing is equal
         else:
             ok = all(same_value(u, v, tol) for u, v in zip(x, y))
         if not ok:

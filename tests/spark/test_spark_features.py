@@ -36,10 +36,12 @@ def test_folder_snapshots_equal_duckdb(small_portfolio, spark, duck_snapshots):
 
 
 def test_spark_database_tables(small_portfolio, spark, duck_snapshots):
-    """spark://DATABASE: the contract tables where Spark has them (here global temporary views)."""
+    """spark://DATABASE: the contract tables where Spark has them (tables of a database of the session's
+    catalog; `global_temp` cannot be used: Ibis makes the database current, which Spark refuses for it)."""
+    spark.sql("CREATE DATABASE IF NOT EXISTS csf_test")
     for f in sorted(small_portfolio.glob("*.parquet")):
-        spark.createDataFrame(pd.read_parquet(f)).createOrReplaceGlobalTempView(f.stem)
-    src = open_source("spark://global_temp", spark=spark)
+        spark.createDataFrame(pd.read_parquet(f)).write.mode("overwrite").saveAsTable(f"csf_test.{f.stem}")
+    src = open_source("spark://csf_test", spark=spark)
     assert src.engine == "spark" and src.kind == "spark"
     assert {"accounts", "contracts", "usage"} <= set(src.names)
     duck = open_source(small_portfolio)

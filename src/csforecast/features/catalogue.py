@@ -95,35 +95,38 @@ def info(feature: str) -> FeatureInfo:
     return CATALOGUE.get(feature, FeatureInfo(feature.replace("_", " "), "Other", "review with the account team"))
 
 
-def format_value(feature: str, value) -> str:
-    fi = info(feature)
+_FORMATS = {
+    "cat": str,
+    "pct": lambda v: f"{100 * v:.0f} %",
+    "ratio": lambda v: f"{100 * v:+.0f} %",
+    "days": lambda v: f"{v:.0f} days",
+    "int": lambda v: f"{v:.0f}",
+    "money": lambda v: f"${v:,.0f}",
+    "bool": lambda v: "yes" if v >= 0.5 else "no",
+    "num": lambda v: f"{v:.3g}",
+}
+
+
+def _format(fmt: str, value) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "none recorded"
-    if fi.fmt == "cat":
-        return str(value)
-    v = float(value)
-    if fi.fmt == "pct":
-        return f"{100 * v:.0f} %"
-    if fi.fmt == "ratio":
-        return f"{100 * v:+.0f} %"
-    if fi.fmt == "days":
-        return f"{v:.0f} days"
-    if fi.fmt == "int":
-        return f"{v:.0f}"
-    if fi.fmt == "money":
-        return f"${v:,.0f}"
-    if fi.fmt == "bool":
-        return "yes" if v >= 0.5 else "no"
-    return f"{v:.3g}"
+    return str(value) if fmt == "cat" else _FORMATS.get(fmt, _FORMATS["num"])(float(value))
+
+
+def format_value(feature: str, value) -> str:
+    return _format(info(feature).fmt, value)
+
+
+def _driver_text(fi: FeatureInfo, value, contribution: float) -> str:
+    direction = "higher" if contribution > 0 else "lower"
+    sign = "+" if contribution >= 0 else "−"
+    return (f"{fi.label} {_format(fi.fmt, value)} ({sign}{abs(contribution):.2f} log-odds; "
+            f"associated with {direction} churn risk)")
 
 
 def driver_text(feature: str, value, contribution: float) -> str:
     """e.g. 'seat utilisation 38 % (−0.90 log-odds, associated with higher risk)'."""
-    fi = info(feature)
-    direction = "higher" if contribution > 0 else "lower"
-    sign = "+" if contribution >= 0 else "−"
-    return (f"{fi.label} {format_value(feature, value)} ({sign}{abs(contribution):.2f} log-odds; "
-            f"associated with {direction} churn risk)")
+    return _driver_text(info(feature), value, contribution)
 
 
 def top_drivers(row_values: dict, contributions: dict, k: int = 5) -> list[dict]:
@@ -137,6 +140,44 @@ def top_drivers(row_values: dict, contributions: dict, k: int = 5) -> list[dict]
         out.append({"feature": f, "value": None if v is None or (isinstance(v, float) and np.isnan(v)) else v,
                     "contribution": round(float(c), 4), "text": driver_text(f, v, c),
                     "component": fi.component, "lever": fi.lever})
+    return out
+
+
+def top_drivers_rows(values, contributions: np.ndarray, features, k: int = 5) -> list[list[dict]]:
+    """`top_drivers` of many rows at once (the same lists, item for item): ``values`` is a DataFrame holding
+    the ``features`` columns, ``contributions`` an (n rows, len(features)) array in the order of ``features``.
+    The choice of the k largest |contributions| (NaN left out, ties in feature order) is one vectorised sort;
+    only the chosen values are read out of the frame and put into words."""
+    C = np.asarray(contributions, dtype=float)
+    n = C.shape[0]
+    if n == 0:
+        return []
+    mag = np.abs(C)
+    mag[np.isnan(C)] = -1.0
+    k = min(k, C.shape[1])
+    order = np.argsort(-mag, axis=1, kind="stable")[:, :k]
+    chosen = np.take_along_axis(C, order, axis=1)
+    usable = np.take_along_axis(mag, order, axis=1) >= 0
+    picked = np.empty(order.shape, dtype=object)
+    for j, f in enumerate(features):
+        rows, slots = np.nonzero(order == j)
+        if len(rows):
+            vals = np.empty(len(rows), dtype=object)
+            vals[:] = values[f].to_numpy()[rows].tolist()     # Python scalars, as DataFrame.to_dict gives
+            picked[rows, slots] = vals
+    infos = [info(f) for f in features]
+    out = []
+    for idx, cs, vs, ok in zip(order.tolist(), chosen.tolist(), picked.tolist(), usable.tolist()):
+        row = []
+        for j, c, v, good in zip(idx, cs, vs, ok):
+            if not good:
+                break
+            fi = infos[j]
+            row.append({"feature": features[j],
+                        "value": None if v is None or (isinstance(v, float) and v != v) else v,
+                        "contribution": round(c, 4), "text": _driver_text(fi, v, c),
+                        "component": fi.component, "lever": fi.lever})
+        out.append(row)
     return out
 
 for _m, _name, _comp, _lever in (("active_users", "daily active users", "Adoption", _L_ADOPT),

@@ -17,6 +17,7 @@ from csforecast.scoring import families
 from csforecast.tracking import store
 
 TREND_WEEKS = 12
+CHUNK_ROWS = 100_000   # rows scored at a time in process (the models' working set grows with the rows)
 
 
 class NoChampionsError(UnavailableError, RuntimeError):
@@ -53,11 +54,16 @@ class Champions:
 ACCOUNT_COLUMNS = {"_name": "name", "_csm_id": "csm_id"}  # snapshot column -> score column, from accounts
 
 
-def score_snapshot(snap: pd.DataFrame, champions: Champions, as_of: date) -> pd.DataFrame:
+def score_snapshot(snap: pd.DataFrame, champions: Champions, as_of: date,
+                   chunk_rows: int = CHUNK_ROWS) -> pd.DataFrame:
     """Score snapshot rows with each family's champion (``Family.scorer``): the profile columns, ``as_of``,
     the account's ``name`` and ``csm_id`` (snapshot columns ``_name``/``_csm_id``), each family's columns
     with ``<family>_model_version`` beside them, and ``risk_arr``. Row-wise: any slice of the rows (a Spark
-    partition) scores the same as the whole."""
+    partition) scores the same as the whole, so more than ``chunk_rows`` rows are scored a slice at a time
+    (memory stays bounded by a slice's working set)."""
+    if len(snap) > chunk_rows:
+        return pd.concat([score_snapshot(snap.iloc[i:i + chunk_rows], champions, as_of, chunk_rows)
+                          for i in range(0, len(snap), chunk_rows)])
     out = snap[[c for c in PROFILE_COLUMNS if c in snap.columns]].copy()
     out["as_of"] = pd.Timestamp(as_of)
     for col, name in ACCOUNT_COLUMNS.items():

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
-from csforecast.features.catalogue import top_drivers
+from csforecast.features.catalogue import top_drivers_rows
 
 __all__ = ["OUTPUTS", "score_churn", "pyfunc_frame"]
 
@@ -20,18 +21,20 @@ def score_churn(estimator, snapshot: pd.DataFrame, k: int = TOP_DRIVERS) -> pd.D
     value on the calibrated log-odds scale) and ``churn_drivers`` (the ``k`` largest contributions in words,
     ``features.catalogue.top_drivers``: associations, never causes). ``snapshot`` must hold the estimator's
     ``feature_names_in_``."""
-    X = snapshot[list(estimator.feature_names_in_)]
-    p = estimator.predict_proba(X)[:, 1]
+    features = list(estimator.feature_names_in_)
+    X = snapshot[features]
+    # one pass of the model: the calibrated contributions sum (with the base value) to logit(predict_proba)
+    # to ~1e-9 (ChurnClassifier.explain), so the probability is read from them instead of a second pass
+    contrib = estimator.explain(X)
+    base = contrib["base_value"].to_numpy()
+    phi = contrib[features].to_numpy()
+    p = expit(phi.sum(axis=1) + base)
+    drivers = top_drivers_rows(X, phi, features, k)
     lo = hi = np.full(len(p), np.nan)
     if getattr(estimator, "calibration_maps_", None) is not None and len(X):
         lo, hi = estimator.predict_interval(X)
-    contrib = estimator.explain(X)
-    values = X.to_dict("records")
-    c_records = contrib.drop(columns=["base_value"]).to_dict("records")
-    drivers = [top_drivers(v, c, k) for v, c in zip(values, c_records)]
     return pd.DataFrame({"churn_probability": p, "churn_probability_p10": lo, "churn_probability_p90": hi,
-                         "churn_base_logit": contrib["base_value"].to_numpy(),
-                         "churn_drivers": drivers}, index=snapshot.index)
+                         "churn_base_logit": base, "churn_drivers": drivers}, index=snapshot.index)
 
 
 def pyfunc_frame(estimator, X: pd.DataFrame) -> pd.DataFrame:

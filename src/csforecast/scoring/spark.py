@@ -6,7 +6,7 @@ What runs where (docs/scaling.md):
   (`features.snapshot.snapshot_plan`), over the source's tables where they are;
 - each executor's Python worker: `SnapshotPlan.finish` and `batch.score_snapshot` on Arrow batches of rows,
   with the champion models broadcast once per executor; the weekly health history per account
-  (`applyInPandas`);
+  (`applyInPandas` over buckets of accounts: one Python call per bucket, not per account);
 - the driver: the plan, the champions (from the registry), a sample of rows to learn the output schema.
 
 The output folder holds Spark's Parquet part files (one row per account: profile, scores, drivers and
@@ -36,6 +36,7 @@ __all__ = ["MANIFEST", "score_on_spark", "read_scores", "load_into_store"]
 MANIFEST = "_csforecast.json"       # Spark and pyarrow skip files starting with "_" when reading the folder
 HISTORY = "history"
 HISTORY_JSON = ("components", "contributions")
+BUCKET = "_csforecast_bucket"
 SAMPLE_ROWS = 32
 
 
@@ -178,9 +179,15 @@ def score_on_spark(source: Source, champions: Champions, out: Path, as_of: date 
             htypes = {c: _spark_type(s) for c, s in weekly(hsample).items()}
 
             def hist(raw: pd.DataFrame) -> pd.DataFrame:
-                return _conform(weekly(raw), htypes)
+                return _conform(weekly(raw.drop(columns=[BUCKET])), htypes)
 
-            hrows.groupBy("account_id").applyInPandas(
+            # an account's weeks must be in one call, but a call per account costs a Python round trip each:
+            # accounts are hashed into as many buckets as tasks, and each call takes a whole bucket
+            from pyspark.sql import functions as F
+
+            buckets = int(partitions or spark.sparkContext.defaultParallelism)
+            hrows = hrows.withColumn(BUCKET, F.pmod(F.hash("account_id"), F.lit(buckets)))
+            hrows.groupBy(BUCKET).applyInPandas(
                 hist, schema=", ".join(f"`{c}` {t}" for c, t in htypes.items())
             ).write.mode("overwrite").parquet(str(tmp / HISTORY))
             n_hist = int(spark.read.parquet(str(tmp / HISTORY)).count())

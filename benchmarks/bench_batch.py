@@ -1,0 +1,136 @@
+"""Batch scoring benchmark: N accounts scored with exact contributions and drivers, against the raw model's own
+work on the same rows (measured in the same run).
+
+  .venv/bin/python benchmarks/bench_batch.py --accounts 1000000 [--algorithm logistic|lightgbm] [--spark]
+
+A churn model is trained on a simulated portfolio (``--train-accounts``, 3 years); the scoring snapshot of that
+portfolio at its data end is repeated (new account ids) to N rows. Timed:
+
+- raw: the model's own work on the N rows (in the same slices of CHUNK_ROWS rows as batch scoring), ``ChurnClassifier.explain_raw`` (LightGBM ``predict(pred_contrib=True)``
+  for a tree model, the design matrix and its product with the coefficients for the logistic model; the
+  contributions sum to the raw logit, so it holds the prediction);
+- batch: ``scoring.batch.score_snapshot`` with that champion: profile columns, calibrated probability, calibrated
+  exact contributions (base value) and the top drivers in words, per row — what ``csforecast score`` writes;
+- with ``--spark``: the same rows as a Parquet folder scored by ``scoring.spark`` (``mapInPandas`` on
+  ``--master``, default local[2]) to Parquet: the overhead ratio against in-process.
+
+Peak memory is the process's peak resident set (ru_maxrss) after the in-process part. The last line is
+``batch N accounts: X s; raw Y s; ratio R; peak Z MB``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from csforecast.data.sources import open_source  # noqa: E402
+from csforecast.features.snapshot import build_snapshots, data_end  # noqa: E402
+from csforecast.models.churn import ChurnClassifier  # noqa: E402
+from csforecast.pipelines.churn import DEFAULT_EXCLUDE, default_params  # noqa: E402
+from csforecast.pipelines.context import TrainingContext  # noqa: E402
+from csforecast.scoring.batch import CHUNK_ROWS, Champions, score_snapshot  # noqa: E402
+from csforecast.simulate import simulate_portfolio  # noqa: E402
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train(folder: Path, algorithm: str) -> ChurnClassifier:
+    ctx = TrainingContext.build(open_source(folder))
+    rows = ctx.decision_rows()
+    tr, _ = ctx.split(rows)
+    feats = [f for f in ctx.features(rows) if f not in DEFAULT_EXCLUDE]
+    return ChurnClassifier(**{**default_params(len(tr)), "algorithm": algorithm}).fit(
+        tr[feats], tr["label_churn"].astype(int), sample_time=tr["renewal_date"])
+
+
+def scoring_rows(folder: Path, n: int) -> pd.DataFrame:
+    """The data-end snapshot of the portfolio repeated to n rows, each with its own account id."""
+    src = open_source(folder)
+    snap = build_snapshots(src, [data_end(src)], labels=False)
+    big = snap.iloc[np.arange(n) % len(snap)].reset_index(drop=True)
+    big["account_id"] = [f"B{i:07d}" for i in range(n)]
+    return big
+
+
+def spark_run(big: pd.DataFrame, champs: Champions, master: str, tmp: Path) -> float:
+    """Seconds to score ``big`` (already a snapshot) on Spark with mapInPandas, Parquet to Parquet."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from datetime import date
+
+    from csforecast.data.sources import spark_session
+    from csforecast.scoring.spark import _conform, _spark_type, _to_json_text
+    from csforecast.scoring.store import JSON_COLUMNS
+
+    inp = tmp / "rows.parquet"
+    big.to_parquet(inp, index=False)
+    spark = spark_session(master, {"spark.sql.shuffle.partitions": "4"})
+    as_of = date.today()
+    bc = spark.sparkContext.broadcast(dict(champs.estimators))
+    versions = dict(champs.versions)
+
+    def score(raw: pd.DataFrame) -> pd.DataFrame:
+        return _to_json_text(score_snapshot(raw, Champions(bc.value, versions), as_of), JSON_COLUMNS)
+
+    types = {c: _spark_type(s) for c, s in score(big.head(32)).items()}
+
+    def run(batches):
+        for raw in batches:
+            if len(raw):
+                yield _conform(score(raw), types)
+
+    t = time.perf_counter()
+    rows = spark.read.parquet(str(inp))
+    rows.mapInPandas(run, schema=", ".join(f"`{c}` {t}" for c, t in types.items())).write.mode(
+        "overwrite").parquet(str(tmp / "out"))
+    took = time.perf_counter() - t
+    spark.stop()
+    return took
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--accounts", type=int, default=1_000_000)
+    ap.add_argument("--algorithm", choices=["logistic", "lightgbm"], default="logistic")
+    ap.add_argument("--train-accounts", type=int, default=1000)
+    ap.add_argument("--spark", action="store_true", help="also score the same rows on Spark")
+    ap.add_argument("--master", default="local[2]")
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    simulate_portfolio(a.train_accounts, 3, seed=5).write(tmp / "sim")
+    est = train(tmp / "sim", a.algorithm)
+    big = scoring_rows(tmp / "sim", a.accounts)
+    X = big[list(est.feature_names_in_)]
+    champs = Champions({"churn": est}, {"churn": "bench"})
+    t = time.perf_counter()
+    for i in range(0, len(X), CHUNK_ROWS):     # the same slices batch scoring works in
+        est.explain_raw(X.iloc[i:i + CHUNK_ROWS])
+    raw_s = time.perf_counter() - t
+    t = time.perf_counter()
+    out = score_snapshot(big, champs, pd.Timestamp.today().date())
+    batch_s = time.perf_counter() - t
+    peak = _peak_mb()
+    assert len(out) == a.accounts and out["churn_drivers"].map(len).min() > 0
+    print(f"model: {est.chosen_} ({est.calibration_} calibration), {len(est.feature_names_in_)} features; "
+          f"{a.accounts / batch_s:,.0f} accounts/s, {1e3 * batch_s / a.accounts:.4f} ms a row")
+    if a.spark:
+        del out
+        spark_s = spark_run(big, champs, a.master, tmp)
+        print(f"spark {a.master}: {spark_s:.1f} s; in-process {batch_s:.1f} s; overhead ratio "
+              f"{spark_s / batch_s:.2f}")
+    print(f"batch {a.accounts} accounts: {batch_s:.1f} s; raw {raw_s:.1f} s; ratio {batch_s / raw_s:.2f}; "
+          f"peak {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
