@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +23,7 @@ def _mount(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def mounted(api, tools, tmp_path_factory):
-    """A 64 MB tmpfs holding a home with a trained champion, a score set and an admin key."""
+    """A 64 MB tmpfs holding a copy of the session's trained home (champions, score sets) and an admin key."""
     mnt = tmp_path_factory.mktemp("tmpfs")
     r = _mount("-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", str(mnt))
     if r.returncode != 0:
@@ -30,11 +31,10 @@ def mounted(api, tools, tmp_path_factory):
                     "home faults need one (run the tests as root with CAP_SYS_ADMIN)")
     try:
         home = mnt / "home"
-        home.mkdir()
+        # the session's trained home, copied (no second training: registry, artifacts, scores, model cache)
+        shutil.copytree(api.home, home, ignore=shutil.ignore_patterns("apikeys.json*", "ui_session.key"))
         env = tools.base_env(home)
         log = tmp_path_factory.mktemp("tmpfs_logs") / "setup.log"
-        tools.run_cli(["train", "--data", str(api.data)], env, log, timeout=1800)
-        tools.run_cli(["score", "--data", str(api.data)], env, log)
         key = json.loads(tools.run_cli(["apikey", "create", "--scope", "admin", "--json"], env, log))["key"]
         yield SimpleNamespace(mnt=mnt, home=home, env=env, key=key, log=log)
     finally:
