@@ -207,10 +207,22 @@ _builder_lock = threading.Lock()
 
 
 def _lower_priority() -> None:
+    """Initializer of the helper process: lower CPU priority, and exit when the server is gone (a server
+    killed or stopped without shutting the pool down must not leave its helper behind)."""
     try:
         os.nice(BUILD_NICENESS)
     except OSError:
         pass
+    parent = os.getppid()
+
+    def watch() -> None:
+        import time
+
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _build_at(scores_db: str) -> ScoreSet:
