@@ -77,6 +77,7 @@ class Changes:
             from csforecast.scoring.store import load_latest, write_scores
 
             meta, scores, hist = load_latest(self.settings.scores_db)
+            scores, hist = scores.drop(columns="version"), hist.drop(columns="version", errors="ignore")
             for attempt in range(20):   # the server may hold the file open for a moment while it reads it
                 try:
                     write_scores(self.settings.scores_db, scores, as_of=meta["as_of"], data_hash=meta["data_hash"],

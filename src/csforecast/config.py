@@ -141,8 +141,8 @@ def _config_file() -> Path:
     explicit = os.environ.get("CSFORECAST_CONFIG")
     if explicit:
         return Path(explicit)
-    home = os.environ.get("CSFORECAST_HOME")
-    for cand in ([Path(home) / "csforecast.toml"] if home else []) + [Path("csforecast.toml")]:
+    home = Path(os.environ.get("CSFORECAST_HOME") or DEFAULT_HOME)
+    for cand in (home / "csforecast.toml", Path("csforecast.toml")):
         if cand.exists():
             return cand
     return Path("csforecast.toml")

@@ -86,7 +86,7 @@ def await_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 12
 
 
 def start_server(env: dict, log: Path, data: Path | None = None, wait_ready: bool = True,
-                 timeout: float = 120, access_log: bool = False) -> Server:
+                 timeout: float = 300, access_log: bool = False) -> Server:
     port = free_port()
     args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--access-log" if access_log else "--no-access-log"]
     if data is not None:

@@ -35,6 +35,7 @@ from csforecast.api.auth import KeyStore
 from csforecast.api.routers import accounts, admin, forecast, health, metrics, models, score
 from csforecast.api.schemas import ScoreRequest
 from csforecast.api.errors import StartupError, validation_body
+from csforecast.api.scoreset import shutdown_builder, warm_builder
 from csforecast.api.state import StateHolder
 from csforecast.config import Settings, get_settings
 
@@ -97,7 +98,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except StartupError as e:
                 log.error("cannot start: %s", e)
                 raise
-        yield
+        warm_builder()      # the helper process that builds score sets on reload (api/scoreset.py)
+        try:
+            yield
+        finally:
+            shutdown_builder()
 
     app = FastAPI(title="csforecast API", version=_pkg(), description=DESCRIPTION, lifespan=lifespan,
                   openapi_tags=[{"name": "accounts", "description": "Latest scores per account"},

@@ -8,8 +8,15 @@ is validated against the response models at load, so a bad row fails the load, n
 """
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -19,6 +26,8 @@ from csforecast.api.errors import LoadError
 from csforecast.api.families import FAMILIES
 from csforecast.jsonsafe import error_text, iso_date, json_safe
 from csforecast.api.schemas import AccountDetail, AccountSummary
+
+log = logging.getLogger("csforecast.api")
 
 # natural direction of each sort key: the riskiest / most urgent accounts first
 SORT_DESC = {"risk_arr": True, "churn_probability": True, "arr": True, "health_score": False, "renewal_date": False}
@@ -190,3 +199,88 @@ def _interval(lo, hi) -> list[float] | None:
     """[P10, P90] of a served churn probability, or None when the score set has none (older models)."""
     lo, hi = json_safe(lo), json_safe(hi)
     return [lo, hi] if lo is not None and hi is not None else None
+
+
+# ------------------------------------------------------------------------------------------ built apart
+# Building a score set is seconds of pure-Python work (every account validated and serialised). Done on a
+# thread of the server it holds the GIL against the event loop, and every request in flight waits: so a
+# reload builds it in one long-lived helper process at a lower CPU priority (`BUILD_NICENESS`), and the
+# server only unpickles the result (bytes and arrays: milliseconds). Where no helper process can be started
+# the build falls back to this process, with a warning.
+BUILD_NICENESS = 10
+_builder: ProcessPoolExecutor | None = None
+_builder_lock = threading.Lock()
+
+
+def _lower_priority() -> None:
+    """Initializer of the helper process: lower CPU priority, and exit when the server is gone (a server
+    killed or stopped without shutting the pool down must not leave its helper behind)."""
+    try:
+        os.nice(BUILD_NICENESS)
+    except OSError:
+        pass
+    parent = os.getppid()
+
+    def watch() -> None:
+        import time
+
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _build_at(scores_db: str) -> ScoreSet:
+    """In the helper process: the latest score set of ``scores_db``, built (LoadError as load_score_set)."""
+    return load_score_set(SimpleNamespace(scores_db=Path(scores_db)))
+
+
+def _builder_pool() -> ProcessPoolExecutor:
+    global _builder
+    with _builder_lock:
+        if _builder is None:
+            _builder = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_lower_priority)
+        return _builder
+
+
+def warm_builder() -> None:
+    """Start the helper process now (its imports take seconds), without waiting for it."""
+    try:
+        _builder_pool().submit(int)
+    except Exception as e:  # noqa: BLE001 - the first reload will build in process instead
+        log.warning("no helper process for score-set builds (%s): reloads build them in the server", e)
+
+
+def shutdown_builder() -> None:
+    global _builder
+    with _builder_lock:
+        if _builder is not None:
+            _builder.shutdown(wait=False, cancel_futures=True)
+            _builder = None
+
+
+def load_score_set_apart(settings, previous: ScoreSet | None = None) -> ScoreSet:
+    """As `load_score_set`, but a score set that must be built is built in the helper process. The cheap
+    "still the latest?" check runs here. LoadError as `load_score_set`."""
+    from csforecast.scoring.store import latest_run
+
+    try:
+        if previous is not None and same_score_set(previous, latest_run(settings.scores_db)):
+            return previous
+    except Exception:  # noqa: BLE001 - load_score_set says what is wrong with the file
+        pass
+    try:
+        future = _builder_pool().submit(_build_at, str(settings.scores_db))
+    except Exception as e:  # noqa: BLE001 - no helper process (fork refused, shut down): build here
+        log.warning("no helper process for the score-set build (%s): building it in the server", e)
+        return load_score_set(settings)
+    try:
+        return future.result()
+    except LoadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the helper died (killed, out of memory): build here, once
+        log.warning("the score-set helper process failed (%s): building it in the server", error_text(e))
+        shutdown_builder()
+        return load_score_set(settings)

@@ -38,7 +38,7 @@ from csforecast.api.errors import LoadError, RegistryUnavailable, StartupError
 from csforecast.api.fastscore import ChurnScorer, churn_scorer
 from csforecast.api.modelcache import cache_path, cached_versions, load_model_cache, save_model_cache
 from csforecast.api.registry import ModelSet, load_models_from_registry, registry_file
-from csforecast.api.scoreset import ScoreSet, load_score_set
+from csforecast.api.scoreset import ScoreSet, load_score_set, load_score_set_apart
 
 log = logging.getLogger("csforecast.api")
 
@@ -189,7 +189,7 @@ class StateHolder:
         if old.scores is not None and scores_stamp is not None and scores_stamp == self._stamps.get("scores"):
             scores = old.scores
         else:
-            scores = load_score_set(s, previous=old.scores)
+            scores = load_score_set_apart(s, previous=old.scores)
         changed = tuple(name for name, same in (("models", same_models), ("score_set", scores is old.scores))
                         if not same)
         self._stamps.update(registry=registry_stamp, scores=scores_stamp)
