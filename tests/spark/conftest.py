@@ -33,9 +33,12 @@ def trained_home(small_portfolio, tmp_path_factory):
     from csforecast.pipelines.train import train_all
 
     home = tmp_path_factory.mktemp("spark-home")
-    saved = {k: os.environ.get(k) for k in ("CSFORECAST_HOME", "MLFLOW_TRACKING_URI")}
-    os.environ["CSFORECAST_HOME"] = str(home)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home}/mlflow.db"
+    # the full models of every family (not the small-book fallbacks) are what Spark must reproduce, so the
+    # small-book thresholds are lowered below this 300-account book's training window (a documented setting)
+    env = {"CSFORECAST_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db",
+           "CSFORECAST_SMALL_BOOK__MIN_DECISIONS": "50", "CSFORECAST_SMALL_BOOK__MIN_CHURNS": "10"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     reset_settings()
     try:
         train_all(open_source(small_portfolio))

@@ -85,9 +85,10 @@ def test_open_redirects_are_refused(ui, form_login):
 def test_tampered_or_forged_sessions_are_refused(ui):
     with ui.login() as c:
         token = c.cookies.get("csforecast_ui")
-    kid, exp, sig = token.split(".")
-    for bad in (f"{kid}.{int(exp) + 1000}.{sig}", f"{kid}.{exp}.{'0' * 64}", f"ffffffffffff.{exp}.{sig}",
-                f"{kid}.1.{sig}", "garbage", "a.b.c"):
+    kid, exp, sid, sig = token.split(".")
+    for bad in (f"{kid}.{int(exp) + 1000}.{sid}.{sig}", f"{kid}.{exp}.{sid}.{'0' * 64}",
+                f"ffffffffffff.{exp}.{sid}.{sig}", f"{kid}.1.{sid}.{sig}", f"{kid}.{exp}.{'0' * 16}.{sig}",
+                f"{kid}.{exp}.{sig}", "garbage", "a.b.c", "a.b.c.d"):
         r = httpx.get(ui.url + "/ui/portfolio", cookies={"csforecast_ui": bad}, follow_redirects=False)
         assert r.status_code == 303, bad
 
@@ -569,6 +570,7 @@ def test_session_tokens():
     assert check_session(secret, {"abc": {**rec, "scope": "admin"}}, tok) is None  # scope changed
     assert check_session(secret, {}, tok) is None                                 # revoked
     assert check_session(secret, {"abc": rec}, tok, now=_t.time() + 9 * 3600) is None   # expired
+    assert make_session(secret, rec) != make_session(secret, rec)                  # two sign-ins, two sessions
     assert safe_next("/ui/csm?x=1") == "/ui/csm?x=1"
     for bad in ("https://x", "//x/ui", "/v1/x", None, "/ui\\x", "/ui\n"):
         assert safe_next(bad) == "/ui/"

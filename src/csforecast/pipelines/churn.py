@@ -103,13 +103,19 @@ def comparison(ctx: TrainingContext, estimator, validation: ValidationSet) -> Co
 def choose_model(ctx: TrainingContext, params: dict | None = None, feature_subset: list[str] | None = None
                  ) -> tuple[object, list[str], dict]:
     """The unfitted estimator for this book, the columns it reads and why (``detail["model_choice"]``): the
-    full ``ChurnClassifier`` when the book is large enough, else the fallback (docs/operations.md)."""
+    full ``ChurnClassifier`` when the book is large enough, else the fallback (docs/operations.md). Explicit
+    ``params`` or ``feature_subset`` (an experiment's variant) ask for the ``ChurnClassifier`` whatever the book
+    size: an analyst comparing variants gets the variants, not the fallback (which still replaces a full model
+    that cannot be fitted)."""
     size = ctx.book_size()
     rows = ctx.decision_rows()
     choice = {**size.to_json(), "reason": size.describe()}
     if not ctx.has_activity and size.churns > 0:   # accounts + contracts only: the cohort retention, any size
         return _fallback(ctx, {**choice, "reason": f"{size.describe()}; the source has no activity table"})
-    if not size.small:
+    requested = bool(params) or bool(feature_subset)
+    if requested and size.small:
+        choice["reason"] += "; the full model was asked for explicitly"
+    if not size.small or requested:
         feats = feature_subset or [f for f in ctx.features(rows) if f not in DEFAULT_EXCLUDE]
         est = ChurnClassifier(**{**default_params(int(len(ctx.split(rows)[0]))), **(params or {})})
         return est, feats, {**choice, "chosen": "ChurnClassifier", "fallback": None}

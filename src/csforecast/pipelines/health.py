@@ -51,6 +51,9 @@ def validation_set(ctx: TrainingContext) -> ValidationSet:
     return ValidationSet.of_decisions(ctx.split(ctx.decision_rows())[1])
 
 
+EQUAL_WEIGHT_BASELINE = "equal-weight scorecard"
+
+
 def guard_metric(validation: ValidationSet) -> GuardMetric:
     """The guard metric on the validation rows: the AUC of a health score (0-100, higher = healthier) for churn
     (higher is better), per resample too."""
@@ -76,7 +79,7 @@ def comparison(ctx: TrainingContext, estimator, validation: ValidationSet, extra
     m = guard_metric(validation)
     out = m.outputs(estimator)
     rows = validation.rows
-    base = {"equal-weight scorecard": np.asarray(estimator.equal_weight_score(rows), dtype=float),
+    base = {EQUAL_WEIGHT_BASELINE: np.asarray(estimator.equal_weight_score(rows), dtype=float),
             "textbook scorecard": np.asarray(textbook_score(rows), dtype=float)}
     return Comparison(GuardScore.of(family, m.exact(out), len(out)), m, out, base, validation.clusters,
                       family.guard_label, ctx.profile, getattr(estimator, "fallback_", None),
@@ -216,6 +219,7 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
                                 f"validation: {int(valid['label_churn'].sum())} in {len(valid)})")
     val = ValidationSet.of_decisions(valid)
     params = dict(params or {})
+    weighting_given = "weighting" in params
     size = ctx.book_size()
     choice = {**size.to_json(), "reason": size.describe(), "chosen": "learned weights", "fallback": None}
     if size.small and "weighting" not in params:
@@ -233,6 +237,19 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
         params["weighting"] = "equal"
         choice["reason"] += f"; the learned weights could not be estimated: {e}"
         est = HealthScoreModel(components=components, **params).fit(train, ytr, groups=train["account_id"].to_numpy())
+    if est.weighting != "equal" and not weighting_given:
+        # learned weights that rank churn worse than equal weights of the same measures would be refused by the
+        # guard and leave the family without a score: serve the equal-weight scorecard instead (the same paired
+        # comparison the guard makes, on the same validation rows; docs/health.md, "When equal weights win")
+        probe = comparison(ctx, est, val)
+        gain = ctx.policy.gain(probe, probe.baselines[EQUAL_WEIGHT_BASELINE])
+        if gain.worse:
+            params["weighting"] = "equal"
+            choice["reason"] += (f"; the learned weights ranked churn worse than equal weights on validation "
+                                 f"(AUC gain {gain.gain:+.4f}, {gain.level:.0%} interval [{gain.low:+.4f}, "
+                                 f"{gain.high:+.4f}])")
+            est = HealthScoreModel(components=components, **params).fit(train, ytr,
+                                                                        groups=train["account_id"].to_numpy())
     if est.weighting == "equal":
         choice.update(chosen="equal-weight scorecard", fallback=est.fallback_)
     y = valid["label_churn"].astype(int).to_numpy()

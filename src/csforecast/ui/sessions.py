@@ -108,15 +108,18 @@ def key_records(keys) -> dict[str, dict]:
     return keys.records()
 
 
-def _signature(secret: bytes, rec: dict, expires: int) -> str:
-    msg = f"{rec.get('id')}|{rec.get('scope')}|{expires}|{rec.get('hash')}".encode()
+def _signature(secret: bytes, rec: dict, expires: int, sid: str) -> str:
+    msg = f"{rec.get('id')}|{rec.get('scope')}|{expires}|{sid}|{rec.get('hash')}".encode()
     return hmac.new(secret, msg, hashlib.sha256).hexdigest()
 
 
 def make_session(secret: bytes, rec: dict, now: float | None = None) -> str:
-    """A session token for the key record ``rec``, valid SESSION_SECONDS from ``now``."""
+    """A session token for the key record ``rec``, valid SESSION_SECONDS from ``now``: ``id.expires.sid.sig``.
+    ``sid`` is random, so two sign-ins with the same key in the same second are still two sessions (each with
+    its own logout CSRF token)."""
     expires = int((now or time.time()) + SESSION_SECONDS)
-    return f"{rec['id']}.{expires}.{_signature(secret, rec, expires)}"
+    sid = secrets.token_hex(8)
+    return f"{rec['id']}.{expires}.{sid}.{_signature(secret, rec, expires, sid)}"
 
 
 def check_session(secret: bytes, records: dict[str, dict], token: str | None, now: float | None = None
@@ -125,14 +128,14 @@ def check_session(secret: bytes, records: dict[str, dict], token: str | None, no
     if not token or len(token) > 200:
         return None
     parts = token.split(".")
-    if len(parts) != 3 or not parts[1].isdigit():
+    if len(parts) != 4 or not parts[1].isdigit():
         return None
-    key_id, exp, sig = parts[0], int(parts[1]), parts[2]
+    key_id, exp, sid, sig = parts[0], int(parts[1]), parts[2], parts[3]
     rec = records.get(key_id)
     if rec is None or exp < (now or time.time()):
         hmac.compare_digest(sig, "0" * 64)
         return None
-    if not hmac.compare_digest(sig, _signature(secret, rec, exp)):
+    if not hmac.compare_digest(sig, _signature(secret, rec, exp, sid)):
         return None
     return Principal(str(rec["id"]), str(rec.get("scope")))
 
