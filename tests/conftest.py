@@ -29,3 +29,17 @@ def isolated_home(tmp_path, monkeypatch):
     reset_settings()
     yield home
     reset_settings()
+
+
+# Under pytest-xdist (the README runs `-n 2 --dist loadgroup`): the folders whose session fixtures train a whole
+# served home or start a server of their own (a PostgreSQL cluster, a Spark session) run on one worker each, so
+# that work is done once; every other file is a group of its own (module fixtures built once).
+_ONE_WORKER_DIRS = ("api", "ui", "spark", "sources")
+
+
+def pytest_collection_modifyitems(config, items):
+    root = config.rootpath / "tests"
+    for item in items:
+        rel = item.path.relative_to(root) if item.path.is_relative_to(root) else item.path
+        group = rel.parts[0] if len(rel.parts) > 1 and rel.parts[0] in _ONE_WORKER_DIRS else str(rel)
+        item.add_marker(pytest.mark.xdist_group(group))
