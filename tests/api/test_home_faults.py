@@ -88,7 +88,7 @@ def _login_is_unavailable(tools, m, tmp_path: Path, cause: str) -> None:
             assert form.status_code == 503 and "ui_session.key" in form.text and cause in form.text, form.text
             r = c.post("/ui/login", data={"api_key": m.key, "csrf": "0" * 64})
             assert r.status_code == 503 and "ui_session.key" in r.text
-            page = c.get("/ui/portfolio")                  # no session: sent to the login page, which says why
+            page = c.get("/ui/portfolio", follow_redirects=True)   # no session: to the login page, which says why
             assert page.status_code == 503 and "ui_session.key" in page.text
             api = c.get("/v1/accounts", params={"limit": 2}, headers={"X-API-Key": m.key})
             assert api.status_code == 200                               # the API still serves what it loaded

@@ -26,22 +26,31 @@ def spark(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def trained_home(small_portfolio, tmp_path_factory):
+def training_book(tmp_path_factory):
+    """A 400-account, 3-year simulated portfolio: large enough for the full model of every family."""
+    from csforecast.simulate import simulate_portfolio
+
+    d = tmp_path_factory.mktemp("sim400x3")
+    simulate_portfolio(400, 3, seed=5).write(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def trained_home(training_book, tmp_path_factory):
     """CSFORECAST_HOME with champions of every family trained on the small portfolio (once per session)."""
     from csforecast.config import reset_settings
     from csforecast.data.sources import open_source
     from csforecast.pipelines.train import train_all
 
     home = tmp_path_factory.mktemp("spark-home")
-    # the full models of every family (not the small-book fallbacks) are what Spark must reproduce, so the
-    # small-book thresholds are lowered below this 300-account book's training window (a documented setting)
-    env = {"CSFORECAST_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db",
-           "CSFORECAST_SMALL_BOOK__MIN_DECISIONS": "50", "CSFORECAST_SMALL_BOOK__MIN_CHURNS": "10"}
+    env = {"CSFORECAST_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     reset_settings()
     try:
-        train_all(open_source(small_portfolio))
+        # the full models of every family (not the small-book fallbacks the 300-account book gets) are what Spark
+        # must reproduce: trained on a 400-account, 3-year book, scored on the small portfolio
+        train_all(open_source(training_book))
         yield home
     finally:
         for k, v in saved.items():

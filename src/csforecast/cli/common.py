@@ -181,6 +181,20 @@ LOG_FILE = "csforecast.log"
 QUIET_LOGGERS = ("mlflow", "alembic", "py4j", "urllib3", "git", "numexpr", "lightgbm")
 
 
+class _LibraryLogFile(logging.FileHandler):
+    """The library log file, opened on the first record. A home that turns out read-only or full loses the
+    library's log lines, never the command: FileHandler opens its file outside its own error handling."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            super().emit(record)
+        except Exception:  # noqa: BLE001 - losing a library's INFO line is better than failing the command
+            pass
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 def route_library_output(home: Path | None = None) -> Path | None:
     """Keep what libraries log (MLflow's INFO lines, alembic's migrations, Spark's py4j chatter) and the warnings
     they raise out of the user's console: into CSFORECAST_HOME/csforecast.log instead. csforecast's own
@@ -195,7 +209,7 @@ def route_library_output(home: Path | None = None) -> Path | None:
             return None
     path = Path(home) / LOG_FILE
     try:
-        handler = logging.FileHandler(path, encoding="utf-8", delay=True)
+        handler = _LibraryLogFile(path, encoding="utf-8", delay=True)
     except OSError:
         return None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
