@@ -37,6 +37,7 @@ def isolated_home(tmp_path, monkeypatch):
 _ONE_WORKER_DIRS = ("api", "ui", "spark", "sources")
 
 
+@pytest.hookimpl(tryfirst=True)   # before xdist's own hook reads the xdist_group markers into the node ids
 def pytest_collection_modifyitems(config, items):
     root = config.rootpath / "tests"
     for item in items:

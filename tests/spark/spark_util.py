@@ -8,14 +8,17 @@ import numpy as np
 import pandas as pd
 
 
+def _missing(x) -> bool:
+    return x is None or x is pd.NA or x is pd.NaT or (isinstance(x, float) and math.isnan(x))
+
+
 def same_value(a, b, tol: float = 1e-9) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same_value(a[k], b[k], tol) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(same_value(x, y, tol) for x, y in zip(a, b))
-    if a is None or b is None or (isinstance(a, float) and math.isnan(a)) or (isinstance(b, float) and math.isnan(b)):
-        return (a is None or (isinstance(a, float) and math.isnan(a))) == \
-            (b is None or (isinstance(b, float) and math.isnan(b)))
+    if _missing(a) or _missing(b):      # None, NaN and pandas' NA are the same missing value
+        return _missing(a) == _missing(b)
     if isinstance(a, (int, float, np.number)) and isinstance(b, (int, float, np.number)) \
             and not isinstance(a, bool) and not isinstance(b, bool):
         return math.isclose(float(a), float(b), rel_tol=tol, abs_tol=tol)
