@@ -282,17 +282,41 @@ def _delimiter(f: Path) -> str:
     return best if counts[best] else ","
 
 
-def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
-    """Tables of a folder: `name.parquet`, a folder `name/` of Parquet files, or `name.csv` (read as text)."""
-    found, unreadable, files, notes = {}, {}, [], []
+def folder_tables(path: Path) -> tuple[dict[str, Path], list[str]]:
+    """The file that holds each contract table of a folder, whichever engine reads it.
+
+    A table is `name.parquet`, a folder `name/` holding Parquet part files, or `name.csv`, looked for in that
+    order; when several are present the first is used and a note says so. Files with a table suffix that are not
+    contract tables are named in a note. Pure: only lists the folder.
+
+    Returns
+    -------
+    tables : dict
+        Table name → the file or folder to read, for the tables present.
+    notes : list of str
+        One sentence per ambiguity or ignored file.
+    """
+    tables, notes = {}, []
     for name in TABLES:
         cands = [p for p in (path / f"{name}.parquet", path / name, path / f"{name}.csv")
                  if p.is_file() or (p.is_dir() and any(p.glob("*.parquet")))]
         if not cands:
             continue
-        f = cands[0]
+        tables[name] = cands[0]
         if len(cands) > 1:
-            notes.append(f"{name}: both {' and '.join(p.name for p in cands)} found; reading {f.name}")
+            notes.append(f"{name}: both {' and '.join(p.name for p in cands)} found; reading {cands[0].name}")
+    known = {f"{n}.{ext}" for n in TABLES for ext in ("csv", "parquet")} | set(TABLES)
+    ignored = sorted(p.name for p in path.iterdir() if p.suffix in (".csv", ".parquet") and p.name not in known)
+    if ignored:
+        notes.append(f"files that are not contract tables are ignored: {', '.join(ignored)}")
+    return tables, notes
+
+
+def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
+    """Tables of a folder: `name.parquet`, a folder `name/` of Parquet files, or `name.csv` (read as text)."""
+    found, unreadable, files = {}, {}, []
+    tables, notes = folder_tables(path)
+    for name, f in tables.items():
         try:
             if f.is_dir():
                 parts = sorted(f.glob("*.parquet"))
@@ -316,10 +340,6 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
             why = _csv_problem(f, _delimiter(f)) if f.suffix == ".csv" else None
             unreadable[name] = f"cannot read {f.name}: {why or _first_line(e)}"
         files.append(f)
-    known = {f"{n}.{ext}" for n in TABLES for ext in ("csv", "parquet")} | set(TABLES)
-    ignored = sorted(p.name for p in path.iterdir() if p.suffix in (".csv", ".parquet") and p.name not in known)
-    if ignored:
-        notes.append(f"files that are not contract tables are ignored: {', '.join(ignored)}")
     return found, unreadable, files, notes
 
 
@@ -468,20 +488,14 @@ def _spark_parquet(con, paths: list[Path], table_name: str) -> ibis.Table:
     return con.table(table_name)
 
 
-def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
+def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[str], dict[str, int]]:
     """Tables of a folder read by Spark in place: `name.parquet`, a folder `name/` of Parquet part files, or
     `name.csv` (read as text, typed by parse.read_as as on DuckDB). The same files as `_read_folder`, so the
     data hash is the same whichever engine reads them."""
-    found, unreadable, files, notes = {}, {}, [], []
+    found, unreadable, files = {}, {}, []
     counts: dict[str, int] = {}
-    for name in TABLES:
-        cands = [p for p in (path / f"{name}.parquet", path / name, path / f"{name}.csv")
-                 if p.is_file() or (p.is_dir() and any(p.glob("*.parquet")))]
-        if not cands:
-            continue
-        f = cands[0]
-        if len(cands) > 1:
-            notes.append(f"{name}: both {' and '.join(p.name for p in cands)} found; reading {f.name}")
+    tables, notes = folder_tables(path)
+    for name, f in tables.items():
         parts = sorted(f.glob("*.parquet")) if f.is_dir() else [f]
         files += parts
         try:
@@ -501,10 +515,6 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
                 counts[name] = _parquet_rows(parts)
         except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
             unreadable[name] = f"cannot read {f.name}: {_first_line(e)}"
-    known = {f"{n}.{ext}" for n in TABLES for ext in ("csv", "parquet")} | set(TABLES)
-    ignored = sorted(p.name for p in path.iterdir() if p.suffix in (".csv", ".parquet") and p.name not in known)
-    if ignored:
-        notes.append(f"files that are not contract tables are ignored: {', '.join(ignored)}")
     return found, unreadable, files, notes, counts
 
 
