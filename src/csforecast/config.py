@@ -77,6 +77,20 @@ class FeatureSettings(BaseModel):
                                                          "rows); the rest are named by train and features")
 
 
+class MonitoringSettings(BaseModel):
+    """Monitoring of what was served (docs/metrics.md, "Monitoring"): `csforecast monitor`, `/metrics`, the
+    models page."""
+    ece_bound: float = Field(0.05, gt=0, description="a scope (overall, a segment, a horizon) whose ECE on resolved "
+                                                     "outcomes exceeds this — and whose calibration in the large is "
+                                                     "off by more than 3 standard deviations — flags its family")
+    min_outcomes: int = Field(50, ge=1, description="a scope with fewer resolved outcomes is reported, never "
+                                                    "flagged")
+    psi_warning: float = Field(0.2, gt=0, description="a feature or prediction whose PSI against the champion's "
+                                                      "training data exceeds this is a drift warning")
+    reference_rows: int = Field(5000, ge=100, description="rows of the training data kept with each churn model "
+                                                          "version as the drift reference")
+
+
 class SparkSettings(BaseModel):
     """The Spark engine (`engine = "spark"`, or `--engine spark`): the master of the session csforecast builds
     when none is active (under spark-submit or on Databricks the active session is used as it is) and extra
@@ -107,6 +121,7 @@ class Settings(BaseSettings):
     small_book: SmallBookSettings = Field(default_factory=SmallBookSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

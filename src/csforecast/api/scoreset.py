@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from csforecast.api.errors import LoadError
 from csforecast.api.families import FAMILIES
-from csforecast.jsonsafe import error_text, iso_date, json_safe
+from csforecast.jsonsafe import error_text, iso_date, json_safe, jsonable
 from csforecast.api.schemas import AccountDetail, AccountSummary
 
 log = logging.getLogger("csforecast.api")
@@ -50,6 +50,7 @@ class ScoreSet:
     renewal_day: np.ndarray                    # float days since epoch, NaN when unknown
     sort_values: dict[str, np.ndarray]         # key -> float values (NaN = null)
     created_at: str = ""                       # when the score set was written (tells a replaced file apart)
+    monitoring: dict = field(default_factory=dict)   # scoring.monitor.monitor_report as of this set
     _orders: dict = field(default_factory=dict)
 
     @property
@@ -88,7 +89,8 @@ class ScoreSet:
         return [self.items[i] for i in hits[offset:offset + limit]], int(len(hits))
 
 
-def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame) -> ScoreSet:
+def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame,
+                    monitoring: dict | None = None) -> ScoreSet:
     """Pre-serialise every account's detail and list item, validated against the response models."""
     version = int(meta["version"])
     as_of = iso_date(meta["as_of"])
@@ -168,7 +170,8 @@ def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame) -> 
     sort_values = {"risk_arr": num("risk_arr"), "churn_probability": num("churn_probability"), "arr": num("arr"),
                    "health_score": num("health_score"), "renewal_date": renewal_day}
     return ScoreSet(version, as_of, data_hash, models, details, items, ids, col("segment"), col("csm_id"),
-                    col("health_band"), renewal_day, sort_values, str(meta.get("created_at") or ""))
+                    col("health_band"), renewal_day, sort_values, str(meta.get("created_at") or ""),
+                    monitoring or {})
 
 
 def same_score_set(scores: ScoreSet | None, run: dict) -> bool:
@@ -192,7 +195,19 @@ def load_score_set(settings, previous: ScoreSet | None = None) -> ScoreSet:
         raise LoadError(f"cannot read the scores database {settings.scores_db}: {error_text(e)}") from e
     if scores.empty:
         raise LoadError(f"score set v{meta.get('version')} in {settings.scores_db} is empty")
-    return build_score_set(meta, scores, history)
+    return build_score_set(meta, scores, history, _monitoring(settings))
+
+
+def _monitoring(settings) -> dict:
+    """The monitoring report served with the set (scoring/monitor.py); a store whose monitoring tables cannot
+    be read serves its scores all the same, with the reason in ``error``."""
+    from csforecast.scoring.monitor import monitor_report
+
+    try:
+        return jsonable(monitor_report(settings.scores_db, settings))
+    except Exception as e:  # noqa: BLE001 - monitoring is reported beside the scores, never blocks them
+        log.warning("monitoring report unavailable: %s", error_text(e))
+        return {"error": f"monitoring report unavailable: {error_text(e)}"}
 
 
 def _interval(lo, hi) -> list[float] | None:
@@ -231,9 +246,12 @@ def _lower_priority() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _build_at(scores_db: str) -> ScoreSet:
-    """In the helper process: the latest score set of ``scores_db``, built (LoadError as load_score_set)."""
-    return load_score_set(SimpleNamespace(scores_db=Path(scores_db)))
+def _build_at(scores_db: str, monitoring: dict) -> ScoreSet:
+    """In the helper process: the latest score set of ``scores_db``, built (LoadError as load_score_set), with
+    the monitoring report under the ``monitoring`` settings (their dict)."""
+    from csforecast.config import MonitoringSettings
+
+    return load_score_set(SimpleNamespace(scores_db=Path(scores_db), monitoring=MonitoringSettings(**monitoring)))
 
 
 def _builder_pool() -> ProcessPoolExecutor:
@@ -272,7 +290,7 @@ def load_score_set_apart(settings, previous: ScoreSet | None = None) -> ScoreSet
     except Exception:  # noqa: BLE001 - load_score_set says what is wrong with the file
         pass
     try:
-        future = _builder_pool().submit(_build_at, str(settings.scores_db))
+        future = _builder_pool().submit(_build_at, str(settings.scores_db), settings.monitoring.model_dump())
     except Exception as e:  # noqa: BLE001 - no helper process (fork refused, shut down): build here
         log.warning("no helper process for the score-set build (%s): building it in the server", e)
         return load_score_set(settings)

@@ -7,6 +7,7 @@ are wired here, explicitly and in the order `csforecast --help` lists them:
 - train.py       train
 - demo.py        demo (calls the plain functions behind simulate, train, score and serve)
 - scoring.py     score
+- monitor.py     monitor
 - forecast.py    metrics, forecast, backtest
 - serve.py       serve, apikey create|list|revoke
 - experiments.py experiment run|promote|effect
@@ -22,7 +23,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import typer  # noqa: E402
 
-from csforecast.cli import data, demo, experiments, forecast, scoring, serve, train  # noqa: E402
+from csforecast.cli import data, demo, experiments, forecast, monitor, scoring, serve, train  # noqa: E402
 from csforecast.cli.common import CommandGroup, route_library_output  # noqa: E402
 
 app = typer.Typer(help="csforecast: calibrated churn, survival, health and renewal forecasts for CS teams.",
@@ -42,6 +43,7 @@ app.command()(data.features)
 app.command()(train.train)
 app.command()(demo.demo)
 app.command()(scoring.score)
+app.command()(monitor.monitor)
 app.command("metrics")(forecast.metrics_cmd)
 app.command("forecast")(forecast.forecast_cmd)
 app.command("backtest")(forecast.backtest_cmd)

@@ -33,6 +33,7 @@ from csforecast.pipelines.champion import Comparison, GuardMetric, GuardScore, l
 from csforecast.pipelines.context import TrainingContext  # noqa: E402
 from csforecast.pipelines.result import TrainingResult, ValidationSet  # noqa: E402
 from csforecast.scoring import families  # noqa: E402
+from csforecast.scoring.monitor import REFERENCE_ARTIFACT, reference_sample  # noqa: E402
 from csforecast.tracking import store  # noqa: E402
 
 FAMILY = "churn"
@@ -194,6 +195,9 @@ def train_churn(ctx: TrainingContext, params: dict | None = None, register: bool
                         "validation_start": str(ctx.validation_start)}, "features.json")
         store.log_dict(result, "evaluation.json")
         store.log_dict(ctx.profile, "data_profile.json")
+        # the drift reference served score sets are compared with (scoring/monitor.py)
+        store.log_table(reference_sample(rows, feats, est.predict_proba(rows[feats])[:, 1],
+                                         get_settings().monitoring.reference_rows), REFERENCE_ARTIFACT)
         fig = _calibration_plot(y, p, po[ok] if oracle else None, y[ok] if oracle else None)
         store.log_figure(fig, "calibration_curve.png")
         plt.close(fig)

@@ -85,22 +85,32 @@ def history_weeks(as_of: date) -> list[date]:
     return [as_of - timedelta(weeks=w) for w in range(TREND_WEEKS, -1, -1)]
 
 
-def score_accounts(source: Source, champions: Champions, as_of: date | None = None,
-                   with_history: bool = True, progress=None) -> tuple[pd.DataFrame, pd.DataFrame | None, date]:
-    """Every active account as of ``as_of`` (default: the data end), scored by each family's champion
-    (`score_snapshot`), and the weekly history of the families that have one (the last TREND_WEEKS weeks).
-    ``progress(message)`` is told each step."""
-    tell = progress or (lambda _m: None)
-    as_of = as_of or data_end(source)
-    tell(f"snapshot as of {as_of}")
+def active_snapshot(source: Source, as_of: date) -> pd.DataFrame:
+    """The point-in-time snapshot of every active account as of ``as_of``, with the account's name and CSM
+    (``_name``, ``_csm_id``). ValueError when no account is active then."""
     snap = build_snapshots(source, [as_of], labels=False)
     if snap.empty:
         raise ValueError(f"no active accounts as of {as_of}")
     acc = source.frame("accounts").set_index("account_id")
     snap["_name"] = snap["account_id"].map(acc["name"])
     snap["_csm_id"] = snap["account_id"].map(acc["csm_id"])
-    tell(f"scoring {len(snap):,} accounts")
-    out = score_snapshot(snap, champions, as_of)
+    return snap
+
+
+def score_accounts(source: Source, champions: Champions, as_of: date | None = None,
+                   with_history: bool = True, progress=None, snapshot: pd.DataFrame | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame | None, date]:
+    """Every active account as of ``as_of`` (default: the data end), scored by each family's champion
+    (`score_snapshot`), and the weekly history of the families that have one (the last TREND_WEEKS weeks).
+    ``snapshot``: the :func:`active_snapshot` as of ``as_of`` when the caller has built it already (the scores
+    keep its row order). ``progress(message)`` is told each step."""
+    tell = progress or (lambda _m: None)
+    as_of = as_of or data_end(source)
+    if snapshot is None:
+        tell(f"snapshot as of {as_of}")
+        snapshot = active_snapshot(source, as_of)
+    tell(f"scoring {len(snapshot):,} accounts")
+    out = score_snapshot(snapshot, champions, as_of)
     history = None
     hist_fams = [f for f in families.FAMILIES.values() if f.history is not None and f.name in champions.estimators]
     if with_history and hist_fams:
@@ -124,21 +134,33 @@ def run_scoring(source: Source, scores_db, as_of: date | None = None, pinned: di
     """Score every active account into a new score set of ``scores_db``; with ``forecasts``, then precompute
     the renewal forecasts of the next year that this score set determines (scoring/forecasts.py), so that a
     server loading it answers them at once."""
+    from csforecast.config import get_settings
+    from csforecast.scoring import monitor
     from csforecast.scoring.store import write_scores
 
     tell = progress or (lambda _m: None)
+    settings = get_settings()
     tell("loading the champion models")
     champs = load_champions(pinned)
-    scores, history, as_of = score_accounts(source, champs, as_of, progress=tell)
+    as_of = as_of or data_end(source)
+    tell(f"snapshot as of {as_of}")
+    snap = active_snapshot(source, as_of)
+    scores, history, as_of = score_accounts(source, champs, as_of, progress=tell, snapshot=snap)
+    tell("monitoring: outcomes of earlier score sets, drift against the champion's training data")
+    reference = None
+    if "churn" in champs.versions:
+        reference = monitor.champion_reference(store.model_version_run_id("churn", champs.versions["churn"]))
+    outcomes, drift = monitor.score_set_monitoring(source, scores_db, snap, scores, reference, settings)
     tell(f"writing the score set ({len(scores):,} accounts)")
     version = write_scores(scores_db, scores, as_of=as_of, data_hash=source.data_hash, models=champs.versions,
-                           history=history)
+                           history=history, outcomes=outcomes, drift=drift)
     res = {"version": version, "as_of": str(as_of), "accounts": int(len(scores)), "models": champs.versions,
            "data_hash": source.data_hash, "scores_db": str(scores_db)}
+    res["monitoring"] = {"resolved_outcomes": int(len(outcomes)), "psi_warnings": sorted(
+        drift.loc[drift["warning"].astype(bool), "column"]) if len(drift) else []}
     if forecasts and "churn" in champs.estimators:
-        from csforecast.config import get_settings
         from csforecast.scoring.forecasts import precompute
 
         res["forecasts_precomputed"] = precompute(source, champs.estimators["churn"], champs.versions["churn"],
-                                                  version, get_settings(), progress=tell)
+                                                  version, settings, progress=tell)
     return res

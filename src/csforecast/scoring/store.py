@@ -5,6 +5,11 @@ Tables:
              models VARCHAR  -- JSON {family: version})
   scores(version INTEGER, account_id VARCHAR, ... one row per active account; JSON columns hold lists/dicts)
   health_history(version INTEGER, account_id VARCHAR, week DATE, health_score DOUBLE, components VARCHAR)
+  served_outcomes(version, as_of, account_id, renewal_date, segment, days_to_renewal, churn_probability,
+                  churn_model_version, churned)  -- the probabilities served by earlier sets whose renewal has
+                  resolved, against what happened; replaced whole by each new set (scoring/monitor.py)
+  drift(version INTEGER, family VARCHAR, column VARCHAR, psi DOUBLE, warning BOOLEAN, n INTEGER)
+                  -- each set's distributions against its champion's training data (scoring/monitor.py)
 A score set is written in one transaction: readers see the previous version or the new one, never half.
 Readers take the latest version (max version in score_runs).
 
@@ -149,9 +154,11 @@ def latest_run(path: Path) -> dict:
 
 
 def write_scores(path: Path, scores: pd.DataFrame, *, as_of, data_hash: str, models: dict,
-                 history: pd.DataFrame | None = None) -> int:
-    """Append a new score set; returns its version. All-or-nothing: on any failure the transaction is
-    rolled back and the earlier sets stay as they were. Raises StorageError (naming the path and the
+                 history: pd.DataFrame | None = None, outcomes: pd.DataFrame | None = None,
+                 drift: pd.DataFrame | None = None) -> int:
+    """Append a new score set; returns its version. ``outcomes`` (when given) replaces the served outcomes
+    table and ``drift`` rows are stored under the new version, in the same transaction. All-or-nothing: on any
+    failure the transaction is rolled back and the earlier sets stay as they were. Raises StorageError (naming the path and the
     cause) for a disk or permission fault, a file in use, or a damaged file, which is never written to."""
     path = Path(path)
     df = scores.copy()
@@ -194,6 +201,16 @@ def write_scores(path: Path, scores: pd.DataFrame, *, as_of, data_hash: str, mod
                              ).fetchall()[0][0]
             _run(con, "INSERT INTO health_history BY NAME SELECT * FROM new_hist" if hx
                         else "CREATE TABLE health_history AS SELECT * FROM new_hist")
+        if outcomes is not None:
+            con.register("new_outcomes", outcomes)
+            _run(con, "CREATE OR REPLACE TABLE served_outcomes AS SELECT * FROM new_outcomes")
+        if drift is not None and len(drift):
+            d = drift.copy()
+            d.insert(0, "version", version)
+            con.register("new_drift", d)
+            _run(con, "CREATE TABLE IF NOT EXISTS drift(version INTEGER, family VARCHAR, \"column\" VARCHAR, "
+                      "psi DOUBLE, warning BOOLEAN, n INTEGER)")
+            _run(con, "INSERT INTO drift BY NAME SELECT * FROM new_drift")
         _run(con, "INSERT INTO score_runs VALUES (?, ?, ?, ?, ?, ?)",
                     [version, pd.Timestamp(as_of).date(), data_hash, datetime.now(timezone.utc).replace(tzinfo=None),
                      len(df), json.dumps(models)])
@@ -210,6 +227,56 @@ def write_scores(path: Path, scores: pd.DataFrame, *, as_of, data_hash: str, mod
         with contextlib.suppress(Exception):
             con.close()
     return int(version)
+
+
+SERVED_COLUMNS = ("account_id", "renewal_date", "segment", "days_to_renewal", "churn_probability",
+                  "churn_model_version")
+
+
+def served_probabilities(path: Path) -> pd.DataFrame:
+    """The churn probabilities every score set served: for each as-of date its latest set's rows (a date
+    scored again counts once), with ``version`` and ``as_of``. Empty when there is no store or no set with
+    churn scores. StorageError when the file cannot be read."""
+    path = Path(path)
+    empty = pd.DataFrame(columns=["version", "as_of", *SERVED_COLUMNS])
+    if not path.exists():
+        return empty
+    con = _connect(path, read_only=True)
+    try:
+        cols = {r[0] for r in _run(con, "SELECT column_name FROM information_schema.columns "
+                                        "WHERE table_name = 'scores'")}
+        if not {"churn_probability", "renewal_date"} <= cols:
+            return empty
+        pick = ", ".join(f's."{c}"' if c in cols else f'NULL AS "{c}"' for c in SERVED_COLUMNS)
+        return con.execute(f"""
+            SELECT s.version, r.as_of, {pick} FROM scores s JOIN score_runs r USING (version)
+            WHERE s.version IN (SELECT max(version) FROM score_runs GROUP BY as_of)
+              AND s.churn_probability IS NOT NULL""").fetchdf()
+    except duckdb.Error as e:
+        raise store_error(path, e, "read") from e
+    finally:
+        con.close()
+
+
+def load_monitoring(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, int | None]:
+    """(served outcomes, the latest set's drift rows, the latest version) — empty frames when the store has
+    none yet. StorageError when the file cannot be read."""
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame(), pd.DataFrame(), None
+    con = _connect(path, read_only=True)
+    try:
+        tables = {r[0] for r in _run(con, "SELECT table_name FROM information_schema.tables")}
+        latest = _run(con, "SELECT max(version) FROM score_runs")[0][0] if "score_runs" in tables else None
+        outcomes = (con.execute("SELECT * FROM served_outcomes").fetchdf() if "served_outcomes" in tables
+                    else pd.DataFrame())
+        drift = (con.execute("SELECT * FROM drift WHERE version = ? ORDER BY family, psi DESC", [latest]).fetchdf()
+                 if "drift" in tables and latest is not None else pd.DataFrame())
+        return outcomes, drift, latest
+    except duckdb.Error as e:
+        raise store_error(path, e, "read") from e
+    finally:
+        con.close()
 
 
 def _check_latest(con, path: Path) -> None:

@@ -67,6 +67,18 @@ def _download(run_id: str, name: str) -> bytes:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def run_table(run_id: str, name: str) -> pd.DataFrame | None:
+    """The Parquet artifact ``name`` of run ``run_id`` as a DataFrame; None when the run did not log it (e.g. a
+    version registered before the artifact existed). MLflow errors (unreachable store) propagate."""
+    if name not in {a.path for a in store.configure().list_artifacts(run_id)}:
+        return None
+    tmp = tempfile.mkdtemp(prefix="csforecast-table-")
+    try:
+        return pd.read_parquet(store.download_artifacts(run_id, name, tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run_experiment_id(settings, run_id: str) -> str:
     """The id of the MLflow experiment run ``run_id`` belongs to (MLflow errors propagate)."""
     return store.configure(settings).get_run(run_id).info.experiment_id

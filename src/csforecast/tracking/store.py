@@ -166,6 +166,22 @@ def log_text(text: str, name: str) -> None:
     mlflow.log_text(text, name)
 
 
+def log_table(frame, name: str) -> None:
+    """Log a DataFrame as a Parquet artifact ``name`` of the active run."""
+    with tempfile.TemporaryDirectory(prefix="csforecast-artifact-") as tmp:
+        path = Path(tmp) / name
+        frame.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path))
+
+
+def model_version_run_id(family: str, version: str) -> str | None:
+    """The run that logged version ``version`` of the family's registered model (None when unknown)."""
+    try:
+        return configure().get_model_version(model_name(family), str(version)).run_id
+    except MlflowException:
+        return None
+
+
 def log_metrics(metrics: dict[str, Any], prefix: str = "") -> None:
     clean = {f"{prefix}{k}": float(v) for k, v in metrics.items()
              if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}

@@ -333,6 +333,7 @@ def models_page(request: Request) -> Response:
                           bjob.value if bjob.status == "ready" else None)
     v["registry_note"] = _section(rjob, "the run artifacts")
     v["backtest_note"] = _section(bjob, "the latest backtest")
+    v["monitoring"] = views.monitoring_view(state.scores.monitoring if state.scores else None)
     return _page(request, "models.html", {"title": "Models", "v": v})
 
 

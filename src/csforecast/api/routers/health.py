@@ -33,6 +33,17 @@ class ApiMetrics:
                                 registry=self.registry)
         self.reloads = Counter("csforecast_reloads", "Reload requests by outcome.", ["outcome"],
                                registry=self.registry)
+        # monitoring of what was served (docs/metrics.md, "Monitoring"), as of the served score set
+        self.ece = Gauge("csforecast_calibration_ece", "ECE of served probabilities against resolved outcomes, by "
+                         "scope (overall, segment=…, horizon=…).", ["family", "scope"], registry=self.registry)
+        self.outcomes = Gauge("csforecast_calibration_outcomes", "Resolved outcomes behind each calibration scope.",
+                              ["family", "scope"], registry=self.registry)
+        self.drifted = Gauge("csforecast_calibration_drifted", "1 when the family's calibration is flagged.",
+                             ["family"], registry=self.registry)
+        self.psi = Gauge("csforecast_feature_psi", "PSI of a feature (or the prediction) in the served score set "
+                         "against the champion's training data.", ["family", "column"], registry=self.registry)
+        self.psi_warnings = Gauge("csforecast_drift_warnings", "Columns whose PSI is above the warning threshold.",
+                                  ["family"], registry=self.registry)
 
     def on_swap(self, state) -> None:
         self.model_info.clear()
@@ -46,6 +57,25 @@ class ApiMetrics:
             self.accounts.set(state.scores.n)
         self.ready.set(1 if state.ready else 0)
         self.generation.set(state.generation)
+        self._monitoring(state.scores.monitoring if state.scores else {})
+
+    def _monitoring(self, report: dict) -> None:
+        for g in (self.ece, self.outcomes, self.drifted, self.psi, self.psi_warnings):
+            g.clear()
+        for family, fam in (report.get("families") or {}).items():
+            cal = fam.get("calibration")
+            if cal:
+                scopes = [("overall", cal["overall"])] + [(f"{k[3:]}={lab}", m) for k in ("by_segment", "by_horizon")
+                                                          for lab, m in cal[k].items()]
+                for scope, m in scopes:
+                    if m.get("ece") is not None:
+                        self.ece.labels(family=family, scope=scope).set(m["ece"])
+                    self.outcomes.labels(family=family, scope=scope).set(m["n"])
+            self.drifted.labels(family=family).set(1 if fam.get("drifted") else 0)
+            for r in fam.get("drift") or []:
+                if r.get("psi") is not None:
+                    self.psi.labels(family=family, column=r["column"]).set(r["psi"])
+            self.psi_warnings.labels(family=family).set(len(fam.get("psi_warnings") or []))
 
 
 @router.get("/healthz", response_model=Liveness, summary="Liveness")

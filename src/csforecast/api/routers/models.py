@@ -7,7 +7,7 @@ import time
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
-from csforecast.api.deps import ModelsDep, require_read
+from csforecast.api.deps import ModelsDep, ScoresDep, require_read
 from csforecast.api.schemas import ErrorResponse, ModelsResponse
 from csforecast.jsonsafe import error_text
 from csforecast.api.registry import family_info, registry_client
@@ -68,3 +68,12 @@ async def list_models(state: ModelsDep) -> dict:
     metrics of its training run, whether it is a small-book fallback, the hash and profile of the data it was
     trained on, and every registered version with the promotion guard's decision."""
     return await run_in_threadpool(_describe, state)
+
+
+@router.get("/models/monitoring", summary="Calibration and drift of what was served")
+async def monitoring(state: ScoresDep) -> dict:
+    """As `csforecast monitor --json`, as of the served score set: per family the ECE, Brier and calibration
+    slope of the probabilities served by earlier score sets against the renewals resolved since (overall, by
+    segment, by days to renewal when served) with the flagged scopes, and the PSI of each feature and of the
+    prediction against the champion's training data with the warnings (docs/metrics.md, "Monitoring")."""
+    return state.scores.monitoring

@@ -125,6 +125,32 @@ def models_view(families: Mapping[str, Mapping[str, Any]], versions: Mapping[str
     return {"families": out, "source": source, "loaded_at": loaded_at, "backtest": bt}
 
 
+def monitoring_view(report: Mapping[str, Any] | None) -> dict:
+    """The models page's monitoring section from the served score set's report (scoring/monitor.py):
+    per family the calibration scopes (flagged ones marked) and the drift columns above the warning first."""
+    report = report or {}
+    fams = []
+    for family, fam in (report.get("families") or {}).items():
+        cal = fam.get("calibration")
+        scopes = []
+        if cal:
+            flagged = {f["scope"] for f in cal.get("flagged") or []}
+            for scope, m in [("overall", cal["overall"])] + [(f"{k[3:]}={lab}", m) for k in ("by_segment", "by_horizon")
+                                                             for lab, m in cal[k].items()]:
+                scopes.append({"scope": scope, "n": intc(m.get("n")), "mean_p": pct(m.get("mean_p")),
+                               "observed": pct(m.get("observed_rate")), "ece": num(m.get("ece"), 3),
+                               "brier": num(m.get("brier"), 3), "slope": num(m.get("calibration_slope"), 2),
+                               "flagged": scope in flagged})
+        drift = [{"column": r["column"], "psi": num(r.get("psi"), 3), "warning": bool(r.get("warning"))}
+                 for r in fam.get("drift") or []]
+        fams.append({"family": family, "drifted": bool(fam.get("drifted")), "scopes": scopes,
+                     "served": f"{fam.get('served_from')} to {fam.get('served_to')}" if cal else None,
+                     "score_sets": fam.get("score_sets") or 0, "drift": drift[:15], "more_drift": drift[15:],
+                     "psi_warnings": list(fam.get("psi_warnings") or [])})
+    return {"error": report.get("error"), "families": fams, "ece_bound": report.get("ece_bound"),
+            "psi_warning": report.get("psi_warning"), "min_outcomes": report.get("min_outcomes")}
+
+
 def markdown_html(md: str) -> str:
     """The small Markdown subset of the logged reports (headings, pipe tables, paragraphs, **bold**) as HTML.
     Everything is escaped first; no links or images are ever produced."""
