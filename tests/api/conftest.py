@@ -128,6 +128,16 @@ class Api:
         return httpx.Client(base_url=self.url, headers=headers, timeout=120, **kw)
 
 
+def year_before_end(data: Path) -> str:
+    """The date a year before the data end of the simulated folder ``data`` (YYYY-MM-DD)."""
+    from datetime import timedelta
+
+    from csforecast.data.sources import open_source
+    from csforecast.features.snapshot import data_end
+
+    return (data_end(open_source(data)) - timedelta(days=365)).isoformat()
+
+
 @pytest.fixture(scope="session")
 def api(tmp_path_factory) -> Api:
     tmp = tmp_path_factory.mktemp("csforecast_api")
@@ -144,6 +154,8 @@ def api(tmp_path_factory) -> Api:
         home.mkdir()
         run_cli(["simulate", "--out", str(data), "--accounts", "400", "--years", "3", "--seed", "5"], env, log)
         run_cli(["train", "--data", str(data)], env, log)
+        # a score set a year before the data end first: the served set then monitors its resolved renewals
+        run_cli(["score", "--data", str(data), "--as-of", year_before_end(data), "--no-forecasts"], env, log)
         run_cli(["score", "--data", str(data)], env, log)
     read_key = json.loads(run_cli(["apikey", "create", "--scope", "read", "--json"], env, log))["key"]
     admin_key = json.loads(run_cli(["apikey", "create", "--scope", "admin", "--json"], env, log))["key"]

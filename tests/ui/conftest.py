@@ -108,6 +108,16 @@ def post_login(client, key: str, next_: str | None = None, **kw):
                        **kw)
 
 
+def year_before_end(data: Path) -> str:
+    """The date a year before the data end of the simulated folder ``data`` (YYYY-MM-DD)."""
+    from datetime import timedelta
+
+    from csforecast.data.sources import open_source
+    from csforecast.features.snapshot import data_end
+
+    return (data_end(open_source(data)) - timedelta(days=365)).isoformat()
+
+
 @pytest.fixture(scope="session")
 def form_login():
     """`post_login` for tests (conftest is not importable)."""
@@ -156,6 +166,8 @@ def ui(tmp_path_factory) -> UiServer:
         home.mkdir()
         run_cli(["simulate", "--out", str(data), "--accounts", "400", "--years", "3", "--seed", "5"], env, log)
         run_cli(["train", "--data", str(data)], env, log)
+        # a score set a year before the data end first: the served set then monitors its resolved renewals
+        run_cli(["score", "--data", str(data), "--as-of", year_before_end(data), "--no-forecasts"], env, log)
         run_cli(["score", "--data", str(data)], env, log)
         run_cli(["backtest", "--data", str(data), "--quarters", "2", "--warmup", "1", "--draws", "500"], env, log)
     read_key = json.loads(run_cli(["apikey", "create", "--scope", "read", "--json"], env, log))["key"]

@@ -239,6 +239,9 @@ def test_models_page(ui, warm):
     m = re.search(r"<tr><td[^>]*>auc</td><td class=\"n\">([0-9.]+)</td><td class=\"n\">([0-9.]+)</td>", html)
     assert m, "churn AUC beside the oracle's"
     assert "Renewal forecast backtest" in html and "oracle" in html
+    # monitoring: the earlier score set's resolved renewals and the served set's drift (see conftest)
+    assert 'id="calibration-monitor"' in html and 'id="drift"' in html
+    assert re.search(r"<tr[^>]*><td>overall</td><td class=\"n\">[1-9][0-9,]*</td>", html)
 
 
 def test_glossary_defines_the_numbers(ui):
