@@ -7,8 +7,8 @@ import typer
 from rich.table import Table
 
 from csforecast.simulate.truth import oracle_for
-from csforecast.cli.common import (AsOfOpt, DataOpt, JsonOpt, QuietOpt, console, fail, open_valid, out, parse_date,
-                                   print_json, progress, wide)
+from csforecast.cli.common import (AsOfOpt, DataOpt, JsonOpt, QuietOpt, console, fail, open_data, open_valid, out,
+                                   parse_date, print_json, progress, wide)
 
 PERIODS = ("quarter", "month", "year")
 
@@ -76,10 +76,14 @@ def forecast_cmd(data: str = DataOpt,
                  as_json: bool = JsonOpt, as_of: Optional[str] = AsOfOpt,
                  draws: Optional[int] = typer.Option(None, "--draws", min=100,
                                                      help="Monte Carlo draws (default: settings, 10,000)."),
+                 freeze: bool = typer.Option(False, "--freeze", help="Store the forecast printed in the forecast "
+                                             "ledger (see `csforecast ledger`)."),
                  quiet: bool = QuietOpt):
     """Forecast the renewals due in [start, end): expected renewed / churned ARR, GRR and NRR with
-    P10-P50-P90, several methods side by side, and the at-risk list (champion churn model)."""
+    P10-P50-P90, several methods side by side (the blend of model and CSM calls when there is one), the call
+    scenarios (commit, most likely, best case) and the at-risk list (champion churn model)."""
     from csforecast.forecast.renewals import NoChampionError, forecast_window, group_columns
+    from csforecast.scoring.process import all_calls
 
     s, e, a = parse_date(start, "--start"), parse_date(end, "--end"), parse_date(as_of, "--as-of")
     try:
@@ -92,17 +96,107 @@ def forecast_cmd(data: str = DataOpt,
     try:
         with progress("forecast", quiet) as tell:
             tell(f"renewals due {s} – {e}: snapshots, churn model, Monte Carlo")
-            res = forecast_window(src, s, e, group_by=group_by, as_of=a, draws=draws)
+            res = forecast_window(src, s, e, group_by=group_by, as_of=a, draws=draws, calls=all_calls(src))
     except NoChampionError as err:
         fail(str(err), 1)
     except ValueError as err:
         fail(str(err))
+    if freeze:
+        res["frozen"] = freeze_forecast(res, src, data)
     if as_json:
         print_json(res)
         return
     print_forecast(res, out)
     for w in res["warnings"]:
         console.print(f"warning: {w}", style="yellow", markup=False, highlight=False)
+
+
+def freeze_forecast(res: dict, src, data: str) -> list[int]:
+    """Store the model's forecast (and the blend's, when there is one) in the ledger; their ledger ids."""
+    from csforecast.data.sources import redact
+    from csforecast.forecast.ledger import frozen_entry
+    from csforecast.scoring.process import freeze, process_db
+
+    db = process_db()   # the ledger keeps the portfolio's figures (groups are not frozen)
+    methods = ["model"] + (["blend"] if "blend" in res["methods"] else [])
+    return [freeze(db, frozen_entry(res, data_hash=src.data_hash, source=redact(data), method=m)) for m in methods]
+
+
+def ledger_cmd(data: Optional[str] = typer.Option(None, "--data", help="The data to measure closed windows "
+                                                  "against (default: the source each forecast was frozen from)."),
+               as_json: bool = JsonOpt):
+    """Every frozen forecast (`forecast --freeze`, `score`) and, once its window has closed in the data, the
+    actual, the error and whether P10-P90 held it."""
+    from csforecast.scoring.process import process_db
+
+    doc = ledger_report(process_db(), data)
+    if as_json:
+        print_json(doc)
+        return
+    print_ledger(doc, out)
+
+
+def ledger_report(db, data: Optional[str] = None) -> dict:
+    """The ledger's entries with their actuals (``forecast.ledger.with_actuals``) and a summary: how many are
+    closed, the mean absolute error of renewed ARR and GRR, and how often P10-P90 held the actual."""
+    from csforecast.features.snapshot import data_end
+    from csforecast.forecast.ledger import with_actuals
+    from csforecast.scoring.process import ledger_entries
+
+    entries = ledger_entries(db)
+    opened: dict = {}
+
+    def frames(where: Optional[str]):
+        if not where:
+            return None
+        if where not in opened:
+            try:
+                s = open_data(where)
+                opened[where] = (s.frame("contracts"), s.frame("accounts"), data_end(s))
+            except Exception:  # noqa: BLE001 - a source that moved leaves its entries open, never an error
+                opened[where] = None
+        return opened[where]
+
+    rows = []
+    for e in entries:
+        f = frames(data or e.get("source"))
+        rows.append(with_actuals(e, *(f if f else (None, None, None))))
+    closed = [r for r in rows if r.get("status") == "closed"]
+
+    def mean_abs(k):
+        v = [abs(r["error"][k]) for r in closed if r["error"].get(k) is not None]
+        return sum(v) / len(v) if v else None
+
+    def held(k):
+        v = [r["held"][k] for r in closed if r["held"].get(k) is not None]
+        return sum(v) / len(v) if v else None
+
+    return {"entries": rows, "summary": {"entries": len(rows), "closed": len(closed),
+                                         "mae_renewed_arr": mean_abs("renewed_arr"), "mae_grr": mean_abs("grr"),
+                                         "p10_p90_held_renewed_arr": held("renewed_arr"),
+                                         "p10_p90_held_grr": held("grr")}}
+
+
+def print_ledger(doc: dict, out) -> None:
+    """One line per frozen forecast: window, as-of, method, expected GRR and renewed ARR, and the actual."""
+    if not doc["entries"]:
+        out.print("the forecast ledger is empty: `csforecast forecast --freeze` or `csforecast score` adds to it")
+        return
+    t = Table(title="Forecast ledger (frozen forecasts and their accuracy)")
+    for c in ("id", "window", "as of", "method", "renewed ARR", "P10–P90", "GRR", "actual ARR", "actual GRR",
+              "held"):
+        t.add_column(c, justify="left" if c in ("window", "as of", "method") else "right")
+    for r in doc["entries"]:
+        e, iv = r["expected"], (r.get("intervals") or {}).get("renewed_arr") or {}
+        a = r.get("actual") or {}
+        t.add_row(str(r.get("id")), f"{r['window']['start']} – {r['window']['end']}", r["as_of"], r["method"],
+                  _money(e.get("renewed_arr")), f"{_short(iv.get('p10'))}–{_short(iv.get('p90'))}", _pct(e.get("grr")),
+                  _money(a.get("renewed_arr")), _pct(a.get("grr")),
+                  {True: "yes", False: "no"}.get((r.get("held") or {}).get("renewed_arr"), "open"))
+    wide(out).print(t)
+    s = doc["summary"]
+    out.print(f"{s['entries']} frozen, {s['closed']} closed; P10–P90 held renewed ARR "
+              f"{_pct(s['p10_p90_held_renewed_arr'])} of closed windows", highlight=False)
 
 
 def backtest_cmd(data: str = DataOpt,
@@ -158,6 +252,13 @@ def print_forecast(res: dict, out) -> None:
         wide(out).print(t)
     for r in res["forecast_risk"]:
         out.print(f"forecast_risk: {r['message']}", style="yellow", markup=False, highlight=False)
+    sc = res.get("scenarios")
+    if sc and sc.get("pending_called"):
+        out.print(f"CSM call scenarios: commit {_money(sc['commit'])}, most likely {_money(sc['most_likely'])}, best "
+                  f"case {_money(sc['best_case'])} ({sc['pending_called']} of {sc['pending']} pending renewals called; "
+                  f"{_money(sc['uncalled_arr'])} ARR not called)", highlight=False)
+    for fid in res.get("frozen") or []:
+        out.print(f"frozen in the forecast ledger as entry {fid}", highlight=False)
     wc = res["worst_case"]
     out.print(f"Worst case: {_money(wc['churned_so_far_arr'])} churned so far + {_money(wc['at_risk_arr'])} at risk "
               f"(P(churn) > {wc['threshold']}) = {_money(wc['churned_arr'])} lost, GRR {_pct(wc['grr'])}",

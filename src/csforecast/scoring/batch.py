@@ -148,4 +148,8 @@ def run_scoring(source: Source, scores_db, as_of: date | None = None, pinned: di
 
         res["forecasts_precomputed"] = precompute(source, champs.estimators["churn"], champs.versions["churn"],
                                                   version, get_settings(), progress=tell)
+        from csforecast.scoring.forecasts import freeze_quarters
+
+        res["frozen_forecasts"] = freeze_quarters(source, champs.estimators["churn"], champs.versions["churn"],
+                                                  version, get_settings(), progress=tell)
     return res
