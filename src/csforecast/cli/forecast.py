@@ -1,6 +1,7 @@
 """`csforecast metrics`, `forecast` and `backtest`: ARR retention, renewal forecasts and their back-test."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -119,7 +120,8 @@ def freeze_forecast(res: dict, src, data: str) -> list[int]:
 
     db = process_db()   # the ledger keeps the portfolio's figures (groups are not frozen)
     methods = ["model"] + (["blend"] if "blend" in res["methods"] else [])
-    return [freeze(db, frozen_entry(res, data_hash=src.data_hash, source=redact(data), method=m)) for m in methods]
+    where = str(Path(data).resolve()) if Path(data).exists() else redact(data)   # found again from any folder
+    return [freeze(db, frozen_entry(res, data_hash=src.data_hash, source=where, method=m)) for m in methods]
 
 
 def ledger_cmd(data: Optional[str] = typer.Option(None, "--data", help="The data to measure closed windows "
@@ -137,44 +139,29 @@ def ledger_cmd(data: Optional[str] = typer.Option(None, "--data", help="The data
 
 
 def ledger_report(db, data: Optional[str] = None) -> dict:
-    """The ledger's entries with their actuals (``forecast.ledger.with_actuals``) and a summary: how many are
-    closed, the mean absolute error of renewed ARR and GRR, and how often P10-P90 held the actual."""
+    """The ledger with actuals (``forecast.ledger.ledger_report``), each entry measured against ``data`` or,
+    without it, the source it was frozen from (a source that no longer opens leaves its entries open)."""
+    from csforecast.config import get_settings
+    from csforecast.data.sources import open_source
     from csforecast.features.snapshot import data_end
-    from csforecast.forecast.ledger import with_actuals
+    from csforecast.forecast.ledger import ledger_report as report
     from csforecast.scoring.process import ledger_entries
 
-    entries = ledger_entries(db)
     opened: dict = {}
 
-    def frames(where: Optional[str]):
+    def frames_for(where: Optional[str]):
+        where = data or where
         if not where:
             return None
         if where not in opened:
-            try:
-                s = open_data(where)
+            try:   # --data given: a source that does not open is an error; an entry's own source: left open
+                s = open_data(where) if data else open_source(where, get_settings().column_map)
                 opened[where] = (s.frame("contracts"), s.frame("accounts"), data_end(s))
             except Exception:  # noqa: BLE001 - a source that moved leaves its entries open, never an error
                 opened[where] = None
         return opened[where]
 
-    rows = []
-    for e in entries:
-        f = frames(data or e.get("source"))
-        rows.append(with_actuals(e, *(f if f else (None, None, None))))
-    closed = [r for r in rows if r.get("status") == "closed"]
-
-    def mean_abs(k):
-        v = [abs(r["error"][k]) for r in closed if r["error"].get(k) is not None]
-        return sum(v) / len(v) if v else None
-
-    def held(k):
-        v = [r["held"][k] for r in closed if r["held"].get(k) is not None]
-        return sum(v) / len(v) if v else None
-
-    return {"entries": rows, "summary": {"entries": len(rows), "closed": len(closed),
-                                         "mae_renewed_arr": mean_abs("renewed_arr"), "mae_grr": mean_abs("grr"),
-                                         "p10_p90_held_renewed_arr": held("renewed_arr"),
-                                         "p10_p90_held_grr": held("grr")}}
+    return report(ledger_entries(db), frames_for)
 
 
 def print_ledger(doc: dict, out) -> None:

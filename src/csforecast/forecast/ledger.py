@@ -16,7 +16,7 @@ from csforecast.forecast.backtest import _actual as actual_outcome
 from csforecast.forecast.book import renewal_book, to_day
 from csforecast.jsonsafe import finite_float
 
-__all__ = ["frozen_entry", "with_actuals", "FIGURES"]
+__all__ = ["frozen_entry", "with_actuals", "ledger_report", "FIGURES"]
 
 FIGURES = ("renewed_arr", "grr", "nrr")
 
@@ -65,3 +65,28 @@ def with_actuals(entry: dict, contracts: pd.DataFrame | None, accounts: pd.DataF
         lo, hi = iv.get("p10"), iv.get("p90")
         out["held"][k] = (bool(lo <= a <= hi) if None not in (lo, hi, a) else None)
     return out
+
+
+def ledger_report(entries: list[dict], frames_for) -> dict:
+    """The entries with their actuals (:func:`with_actuals`) and a summary: how many are closed, the mean
+    absolute error of renewed ARR and GRR, and the share of closed windows whose P10-P90 held the actual.
+    ``frames_for(source)`` -> (contracts, accounts, data end) of the data to measure an entry against (its
+    ``source``), or None when that data cannot be read (the entry stays open)."""
+    rows = []
+    for e in entries:
+        f = frames_for(e.get("source"))
+        rows.append(with_actuals(e, *(f if f else (None, None, None))))
+    closed = [r for r in rows if r.get("status") == "closed"]
+
+    def mean_abs(k):
+        v = [abs(r["error"][k]) for r in closed if r["error"].get(k) is not None]
+        return finite_float(sum(v) / len(v), 6) if v else None
+
+    def held(k):
+        v = [r["held"][k] for r in closed if r["held"].get(k) is not None]
+        return finite_float(sum(v) / len(v), 4) if v else None
+
+    return {"entries": rows, "summary": {"entries": len(rows), "closed": len(closed),
+                                         "mae_renewed_arr": mean_abs("renewed_arr"), "mae_grr": mean_abs("grr"),
+                                         "p10_p90_held_renewed_arr": held("renewed_arr"),
+                                         "p10_p90_held_grr": held("grr")}}

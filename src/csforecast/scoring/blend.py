@@ -65,8 +65,12 @@ def serve(scores: pd.DataFrame) -> pd.DataFrame:
         return scores
     out = scores.copy()
     has = out["call_category"].notna().to_numpy() & out["blend_probability"].notna().to_numpy()
-    out["model_churn_probability"] = out["churn_probability"]
-    out["churn_probability_source"] = np.where(has, "blend", "model")
+    if "churn_probability_source" in out:   # a renewal the survival model scored keeps its probability
+        has &= (out["churn_probability_source"] == "model").to_numpy()
+    if "model_churn_probability" not in out:
+        out["model_churn_probability"] = out["churn_probability"]
+    prev = out["churn_probability_source"] if "churn_probability_source" in out else pd.Series("model", index=out.index)
+    out["churn_probability_source"] = np.where(has, "blend", prev.astype(object))
     for src, dst in (("blend_probability", "churn_probability"), ("blend_probability_p10", "churn_probability_p10"),
                      ("blend_probability_p90", "churn_probability_p90")):
         if dst in out:

@@ -86,7 +86,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            guard_metric="log_loss", guard_label="log loss",
            description="calibrated probability of churn at the next renewal, with its drivers"),
     Family(name="survival", model_name="csforecast-survival", scorer=survival.score_survival,
-           outputs=survival.OUTPUTS, pyfunc=survival.pyfunc_frame, pyfunc_output="survival",
+           outputs=survival.OUTPUTS, pyfunc=survival.pyfunc_frame, pyfunc_output="survival", serve=survival.serve,
            metrics={"c_index": True, "integrated_brier": False, "calibration_error_90": False,
                     "calibration_error_180": False, "calibration_error_365": False},
            guard_metric="c_index", guard_label="C-index",
