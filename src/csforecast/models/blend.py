@@ -202,5 +202,4 @@ class CallBlend(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.string = True
         tags.input_tags.two_d_array = False
-        tags.input_tags.dataframe = True
         return tags
