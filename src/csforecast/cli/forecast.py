@@ -194,9 +194,19 @@ def backtest_cmd(data: str = DataOpt,
                  as_json: bool = JsonOpt, quiet: bool = QuietOpt):
     """Back-test the renewal forecast on past quarters (model, last_year, time_series, oracle); log to
     MLflow with a fan chart and save the interval calibration that `forecast` uses."""
+    src = open_valid(data)
+    res = run_backtest_logged(src, quarters, warmup, draws, quiet)
+    if as_json:
+        print_json(res)
+        return
+    print_backtest(res, out)
+
+
+def run_backtest_logged(src, quarters: int, warmup: int, draws: Optional[int], quiet: bool = False) -> dict:
+    """Back-test ``quarters`` quarters (after ``warmup``) with a progress display, log it to MLflow and save the
+    interval calibration; the result with ``run_id`` and ``calibration_file``."""
     from csforecast.forecast.backtest import log_backtest, run_backtest, save_tau
 
-    src = open_valid(data)
     with progress("backtest", quiet) as tell:
         try:
             res = run_backtest(src, quarters, warmup, draws=draws, oracle=oracle_for(src), progress=tell)
@@ -205,10 +215,7 @@ def backtest_cmd(data: str = DataOpt,
         tell("logging to MLflow")
         res["run_id"] = log_backtest(res, src.data_hash)
         res["calibration_file"] = save_tau(res, src.data_hash)
-    if as_json:
-        print_json(res)
-        return
-    print_backtest(res, out)
+    return res
 
 
 def print_forecast(res: dict, out) -> None:
