@@ -193,7 +193,7 @@ def _call_view(g) -> dict:
     return {"p_model": json_safe(p_model if json_safe(p_model) is not None else g("churn_probability")),
             "p_call": json_safe(g("call_probability")), "p_blend": json_safe(g("blend_probability")),
             "category": json_safe(g("call_category")), "csm_id": json_safe(g("call_csm_id")),
-            "called_at": iso_date(g("called_at")) if json_safe(g("called_at")) is not None else None,
+            "called_at": iso_date(g("called_at")),
             "amount": json_safe(g("call_amount")), "csm_bias": json_safe(g("csm_bias"))}
 
 
