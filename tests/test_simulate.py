@@ -69,3 +69,33 @@ def test_some_seed_has_a_renewal_due_on_the_data_end():
 
     c = simulate_portfolio(200, 2, seed=7).tables["contracts"]
     assert (pd.to_datetime(c.end_date) == pd.Timestamp(DEFAULT_END)).any()
+
+
+def test_csm_calls_are_made_before_renewals_due_within_120_days_and_keep_their_truth(small_portfolio):
+    """The simulator's forecast_calls: monthly calls in the 120 days before a renewal, by the account's CSM,
+    inside the data window, with a known category; the truth keeps what each call knew and every CSM's
+    optimism; calls carry information beyond the tables (they separate churners)."""
+    import json
+
+    import pandas as pd
+
+    calls = pd.read_parquet(small_portfolio / "forecast_calls.parquet")
+    contracts = pd.read_parquet(small_portfolio / "contracts.parquet")
+    accounts = pd.read_parquet(small_portfolio / "accounts.parquet")
+    truth = pd.read_parquet(small_portfolio / "truth" / "calls.parquet")
+    meta = json.loads((small_portfolio / "truth" / "params.json").read_text())
+    assert len(calls) > 100 and len(truth) == len(calls)
+    assert set(calls["category"]) <= {"commit", "most_likely", "at_risk", "churn"}
+    c = calls.merge(contracts[["contract_id", "account_id", "end_date"]], on="contract_id", suffixes=("", "_c"))
+    assert len(c) == len(calls) and (c["account_id"] == c["account_id_c"]).all()
+    ahead = (pd.to_datetime(c["end_date"]) - pd.to_datetime(c["called_at"])).dt.days
+    assert ahead.between(1, 120).all() and set(ahead.unique()) <= {30, 60, 90, 120}
+    assert (pd.to_datetime(calls["called_at"]) < pd.Timestamp(meta["data_end"])).all()
+    owner = calls["account_id"].map(accounts.set_index("account_id")["csm_id"])
+    assert (owner == calls["csm_id"]).all()
+    optimism = meta["calls"]["csm_optimism"]
+    assert set(calls["csm_id"]) <= set(optimism) and min(optimism.values()) < 0 < max(optimism.values())
+    known = truth[truth["churned"].notna()]
+    rate = known.groupby("category")["churned"].mean()
+    assert rate["commit"] < rate["churn"], rate
+    assert truth["knew_outcome"].any() and not truth.loc[truth["knew_outcome"], "churned"].isna().any()

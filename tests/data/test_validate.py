@@ -48,10 +48,21 @@ FAULTS = {
         d.index != 0, "C999999")), "contracts", "renewed_by", "C999999"),
     "uncoercible arr": ("contracts", lambda d: d.assign(arr=d.arr.astype(object).where(d.index != 6, "lots")),
                         "contracts", "arr", None),
+    "unknown call category": ("forecast_calls", lambda d: d.assign(category=d.category.where(d.index != 1, "maybe")),
+                              "forecast_calls", "category", "maybe"),
+    "negative call amount": ("forecast_calls", lambda d: d.assign(amount=d.amount.where(d.index != 2, -5.0)),
+                             "forecast_calls", "amount", None),
+    "call on no contract": ("forecast_calls", lambda d: d.assign(contract_id=d.contract_id.where(d.index != 3,
+                                                                                                 "C999999")),
+                            "forecast_calls", "contract_id", "C999999"),
+    "call on another account's contract": ("forecast_calls", lambda d: d.assign(
+        account_id=d.account_id.where(d.index != 4, d.account_id[d.account_id != d.account_id.iloc[4]].iloc[0])),
+        "forecast_calls", "contract_id", None),
 }
 
 
-CLI_FAULTS = {"duplicate account", "negative arr", "nps 11", "missing arr column", "successor loop"}
+CLI_FAULTS = {"duplicate account", "negative arr", "nps 11", "missing arr column", "successor loop",
+              "unknown call category"}
 
 
 def _loop(d):

@@ -22,14 +22,14 @@ CALLS = {
     "design": (X,), "linear_predictor": (X,), "equal_weight_score": (X,), "component_scores": (X,),
     "measure_scores": (X,), "predict_log_ratio": (X,), "expected_ratio": (X,), "ratio_moments": (X,),
     "summary": (), "survival": (1,), "retention_rate": (1,), "churn_probability": (1,), "project": (3,),
-    "derl": (0.1,), "discounted_expected_lifetime": (0.1,), "clv": (100.0, 0.1), "dlv": (100.0, 0.1),
+    "predict_components": (X,), "derl": (0.1,), "discounted_expected_lifetime": (0.1,), "clv": (100.0, 0.1), "dlv": (100.0, 0.1),
 }
 
 
 def test_models_exports_every_estimator_directly():
     assert {c.__name__ for c in ESTIMATORS} == {"ChurnClassifier", "SurvivalModel", "SnapshotSurvivalModel",
                                                  "HealthScoreModel", "ExpansionModel", "ShiftedBetaGeometric",
-                                                 "PooledChurnModel", "RetentionChurnModel"}
+                                                 "PooledChurnModel", "RetentionChurnModel", "CallBlend"}
     assert all(issubclass(c, BaseEstimator) for c in ESTIMATORS)
 
 

@@ -13,6 +13,9 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -370,6 +373,83 @@ def test_browser_walkthrough(ui, warm, scores):
             browser.close()
     assert not errors, errors
     assert not outside, outside
+
+
+def test_browser_forecast_process(ui, warm, scores):
+    """Chromium: the CSM work list (ordered, plain-words reasons, levers), the model-vs-call disagreements list,
+    and the forecast-accuracy section reading the ledger and the latest backtest, both picked up on the next
+    page view after a new freeze and a new backtest run, without a reload of the server."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (CI installs Debian's chromium package)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import pandas as pd
+
+    _, df = scores
+    near = df[df["days_to_renewal"] <= 90]
+    csm = near["csm_id"].dropna().value_counts().index[0]
+    errors: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+            page.set_default_timeout(60_000)
+            page.goto(ui.url + "/ui/login")
+            page.fill("#api_key", ui.read_key)
+            page.click("button[type=submit]")
+            page.wait_for_url("**/ui/")
+
+            # the work list of a CSM with renewals in the next 90 days
+            page.goto(ui.url + f"/ui/csm/{csm}")
+            rows = page.locator("#worklist tbody tr")
+            assert rows.count() >= 1
+            text = page.locator("#worklist").inner_text()
+            assert "log-odds" not in text and "Expected ARR lost" in text
+            ids = [rows.nth(i).locator("a").get_attribute("href").rsplit("/", 1)[-1] for i in range(rows.count())]
+            mine = near[near["csm_id"] == csm].set_index("account_id")
+            assert set(ids) <= set(mine.index)
+            prio = [mine.loc[a, "churn_probability"] * mine.loc[a, "arr"] / (1 + mine.loc[a, "days_to_renewal"] / 90)
+                    for a in ids]
+            assert prio == sorted(prio, reverse=True)
+            _shot(page, "csm-worklist")
+
+            # disagreements and the accuracy section on the portfolio page
+            page.goto(ui.url + "/ui/portfolio")
+            assert page.locator("#disagreements tbody tr").count() >= 1
+            assert "Who sees more risk" in page.locator("#disagreements").inner_text()
+            ledger_rows = page.locator("#accuracy tbody tr").count()
+            assert ledger_rows >= 2                                        # `score` froze two quarters
+            bt_before = page.locator("#backtest").inner_text()
+            _shot(page, "portfolio-process")
+
+            start = str(pd.Timestamp(df["as_of"].iloc[0]).date())
+            end = str((pd.Timestamp(start) + pd.Timedelta(days=91)).date())
+            ui.cli(["forecast", "--data", str(ui.data), "--start", start, "--end", end, "--freeze", "--quiet",
+                    "--draws", "200"])
+            new_run = subprocess.run([sys.executable, "-c", RELOG_BACKTEST], env=ui.env, capture_output=True,
+                                     text=True, timeout=300)
+            assert new_run.returncode == 0, new_run.stderr[-2000:]
+            run_id = new_run.stdout.strip().splitlines()[-1]
+            page.reload()
+            assert page.locator("#accuracy tbody tr").count() > ledger_rows
+            deadline = time.monotonic() + 120                # the new backtest's section is computed off the request
+            while run_id not in page.locator("#backtest").inner_text() and time.monotonic() < deadline:
+                time.sleep(1)
+                page.reload()
+            assert run_id in page.locator("#backtest").inner_text() and run_id not in bt_before
+        finally:
+            browser.close()
+    assert not errors, errors
+
+
+# a new backtest run (the latest backtest's result logged again), as `csforecast backtest` would log one
+RELOG_BACKTEST = """
+from csforecast.config import get_settings
+from csforecast.forecast.backtest import log_backtest
+from csforecast.tracking.runs import latest_backtest
+bt = latest_backtest(get_settings())
+print(log_backtest(bt["result"], "relogged"))
+"""
 
 
 # ============================================================================ in-process, synthetic score set

@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse
 from csforecast import __version__ as _pkg_version
 from csforecast.api import logredact
 from csforecast.api.auth import KeyStore
-from csforecast.api.routers import accounts, admin, forecast, health, metrics, models, score
+from csforecast.api.routers import accounts, admin, forecast, health, metrics, models, process, score
 from csforecast.api.schemas import ScoreRequest
 from csforecast.api.errors import StartupError, validation_body
 from csforecast.api.scoreset import shutdown_builder, warm_builder
@@ -121,6 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(score.router, max_body_size=score.body_limit(settings.serve.max_batch))
     app.include_router(forecast.router)
+    app.include_router(process.router)       # CSM calls, disagreements, ledger (issue 16)
+    app.include_router(process.csm_router)   # CSM work lists
     app.include_router(metrics.router)
     app.include_router(models.router)
     app.include_router(admin.router)

@@ -6,8 +6,8 @@ atomically under a lock). The secret is shown once, at creation, and never store
 Verification compares digests in constant time and does the same work for unknown ids and malformed
 keys, so timing does not tell which part was wrong.
 
-Scopes: ``read`` (every /v1 read endpoint and on-demand scoring) and ``admin`` (everything, including
-/v1/admin/*). The file is re-read when it changes (mtime/size/inode), so keys created or revoked while
+Scopes: ``read`` (every /v1 read endpoint and on-demand scoring), ``write`` (reading, and recording CSM calls
+with POST /v1/forecast/calls) and ``admin`` (everything, including /v1/admin/*). The file is re-read when it changes (mtime/size/inode), so keys created or revoked while
 the server runs take effect without a restart.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 
 log = logging.getLogger("csforecast.api")
 
-SCOPES = ("read", "admin")
+SCOPES = ("read", "write", "admin")
 PREFIX = "csf"
 _DUMMY_SALT = secrets.token_bytes(16)
 _DUMMY_HASH = hmac.new(_DUMMY_SALT, b"not-a-key", hashlib.sha256).hexdigest()
@@ -41,7 +41,8 @@ class Principal:
     scope: str
 
     def allows(self, scope: str) -> bool:
-        return self.scope == "admin" or self.scope == scope
+        """admin allows everything; write allows writing calls (and reading); read allows reading."""
+        return self.scope == "admin" or self.scope == scope or (self.scope == "write" and scope == "read")
 
 
 def _digest(salt_hex: str, secret: str) -> str:

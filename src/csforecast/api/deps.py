@@ -16,7 +16,7 @@ from csforecast.config import Settings
 
 API_KEY_HEADER = "X-API-Key"
 api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
-                              description="An API key from `csforecast apikey create --scope read|admin`.")
+                              description="An API key from `csforecast apikey create --scope read|write|admin`.")
 
 
 async def get_settings(request: Request) -> Settings:
@@ -51,6 +51,12 @@ require_read = authenticated  # every valid key may read (no wrapper: one depend
 async def require_admin(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
     if not principal.allows("admin"):
         raise HTTPException(403, detail="this endpoint needs an API key with scope 'admin'")
+    return principal
+
+
+async def require_write(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+    if not principal.allows("write"):
+        raise HTTPException(403, detail="this endpoint needs an API key with scope 'write' (or 'admin')")
     return principal
 
 

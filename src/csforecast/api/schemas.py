@@ -84,6 +84,19 @@ _DRIVER_EX = {"feature": "seat_utilisation_90d", "value": 0.31, "contribution": 
               "component": "Deployment", "lever": "run a deployment / licence-utilisation review"}
 
 
+class CallView(BaseModel):
+    """The churn model's probability, the CSM's latest call before the as-of date and their blend."""
+    p_model: float | None = Field(None, description="The churn model's probability (before any blend).")
+    p_call: float | None = Field(None, description="The call category's historical churn rate (mean_p_call).")
+    p_blend: float | None = Field(None, description="The blend of model and call (docs/metrics.md).")
+    category: str | None = Field(None, description="commit | most_likely | at_risk | churn; null without a call.")
+    csm_id: str | None = None
+    called_at: date | None = None
+    amount: float | None = None
+    csm_bias: float | None = Field(None, description="The calling CSM's bias on the log-odds scale (positive: "
+                                                      "pessimistic calls, negative: optimistic).")
+
+
 class AccountDetail(BaseModel):
     account_id: str
     name: str | None = None
@@ -111,6 +124,12 @@ class AccountDetail(BaseModel):
     model_versions: dict[str, str] = Field(default_factory=dict, description="Versions that produced these scores.")
     fallback: dict[str, str] = Field(default_factory=dict, description="Families whose scores came from a small-book "
                                                                        "fallback model, and what it is.")
+    churn_probability_source: str | None = Field(
+        None, description="Which probability churn_probability is: 'model' (the churn model), 'blend' (the churn "
+                          "model blended with the CSM's call) or 'survival' (a renewal beyond the churn model's "
+                          "365-day horizon, scored by the survival model: 1 - p_renewal_survival).")
+    call: CallView | None = Field(None, description="The model's probability, the CSM's latest call and the "
+                                                     "blend side by side; null without a blend model.")
     as_of: date
     data_hash: str
     score_set_version: int

@@ -52,6 +52,7 @@ class ScoreSet:
     created_at: str = ""                       # when the score set was written (tells a replaced file apart)
     monitoring: dict = field(default_factory=dict)   # scoring.monitor.monitor_report as of this set
     _orders: dict = field(default_factory=dict)
+    frame: pd.DataFrame | None = None          # PROCESS_COLUMNS: what work lists and disagreements read
 
     @property
     def n(self) -> int:
@@ -109,6 +110,7 @@ def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame,
             trend.setdefault(str(rec["account_id"]), []).append(point)
     has_surv = "p_active_90d" in cols or "expected_lifetime_days" in cols
     has_health = "health_score" in cols
+    has_blend = "blend_probability" in cols
     records = scores.to_dict("records")
     details: dict[str, bytes] = {}
     items: list[bytes] = []
@@ -129,6 +131,8 @@ def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame,
             "model_versions": versions or models, "as_of": as_of, "data_hash": data_hash,
             "fallback": {fam: str(g(f"{fam}_fallback")) for fam in FAMILIES if json_safe(g(f"{fam}_fallback"))},
             "score_set_version": version,
+            "churn_probability_source": json_safe(g("churn_probability_source")),
+            "call": _call_view(g) if has_blend else None,
         }
         if has_surv:
             d["survival"] = {"p_active_90d": json_safe(g("p_active_90d")), "p_active_180d": json_safe(g("p_active_180d")),
@@ -171,7 +175,28 @@ def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame,
                    "health_score": num("health_score"), "renewal_date": renewal_day}
     return ScoreSet(version, as_of, data_hash, models, details, items, ids, col("segment"), col("csm_id"),
                     col("health_band"), renewal_day, sort_values, str(meta.get("created_at") or ""),
-                    monitoring or {})
+                    monitoring=monitoring or {}, frame=process_frame(scores))
+
+
+PROCESS_COLUMNS = ("account_id", "name", "segment", "csm_id", "contract_id", "arr", "renewal_date", "days_to_renewal",
+                   "churn_probability", "churn_probability_source", "model_churn_probability", "call_probability",
+                   "blend_probability", "call_category", "call_csm_id", "called_at", "call_amount", "csm_bias",
+                   "churn_drivers", "p_renewal_survival", "expected_lifetime_days", "p_active_90d",
+                   "p_active_180d", "p_active_365d", "health_score", "risk_arr")
+
+
+def process_frame(scores: pd.DataFrame) -> pd.DataFrame:
+    """The score-set columns the forecast-process endpoints read (work lists, disagreements), as a frame."""
+    return scores[[c for c in PROCESS_COLUMNS if c in scores.columns]].reset_index(drop=True).copy()
+
+
+def _call_view(g) -> dict:
+    p_model = g("model_churn_probability")
+    return {"p_model": json_safe(p_model if json_safe(p_model) is not None else g("churn_probability")),
+            "p_call": json_safe(g("call_probability")), "p_blend": json_safe(g("blend_probability")),
+            "category": json_safe(g("call_category")), "csm_id": json_safe(g("call_csm_id")),
+            "called_at": iso_date(g("called_at")),
+            "amount": json_safe(g("call_amount")), "csm_bias": json_safe(g("csm_bias"))}
 
 
 def same_score_set(scores: ScoreSet | None, run: dict) -> bool:

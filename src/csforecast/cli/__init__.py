@@ -8,7 +8,7 @@ are wired here, explicitly and in the order `csforecast --help` lists them:
 - demo.py        demo (calls the plain functions behind simulate, train, score and serve)
 - scoring.py     score
 - monitor.py     monitor
-- forecast.py    metrics, forecast, backtest
+- forecast.py    metrics, forecast, backtest, ledger
 - serve.py       serve, apikey create|list|revoke
 - experiments.py experiment run|promote|effect
 - common.py      the consoles, shared options, fail / print_json / open_valid
@@ -47,6 +47,7 @@ app.command()(monitor.monitor)
 app.command("metrics")(forecast.metrics_cmd)
 app.command("forecast")(forecast.forecast_cmd)
 app.command("backtest")(forecast.backtest_cmd)
+app.command("ledger")(forecast.ledger_cmd)
 app.command()(serve.serve)
 app.add_typer(serve.apikey_app, name="apikey")
 app.add_typer(experiments.experiment_app, name="experiment")

@@ -1,14 +1,15 @@
 """`csforecast metrics`, `forecast` and `backtest`: ARR retention, renewal forecasts and their back-test."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
 from csforecast.simulate.truth import oracle_for
-from csforecast.cli.common import (AsOfOpt, DataOpt, JsonOpt, QuietOpt, console, fail, open_valid, out, parse_date,
-                                   print_json, progress, wide)
+from csforecast.cli.common import (AsOfOpt, DataOpt, JsonOpt, QuietOpt, console, fail, open_data, open_valid, out,
+                                   parse_date, print_json, progress, wide)
 
 PERIODS = ("quarter", "month", "year")
 
@@ -76,10 +77,14 @@ def forecast_cmd(data: str = DataOpt,
                  as_json: bool = JsonOpt, as_of: Optional[str] = AsOfOpt,
                  draws: Optional[int] = typer.Option(None, "--draws", min=100,
                                                      help="Monte Carlo draws (default: settings, 10,000)."),
+                 freeze: bool = typer.Option(False, "--freeze", help="Store the forecast printed in the forecast "
+                                             "ledger (see `csforecast ledger`)."),
                  quiet: bool = QuietOpt):
     """Forecast the renewals due in [start, end): expected renewed / churned ARR, GRR and NRR with
-    P10-P50-P90, several methods side by side, and the at-risk list (champion churn model)."""
+    P10-P50-P90, several methods side by side (the blend of model and CSM calls when there is one), the call
+    scenarios (commit, most likely, best case) and the at-risk list (champion churn model)."""
     from csforecast.forecast.renewals import NoChampionError, forecast_window, group_columns
+    from csforecast.scoring.process import all_calls
 
     s, e, a = parse_date(start, "--start"), parse_date(end, "--end"), parse_date(as_of, "--as-of")
     try:
@@ -92,17 +97,93 @@ def forecast_cmd(data: str = DataOpt,
     try:
         with progress("forecast", quiet) as tell:
             tell(f"renewals due {s} – {e}: snapshots, churn model, Monte Carlo")
-            res = forecast_window(src, s, e, group_by=group_by, as_of=a, draws=draws)
+            res = forecast_window(src, s, e, group_by=group_by, as_of=a, draws=draws, calls=all_calls(src))
     except NoChampionError as err:
         fail(str(err), 1)
     except ValueError as err:
         fail(str(err))
+    if freeze:
+        res["frozen"] = freeze_forecast(res, src, data)
     if as_json:
         print_json(res)
         return
     print_forecast(res, out)
     for w in res["warnings"]:
         console.print(f"warning: {w}", style="yellow", markup=False, highlight=False)
+
+
+def freeze_forecast(res: dict, src, data: str) -> list[int]:
+    """Store the model's forecast (and the blend's, when there is one) in the ledger; their ledger ids."""
+    from csforecast.data.sources import redact
+    from csforecast.forecast.ledger import frozen_entry
+    from csforecast.scoring.process import freeze, process_db
+
+    db = process_db()   # the ledger keeps the portfolio's figures (groups are not frozen)
+    methods = ["model"] + (["blend"] if "blend" in res["methods"] else [])
+    where = str(Path(data).resolve()) if Path(data).exists() else redact(data)   # found again from any folder
+    return [freeze(db, frozen_entry(res, data_hash=src.data_hash, source=where, method=m)) for m in methods]
+
+
+def ledger_cmd(data: Optional[str] = typer.Option(None, "--data", help="The data to measure closed windows "
+                                                  "against (default: the source each forecast was frozen from)."),
+               as_json: bool = JsonOpt):
+    """Every frozen forecast (`forecast --freeze`, `score`) and, once its window has closed in the data, the
+    actual, the error and whether P10-P90 held it."""
+    from csforecast.scoring.process import process_db
+
+    doc = ledger_report(process_db(), data)
+    if as_json:
+        print_json(doc)
+        return
+    print_ledger(doc, out)
+
+
+def ledger_report(db, data: Optional[str] = None) -> dict:
+    """The ledger with actuals (``forecast.ledger.ledger_report``), each entry measured against ``data`` or,
+    without it, the source it was frozen from (a source that no longer opens leaves its entries open)."""
+    from csforecast.config import get_settings
+    from csforecast.data.sources import open_source
+    from csforecast.features.snapshot import data_end
+    from csforecast.forecast.ledger import ledger_report as report
+    from csforecast.scoring.process import ledger_entries
+
+    opened: dict = {}
+
+    def frames_for(where: Optional[str]):
+        where = data or where
+        if not where:
+            return None
+        if where not in opened:
+            try:   # --data given: a source that does not open is an error; an entry's own source: left open
+                s = open_data(where) if data else open_source(where, get_settings().column_map)
+                opened[where] = (s.frame("contracts"), s.frame("accounts"), data_end(s))
+            except Exception:  # noqa: BLE001 - a source that moved leaves its entries open, never an error
+                opened[where] = None
+        return opened[where]
+
+    return report(ledger_entries(db), frames_for)
+
+
+def print_ledger(doc: dict, out) -> None:
+    """One line per frozen forecast: window, as-of, method, expected GRR and renewed ARR, and the actual."""
+    if not doc["entries"]:
+        out.print("the forecast ledger is empty: `csforecast forecast --freeze` or `csforecast score` adds to it")
+        return
+    t = Table(title="Forecast ledger (frozen forecasts and their accuracy)")
+    for c in ("id", "window", "as of", "method", "renewed ARR", "P10–P90", "GRR", "actual ARR", "actual GRR",
+              "held"):
+        t.add_column(c, justify="left" if c in ("window", "as of", "method") else "right")
+    for r in doc["entries"]:
+        e, iv = r["expected"], (r.get("intervals") or {}).get("renewed_arr") or {}
+        a = r.get("actual") or {}
+        t.add_row(str(r.get("id")), f"{r['window']['start']} – {r['window']['end']}", r["as_of"], r["method"],
+                  _money(e.get("renewed_arr")), f"{_short(iv.get('p10'))}–{_short(iv.get('p90'))}", _pct(e.get("grr")),
+                  _money(a.get("renewed_arr")), _pct(a.get("grr")),
+                  {True: "yes", False: "no"}.get((r.get("held") or {}).get("renewed_arr"), "open"))
+    wide(out).print(t)
+    s = doc["summary"]
+    out.print(f"{s['entries']} frozen, {s['closed']} closed; P10–P90 held renewed ARR "
+              f"{_pct(s['p10_p90_held_renewed_arr'])} of closed windows", highlight=False)
 
 
 def backtest_cmd(data: str = DataOpt,
@@ -113,9 +194,19 @@ def backtest_cmd(data: str = DataOpt,
                  as_json: bool = JsonOpt, quiet: bool = QuietOpt):
     """Back-test the renewal forecast on past quarters (model, last_year, time_series, oracle); log to
     MLflow with a fan chart and save the interval calibration that `forecast` uses."""
+    src = open_valid(data)
+    res = run_backtest_logged(src, quarters, warmup, draws, quiet)
+    if as_json:
+        print_json(res)
+        return
+    print_backtest(res, out)
+
+
+def run_backtest_logged(src, quarters: int, warmup: int, draws: Optional[int], quiet: bool = False) -> dict:
+    """Back-test ``quarters`` quarters (after ``warmup``) with a progress display, log it to MLflow and save the
+    interval calibration; the result with ``run_id`` and ``calibration_file``."""
     from csforecast.forecast.backtest import log_backtest, run_backtest, save_tau
 
-    src = open_valid(data)
     with progress("backtest", quiet) as tell:
         try:
             res = run_backtest(src, quarters, warmup, draws=draws, oracle=oracle_for(src), progress=tell)
@@ -124,10 +215,7 @@ def backtest_cmd(data: str = DataOpt,
         tell("logging to MLflow")
         res["run_id"] = log_backtest(res, src.data_hash)
         res["calibration_file"] = save_tau(res, src.data_hash)
-    if as_json:
-        print_json(res)
-        return
-    print_backtest(res, out)
+    return res
 
 
 def print_forecast(res: dict, out) -> None:
@@ -158,6 +246,13 @@ def print_forecast(res: dict, out) -> None:
         wide(out).print(t)
     for r in res["forecast_risk"]:
         out.print(f"forecast_risk: {r['message']}", style="yellow", markup=False, highlight=False)
+    sc = res.get("scenarios")
+    if sc and sc.get("pending_called"):
+        out.print(f"CSM call scenarios: commit {_money(sc['commit'])}, most likely {_money(sc['most_likely'])}, best "
+                  f"case {_money(sc['best_case'])} ({sc['pending_called']} of {sc['pending']} pending renewals called; "
+                  f"{_money(sc['uncalled_arr'])} ARR not called)", highlight=False)
+    for fid in res.get("frozen") or []:
+        out.print(f"frozen in the forecast ledger as entry {fid}", highlight=False)
     wc = res["worst_case"]
     out.print(f"Worst case: {_money(wc['churned_so_far_arr'])} churned so far + {_money(wc['at_risk_arr'])} at risk "
               f"(P(churn) > {wc['threshold']}) = {_money(wc['churned_arr'])} lost, GRR {_pct(wc['grr'])}",

@@ -8,7 +8,8 @@ import typer
 
 from csforecast.cli.common import JsonOpt, console, fail, out, print_json
 
-ScopeOpt = typer.Option(..., "--scope", help="read (all /v1 reads and scoring) or admin (also /v1/admin/*).")
+ScopeOpt = typer.Option(..., "--scope", help="read (all /v1 reads and scoring), write (also records CSM calls: "
+                                              "POST /v1/forecast/calls) or admin (also /v1/admin/*).")
 
 
 def run_server(host: Optional[str], port: Optional[int], data: Optional[str], log_level: str = "info",

@@ -101,12 +101,22 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
         C("account_id", "string"), C("date", "date"), C("playbook", "string"), C("arm", "string"),
     ), date_column="date", row_label=("account_id", "date", "playbook"),
         feeds="the playbook effect analysis (csforecast effect); no features or health components"),
+    # CSM renewal calls (issue 16): what a CSM expects of a renewal; read by the blend family and the scenarios
+    TableSpec("forecast_calls", (
+        C("account_id", "string"), C("contract_id", "string", doc="the renewing contract"),
+        C("called_at", "date"), C("csm_id", "string"),
+        C("category", "string", doc="commit | most_likely | at_risk | churn"),
+        C("amount", "float", True, "the CSM's expected renewal ARR"), C("note", "string", True),
+    ), date_column="called_at", row_label=("account_id", "contract_id", "called_at"),
+        feeds="the blend of the churn model with CSM calls (family blend), the call scenarios (commit, most "
+              "likely, best case) and the disagreements list; no features or health components"),
 ]}
 
 PRIORITIES = ("P1", "P2", "P3", "P4")
 SURVEY_KINDS = ("nps", "csat", "ces")
 TOUCH_KINDS = ("meeting", "email", "call", "qbr", "exec_meeting")
 ARMS = ("treatment", "control", "none")
+CALL_CATEGORIES = ("commit", "most_likely", "at_risk", "churn")  # most to least confident in the renewal
 SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
 
 

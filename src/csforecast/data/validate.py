@@ -17,8 +17,8 @@ from datetime import date
 
 import ibis
 
-from csforecast.data.contract import (ARMS, PRIORITIES, SCORE_RANGES, SURVEY_KINDS, TABLES, TOUCH_KINDS,
-                                      health_sources)
+from csforecast.data.contract import (ARMS, CALL_CATEGORIES, PRIORITIES, SCORE_RANGES, SURVEY_KINDS, TABLES,
+                                      TOUCH_KINDS, health_sources)
 from csforecast.data.parse import read_as, readable
 from csforecast.data.sources import DATE_FORMAT_KEY, Source
 
@@ -340,6 +340,32 @@ class _Checker:
         if self.has_cols("usage", "value"):
             u = self.typed("usage")
             self.add("error", "usage", "value", "negative", "usage value below 0", u, u.value < 0)
+        self.check_forecast_calls()
+
+    def check_forecast_calls(self):
+        """CSM calls: a known category, a non-negative amount, a renewing contract that exists and belongs to
+        the call's account."""
+        if self.has_cols("forecast_calls", "category"):
+            t = self.typed("forecast_calls")
+            self.add("error", "forecast_calls", "category", "unknown_value",
+                     f"category not one of {', '.join(CALL_CATEGORIES)}", t,
+                     t.category.notnull() & ~t.category.isin(CALL_CATEGORIES))
+        if self.has_cols("forecast_calls", "amount"):
+            t = self.typed("forecast_calls")
+            self.add("error", "forecast_calls", "amount", "negative", "amount below 0", t,
+                     t.amount.notnull() & (t.amount < 0))
+        if self.has_cols("forecast_calls", "contract_id", "account_id") and self.has_cols("contracts", "contract_id",
+                                                                                          "account_id"):
+            t = self.typed("forecast_calls")
+            c = self.typed("contracts")
+            c = c.select(known_id=c.contract_id, contract_account=c.account_id)
+            j = t.filter(t.contract_id.notnull()).left_join(c, t.contract_id == c.known_id)
+            self.add("error", "forecast_calls", "contract_id", "foreign_key", "contract_id names no contract", j,
+                     j.known_id.isnull(), show=("contract_id",))
+            self.add("error", "forecast_calls", "contract_id", "other_account",
+                     "contract_id names a contract of another account", j,
+                     j.known_id.notnull() & (j.contract_account != j.account_id),
+                     show=("account_id", "contract_id", "contract_account"))
 
     def check_dates(self):
         limit = ibis.literal(self.as_of)

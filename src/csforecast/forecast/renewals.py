@@ -47,6 +47,7 @@ from csforecast.forecast.montecarlo import (  # noqa: F401 (re-exported: backtes
     simulate_renewals,
     summarise,
 )
+from csforecast.forecast.calls import blend_inputs, call_scenarios, load_blend, pending_calls
 from csforecast.jsonsafe import finite_float
 
 __all__ = [
@@ -209,7 +210,8 @@ def tau_per_decision(cal_tau, method: str, segments: np.ndarray):
 def forecast_window(source, start, end, group_by: str | None = None, as_of=None, churn_estimator=None, *,
                     model_version: str | None = None, draws: int | None = None, seed: int | None = None,
                     tau: float | dict | None = None, at_risk_threshold: float = AT_RISK_THRESHOLD,
-                    top: int = TOP_AT_RISK, exact_budget: int = EXACT_BUDGET, progress=None) -> dict:
+                    top: int = TOP_AT_RISK, exact_budget: int = EXACT_BUDGET, progress=None, calls=None,
+                    blend_estimator=None, blend_version: str | None = None) -> dict:
     """Forecast the renewals due in [start, end) as of ``as_of`` (default: the data end). See
     docs/forecast.md for every key of the result.
 
@@ -222,6 +224,10 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
                       default: the values written by the last ``csforecast backtest`` (forecast_calibration.json),
                       else 0.
     progress          optional callable(str) told each step.
+    calls             CSM calls (``features.calls.calls_with_due_date``); default: the source's forecast_calls.
+                      They give the ``scenarios`` (forecast/calls.py).
+    blend_estimator   the blend (``models.CallBlend``) for the ``blend`` method; default: the blend champion
+                      when the churn model is the champion too (none: no blend method).
     """
     from csforecast.config import get_settings
     from csforecast.features.snapshot import build_snapshots, data_end, feature_columns
@@ -270,14 +276,21 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
 
     # --- per-method probabilities and ratio moments for the pending decisions --------------------------
     inputs: dict[str, MethodInput] = {}
+    blend_input: MethodInput | None = None
     details: dict[str, dict] = {m: {} for m in METHODS}
     history = baselines.renewal_history(contracts, accounts, as_of_ts)
     p_model = np.zeros(0)
     interval = None
+    if calls is None:
+        from csforecast.features.calls import source_calls
+        calls = source_calls(source)
+    called = pending_calls(calls, pending, as_of_ts)
     if n_p:
         if churn_estimator is None:
             tell("loading the champion churn model")
             churn_estimator, model_version = _load_champion()
+            if blend_estimator is None and len(calls):
+                blend_estimator, blend_version = load_blend()
         tell("building point-in-time snapshots")
         grid = expansion_grid(source, as_of_ts.date())
         snaps = build_snapshots(source, grid + [as_of_ts.date()], end=as_of_ts.date())
@@ -306,6 +319,10 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
                                         tau=tau_per_decision(tau, "model", seg_all), addon=addon)
         details["model"] = {"expansion_model": exp_model.summary(),
                             "calibration_maps": 0 if maps is None else int(len(maps))}
+        if blend_estimator is not None and called["call_category"].notna().any():
+            p_blend = blend_estimator.predict_proba(blend_inputs(p_model, called, pending["days_ahead"]))[:, 1]
+            blend_input = method_inputs(p_blend, m, v, root, split=split, tau=tau_per_decision(tau, "model", seg_all),
+                                        addon=addon)
         resid_var = exp_model.var_exp_resid_ / max(exp_model.mean_exp_resid_, 1e-12) ** 2
         for name, fn in (("last_year", baselines.last_year), ("time_series", baselines.time_series)):
             pc, ratio, info = fn(pending, history, start_ts, end_ts, as_of_ts)
@@ -326,6 +343,10 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
         results[name] = method_results(book, projected, inputs[name], draws=draws, seed=seed + k,
                                        exact_budget=exact_budget)
     main = results["model"]
+    blend_result = None
+    if blend_input is not None:
+        blend_result = method_results(book, projected, blend_input, draws=draws, seed=seed + len(METHODS),
+                                      exact_budget=exact_budget)
 
     # --- disagreement ---------------------------------------------------------------------------------
     share = float(fs.disagreement_share)
@@ -354,6 +375,15 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
             at_risk.append(item)
     o = main["overall"]
     scen = scenario_cases(book, projected, inputs["model"], o, at_risk_threshold)
+    scenarios = call_scenarios(pending, called, o["renewals_due"]["renewed_so_far_arr"])
+    scenarios["model"] = o["intervals"]["renewed_arr"]
+    scenarios["blend"] = blend_result["overall"]["intervals"]["renewed_arr"] if blend_result else None
+    methods = {m: {**flat_result(results[m]["overall"]), **({"detail": details[m]} if details[m] else {})}
+               for m in METHODS}
+    if blend_result is not None:
+        methods["blend"] = {**flat_result(blend_result["overall"]),
+                            "detail": {"blend_version": blend_version,
+                                       "pending_with_call": scenarios["pending_called"]}}
 
     def _group_obj(g):
         r = main["groups"][g]
@@ -368,8 +398,8 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
         "expected": o["expected"],
         "intervals": o["intervals"],
         "groups": [_group_obj(g) for g in main["groups"]] if group_by is not None else [],
-        "methods": {m: {**flat_result(results[m]["overall"]), **({"detail": details[m]} if details[m] else {})}
-                    for m in METHODS},
+        "methods": methods,
+        "scenarios": scenarios,
         "forecast_risk": risk,
         "at_risk": at_risk,
         "worst_case": scen["worst_case"],

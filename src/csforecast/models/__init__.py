@@ -8,8 +8,10 @@
 * ``ExpansionModel`` - ARR change at renewal, given that the renewal happens;
 * ``ShiftedBetaGeometric`` - cohort retention (Fader & Hardie);
 * ``PooledChurnModel``, ``RetentionChurnModel`` - the churn family's small-book fallbacks (segment rates
-  shrunk toward the portfolio; sBG retention by renewal number).
+  shrunk toward the portfolio; sBG retention by renewal number);
+* ``CallBlend`` - the churn model's logit blended with the CSM's renewal call (per-CSM bias partially pooled).
 """
+from csforecast.models.blend import CallBlend
 from csforecast.models.churn import ChurnClassifier
 from csforecast.models.expansion import ExpansionModel
 from csforecast.models.health import HealthScoreModel
@@ -19,4 +21,4 @@ from csforecast.models.snapshot_survival import SnapshotSurvivalModel
 from csforecast.models.survival import SurvivalModel
 
 __all__ = ["ChurnClassifier", "SurvivalModel", "SnapshotSurvivalModel", "HealthScoreModel", "ExpansionModel",
-           "ShiftedBetaGeometric", "PooledChurnModel", "RetentionChurnModel"]
+           "ShiftedBetaGeometric", "PooledChurnModel", "RetentionChurnModel", "CallBlend"]

@@ -24,7 +24,7 @@ from datetime import date
 from csforecast.data.sources import Source
 from csforecast.data.profile import describe_changes
 from csforecast.errors import InputError, TrainingDataError
-from csforecast.pipelines import churn, health, survival
+from csforecast.pipelines import blend, churn, health, survival
 from csforecast.pipelines.champion import PromotionPolicy
 from csforecast.pipelines.context import TrainingContext
 from csforecast.pipelines.result import TrainingResult
@@ -53,11 +53,13 @@ class Skipped:
                 "champion_version": self.champion_version}
 
 # family -> its trainer: (ctx, estimators trained so far) -> TrainingResult. Survival compares its
-# renewal-date probabilities with the churn model trained in the same call.
+# renewal-date probabilities with the churn model trained in the same call; the blend combines the churn
+# champion (after this call's churn training) with the CSM calls.
 TRAINERS: dict[str, Callable[[TrainingContext, dict], TrainingResult]] = {
     "churn": lambda ctx, done: churn.train_churn(ctx),
     "survival": lambda ctx, done: survival.train_survival(ctx, churn_estimator=done.get("churn")),
     "health": lambda ctx, done: health.train_health(ctx),
+    "blend": lambda ctx, done: blend.train_blend(ctx, churn_estimator=done.get("churn")),
 }
 
 

@@ -12,8 +12,10 @@ import pandas as pd
 
 from csforecast.data.sources import Source
 from csforecast.errors import UnavailableError
+from csforecast.features.calls import latest_calls
 from csforecast.features.snapshot import build_snapshots, data_end
 from csforecast.scoring import families
+from csforecast.scoring.process import all_calls
 from csforecast.tracking import store
 
 TREND_WEEKS = 12
@@ -71,12 +73,16 @@ def score_snapshot(snap: pd.DataFrame, champions: Champions, as_of: date,
         out[name] = v.astype(object).where(v.notna(), None)
     for fam in families.FAMILIES.values():
         est = champions.estimators.get(fam.name)
-        if est is None:
+        if est is None or not all(c in out for c in fam.reads):
             continue
-        out = out.join(fam.scorer(est, snap))
+        rows = snap.join(out[list(fam.reads)]) if fam.reads else snap
+        out = out.join(fam.scorer(est, rows))
         out[f"{fam.name}_model_version"] = champions.versions[fam.name]
     if "churn_probability" in out and "arr" in out:
         out["risk_arr"] = out["churn_probability"] * out["arr"]
+    for fam in families.FAMILIES.values():
+        if fam.serve is not None and fam.name in champions.estimators:
+            out = fam.serve(out)
     return out
 
 
@@ -94,7 +100,7 @@ def active_snapshot(source: Source, as_of: date) -> pd.DataFrame:
     acc = source.frame("accounts").set_index("account_id")
     snap["_name"] = snap["account_id"].map(acc["name"])
     snap["_csm_id"] = snap["account_id"].map(acc["csm_id"])
-    return snap
+    return snap.join(latest_calls(all_calls(source), snap))
 
 
 def score_accounts(source: Source, champions: Champions, as_of: date | None = None,
@@ -162,5 +168,9 @@ def run_scoring(source: Source, scores_db, as_of: date | None = None, pinned: di
         from csforecast.scoring.forecasts import precompute
 
         res["forecasts_precomputed"] = precompute(source, champs.estimators["churn"], champs.versions["churn"],
+                                                  version, settings, progress=tell)
+        from csforecast.scoring.forecasts import freeze_quarters
+
+        res["frozen_forecasts"] = freeze_quarters(source, champs.estimators["churn"], champs.versions["churn"],
                                                   version, settings, progress=tell)
     return res

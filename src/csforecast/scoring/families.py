@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from csforecast.scoring import churn, health, survival
+from csforecast.scoring import blend, churn, health, survival
 
 __all__ = ["Family", "FAMILIES", "names", "get", "by_pyfunc_output", "fallback_of"]
 
@@ -51,7 +51,10 @@ class Family:
     answers (``pyfunc_output`` names it in models registered before this registry existed); metrics :
     validation metric -> True if higher is better, False if lower, None if neither; guard_metric (one of
     ``metrics``), guard_label : what the champion/challenger guard compares and how its message names it;
-    history : (estimator, weekly snapshot rows) -> the family's weekly history, or None.
+    history : (estimator, weekly snapshot rows) -> the family's weekly history, or None; reads : the score
+    columns of earlier families its scorer reads (batch scoring joins them to the rows); serve : (the scored
+    frame) -> the scored frame, applied after every family scored (the blend makes its probability the served
+    one where a CSM call exists), or None.
     """
 
     name: str
@@ -66,6 +69,8 @@ class Family:
     inputs: Callable[[object], list[str]] = feature_names
     history: Callable[[object, pd.DataFrame], pd.DataFrame] | None = None
     description: str = field(default="")
+    reads: tuple[str, ...] = ()
+    serve: Callable[[pd.DataFrame], pd.DataFrame] | None = None
 
     @property
     def guard_higher_is_better(self) -> bool:
@@ -81,7 +86,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            guard_metric="log_loss", guard_label="log loss",
            description="calibrated probability of churn at the next renewal, with its drivers"),
     Family(name="survival", model_name="csforecast-survival", scorer=survival.score_survival,
-           outputs=survival.OUTPUTS, pyfunc=survival.pyfunc_frame, pyfunc_output="survival",
+           outputs=survival.OUTPUTS, pyfunc=survival.pyfunc_frame, pyfunc_output="survival", serve=survival.serve,
            metrics={"c_index": True, "integrated_brier": False, "calibration_error_90": False,
                     "calibration_error_180": False, "calibration_error_365": False},
            guard_metric="c_index", guard_label="C-index",
@@ -92,6 +97,12 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            metrics={"auc": True, "auc_equal_weight": True, "auc_textbook": True},
            guard_metric="auc", guard_label="AUC", history=health.health_history,
            description="learned 0-100 health score with component contributions and risk triggers"),
+    Family(name="blend", model_name="csforecast-blend", scorer=blend.score_blend, outputs=blend.OUTPUTS,
+           pyfunc=blend.pyfunc_frame, pyfunc_output="blend_probability",
+           metrics={"log_loss_blend": False, "log_loss_model": False, "log_loss_csm": False, "auc_blend": True,
+                    "auc_model": True, "auc_csm": True, "ece_blend": False, "n_calls": None},
+           guard_metric="log_loss_blend", guard_label="blend log loss", reads=blend.READS, serve=blend.serve,
+           description="churn model blended with the CSM's renewal call (per-CSM bias partially pooled)"),
 )}
 
 

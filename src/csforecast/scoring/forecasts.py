@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 __all__ = ["QUARTERS_AHEAD", "ForecastKey", "ForecastCache", "next_quarters", "calibration_digest", "forecast_key",
-           "compute", "precompute"]
+           "compute", "precompute", "freeze_quarters"]
 
 QUARTERS_AHEAD = 4
 
@@ -126,3 +126,35 @@ def precompute(source, estimator, model_version: str, scores_version: int, setti
         cache.put(key, compute(source, start, end, None, estimator, model_version))
         done += 1
     return done
+
+
+FROZEN_QUARTERS = 2   # `csforecast score` freezes the current and the next quarter
+
+
+def freeze_quarters(source, estimator, model_version: str, scores_version: int, settings, progress=None) -> list[int]:
+    """Freeze the forecasts of the current and the next quarter (from the data end) into the ledger
+    (``scoring.process``), unless the ledger already holds a ``score`` freeze of that window as of the same
+    date; the cached forecast is used when there is one. Returns the new ledger ids."""
+    from csforecast.features.snapshot import data_end
+    from csforecast.forecast.ledger import frozen_entry
+    from csforecast.scoring.process import freeze, ledger_entries, process_db
+
+    tell = progress or (lambda *_a: None)
+    de = data_end(source)
+    db = process_db(settings.home)
+    have = {(e["as_of"], e["window"]["start"], e["window"]["end"]) for e in ledger_entries(db)
+            if e.get("trigger") == "score"}
+    cache = ForecastCache(settings.home / "cache" / "forecasts")
+    ids = []
+    for start, end in next_quarters(de, FROZEN_QUARTERS):
+        if (str(de), str(start), str(end)) in have:
+            continue
+        key = forecast_key(start, end, None, data_hash=source.data_hash, model_version=model_version,
+                           scores_version=scores_version, settings=settings, home=settings.home)
+        res = cache.get(key)
+        if res is None:
+            tell(f"renewal forecast {start} – {end} (to freeze)")
+            res = compute(source, start, end, None, estimator, model_version)
+            cache.put(key, res)
+        ids.append(freeze(db, frozen_entry(res, data_hash=source.data_hash, trigger="score")))
+    return ids

@@ -29,6 +29,7 @@ from csforecast.data.sources import Source
 from csforecast.features.snapshot import data_end, snapshot_plan
 from csforecast.scoring import families
 from csforecast.scoring.batch import ACCOUNT_COLUMNS, Champions, history_weeks, score_snapshot
+from csforecast.scoring.process import all_calls
 from csforecast.scoring.store import JSON_COLUMNS, write_scores
 
 __all__ = ["MANIFEST", "score_on_spark", "read_scores", "load_into_store"]
@@ -85,14 +86,18 @@ def _conform(df: pd.DataFrame, schema_columns: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(out, index=df.index)
 
 
-def _score_batch_fn(plan, bc, versions: dict, as_of: date, data_hash: str):
-    """The function each executor applies to the snapshot rows of its partition, batch by batch."""
+def _score_batch_fn(plan, bc, versions: dict, as_of: date, data_hash: str, calls_bc=None):
+    """The function each executor applies to the snapshot rows of its partition, batch by batch (``calls_bc``:
+    the CSM calls, broadcast, joined to the rows as ``batch.score_accounts`` joins them)."""
     metrics, start = plan.metrics, plan.history_start
 
     def score(raw: pd.DataFrame) -> pd.DataFrame:
+        from csforecast.features.calls import latest_calls
         from csforecast.features.snapshot import SnapshotPlan
 
         snap = SnapshotPlan(None, metrics, start).finish(raw)
+        if calls_bc is not None:
+            snap = snap.join(latest_calls(calls_bc.value, snap))
         out = score_snapshot(snap, Champions(bc.value, versions), as_of)
         out["data_hash"] = data_hash
         return _to_json_text(out, JSON_COLUMNS)
@@ -152,7 +157,9 @@ def score_on_spark(source: Source, champions: Champions, out: Path, as_of: date 
         rows = source.spark_frame(_with_accounts(source, plan.expr))
         if partitions:
             rows = rows.repartition(int(partitions))
-        score = _score_batch_fn(plan, bc, dict(champions.versions), as_of, data_hash)
+        calls = all_calls(source)
+        calls_bc = spark.sparkContext.broadcast(calls) if len(calls) else None
+        score = _score_batch_fn(plan, bc, dict(champions.versions), as_of, data_hash, calls_bc)
         sample = rows.limit(SAMPLE_ROWS).toPandas()
         if sample.empty:
             raise ValueError(f"no active accounts as of {as_of}")

@@ -7,12 +7,13 @@ import pandas as pd
 
 from csforecast.models.snapshot_survival import LIFETIME_HORIZON
 
-__all__ = ["OUTPUTS", "HORIZONS", "score_survival", "pyfunc_frame"]
+__all__ = ["OUTPUTS", "HORIZONS", "CHURN_MODEL_HORIZON_DAYS", "score_survival", "serve", "pyfunc_frame"]
 
 HORIZONS = (90, 180, 365)
 OUTPUTS = ("p_active_90d", "p_active_180d", "p_active_365d", "expected_lifetime_days", "p_renewal_survival",
            "survival_contributions")
 TOP_CONTRIBUTIONS = 5
+CHURN_MODEL_HORIZON_DAYS = 365   # the churn model learns from snapshots at most this many days before a renewal
 
 
 def score_survival(estimator, snapshot: pd.DataFrame) -> pd.DataFrame:
@@ -45,3 +46,27 @@ def pyfunc_frame(estimator, X: pd.DataFrame) -> pd.DataFrame:
     s = estimator.predict_survival(X, list(HORIZONS))
     s.columns = [f"p_active_{int(c)}d" for c in s.columns]
     return s
+
+
+def serve(scores: pd.DataFrame) -> pd.DataFrame:
+    """A renewal beyond the churn model's training horizon (``days_to_renewal`` > 365) is scored by the survival
+    model, consistently with its curve: ``churn_probability`` = 1 - ``p_renewal_survival`` (the probability of
+    churning by the renewal date), its P10/P90 unknown (NaN), ``churn_probability_source`` "survival" and
+    ``model_churn_probability`` keeping the churn model's out-of-range value; ``risk_arr`` follows."""
+    if not {"churn_probability", "p_renewal_survival", "days_to_renewal"} <= set(scores.columns):
+        return scores
+    out = scores.copy()
+    far = (pd.to_numeric(out["days_to_renewal"], errors="coerce").to_numpy(float) > CHURN_MODEL_HORIZON_DAYS) \
+        & out["p_renewal_survival"].notna().to_numpy()
+    if "model_churn_probability" not in out:
+        out["model_churn_probability"] = out["churn_probability"]
+    prev = out["churn_probability_source"] if "churn_probability_source" in out else pd.Series("model", index=out.index)
+    out["churn_probability_source"] = np.where(far, "survival", prev.astype(object))
+    p_far = 1.0 - out["p_renewal_survival"].astype(float)
+    out["churn_probability"] = np.where(far, p_far, out["churn_probability"].astype(float))
+    for c in ("churn_probability_p10", "churn_probability_p90"):
+        if c in out:
+            out[c] = np.where(far, np.nan, out[c].astype(float))
+    if "arr" in out:
+        out["risk_arr"] = out["churn_probability"] * out["arr"]
+    return out

@@ -216,7 +216,25 @@ def simulate_portfolio(n_accounts: int = 2000, years: int = 3, seed: int = 0, en
     if len(interventions):
         tables["interventions"] = interventions
     meta["churn_shift_date"] = str(origin + np.timedelta64(shift_day, "D")) if p.churn_shift else None
-    return Portfolio(tables, {"renewals": renewals_truth, "health_daily": health_daily, "terms": terms_truth}, meta)
+    truth = {"renewals": renewals_truth, "health_daily": health_daily, "terms": terms_truth}
+    _add_calls(seed, p, accounts, contracts, terms_truth, renewals_truth, h, origin, n_days, w0, shift_day,
+               tables, truth, meta)
+    tick("CSM calls")
+    return Portfolio(tables, truth, meta)
+
+
+def _add_calls(seed, p, accounts, contracts, terms, renewals, h, origin, n_days, w0, shift_day, tables, truth,
+               meta) -> None:
+    """CSM renewal calls (``simulate/calls.py``, their own random stream: the other tables are unchanged):
+    the ``forecast_calls`` table, ``truth/calls`` and each CSM's optimism in the meta."""
+    from csforecast.simulate.calls import CallParams, simulate_calls
+
+    calls, calls_truth, optimism = simulate_calls(seed, p, accounts, contracts, terms, renewals, h, origin, n_days,
+                                                  w0, shift_day)
+    if len(calls):
+        tables["forecast_calls"] = calls
+        truth["calls"] = calls_truth
+    meta["calls"] = {"params": asdict(CallParams()), "csm_optimism": optimism}
 
 
 def _names(rng, n):

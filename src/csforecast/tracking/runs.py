@@ -93,6 +93,21 @@ def run_artifacts(settings, run_id: str, names: Iterable[str]) -> dict[str, byte
     return {name: _download(run_id, name) for name in names if name in logged}
 
 
+def latest_backtest_id(settings) -> str | None:
+    """The id of the latest finished backtest run, None when there is none or the registry cannot say (cheap:
+    one query; the dashboard keys its backtest section by it, so a new backtest shows without a reload)."""
+    try:
+        client = store.configure(settings)
+        exp = client.get_experiment_by_name(store.model_name("forecast"))
+        if exp is None:
+            return None
+        runs = client.search_runs([exp.experiment_id], "tags.kind = 'backtest' and attributes.status = 'FINISHED'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+        return runs[0].info.run_id if runs else None
+    except Exception:  # noqa: BLE001 - the section then says what latest_backtest says
+        return None
+
+
 def latest_backtest(settings) -> dict:
     """The latest finished backtest run (experiment csforecast-forecast, tag kind=backtest):
     {"run_id", "experiment_id", "created", "result" (its backtest.json), "fan_chart" (PNG bytes or None)}.

@@ -21,7 +21,7 @@ import pandas as pd
 
 from csforecast.api.errors import DataUnavailable
 from csforecast.jsonsafe import error_text
-from csforecast.tracking.runs import latest_backtest, run_artifacts, run_experiment_id
+from csforecast.tracking.runs import latest_backtest, latest_backtest_id, run_artifacts, run_experiment_id
 from csforecast.api.state import ServingState
 from csforecast.ui import views
 
@@ -77,7 +77,7 @@ class UIData:
         self.job("data", self.load_data)
         if state.models is not None:
             self.job("registry", self.registry)
-        self.job("backtest", self.backtest)
+        self.backtest_job()
         self.job("movements:", lambda job: self.movements(views.Filters()))
         self.job("forecast:", lambda job: self.forecast(job, None))
 
@@ -259,6 +259,21 @@ class UIData:
             except Exception as e:  # noqa: BLE001 - shown beside the family
                 entry["error"] = f"artifacts of run {run_id} could not be read: {error_text(e)}"
         return out
+
+    def backtest_job(self) -> Job:
+        """The latest backtest's job, keyed by its run id: a backtest run after this state was loaded shows on
+        the next page view, without a reload."""
+        return self.job(f"backtest:{latest_backtest_id(self.settings) or 'none'}", self.backtest)
+
+    def ledger(self) -> dict | None:
+        """The forecast ledger with actuals (``forecast.ledger``), read on every call (a new freeze shows at
+        once), measured against the served data source when it is loaded."""
+        from csforecast.forecast.ledger import ledger_report
+        from csforecast.scoring.process import ledger_entries, process_db
+
+        data, _why = self.data()
+        frames = (data["contracts"], data.get("accounts"), data["data_end"]) if data is not None else None
+        return ledger_report(ledger_entries(process_db(self.settings.home)), lambda _where: frames)
 
     def backtest(self, job: Job) -> dict:
         """The latest backtest run (experiment csforecast-forecast, tag kind=backtest) and its backtest.json."""

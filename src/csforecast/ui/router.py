@@ -42,6 +42,7 @@ STATIC = HERE / "static"
 MAX_LOGIN_BODY = 4096
 MLFLOW_UI_ENV = "CSFORECAST_MLFLOW_UI"          # base URL of the MLflow UI for run links
 MLFLOW_UI_DEFAULT = "http://127.0.0.1:5000"
+WORKLIST_DAYS = 90                              # the CSM book's work list: renewals within this many days
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -235,7 +236,7 @@ def portfolio(request: Request, segment: str | None = None, region: str | None =
             sec = views.forecast_section(job.value if forecast is None else partial, group_by, group)
             forecast = {**sec, **({"partial": forecast["pending"]} if partial else {})}
     # backtests
-    bjob = ui.job("backtest", ui.backtest)
+    bjob = ui.backtest_job()
     missing = _section(bjob, "the latest backtest")
     backtest = views.backtest_section(bjob.value, f.segment) if missing is None else missing
     if missing is None and (f.region or f.csm):
@@ -251,7 +252,22 @@ def portfolio(request: Request, segment: str | None = None, region: str | None =
         movements = views.movements_section(mjob.value) if mm is None else mm
     ctx = views.portfolio_view(ui.frame, f, ui.as_of, forecast=forecast, backtest=backtest, movements=movements,
                                options=ui.options)
+    ctx.update(process_sections(ui))
     return _page(request, "portfolio.html", {"title": "Portfolio", "charts": True, "v": ctx, "as_of": ui.as_of})
+
+
+def process_sections(ui) -> dict:
+    """The portfolio page's forecast-process sections: the largest model-vs-call disagreements and the forecast
+    ledger (read on every view). A fault in either is said in its section, never a failed page."""
+    from csforecast.scoring.worklist import disagreements
+
+    frame = ui.state.scores.frame if ui.state.scores is not None else None
+    out = {"disagreements": views.disagreements_view(disagreements(frame, 90, 15))}
+    try:
+        out["ledger"] = views.ledger_view(ui.ledger())
+    except (StorageError, OSError) as e:
+        out["ledger"] = {"missing": f"the forecast ledger cannot be read: {e}"}
+    return out
 
 
 @router.get("/accounts/{account_id}", response_class=HTMLResponse)
@@ -308,6 +324,11 @@ def csm_book(request: Request, csm_id: str, page: int = 1) -> Response:
     if v is None:
         return _page(request, "unavailable.html", {"title": "Unknown CSM",
                                                    "message": f"no scored account has CSM {csm_id[:64]!r}"}, 404)
+    from csforecast.scoring.worklist import worklist
+
+    frame = ui.state.scores.frame if ui.state.scores is not None else None
+    v["worklist"] = views.worklist_view(worklist(frame, csm_id, WORKLIST_DAYS))
+    v["worklist_days"] = WORKLIST_DAYS
     if hjob is None or hjob.status != "ready":
         v["history_note"] = ("the explanations of this week's changes are still loading…"
                              if hjob and hjob.status in ("pending", "running") else
@@ -325,7 +346,7 @@ def models_page(request: Request) -> Response:
         return _page(request, "unavailable.html", {"title": "Models", "message": "no models are loaded: "
                                                    + ("; ".join(state.problems) or "not loaded yet")}, 503)
     rjob = ui.job("registry", ui.registry)
-    bjob = ui.job("backtest", ui.backtest)
+    bjob = ui.backtest_job()
     v = views.models_view(state.models.info, state.models.versions, state.models.source,
                           state.models.loaded_at.isoformat(timespec="seconds") if state.models.loaded_at else None,
                           rjob.value if rjob.status == "ready" else None,
@@ -351,7 +372,7 @@ def model_artifact(request: Request, family: str, name: str) -> Response:
 @router.get("/backtest/fan_chart.png")
 def backtest_fan(request: Request) -> Response:
     _auth(request)
-    j = ui_data(request).peek("backtest")
+    j = ui_data(request).backtest_job()
     blob = (j.value or {}).get("fan_chart") if j and j.status == "ready" else None
     if blob is None:
         raise HTTPException(404, detail="no backtest fan chart")

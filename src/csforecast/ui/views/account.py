@@ -100,6 +100,7 @@ def account_view(detail: Mapping[str, Any], explanations: Mapping[str, str] | No
             "p": pct(p), "p_interval": _interval_text(d.get("churn_probability_interval")), "high_risk": p is not None and p >= HIGH_RISK, "renewal_date": day(d.get("renewal_date")),
             "days_to_renewal": intc(d.get("days_to_renewal")), "risk_arr": money(d.get("risk_arr")),
             "drivers": drivers, "survival": survival, "health": health_v, "triggers": d.get("triggers"),
+            "sides": _sides(d),
             "trend": trend_v, "contracts": contracts_v, "contracts_missing": contracts_missing, "arr_history": arr_v,
             "versions": [{"family": f, "version": v, "served": served.get(f),
                           "stale": served.get(f) is not None and str(served.get(f)) != str(v)}
@@ -112,3 +113,19 @@ def _interval_text(interval) -> str | None:
     if not interval or len(interval) != 2 or finite(interval[0]) is None or finite(interval[1]) is None:
         return None
     return f"P10–P90 {pct(interval[0])}–{pct(interval[1])}"
+
+
+def _sides(d: Mapping[str, Any]) -> dict | None:
+    """The model's probability, the CSM's call and the blend side by side, and which one is served (None
+    without a blend model or a probability-source note)."""
+    from csforecast.ui.views.process import CATEGORY_WORDS, SOURCE_WORDS
+
+    call = d.get("call")
+    source = d.get("churn_probability_source")
+    if not call and source in (None, "model"):
+        return None
+    call = call or {}
+    return {"source": SOURCE_WORDS.get(source, source or "model"), "p_model": pct(call.get("p_model")),
+            "category": CATEGORY_WORDS.get(call.get("category"), "no call"), "p_call": pct(call.get("p_call")),
+            "p_blend": pct(call.get("p_blend")), "called_at": day(call.get("called_at")),
+            "csm": call.get("csm_id") or DASH, "bias": signed(finite(call.get("csm_bias")), 2)}
