@@ -92,10 +92,14 @@ def learned_stage_probabilities(opps: pd.DataFrame, history: pd.DataFrame | None
     far = _furthest(history, cut)
     won = closed["won"].astype(bool).to_numpy()
     rank = closed["opportunity_id"].map(far).to_numpy(dtype=float)
-    rank = np.where(won, _RANK["signed"], rank)
+    # a won one reached every stage; every opportunity starts emailed (a lost one its history does not show)
+    rank = np.where(won, _RANK["signed"], np.nan_to_num(rank, nan=_RANK["emailed"]))
+    no_history = history is None or history.empty
     out = {}
     for s in OPEN_STAGES:
-        reached = ~np.isnan(rank) & (rank >= _RANK[s])
+        reached = rank >= _RANK[s]
+        if no_history:     # without history a lost opportunity's furthest stage is unknown: nothing to learn
+            reached = np.zeros(len(rank), dtype=bool)
         n, k = int(reached.sum()), int((reached & won).sum())
         if n == 0:
             out[s] = {"learned": None, "ci_low": None, "ci_high": None, "n": 0}
