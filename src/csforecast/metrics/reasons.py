@@ -21,7 +21,7 @@ from csforecast.forecast.book import renewal_book, to_day
 from csforecast.jsonsafe import finite_float
 
 __all__ = ["UNKNOWN", "PERIOD_KINDS", "TENURE_BANDS", "ARR_BANDS", "normalise_reason", "churned_renewals",
-           "reasons_report"]
+           "select_period", "check_period", "reasons_report"]
 
 UNKNOWN = "unknown"
 PERIOD_KINDS = {"quarter": "Q", "month": "M", "year": "Y"}
@@ -102,7 +102,7 @@ def _by(rows: pd.DataFrame, col: str, avoidable: set, unavoidable: set, order=No
             for k in keys if (rows[col].astype(str) == k).any()]
 
 
-def _select_period(rows: pd.DataFrame, period: str | None) -> tuple[pd.DataFrame, str | None]:
+def select_period(rows: pd.DataFrame, period: str | None) -> tuple[pd.DataFrame, str | None]:
     """(rows due in the period named by ``period``, its kind); ``period`` a kind (quarter | month | year: every
     row, broken down per period) or a label (2025Q3, 2025-07, 2025)."""
     if period is None or period.lower() in PERIOD_KINDS:
@@ -119,6 +119,11 @@ def _select_period(rows: pd.DataFrame, period: str | None) -> tuple[pd.DataFrame
     return rows[last_day.dt.to_period(freq) == p], None
 
 
+def check_period(period: str | None) -> None:
+    """ValueError naming ``period`` when it is neither a period kind nor a period label."""
+    select_period(pd.DataFrame({"renewal_date": pd.to_datetime(pd.Series([], dtype="datetime64[ns]"))}), period)
+
+
 def reasons_report(contracts: pd.DataFrame, accounts: pd.DataFrame | None, data_end, *,
                    period: str | None = None, group_by: str | None = None, avoidable=(), unavoidable=()) -> dict:
     """Churn reasons over the churned renewals due before ``data_end`` (docs/metrics.md "Churn reasons").
@@ -130,7 +135,7 @@ def reasons_report(contracts: pd.DataFrame, accounts: pd.DataFrame | None, data_
     av = set(normalise_reason(list(avoidable)))
     unav = set(normalise_reason(list(unavoidable))) - av
     book = churned_renewals(contracts, accounts, data_end, group_by)
-    book, per_kind = _select_period(book, period)
+    book, per_kind = select_period(book, period)
     churned = book[book["status"] == "churned"]
     out = {"data_end": to_day(data_end).date().isoformat(), "period": period, "group_by": group_by,
            "mapping": {"avoidable": sorted(av), "unavoidable": sorted(unav)},

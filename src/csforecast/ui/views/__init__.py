@@ -19,6 +19,7 @@ from csforecast.ui.views.frame import (ARR_BAND_LABELS, ARR_BANDS, BAND_COLORS, 
                                        filter_options, last_changes, trend_explanations)
 from csforecast.ui.views.glossary import GLOSSARY, glossary_view, term
 from csforecast.ui.views.models import FAMILY_ARTIFACTS, HEADLINE_METRICS, HEALTH_REPORT, markdown_html, models_view
+from csforecast.ui.views.voc import pipeline_view, reasons_section, voc_view
 from csforecast.ui.views.portfolio import (BACKTEST_METHOD, MOVEMENT_QUARTERS, TOP_RISK, backtest_section,
                                            coverage_anomalies, forecast_section, health_by_segment, metrics_matrix,
                                            movements_section, portfolio_view, renewals_due, risk_list)
@@ -30,4 +31,4 @@ __all__ = ["ARR_BANDS", "ARR_BAND_LABELS", "BACKTEST_METHOD", "BANDS", "BAND_COL
            "filter_options", "finite", "forecast_section", "glossary_view", "health_by_segment", "intc",
            "last_changes", "markdown_html", "metrics_matrix", "models_view", "money", "money_full",
            "movements_section", "num", "pct", "portfolio_view", "renewals_due", "risk_list", "signed", "term",
-           "trend_explanations"]
+           "trend_explanations", "voc_view", "reasons_section", "pipeline_view"]
