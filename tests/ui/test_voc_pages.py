@@ -27,6 +27,7 @@ def test_voc_page_shows_the_reports_numbers(ui):
     from csforecast.metrics.voc import voc_report
     from csforecast.data.sources import open_source
     from csforecast.features.snapshot import data_end
+    from csforecast.ui.views import num, pct
 
     src = open_source(ui.data)
     r = voc_report(src.frame("surveys"), src.frame("accounts"), src.frame("contracts"), data_end(src), 365)
@@ -35,8 +36,8 @@ def test_voc_page_shows_the_reports_numbers(ui):
         pipe = c.get("/ui/pipeline")
     assert page.status_code == 200, page.text[-2000:]
     html = page.text
-    assert f'<td class="n" id="nps">{r["nps"]:.1f}</td>' in html
-    assert f'{100 * r["response_coverage"]["accounts"]:.1f}%' in html
+    assert f'<td class="n" id="nps">{num(r["nps"])}</td>' in html
+    assert f'<td class="n" id="coverage">{pct(r["response_coverage"]["accounts"])}</td>' in html
     for section in ("voc-coverage", "voc-trend", "voc-matrix", "churn-reasons", "list-act_first", "list-advocacy"):
         assert f'id="{section}"' in html
     assert "Tenure at renewal" in html and "Contraction reasons" in html
