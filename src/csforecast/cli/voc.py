@@ -127,17 +127,21 @@ def reasons_cmd(data: str = DataOpt,
     from csforecast.config import get_settings
     from csforecast.features.snapshot import data_end
     from csforecast.forecast.book import GROUP_BY
-    from csforecast.metrics.reasons import reasons_report
+    from csforecast.metrics.reasons import check_period, reasons_report
 
     if group_by is not None and group_by not in GROUP_BY:
         fail(f"--group-by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
+    try:
+        check_period(period)
+    except ValueError as e:
+        fail(f"--period: {e}")
     mapping = get_settings().churn_reasons
     src = open_valid(data)
     try:
         res = reasons_report(src.frame("contracts"), src.frame("accounts"), data_end(src), period=period,
                              group_by=group_by, avoidable=mapping.avoidable, unavoidable=mapping.unavoidable)
     except ValueError as e:
-        fail(f"--period: {e}" if "period" in str(e) else str(e))
+        fail(str(e))
     if as_json:
         print_json(res)
         return
@@ -200,11 +204,15 @@ def pipeline_cmd(data: str = DataOpt,
     from csforecast.config import get_settings
     from csforecast.features.snapshot import data_end
     from csforecast.forecast.book import GROUP_BY
-    from csforecast.forecast.pipeline import pipeline_report
+    from csforecast.forecast.pipeline import check_stage_probabilities, pipeline_report
 
     if group_by is not None and group_by not in GROUP_BY:
         fail(f"--group-by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
     st = get_settings().pipeline
+    try:
+        check_stage_probabilities(st.stage_probabilities)
+    except ValueError as e:
+        fail(f"{e} (csforecast.toml [pipeline])")
     src = open_valid(data)
     try:
         res = pipeline_report(_frame(src, "opportunities"), _frame(src, "opportunity_history"), data_end(src),
