@@ -114,6 +114,15 @@ class PipelineSettings(BaseModel):
     level: float = Field(0.90, description="two-sided level of the learned probabilities' intervals")
 
 
+class ScorecardSettings(BaseModel):
+    """The health scorecard people can own (docs/health.md): a weight set of their own, scored on the same
+    validation rows as the learned weights at every `train`; five bands; the experience/outcomes 2x2 cut."""
+    weights: dict[str, float] = Field(default_factory=dict, description="component -> weight >= 0 (empty: none)")
+    five_bands: list[float] = Field(default_factory=lambda: [20.0, 40.0, 60.0, 80.0],
+                                    description="cut-offs of critical | poor | fair | good | excellent")
+    quadrant_cut: float = Field(50.0, description="Outcomes / Experience sub-score splitting good from poor")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CSFORECAST_", env_nested_delimiter="__",
                                       toml_file="csforecast.toml", extra="ignore")
@@ -136,6 +145,7 @@ class Settings(BaseSettings):
     voc: VocSettings = Field(default_factory=VocSettings)
     churn_reasons: ChurnReasonSettings = Field(default_factory=ChurnReasonSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    scorecard: ScorecardSettings = Field(default_factory=ScorecardSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
