@@ -82,16 +82,16 @@ def _table(rows: pd.DataFrame, avoidable: set, unavoidable: set) -> dict:
     g = g.sort_values(["logos", "arr", "reason"], ascending=[False, False, True])
     reasons = [{"reason": r.reason, "avoidable": _avoidable(r.reason, avoidable, unavoidable),
                 "logos": int(r.logos), "arr": finite_float(r.arr, 2),
-                "logo_share": finite_float(r.logos / n, 6) if n else None,
-                "arr_share": finite_float(r.arr / total, 6) if total > 0 else None} for r in g.itertuples()]
+                "logo_share": finite_float(r.logos / n) if n else None,
+                "arr_share": finite_float(r.arr / total) if total > 0 else None} for r in g.itertuples()]
     av = rows["reason"].map(lambda r: _avoidable(r, avoidable, unavoidable) is True).to_numpy(dtype=bool)
     unav = rows["reason"].map(lambda r: _avoidable(r, avoidable, unavoidable) is False).to_numpy(dtype=bool)
     arr = rows["arr"].to_numpy(dtype=float)
     return {"logos": int(n), "arr": finite_float(total, 2), "reasons": reasons,
-            "avoidable_logo_share": finite_float(av.mean(), 6) if n else None,
-            "avoidable_arr_share": finite_float(arr[av].sum() / total, 6) if total > 0 else None,
-            "unavoidable_logo_share": finite_float(unav.mean(), 6) if n else None,
-            "unavoidable_arr_share": finite_float(arr[unav].sum() / total, 6) if total > 0 else None,
+            "avoidable_logo_share": finite_float(av.mean()) if n else None,
+            "avoidable_arr_share": finite_float(arr[av].sum() / total) if total > 0 else None,
+            "unavoidable_logo_share": finite_float(unav.mean()) if n else None,
+            "unavoidable_arr_share": finite_float(arr[unav].sum() / total) if total > 0 else None,
             "unknown_logos": int((rows["reason"] == UNKNOWN).sum()),
             "unknown_arr": finite_float(arr[(rows["reason"] == UNKNOWN).to_numpy()].sum(), 2)}
 
@@ -165,8 +165,8 @@ def _contraction(book: pd.DataFrame, av: set, unav: set) -> dict:
     return {"available": renewed_with_reason, "renewals": int(n), "arr_lost": finite_float(total, 2),
             "reasons": [{"reason": r.reason, "avoidable": _avoidable(r.reason, av, unav),
                          "renewals": int(r.renewals), "arr_lost": finite_float(r.arr_lost, 2),
-                         "renewal_share": finite_float(r.renewals / n, 6) if n else None,
-                         "arr_share": finite_float(r.arr_lost / total, 6) if total > 0 else None}
+                         "renewal_share": finite_float(r.renewals / n) if n else None,
+                         "arr_share": finite_float(r.arr_lost / total) if total > 0 else None}
                         for r in g.itertuples()] if renewed_with_reason else []}
 
 

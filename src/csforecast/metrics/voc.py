@@ -142,8 +142,8 @@ def _coverage(w: pd.DataFrame, active: pd.Series, segments: pd.Series) -> dict:
 
     def share(responding: set) -> dict:
         hit = np.array([i in responding for i in ids], dtype=bool)
-        return {"accounts": finite_float(hit.mean(), 4) if len(ids) else None,
-                "arr": finite_float(arr[hit].sum() / total_arr, 4) if total_arr > 0 else None,
+        return {"accounts": finite_float(hit.mean(), 6) if len(ids) else None,
+                "arr": finite_float(arr[hit].sum() / total_arr, 6) if total_arr > 0 else None,
                 "responding_accounts": int(hit.sum())}
 
     out = {**share(set(w["account_id"])), "active_accounts": int(len(ids)), "active_arr": finite_float(total_arr, 2),
@@ -268,7 +268,7 @@ def _groups(w: pd.DataFrame, active: pd.Series, accounts: pd.DataFrame, contract
             ids = active.index.astype(str)[act_labels == g]
             arr = active.to_numpy(dtype=float)[act_labels == g]
             hit = np.isin(ids, part["account_id"].unique())
-            row["response_coverage"] = {"accounts": finite_float(hit.mean(), 4) if len(ids) else None,
+            row["response_coverage"] = {"accounts": finite_float(hit.mean(), 6) if len(ids) else None,
                                         "arr": finite_float(arr[hit].sum() / arr.sum(), 4) if arr.sum() > 0 else None,
                                         "active_accounts": int(len(ids))}
         rows.append(row)
