@@ -31,9 +31,11 @@ def test_realism_targets():
     unavoidable = ren.unavoidable.sum() / ren.churned.sum()
     assert 0.04 < unavoidable < 0.2
     assert acc.csm_id.isna().mean() > 0.1  # part of SMB unassigned
-    # churn reasons from the taxonomy on churned contracts only
+    # churn reasons from the taxonomy; on a renewed contract only as the reason it came back smaller (issue 17)
     assert set(con.churn_reason.dropna()) <= {"budget", "low_adoption", "product_gap", "competitor", "champion_left",
-                                             "acquired", "bankrupt"}
+                                             "acquired", "bankrupt", "consolidation"}
+    shrank = ren[ren.contraction_reason.notna()]
+    assert len(shrank) and (shrank.successor_arr < shrank.due_arr).all() and not shrank.churned.any()
     # weekday seasonality in usage
     u = pf.tables["usage"]
     au = u[u.metric == "active_users"]

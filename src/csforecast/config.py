@@ -102,6 +102,41 @@ class SparkSettings(BaseModel):
     batch_rows: int = 10_000
 
 
+class VocSettings(BaseModel):
+    """Voice of the customer (issue 17, docs/metrics.md "Voice of the customer")."""
+    window_days: int = Field(365, ge=1, description="responses in the window [as-of - window_days, as-of)")
+    level: float = Field(0.90, description="two-sided level of the NPS confidence intervals")
+
+
+class ChurnReasonSettings(BaseModel):
+    """Which churn reasons count as avoidable (docs/metrics.md "Churn reasons"). A reason in neither list is
+    reported with avoidable = null (unmapped); a missing reason is counted as `unknown`."""
+    avoidable: list[str] = Field(default_factory=lambda: [
+        "low_adoption", "champion_left", "product_gap", "competitor", "budget", "onboarding", "support", "price",
+        "poor_relationship", "consolidation"])
+    unavoidable: list[str] = Field(default_factory=lambda: [
+        "acquired", "bankrupt", "out_of_business", "merged", "company_closed", "project_ended"])
+
+
+class PipelineSettings(BaseModel):
+    """The expansion pipeline (docs/metrics.md "Expansion pipeline"): the probability that an opportunity in
+    each stage is won (the CS handbook's defaults), and the quarters forecast and back-tested."""
+    stage_probabilities: dict[str, float] = Field(default_factory=lambda: {
+        "emailed": 0.0, "discussion": 0.2, "contract_sent": 0.5, "verbal": 0.8, "signed": 1.0, "lost": 0.0})
+    windows: int = Field(4, ge=1, description="quarters of open pipeline shown, from the data end")
+    backtest_quarters: int = Field(6, ge=1, description="past quarters each weighting is tested on")
+    level: float = Field(0.90, description="two-sided level of the learned probabilities' intervals")
+
+
+class ScorecardSettings(BaseModel):
+    """The health scorecard people can own (docs/health.md): a weight set of their own, scored on the same
+    validation rows as the learned weights at every `train`; five bands; the experience/outcomes 2x2 cut."""
+    weights: dict[str, float] = Field(default_factory=dict, description="component -> weight >= 0 (empty: none)")
+    five_bands: list[float] = Field(default_factory=lambda: [20.0, 40.0, 60.0, 80.0],
+                                    description="cut-offs of critical | poor | fair | good | excellent")
+    quadrant_cut: float = Field(50.0, description="Outcomes / Experience sub-score splitting good from poor")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CSFORECAST_", env_nested_delimiter="__",
                                       toml_file="csforecast.toml", extra="ignore")
@@ -122,6 +157,10 @@ class Settings(BaseSettings):
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    voc: VocSettings = Field(default_factory=VocSettings)
+    churn_reasons: ChurnReasonSettings = Field(default_factory=ChurnReasonSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    scorecard: ScorecardSettings = Field(default_factory=ScorecardSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -93,6 +93,12 @@ class DataContext:
                     raise DataUnavailable(f"cannot read {name} from {self.location}: {error_text(e)}") from e
             return self._frames[name]
 
+    def optional_frame(self, name: str) -> pd.DataFrame | None:
+        """An optional table's frame, or None when the source has no such table (or it is empty)."""
+        with self._frames_lock:
+            present = self._reading().has(name)
+        return self.frame(name) if present else None
+
     def data_end(self) -> date:
         if self._data_end is not None:
             return self._data_end

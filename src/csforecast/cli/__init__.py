@@ -11,6 +11,7 @@ are wired here, explicitly and in the order `csforecast --help` lists them:
 - forecast.py    metrics, forecast, backtest, ledger
 - serve.py       serve, apikey create|list|revoke
 - experiments.py experiment run|promote|effect
+- voc.py         voc, reasons, pipeline (voice of the customer, churn reasons, the expansion pipeline)
 - common.py      the consoles, shared options, fail / print_json / open_valid
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import typer  # noqa: E402
 
-from csforecast.cli import data, demo, experiments, forecast, monitor, scoring, serve, train  # noqa: E402
+from csforecast.cli import data, demo, experiments, forecast, monitor, scoring, serve, train, voc  # noqa: E402
 from csforecast.cli.common import CommandGroup, route_library_output  # noqa: E402
 
 app = typer.Typer(help="csforecast: calibrated churn, survival, health and renewal forecasts for CS teams.",
@@ -48,6 +49,9 @@ app.command("metrics")(forecast.metrics_cmd)
 app.command("forecast")(forecast.forecast_cmd)
 app.command("backtest")(forecast.backtest_cmd)
 app.command("ledger")(forecast.ledger_cmd)
+app.command("voc")(voc.voc_cmd)
+app.command("reasons")(voc.reasons_cmd)
+app.command("pipeline")(voc.pipeline_cmd)
 app.command()(serve.serve)
 app.add_typer(serve.apikey_app, name="apikey")
 app.add_typer(experiments.experiment_app, name="experiment")

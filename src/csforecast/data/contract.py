@@ -110,6 +110,21 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
     ), date_column="called_at", row_label=("account_id", "contract_id", "called_at"),
         feeds="the blend of the churn model with CSM calls (family blend), the call scenarios (commit, most "
               "likely, best case) and the disagreements list; no features or health components"),
+    # issue 17: the expansion pipeline (csforecast pipeline); one row per opportunity, as it stands now
+    TableSpec("opportunities", (
+        C("opportunity_id", "string"), C("account_id", "string"), C("kind", "string", doc="upsell | cross_sell"),
+        C("stage", "string", doc="emailed | discussion | contract_sent | verbal | signed | lost"),
+        C("amount", "float", doc="ARR the opportunity would add"), C("created_at", "date"),
+        C("expected_close", "date", True), C("closed_at", "date", True),
+        C("won", "bool", True, "null while open; true when signed, false when lost"),
+    ), key="opportunity_id", date_column="created_at", row_label=("opportunity_id",),
+        feeds="the expansion pipeline (csforecast pipeline: weighted pipeline, stage probabilities); no features "
+              "or health components"),
+    TableSpec("opportunity_history", (
+        C("opportunity_id", "string"), C("stage", "string"), C("entered_at", "date"),
+    ), date_column="entered_at", row_label=("opportunity_id", "stage"),
+        feeds="learned stage probabilities and the pipeline back-test (the stage of each opportunity on a past "
+              "date); the default stage probabilities still weight the pipeline"),
 ]}
 
 PRIORITIES = ("P1", "P2", "P3", "P4")
@@ -118,6 +133,8 @@ TOUCH_KINDS = ("meeting", "email", "call", "qbr", "exec_meeting")
 ARMS = ("treatment", "control", "none")
 CALL_CATEGORIES = ("commit", "most_likely", "at_risk", "churn")  # most to least confident in the renewal
 SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
+OPPORTUNITY_KINDS = ("upsell", "cross_sell")
+OPPORTUNITY_STAGES = ("emailed", "discussion", "contract_sent", "verbal", "signed", "lost")   # in pipeline order
 
 
 def health_sources() -> dict[str, tuple[str, ...]]:

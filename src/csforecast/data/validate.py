@@ -17,8 +17,8 @@ from datetime import date
 
 import ibis
 
-from csforecast.data.contract import (ARMS, CALL_CATEGORIES, PRIORITIES, SCORE_RANGES, SURVEY_KINDS, TABLES,
-                                      TOUCH_KINDS, health_sources)
+from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, OPPORTUNITY_STAGES, PRIORITIES,
+                                      SCORE_RANGES, SURVEY_KINDS, TABLES, TOUCH_KINDS, health_sources)
 from csforecast.data.parse import read_as, readable
 from csforecast.data.sources import DATE_FORMAT_KEY, Source
 
@@ -341,6 +341,7 @@ class _Checker:
             u = self.typed("usage")
             self.add("error", "usage", "value", "negative", "usage value below 0", u, u.value < 0)
         self.check_forecast_calls()
+        self.check_opportunities()
 
     def check_forecast_calls(self):
         """CSM calls: a known category, a non-negative amount, a renewing contract that exists and belongs to
@@ -366,6 +367,38 @@ class _Checker:
                      "contract_id names a contract of another account", j,
                      j.known_id.notnull() & (j.contract_account != j.account_id),
                      show=("account_id", "contract_id", "contract_account"))
+
+    def check_opportunities(self):
+        """The expansion pipeline's tables (issue 17): known kinds and stages, amounts, dates, won vs stage."""
+        if self.has_cols("opportunities", "kind"):
+            o = self.typed("opportunities")
+            self.add("error", "opportunities", "kind", "unknown_value",
+                     f"kind not one of {', '.join(OPPORTUNITY_KINDS)}", o, o.kind.notnull() & ~o.kind.isin(OPPORTUNITY_KINDS))
+        for table in ("opportunities", "opportunity_history"):
+            if self.has_cols(table, "stage"):
+                o = self.typed(table)
+                self.add("error", table, "stage", "unknown_value",
+                         f"stage not one of {', '.join(OPPORTUNITY_STAGES)}", o,
+                         o.stage.notnull() & ~o.stage.isin(OPPORTUNITY_STAGES))
+        if self.has_cols("opportunities", "amount"):
+            o = self.typed("opportunities")
+            self.add("error", "opportunities", "amount", "negative", "amount below 0", o, o.amount < 0)
+        if self.has_cols("opportunities", "created_at", "closed_at"):
+            o = self.typed("opportunities")
+            self.add("error", "opportunities", "closed_at", "closed_before_created", "closed_at before created_at", o,
+                     o.closed_at.notnull() & (o.closed_at < o.created_at), show=("created_at", "closed_at"))
+        if self.has_cols("opportunities", "stage", "won"):
+            o = self.typed("opportunities")
+            self.add("error", "opportunities", "won", "won_vs_stage",
+                     "won disagrees with stage (signed is won = true, lost is won = false, an open stage has no won)",
+                     o, ((o.stage == "signed") & ~o.won.fill_null(False)) | ((o.stage == "lost") & o.won.fill_null(True))
+                     | (o.stage.isin(OPPORTUNITY_STAGES[:4]) & o.won.notnull()), show=("stage", "won"))
+        if self.has_cols("opportunity_history", "opportunity_id") and self.has_cols("opportunities", "opportunity_id"):
+            h = self.typed("opportunity_history")
+            ids = self.typed("opportunities").select("opportunity_id")
+            self.add("error", "opportunity_history", "opportunity_id", "foreign_key",
+                     "opportunity_id not found in opportunities", h.filter(h.opportunity_id.notnull())
+                     .anti_join(ids, "opportunity_id"), ibis.literal(True))
 
     def check_dates(self):
         limit = ibis.literal(self.as_of)

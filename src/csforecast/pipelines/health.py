@@ -197,6 +197,32 @@ def band_table(y, bands) -> dict:
     return out
 
 
+def scorecard_detail(est, valid: pd.DataFrame, y, scores: Mapping[str, np.ndarray], cuts3, settings) -> dict:
+    """The scorecard people can own (issue 17, docs/health.md): the configured weight set (``[scorecard]
+    weights``) scored beside the learned and equal weights on the same validation rows (AUC, top-decile lift,
+    churn by three and five bands), and the Outcomes / Experience 2x2 with the churn rate of each cell."""
+    from csforecast.models.scorecard import pillar_scores, quadrant, weight_set_report, weight_set_score
+
+    sc = settings.scorecard
+    C = est.component_scores(valid)
+    sets = dict(scores)
+    configured = {"weights": dict(sc.weights), "missing_components": [], "error": None}
+    if sc.weights:
+        try:
+            sets["configured"], configured["missing_components"] = weight_set_score(C, sc.weights)
+        except ValueError as e:     # a bad weight set is reported beside the others, never fails training
+            configured["error"] = str(e)
+    pil = pillar_scores(C)
+    q = quadrant(pil["outcomes"], pil["experience"], sc.quadrant_cut)
+    yy = np.asarray(y, dtype=float)
+    return {"weight_sets": weight_set_report(y, sets, cuts3, sc.five_bands), "configured": configured,
+            "five_band_cutoffs": list(sc.five_bands), "quadrant_cut": sc.quadrant_cut,
+            "pillars": {p.lower(): [c for c in est.components_ if COMPONENTS[c][1] == p]
+                        for p in ("Outcomes", "Experience")},
+            "quadrants": {k: {"n": int((q == k).sum()), "churn_rate": float(yy[q == k].mean()) if (q == k).any()
+                              else None} for k in ("healthy", "false_positive", "quiet_value", "at_risk", "unknown")}}
+
+
 def _r(x, nd=6):
     return finite_float(x, digits=nd)
 
@@ -323,6 +349,8 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
         "u_shape_optimum": {k: _r(v["r_star"]) for k, v in est.transforms_.items() if "r_star" in v},
         "segment_benchmark_utilisation": est.segment_benchmark_,
         "textbook_band_shares": {k: v for k, v in tb_share.items()},
+        "scorecard": scorecard_detail(est, valid, y, {"learned" if est.weighting != "equal" else "model": score,
+                                                      "equal_weight": ew}, (red, yellow), settings),
         "n_train": int(len(train)), "n_valid": int(len(valid)),
         "n_renewals_valid": int(valid["contract_id"].nunique()),
         "n_clusters_train": est.report_["n_clusters"],
@@ -376,6 +404,36 @@ def _decile_plot(deciles: dict, ours_ci=None):
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def scorecard_lines(sc: dict | None, f) -> list[str]:
+    """The report's "scorecard people can own" section: each weight set's AUC, lift and churn by five bands,
+    and the Outcomes / Experience 2x2 (issue 17)."""
+    if not sc:
+        return []
+    cuts = ", ".join(f"{c:g}" for c in sc["five_band_cutoffs"])
+    lines = ["", "## Weight sets on the same validation rows (the scorecard people can own)", "",
+             f"Five bands cut at {cuts}: critical, poor, fair, good, excellent (churn rate, rows).", "",
+             "| weight set | AUC | top-decile lift | critical | poor | fair | good | excellent |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in sc["weight_sets"].items():
+        cells = [f"{f(v['churn_rate'])} ({v['n']})" for v in r["bands5"].values()]
+        lines.append(f"| {name} | {f(r['auc'])} | {f(r['top_decile_lift'], 2)} | " + " | ".join(cells) + " |")
+    conf = sc["configured"]
+    if not conf["weights"]:
+        lines += ["", "No weight set of your own: set `[scorecard] weights` in csforecast.toml to see it scored here."]
+    elif conf["error"]:
+        lines += ["", f"Your weight set could not be scored: {conf['error']}."]
+    elif conf["missing_components"]:
+        lines += ["", f"Your weight set names components this model does not score: "
+                      f"{', '.join(conf['missing_components'])} (skipped)."]
+    lines += ["", f"Outcomes ({', '.join(sc['pillars']['outcomes']) or 'none'}) and Experience "
+                  f"({', '.join(sc['pillars']['experience']) or 'none'}) sub-scores split at {sc['quadrant_cut']:g}; "
+                  "value/ROI and sentiment are skipped when the data has no column for them.", "",
+              "| cell | rows | churn rate |", "|---|---|---|"]
+    for k, v in sc["quadrants"].items():
+        if v["n"]:
+            lines.append(f"| {k.replace('_', ' ')} | {v['n']} | {f(v['churn_rate'])} |")
+    return lines
 
 
 def validation_report(result: dict) -> str:
@@ -440,6 +498,7 @@ def validation_report(result: dict) -> str:
     for name, t in d["band_churn"].items():
         for b, v in t.items():
             lines.append(f"| {name} | {b} | {v['n']} | {f(v['share'])} | {f(v['churn_rate'])} |")
+    lines += scorecard_lines(d.get("scorecard"), f)
     for name, rows in d["deciles"].items():
         nf = bs.get("decile_not_falling_share", []) if name == "ours" else []
         dci = bs.get("decile_churn_ci", []) if name == "ours" else []

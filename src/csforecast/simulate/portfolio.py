@@ -199,7 +199,7 @@ def simulate_portfolio(n_accounts: int = 2000, years: int = 3, seed: int = 0, en
             incident[a, d:d + 10] = True
     inc_w = incident[:, win]
     tickets = _tickets(rng, hw, act, seats_w, inc_w, acc_ids, dates, end64)
-    surveys = _surveys(rng, h, act, acc_ids, dates, w0)
+    surveys, nps_truth = _surveys(rng, h, act, acc_ids, dates, w0)
     touches = _touches(rng, hw, act, seg, accounts["csm_id"].to_numpy(dtype=object), acc_ids, dates)
     stake = pd.DataFrame([(acc_ids[a], origin + np.timedelta64(d, "D"), k) for a, d, k in events
                           if k != "incident" and d >= w0 and active[a, d]],
@@ -215,8 +215,11 @@ def simulate_portfolio(n_accounts: int = 2000, years: int = 3, seed: int = 0, en
               "surveys": surveys, "touches": touches, "stakeholder_events": stake}
     if len(interventions):
         tables["interventions"] = interventions
+    # issue 17 (voice of the customer, churn reasons, the expansion pipeline): own random streams, so the
+    # tables above are the same as without them
+    voc_truth = _add_voc_tables(seed, tables, renewals_truth, h, act, seg, acc_ids, dates, w0, nps_truth)
     meta["churn_shift_date"] = str(origin + np.timedelta64(shift_day, "D")) if p.churn_shift else None
-    truth = {"renewals": renewals_truth, "health_daily": health_daily, "terms": terms_truth}
+    truth = {"renewals": renewals_truth, "health_daily": health_daily, "terms": terms_truth, **voc_truth}
     _add_calls(seed, p, accounts, contracts, terms_truth, renewals_truth, h, origin, n_days, w0, shift_day,
                tables, truth, meta)
     tick("CSM calls")
@@ -421,13 +424,19 @@ def _surveys(rng, h, act, acc_ids, dates, w0):
     phase = rng.integers(0, 180, N)
     harshness = rng.normal(0, 1.5, N)  # some respondents rate low whatever the product does
     rows_a, rows_d, kinds, scores, roles = [], [], [], [], []
+    inv_a, inv_d, inv_pro, inv_det, inv_resp = [], [], [], [], []
     for k in range(0, W, 1):
         due = ((k + phase) % 182 == 0) & act[:, k]
         if not due.any():
             continue
         idx = np.nonzero(due)[0]
         for _ in range(3):
-            resp = idx[rng.random(len(idx)) < 0.45]
+            answered = rng.random(len(idx)) < 0.45
+            resp = idx[answered]
+            # truth: each invited contact's P(promoter) and P(detractor) (score = round(m + N(0, 2)))
+            m_inv = 7.2 + 0.9 * h[idx, max(0, w0 + k - 90)] + harshness[idx]
+            inv_a.append(idx); inv_d.append(np.full(len(idx), k)); inv_resp.append(answered)
+            inv_pro.append(1 - _norm_cdf((8.5 - m_inv) / 2.0)); inv_det.append(_norm_cdf((6.5 - m_inv) / 2.0))
             lag = h[resp, max(0, w0 + k - 90)]  # NPS lags health by a quarter and is noisy
             s = np.clip(np.round(7.2 + 0.9 * lag + harshness[resp] + rng.normal(0, 2.0, len(resp))), 0, 10)
             rows_a.append(resp); rows_d.append(np.full(len(resp), k)); kinds.append(np.full(len(resp), "nps"))
@@ -440,9 +449,16 @@ def _surveys(rng, h, act, acc_ids, dates, w0):
     a, d = np.concatenate(rows_a), np.concatenate(rows_d)
     role = np.concatenate(roles).astype(object)
     role[rng.random(len(role)) < 0.15] = None
-    return pd.DataFrame({"account_id": acc_ids[a], "responded_at": dates[d], "kind": np.concatenate(kinds),
-                         "score": np.concatenate(scores), "respondent_role": role}
-                        ).sort_values(["responded_at", "account_id"], ignore_index=True)
+    df = pd.DataFrame({"account_id": acc_ids[a], "responded_at": dates[d], "kind": np.concatenate(kinds),
+                       "score": np.concatenate(scores), "respondent_role": role}
+                      ).sort_values(["responded_at", "account_id"], ignore_index=True)
+    ia = np.concatenate(inv_a) if inv_a else np.zeros(0, dtype=int)
+    idd = np.concatenate(inv_d) if inv_d else np.zeros(0, dtype=int)
+    truth = pd.DataFrame({"account_id": acc_ids[ia], "invited_at": dates[idd], "kind": "nps",
+                          "responded": np.concatenate(inv_resp) if inv_resp else np.zeros(0, bool),
+                          "p_promoter": np.concatenate(inv_pro) if inv_pro else np.zeros(0),
+                          "p_detractor": np.concatenate(inv_det) if inv_det else np.zeros(0)})
+    return df, truth
 
 
 def _touches(rng, hw, act, seg, csm, acc_ids, dates):
@@ -463,3 +479,149 @@ def _touches(rng, hw, act, seg, csm, acc_ids, dates):
                        "kind": np.concatenate([kinds, np.full(len(ei), "exec_meeting")]),
                        "csm_id": pd.array(csm[np.concatenate([ai, ei])], dtype="string")})
     return df.sort_values(["date", "account_id"], ignore_index=True)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# issue 17: CES surveys, the reasons as reported, the expansion pipeline. Each draws from its own stream
+# ([seed, 2xx]), so every table above is the same with or without them.
+# ------------------------------------------------------------------------------------------------------------
+RESPONDENT_ROLES = ("user", "admin", "executive")
+# CES: one invitation per contact per quarter; response rates by role, scaled by segment (enterprise contacts
+# answer more, SMB users less); CES = round(5 + 0.8 h + N(0, 1.1)) on 1-7 (7 = very easy)
+CES_RESPONSE_RATE = {"user": 0.15, "admin": 0.30, "executive": 0.10}
+CES_SEGMENT_FACTOR = {"Enterprise": 1.25, "Mid-Market": 1.0, "SMB": 0.7}
+CES_CONTACTS = {"user": 2, "admin": 1, "executive": 1}
+REASON_UNREPORTED = 0.08         # share of churned renewals whose reason is not written down (missing)
+CONTRACTION_REASON_SHARE = 0.6   # share of contracted renewals with a written reason
+# the expansion pipeline: stages in order, the base probability of moving on from each (health shifts it),
+# days spent in a stage, and arrival rate of opportunities per account-year
+PIPELINE_STAGES = ("emailed", "discussion", "contract_sent", "verbal", "signed")
+PIPELINE_ADVANCE = {"emailed": 0.40, "discussion": 0.50, "contract_sent": 0.70, "verbal": 0.90}
+PIPELINE_HEALTH = 0.5
+OPPORTUNITY_RATE = {"Enterprise": 1.6, "Mid-Market": 0.9, "SMB": 0.35}
+OPPORTUNITY_AMOUNT = {"Enterprise": 30_000.0, "Mid-Market": 9_000.0, "SMB": 2_500.0}
+
+
+def _norm_cdf(z):
+    from scipy.special import ndtr
+
+    return ndtr(z)
+
+
+def _add_voc_tables(seed, tables, renewals_truth, h, act, seg, acc_ids, dates, w0, nps_truth) -> dict:
+    """Add CES responses to `surveys`, write the reported churn and contraction reasons into `contracts`, add
+    `opportunities` and `opportunity_history`; returns the truth tables (`voc_invitations`, `opportunities`)."""
+    ces, ces_truth = _ces_surveys(np.random.default_rng([seed, 201]), h, act, seg, acc_ids, dates, w0)
+    tables["surveys"] = pd.concat([tables["surveys"], ces], ignore_index=True).sort_values(
+        ["responded_at", "account_id"], kind="stable", ignore_index=True)
+    _report_reasons(np.random.default_rng([seed, 202]), tables["contracts"], renewals_truth)
+    opps, history, opp_truth = _opportunities(np.random.default_rng([seed, 203]), h, act, seg, acc_ids, dates, w0)
+    if len(opps):
+        tables["opportunities"], tables["opportunity_history"] = opps, history
+    return {"voc_invitations": pd.concat([nps_truth, ces_truth], ignore_index=True), "opportunities": opp_truth}
+
+
+def _ces_surveys(rng, h, act, seg, acc_ids, dates, w0):
+    """CES responses (quarterly, per contact) and the invitations behind them (truth)."""
+    N, W = act.shape
+    phase = rng.integers(0, 91, N)
+    seg_factor = np.array([CES_SEGMENT_FACTOR[s] for s in SEGMENTS])[seg]
+    rows = []
+    for k in range(W):
+        due = ((k + phase) % 91 == 30) & act[:, k]
+        if not due.any():
+            continue
+        idx = np.nonzero(due)[0]
+        m = 5.0 + 0.8 * h[idx, w0 + k]
+        for role in RESPONDENT_ROLES:
+            for _ in range(CES_CONTACTS[role]):
+                p_resp = np.clip(CES_RESPONSE_RATE[role] * seg_factor[idx], 0, 1)
+                answered = rng.random(len(idx)) < p_resp
+                score = np.clip(np.round(m + rng.normal(0, 1.1, len(idx))), 1, 7)
+                rows.append(pd.DataFrame({"a": idx, "k": k, "role": role, "p_resp": p_resp, "answered": answered,
+                                          "score": score, "p_good": 1 - _norm_cdf((4.5 - m) / 1.1)}))
+    if not rows:
+        empty = pd.DataFrame(columns=["account_id", "responded_at", "kind", "score", "respondent_role"])
+        return empty, pd.DataFrame()
+    inv = pd.concat(rows, ignore_index=True)
+    truth = pd.DataFrame({"account_id": acc_ids[inv["a"]], "invited_at": dates[inv["k"]], "kind": "ces",
+                          "respondent_role": inv["role"], "p_respond": inv["p_resp"], "responded": inv["answered"],
+                          "p_good": inv["p_good"]})
+    got = inv[inv["answered"]]
+    ces = pd.DataFrame({"account_id": acc_ids[got["a"]], "responded_at": dates[got["k"]], "kind": "ces",
+                        "score": got["score"].to_numpy(), "respondent_role": got["role"].to_numpy().astype(object)})
+    return ces, truth
+
+
+def _report_reasons(rng, contracts, renewals_truth):
+    """The reasons as a CS team records them: the true churn reason (drawn from the account's state at the
+    decision) goes to renewals truth; REASON_UNREPORTED of churned renewals lose it in `contracts`; a share of
+    renewals that came back with less ARR get a contraction reason on the renewed contract."""
+    reason = contracts.set_index("contract_id")["churn_reason"]
+    renewals_truth["reason"] = renewals_truth["contract_id"].map(reason).astype("string")
+    churned = contracts["churn_reason"].notna().to_numpy()
+    drop = churned & (rng.random(len(contracts)) < REASON_UNREPORTED)
+    # the whole renewal (main contract and co-termed add-ons) loses its reason together
+    lost_keys = set(zip(contracts.loc[drop, "account_id"], contracts.loc[drop, "end_date"]))
+    same = [(a, e) in lost_keys for a, e in zip(contracts["account_id"], contracts["end_date"])]
+    contracts.loc[np.asarray(same) & churned, "churn_reason"] = pd.NA
+    renewals_truth["reason_reported"] = renewals_truth["contract_id"].map(contracts.set_index("contract_id")[
+        "churn_reason"]).astype("string")
+    r = renewals_truth
+    shrank = (~r["churned"]) & r["successor_arr"].notna() & (r["successor_arr"] < r["due_arr"])
+    pick = shrank & (rng.random(len(r)) < CONTRACTION_REASON_SHARE)
+    hd = r.loc[pick, "health_at_decision"].to_numpy()
+    why = np.where(hd < -0.5, rng.choice(["low_adoption", "product_gap"], len(hd), p=[0.7, 0.3]),
+                   rng.choice(["budget", "low_adoption", "consolidation"], len(hd), p=[0.6, 0.2, 0.2]))
+    contraction = pd.Series(why, index=r.loc[pick, "contract_id"].to_numpy())
+    on = contracts["contract_id"].isin(contraction.index)
+    contracts.loc[on, "churn_reason"] = contracts.loc[on, "contract_id"].map(contraction)
+    renewals_truth["contraction_reason"] = renewals_truth["contract_id"].map(contraction).astype("string")
+
+
+def _advance(stage, health):
+    """P(an opportunity in `stage` moves on to the next stage) at this health."""
+    base = PIPELINE_ADVANCE[stage]
+    return _sigmoid(np.log(base / (1 - base)) + PIPELINE_HEALTH * health)
+
+
+def _opportunities(rng, h, act, seg, acc_ids, dates, w0):
+    """Upsell and cross-sell opportunities moving through the stages (a healthier account moves on more
+    often), cut at the data end: the open ones in their current stage, the closed ones signed (won) or lost."""
+    N, W = act.shape
+    rate = np.array([OPPORTUNITY_RATE[s] for s in SEGMENTS])[seg][:, None] / 365 * np.exp(0.3 * h[:, w0:])
+    ai, di = np.nonzero((rng.random((N, W)) < rate) & act)
+    amount_base = np.array([OPPORTUNITY_AMOUNT[s] for s in SEGMENTS])[seg]
+    opp_rows, hist_rows, truth_rows = [], [], []
+    for n, (a, d) in enumerate(zip(ai, di), start=1):
+        oid = f"O{n:06d}"
+        amount = float(np.round(amount_base[a] * rng.lognormal(0, 0.5), -2) or 100.0)
+        kind = "upsell" if rng.random() < 0.7 else "cross_sell"
+        expected = d + int(rng.integers(45, 150))
+        day, stage, closed, won = d, "emailed", None, None
+        hist_rows.append((oid, "emailed", dates[d]))
+        p_win = float(np.prod([_advance(s, h[a, w0 + d]) for s in PIPELINE_STAGES[:-1]]))
+        for s in PIPELINE_STAGES[:-1]:
+            p_adv = _advance(s, h[a, w0 + min(day, W - 1)])
+            nxt = day + 7 + int(rng.exponential(25))
+            moves = rng.random() < p_adv
+            if nxt >= W:        # still open in stage s at the data end
+                break
+            day = nxt
+            if not moves:
+                stage, closed, won = "lost", day, False
+                hist_rows.append((oid, "lost", dates[day]))
+                break
+            stage = PIPELINE_STAGES[PIPELINE_STAGES.index(s) + 1]
+            hist_rows.append((oid, stage, dates[day]))
+            if stage == "signed":
+                closed, won = day, True
+        truth_rows.append((oid, acc_ids[a], p_win))
+        opp_rows.append((oid, acc_ids[a], kind, stage, amount, dates[d], dates[0] + np.timedelta64(expected, "D"),
+                         dates[closed] if closed is not None else pd.NaT, won))
+    opps = pd.DataFrame(opp_rows, columns=["opportunity_id", "account_id", "kind", "stage", "amount", "created_at",
+                                           "expected_close", "closed_at", "won"])
+    opps["won"] = opps["won"].astype("boolean")
+    history = pd.DataFrame(hist_rows, columns=["opportunity_id", "stage", "entered_at"])
+    truth = pd.DataFrame(truth_rows, columns=["opportunity_id", "account_id", "p_win_at_creation"])
+    return opps, history, truth

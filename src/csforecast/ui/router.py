@@ -391,3 +391,41 @@ def status(request: Request) -> JSONResponse:
     """Progress of the background computations (JSON; used by the tests and for troubleshooting)."""
     _auth(request)
     return JSONResponse(ui_data(request).status(), headers={"Cache-Control": "no-store"})
+
+
+# ================================================================ routes: customer voice, pipeline (issue 17)
+def _analysis(request: Request, compute, what: str) -> dict:
+    """An `api.analyses` result for this request's state, or {"missing": why} when the data cannot give it."""
+    from csforecast.api.errors import DataUnavailable
+
+    state: ServingState = request.app.state.holder.current
+    if not state.data.location:
+        return {"missing": f"{what}: no data source configured (start the server with `csforecast serve --data "
+                           f"SRC` or set CSFORECAST_DATA)"}
+    try:
+        return compute(state.data)
+    except DataUnavailable as e:
+        return {"missing": f"{what} is not available: {e}"}
+
+
+@router.get("/voc", response_class=HTMLResponse)
+def voc_page(request: Request) -> Response:
+    from csforecast.api import analyses
+
+    _auth(request)
+    voc = _analysis(request, lambda d: analyses.voc(d, group_by="segment"), "the voice of the customer")
+    reasons = _analysis(request, analyses.churn_reasons, "churn reasons")
+    return _page(request, "voc.html", {
+        "title": "Customer voice", "charts": True,
+        "voc": voc if "missing" in voc else views.voc_view(voc),
+        "reasons": reasons if "missing" in reasons else views.reasons_section(reasons)})
+
+
+@router.get("/pipeline", response_class=HTMLResponse)
+def pipeline_page(request: Request) -> Response:
+    from csforecast.api import analyses
+
+    _auth(request)
+    p = _analysis(request, analyses.pipeline, "the expansion pipeline")
+    return _page(request, "pipeline.html", {"title": "Expansion pipeline", "charts": True,
+                                            "p": p if "missing" in p else views.pipeline_view(p)})
