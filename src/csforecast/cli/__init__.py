@@ -11,6 +11,7 @@ are wired here, explicitly and in the order `csforecast --help` lists them:
 - serve.py       serve, apikey create|list|revoke
 - experiments.py experiment run|promote|effect
 - common.py      the consoles, shared options, fail / print_json / open_valid
+- examples.py    the examples under every command's --help
 """
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import typer  # noqa: E402
 
-from csforecast.cli import data, demo, experiments, forecast, scoring, serve, train  # noqa: E402
+from csforecast.cli import data, demo, examples, experiments, forecast, scoring, serve, train  # noqa: E402
 from csforecast.cli.common import CommandGroup, route_library_output  # noqa: E402
 
 app = typer.Typer(help="csforecast: calibrated churn, survival, health and renewal forecasts for CS teams.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=CommandGroup)
+                  epilog=examples.APP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  cls=CommandGroup)
 
 
 
@@ -48,6 +50,7 @@ app.command("backtest")(forecast.backtest_cmd)
 app.command()(serve.serve)
 app.add_typer(serve.apikey_app, name="apikey")
 app.add_typer(experiments.experiment_app, name="experiment")
+examples.add_examples(app)    # an example under every command's --help (cli/examples.py)
 
 
 def main():  # pragma: no cover
