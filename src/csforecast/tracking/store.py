@@ -34,6 +34,7 @@ from csforecast.tracking import orphans  # noqa: E402
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 NOTE_TAG = "mlflow.note.content"     # the description MLflow's UI shows for a run
+DESCRIPTION_MAX = 5000               # MLflow's SQL store keeps at most 5,000 characters of a version description
 # model-version tags written at registration (docs/operations.md); JSON values are parsed by model_versions
 VERSION_TAGS = ("guard", "decision", "data_hash", "data_profile", "fallback", "accept_data_change",
                 "dropped_components")
@@ -272,7 +273,9 @@ def version_description(summary: str, verdict: Verdict, champion: ChampionRef | 
     else:
         outcome = (f"**Not promoted ({verdict.decision}): alias `{CHALLENGER}`**"
                    + (f"; `{CHAMPION}` stays on v{champion.version}" if champion else ""))
-    return f"{summary.strip()}\n\n{outcome}. {verdict.why}".strip()[:20000]
+    decision = f"{outcome}. {verdict.why}"[:DESCRIPTION_MAX]
+    room = DESCRIPTION_MAX - len(decision) - 2      # the decision is kept whole; the summary gives way
+    return (f"{summary.strip()[:room]}\n\n{decision}" if room > 0 and summary.strip() else decision).strip()
 
 
 def _model_id(model_uri: str) -> str | None:
