@@ -72,7 +72,8 @@ def print_where_to_look(home: Path, tracking_uri: str, host: str, port: int, dat
     if not serving:
         console.print(f"serve it with: csforecast serve --data {data} --port {port}", markup=False, highlight=False)
     console.print(f"dashboard: {base}/ui/ - sign in with this read key "
-                  f"({'new, ' if created else ''}kept in {path}; `csforecast apikey revoke ID` ends it):",
+                  f"({'new, ' if created else ''}kept in {path}; `csforecast apikey revoke {key.split('_')[1]}` "
+                  "ends it):",
                   markup=False, highlight=False)
     out.print(key, markup=False, highlight=False, soft_wrap=True)
     console.print(f"API docs: {base}/docs (send the key as the X-API-Key header); MLflow runs: "
