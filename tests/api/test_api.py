@@ -169,6 +169,21 @@ def test_list_paging_covers_every_account_once_in_order(api, scores):
     assert keys <= set(items[0])
 
 
+def test_list_items_carry_the_provenance_of_the_account_response(api):
+    """Issue 20: every list item says where its numbers come from, as GET /v1/accounts/{id} does; day counts
+    are integers."""
+    with api.client() as c:
+        items = c.get("/v1/accounts", params={"limit": 5}).json()["items"]
+        for item in items:
+            detail = c.get(f"/v1/accounts/{item['account_id']}").json()
+            for k in ("as_of", "data_hash", "model_versions", "fallback", "score_set_version"):
+                assert item[k] == detail[k], k
+            assert item["model_versions"] and item["as_of"]
+            assert isinstance(item["days_to_renewal"], int) and isinstance(detail["days_to_renewal"], int)
+            assert item["days_to_renewal"] == detail["days_to_renewal"]
+            assert detail["tenure_days"] is None or isinstance(detail["tenure_days"], int)
+
+
 @pytest.mark.parametrize("sort,desc", [("churn_probability", True), ("arr", True), ("renewal_date", False),
                                        ("health_score", False)])
 def test_list_sorts(api, sort, desc):

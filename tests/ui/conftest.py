@@ -1,8 +1,9 @@
-"""Dashboard test session: simulate a small portfolio (400 accounts × 3 years), train and score real models into
-a real MLflow sqlite registry, run a small real backtest, create real API keys, and serve the API app with the
-dashboard router on 127.0.0.1 (uvicorn in a subprocess, tests/ui/serve_ui.py). Once per session, in a tmp dir.
+"""Dashboard test session: `csforecast demo --no-serve` on a small portfolio (400 accounts × 3 years: simulate,
+train and score real models into a real MLflow sqlite registry, print the dashboard URL and a read key), a small
+real backtest, real API keys, and the API app with the dashboard router served on 127.0.0.1 (uvicorn in a
+subprocess, tests/ui/serve_ui.py). Once per session, in a tmp dir.
 
-Developer shortcut: CSFORECAST_UI_TEST_PREBUILT=<folder with data/ and home/ made by this fixture earlier>.
+Developer shortcut: CSFORECAST_UI_TEST_PREBUILT=<folder with the home/ made by this fixture earlier (the demo's data inside)>.
 """
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ class UiServer:
     proc: subprocess.Popen
     log: Path
     tmp: Path
+    demo_key: str = ""          # the read key `csforecast demo` printed
+    demo_output: str = ""       # what the demo printed (stdout and stderr)
 
     def output(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
@@ -108,16 +111,6 @@ def post_login(client, key: str, next_: str | None = None, **kw):
                        **kw)
 
 
-def year_before_end(data: Path) -> str:
-    """The date a year before the data end of the simulated folder ``data`` (YYYY-MM-DD)."""
-    from datetime import timedelta
-
-    from csforecast.data.sources import open_source
-    from csforecast.features.snapshot import data_end
-
-    return (data_end(open_source(data)) - timedelta(days=365)).isoformat()
-
-
 @pytest.fixture(scope="session")
 def form_login():
     """`post_login` for tests (conftest is not importable)."""
@@ -152,28 +145,43 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
+DEMO_KEY = re.compile(r"^(csf_[0-9a-f]+_[A-Za-z0-9_-]+)$", re.M)
+
+
+def run_demo(env: dict, log: Path) -> tuple[str, str]:
+    """`csforecast demo --no-serve` on the session's small portfolio: (what it printed, the read key it printed)."""
+    proc = subprocess.run(CLI + ["demo", "--accounts", "400", "--years", "3", "--seed", "5", "--no-serve", "--quiet"],
+                          env=env, capture_output=True, text=True, timeout=900)
+    with open(log, "a") as fh:
+        fh.write(f"$ csforecast demo ...\n{proc.stdout}\n{proc.stderr}\n")
+    if proc.returncode != 0:
+        raise RuntimeError(f"csforecast demo failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    keys = DEMO_KEY.findall(proc.stdout)
+    assert len(keys) == 1, proc.stdout[-2000:]
+    return proc.stdout + proc.stderr, keys[0]
+
+
 @pytest.fixture(scope="session")
 def ui(tmp_path_factory) -> UiServer:
     tmp = tmp_path_factory.mktemp("csforecast_ui")
-    home, data, log = tmp / "home", tmp / "data", tmp / "setup.log"
+    home, log = tmp / "home", tmp / "setup.log"
+    data = home / "demo" / "portfolio-400x3-seed5"      # where `csforecast demo` simulates it
     env = base_env(home, data, tmp / "pycache")
     prebuilt = os.environ.get("CSFORECAST_UI_TEST_PREBUILT")
     if prebuilt:
-        shutil.copytree(Path(prebuilt) / "data", data)
         shutil.copytree(Path(prebuilt) / "home", home,
-                        ignore=shutil.ignore_patterns("apikeys.json*", "model_cache", "ui_session.key"))
+                        ignore=shutil.ignore_patterns("apikeys.json*", "model_cache", "ui_session.key", "read-key"))
+        demo_output = ""
+        demo_key = subprocess.run([sys.executable, "-c", "import sys; from csforecast.cli.demo import demo_read_key; "
+                                   "print(demo_read_key(sys.argv[1])[0])", str(home)], env=env, capture_output=True,
+                                  text=True, check=True).stdout.strip()
     else:
         home.mkdir()
-        run_cli(["simulate", "--out", str(data), "--accounts", "400", "--years", "3", "--seed", "5"], env, log)
-        run_cli(["train", "--data", str(data)], env, log)
-        # a score set a year before the data end first: the served set then monitors its resolved renewals
-        run_cli(["score", "--data", str(data), "--as-of", year_before_end(data), "--no-forecasts"], env, log)
-        run_cli(["score", "--data", str(data)], env, log)
-        run_cli(["backtest", "--data", str(data), "--quarters", "2", "--warmup", "1", "--draws", "500"], env, log)
+        demo_output, demo_key = run_demo(env, log)
     read_key = json.loads(run_cli(["apikey", "create", "--scope", "read", "--json"], env, log))["key"]
     admin_key = json.loads(run_cli(["apikey", "create", "--scope", "admin", "--json"], env, log))["key"]
     proc, url = start(env, tmp / "server.log")
-    srv = UiServer(url, home, data, env, read_key, admin_key, proc, tmp / "server.log", tmp)
+    srv = UiServer(url, home, data, env, read_key, admin_key, proc, tmp / "server.log", tmp, demo_key, demo_output)
     try:
         yield srv
     finally:

@@ -30,7 +30,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from csforecast import __version__ as _pkg_version
-from csforecast.api import logredact
+from csforecast.api import docs, logredact
 from csforecast.api.auth import KeyStore
 from csforecast.api.routers import accounts, admin, forecast, health, metrics, models, process, score
 from csforecast.api.routers import pipeline, reasons, voc  # issue 17
@@ -46,7 +46,8 @@ DESCRIPTION = """Churn, survival and health scores of every account, on-demand s
 retention metrics for Customer Success teams.
 
 Every `/v1` endpoint needs an API key in the `X-API-Key` header (`csforecast apikey create --scope read|admin`);
-`/v1/admin/*` needs scope `admin`. `/healthz`, `/readyz` and `/metrics` are open.
+`/v1/admin/*` needs scope `admin`. `/healthz`, `/readyz` and `/metrics` are open. Served by `csforecast serve`,
+the dashboard is at [/ui/](/ui/): sign in with the same key.
 """
 
 
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             shutdown_builder()
 
     app = FastAPI(title="csforecast API", version=_pkg(), description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,     # served offline by api/docs.py instead of from a CDN
                   openapi_tags=[{"name": "accounts", "description": "Latest scores per account"},
                                 {"name": "scoring", "description": "On-demand scoring"},
                                 {"name": "forecast", "description": "Renewal forecasts"},
@@ -118,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.keys = KeyStore(settings.apikeys_file)
     app.state.metrics = api_metrics
 
+    app.include_router(docs.router)
     app.include_router(health.router)
     app.include_router(accounts.router)
     app.include_router(score.router, max_body_size=score.body_limit(settings.serve.max_batch))

@@ -107,9 +107,9 @@ class AccountDetail(BaseModel):
     arr: float | None = None
     seats: float | None = None
     contract_id: str | None = None
-    tenure_days: float | None = None
+    tenure_days: int | None = Field(None, description="Days since the account's first contract started.")
     renewal_date: date | None = Field(None, description="Next renewal date (end of the current contract).")
-    days_to_renewal: float | None = None
+    days_to_renewal: int | None = Field(None, description="Days from as_of to renewal_date.")
     churn_probability: float | None = Field(None, description="Calibrated probability of churn at the next renewal.")
     churn_probability_interval: list[float] | None = Field(
         None, description="[P10, P90] of churn_probability under the model's bootstrapped calibration maps "
@@ -152,11 +152,18 @@ class AccountSummary(BaseModel):
     csm_id: str | None = None
     arr: float | None = None
     renewal_date: date | None = None
-    days_to_renewal: float | None = None
+    days_to_renewal: int | None = Field(None, description="Days from as_of to renewal_date.")
     churn_probability: float | None = None
     health_score: float | None = None
     health_band: str | None = None
     risk_arr: float | None = None
+    # the same provenance as the single-account response (AccountDetail)
+    model_versions: dict[str, str] = Field(default_factory=dict, description="Versions that produced these scores.")
+    fallback: dict[str, str] = Field(default_factory=dict, description="Families whose scores came from a small-book "
+                                                                       "fallback model, and what it is.")
+    as_of: date
+    data_hash: str
+    score_set_version: int
 
 
 class AccountPage(BaseModel):
@@ -167,7 +174,9 @@ class AccountPage(BaseModel):
         "items": [{"account_id": "A00001", "name": "Rapid Capital Inc", "segment": "SMB", "industry": "Software",
                    "region": "North America", "csm_id": "CSM03", "arr": 9050.46, "renewal_date": "2027-03-23",
                    "days_to_renewal": 173, "churn_probability": 0.2576, "health_score": None,
-                   "health_band": None, "risk_arr": 2331.43}],
+                   "health_band": None, "risk_arr": 2331.43,
+                   "model_versions": {"churn": "3", "survival": "2", "health": "2"}, "fallback": {},
+                   "as_of": "2026-10-01", "data_hash": "3f2a9c1e77b04d5a", "score_set_version": 4}],
         "next_cursor": "eyJvIjo1MCwidiI6MiwicSI6IjFhMmIzYyJ9", "total": 273}]})
 
 

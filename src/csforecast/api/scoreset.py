@@ -90,6 +90,16 @@ class ScoreSet:
         return [self.items[i] for i in hits[offset:offset + limit]], int(len(hits))
 
 
+# what every account response says about where its numbers come from (detail and list items alike)
+PROVENANCE = ("model_versions", "fallback", "as_of", "data_hash", "score_set_version")
+
+
+def _whole(v) -> int | None:
+    """A count of days as an integer (None stays None; a stored float 173.0 becomes 173)."""
+    v = json_safe(v)
+    return None if v is None else int(round(float(v)))
+
+
 def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame,
                     monitoring: dict | None = None) -> ScoreSet:
     """Pre-serialise every account's detail and list item, validated against the response models."""
@@ -122,8 +132,8 @@ def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame,
         d = {
             "account_id": aid, "name": json_safe(g("name")), "segment": json_safe(g("segment")), "industry": json_safe(g("industry")),
             "region": json_safe(g("region")), "csm_id": json_safe(g("csm_id")), "arr": json_safe(g("arr")), "seats": json_safe(g("seats")),
-            "contract_id": json_safe(g("contract_id")), "tenure_days": json_safe(g("tenure_days")),
-            "renewal_date": iso_date(g("renewal_date")), "days_to_renewal": json_safe(g("days_to_renewal")),
+            "contract_id": json_safe(g("contract_id")), "tenure_days": _whole(g("tenure_days")),
+            "renewal_date": iso_date(g("renewal_date")), "days_to_renewal": _whole(g("days_to_renewal")),
             "churn_probability": json_safe(g("churn_probability")), "churn_base_logit": json_safe(g("churn_base_logit")),
             "churn_probability_interval": _interval(g("churn_probability_p10"), g("churn_probability_p90")),
             "risk_arr": json_safe(g("risk_arr")), "drivers": json_safe(g("churn_drivers")) or [],
@@ -150,7 +160,8 @@ def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame,
             details[aid] = AccountDetail.model_validate(d).model_dump_json().encode()
             items.append(AccountSummary.model_validate(
                 {k: d.get(k) for k in ("account_id", "name", "segment", "industry", "region", "csm_id", "arr",
-                                       "renewal_date", "days_to_renewal", "churn_probability", "risk_arr")}
+                                       "renewal_date", "days_to_renewal", "churn_probability", "risk_arr",
+                                       *PROVENANCE)}
                 | {"health_score": json_safe(g("health_score")), "health_band": json_safe(g("health_band"))}
             ).model_dump_json().encode())
         except ValidationError as e:

@@ -13,6 +13,7 @@ are wired here, explicitly and in the order `csforecast --help` lists them:
 - experiments.py experiment run|promote|effect
 - voc.py         voc, reasons, pipeline (voice of the customer, churn reasons, the expansion pipeline)
 - common.py      the consoles, shared options, fail / print_json / open_valid
+- examples.py    the examples under every command's --help
 """
 from __future__ import annotations
 
@@ -24,11 +25,12 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import typer  # noqa: E402
 
-from csforecast.cli import data, demo, experiments, forecast, monitor, scoring, serve, train, voc  # noqa: E402
+from csforecast.cli import data, demo, examples, experiments, forecast, monitor, scoring, serve, train, voc  # noqa: E402
 from csforecast.cli.common import CommandGroup, route_library_output  # noqa: E402
 
 app = typer.Typer(help="csforecast: calibrated churn, survival, health and renewal forecasts for CS teams.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=CommandGroup)
+                  epilog=examples.APP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  cls=CommandGroup)
 
 
 
@@ -55,6 +57,7 @@ app.command("pipeline")(voc.pipeline_cmd)
 app.command()(serve.serve)
 app.add_typer(serve.apikey_app, name="apikey")
 app.add_typer(experiments.experiment_app, name="experiment")
+examples.add_examples(app)    # an example under every command's --help (cli/examples.py)
 
 
 def main():  # pragma: no cover

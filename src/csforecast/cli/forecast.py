@@ -227,7 +227,7 @@ def print_forecast(res: dict, out) -> None:
               f"({d['pending_count']:,} pending; {_money(d['renewed_so_far_arr'])} renewed and "
               f"{_money(d['churned_so_far_arr'])} churned so far). Champion churn model v{res['model_version']}.",
               highlight=False)
-    t = Table(title="Methods (expected values exact; P10–P90 from Monte Carlo)")
+    t = Table(title="Methods side by side (expected values exact; P10–P90: 8 in 10 outcomes fall between them)")
     for c in ("method", "renewed ARR", "P10", "P90", "churned ARR", "GRR", "NRR"):
         t.add_column(c, justify="left" if c == "method" else "right")
     for m, r in res["methods"].items():
@@ -255,33 +255,43 @@ def print_forecast(res: dict, out) -> None:
         out.print(f"frozen in the forecast ledger as entry {fid}", highlight=False)
     wc = res["worst_case"]
     out.print(f"Worst case: {_money(wc['churned_so_far_arr'])} churned so far + {_money(wc['at_risk_arr'])} at risk "
-              f"(P(churn) > {wc['threshold']}) = {_money(wc['churned_arr'])} lost, GRR {_pct(wc['grr'])}",
+              f"(churn probability above {wc['threshold']}) = {_money(wc['churned_arr'])} lost, GRR {_pct(wc['grr'])}",
               highlight=False)
     if res["at_risk"]:
-        t = Table(title="At risk (expected churned ARR = P(churn) × ARR)")
-        for c in ("account", "contract", "segment", "renewal", "ARR", "P(churn)", "expected churned"):
-            t.add_column(c, justify="right" if c in ("ARR", "P(churn)", "expected churned") else "left")
+        t = Table(title="At risk (expected churned ARR = churn probability × ARR)")
+        for c in ("account", "contract", "segment", "renewal", "ARR", "churn probability", "expected churned"):
+            t.add_column(c, justify="right" if c in ("ARR", "churn probability", "expected churned") else "left")
         for r in res["at_risk"][:10]:
             t.add_row(r["account_id"], r["contract_id"], str(r["segment"]), r["renewal_date"], _money(r["arr"]),
                       f"{r['p_churn']:.2f}", _money(r["expected_churned_arr"]))
         wide(out).print(t)
+    out.print(f"What the columns mean: {TABLES_DOC}", highlight=False)
+
+
+TABLES_DOC = "docs/forecast.md#reading-the-forecast-and-backtest-tables"   # what every column means
 
 
 def print_backtest(res: dict, out) -> None:
-    """The back-test summary per method and the model's renewed ARR per quarter."""
-    t = Table(title=f"Back-test of {res['quarters_requested']} quarters (data end {res['data_end']})")
-    for c in ("method", "WAPE", "WAPE overall", "× oracle", "P10–P90 coverage", "NRR coverage", "tau (next)"):
+    """The back-test summary per method and the model's renewed ARR per quarter, in words (every column is
+    defined in docs/forecast.md, "Reading the forecast and backtest tables")."""
+    t = Table(title=f"Back-test of {res['quarters_requested']} quarters (data end {res['data_end']}): how far each "
+                    "method's renewed-ARR forecast was from what happened")
+    for c in ("method", "error by segment (WAPE)", "error of the total", "error vs the oracle's",
+              "actuals inside P10–P90", "NRR inside P10–P90", "interval widening for the next forecast"):
         t.add_column(c, justify="left" if c == "method" else "right")
     for m, s in res["summary"].items():
         if "wape" not in s:
             continue
         ratio = s.get("wape_vs_oracle")
-        t.add_row(m, _pct(s["wape"]), _pct(s["wape_overall"]), f"{ratio:.2f}" if ratio else "—",
-                  f"{s['coverage_p10_p90']:.0%} of {s['intervals_counted']}",
+        n = s["intervals_counted"]
+        inside = round(s["coverage_p10_p90"] * n)
+        t.add_row(m, _pct(s["wape"]), _pct(s["wape_overall"]), f"{ratio:.2f} times" if ratio else "—",
+                  f"{inside} of {n} intervals ({s['coverage_p10_p90']:.0%}; 80% expected)",
                   _pct(s.get("nrr_coverage_p10_p90")), f"{res['tau'].get(m, 0):.3f}")
     wide(out).print(t)
     t = Table(title="Renewed ARR per quarter (model)")
-    for c in ("quarter", "forecast", "P10", "P90", "actual", "covered", "GRR f/a", "NRR f/a"):
+    for c in ("quarter", "forecast", "P10", "P90", "actual", "actual inside P10–P90", "GRR forecast / actual",
+              "NRR forecast / actual"):
         t.add_column(c, justify="left" if c == "quarter" else "right")
     for r in res["quarters"]:
         if r["method"] != "model":
@@ -291,5 +301,6 @@ def print_backtest(res: dict, out) -> None:
                   f"{_pct(r['grr_forecast'])} / {_pct(r['grr_actual'])}",
                   f"{_pct(r['nrr_forecast'])} / {_pct(r['nrr_actual'])}")
     wide(out).print(t)
+    out.print(f"What the columns mean: {TABLES_DOC}", highlight=False)
     out.print(f"MLflow run {res.get('run_id')}; interval calibration saved to {res.get('calibration_file')}",
               highlight=False)

@@ -35,8 +35,6 @@ def monitor(as_json: bool = JsonOpt,
     served by earlier score sets against the renewals resolved since (overall, by segment, by days to renewal
     when served), and PSI per feature and of the predictions against the champion's training data. `csforecast
     score` records both; a family past the configured bounds (the monitoring section of csforecast.toml) is flagged.
-
-    Example: csforecast monitor --json
     """
     from csforecast.config import get_settings
     from csforecast.scoring.monitor import monitor_report

@@ -353,7 +353,10 @@ def build_snapshots(source: Source, as_of: Iterable[date] | date, *, labels: boo
     return df.sort_values(["as_of", "account_id"], ignore_index=True)
 
 
-def _finish(df: pd.DataFrame, metrics: list[str], history_start: date | None = None) -> pd.DataFrame:
+def _finish(raw: pd.DataFrame, metrics: list[str], history_start: date | None = None) -> pd.DataFrame:
+    # the columns are built in a dict and framed once at the end: inserting ~100 derived columns one at a time
+    # into a DataFrame fragments it (pandas' PerformanceWarning, and a copy per insert)
+    df: dict = {c: raw[c] for c in raw.columns}
     df["as_of"] = pd.to_datetime(df["as_of"])
     df["renewal_date"] = pd.to_datetime(df["renewal_date"])
     df["has_csm"] = df.pop("csm_id").notna().astype(float)
@@ -390,14 +393,15 @@ def _finish(df: pd.DataFrame, metrics: list[str], history_start: date | None = N
                     df[f"seat_utilisation_{suffix}"] = df[f"active_users_{suffix}"] / seats
     if "key_features_used" in metrics:
         df["key_feature_breadth"] = df["key_features_used_30d"] * 7 / 10.0  # weekly count out of 10 features
-    df = df.drop(columns=["_life_days", *(f"_{name}_days" for name in EWM_HALF_LIVES)], errors="ignore")
+    for c in ("_life_days", *(f"_{name}_days" for name in EWM_HALF_LIVES)):
+        df.pop(c, None)
     if "_last_login_age" in df:
         df["days_since_login"] = df.pop("_last_login_age").fillna(DAYS_SINCE_CAP["login"]).astype(float)
     if "_promoters" in df:
         n = df["nps_count_365d"]
         with np.errstate(divide="ignore", invalid="ignore"):
             df["account_nps_365d"] = np.where(n > 0, 100 * (df.pop("_promoters") - df.pop("_detractors")) / n, np.nan)
-    zero_if_none = [c for c in df.columns if c.endswith(("_30d", "_90d", "_365d", "_prev90d", "_180d"))
+    zero_if_none = [c for c in df if c.endswith(("_30d", "_90d", "_365d", "_prev90d", "_180d"))
                     and c.startswith(("tickets", "touches", "exec_", "qbrs", "champion_left", "csat_count",
                                       "nps_count", "ticket_csat_count"))] + ["open_tickets", "respondent_roles_365d"]
     for c in zero_if_none:
@@ -416,7 +420,7 @@ def _finish(df: pd.DataFrame, metrics: list[str], history_start: date | None = N
         for c in PER_SEAT:
             if c in df:
                 df[f"{c}_per_100_seats"] = 100.0 * df[c] / seats
-    return df
+    return pd.DataFrame(df, index=raw.index)
 
 
 def add_labels(df: pd.DataFrame, contracts: pd.DataFrame, end: date) -> pd.DataFrame:

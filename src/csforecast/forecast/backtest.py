@@ -342,7 +342,8 @@ def log_backtest(result: dict, data_hash: str) -> str:
     """Log the back-test to MLflow (experiment csforecast-forecast) with the fan chart; returns the run id."""
     from csforecast.tracking import store
 
-    with store.start_run("forecast", run_name=f"backtest-{len(result['quarters']) // max(1, len(result['summary']))}q",
+    quarters = len(result['quarters']) // max(1, len(result['summary']))
+    with store.start_run("forecast", run_name=f"backtest {quarters}q to {result['data_end']} data {data_hash[:8]}",
                          tags={"kind": "backtest", "data_hash": data_hash, "data_end": result["data_end"]}) as run:
         store.log_params({"quarters": result["quarters_requested"], "warmup_quarters": result["warmup_quarters"],
                           "draws": result["draws"], "seed": result["seed"], "data_hash": data_hash,

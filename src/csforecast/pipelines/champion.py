@@ -38,7 +38,7 @@ from csforecast.tracking import store
 from csforecast.tracking.pyfunc import EstimatorModel
 
 __all__ = ["GuardScore", "GuardMetric", "Comparison", "PromotionPolicy", "decide", "register_candidate",
-           "log_and_register"]
+           "log_and_register", "version_summary"]
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,35 @@ def register_candidate(family: Family, model_uri: str, run_id: str, comparison: 
         v = decide(pol, comparison, champion)
         return store.Verdict(v.promote, v.why + note, v.decision, v.tags, v.checks) if note else v
 
-    return store.register_with_guard(family.name, model_uri, run_id, verdict, tags=comparison.version_tags())
+    return store.register_with_guard(family.name, model_uri, run_id, verdict, tags=comparison.version_tags(),
+                                     summary=version_summary(family, comparison, store.run_metrics(run_id)))
+
+
+def version_summary(family: Family, comparison: Comparison, run_metrics: dict[str, float]) -> str:
+    """What a registered version's description says before the guard's decision: the data it was trained on
+    (as-of, data hash, rows per table, label base rate), its validation metrics (the family's, as its run
+    logged them) and the guard metric with the number of validation rows."""
+    tags, prof = comparison.tags, comparison.profile or {}
+    lines = [f"{family.name} model"
+             + (f" trained on the data as of {tags['as_of']}" if tags.get("as_of") else "")
+             + (f" (data hash `{tags['data_hash']}`)" if tags.get("data_hash") else "") + "."]
+    rows = ", ".join(f"{name} {t['rows']:,}" for name, t in (prof.get("tables") or {}).items()
+                     if isinstance(t, dict) and t.get("rows"))
+    if rows:
+        lines.append(f"Rows per table: {rows}.")
+    label = prof.get("label") or {}
+    if label.get("decisions"):
+        lines.append(f"Renewal decisions {label['decisions']:,}, churns {label.get('churns', 0):,} "
+                     f"(base rate {label.get('base_rate')}).")
+    if comparison.fallback:
+        lines.append(f"Small-book fallback: {comparison.fallback}.")
+    shown = {k: run_metrics[k] for k in family.metrics if k in run_metrics}
+    if shown:
+        lines.append("Validation metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) + ".")
+    g = comparison.guard
+    lines.append(f"Guard metric: {comparison.label} {g.value:.5f} on {g.n_rows:,} validation rows "
+                 f"({'higher' if g.higher_is_better else 'lower'} is better).")
+    return "\n\n".join(lines)
 
 
 def log_and_register(family: Family, estimator, example_rows: pd.DataFrame, run_id: str, comparison: Comparison,

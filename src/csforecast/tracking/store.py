@@ -33,6 +33,8 @@ from csforecast.errors import UnavailableError  # noqa: E402
 from csforecast.tracking import orphans  # noqa: E402
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+NOTE_TAG = "mlflow.note.content"     # the description MLflow's UI shows for a run
+DESCRIPTION_MAX = 5000               # MLflow's SQL store keeps at most 5,000 characters of a version description
 # model-version tags written at registration (docs/operations.md); JSON values are parsed by model_versions
 VERSION_TAGS = ("guard", "decision", "data_hash", "data_profile", "fallback", "accept_data_change",
                 "dropped_components")
@@ -193,16 +195,55 @@ def log_params(params: dict[str, Any]) -> None:
     mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
 
 
+def run_name_for(family: str, tags: dict | None) -> str | None:
+    """The name of a run that was not given one: its family, as-of date and data hash, e.g.
+    ``churn as-of 2026-10-01 data 3f2a9c1e`` (None when the tags carry neither, MLflow then picks one)."""
+    t = tags or {}
+    if not t.get("as_of") and not t.get("data_hash"):
+        return None
+    parts = [family]
+    if t.get("as_of"):
+        parts.append(f"as-of {t['as_of']}")
+    if t.get("data_hash"):
+        parts.append(f"data {str(t['data_hash'])[:8]}")
+    return " ".join(parts)
+
+
+def run_description(family: str, tags: dict | None) -> str:
+    """The run's description (MLflow's ``mlflow.note.content``): what was trained on which data."""
+    t = tags or {}
+    rows = ", ".join(f"{k.split('.')[1]} {int(v):,}" for k, v in t.items()
+                     if k.startswith("profile.") and k.endswith(".rows") and str(v).isdigit() and int(v) > 0)
+    text = f"{family} run"
+    if t.get("as_of"):
+        text += f" on the data as of {t['as_of']} (rows dated before it only)"
+    if t.get("data_hash"):
+        text += f", data hash {t['data_hash']}"
+    text += "."
+    if rows:
+        text += f" Rows per table: {rows}."
+    if t.get("profile.label.base_rate") not in (None, "None"):
+        text += f" Churn base rate of the renewal decisions: {t['profile.label.base_rate']}."
+    if t.get("fallback"):
+        text += f" Small-book fallback: {t['fallback']}."
+    return text
+
+
 @contextlib.contextmanager
 def start_run(family: str, run_name: str | None = None, nested: bool = False, tags: dict | None = None):
+    """An MLflow run in the family's experiment. Unnamed runs are named by family, as-of date and data hash
+    (:func:`run_name_for`) and described (:func:`run_description`) from ``tags``."""
     client = configure()
     if mlflow.get_tracking_uri() not in _orphans_checked:   # once per store: runs a killed process left RUNNING
         _orphans_checked.add(mlflow.get_tracking_uri())     # become FAILED before this process adds its own
         orphans.fail_orphan_runs(client)
     exp = experiment_id(family)
-    with mlflow.start_run(experiment_id=exp, run_name=run_name, nested=nested,
+    extra = dict(tags or {})
+    if tags and (tags.get("as_of") or tags.get("data_hash")):
+        extra.setdefault(NOTE_TAG, run_description(family, tags))
+    with mlflow.start_run(experiment_id=exp, run_name=run_name or run_name_for(family, tags), nested=nested,
                           tags={"git_commit": git_commit(), "family": family, **orphans.owner_tags(),
-                                **(tags or {})}) as run:
+                                **extra}) as run:
         yield run
 
 
@@ -240,12 +281,44 @@ def read_champion(family: str, alias: str = CHAMPION) -> ChampionRef | None:
     return ChampionRef(family, str(mv.version), mv.run_id, dict(mv.tags or {}))
 
 
+def version_description(summary: str, verdict: Verdict, champion: ChampionRef | None) -> str:
+    """A registered version's description: ``summary`` (its data and validation metrics, from the caller) and
+    why it was or was not promoted, with the alias it gets."""
+    if verdict.promote:
+        outcome = f"**Promoted: alias `{CHAMPION}`**" + (f" (replaces v{champion.version})" if champion else "")
+    else:
+        outcome = (f"**Not promoted ({verdict.decision}): alias `{CHALLENGER}`**"
+                   + (f"; `{CHAMPION}` stays on v{champion.version}" if champion else ""))
+    decision = f"{outcome}. {verdict.why}"[:DESCRIPTION_MAX]
+    room = DESCRIPTION_MAX - len(decision) - 2      # the decision is kept whole; the summary gives way
+    return (f"{summary.strip()[:room]}\n\n{decision}" if room > 0 and summary.strip() else decision).strip()
+
+
+def _model_id(model_uri: str) -> str | None:
+    """The logged model's id in a ``models:/m-…`` URI (MLflow 3's logged models), else None."""
+    rest = model_uri.removeprefix("models:/")
+    return rest if rest != model_uri and rest.startswith("m-") and "/" not in rest else None
+
+
+def _ensure_registered_model(client: MlflowClient, name: str) -> None:
+    """Create the registered model once: asking first, so a fresh store and an existing model print nothing."""
+    try:
+        client.get_registered_model(name)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        client.create_registered_model(name, description=f"csforecast {name.removeprefix('csforecast-')} model: "
+                                                          f"`{CHAMPION}` is the served version (docs/operations.md)")
+
+
 def register_with_guard(family: str, model_uri: str, run_id: str,
                         decide: Callable[[ChampionRef | None], Verdict], *,
-                        tags: dict[str, str] | None = None) -> Registration:
+                        tags: dict[str, str] | None = None, summary: str = "") -> Registration:
     """Decide, then commit: read the champion (:class:`RegistryError` before anything is written when the
     registry cannot be read), ask ``decide(champion or None)`` for a :class:`Verdict`, then register the version
-    with ``tags`` and the verdict's tags, give it `challenger` and, last, `champion` when the verdict promotes.
+    with ``tags``, the verdict's tags and a description (``summary`` + why, :func:`version_description`), and give
+    it one alias: `champion` when the verdict promotes (moved last), else `challenger`. A version never holds
+    both: `challenger` names the latest version that was not promoted, `champion` the served one.
 
     A champion that cannot be evaluated (``decide`` raises while one exists) is reported and kept."""
     name = model_name(family)
@@ -262,14 +335,16 @@ def register_with_guard(family: str, model_uri: str, run_id: str,
                     **{k: str(v) for k, v in verdict.tags.items() if v is not None},
                     "guard": verdict.why[:5000], "decision": verdict.decision}
     try:
-        with contextlib.suppress(MlflowException):
-            client.create_registered_model(name)
-        mv = mlflow.register_model(model_uri, name, tags=version_tags)
-        client.set_registered_model_alias(name, CHALLENGER, mv.version)
-        alias = CHALLENGER
-        if verdict.promote:
-            client.set_registered_model_alias(name, CHAMPION, mv.version)   # the irreversible step, last
-            alias = CHAMPION
+        _ensure_registered_model(client, name)
+        model_id = _model_id(model_uri)
+        mv = client.create_model_version(name, model_uri, run_id=run_id, tags=version_tags, model_id=model_id,
+                                         description=version_description(summary, verdict, champion))
+        if model_id:   # the logged model links to its version in MLflow's UI (what mlflow.register_model does)
+            with contextlib.suppress(MlflowException):
+                client.set_logged_model_tags(model_id, {"mlflow.modelVersions": json.dumps(
+                    [{"name": name, "version": str(mv.version)}])})
+        alias = CHAMPION if verdict.promote else CHALLENGER
+        client.set_registered_model_alias(name, alias, mv.version)   # `champion`: the irreversible step, last
     except MlflowException as e:
         raise _registry_error(family, "register a version of", e) from e
     return Registration(run_id, str(mv.version), alias, verdict.why, verdict.decision, dict(verdict.checks))

@@ -387,10 +387,14 @@ def glossary(request: Request) -> Response:
 
 
 @router.get("/status")
-def status(request: Request) -> JSONResponse:
-    """Progress of the background computations (JSON; used by the tests and for troubleshooting)."""
+def status(request: Request, format: str | None = None) -> Response:
+    """Progress of the background computations: a readable page for a browser; JSON for ``?format=json`` or a
+    client that does not ask for HTML (scripts, the tests)."""
     _auth(request)
-    return JSONResponse(ui_data(request).status(), headers={"Cache-Control": "no-store"})
+    st = ui_data(request).status()
+    if format == "html" or (format is None and "text/html" in request.headers.get("accept", "")):
+        return _page(request, "status.html", {"title": "Status", "v": views.status_view(st)})
+    return JSONResponse(st, headers={"Cache-Control": "no-store"})
 
 
 # ================================================================ routes: customer voice, pipeline (issue 17)

@@ -1,6 +1,6 @@
 """Data shaping for the dashboard pages: pure functions from the served score set (and results computed in
 the background: ARR movements, renewal forecasts, backtests, registry artifacts) to plain dicts that the
-templates only print. One module per page (portfolio, account, csm, models, glossary), plus the portfolio
+templates only print. One module per page (portfolio, account, csm, models, glossary, status), plus the portfolio
 frame and filters (frame) and the number formatting (format).
 
 Nothing here reads files, the registry or the data source; nothing invents a number. A value that is not
@@ -25,6 +25,7 @@ from csforecast.ui.views.voc import pipeline_view, reasons_section, voc_view
 from csforecast.ui.views.portfolio import (BACKTEST_METHOD, MOVEMENT_QUARTERS, TOP_RISK, backtest_section,
                                            coverage_anomalies, forecast_section, health_by_segment, metrics_matrix,
                                            movements_section, portfolio_view, renewals_due, risk_list)
+from csforecast.ui.views.status import status_view
 
 __all__ = ["ARR_BANDS", "ARR_BAND_LABELS", "BACKTEST_METHOD", "BANDS", "BAND_COLORS", "CSM_PAGE_SIZE", "DASH",
            "FAMILY_ARTIFACTS", "Filters", "GLOSSARY", "HEADLINE_METRICS", "HEALTH_REPORT", "HIGH_ARR", "HIGH_RISK",
@@ -32,6 +33,7 @@ __all__ = ["ARR_BANDS", "ARR_BAND_LABELS", "BACKTEST_METHOD", "BANDS", "BAND_COL
            "backtest_section", "build_frame", "chart", "coverage_anomalies", "csm_list_view", "csm_view", "day",
            "filter_options", "finite", "forecast_section", "glossary_view", "health_by_segment", "intc",
            "last_changes", "markdown_html", "metrics_matrix", "models_view", "monitoring_view", "money", "money_full",
-           "movements_section", "num", "pct", "portfolio_view", "renewals_due", "risk_list", "signed", "term",
+           "movements_section", "num", "pct", "portfolio_view", "renewals_due", "risk_list", "signed",
+           "status_view", "term",
            "trend_explanations", "worklist_view", "disagreements_view", "ledger_view",
            "voc_view", "reasons_section", "pipeline_view"]

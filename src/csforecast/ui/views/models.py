@@ -20,6 +20,15 @@ HEADLINE_METRICS = ("auc", "pr_auc", "log_loss", "brier", "ece", "calibration_sl
                     "auc_gain_vs_equal_weight_ci_low", "auc_gain_vs_equal_weight_ci_high", "decile_churn_monotone", "renewal_auc", "renewal_brier")
 
 
+# yes/no facts that MLflow stores as metrics 0.0 / 1.0: shown as "yes" / "no", never "0.0000"
+FLAG_METRICS = ("decile_churn_monotone",)
+FLAG_SUFFIXES = ("_monotone", "_flag")
+
+
+def is_flag(metric: str) -> bool:
+    return metric in FLAG_METRICS or metric.endswith(FLAG_SUFFIXES)
+
+
 def _oracle_twin(k: str, metrics: Mapping[str, float]) -> str | None:
     """The oracle's value of metric k: oracle_<k>, or <prefix>_oracle_<rest> (e.g. renewal_oracle_auc)."""
     if f"oracle_{k}" in metrics:
@@ -32,10 +41,12 @@ def _oracle_twin(k: str, metrics: Mapping[str, float]) -> str | None:
     return None
 
 
-def _mfmt(v: Any) -> str:
+def _mfmt(v: Any, flag: bool = False) -> str:
     f = finite(v)
     if f is None:
         return DASH
+    if flag:
+        return "yes" if f else "no"
     return intc(f) if f.is_integer() and abs(f) >= 1 else num(f, 4)
 
 
@@ -49,7 +60,8 @@ def _metric_rows(metrics: Mapping[str, float]) -> tuple[list[dict], list[dict]]:
         if k in used:
             continue
         t = twins[k]
-        row = {"metric": k, "model": _mfmt(metrics[k]), "oracle": _mfmt(metrics[t]) if t else DASH,
+        flag = is_flag(k)
+        row = {"metric": k, "model": _mfmt(metrics[k], flag), "oracle": _mfmt(metrics[t], flag) if t else DASH,
                "definition": GLOSSARY[k][1] if k in GLOSSARY else None}
         (head if t or k in HEADLINE_METRICS else rest).append(row)
     order = {k: i for i, k in enumerate(HEADLINE_METRICS)}
