@@ -146,10 +146,11 @@ def run_scoring(source: Source, scores_db, as_of: date | None = None, pinned: di
         from csforecast.config import get_settings
         from csforecast.scoring.forecasts import precompute
 
+        blend = ((champs.estimators["blend"], champs.versions["blend"]) if "blend" in champs.estimators else None)
         res["forecasts_precomputed"] = precompute(source, champs.estimators["churn"], champs.versions["churn"],
-                                                  version, get_settings(), progress=tell)
+                                                  version, get_settings(), progress=tell, blend=blend)
         from csforecast.scoring.forecasts import freeze_quarters
 
         res["frozen_forecasts"] = freeze_quarters(source, champs.estimators["churn"], champs.versions["churn"],
-                                                  version, get_settings(), progress=tell)
+                                                  version, get_settings(), progress=tell, blend=blend)
     return res
