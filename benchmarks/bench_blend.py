@@ -62,7 +62,7 @@ def main() -> None:
     for s in a.seeds:
         docs.append((f"seed {s}", _load(_train(s, a.accounts, a.years, a.work))))
     print("| run | n_calls | log loss model | calls | blend | oracle | blend ÷ best single | AUC model / calls / "
-          "blend (oracle) | ECE blend | CSMs | Spearman(bias, −optimism) | sign right (|optimism| ≥ 0.5) | "
+          "blend (oracle) | ECE blend | CSMs | Spearman(bias, −optimism) | sign right (abs optimism ≥ 0.5) | "
           "intervals excluding 0 |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|")
     for name, doc in docs:

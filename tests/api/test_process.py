@@ -148,3 +148,22 @@ def test_ledger_holds_the_score_freezes_and_picks_up_a_new_freeze_without_reload
         after = c.get("/v1/forecast/ledger").json()
     assert after["summary"]["entries"] == first["summary"]["entries"] + len(fc["frozen"])
     assert after["entries"][-1]["trigger"] == "forecast --freeze"
+
+
+def test_api_forecast_has_scenarios_beside_the_model_and_the_blend(api, served):
+    from csforecast.data.sources import open_source
+    from csforecast.features.snapshot import data_end
+    from csforecast.scoring.forecasts import next_quarters
+
+    meta, _ = served
+    start, end = next_quarters(data_end(open_source(api.data)))[0]
+    with api.client() as c:
+        body = c.get("/v1/forecast/renewals", params={"start": str(start), "end": str(end)}).json()
+    f = body["forecast"]
+    sc = f["scenarios"]
+    assert sc["commit"] <= sc["most_likely"] <= sc["best_case"] and sc["pending_called"] > 0
+    assert sc["model"]["p10"] <= sc["model"]["p50"] <= sc["model"]["p90"]
+    assert body["model_versions"]["blend"] == meta["models"]["blend"]
+    assert sc["blend"]["p10"] <= sc["blend"]["p50"] <= sc["blend"]["p90"]
+    assert f["methods"]["blend"]["detail"]["blend_version"] == meta["models"]["blend"]
+    assert f["worst_case"]["grr"] <= f["expected"]["grr"] <= f["best_case"]["grr"]

@@ -7,7 +7,8 @@ Scenarios (docs/forecast.md, "Scenarios"), from the latest call before ``as_of``
 * ``best_case``   = ``most_likely`` + the ARR of those called ``at_risk``.
 
 A call's ARR is its ``amount`` (the CSM's expected renewal ARR) when given, else the ARR due. Decisions called
-``churn`` and decisions without a call are in no scenario (``uncalled_arr`` says how much is not called). So
+``churn`` (``called_churn_arr``: their ARR due) and decisions without a call are in no scenario
+(``uncalled_arr`` says how much is not called). So
 ``commit <= most_likely <= best_case`` always.
 """
 from __future__ import annotations
@@ -47,7 +48,7 @@ def call_scenarios(pending: pd.DataFrame, called: pd.DataFrame, renewed_so_far: 
     return {"commit": finite_float(commit, 2), "most_likely": finite_float(likely, 2),
             "best_case": finite_float(best, 2), "renewed_so_far_arr": finite_float(base, 2),
             "by_category": {c: finite_float(v, 2) for c, v in by_cat.items()},
-            "called_churn_arr": finite_float(by_cat["churn"], 2),
+            "called_churn_arr": finite_float(float(arr[cat == "churn"].sum()), 2),
             "uncalled_arr": finite_float(float(arr[uncalled].sum()), 2),
             "pending_called": int((~uncalled).sum()), "pending": int(len(arr))}
 

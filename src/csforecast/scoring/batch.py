@@ -167,10 +167,11 @@ def run_scoring(source: Source, scores_db, as_of: date | None = None, pinned: di
     if forecasts and "churn" in champs.estimators:
         from csforecast.scoring.forecasts import precompute
 
+        blend = ((champs.estimators["blend"], champs.versions["blend"]) if "blend" in champs.estimators else None)
         res["forecasts_precomputed"] = precompute(source, champs.estimators["churn"], champs.versions["churn"],
-                                                  version, settings, progress=tell)
+                                                  version, settings, progress=tell, blend=blend)
         from csforecast.scoring.forecasts import freeze_quarters
 
         res["frozen_forecasts"] = freeze_quarters(source, champs.estimators["churn"], champs.versions["churn"],
-                                                  version, settings, progress=tell)
+                                                  version, settings, progress=tell, blend=blend)
     return res

@@ -99,18 +99,29 @@ def forecast_key(start: date, end: date, group_by: str | None, *, data_hash: str
                        calibration_digest(home))
 
 
-def compute(source, start: date, end: date, group_by: str | None, estimator, model_version: str | None) -> dict:
-    """`forecast_window` of [start, end) as of the data end with the given churn model: the one call the API,
+def compute(source, start: date, end: date, group_by: str | None, estimator, model_version: str | None,
+            blend=None) -> dict:
+    """`forecast_window` of [start, end) as of the data end with the given churn model (and ``blend``: the
+    blend champion as (estimator, version), for the blend method beside the model's): the one call the API,
     the dashboard and `precompute` make, so that a cached result is the result any of them would compute."""
     from csforecast.forecast.renewals import forecast_window
 
+    b_est, b_ver = blend if blend else (None, None)
     return forecast_window(source, start, end, group_by=group_by, as_of=None, churn_estimator=estimator,
-                           model_version=model_version)
+                           model_version=model_version, blend_estimator=b_est, blend_version=b_ver)
 
 
-def precompute(source, estimator, model_version: str, scores_version: int, settings, progress=None) -> int:
+def versions_key(model_version: str | None, blend=None) -> str | None:
+    """The model part of a forecast's cache key: the churn version, and the blend's when one is used."""
+    if not blend or model_version is None:
+        return model_version
+    return f"{model_version}+blend{blend[1]}"
+
+
+def precompute(source, estimator, model_version: str, scores_version: int, settings, progress=None,
+               blend=None) -> int:
     """Compute the forecasts of the quarters of the next year (from the data end) into the disk cache, those not
-    there yet; returns how many were computed."""
+    there yet; returns how many were computed. ``blend``: (estimator, version) of the blend champion."""
     from csforecast.features.snapshot import data_end
 
     tell = progress or (lambda *_a: None)
@@ -118,12 +129,13 @@ def precompute(source, estimator, model_version: str, scores_version: int, setti
     quarters = next_quarters(data_end(source))
     done = 0
     for k, (start, end) in enumerate(quarters):
-        key = forecast_key(start, end, None, data_hash=source.data_hash, model_version=model_version,
-                           scores_version=scores_version, settings=settings, home=settings.home)
+        key = forecast_key(start, end, None, data_hash=source.data_hash,
+                           model_version=versions_key(model_version, blend), scores_version=scores_version,
+                           settings=settings, home=settings.home)
         if cache.get(key) is not None:
             continue
         tell(f"renewal forecast {start} – {end}", k, len(quarters))
-        cache.put(key, compute(source, start, end, None, estimator, model_version))
+        cache.put(key, compute(source, start, end, None, estimator, model_version, blend))
         done += 1
     return done
 
@@ -131,7 +143,8 @@ def precompute(source, estimator, model_version: str, scores_version: int, setti
 FROZEN_QUARTERS = 2   # `csforecast score` freezes the current and the next quarter
 
 
-def freeze_quarters(source, estimator, model_version: str, scores_version: int, settings, progress=None) -> list[int]:
+def freeze_quarters(source, estimator, model_version: str, scores_version: int, settings, progress=None,
+                    blend=None) -> list[int]:
     """Freeze the forecasts of the current and the next quarter (from the data end) into the ledger
     (``scoring.process``), unless the ledger already holds a ``score`` freeze of that window as of the same
     date; the cached forecast is used when there is one. Returns the new ledger ids."""
@@ -149,12 +162,14 @@ def freeze_quarters(source, estimator, model_version: str, scores_version: int, 
     for start, end in next_quarters(de, FROZEN_QUARTERS):
         if (str(de), str(start), str(end)) in have:
             continue
-        key = forecast_key(start, end, None, data_hash=source.data_hash, model_version=model_version,
-                           scores_version=scores_version, settings=settings, home=settings.home)
+        key = forecast_key(start, end, None, data_hash=source.data_hash,
+                           model_version=versions_key(model_version, blend), scores_version=scores_version,
+                           settings=settings, home=settings.home)
         res = cache.get(key)
         if res is None:
             tell(f"renewal forecast {start} – {end} (to freeze)")
-            res = compute(source, start, end, None, estimator, model_version)
+            res = compute(source, start, end, None, estimator, model_version, blend)
             cache.put(key, res)
-        ids.append(freeze(db, frozen_entry(res, data_hash=source.data_hash, trigger="score")))
+        for method in ("model", "blend") if "blend" in res["methods"] else ("model",):
+            ids.append(freeze(db, frozen_entry(res, data_hash=source.data_hash, method=method, trigger="score")))
     return ids

@@ -226,12 +226,14 @@ class UIData:
         if est is None:
             raise DataUnavailable("no churn model is served: the renewal forecast needs one")
         version = self.state.models.versions.get("churn")
+        b = self.state.models.estimators.get("blend")
+        blend = (b, self.state.models.versions.get("blend")) if b is not None else None
         scores_version = self.state.scores.version if self.state.scores is not None else None
         out = []
         quarters = next_quarters(data["data_end"], FORECAST_QUARTERS)
         for k, (start, end) in enumerate(quarters):
             job.progress = f"quarter {k + 1} of {FORECAST_QUARTERS} ({pd.Period(pd.Timestamp(start), freq='Q')})"
-            out.append(d.forecast(start, end, group_by, est, version, scores_version))
+            out.append(d.forecast(start, end, group_by, est, version, scores_version, blend))
             job.value = list(out)       # partial results are shown while the rest is computed
         job.progress = None
         return out

@@ -51,11 +51,14 @@ def _compute(state: ServingState, start: date, end: date, group_by: str | None) 
     est = state.models.estimators.get("churn") if state.models else None
     version = state.models.versions.get("churn") if est is not None else None
     versions = {"churn": version} if est is not None else {}
+    blend = served_blend(state)
+    if blend:
+        versions["blend"] = blend[1]
     scores_version = state.scores.version if state.scores is not None else None
 
     def run() -> bytes:
         try:
-            out = data.forecast(start, end, group_by, est, version, scores_version)
+            out = data.forecast(start, end, group_by, est, version, scores_version, blend)
         except (ValueError, TypeError) as e:
             raise RequestValidationError([{"type": "value_error", "loc": ("query",), "msg": str(e)[:500],
                                            "input": {"start": str(start), "end": str(end), "group_by": group_by}}])
@@ -72,13 +75,21 @@ def _compute(state: ServingState, start: date, end: date, group_by: str | None) 
     return data.cached(("forecast-body", start, end, group_by), run)
 
 
+def served_blend(state: ServingState) -> tuple | None:
+    """The served blend model as (estimator, version), None when there is none."""
+    if state.models is None or state.models.estimators.get("blend") is None:
+        return None
+    return state.models.estimators["blend"], state.models.versions.get("blend")
+
+
 def warm(state: ServingState) -> None:
     """Start computing the forecasts the new state's score set determines (the quarters of the next year)."""
     if state.scores is None or state.models is None or not state.data.location:
         return
     est = state.models.estimators.get("churn")
     if est is not None:
-        state.data.precompute_forecasts(est, state.models.versions.get("churn"), state.scores.version)
+        state.data.precompute_forecasts(est, state.models.versions.get("churn"), state.scores.version,
+                                        served_blend(state))
 
 
 @router.get("/renewals", response_model=ForecastResponse, summary="Renewal forecast for a window",
