@@ -125,7 +125,8 @@ def test_worklist_orders_by_expected_loss_and_speaks_plainly(api, served):
     assert pri == sorted(pri, reverse=True)
     for i in items:
         assert i["days_to_renewal"] <= 90
-        assert i["expected_arr_lost"] == pytest.approx(i["churn_probability"] * i["arr"], rel=1e-4, abs=0.02)
+        # churn_probability is served to 4 decimals: the product is known to within 0.5e-4 x ARR
+        assert i["expected_arr_lost"] == pytest.approx(i["churn_probability"] * i["arr"], abs=0.5e-4 * i["arr"] + 0.01)
         if i["top_reason"]:
             assert "log-odds" not in i["top_reason"] and not re.search(r"[+−]\d\.\d\d", i["top_reason"])
     assert any(i["lever"] for i in items)

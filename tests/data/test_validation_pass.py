@@ -112,7 +112,7 @@ def test_missing_optional_tables_say_what_goes_without(tables, tmp_path):
     assert set(warned) == {"usage", "tickets", "surveys", "touches", "stakeholder_events"}
     assert "health components losing inputs: deployment, adoption" in warned["usage"].message
     assert [p.table for p in report.notes if p.rule == "missing_optional_table"] == [
-        "interventions", "opportunities", "opportunity_history"]
+        "interventions", "forecast_calls", "opportunities", "opportunity_history"]
     assert report.missing_health == sorted(health_sources())
     snap = build_snapshots(src, [date(2026, 4, 1)])
     assert len(snap) > 20 and "arr" in snap.columns and "tickets_90d" not in snap.columns

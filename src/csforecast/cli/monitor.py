@@ -61,7 +61,7 @@ def monitor(as_json: bool = JsonOpt,
             con.print("  drift: no reference (this champion was trained before drift references were kept: retrain "
                       "to get one) or no churn scores in the latest set")
         else:
-            t = Table(title=f"Drift of the latest score set against the champion's training data "
+            t = Table(title=f"Drift of score set v{fam['drift_score_set']} against the champion's training data "
                             f"(PSI; warning above {rep['psi_warning']:.2f})")
             for col in ("column", "PSI", "warning"):
                 t.add_column(col, justify="left" if col == "column" else "right")

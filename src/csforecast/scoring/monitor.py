@@ -85,8 +85,9 @@ def drift_rows(reference: pd.DataFrame, current: pd.DataFrame, warning: float) -
 def monitor_report(scores_db, settings) -> dict:
     """What `csforecast monitor`, `/metrics` and the models page show: per family the calibration of the
     probabilities served earlier against the outcomes resolved since (overall, ``by_segment``,
-    ``by_horizon``, ``flagged`` scopes), the latest score set's drift (PSI per column, the warnings), and
-    ``flagged_families``. StorageError when the store cannot be read."""
+    ``by_horizon``, ``flagged`` scopes), the drift of the latest score set that measured it (PSI per column,
+    the warnings; ``drift_score_set`` its version), and ``flagged_families``. StorageError when the store
+    cannot be read."""
     cfg = settings.monitoring
     outcomes, drift, version = scores_store.load_monitoring(scores_db)
     fam: dict = {"calibration": None, "score_sets": 0, "drift": [], "psi_warnings": []}
@@ -100,6 +101,7 @@ def monitor_report(scores_db, settings) -> dict:
         fam["served_from"] = str(pd.Timestamp(outcomes["as_of"].min()).date())
         fam["served_to"] = str(pd.Timestamp(outcomes["as_of"].max()).date())
     if not drift.empty:
+        fam["drift_score_set"] = int(drift["version"].iloc[0])
         d = drift[drift["family"] == FAMILY]
         fam["drift"] = [{"column": r.column, "psi": None if pd.isna(r.psi) else float(r.psi),
                          "warning": bool(r.warning)} for r in d.itertuples()]

@@ -259,8 +259,9 @@ def served_probabilities(path: Path) -> pd.DataFrame:
 
 
 def load_monitoring(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, int | None]:
-    """(served outcomes, the latest set's drift rows, the latest version) — empty frames when the store has
-    none yet. StorageError when the file cannot be read."""
+    """(served outcomes, drift rows, the latest version) — empty frames when the store has none yet. The drift
+    rows are those of the latest set that has any (their ``version`` says which: a set written without them, e.g.
+    loaded from Spark, does not hide the last measurement). StorageError when the file cannot be read."""
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(), pd.DataFrame(), None
@@ -270,8 +271,8 @@ def load_monitoring(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, int | None]
         latest = _run(con, "SELECT max(version) FROM score_runs")[0][0] if "score_runs" in tables else None
         outcomes = (con.execute("SELECT * FROM served_outcomes").fetchdf() if "served_outcomes" in tables
                     else pd.DataFrame())
-        drift = (con.execute("SELECT * FROM drift WHERE version = ? ORDER BY family, psi DESC", [latest]).fetchdf()
-                 if "drift" in tables and latest is not None else pd.DataFrame())
+        drift = (con.execute("SELECT * FROM drift WHERE version = (SELECT max(version) FROM drift) "
+                             "ORDER BY family, psi DESC").fetchdf() if "drift" in tables else pd.DataFrame())
         return outcomes, drift, latest
     except duckdb.Error as e:
         raise store_error(path, e, "read") from e
