@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -21,8 +22,13 @@ def _env(home: Path) -> dict:
     return env
 
 
+# The commands run in an empty working directory: with CSFORECAST_HOME set, nothing (the forecast calibration,
+# a lock, the log) may be written there (checked at the end of the module).
+WORKDIR = Path(tempfile.mkdtemp(prefix="csforecast_cwd_"))
+
+
 def _run(args, home, check=True):
-    r = subprocess.run([BIN, *args], capture_output=True, text=True, env=_env(home), timeout=600)
+    r = subprocess.run([BIN, *args], capture_output=True, text=True, env=_env(home), timeout=600, cwd=WORKDIR)
     if check and r.returncode != 0:
         raise AssertionError(f"{args} exited {r.returncode}\nstdout:\n{r.stdout[-3000:]}\nstderr:\n{r.stderr[-3000:]}")
     return r
@@ -33,7 +39,7 @@ def portfolio(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli_forecast")
     data, home = root / "data", root / "home"
     home.mkdir()
-    _run(["simulate", "--out", str(data), "--accounts", "300", "--years", "3", "--seed", "5"], home)
+    _run(["simulate", "--out", str(data), "--accounts", "200", "--years", "3", "--seed", "5"], home)
     return data, home
 
 
@@ -64,7 +70,7 @@ def test_forecast_and_backtest(portfolio):
     data, home = portfolio
     _run(["train", "--data", str(data), "--family", "churn"], home)
     r = json.loads(_run(["forecast", "--data", str(data), "--start", "2026-10-01", "--end", "2027-01-01",
-                         "--group-by", "segment", "--json", "--draws", "2000"], home).stdout)
+                         "--group-by", "segment", "--json", "--draws", "500"], home).stdout)
     assert {"window", "as_of", "renewals_due", "expected", "intervals", "groups", "methods", "forecast_risk",
             "at_risk", "model_version"} <= set(r)
     assert set(r["renewals_due"]) >= {"count", "arr"} and r["renewals_due"]["count"] > 0
@@ -82,7 +88,7 @@ def test_forecast_and_backtest(portfolio):
     assert "Methods" in _run(["forecast", "--data", str(data), "--start", "2026-07-01", "--end", "2026-12-01",
                               "--as-of", "2026-08-15", "--draws", "1000"], home).stdout
 
-    b = json.loads(_run(["backtest", "--data", str(data), "--quarters", "2", "--warmup", "1", "--draws", "2000",
+    b = json.loads(_run(["backtest", "--data", str(data), "--quarters", "2", "--warmup", "1", "--draws", "500",
                          "--json"], home).stdout)
     assert {"quarters", "summary"} <= set(b)
     methods = {"model", "last_year", "time_series", "oracle"}
@@ -125,3 +131,7 @@ def test_bad_data_exits_2_and_writes_nothing(portfolio, tmp_path, cmd):
     assert r.returncode == 2, r.stderr
     assert r.stdout == ""
     assert list(home.iterdir()) == []
+
+
+def test_nothing_was_written_into_the_working_directory(portfolio):
+    assert sorted(p.name for p in WORKDIR.iterdir()) == []

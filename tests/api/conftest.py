@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,8 +43,14 @@ def base_env(home: Path) -> dict:
     return env
 
 
+# Every command and server of these tests runs in this empty working directory, with CSFORECAST_HOME set: issue
+# 15/18 require that no state file (key, session secret, calibration, lock, log) lands in the working directory,
+# and `test_nothing_is_written_into_the_working_directory` (and the api fixture's teardown) check it stays empty.
+WORKDIR = Path(tempfile.mkdtemp(prefix="csforecast_cwd_"))
+
+
 def run_cli(args: list[str], env: dict, log: Path, timeout: float = 600) -> str:
-    proc = subprocess.run(CLI + args, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(CLI + args, env=env, capture_output=True, text=True, timeout=timeout, cwd=WORKDIR)
     with open(log, "a") as fh:
         fh.write(f"$ csforecast {' '.join(args)}\n{proc.stdout}\n{proc.stderr}\n")
     if proc.returncode != 0:
@@ -92,7 +99,7 @@ def start_server(env: dict, log: Path, data: Path | None = None, wait_ready: boo
     if data is not None:
         args += ["--data", str(data)]
     fh = open(log, "w")
-    proc = subprocess.Popen(CLI + args, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(CLI + args, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=WORKDIR)
     fh.close()
     srv = Server(proc, f"http://127.0.0.1:{port}", log)
     if not wait_ready:
@@ -164,6 +171,8 @@ def api(tmp_path_factory) -> Api:
         yield Api(server.url, home, data, env, read_key, admin_key, server, tmp)
     finally:
         server.stop()
+    left = sorted(p.name for p in WORKDIR.iterdir())
+    assert not left, f"written into the working directory by the CLI or the server: {left}"
 
 
 @pytest.fixture(scope="session")
@@ -172,4 +181,4 @@ def tools():
     from types import SimpleNamespace
 
     return SimpleNamespace(base_env=base_env, run_cli=run_cli, start_server=start_server, free_port=free_port,
-                           cli=CLI)
+                           cli=CLI, workdir=WORKDIR)

@@ -42,6 +42,13 @@ def test_healthz_and_readyz_need_no_key(api, scores):
     assert body["score_set"]["n_accounts"] == len(df)
 
 
+def test_nothing_is_written_into_the_working_directory(api, tools):
+    # simulate, train, score (twice), apikey create and serve ran in tools.workdir with CSFORECAST_HOME set: every
+    # state file (keys, session secret, calibration, locks, the log) belongs in the home
+    assert (api.home / "apikeys.json").exists() and (api.home / "scores.duckdb").exists()
+    assert sorted(p.name for p in tools.workdir.iterdir()) == []
+
+
 def test_prometheus_metrics(api):
     with api.client() as c:
         c.get("/v1/accounts", params={"limit": 1})

@@ -193,7 +193,7 @@ def test_score_on_a_damaged_scores_database_says_what_to_do(api, tools, tmp_path
         damage(db, kind)
         before = hashlib.sha256(db.read_bytes()).hexdigest()
         proc = subprocess.run(tools.cli + ["score", "--data", str(api.data)], env=env, capture_output=True,
-                              text=True, timeout=600)
+                              text=True, timeout=600, cwd=tools.workdir)
         assert proc.returncode != 0, (kind, proc.stdout)
         assert "Traceback" not in proc.stderr, (kind, proc.stderr[-2000:])
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
@@ -221,7 +221,7 @@ def test_kill_during_score_keeps_the_previous_set(api, tools, tmp_path):
     db = home / "scores.duckdb"
     before, scores_before, _ = load_latest(db)
     proc = subprocess.Popen(tools.cli + ["score", "--data", str(api.data)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, cwd=tools.workdir)
     wal = Path(f"{db}.wal")
     try:
         deadline = time.monotonic() + 600

@@ -70,7 +70,8 @@ def _state(m) -> dict:
 
 
 def _fails_in_one_line(tools, m, args: list[str], *cause: str) -> str:
-    proc = subprocess.run(tools.cli + args, env=m.env, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(tools.cli + args, env=m.env, capture_output=True, text=True, timeout=1800,
+                          cwd=tools.workdir)   # a read-only or full home must not fall back to the working directory
     assert proc.returncode != 0, (args, proc.stdout[-500:])
     assert "Traceback" not in proc.stderr, (args, proc.stderr[-3000:])
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
