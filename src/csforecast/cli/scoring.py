@@ -77,6 +77,12 @@ def score(data: str = DataOpt, as_of: Optional[str] = AsOfOpt, as_json: bool = J
           quiet: bool = QuietOpt):
     """Score every active account with the champion models; write the scores table atomically."""
     day = parse_date(as_of, "--as-of")
+    if store:
+        # a damaged, read-only or full store fails now, before the data is read and validated
+        from csforecast.config import get_settings
+        from csforecast.scoring.store import check_store
+
+        check_store(get_settings().scores_db)
     src = open_valid(data, engine)
     if src.engine == "spark":
         res = run_score_spark(src, day, out_dir, store, quiet)
