@@ -9,9 +9,9 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from csforecast.data.sources import open_source
-from csforecast.scoring.batch import load_champions, score_accounts
+from csforecast.scoring.batch import load_champions, monitoring_reference, score_accounts
 from csforecast.scoring.spark import MANIFEST, load_into_store, read_scores, score_on_spark
-from csforecast.scoring.store import load_latest
+from csforecast.scoring.store import load_latest, load_monitoring
 
 from spark_util import SPARK_TIMINGS, differing_columns
 
@@ -37,10 +37,14 @@ def test_spark_scores_equal_in_process(small_portfolio, spark, in_home, tmp_path
     want_hist = want_hist.sort_values(["account_id", "week"], ignore_index=True)
     assert differing_columns(want_hist, got_hist[want_hist.columns]) == []
 
-    # loaded into the store: one score set with the same provenance as in-process scoring
+    # loaded into the store: one score set with the same provenance as in-process scoring, and its monitoring
+    # (the Spark output has no features: the drift of the served probability only)
     db = in_home / "scores.duckdb"
-    loaded = load_into_store(tmp_path / "scores", db)
+    loaded = load_into_store(tmp_path / "scores", db, src, monitoring_reference(champs))
     meta, stored, hist = load_latest(db)
+    _, drift, drift_set = load_monitoring(db)
+    assert drift_set == loaded["version"] and drift["column"].tolist() == ["churn_probability"]
+    assert loaded["monitoring"]["resolved_outcomes"] >= 0 and drift["psi"].notna().all()
     assert meta["version"] == loaded["version"] and meta["data_hash"] == duck.data_hash
     assert meta["models"] == champs.versions and str(meta["as_of"])[:10] == str(as_of)
     stored = stored.sort_values("account_id", ignore_index=True)

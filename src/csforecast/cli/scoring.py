@@ -35,7 +35,7 @@ def run_score_spark(src, as_of: Optional[date], out_dir: Optional[Path], store: 
     (``store``) load it into the scores store as a new score set."""
     from csforecast.config import get_settings
     from csforecast.features.snapshot import data_end
-    from csforecast.scoring.batch import load_champions
+    from csforecast.scoring.batch import load_champions, monitoring_reference
     from csforecast.scoring.spark import load_into_store, score_on_spark
 
     settings = get_settings()
@@ -48,7 +48,8 @@ def run_score_spark(src, as_of: Optional[date], out_dir: Optional[Path], store: 
             res = score_on_spark(src, champs, folder, day, batch_rows=settings.spark.batch_rows, progress=tell)
             if store:
                 tell(f"loading {res['accounts']:,} scored accounts into the scores store")
-                res = {**load_into_store(folder, settings.scores_db), "spark_scores": str(folder)}
+                res = {**load_into_store(folder, settings.scores_db, src, monitoring_reference(champs), settings),
+                       "spark_scores": str(folder)}
             return res
         except (RuntimeError, ValueError) as e:
             fail(str(e))

@@ -135,6 +135,16 @@ def load_champions(pinned: dict | None = None) -> Champions:
     return champs
 
 
+def monitoring_reference(champions: Champions) -> pd.DataFrame | None:
+    """The drift reference logged by the churn champion's training run (None without a churn model, or for a
+    version trained before references were logged)."""
+    from csforecast.scoring import monitor
+
+    if "churn" not in champions.versions:
+        return None
+    return monitor.champion_reference(store.model_version_run_id("churn", champions.versions["churn"]))
+
+
 def run_scoring(source: Source, scores_db, as_of: date | None = None, pinned: dict | None = None,
                 progress=None, forecasts: bool = False) -> dict:
     """Score every active account into a new score set of ``scores_db``; with ``forecasts``, then precompute
@@ -153,9 +163,7 @@ def run_scoring(source: Source, scores_db, as_of: date | None = None, pinned: di
     snap = active_snapshot(source, as_of)
     scores, history, as_of = score_accounts(source, champs, as_of, progress=tell, snapshot=snap)
     tell("monitoring: outcomes of earlier score sets, drift against the champion's training data")
-    reference = None
-    if "churn" in champs.versions:
-        reference = monitor.champion_reference(store.model_version_run_id("churn", champs.versions["churn"]))
+    reference = monitoring_reference(champs)
     outcomes, drift = monitor.score_set_monitoring(source, scores_db, snap, scores, reference, settings)
     tell(f"writing the score set ({len(scores):,} accounts)")
     version = write_scores(scores_db, scores, as_of=as_of, data_hash=source.data_hash, models=champs.versions,

@@ -121,19 +121,22 @@ def champion_reference(run_id: str | None) -> pd.DataFrame | None:
     return None if run_id is None else run_table(run_id, REFERENCE_ARTIFACT)
 
 
-def score_set_monitoring(source, scores_db, snapshot: pd.DataFrame, scores: pd.DataFrame,
+def score_set_monitoring(source, scores_db, snapshot: pd.DataFrame | None, scores: pd.DataFrame,
                          reference: pd.DataFrame | None, settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """What a new score set records beside its scores: the outcomes resolved so far for every earlier set's
     probabilities (``source``'s contracts up to its data end) and the new set's drift rows against
-    ``reference`` (none without one). ``snapshot`` and ``scores`` are row-aligned."""
+    ``reference`` (none without one). ``snapshot`` and ``scores`` are row-aligned; without a ``snapshot``
+    (scores computed elsewhere, e.g. on Spark, whose output carries no features) only the served probability's
+    drift is measured."""
     from csforecast.features.snapshot import data_end
 
     served = scores_store.served_probabilities(scores_db)
     outcomes = resolved_outcomes(served, source.frame("contracts"), data_end(source))
     drift = pd.DataFrame(columns=["family", "column", "psi", "warning", "n"])
     if reference is not None and PREDICTION_COLUMN in scores:
-        cols = [c for c in reference.columns if c in snapshot.columns and c != PREDICTION_COLUMN]
-        current = snapshot[cols].reset_index(drop=True).apply(pd.to_numeric, errors="coerce")
+        features = snapshot if snapshot is not None else pd.DataFrame(index=range(len(scores)))
+        cols = [c for c in reference.columns if c in features.columns and c != PREDICTION_COLUMN]
+        current = features[cols].reset_index(drop=True).apply(pd.to_numeric, errors="coerce")
         current[PREDICTION_COLUMN] = scores[PREDICTION_COLUMN].to_numpy(float)
         drift = drift_rows(reference, current, settings.monitoring.psi_warning)
     return outcomes, drift

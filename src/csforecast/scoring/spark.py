@@ -237,13 +237,30 @@ def read_scores(path: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
     return manifest, scores, history
 
 
-def load_into_store(path: Path, scores_db: Path) -> dict:
+def load_into_store(path: Path, scores_db: Path, source=None, reference: pd.DataFrame | None = None,
+                    settings=None) -> dict:
     """Write the Spark scores in ``path`` to the scores store as one score set (atomically, like in-process
-    scoring); the new set's summary."""
+    scoring); the new set's summary. With the ``source`` they were scored from, the set records its monitoring
+    as in-process scoring does (``monitor.score_set_monitoring``): the outcomes resolved for earlier sets and,
+    against the churn champion's training ``reference``, the drift of the served probability (the Parquet
+    output carries no features, so feature drift is measured by in-process scoring only)."""
+    from csforecast.scoring import monitor
+
     manifest, scores, history = read_scores(path)
     scores = scores.drop(columns=["data_hash"], errors="ignore")
+    outcomes = drift = None
+    if source is not None:
+        if settings is None:
+            from csforecast.config import get_settings
+
+            settings = get_settings()
+        outcomes, drift = monitor.score_set_monitoring(source, scores_db, None, scores, reference, settings)
     version = write_scores(scores_db, scores, as_of=manifest["as_of"], data_hash=manifest["data_hash"],
-                           models=manifest["models"], history=history)
-    return {"version": version, "as_of": manifest["as_of"], "accounts": int(len(scores)),
-            "models": manifest["models"], "data_hash": manifest["data_hash"], "scores_db": str(scores_db),
-            "spark_scores": str(path)}
+                           models=manifest["models"], history=history, outcomes=outcomes, drift=drift)
+    res = {"version": version, "as_of": manifest["as_of"], "accounts": int(len(scores)),
+           "models": manifest["models"], "data_hash": manifest["data_hash"], "scores_db": str(scores_db),
+           "spark_scores": str(path)}
+    if outcomes is not None:
+        res["monitoring"] = {"resolved_outcomes": int(len(outcomes)), "psi_warnings": sorted(
+            drift.loc[drift["warning"].astype(bool), "column"]) if len(drift) else []}
+    return res
