@@ -234,3 +234,11 @@ def route_library_output(home: Path | None = None) -> Path | None:
 
     warnings.showwarning = showwarning
     return path
+
+
+def oracle_of(src):
+    """The simulator's oracle when ``src`` has a truth/ folder, else None (``simulate.truth.oracle_for``). Imported
+    on use: the simulator and scipy.stats cost seconds at start-up, which every other command would pay."""
+    from csforecast.simulate.truth import oracle_for
+
+    return oracle_for(src)

@@ -7,8 +7,7 @@ from typing import Optional
 
 import typer
 
-from csforecast.simulate.truth import oracle_for
-from csforecast.cli.common import QuietOpt, console, fail, open_valid, out, print_json, progress
+from csforecast.cli.common import QuietOpt, console, fail, open_valid, oracle_of, out, print_json, progress
 
 experiment_app = typer.Typer(help="Experiments: compare variants (run), register one (promote), playbook effects "
                                   "(effect).", no_args_is_help=True, add_completion=False)
@@ -45,7 +44,7 @@ def run_cmd(spec: Path = typer.Argument(..., help="Experiment spec (TOML), e.g. 
     src = open_valid(src_loc)
     with progress(f"experiment {s.name}", quiet) as tell:
         try:
-            report = run_experiment(s, src, spec_text=text, oracle=oracle_for(src), progress=tell)
+            report = run_experiment(s, src, spec_text=text, oracle=oracle_of(src), progress=tell)
         except (ExperimentError, ValueError) as e:
             fail(str(e))
     if as_json:
@@ -168,7 +167,7 @@ def effect_cmd(data: str = typer.Option(..., "--data", help="Data source with an
         with console.status("estimating"):
             res = playbook_effect(src, playbook, window_days=window_days, usage_metric=metric,
                                   renewal_lag_days=renewal_lag_days, weighting=weighting, n_boot=bootstrap,
-                                  seed=seed, oracle=oracle_for(src))
+                                  seed=seed, oracle=oracle_of(src))
     except EffectError as e:
         fail(str(e))
     if as_json:

@@ -7,9 +7,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from csforecast.simulate.truth import oracle_for
-from csforecast.cli.common import (AsOfOpt, DataOpt, JsonOpt, QuietOpt, console, fail, open_data, open_valid, out,
-                                   parse_date, print_json, progress, wide)
+from csforecast.cli.common import (AsOfOpt, DataOpt, JsonOpt, QuietOpt, console, fail, open_data, open_valid,
+                                   oracle_of, out, parse_date, print_json, progress, wide)
 
 PERIODS = ("quarter", "month", "year")
 
@@ -209,7 +208,7 @@ def run_backtest_logged(src, quarters: int, warmup: int, draws: Optional[int], q
 
     with progress("backtest", quiet) as tell:
         try:
-            res = run_backtest(src, quarters, warmup, draws=draws, oracle=oracle_for(src), progress=tell)
+            res = run_backtest(src, quarters, warmup, draws=draws, oracle=oracle_of(src), progress=tell)
         except ValueError as err:
             fail(str(err))
         tell("logging to MLflow")

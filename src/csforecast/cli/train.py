@@ -12,8 +12,7 @@ import typer
 from rich.table import Table
 
 from csforecast.errors import ConflictError
-from csforecast.simulate.truth import oracle_for
-from csforecast.cli.common import (AsOfOpt, DataOpt, JsonOpt, QuietOpt, console, open_valid, out, parse_date,
+from csforecast.cli.common import (AsOfOpt, DataOpt, JsonOpt, QuietOpt, console, open_valid, oracle_of, out, parse_date,
                                    print_json, progress)
 
 
@@ -31,7 +30,7 @@ def run_training(src, as_of: Optional[date], families: Optional[list[str]], acce
     fams = families or available_families()
     policy = PromotionPolicy.from_settings(accept_data_change=accept_data_change)
     with progress("train", quiet) as tell:
-        return train_all(src, as_of, fams, progress=tell, oracle=oracle_for(src), policy=policy)
+        return train_all(src, as_of, fams, progress=tell, oracle=oracle_of(src), policy=policy)
 
 
 def print_usage_metrics(src) -> None:
