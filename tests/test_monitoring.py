@@ -51,3 +51,32 @@ def test_psi_table_and_buckets():
                                                                    "unknown"]
     with pytest.raises(ValueError, match="p must lie"):
         calibration_monitor([0, 1], [0.2, 1.5])
+
+
+def _served_monthly(rng, n_decisions: int, months: int, shift: float = 0.0):
+    """Calibrated probabilities of renewal decisions, each served in ``months`` monthly score sets (its
+    probability moving a little from set to set) and resolved once; ``shift`` moves every outcome's logit."""
+    q = rng.uniform(0.05, 0.4, n_decisions)
+    y = (rng.random(n_decisions) < expit(logit(q) + shift)).astype(float)
+    p = np.clip(np.repeat(q, months) + rng.normal(0, 0.02, n_decisions * months), 0.01, 0.99)
+    return np.repeat(y, months), p, np.repeat(np.arange(n_decisions), months)
+
+
+def test_one_decision_served_in_many_sets_counts_once():
+    # 12 monthly sets of the same 400 calibrated decisions: counted as 4,800 independent outcomes their z is
+    # ~sqrt(12) too large and flags noise; grouped by decision, a calibrated book is rarely flagged and a shifted
+    # one still is
+    false_rows = false_decisions = 0
+    for rep in range(60):
+        y, p, d = _served_monthly(np.random.default_rng(rep), 400, 12)
+        rows = calibration_monitor(y, p, bound=0.0)
+        grouped = calibration_monitor(y, p, decisions=d, bound=0.0)
+        assert grouped["overall"]["decisions"] == 400 and grouped["overall"]["n"] == 4800
+        assert abs(grouped["overall"]["z"]) == pytest.approx(abs(rows["overall"]["z"]) / np.sqrt(12), rel=0.1)
+        false_rows += rows["drifted"]
+        false_decisions += grouped["drifted"]
+    assert false_decisions <= 2 < false_rows      # |z| > 3: 0.3 % of calibrated books in theory
+    y, p, d = _served_monthly(np.random.default_rng(99), 400, 12, shift=1.0)
+    assert calibration_monitor(y, p, decisions=d)["drifted"]
+    with pytest.raises(ValueError, match="decisions 3"):
+        calibration_monitor([0, 1], [0.2, 0.3], decisions=["a", "b", "c"])

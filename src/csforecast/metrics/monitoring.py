@@ -30,45 +30,63 @@ def horizon_bucket(days) -> np.ndarray:
     return labels
 
 
-def _scope(y: np.ndarray, p: np.ndarray) -> dict:
+def _scope(y: np.ndarray, p: np.ndarray, clusters: np.ndarray | None = None) -> dict:
     n = int(len(y))
     out = {"n": n, "mean_p": float(p.mean()) if n else np.nan, "observed_rate": float(y.mean()) if n else np.nan}
     two = n > 1 and y.min() != y.max()
     out["ece"] = expected_calibration_error(y, p) if n else np.nan
     out["brier"] = brier_score(y, p) if n else np.nan
     out["calibration_slope"] = calibration_slope(y, p) if two else np.nan
-    # calibration in the large in Bernoulli standard deviations: ECE alone is noisy on a few hundred outcomes
-    sd = float(np.sqrt((p * (1 - p)).sum()))
+    # calibration in the large in standard deviations: ECE alone is noisy on a few hundred outcomes. One renewal
+    # decision is served in many score sets (monthly, for up to a year) and resolves once: its m rows share one
+    # outcome, so under calibration their residuals sum to m*y - sum(p), of variance m^2 q(1 - q) (q = their mean
+    # p), not sum p(1 - p): counting the rows as independent would inflate z by about sqrt(m).
+    if clusters is None or n == 0:
+        var = float((p * (1 - p)).sum())
+        out["decisions"] = n
+    else:
+        codes = pd.factorize(pd.Series(clusters, dtype=object))[0]
+        m = np.bincount(codes).astype(float)
+        q = np.bincount(codes, weights=p) / m
+        var = float((m ** 2 * q * (1 - q)).sum())
+        out["decisions"] = int(len(m))
+    sd = np.sqrt(var)
     out["z"] = float((y - p).sum() / sd) if sd > 0 else np.nan
     return out
 
 
-def calibration_monitor(y, p, *, segment=None, days_to_renewal=None, bound: float = ECE_BOUND,
+def calibration_monitor(y, p, *, segment=None, days_to_renewal=None, decisions=None, bound: float = ECE_BOUND,
                         min_n: int = MIN_N) -> dict:
     """ECE, Brier and calibration slope of served probabilities ``p`` against resolved outcomes ``y`` (1 =
     churned): ``overall``, ``by_segment`` and ``by_horizon`` (:func:`horizon_bucket` of ``days_to_renewal``).
-    A scope is listed in ``flagged`` when it has at least ``min_n`` outcomes, its ECE exceeds ``bound`` and its
-    calibration in the large is off by more than ``Z_FLAG`` Bernoulli standard deviations (``z`` = (observed −
-    expected churns) / sqrt(Σ p(1 − p)); the ECE of a few hundred perfectly calibrated outcomes is often
-    above 0.05 by chance); ``drifted`` is True when any is. ValueError when lengths differ or p is outside [0, 1]."""
+    ``decisions`` names the renewal decision of each row (e.g. account and renewal date): the rows of one
+    decision, served in several score sets, share its one outcome, and both ``z`` and the ``min_n`` count treat
+    them as one (``decisions`` per scope; without it every row is a decision of its own). A scope is listed in
+    ``flagged`` when it has at least ``min_n`` decisions, its ECE exceeds ``bound`` and its calibration in the
+    large is off by more than ``Z_FLAG`` standard deviations (``z`` = (observed − expected churns) / sd, with
+    sd² = Σ over decisions of m² q(1 − q) for a decision's m rows of mean probability q; the ECE of a few
+    hundred perfectly calibrated outcomes is often above 0.05 by chance); ``drifted`` is True when any is.
+    ValueError when lengths differ or p is outside [0, 1]."""
     y = np.asarray(y, dtype=float)
     p = np.asarray(p, dtype=float)
-    if len(y) != len(p):
-        raise ValueError(f"y has {len(y)} values and p {len(p)}")
+    if len(y) != len(p) or (decisions is not None and len(decisions) != len(p)):
+        raise ValueError(f"y has {len(y)} values and p {len(p)}"
+                         + ("" if decisions is None else f", decisions {len(decisions)}"))
     if len(p) and (np.nanmin(p) < 0 or np.nanmax(p) > 1):
         raise ValueError("p must lie in [0, 1]")
-    out = {"bound": bound, "min_n": min_n, "overall": _scope(y, p), "by_segment": {}, "by_horizon": {}}
+    d = None if decisions is None else np.asarray(decisions, dtype=object)
+    out = {"bound": bound, "min_n": min_n, "overall": _scope(y, p, d), "by_segment": {}, "by_horizon": {}}
     for key, groups in (("by_segment", segment), ("by_horizon", None if days_to_renewal is None
                                                   else horizon_bucket(days_to_renewal))):
         if groups is None:
             continue
         g = pd.Series(np.asarray(groups, dtype=object)).fillna("unknown").astype(str)
         for label, idx in g.groupby(g, sort=True).indices.items():
-            out[key][label] = _scope(y[idx], p[idx])
+            out[key][label] = _scope(y[idx], p[idx], None if d is None else d[idx])
     flagged = []
     for name, m in [("overall", out["overall"])] + [(f"{k}={lab}", m) for k in ("by_segment", "by_horizon")
                                                      for lab, m in out[k].items()]:
-        if m["n"] >= min_n and np.isfinite(m["ece"]) and m["ece"] > bound and abs(m["z"]) > Z_FLAG:
+        if m["decisions"] >= min_n and np.isfinite(m["ece"]) and m["ece"] > bound and abs(m["z"]) > Z_FLAG:
             flagged.append({"scope": name, "ece": m["ece"], "z": m["z"], "n": m["n"]})
     out["flagged"] = flagged
     out["drifted"] = bool(flagged)

@@ -94,9 +94,13 @@ def monitor_report(scores_db, settings) -> dict:
     if not outcomes.empty:
         y = outcomes["churned"].to_numpy(float)
         p = outcomes["churn_probability"].to_numpy(float)
+        # a renewal decision = the account and its renewal date, served in every monthly set before it
+        decision = outcomes["account_id"].astype(str) + "@" + pd.to_datetime(outcomes["renewal_date"]).dt.strftime(
+            "%Y-%m-%d")
         fam["calibration"] = calibration_monitor(y, p, segment=outcomes["segment"].to_numpy(object),
                                                  days_to_renewal=outcomes["days_to_renewal"].to_numpy(float),
-                                                 bound=cfg.ece_bound, min_n=cfg.min_outcomes)
+                                                 decisions=decision.to_numpy(object), bound=cfg.ece_bound,
+                                                 min_n=cfg.min_outcomes)
         fam["score_sets"] = int(outcomes["version"].nunique())
         fam["served_from"] = str(pd.Timestamp(outcomes["as_of"].min()).date())
         fam["served_to"] = str(pd.Timestamp(outcomes["as_of"].max()).date())
