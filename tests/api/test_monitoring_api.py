@@ -19,6 +19,7 @@ def test_monitor_cli_api_and_metrics_agree(api, tools, tmp_path):
     cal = fam["calibration"]
     # the earlier set's renewals due in the year since have resolved: a few hundred outcomes on 400 accounts
     assert cal is not None and 50 <= cal["overall"]["n"] <= 400, cal["overall"]
+    assert 0 < cal["overall"]["decisions"] <= cal["overall"]["n"]       # a renewal served in several sets counts once
     assert 0 < cal["overall"]["mean_p"] < 1 and 0 <= cal["overall"]["observed_rate"] <= 1
     assert set(cal["by_horizon"]) <= {"0-30", "31-90", "91-180", "181-365", ">365"} and cal["by_segment"]
     # every feature of the champion and its prediction compared with the training data

@@ -16,14 +16,14 @@ def _num(v, fmt: str = ".3f") -> str:
 
 def _scopes(cal: dict) -> Table:
     t = Table(title=f"Calibration of served churn probabilities against resolved renewals "
-                    f"(flag: ECE > {cal['bound']:.2f} and |z| > 3, with at least {cal['min_n']} outcomes)")
-    for col in ("scope", "outcomes", "mean served p", "observed churn", "ECE", "Brier", "slope", "z", "flag"):
+                    f"(flag: ECE > {cal['bound']:.2f} and |z| > 3, with at least {cal['min_n']} renewals)")
+    for col in ("scope", "renewals", "served p", "mean served p", "observed churn", "ECE", "Brier", "slope", "z", "flag"):
         t.add_column(col, justify="left" if col == "scope" else "right")
     flagged = {f["scope"] for f in cal["flagged"]}
     rows = [("overall", cal["overall"])] + [(f"{k[3:]}={lab}", m) for k in ("by_segment", "by_horizon")
                                              for lab, m in cal[k].items()]
     for name, m in rows:
-        t.add_row(name, f"{m['n']:,}", _num(m["mean_p"]), _num(m["observed_rate"]), _num(m["ece"]),
+        t.add_row(name, f"{m.get('decisions', m['n']):,}", f"{m['n']:,}", _num(m["mean_p"]), _num(m["observed_rate"]), _num(m["ece"]),
                   _num(m["brier"]), _num(m["calibration_slope"], ".2f"), _num(m["z"], ".1f"),
                   "DRIFTED" if name in flagged else "")
     return t

@@ -149,7 +149,8 @@ def monitoring_view(report: Mapping[str, Any] | None) -> dict:
             flagged = {f["scope"] for f in cal.get("flagged") or []}
             for scope, m in [("overall", cal["overall"])] + [(f"{k[3:]}={lab}", m) for k in ("by_segment", "by_horizon")
                                                              for lab, m in cal[k].items()]:
-                scopes.append({"scope": scope, "n": intc(m.get("n")), "mean_p": pct(m.get("mean_p")),
+                scopes.append({"scope": scope, "n": intc(m.get("n")), "decisions": intc(m.get("decisions")),
+                               "mean_p": pct(m.get("mean_p")),
                                "observed": pct(m.get("observed_rate")), "ece": num(m.get("ece"), 3),
                                "brier": num(m.get("brier"), 3), "slope": num(m.get("calibration_slope"), 2),
                                "flagged": scope in flagged})
