@@ -79,7 +79,7 @@ def main() -> int:
         print(f"{a.case}: shift from {rep['shift_day']}; {o.get('n', 0):,} resolved outcomes; mean served p "
               f"{o.get('mean_p', float('nan')):.3f}, observed {o.get('observed_rate', float('nan')):.3f}, ECE "
               f"{o.get('ece', float('nan')):.3f}, z {o.get('z', float('nan')):+.1f}; flagged scopes: "
-              f"{', '.join(f['scope'] for f in cal['flagged']) or 'none'}; family flagged: "
+              f"{', '.join(f['scope'] + ' (ECE ' + format(f['ece'], '.3f') + ', z ' + format(f['z'], '+.1f') + ', ' + str(f.get('decisions', f['n'])) + ' renewals)' for f in cal['flagged']) or 'none'}; family flagged: "
               f"{bool(rep['flagged_families'])}; PSI warnings: {rep['families']['churn']['psi_warnings'] or 'none'}"
               f" ({rep['seconds']:.0f} s)")
         return 0 if bool(rep["flagged_families"]) == (a.case == "shifted") else 1

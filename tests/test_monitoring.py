@@ -78,5 +78,10 @@ def test_one_decision_served_in_many_sets_counts_once():
     assert false_decisions <= 2 < false_rows      # |z| > 3: 0.3 % of calibrated books in theory
     y, p, d = _served_monthly(np.random.default_rng(99), 400, 12, shift=1.0)
     assert calibration_monitor(y, p, decisions=d)["drifted"]
+    from csforecast.metrics.monitoring import z_threshold
+
+    assert z_threshold(1) == pytest.approx(3.0) and z_threshold(9) == pytest.approx(3.62, abs=0.01)
+    m = calibration_monitor(y, p, decisions=d, segment=np.where(d % 2 == 0, "a", "b"))
+    assert m["z_threshold"] == pytest.approx(z_threshold(3))        # overall and two segments tested
     with pytest.raises(ValueError, match="decisions 3"):
         calibration_monitor([0, 1], [0.2, 0.3], decisions=["a", "b", "c"])

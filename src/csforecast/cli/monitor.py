@@ -16,7 +16,8 @@ def _num(v, fmt: str = ".3f") -> str:
 
 def _scopes(cal: dict) -> Table:
     t = Table(title=f"Calibration of served churn probabilities against resolved renewals "
-                    f"(flag: ECE > {cal['bound']:.2f} and |z| > 3, with at least {cal['min_n']} renewals)")
+                    f"(flag: ECE > {cal['bound']:.2f} and |z| > {cal.get('z_threshold', 3.0):.1f}, with at least "
+                    f"{cal['min_n']} renewals)")
     for col in ("scope", "renewals", "served p", "mean served p", "observed churn", "ECE", "Brier", "slope", "z", "flag"):
         t.add_column(col, justify="left" if col == "scope" else "right")
     flagged = {f["scope"] for f in cal["flagged"]}

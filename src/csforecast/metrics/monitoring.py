@@ -6,16 +6,26 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from csforecast.metrics.calibration import brier_score, calibration_slope, expected_calibration_error
 
-__all__ = ["HORIZON_EDGES", "horizon_bucket", "calibration_monitor", "psi", "psi_table"]
+__all__ = ["HORIZON_EDGES", "horizon_bucket", "calibration_monitor", "z_threshold", "psi", "psi_table"]
 
 HORIZON_EDGES = (0, 30, 90, 180, 365)     # days-to-renewal buckets: 0-30, 31-90, 91-180, 181-365, >365
 ECE_BOUND = 0.05                           # default drift bound on the ECE of a scope
 PSI_WARNING = 0.2                          # the usual "significant shift" threshold of the PSI
 MIN_N = 50                                 # a scope with fewer resolved outcomes is reported, never flagged
-Z_FLAG = 3.0                               # |observed - expected churns| in Bernoulli sds needed to flag
+Z_FLAG = 3.0                               # |observed - expected churns| in sds needed to flag one scope alone
+# Many scopes are tested at once (overall, each segment, each horizon): each scope's |z| must pass the
+# Bonferroni threshold that keeps the chance that a calibrated model gets any scope flagged at the one-scope
+# 3-sd level (0.27 %), e.g. 3.6 sd for 9 scopes.
+FAMILY_FALSE_ALARM = 2 * float(norm.sf(Z_FLAG))
+
+
+def z_threshold(scopes: int) -> float:
+    """The |z| a scope needs when ``scopes`` scopes are tested together (``Z_FLAG`` for one)."""
+    return float(norm.isf(FAMILY_FALSE_ALARM / (2 * max(int(scopes), 1))))
 
 
 def horizon_bucket(days) -> np.ndarray:
@@ -63,7 +73,8 @@ def calibration_monitor(y, p, *, segment=None, days_to_renewal=None, decisions=N
     decision, served in several score sets, share its one outcome, and both ``z`` and the ``min_n`` count treat
     them as one (``decisions`` per scope; without it every row is a decision of its own). A scope is listed in
     ``flagged`` when it has at least ``min_n`` decisions, its ECE exceeds ``bound`` and its calibration in the
-    large is off by more than ``Z_FLAG`` standard deviations (``z`` = (observed − expected churns) / sd, with
+    large is off by more than ``z_threshold`` standard deviations (:func:`z_threshold` of the number of scopes
+    tested, reported as ``z_threshold``; 3 for one scope) (``z`` = (observed − expected churns) / sd, with
     sd² = Σ over decisions of m² q(1 − q) for a decision's m rows of mean probability q; the ECE of a few
     hundred perfectly calibrated outcomes is often above 0.05 by chance); ``drifted`` is True when any is.
     ValueError when lengths differ or p is outside [0, 1]."""
@@ -83,11 +94,12 @@ def calibration_monitor(y, p, *, segment=None, days_to_renewal=None, decisions=N
         g = pd.Series(np.asarray(groups, dtype=object)).fillna("unknown").astype(str)
         for label, idx in g.groupby(g, sort=True).indices.items():
             out[key][label] = _scope(y[idx], p[idx], None if d is None else d[idx])
-    flagged = []
-    for name, m in [("overall", out["overall"])] + [(f"{k}={lab}", m) for k in ("by_segment", "by_horizon")
-                                                     for lab, m in out[k].items()]:
-        if m["decisions"] >= min_n and np.isfinite(m["ece"]) and m["ece"] > bound and abs(m["z"]) > Z_FLAG:
-            flagged.append({"scope": name, "ece": m["ece"], "z": m["z"], "n": m["n"]})
+    scopes = [("overall", out["overall"])] + [(f"{k}={lab}", m) for k in ("by_segment", "by_horizon")
+                                               for lab, m in out[k].items()]
+    tested = [(name, m) for name, m in scopes if m["decisions"] >= min_n]
+    out["z_threshold"] = zt = z_threshold(len(tested))
+    flagged = [{"scope": name, "ece": m["ece"], "z": m["z"], "n": m["n"], "decisions": m["decisions"]}
+               for name, m in tested if np.isfinite(m["ece"]) and m["ece"] > bound and abs(m["z"]) > zt]
     out["flagged"] = flagged
     out["drifted"] = bool(flagged)
     return out

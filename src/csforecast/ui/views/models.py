@@ -157,6 +157,7 @@ def monitoring_view(report: Mapping[str, Any] | None) -> dict:
         drift = [{"column": r["column"], "psi": num(r.get("psi"), 3), "warning": bool(r.get("warning"))}
                  for r in fam.get("drift") or []]
         fams.append({"family": family, "drifted": bool(fam.get("drifted")), "scopes": scopes,
+                     "z_threshold": num((cal or {}).get("z_threshold"), 1),
                      "served": f"{fam.get('served_from')} to {fam.get('served_to')}" if cal else None,
                      "score_sets": fam.get("score_sets") or 0, "drift": drift[:15], "more_drift": drift[15:],
                      "psi_warnings": list(fam.get("psi_warnings") or [])})
