@@ -129,6 +129,20 @@ def test_account_detail(api, scores):
         assert d["health"]["score"] == pytest.approx(row["health_score"])
         assert d["health"]["band"] == row["health_band"]
         assert isinstance(d["triggers"], list)
+        # the scorecard beside the score (issue 17): sub-scores are the pillar means of the components served
+        comps = {c["component"]: c["score"] for c in d["health"]["components"]}
+        outcomes = [comps[c] for c in ("deployment", "adoption", "engagement", "value") if c in comps]
+        experience = [comps[c] for c in ("nps", "support", "sentiment") if c in comps]
+        assert d["outcomes_score"] == pytest.approx(np.mean(outcomes)) if outcomes else d["outcomes_score"] is None
+        assert (d["experience_score"] == pytest.approx(np.mean(experience)) if experience
+                else d["experience_score"] is None)
+        o, e = d["outcomes_score"], d["experience_score"]
+        assert d["health_quadrant"] == (None if o is None or e is None else
+                                        {(True, True): "healthy", (False, True): "false_positive",
+                                         (True, False): "quiet_value", (False, False): "at_risk"}[(o >= 50, e >= 50)])
+        s = d["health"]["score"]
+        assert d["health_band5"] == ("critical" if s < 20 else "poor" if s < 40 else "fair" if s < 60
+                                     else "good" if s < 80 else "excellent")
         if len(hist):
             assert d["health_trend"] and d["health_trend"][-1]["week"] >= d["health_trend"][0]["week"]
     else:
@@ -165,8 +179,16 @@ def test_list_paging_covers_every_account_once_in_order(api, scores):
     risk = [i["risk_arr"] for i in items]
     assert risk == sorted(risk, reverse=True)
     keys = {"account_id", "name", "segment", "csm_id", "arr", "renewal_date", "churn_probability", "health_score",
-            "health_band", "risk_arr"}
+            "health_band", "risk_arr", "outcomes_score", "experience_score", "health_quadrant", "health_band5"}
     assert keys <= set(items[0])
+    if "health_score" in df.columns:   # every scored account carries the scorecard, as in the score set
+        by_id = {i["account_id"]: i for i in items}
+        for aid, row in df.iterrows():
+            assert by_id[aid]["health_band5"] == row["health_band5"]
+            assert by_id[aid]["health_quadrant"] == row["health_quadrant"]
+            assert by_id[aid]["outcomes_score"] == pytest.approx(row["outcomes_score"], abs=1e-9)
+        assert {i["health_band5"] for i in items} <= {"critical", "poor", "fair", "good", "excellent"}
+        assert {i["health_quadrant"] for i in items} <= {"healthy", "false_positive", "quiet_value", "at_risk"}
 
 
 def test_list_items_carry_the_provenance_of_the_account_response(api):
@@ -280,6 +302,10 @@ def test_on_demand_scoring_matches_batch_scores(api, scores, snapshot_rows):
         assert body["model_versions"]["health"] == df["health_model_version"].iloc[0]
         health = [r["health_score"] for r in body["results"]]
         assert health == pytest.approx(df.loc[ids[:100], "health_score"].tolist(), abs=1e-6)
+        for k in ("outcomes_score", "experience_score"):
+            assert [r[k] for r in body["results"]] == pytest.approx(df.loc[ids[:100], k].tolist(), abs=1e-6)
+        for k in ("health_quadrant", "health_band5"):
+            assert [r[k] for r in body["results"]] == df.loc[ids[:100], k].tolist()
     else:
         assert all(set(r) == {"churn_probability"} for r in body["results"])
 

@@ -209,6 +209,10 @@ def test_account_page(ui, warm, scores):
         assert f'id="{section}"' in html, section
     assert "Contracts are not shown" not in html and "No ARR history" not in html
     assert "What moved it" in html and "not recorded in this score set" not in html
+    # the scorecard beside the score (issue 17): sub-scores, quadrant and five-band label of the score set
+    card = html.split('id="scorecard"', 1)[1].split("</div>", 1)[0]
+    assert f"{row['outcomes_score']:.0f}" in card and f"{row['experience_score']:.0f}" in card
+    assert row["health_quadrant"].replace("_", " ") in card and row["health_band5"] in card
 
 
 def test_csm_book_is_sorted_by_risk_times_arr(ui, warm, scores):
