@@ -391,3 +391,44 @@ def test_unseen_segment_uses_the_all_segment_benchmark():
     assert bad["utilisation_below_benchmark"] == "seat utilisation 30 % vs segment benchmark 52 % (Public Sector)"
     assert "utilisation_below_benchmark" not in _names(out[1])
     assert "utilisation_below_benchmark" in _names(out[2])
+
+
+def test_value_and_sentiment_are_scored_from_their_tables_and_named_when_absent(small_portfolio, tmp_path):
+    """With success_plans and csm_sentiment the health model scores value (Outcomes) and sentiment (Experience);
+    without them it skips both and says which tables are missing (the same words `validate` uses)."""
+    import shutil
+    from datetime import date
+
+    from csforecast.data.sources import open_source
+    from csforecast.features.snapshot import build_snapshots, monthly_grid
+    from csforecast.pipelines.health import dropped_components
+
+    grid = monthly_grid(date(2025, 1, 1), date(2026, 6, 1))
+    src = open_source(small_portfolio)
+    rows = build_snapshots(src, grid).dropna(subset=["label_churn"])
+    rows = rows[rows["days_to_renewal"] <= 120]
+    m = HealthScoreModel(weighting="equal").fit(rows, rows["label_churn"].astype(int))
+    assert {"value", "sentiment"} <= set(m.components_) and m.skipped_ == {}
+    assert {"value_realised", "roi", "csm_sentiment"} <= {x.name for x in m.measures_}
+    assert dropped_components(src, m) == {}
+    out = score_health(m, rows.head(50), Settings())
+    comps = {c["component"] for c in out["health_components"].iloc[0]}
+    assert {"value", "sentiment"} <= comps
+    cs = m.component_scores(rows.head(50))
+    np.testing.assert_allclose(out["outcomes_score"],
+                               cs[["deployment", "adoption", "engagement", "value"]].mean(axis=1))
+    np.testing.assert_allclose(out["experience_score"], cs[["nps", "support", "sentiment"]].mean(axis=1))
+
+    bare = tmp_path / "bare"
+    shutil.copytree(small_portfolio, bare)
+    (bare / "csm_sentiment.parquet").unlink()
+    (bare / "success_plans.parquet").unlink()
+    src2 = open_source(bare)
+    rows2 = build_snapshots(src2, grid).dropna(subset=["label_churn"])
+    rows2 = rows2[rows2["days_to_renewal"] <= 120]
+    assert "csm_sentiment" not in rows2 and "value_realised" not in rows2
+    m2 = HealthScoreModel(weighting="equal").fit(rows2, rows2["label_churn"].astype(int))
+    assert set(m2.skipped_) == {"value", "sentiment"}
+    why = dropped_components(src2, m2)
+    assert why["value"] == "dropped: no data (success_plans is missing or empty)"
+    assert why["sentiment"] == "dropped: no data (csm_sentiment is missing or empty)"
