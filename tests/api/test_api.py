@@ -453,6 +453,44 @@ def test_models(api, scores):
     assert churn["versions"][0]["version"] == churn["served_version"]
 
 
+def test_health_scorecard_weight_sets_on_the_validation_rows(api):
+    """Issue 17: the learned and equal weights scored on the health model's validation rows (logged with its
+    run), and any weight set in a request scored on the same rows; bad sets are 422 naming the field."""
+    with api.client() as c:
+        r = c.get("/v1/health/scorecard")
+        assert r.status_code == 200, r.text
+        card = r.json()
+        mine = c.post("/v1/health/scorecard/evaluate", json={"weights": {"deployment": 1}})
+        same = c.post("/v1/health/scorecard/evaluate", json={"weights": card["weight_sets"]["learned"]["weights"]})
+        bad = {name: c.post("/v1/health/scorecard/evaluate", json=body) for name, body in {
+            "negative": {"weights": {"nps": -1}}, "unknown": {"weights": {"vibes": 1}},
+            "text": {"weights": {"nps": "lots"}}, "zero": {"weights": {"nps": 0}},
+            "extra": {"weights": {"nps": 1}, "name": "x"}}.items()}
+        nan = c.post("/v1/health/scorecard/evaluate", content=b'{"weights": {"support": NaN}}',
+                     headers={"content-type": "application/json"})
+    assert card["available"] is True and card["n_rows"] > 50 and 0 < card["n_churned"] < card["n_rows"]
+    assert {"value", "sentiment"} <= set(card["components"])   # the simulator writes both optional tables
+    sets = card["weight_sets"]
+    assert {"learned", "equal_weight"} <= set(sets)
+    learned = sets["learned"]
+    assert sum(learned["weights"].values()) == pytest.approx(1.0)
+    for s in sets.values():
+        m = s["metrics"]
+        assert 0.5 < m["auc"] < 1 and m["top_decile_lift"] > 1
+        assert sum(b["n"] for b in m["bands5"].values()) == card["n_rows"] == sum(b["n"] for b in m["bands3"].values())
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["n_rows"] == card["n_rows"] and mine.json()["weights"] == {"deployment": 1.0}
+    assert mine.json()["metrics"]["auc"] != sets["equal_weight"]["metrics"]["auc"]
+    # the learned weights as a weight set rank the rows as the model does: the same AUC on the same rows
+    assert same.json()["metrics"]["auc"] == pytest.approx(learned["metrics"]["auc"], abs=1e-9)
+    for name, resp in {**bad, "nan": nan}.items():
+        assert resp.status_code == 422, (name, resp.text)
+    assert bad["negative"].json()["detail"][0]["loc"] == ["body", "weights", "nps"]
+    assert bad["unknown"].json()["detail"][0]["loc"] == ["body", "weights", "vibes"]
+    assert bad["text"].json()["detail"][0]["loc"] == ["body", "weights", "nps"]
+    assert nan.json()["detail"][0]["loc"] == ["body", "weights", "support"]
+
+
 # ---------------------------------------------------------------------------------------------- reload
 def test_reload_swaps_in_a_new_score_set_without_dropping_requests(api, scores):
     from csforecast.scoring.store import load_latest, write_scores
