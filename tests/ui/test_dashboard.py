@@ -228,6 +228,10 @@ def test_csm_book_is_sorted_by_risk_times_arr(ui, warm, scores):
     pos = [book.index(f'/ui/accounts/{a}"') for a in mine["account_id"]]
     assert pos == sorted(pos)
     assert "This week" in html and "Largest drops" in html
+    # the five-band label and the 2x2 cell beside each health score (issue 17)
+    first = book.split(f'/ui/accounts/{mine["account_id"].iloc[0]}"', 1)[1].split("</tr>", 1)[0]
+    top = mine.iloc[0]
+    assert f'{top["health_band5"]} · {top["health_quadrant"].replace("_", " ")}' in first
 
 
 def test_models_page(ui, warm):
