@@ -700,6 +700,8 @@ def test_scorecard_form_needs_write_scope_and_csrf_and_names_bad_weights(ui, war
         assert c.post("/ui/models/scorecard", data={**fields, "action": "save"}).status_code == 403
         bad = c.post("/ui/models/scorecard", data={**fields, "w_nps": "-2", "csrf": token, "action": "save"})
         assert bad.status_code == 422 and "nps must be a finite number" in bad.text and not saved.exists()
+        typo = c.post("/ui/models/scorecard", data={**fields, "w_support": "lots", "csrf": token, "action": "evaluate"})
+        assert typo.status_code == 422 and 'value="lots"' in typo.text
         mine = {**{k: "0" for k in fields}, "w_deployment": "3", "w_nps": "1"}
         shown = c.post("/ui/models/scorecard", data={**mine, "csrf": token, "action": "evaluate"})
         assert shown.status_code == 200 and 'data-set="yours"' in shown.text and not saved.exists()

@@ -11,6 +11,14 @@ SET_TITLES = {"learned": "Learned (the served model)", "equal_weight": "Equal we
               "configured": "Configured (csforecast.toml)", "saved": "Saved on the dashboard", "yours": "Yours (not saved)"}
 
 
+def _shown(v) -> str:
+    """A weight as the form shows it again: the number, or what was typed when it is not one."""
+    try:
+        return f"{float(v):g}"
+    except (TypeError, ValueError):
+        return str(v)[:40]
+
+
 def scorecard_view(report: dict | None, form: dict | None = None, error: str | None = None,
                    can_edit: bool = False, csrf: str | None = None) -> dict:
     """{"missing", "components" [{key, title, pillar, value}], "sets" [{name, title, weights [..], auc, lift,
@@ -33,7 +41,7 @@ def scorecard_view(report: dict | None, form: dict | None = None, error: str | N
                                 f"(n={b['n']})" for b in (m.get("bands5") or {}).values()],
                      "missing": ", ".join(s.get("missing_components") or []), "error": s.get("error")})
     return {"missing": None, "components": [{"key": c, "title": COMPONENTS[c][0], "pillar": COMPONENTS[c][1],
-                                             "value": f"{float(start.get(c, 0.0)):g}"} for c in comps],
+                                             "value": _shown(start.get(c, 0.0))} for c in comps],
             "sets": sets, "bands5": list(FIVE_BANDS), "cutoffs5": report["five_band_cutoffs"],
             "n_rows": report["n_rows"], "n_churned": report["n_churned"], "saved": report.get("saved"),
             "error": error, "can_edit": can_edit, "csrf": csrf}
