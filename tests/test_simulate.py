@@ -101,3 +101,31 @@ def test_csm_calls_are_made_before_renewals_due_within_120_days_and_keep_their_t
     rate = known.groupby("category")["churned"].mean()
     assert rate["commit"] < rate["churn"], rate
     assert truth["knew_outcome"].any() and not truth.loc[truth["knew_outcome"], "churned"].isna().any()
+
+
+def test_csm_sentiment_and_success_plans_follow_the_latent_health(small_portfolio):
+    """The scorecard's optional tables: sentiment only where a CSM is assigned and for most (not all) of their
+    accounts, a colour that rises with the latent health the CSM read; success plans mostly in the larger
+    segments, goals met <= goals, a share met and an ROI that rise with health; some reviews without an ROI."""
+    sent = pd.read_parquet(small_portfolio / "csm_sentiment.parquet")
+    plans = pd.read_parquet(small_portfolio / "success_plans.parquet")
+    accounts = pd.read_parquet(small_portfolio / "accounts.parquet").set_index("account_id")
+    health = pd.read_parquet(small_portfolio / "truth" / "health_daily.parquet")
+    assert set(sent["sentiment"]) == {"red", "yellow", "green"}
+    assert (sent["csm_id"] == sent["account_id"].map(accounts["csm_id"])).all()
+    with_csm = accounts["csm_id"].notna()
+    coverage = sent["account_id"].nunique() / with_csm.sum()
+    assert 0.5 < coverage < 0.95
+    h = health.assign(date=pd.to_datetime(health["date"])).set_index(["account_id", "date"])["health"]
+    s = sent.assign(h=[h.get((a, pd.Timestamp(d)), np.nan) for a, d in zip(sent["account_id"], sent["recorded_at"])])
+    mean_h = s.groupby("sentiment")["h"].mean()
+    assert mean_h["red"] < mean_h["yellow"] < mean_h["green"]
+    assert (plans["goals_met"] <= plans["goals_total"]).all() and (plans["goals_met"] >= 0).all()
+    seg = plans.drop_duplicates("account_id")["account_id"].map(accounts["segment"]).value_counts(normalize=True)
+    assert seg.get("SMB", 0) < 0.5
+    assert 0.2 < plans["roi"].notna().mean() < 0.6 and (plans["roi"].dropna() > 0).all()
+    p = plans.assign(h=[h.get((a, pd.Timestamp(d)), np.nan) for a, d in zip(plans["account_id"],
+                                                                         plans["recorded_at"])]).dropna(subset=["h"])
+    share = p["goals_met"] / p["goals_total"]
+    assert np.corrcoef(p["h"], share)[0, 1] > 0.3
+    assert np.corrcoef(p["h"].loc[p["roi"].notna()], np.log(p["roi"].dropna()))[0, 1] > 0.3

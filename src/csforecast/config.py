@@ -7,12 +7,13 @@ model cache and their lock files. Nothing else is written into the working direc
 """
 from __future__ import annotations
 
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 
@@ -135,6 +136,13 @@ class ScorecardSettings(BaseModel):
     five_bands: list[float] = Field(default_factory=lambda: [20.0, 40.0, 60.0, 80.0],
                                     description="cut-offs of critical | poor | fair | good | excellent")
     quadrant_cut: float = Field(50.0, description="Outcomes / Experience sub-score splitting good from poor")
+
+    @field_validator("five_bands")
+    @classmethod
+    def _four_rising(cls, v: list[float]) -> list[float]:
+        if len(v) != 4 or any(not math.isfinite(x) for x in v) or any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"[scorecard] five_bands needs four rising finite cut-offs on 0-100, not {v}")
+        return v
 
 
 class Settings(BaseSettings):

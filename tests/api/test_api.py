@@ -136,6 +136,20 @@ def test_account_detail(api, scores):
         assert d["health"]["score"] == pytest.approx(row["health_score"])
         assert d["health"]["band"] == row["health_band"]
         assert isinstance(d["triggers"], list)
+        # the scorecard beside the score (issue 17): sub-scores are the pillar means of the components served
+        comps = {c["component"]: c["score"] for c in d["health"]["components"]}
+        outcomes = [comps[c] for c in ("deployment", "adoption", "engagement", "value") if c in comps]
+        experience = [comps[c] for c in ("nps", "support", "sentiment") if c in comps]
+        assert d["outcomes_score"] == pytest.approx(np.mean(outcomes)) if outcomes else d["outcomes_score"] is None
+        assert (d["experience_score"] == pytest.approx(np.mean(experience)) if experience
+                else d["experience_score"] is None)
+        o, e = d["outcomes_score"], d["experience_score"]
+        assert d["health_quadrant"] == (None if o is None or e is None else
+                                        {(True, True): "healthy", (False, True): "false_positive",
+                                         (True, False): "quiet_value", (False, False): "at_risk"}[(o >= 50, e >= 50)])
+        s = d["health"]["score"]
+        assert d["health_band5"] == ("critical" if s < 20 else "poor" if s < 40 else "fair" if s < 60
+                                     else "good" if s < 80 else "excellent")
         if len(hist):
             assert d["health_trend"] and d["health_trend"][-1]["week"] >= d["health_trend"][0]["week"]
     else:
@@ -172,8 +186,16 @@ def test_list_paging_covers_every_account_once_in_order(api, scores):
     risk = [i["risk_arr"] for i in items]
     assert risk == sorted(risk, reverse=True)
     keys = {"account_id", "name", "segment", "csm_id", "arr", "renewal_date", "churn_probability", "health_score",
-            "health_band", "risk_arr"}
+            "health_band", "risk_arr", "outcomes_score", "experience_score", "health_quadrant", "health_band5"}
     assert keys <= set(items[0])
+    if "health_score" in df.columns:   # every scored account carries the scorecard, as in the score set
+        by_id = {i["account_id"]: i for i in items}
+        for aid, row in df.iterrows():
+            assert by_id[aid]["health_band5"] == row["health_band5"]
+            assert by_id[aid]["health_quadrant"] == row["health_quadrant"]
+            assert by_id[aid]["outcomes_score"] == pytest.approx(row["outcomes_score"], abs=1e-9)
+        assert {i["health_band5"] for i in items} <= {"critical", "poor", "fair", "good", "excellent"}
+        assert {i["health_quadrant"] for i in items} <= {"healthy", "false_positive", "quiet_value", "at_risk"}
 
 
 def test_list_items_carry_the_provenance_of_the_account_response(api):
@@ -287,6 +309,10 @@ def test_on_demand_scoring_matches_batch_scores(api, scores, snapshot_rows):
         assert body["model_versions"]["health"] == df["health_model_version"].iloc[0]
         health = [r["health_score"] for r in body["results"]]
         assert health == pytest.approx(df.loc[ids[:100], "health_score"].tolist(), abs=1e-6)
+        for k in ("outcomes_score", "experience_score"):
+            assert [r[k] for r in body["results"]] == pytest.approx(df.loc[ids[:100], k].tolist(), abs=1e-6)
+        for k in ("health_quadrant", "health_band5"):
+            assert [r[k] for r in body["results"]] == df.loc[ids[:100], k].tolist()
     else:
         assert all(set(r) == {"churn_probability"} for r in body["results"])
 
@@ -432,6 +458,44 @@ def test_models(api, scores):
     assert "champion" in churn["aliases"]
     assert {"auc", "log_loss", "ece"} <= set(churn["metrics"])
     assert churn["versions"][0]["version"] == churn["served_version"]
+
+
+def test_health_scorecard_weight_sets_on_the_validation_rows(api):
+    """Issue 17: the learned and equal weights scored on the health model's validation rows (logged with its
+    run), and any weight set in a request scored on the same rows; bad sets are 422 naming the field."""
+    with api.client() as c:
+        r = c.get("/v1/health/scorecard")
+        assert r.status_code == 200, r.text
+        card = r.json()
+        mine = c.post("/v1/health/scorecard/evaluate", json={"weights": {"deployment": 1}})
+        same = c.post("/v1/health/scorecard/evaluate", json={"weights": card["weight_sets"]["learned"]["weights"]})
+        bad = {name: c.post("/v1/health/scorecard/evaluate", json=body) for name, body in {
+            "negative": {"weights": {"nps": -1}}, "unknown": {"weights": {"vibes": 1}},
+            "text": {"weights": {"nps": "lots"}}, "zero": {"weights": {"nps": 0}},
+            "extra": {"weights": {"nps": 1}, "name": "x"}}.items()}
+        nan = c.post("/v1/health/scorecard/evaluate", content=b'{"weights": {"support": NaN}}',
+                     headers={"content-type": "application/json"})
+    assert card["available"] is True and card["n_rows"] > 50 and 0 < card["n_churned"] < card["n_rows"]
+    assert {"value", "sentiment"} <= set(card["components"])   # the simulator writes both optional tables
+    sets = card["weight_sets"]
+    assert {"learned", "equal_weight"} <= set(sets)
+    learned = sets["learned"]
+    assert sum(learned["weights"].values()) == pytest.approx(1.0)
+    for s in sets.values():
+        m = s["metrics"]
+        assert 0.5 < m["auc"] < 1 and m["top_decile_lift"] > 1
+        assert sum(b["n"] for b in m["bands5"].values()) == card["n_rows"] == sum(b["n"] for b in m["bands3"].values())
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["n_rows"] == card["n_rows"] and mine.json()["weights"] == {"deployment": 1.0}
+    assert mine.json()["metrics"]["auc"] != sets["equal_weight"]["metrics"]["auc"]
+    # the learned weights as a weight set rank the rows as the model does: the same AUC on the same rows
+    assert same.json()["metrics"]["auc"] == pytest.approx(learned["metrics"]["auc"], abs=1e-9)
+    for name, resp in {**bad, "nan": nan}.items():
+        assert resp.status_code == 422, (name, resp.text)
+    assert bad["negative"].json()["detail"][0]["loc"] == ["body", "weights", "nps"]
+    assert bad["unknown"].json()["detail"][0]["loc"] == ["body", "weights", "vibes"]
+    assert bad["text"].json()["detail"][0]["loc"] == ["body", "weights", "nps"]
+    assert nan.json()["detail"][0]["loc"] == ["body", "weights", "support"]
 
 
 # ---------------------------------------------------------------------------------------------- reload

@@ -109,13 +109,53 @@ def test_missing_optional_tables_say_what_goes_without(tables, tmp_path):
     report = validate(src, AS_OF)
     assert report.ok
     warned = {p.table: p for p in report.warnings if p.rule == "missing_optional_table"}
-    assert set(warned) == {"usage", "tickets", "surveys", "touches", "stakeholder_events"}
+    assert set(warned) == {"usage", "tickets", "surveys", "touches", "stakeholder_events", "csm_sentiment",
+                           "success_plans"}
+    assert "health components losing inputs: sentiment" in warned["csm_sentiment"].message
+    assert "health components losing inputs: value" in warned["success_plans"].message
     assert "health components losing inputs: deployment, adoption" in warned["usage"].message
     assert [p.table for p in report.notes if p.rule == "missing_optional_table"] == [
         "interventions", "forecast_calls", "opportunities", "opportunity_history"]
     assert report.missing_health == sorted(health_sources())
     snap = build_snapshots(src, [date(2026, 4, 1)])
     assert len(snap) > 20 and "arr" in snap.columns and "tickets_90d" not in snap.columns
+
+
+def test_scorecard_tables_are_validated_naming_row_and_value(tables, tmp_path):
+    """CSM sentiment is a colour or 1-5; success-plan goals are whole, not negative, met <= total."""
+    sent = tables["csm_sentiment"].copy()
+    sent["sentiment"] = sent["sentiment"].astype(object)
+    sent.loc[sent.index[0], "sentiment"] = "purple"
+    sent.loc[sent.index[1], "sentiment"] = "4"        # numbers 1-5 are fine, as are colours in any case
+    sent.loc[sent.index[2], "sentiment"] = " Green "
+    sent.loc[sent.index[3], "sentiment"] = "7"
+    plans = tables["success_plans"].copy()
+    plans.loc[plans.index[0], "goals_met"] = plans.loc[plans.index[0], "goals_total"] + 1
+    plans.loc[plans.index[1], "roi"] = -0.5
+    plans["goals_total"] = plans["goals_total"].astype(object)
+    plans.loc[plans.index[2], "goals_total"] = "many"
+    d = write(tmp_path / "d", {**tables, "csm_sentiment": sent, "success_plans": plans}, csv=("success_plans",))
+    report = validate(open_source(d), AS_OF)
+    assert {("csm_sentiment", "sentiment", "unknown_value"), ("success_plans", "goals_met", "more_than_total"),
+            ("success_plans", "roi", "negative"), ("success_plans", "goals_total", "type")} <= rules(report)
+    by = {(p.table, p.rule): p for p in report.errors}
+    bad = by[("csm_sentiment", "unknown_value")]
+    assert bad.count == 2 and any("sentiment='purple'" in e for e in bad.examples)
+    assert any("sentiment='7'" in e for e in bad.examples)
+    r0 = plans.iloc[0]
+    assert by[("success_plans", "more_than_total")].examples == [
+        f"account_id={r0.account_id} recorded_at={pd.Timestamp(r0.recorded_at).date()}: "
+        f"goals_total='{r0.goals_total}', goals_met='{r0.goals_met}'"]
+    assert "goals_total='many'" in by[("success_plans", "type")].examples[0]
+
+
+def test_empty_scorecard_table_is_a_warning_naming_the_component(tables, tmp_path):
+    d = write(tmp_path / "d", {**tables, "csm_sentiment": tables["csm_sentiment"].iloc[:0]})
+    report = validate(open_source(d), AS_OF)
+    assert report.ok
+    [w] = [p for p in report.warnings if p.table == "csm_sentiment"]
+    assert w.rule == "empty_optional_table" and "sentiment" in w.message
+    assert report.missing_health == ["sentiment"]
 
 
 def test_successor_of_another_account_is_an_error(tables, tmp_path):

@@ -10,7 +10,8 @@ from csforecast.data.sources import open_source
 from csforecast.features.snapshot import build_snapshots, feature_columns, monthly_grid
 
 DATE_COL = {"usage": "date", "tickets": "opened_at", "surveys": "responded_at", "touches": "date",
-            "stakeholder_events": "date", "interventions": "date"}
+            "stakeholder_events": "date", "interventions": "date", "csm_sentiment": "recorded_at",
+            "success_plans": "recorded_at"}
 AS_OF = date(2025, 12, 1)
 
 
@@ -34,6 +35,8 @@ def _rewrite(src, dst, mode: str, as_of: date):
                         df.loc[late, c] = rng.integers(1, 5, late.sum()).astype(df[c].dtype)
                     elif c in ("priority",):
                         df.loc[late, c] = rng.choice(["P1", "P4"], late.sum())
+                    elif c == "sentiment":
+                        df.loc[late, c] = rng.choice(["red", "5"], late.sum())
             if name == "tickets":  # a ticket opened before as_of but closed after it: closure unknown then
                 late_close = pd.to_datetime(df["closed_at"]) >= cut
                 if mode == "delete":
@@ -74,6 +77,36 @@ def test_no_leakage(small_portfolio, tmp_path, mode):
             assert np.allclose(x.astype(float), y.astype(float), equal_nan=True, rtol=1e-12, atol=1e-12), c
         else:
             assert x.astype(str).equals(y.astype(str)), c
+
+
+def test_sentiment_and_value_are_the_latest_review_before_the_as_of_date(small_portfolio):
+    """csm_sentiment / value_realised / roi_latest: the mean of the rows on the latest day in the 365 days
+    strictly before as_of (a review on as_of itself is not seen); colours read red 1, yellow 3, green 5."""
+    snap = build_snapshots(open_source(small_portfolio), [AS_OF], labels=False).set_index("account_id")
+    cut = pd.Timestamp(AS_OF)
+    sent = pd.read_parquet(small_portfolio / "csm_sentiment.parquet")
+    plans = pd.read_parquet(small_portfolio / "success_plans.parquet")
+    checked = 0
+    for table, feats in ((sent, ("csm_sentiment",)), (plans, ("value_realised", "roi_latest"))):
+        t = table.assign(day=pd.to_datetime(table["recorded_at"]))
+        seen = t[(t["day"] < cut) & (t["day"] >= cut - pd.Timedelta(days=365))]
+        last = seen[seen["day"] == seen.groupby("account_id")["day"].transform("max")]
+        expect = pd.DataFrame({
+            "csm_sentiment": last.get("sentiment", pd.Series(dtype=object)).map({"red": 1.0, "yellow": 3.0,
+                                                                                  "green": 5.0}),
+            "value_realised": last.get("goals_met", pd.Series(dtype=float)) / last.get("goals_total", np.nan),
+            "roi_latest": last.get("roi", pd.Series(dtype=float)),
+            "account_id": last["account_id"], "day": last["day"]}).groupby("account_id").mean()
+        ids = [a for a in expect.index if a in snap.index]
+        assert len(ids) > 20
+        for f in feats:
+            np.testing.assert_allclose(snap.loc[ids, f].astype(float), expect.loc[ids, f], equal_nan=True)
+        days = "days_since_sentiment" if table is sent else "days_since_value_review"
+        np.testing.assert_allclose(snap.loc[ids, days], (cut - expect.loc[ids, "day"]).dt.days)
+        never = [a for a in snap.index if a not in expect.index]
+        assert snap.loc[never, feats[0]].isna().all()
+        checked += len(ids)
+    assert checked > 50
 
 
 def test_snapshot_grid_matches_single_snapshots(small_portfolio):

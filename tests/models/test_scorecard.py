@@ -44,3 +44,80 @@ def test_weight_sets_scored_on_the_same_rows():
         weight_set_score(C, {"nps": -1})
     with pytest.raises(ValueError, match="no positive weight"):
         weight_set_score(C, {"value": 1})
+
+
+def test_weight_set_checks_name_the_field():
+    from csforecast.errors import InputError
+    from csforecast.models.scorecard import WeightSetError, check_weight_set
+
+    assert check_weight_set({"nps": 1, "support": "2", "value": 0}) == {"nps": 1.0, "support": 2.0, "value": 0.0}
+    for bad, field in (({"nps": -1}, "nps"), ({"vibes": 1}, "vibes"), ({"nps": float("inf")}, "nps"),
+                       ({"nps": float("nan")}, "nps"), ({"nps": "lots"}, "nps"), ({"nps": True}, "nps"),
+                       ({"nps": None}, "nps"), ({}, None), ({"nps": 0}, None)):
+        with pytest.raises(WeightSetError) as e:
+            check_weight_set(bad)
+        assert e.value.field == field and isinstance(e.value, (InputError, ValueError))
+
+
+def test_learned_weights_rank_as_the_model_does():
+    """The learned weights as a weight set give the model's own ranking (its score is monotone in them)."""
+    from types import SimpleNamespace
+
+    from csforecast.metrics.calibration import rank_auc
+    from csforecast.models.health import health_from_eta
+    from csforecast.models.scorecard import learned_weights
+
+    rng = np.random.default_rng(1)
+    C = pd.DataFrame(rng.uniform(0, 100, (500, 3)), columns=["deployment", "nps", "sentiment"])
+    est = SimpleNamespace(components_=list(C.columns), weights_=np.array([-0.03, -0.01, 0.0]))
+    w = learned_weights(est)
+    assert w == pytest.approx({"deployment": 0.75, "nps": 0.25, "sentiment": 0.0})
+    model = health_from_eta(1.0 + C.to_numpy() @ est.weights_, 0.0)
+    mine, _ = weight_set_score(C, w)
+    y = (rng.random(500) < 0.3).astype(int)
+    assert rank_auc(y, -model) == pytest.approx(rank_auc(y, -mine), abs=1e-12)
+
+
+def test_saved_weights_are_replaced_whole(tmp_path):
+    from csforecast.models.scorecard import WeightSetError
+    from csforecast.scoring.scorecard import SavedWeights
+
+    store = SavedWeights(tmp_path)
+    assert store.load() is None
+    store.save({"nps": 2, "adoption": 1}, by="k1")
+    assert store.load()["weights"] == {"nps": 2.0, "adoption": 1.0} and store.load()["saved_by"] == "k1"
+    with pytest.raises(WeightSetError):
+        store.save({"nps": -2})
+    assert store.load()["weights"] == {"nps": 2.0, "adoption": 1.0}        # a refused set changes nothing
+    assert [p.name for p in tmp_path.iterdir()] == ["scorecard.json"]        # no temporary file left behind
+    (tmp_path / "scorecard.json").write_text("{not json")
+    assert store.load() is None
+
+
+def test_scorecard_report_on_reference_rows():
+    from types import SimpleNamespace
+
+    from csforecast.config import Settings
+    from csforecast.scoring.scorecard import evaluate_weights, reference_frame, scorecard_report
+
+    rng = np.random.default_rng(2)
+    n = 1000
+    good = rng.uniform(0, 100, n)
+    C = pd.DataFrame({"adoption": good, "nps": rng.uniform(0, 100, n)})
+    y = (rng.random(n) < 1 / (1 + np.exp((good - 40) / 10))).astype(int)
+    ref = reference_frame(C, y, good, C.mean(axis=1))
+    est = SimpleNamespace(components_=["adoption", "nps"], weights_=np.array([-0.04, 0.0]))
+    settings = Settings(scorecard={"weights": {"nps": 1}})
+    rep = scorecard_report(ref, est, settings, saved={"weights": {"adoption": 1, "value": 1}},
+                           extra={"broken": {"nps": -1}})
+    sets = rep["weight_sets"]
+    assert rep["n_rows"] == n and rep["components"] == ["adoption", "nps"]
+    assert list(sets) == ["learned", "equal_weight", "configured", "saved", "broken"]
+    assert sets["learned"]["metrics"]["auc"] == pytest.approx(sets["saved"]["metrics"]["auc"])
+    assert sets["saved"]["missing_components"] == ["value"]
+    assert sets["learned"]["metrics"]["auc"] > sets["equal_weight"]["metrics"]["auc"] > sets["configured"]["metrics"]["auc"]
+    assert sets["broken"]["metrics"] is None and "nps" in sets["broken"]["error"]
+    assert sum(b["n"] for b in sets["configured"]["metrics"]["bands5"].values()) == n
+    assert evaluate_weights(ref, {"adoption": 1}, settings)["metrics"] == sets["saved"]["metrics"]
+    none = scorecard_report(None, est, settings)
+    assert none["available"] is False and "retrain" in none["reason"] and none["weight_sets"] == {}

@@ -149,8 +149,25 @@ def test_trigger_boundaries_and_missing_values():
 def test_score_health_columns_contributions_and_bands(model, rows):
     snap = rows.sample(300, random_state=1)
     out = score_health(model, snap, Settings())
-    assert list(out.columns) == ["health_score", "health_band", "health_components", "triggers"]
+    assert list(out.columns) == ["health_score", "health_band", "health_components", "triggers", "outcomes_score",
+                                 "experience_score", "health_quadrant", "health_band5"]
     assert out.index.equals(snap.index)
+    # the scorecard beside the score: pillar means of the component scores, the 2x2 and five bands
+    cs = model.component_scores(snap)
+    np.testing.assert_allclose(out["outcomes_score"], cs[["deployment", "adoption", "engagement"]].mean(axis=1))
+    np.testing.assert_allclose(out["experience_score"], cs[["nps", "support"]].mean(axis=1))
+    o, e = out["outcomes_score"] >= 50, out["experience_score"] >= 50
+    assert (out["health_quadrant"][o & e] == "healthy").all() and (out["health_quadrant"][~o & e] == "false_positive").all()
+    assert (out["health_quadrant"][o & ~e] == "quiet_value").all() and (out["health_quadrant"][~o & ~e] == "at_risk").all()
+    five = pd.cut(out["health_score"], [-np.inf, 20, 40, 60, 80, np.inf], right=False,
+                  labels=["critical", "poor", "fair", "good", "excellent"]).astype(str)
+    assert (out["health_band5"] == five).all()
+    custom = score_health(model, snap, Settings(scorecard={"five_bands": [10, 30, 50, 90], "quadrant_cut": 60}))
+    assert (custom["health_band5"][out["health_score"] >= 90] == "excellent").all()
+    assert (custom["health_band5"][out["health_score"] < 10] == "critical").all()
+    assert ((custom["outcomes_score"] >= 60) == (custom["health_quadrant"].isin(["healthy", "quiet_value"]))).all()
+    with pytest.raises(ValueError, match="five_bands"):
+        Settings(scorecard={"five_bands": [50, 40, 60, 80]})
     np.testing.assert_allclose(out["health_score"], model.predict(snap))
     for s, band, comps in zip(out["health_score"], out["health_band"], out["health_components"]):
         assert [c["component"] for c in comps] == ["deployment", "adoption", "engagement", "nps", "support"]
@@ -310,7 +327,8 @@ def test_train_health_end_to_end(portfolio, isolated_home):
     lo, hi = m["auc_gain_ci"]["textbook"]
     assert lo < m["auc"] - m["auc_textbook"] < hi
     assert isinstance(m["decile_churn_monotone"], bool)
-    comps = ["deployment", "adoption", "engagement", "nps", "support"]
+    # the simulator writes success plans and CSM sentiment: value (Outcomes) and sentiment (Experience) are scored
+    comps = ["deployment", "adoption", "engagement", "value", "nps", "support", "sentiment"]
     assert list(m["components"]) == comps and list(m["ablation_auc"]) == comps
     for v in m["components"].values():
         assert set(v) == {"coef", "se", "p_value", "ci_low", "ci_high", "lr_p_value", "flagged"}
@@ -322,7 +340,7 @@ def test_train_health_end_to_end(portfolio, isolated_home):
     assert set(d["deciles"]) == {"ours", "equal_weight", "textbook"} and len(d["deciles"]["ours"]) == 10
     assert set(d["band_churn"]["ours"]) == {"red", "yellow", "green"}
     assert d["band_churn"]["ours"]["red"]["churn_rate"] > d["band_churn"]["ours"]["green"]["churn_rate"]
-    assert set(d["skipped_components"]) == {"value", "sentiment"}
+    assert d["skipped_components"] == {}
     assert set(d["flagged"]) == {c for c, v in m["components"].items() if v["flagged"]}
     json.dumps(res)
     assert res["alias"] == "champion" and res["version"] == "1"
@@ -373,3 +391,44 @@ def test_unseen_segment_uses_the_all_segment_benchmark():
     assert bad["utilisation_below_benchmark"] == "seat utilisation 30 % vs segment benchmark 52 % (Public Sector)"
     assert "utilisation_below_benchmark" not in _names(out[1])
     assert "utilisation_below_benchmark" in _names(out[2])
+
+
+def test_value_and_sentiment_are_scored_from_their_tables_and_named_when_absent(small_portfolio, tmp_path):
+    """With success_plans and csm_sentiment the health model scores value (Outcomes) and sentiment (Experience);
+    without them it skips both and says which tables are missing (the same words `validate` uses)."""
+    import shutil
+    from datetime import date
+
+    from csforecast.data.sources import open_source
+    from csforecast.features.snapshot import build_snapshots, monthly_grid
+    from csforecast.pipelines.health import dropped_components
+
+    grid = monthly_grid(date(2025, 1, 1), date(2026, 6, 1))[::2]    # 9 dates: enough renewals, a quick test
+    src = open_source(small_portfolio)
+    rows = build_snapshots(src, grid).dropna(subset=["label_churn"])
+    rows = rows[rows["days_to_renewal"] <= 120]
+    m = HealthScoreModel(weighting="equal").fit(rows, rows["label_churn"].astype(int))
+    assert {"value", "sentiment"} <= set(m.components_) and m.skipped_ == {}
+    assert {"value_realised", "roi", "csm_sentiment"} <= {x.name for x in m.measures_}
+    assert dropped_components(src, m) == {}
+    out = score_health(m, rows.head(50), Settings())
+    comps = {c["component"] for c in out["health_components"].iloc[0]}
+    assert {"value", "sentiment"} <= comps
+    cs = m.component_scores(rows.head(50))
+    np.testing.assert_allclose(out["outcomes_score"],
+                               cs[["deployment", "adoption", "engagement", "value"]].mean(axis=1))
+    np.testing.assert_allclose(out["experience_score"], cs[["nps", "support", "sentiment"]].mean(axis=1))
+
+    bare = tmp_path / "bare"
+    shutil.copytree(small_portfolio, bare)
+    (bare / "csm_sentiment.parquet").unlink()
+    (bare / "success_plans.parquet").unlink()
+    src2 = open_source(bare)
+    rows2 = build_snapshots(src2, grid).dropna(subset=["label_churn"])
+    rows2 = rows2[rows2["days_to_renewal"] <= 120]
+    assert "csm_sentiment" not in rows2 and "value_realised" not in rows2
+    m2 = HealthScoreModel(weighting="equal").fit(rows2, rows2["label_churn"].astype(int))
+    assert set(m2.skipped_) == {"value", "sentiment"}
+    why = dropped_components(src2, m2)
+    assert why["value"] == "dropped: no data (success_plans is missing or empty)"
+    assert why["sentiment"] == "dropped: no data (csm_sentiment is missing or empty)"

@@ -209,6 +209,10 @@ def test_account_page(ui, warm, scores):
         assert f'id="{section}"' in html, section
     assert "Contracts are not shown" not in html and "No ARR history" not in html
     assert "What moved it" in html and "not recorded in this score set" not in html
+    # the scorecard beside the score (issue 17): sub-scores, quadrant and five-band label of the score set
+    card = html.split('id="scorecard"', 1)[1].split("</div>", 1)[0]
+    assert f"{row['outcomes_score']:.0f}" in card and f"{row['experience_score']:.0f}" in card
+    assert row["health_quadrant"].replace("_", " ") in card and row["health_band5"] in card
 
 
 def test_csm_book_is_sorted_by_risk_times_arr(ui, warm, scores):
@@ -224,6 +228,10 @@ def test_csm_book_is_sorted_by_risk_times_arr(ui, warm, scores):
     pos = [book.index(f'/ui/accounts/{a}"') for a in mine["account_id"]]
     assert pos == sorted(pos)
     assert "This week" in html and "Largest drops" in html
+    # the five-band label and the 2x2 cell beside each health score (issue 17)
+    first = book.split(f'/ui/accounts/{mine["account_id"].iloc[0]}"', 1)[1].split("</tr>", 1)[0]
+    top = mine.iloc[0]
+    assert f'{top["health_band5"]} · {top["health_quadrant"].replace("_", " ")}' in first
 
 
 def test_models_page(ui, warm):
@@ -672,3 +680,81 @@ def test_session_tokens():
     assert safe_next("/ui/csm?x=1") == "/ui/csm?x=1"
     for bad in ("https://x", "//x/ui", "/v1/x", None, "/ui\\x", "/ui\n"):
         assert safe_next(bad) == "/ui/"
+
+
+def test_scorecard_form_needs_write_scope_and_csrf_and_names_bad_weights(ui, warm):
+    """The models page's editable scorecard: a read key sees the weight sets but no form; the form posts only
+    with its CSRF token; a bad weight is shown (422) and nothing is saved; saving replaces scorecard.json and
+    the saved set is then reported beside the learned one (page and GET /v1/health/scorecard agree)."""
+    saved = ui.home / "scorecard.json"
+    saved.unlink(missing_ok=True)
+    with ui.login() as c:
+        html = c.get("/ui/models").text
+        assert 'id="weight-sets"' in html and 'data-set="learned"' in html and 'data-set="equal_weight"' in html
+        assert 'id="scorecard-form"' not in html and "scope write or admin" in html
+    with ui.login(ui.admin_key) as c:
+        html = c.get("/ui/models").text
+        token = re.search(r'id="scorecard-form".*?name="csrf" value="([0-9a-f]+)"', html, re.S).group(1)
+        fields = dict(re.findall(r'name="(w_[a-z]+)" value="([^"]*)"', html))
+        assert {"w_deployment", "w_value", "w_sentiment"} <= set(fields)
+        assert c.post("/ui/models/scorecard", data={**fields, "action": "save"}).status_code == 403
+        bad = c.post("/ui/models/scorecard", data={**fields, "w_nps": "-2", "csrf": token, "action": "save"})
+        assert bad.status_code == 422 and "nps must be a finite number" in bad.text and not saved.exists()
+        typo = c.post("/ui/models/scorecard", data={**fields, "w_support": "lots", "csrf": token, "action": "evaluate"})
+        assert typo.status_code == 422 and 'value="lots"' in typo.text
+        mine = {**{k: "0" for k in fields}, "w_deployment": "3", "w_nps": "1"}
+        shown = c.post("/ui/models/scorecard", data={**mine, "csrf": token, "action": "evaluate"})
+        assert shown.status_code == 200 and 'data-set="yours"' in shown.text and not saved.exists()
+        done = c.post("/ui/models/scorecard", data={**mine, "csrf": token, "action": "save"}, follow_redirects=False)
+        assert done.status_code == 303 and done.headers["location"].endswith("/ui/models#scorecard")
+        assert json.loads(saved.read_text())["weights"] == {**{k[2:]: 0.0 for k in fields}, "deployment": 3.0,
+                                                            "nps": 1.0}
+        page = c.get("/ui/models").text
+    api = httpx.get(ui.url + "/v1/health/scorecard", headers={"X-API-Key": ui.read_key}, timeout=60).json()
+    auc = api["weight_sets"]["saved"]["metrics"]["auc"]
+    row = re.search(r'data-set="saved">.*?class="n auc">([0-9.]+)<', page, re.S)
+    assert row and float(row.group(1)) == pytest.approx(auc, abs=5e-4)
+    saved.unlink()
+
+
+def test_browser_scorecard(ui, warm):
+    """Chromium: an admin enters weights on the models page, evaluates them and sees their AUC, lift and churn
+    by band beside the learned and equal weights; saving keeps them as the saved set."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (CI installs Debian's chromium package)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    saved = ui.home / "scorecard.json"
+    saved.unlink(missing_ok=True)
+    errors: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+            page.set_default_timeout(60_000)
+            page.goto(ui.url + "/ui/login?next=/ui/models")
+            page.fill("#api_key", ui.admin_key)
+            page.click("button[type=submit]")
+            page.wait_for_url("**/ui/models")
+            form = page.locator("#scorecard-form")
+            for inp in form.locator("input[type=number]").all():
+                inp.fill("0")
+            form.locator("input[name=w_adoption]").fill("2")
+            form.locator("input[name=w_support]").fill("1")
+            form.locator("button[value=evaluate]").click()
+            page.wait_for_selector('#weight-sets tr[data-set="yours"]')
+            yours = page.locator('#weight-sets tr[data-set="yours"]')
+            assert float(yours.locator("td.auc").inner_text()) > 0.5
+            assert float(yours.locator("td.lift").inner_text()) > 0
+            assert page.locator('#weight-sets tr[data-set="learned"] td.auc').inner_text()
+            assert "67 %" in yours.inner_text() and "33 %" in yours.inner_text()
+            auc = yours.locator("td.auc").inner_text()
+            _shot(page, "scorecard")
+            page.locator("#scorecard-form button[value=save]").click()
+            page.wait_for_selector('#weight-sets tr[data-set="saved"]')
+            assert page.locator('#weight-sets tr[data-set="saved"] td.auc').inner_text() == auc
+        finally:
+            browser.close()
+    assert not errors, errors
+    assert json.loads(saved.read_text())["weights"]["adoption"] == 2.0
+    saved.unlink()

@@ -33,7 +33,7 @@ from csforecast import __version__ as _pkg_version
 from csforecast.api import docs, logredact
 from csforecast.api.auth import KeyStore
 from csforecast.api.routers import accounts, admin, forecast, health, metrics, models, process, score
-from csforecast.api.routers import pipeline, reasons, voc  # issue 17
+from csforecast.api.routers import pipeline, reasons, scorecard, voc  # issue 17
 from csforecast.api.schemas import ScoreRequest
 from csforecast.api.errors import StartupError, validation_body
 from csforecast.api.scoreset import shutdown_builder, warm_builder
@@ -130,7 +130,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(models.router)
     app.include_router(admin.router)
-    for r in (voc.router, reasons.router, pipeline.router):   # issue 17: voice of the customer, reasons, pipeline
+    for r in (voc.router, reasons.router, pipeline.router,   # issue 17: voice of the customer, reasons, pipeline,
+              scorecard.router):                          # the editable health scorecard
         app.include_router(r)
     app.add_middleware(MetricsMiddleware, metrics=api_metrics)
     logredact.install()

@@ -18,7 +18,9 @@ import pandas as pd
 
 from csforecast.api.errors import LoadError, RowErrors
 from csforecast.api.families import health_scores, model_inputs
+from csforecast.config import get_settings
 from csforecast.jsonsafe import error_text, finite_float
+from csforecast.scoring.health import scorecard_columns
 
 log = logging.getLogger("csforecast.api")
 
@@ -295,23 +297,35 @@ def health_inputs(models, rows: list[dict]) -> list[str] | None:
     return needed if all(all(c in r for c in needed) for r in rows) else None
 
 
-def _health_column(models, rows: list[dict], needed: list[str]) -> list | None:
+def _health_column(models, rows: list[dict], needed: list[str], settings=None) -> list[dict] | None:
+    """Per row: ``health_score`` and the scorecard beside it (outcomes_score, experience_score,
+    health_quadrant, health_band5; `scoring.health.scorecard_columns`); None when the model cannot score."""
     est = models.estimators["health"]
     try:
         frame = pd.DataFrame([{c: r.get(c) for c in needed} for r in rows], columns=needed)
-        return [finite_float(v) for v in health_scores(est, frame)]
+        score = health_scores(est, frame)
+        out = [{"health_score": finite_float(v)} for v in score]
     except Exception as e:  # noqa: BLE001 - no health score is better than a made-up one or a 500
         log.warning("health model could not score %d on-demand row(s): %s", len(rows), type(e).__name__)
         return None
+    try:
+        card = scorecard_columns(est.component_scores(frame), score, settings or get_settings())
+    except Exception as e:  # noqa: BLE001 - a model without component scores still serves its score
+        log.warning("no scorecard for %d on-demand row(s): %s", len(rows), type(e).__name__)
+        return out
+    for i, res in enumerate(out):
+        res.update({k: (finite_float(v[i]) if k.endswith("_score") else v[i]) for k, v in card.items()})
+    return out
 
 
 def score_rows(state, rows: list[dict], contributions: bool, health: list[str] | None,
-               strict: bool = False) -> bytes:
+               strict: bool = False, settings=None) -> bytes:
     """The POST /v1/score response body (JSON bytes) for ``rows`` scored with ``state``'s models.
 
     ``health``: the health inputs from `health_inputs` (None: no health score). Raises RowErrors when a
     row does not fit the churn model's inputs (or, with ``strict``, has warnings). A result carries
-    ``warnings`` only when its row has some.
+    ``warnings`` only when its row has some. ``settings``: the scorecard's five bands and quadrant cut
+    (default: get_settings()).
     """
     scorer = state.churn
     parsed = scorer.parse(rows, strict)
@@ -329,10 +343,10 @@ def score_rows(state, rows: list[dict], contributions: bool, health: list[str] |
         for i, res in enumerate(results):
             res["contributions"] = {f: (v if math.isfinite(v) else None) for f, v in zip(feats, vals[i].tolist())}
             res["base_value"] = finite_float(base[i])
-    scores = _health_column(state.models, rows, health) if health else None
+    scores = _health_column(state.models, rows, health, settings) if health else None
     if scores is not None:
         versions["health"] = state.models.versions["health"]
         for res, h in zip(results, scores):
-            res["health_score"] = h
+            res.update(h)
     return json.dumps({"model_versions": versions, "results": results}, allow_nan=False,
                       separators=(",", ":")).encode()

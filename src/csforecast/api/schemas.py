@@ -13,6 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 SORT_KEYS = ("risk_arr", "churn_probability", "arr", "health_score", "renewal_date")
 SortKey = Literal["risk_arr", "churn_probability", "arr", "health_score", "renewal_date"]
 Band = Literal["red", "yellow", "green"]
+Band5 = Literal["critical", "poor", "fair", "good", "excellent"]
+Quadrant = Literal["healthy", "false_positive", "quiet_value", "at_risk"]
+# the scorecard beside the health score (docs/health.md, "The scorecard people can own"); null without health
+OUTCOMES_DOC = "Outcomes sub-score 0-100 (deployment, adoption, engagement, value); null when no such component."
+EXPERIENCE_DOC = "Experience sub-score 0-100 (NPS, support, sentiment); null when no such component."
+QUADRANT_DOC = ("healthy | false_positive (good experience, poor outcomes) | quiet_value | at_risk, split at "
+                "[scorecard] quadrant_cut; null when a sub-score is null.")
+BAND5_DOC = "critical | poor | fair | good | excellent at [scorecard] five_bands; health_band stays red/yellow/green."
 Period = Literal["month", "quarter", "year"]
 RetentionGroup = Literal["segment", "region", "csm_id", "industry", "cohort"]
 ForecastGroup = Literal["segment", "region", "csm_id", "industry"]
@@ -121,6 +129,10 @@ class AccountDetail(BaseModel):
     health: HealthSummary | None = Field(None, description="Null when no health model is served.")
     triggers: list[Trigger] | None = Field(None, description="Fired risk triggers; null without a health model.")
     health_trend: list[TrendPoint] | None = Field(None, description="Weekly health history, oldest first.")
+    outcomes_score: float | None = Field(None, description=OUTCOMES_DOC)
+    experience_score: float | None = Field(None, description=EXPERIENCE_DOC)
+    health_quadrant: Quadrant | None = Field(None, description=QUADRANT_DOC)
+    health_band5: Band5 | None = Field(None, description=BAND5_DOC)
     model_versions: dict[str, str] = Field(default_factory=dict, description="Versions that produced these scores.")
     fallback: dict[str, str] = Field(default_factory=dict, description="Families whose scores came from a small-book "
                                                                        "fallback model, and what it is.")
@@ -156,6 +168,10 @@ class AccountSummary(BaseModel):
     churn_probability: float | None = None
     health_score: float | None = None
     health_band: str | None = None
+    outcomes_score: float | None = Field(None, description=OUTCOMES_DOC)
+    experience_score: float | None = Field(None, description=EXPERIENCE_DOC)
+    health_quadrant: Quadrant | None = Field(None, description=QUADRANT_DOC)
+    health_band5: Band5 | None = Field(None, description=BAND5_DOC)
     risk_arr: float | None = None
     # the same provenance as the single-account response (AccountDetail)
     model_versions: dict[str, str] = Field(default_factory=dict, description="Versions that produced these scores.")
@@ -213,6 +229,10 @@ class RowWarning(BaseModel):
 class ScoreResult(BaseModel):
     churn_probability: float
     health_score: float | None = Field(None, description="Only present when the health model could score the row.")
+    outcomes_score: float | None = Field(None, description="With health_score: " + OUTCOMES_DOC)
+    experience_score: float | None = Field(None, description="With health_score: " + EXPERIENCE_DOC)
+    health_quadrant: Quadrant | None = Field(None, description="With health_score: " + QUADRANT_DOC)
+    health_band5: Band5 | None = Field(None, description="With health_score: " + BAND5_DOC)
     contributions: dict[str, float | None] | None = Field(
         None, description="Only with contributions=true: feature → contribution to the churn log-odds.")
     base_value: float | None = Field(None, description="Only with contributions=true: base log-odds.")

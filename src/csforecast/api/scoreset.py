@@ -92,6 +92,8 @@ class ScoreSet:
 
 # what every account response says about where its numbers come from (detail and list items alike)
 PROVENANCE = ("model_versions", "fallback", "as_of", "data_hash", "score_set_version")
+# the scorecard beside the health score, in the detail and the list items alike (null in older score sets)
+SCORECARD_KEYS = ("outcomes_score", "experience_score", "health_quadrant", "health_band5")
 
 
 def _whole(v) -> int | None:
@@ -156,6 +158,7 @@ def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame,
                            "components": json_safe(g("health_components")) or [],
                            "model_version": json_safe(g("health_model_version"))}
             d["triggers"] = json_safe(g("triggers")) if "triggers" in cols else None
+            d.update({k: json_safe(g(k)) for k in SCORECARD_KEYS})
         try:
             details[aid] = AccountDetail.model_validate(d).model_dump_json().encode()
             items.append(AccountSummary.model_validate(
@@ -163,6 +166,7 @@ def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame,
                                        "renewal_date", "days_to_renewal", "churn_probability", "risk_arr",
                                        *PROVENANCE)}
                 | {"health_score": json_safe(g("health_score")), "health_band": json_safe(g("health_band"))}
+                | {k: d.get(k) for k in SCORECARD_KEYS}
             ).model_dump_json().encode())
         except ValidationError as e:
             raise LoadError(f"score set v{version}: account {aid} does not match the API schema: "

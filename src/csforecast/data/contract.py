@@ -110,6 +110,22 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
     ), date_column="called_at", row_label=("account_id", "contract_id", "called_at"),
         feeds="the blend of the churn model with CSM calls (family blend), the call scenarios (commit, most "
               "likely, best case) and the disagreements list; no features or health components"),
+    # issue 17, the scorecard people can own: the CSM's own read of the account (Experience pillar) and the value
+    # the customer has realised against its success plan (Outcomes pillar), as CS platforms record them
+    TableSpec("csm_sentiment", (
+        C("account_id", "string"), C("recorded_at", "date"), C("csm_id", "string", True),
+        C("sentiment", "string", doc="red | yellow | green, or 1-5 (5 = very positive)"),
+    ), date_column="recorded_at", row_label=("account_id", "recorded_at"),
+        feeds="CSM sentiment features (the latest sentiment on 1-5, days since it was recorded)",
+        features=("csm_sentiment", "days_since_sentiment"), health=("sentiment",)),
+    TableSpec("success_plans", (
+        C("account_id", "string"), C("recorded_at", "date", doc="the day the plan's status was reviewed"),
+        C("goals_total", "int", doc="objectives in the account's success plan"),
+        C("goals_met", "int", doc="objectives the customer has achieved"),
+        C("roi", "float", True, "documented ROI multiple (value realised / cost), when the review measured one"),
+    ), date_column="recorded_at", row_label=("account_id", "recorded_at"),
+        feeds="value/ROI features (share of success-plan goals met and ROI at the latest review, days since it)",
+        features=("value_realised", "roi_latest", "days_since_value_review"), health=("value",)),
     # issue 17: the expansion pipeline (csforecast pipeline); one row per opportunity, as it stands now
     TableSpec("opportunities", (
         C("opportunity_id", "string"), C("account_id", "string"), C("kind", "string", doc="upsell | cross_sell"),
@@ -133,6 +149,8 @@ TOUCH_KINDS = ("meeting", "email", "call", "qbr", "exec_meeting")
 ARMS = ("treatment", "control", "none")
 CALL_CATEGORIES = ("commit", "most_likely", "at_risk", "churn")  # most to least confident in the renewal
 SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
+SENTIMENT_WORDS = {"red": 1.0, "yellow": 3.0, "green": 5.0}                  # words on the 1-5 scale
+SENTIMENT_LEVELS = (*SENTIMENT_WORDS, "1", "2", "3", "4", "5")
 OPPORTUNITY_KINDS = ("upsell", "cross_sell")
 OPPORTUNITY_STAGES = ("emailed", "discussion", "contract_sent", "verbal", "signed", "lost")   # in pipeline order
 

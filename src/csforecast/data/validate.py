@@ -18,7 +18,8 @@ from datetime import date
 import ibis
 
 from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, OPPORTUNITY_STAGES, PRIORITIES,
-                                      SCORE_RANGES, SURVEY_KINDS, TABLES, TOUCH_KINDS, health_sources)
+                                      SCORE_RANGES, SENTIMENT_WORDS, SURVEY_KINDS, TABLES, TOUCH_KINDS,
+                                      health_sources)
 from csforecast.data.parse import read_as, readable
 from csforecast.data.sources import DATE_FORMAT_KEY, Source
 
@@ -342,6 +343,27 @@ class _Checker:
             self.add("error", "usage", "value", "negative", "usage value below 0", u, u.value < 0)
         self.check_forecast_calls()
         self.check_opportunities()
+        self.check_scorecard_tables()
+
+    def check_scorecard_tables(self):
+        """CSM sentiment and success plans (issue 17): a sentiment is a colour or a number 1-5; goals are whole
+        counts with goals_met <= goals_total; ROI is not negative."""
+        if self.has_cols("csm_sentiment", "sentiment"):
+            t = self.typed("csm_sentiment")
+            word = t.sentiment.strip().lower()
+            number = word.try_cast("float64")
+            self.add("error", "csm_sentiment", "sentiment", "unknown_value",
+                     f"sentiment not one of {', '.join(SENTIMENT_WORDS)} or a number from 1 to 5", t,
+                     t.sentiment.notnull() & ~word.isin(tuple(SENTIMENT_WORDS))
+                     & (number.isnull() | (number < 1) | (number > 5)))
+        for col in ("goals_total", "goals_met", "roi"):
+            if self.has_cols("success_plans", col):
+                t = self.typed("success_plans")
+                self.add("error", "success_plans", col, "negative", f"{col} below 0", t, t[col] < 0)
+        if self.has_cols("success_plans", "goals_total", "goals_met"):
+            t = self.typed("success_plans")
+            self.add("error", "success_plans", "goals_met", "more_than_total", "goals_met above goals_total", t,
+                     t.goals_met > t.goals_total, show=("goals_total", "goals_met"))
 
     def check_forecast_calls(self):
         """CSM calls: a known category, a non-negative amount, a renewing contract that exists and belongs to

@@ -22,6 +22,8 @@ _L_SUPPORT = "escalate open tickets with Support; review recent P1s with the cus
 _L_NPS = "close the loop with detractors"
 _L_CHAMP = "find and enable a new champion"
 _L_COMMERCIAL = "start the renewal conversation early"
+_L_VALUE = "document realised value with the customer (ROI review)"
+_L_SENTIMENT = "agree a recovery plan with the CSM"
 _NONE = "none (account profile)"
 
 CATALOGUE: dict[str, FeatureInfo] = {
@@ -53,6 +55,12 @@ CATALOGUE: dict[str, FeatureInfo] = {
     "days_since_champion_left": FeatureInfo("days since the champion left", "Engagement", _L_CHAMP, "days"),
     "days_since_stakeholder_change": FeatureInfo("days since a stakeholder change", "Engagement", _L_CHAMP, "days"),
     "champion_left_365d": FeatureInfo("champion departures in 12 months", "Engagement", _L_CHAMP, "int"),
+    "csm_sentiment": FeatureInfo("CSM sentiment (latest, 1-5)", "Sentiment", _L_SENTIMENT),
+    "days_since_sentiment": FeatureInfo("days since the CSM last recorded sentiment", "Sentiment", _L_SENTIMENT,
+                                        "days"),
+    "value_realised": FeatureInfo("success-plan goals met (latest review)", "Value/ROI", _L_VALUE, "pct"),
+    "roi_latest": FeatureInfo("documented ROI (latest review)", "Value/ROI", _L_VALUE, "ratio"),
+    "days_since_value_review": FeatureInfo("days since the last value review", "Value/ROI", _L_VALUE, "days"),
     "has_csm": FeatureInfo("has an assigned CSM", "Engagement", "assign a CSM", "bool"),
     "nps_latest": FeatureInfo("latest NPS response", "NPS", _L_NPS),
     "nps_mean_365d": FeatureInfo("mean NPS response (12 months)", "NPS", _L_NPS),

@@ -303,6 +303,48 @@ def _stakeholder_features(src: Source, g: ibis.Table) -> ibis.Table | None:
     )
 
 
+def _latest_review(src: Source, table: str, values: dict, days_name: str, g: ibis.Table) -> ibis.Table | None:
+    """Per account and as-of date: ``values`` (name -> expression on the table's rows) as the mean over the
+    rows of the latest day with any in the 365 days before as_of (several rows on one day are averaged, as
+    the latest survey response is), and ``days_name``: days since that day."""
+    if not src.has(table):
+        return None
+    t = src.table(table)
+    j = g.join(t, [t.recorded_at < g.as_of, t.recorded_at >= g.as_of - _iv(365)])
+    key = ["account_id", "as_of"]
+    feats = j.group_by(key).aggregate(_day=j.recorded_at.max())
+    feats = feats.mutate(**{days_name: _days(feats.as_of, feats._day)})
+    daily = t.group_by(["account_id", "recorded_at"]).aggregate(**{k: f(t).mean() for k, f in values.items()})
+    daily = daily.rename(_aid="account_id", _d="recorded_at")
+    return feats.left_join(daily, [feats.account_id == daily._aid, feats._day == daily._d]).drop("_aid", "_d",
+                                                                                                 "_day")
+
+
+def sentiment_scale(t: ibis.Table):
+    """A CSM sentiment on 1-5: red 1, yellow 3, green 5, or the number given (1-5); NULL otherwise."""
+    from csforecast.data.contract import SENTIMENT_WORDS
+
+    word = t.sentiment.strip().lower()
+    number = word.try_cast("float64")
+    return ibis.cases(*((word == w, v) for w, v in SENTIMENT_WORDS.items()),
+                      else_=ibis.ifelse((number >= 1) & (number <= 5), number, ibis.null().cast("float64")))
+
+
+def _sentiment_features(src: Source, g: ibis.Table) -> ibis.Table | None:
+    """The CSM's latest sentiment (1-5) in the 365 days before as_of and the days since it was recorded."""
+    return _latest_review(src, "csm_sentiment", {"csm_sentiment": sentiment_scale}, "days_since_sentiment", g)
+
+
+def _value_features(src: Source, g: ibis.Table) -> ibis.Table | None:
+    """Value realised at the latest success-plan review in the 365 days before as_of: the share of goals met
+    (NULL for a plan with no goals), the ROI when measured, and the days since the review."""
+    def share(t):
+        return ibis.ifelse(t.goals_total > 0, t.goals_met.cast("float64") / t.goals_total.cast("float64"),
+                           ibis.null().cast("float64"))
+    return _latest_review(src, "success_plans", {"value_realised": share, "roi_latest": lambda t: t.roi},
+                          "days_since_value_review", g)
+
+
 def _slug(metric: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in str(metric).lower()).strip("_")
 
@@ -335,7 +377,8 @@ def snapshot_plan(source: Source, as_of: Iterable[date] | date) -> SnapshotPlan:
     parts = [_usage_features(source, g, metrics, dates[0], dates[-1]), _long_usage_features(source, g, metrics),
              _ewm_usage_features(source, g, metrics),
              _ticket_features(source, g),
-             _survey_features(source, g), _touch_features(source, g), _stakeholder_features(source, g)]
+             _survey_features(source, g), _touch_features(source, g), _stakeholder_features(source, g),
+             _sentiment_features(source, g), _value_features(source, g)]
     expr = base
     for p in parts:
         if p is not None:

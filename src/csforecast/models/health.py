@@ -48,10 +48,10 @@ COMPONENTS: dict[str, tuple[str, str, str]] = {
     "deployment": ("Deployment", "Outcomes", info("seat_utilisation").lever),
     "adoption": ("Adoption", "Outcomes", info("key_feature_breadth").lever),
     "engagement": ("Engagement", "Outcomes", info("days_since_exec_meeting").lever),
-    "value": ("Value/ROI", "Outcomes", "document realised value with the customer (ROI review)"),
+    "value": ("Value/ROI", "Outcomes", info("value_realised").lever),
     "nps": ("NPS", "Experience", info("account_nps_365d").lever),
     "support": ("Support", "Experience", info("csat_latest").lever),
-    "sentiment": ("Sentiment", "Experience", "agree a recovery plan with the CSM"),
+    "sentiment": ("Sentiment", "Experience", info("csm_sentiment").lever),
 }
 CHAMPION_LEVER = info("days_since_champion_left").lever
 
@@ -178,11 +178,13 @@ MEASURES: tuple[Measure, ...] = (
     Measure("open_ticket_load", "support", ("open_tickets", "seats"),
             _Per("open_tickets", "seats"), "rank_desc",
             "open tickets per seat"),
-    # scored only when the source has them (our simulated data has neither)
+    # scored only when the source has them (the optional success_plans and csm_sentiment tables)
     Measure("value_realised", "value", ("value_realised",),
-            _Col("value_realised"), "rank", "documented value / ROI realised"),
+            _Col("value_realised"), "rank", "share of success-plan goals met at the latest review (12 months)"),
+    Measure("roi", "value", ("roi_latest",),
+            _Col("roi_latest"), "rank", "documented ROI multiple at the latest review (12 months)"),
     Measure("csm_sentiment", "sentiment", ("csm_sentiment",),
-            _Col("csm_sentiment"), "rank", "CSM-entered sentiment"),
+            _Col("csm_sentiment"), "rank", "the CSM's latest sentiment, 1-5 (red 1, yellow 3, green 5; 12 months)"),
 )
 
 

@@ -20,12 +20,13 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from csforecast.errors import InputError
 from csforecast.jsonsafe import finite_float
 from csforecast.metrics.calibration import rank_auc, top_decile_lift
 from csforecast.models.health import COMPONENTS
 
 __all__ = ["PILLARS", "FIVE_BANDS", "pillar_scores", "quadrant", "five_band_of", "weight_set_score",
-           "weight_set_report"]
+           "weight_set_report", "check_weight_set", "learned_weights", "WeightSetError"]
 
 PILLARS = ("Outcomes", "Experience")
 FIVE_BANDS = ("critical", "poor", "fair", "good", "excellent")
@@ -75,6 +76,45 @@ def weight_set_score(components: pd.DataFrame, weights: Mapping[str, float]) -> 
                          f"scores ({', '.join(components.columns)})")
     w = pd.Series(used) / sum(used.values())
     return components[list(w.index)].to_numpy(dtype=float) @ w.to_numpy(), missing
+
+
+class WeightSetError(InputError, ValueError):
+    """A weight set that cannot be scored; ``field`` names the component at fault (None: the set as a whole)."""
+
+    def __init__(self, message: str, field: str | None = None, value=None):
+        super().__init__(message)
+        self.field, self.value = field, value
+
+
+def check_weight_set(weights: Mapping) -> dict[str, float]:
+    """A weight set as {component: float}, or WeightSetError (a ValueError) naming the first bad field: a
+    component not in `COMPONENTS`, a weight that is not a finite number >= 0, or no positive weight at all."""
+    out = {}
+    if not isinstance(weights, Mapping) or not weights:
+        raise WeightSetError("give at least one component a weight > 0", None, weights)
+    for k, v in weights.items():
+        if k not in COMPONENTS:
+            raise WeightSetError(f"unknown component {k!r} (known: {', '.join(COMPONENTS)})", str(k), v)
+        try:
+            w = float(v) if not isinstance(v, bool) else float("nan")
+        except (TypeError, ValueError):
+            w = float("nan")
+        if not np.isfinite(w) or w < 0:
+            raise WeightSetError(f"the weight of {k} must be a finite number >= 0, not {v!r}", k, v)
+        out[k] = w
+    if not any(w > 0 for w in out.values()):
+        raise WeightSetError("give at least one component a weight > 0", None, dict(weights))
+    return out
+
+
+def learned_weights(estimator) -> dict[str, float]:
+    """The health model's component weights as a weight set: each component's health weight (minus its churn
+    log-odds coefficient) as a share of their sum; a dropped component weighs 0. The model's score is the
+    logistic map of this weighted sum, so it ranks accounts as this weight set does (a component kept with the
+    implausible sign, which the model scores against health, is shown as 0)."""
+    w = -np.asarray(estimator.weights_, dtype=float)
+    total = float(w[w > 0].sum())
+    return {c: (float(max(x, 0.0)) / total if total > 0 else 0.0) for c, x in zip(estimator.components_, w)}
 
 
 def weight_set_report(y, scores: Mapping[str, np.ndarray], cuts3=(40.0, 70.0), cuts5=(20.0, 40.0, 60.0, 80.0)

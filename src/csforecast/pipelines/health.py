@@ -32,6 +32,7 @@ from csforecast.pipelines.context import TrainingContext  # noqa: E402
 from csforecast.pipelines.result import TrainingResult, ValidationSet  # noqa: E402
 from csforecast.scoring import families  # noqa: E402
 from csforecast.scoring.health import band_cutoffs  # noqa: E402
+from csforecast.scoring.scorecard import SCORECARD_ARTIFACT, reference_frame  # noqa: E402
 from csforecast.tracking import store  # noqa: E402
 
 FAMILY = "health"
@@ -379,6 +380,8 @@ def train_health(ctx: TrainingContext, params: dict | None = None, register: boo
         store.log_dict(result, "evaluation.json")
         store.log_dict(ctx.profile, "data_profile.json")
         store.log_text(validation_report(result), "health_report.md")
+        # the validation rows the server scores any weight set on (scoring/scorecard.py): serving never imports this
+        store.log_table(reference_frame(est.component_scores(valid), y, score, ew), SCORECARD_ARTIFACT)
         fig = _decile_plot(deciles, unc.get("decile_churn_ci"))
         store.log_figure(fig, "decile_churn.png")
         plt.close(fig)

@@ -10,11 +10,13 @@ import pandas as pd
 
 from csforecast.config import Settings, TriggerSettings, get_settings
 from csforecast.models.health import CHAMPION_LEVER, COMPONENTS, HealthScoreModel, band_of
+from csforecast.models.scorecard import five_band_of, pillar_scores, quadrant
 
-__all__ = ["OUTPUTS", "score_health", "band_cutoffs", "evaluate_triggers", "health_history", "explain_change",
+__all__ = ["OUTPUTS", "score_health", "scorecard_columns", "band_cutoffs", "evaluate_triggers", "health_history", "explain_change",
            "pyfunc_frame"]
 
-OUTPUTS = ("health_score", "health_band", "health_components", "triggers")
+OUTPUTS = ("health_score", "health_band", "health_components", "triggers", "outcomes_score", "experience_score",
+           "health_quadrant", "health_band5")
 MINUS = "\u2212"
 
 
@@ -23,6 +25,23 @@ def band_cutoffs(estimator: HealthScoreModel, settings: Settings | None = None) 
     scores with mode "quantile")."""
     hb = (settings or get_settings()).health_bands
     return estimator.score_cutoffs(hb.red, hb.yellow, hb.mode)
+
+
+def scorecard_columns(components: pd.DataFrame, score, settings: Settings) -> dict[str, np.ndarray]:
+    """The scorecard beside the score (docs/health.md, "The scorecard people can own"): ``outcomes_score`` and
+    ``experience_score`` (0-100, NaN when the pillar has no component), ``health_quadrant`` (healthy |
+    false_positive | quiet_value | at_risk; None when a pillar is missing) split at ``[scorecard] quadrant_cut``,
+    and ``health_band5`` (critical | poor | fair | good | excellent; None for a missing score) at
+    ``[scorecard] five_bands``. ValueError for five-band cut-offs that are not four rising numbers."""
+    sc = settings.scorecard
+    pil = pillar_scores(components)
+    q = quadrant(pil["outcomes"], pil["experience"], sc.quadrant_cut)
+    s = np.asarray(score, dtype=float)
+    b5 = five_band_of(s, sc.five_bands)
+    b5[np.isnan(s)] = None
+    return {"outcomes_score": pil["outcomes"].to_numpy(dtype=float),
+            "experience_score": pil["experience"].to_numpy(dtype=float),
+            "health_quadrant": np.where(q == "unknown", None, q).astype(object), "health_band5": b5}
 
 
 def _trigger_settings(settings) -> TriggerSettings:
@@ -115,7 +134,8 @@ def _levers(estimator: HealthScoreModel, snapshot: pd.DataFrame) -> dict[str, np
 def score_health(estimator: HealthScoreModel, snapshot: pd.DataFrame, settings: Settings | None = None
                  ) -> pd.DataFrame:
     """Per row of `snapshot`: health_score (0–100), health_band, health_components (list of {component, score,
-    band, contribution, lever}; contributions sum exactly to health_score - 50) and triggers."""
+    band, contribution, lever}; contributions sum exactly to health_score - 50), triggers and the scorecard
+    columns (`scorecard_columns`: outcomes_score, experience_score, health_quadrant, health_band5)."""
     settings = settings or get_settings()
     red, yellow = band_cutoffs(estimator, settings)
     score = estimator.predict(snapshot)
@@ -132,7 +152,8 @@ def score_health(estimator: HealthScoreModel, snapshot: pd.DataFrame, settings: 
     triggers = evaluate_triggers(snapshot, settings, benchmarks=estimator.segment_benchmark_,
                                  resolution_days=estimator.resolution_median_)
     return pd.DataFrame({"health_score": score, "health_band": band_of(score, red, yellow),
-                         "health_components": lists, "triggers": triggers}, index=snapshot.index)
+                         "health_components": lists, "triggers": triggers,
+                         **scorecard_columns(comps, score, settings)}, index=snapshot.index)
 
 
 # --- weekly trend ----------------------------------------------------------------------------------------

@@ -218,6 +218,11 @@ def simulate_portfolio(n_accounts: int = 2000, years: int = 3, seed: int = 0, en
     # issue 17 (voice of the customer, churn reasons, the expansion pipeline): own random streams, so the
     # tables above are the same as without them
     voc_truth = _add_voc_tables(seed, tables, renewals_truth, h, act, seg, acc_ids, dates, w0, nps_truth)
+    # the scorecard's optional tables (CSM sentiment, success-plan value reviews): own random streams too
+    from csforecast.simulate.scorecard import simulate_scorecard_tables
+
+    tables.update(simulate_scorecard_tables(seed, h, act, seg, accounts["csm_id"].to_numpy(dtype=object), acc_ids,
+                                            dates, w0))
     meta["churn_shift_date"] = str(origin + np.timedelta64(shift_day, "D")) if p.churn_shift else None
     truth = {"renewals": renewals_truth, "health_daily": health_daily, "terms": terms_truth, **voc_truth}
     _add_calls(seed, p, accounts, contracts, terms_truth, renewals_truth, h, origin, n_days, w0, shift_day,

@@ -339,7 +339,77 @@ def csm_book(request: Request, csm_id: str, page: int = 1) -> Response:
 
 @router.get("/models", response_class=HTMLResponse)
 def models_page(request: Request) -> Response:
-    _auth(request)
+    return _models_response(request, _auth(request))
+
+
+def _scorecard_section(request: Request, state: ServingState, who: Principal, form: dict | None = None,
+                       error: str | None = None, yours: dict | None = None) -> dict:
+    """The models page's editable scorecard (scoring/scorecard.py): the weight sets on the served health
+    model's validation rows, with the form for a key with scope write or admin."""
+    from csforecast.jsonsafe import error_text
+    from csforecast.scoring.scorecard import SavedWeights, champion_reference, scorecard_report
+
+    settings = request.app.state.settings
+    est = state.models.estimators.get("health") if state.models else None
+    if est is None:
+        return views.scorecard_view(None)
+    try:
+        ref = champion_reference((state.models.info.get("health") or {}).get("run_id"))
+        report = scorecard_report(ref, est, settings, SavedWeights(settings.home).load(),
+                                  {"yours": yours} if yours else None)
+    except Exception as e:  # noqa: BLE001 - an unreachable tracking store: said on the page, never a 500
+        return {"missing": f"the health model's validation rows cannot be read: {error_text(e)}", "sets": [],
+                "components": [], "can_edit": False}
+    can_edit = who is not None and who.allows("write")
+    csrf = csrf_token(_secret(request), "scorecard", request.cookies.get(COOKIE) or "") if can_edit else None
+    return views.scorecard_view(report, form, error, can_edit, csrf)
+
+
+@router.post("/models/scorecard", response_class=HTMLResponse)
+async def scorecard_form(request: Request) -> Response:
+    """The scorecard form: `action=evaluate` shows the weights beside the others (nothing stored);
+    `action=save` stores them (CSFORECAST_HOME/scorecard.json, atomically) and returns to the page. Needs a
+    key with scope write or admin and the form's CSRF token; a bad weight is shown on the page (422), nothing
+    saved."""
+    from fastapi.concurrency import run_in_threadpool
+
+    from csforecast.models.scorecard import WeightSetError, check_weight_set
+    from csforecast.scoring.scorecard import SavedWeights
+
+    who = _auth(request)
+    body = await request.body()
+    if len(body) > MAX_LOGIN_BODY:
+        return _page(request, "unavailable.html", {"title": "Scorecard", "message": "request too large"}, 413)
+    form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=30)
+    try:
+        ok = check_csrf(_secret(request), "scorecard", request.cookies.get(COOKIE), (form.get(CSRF_FIELD) or [None])[0])
+    except StorageError:
+        ok = False
+    if not ok or not who.allows("write"):
+        log.info("dashboard scorecard refused (%s)", "missing or wrong CSRF token" if not ok else "read-only key")
+        return _page(request, "unavailable.html", {"title": "Scorecard", "message": (
+            "the scorecard form did not come from this server; nothing was changed" if not ok else
+            "saving or evaluating a scorecard needs an API key with scope write or admin; nothing was changed")},
+            403)
+    raw = {k[2:]: (v[0].strip() or "0") for k, v in form.items() if k.startswith("w_")}
+    action = (form.get("action") or ["evaluate"])[0]
+    try:
+        weights = check_weight_set(raw)
+    except WeightSetError as e:
+        return await run_in_threadpool(_models_response, request, who, {"form": raw, "error": str(e)}, 422)
+    if action == "save":
+        try:
+            await run_in_threadpool(SavedWeights(request.app.state.settings.home).save, weights, who.key_id)
+        except OSError as e:
+            return await run_in_threadpool(_models_response, request, who,
+                                           {"form": raw, "error": f"the weights could not be saved: {e}"}, 503)
+        log.info("dashboard scorecard saved by key %s: %s", who.key_id, weights)
+        return RedirectResponse(f"{root_path(request)}/ui/models#scorecard", status_code=303)
+    return await run_in_threadpool(_models_response, request, who, {"form": raw, "yours": weights})
+
+
+def _models_response(request: Request, who: Principal, scorecard: dict | None = None, status: int = 200
+                     ) -> Response:
     ui = ui_data(request)
     state = ui.state
     if state.models is None:
@@ -355,7 +425,8 @@ def models_page(request: Request) -> Response:
     v["registry_note"] = _section(rjob, "the run artifacts")
     v["backtest_note"] = _section(bjob, "the latest backtest")
     v["monitoring"] = views.monitoring_view(state.scores.monitoring if state.scores else None)
-    return _page(request, "models.html", {"title": "Models", "v": v})
+    v["scorecard"] = _scorecard_section(request, state, who, **(scorecard or {}))
+    return _page(request, "models.html", {"title": "Models", "v": v}, status)
 
 
 @router.get("/models/{family}/artifacts/{name}")

@@ -25,9 +25,9 @@ ROW_BYTES = 16_384             # request body budget per row (a 71-feature row i
 
 
 def _score(state: ServingState, rows: list[dict], contributions: bool, health: list[str] | None,
-           strict: bool) -> bytes:
+           strict: bool, settings=None) -> bytes:
     try:
-        return score_rows(state, rows, contributions, health, strict)
+        return score_rows(state, rows, contributions, health, strict, settings)
     except RowErrors as e:
         raise RequestValidationError(e.errors) from None
 
@@ -47,7 +47,8 @@ async def score(request: Request, state: ModelsDep) -> Response:
     `inputs`). Inputs left out and nulls are missing values; the result holds the calibrated churn
     probability per row, `warnings` for a row that leaves inputs out or sends a level the model never saw
     (`strict=true` rejects such rows instead), `contributions` (log-odds per feature + `base_value`) when
-    asked, and a `health_score` only when a health model is served and the rows carry all of its inputs."""
+    asked, and a `health_score` (with `outcomes_score`, `experience_score`, `health_quadrant` and
+    `health_band5` beside it) only when a health model is served and the rows carry all of its inputs."""
     # The body is parsed and validated in one pass by pydantic-core (not json.loads, then validation):
     # for 100-row batches that halves the request cost. Errors keep FastAPI's 422 format.
     try:
@@ -63,7 +64,8 @@ async def score(request: Request, state: ModelsDep) -> Response:
     if not body.contributions and not health and len(rows) * max(len(state.churn.features), 1) <= INLINE_CELLS:
         content = _score(state, rows, False, None, body.strict)    # sub-millisecond: cheaper than a thread hop
     else:
-        content = await run_in_threadpool(_score, state, rows, body.contributions, health, body.strict)
+        content = await run_in_threadpool(_score, state, rows, body.contributions, health, body.strict,
+                                          request.app.state.settings)
     return Response(content, media_type="application/json")
 
 

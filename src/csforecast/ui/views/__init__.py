@@ -21,6 +21,7 @@ from csforecast.ui.views.glossary import GLOSSARY, glossary_view, term
 from csforecast.ui.views.models import (FAMILY_ARTIFACTS, HEADLINE_METRICS, HEALTH_REPORT, markdown_html, models_view,
                                         monitoring_view)
 from csforecast.ui.views.process import disagreements_view, ledger_view, worklist_view
+from csforecast.ui.views.scorecard import scorecard_view
 from csforecast.ui.views.voc import pipeline_view, reasons_section, voc_view
 from csforecast.ui.views.portfolio import (BACKTEST_METHOD, MOVEMENT_QUARTERS, TOP_RISK, backtest_section,
                                            coverage_anomalies, forecast_section, health_by_segment, metrics_matrix,
@@ -35,5 +36,5 @@ __all__ = ["ARR_BANDS", "ARR_BAND_LABELS", "BACKTEST_METHOD", "BANDS", "BAND_COL
            "last_changes", "markdown_html", "metrics_matrix", "models_view", "monitoring_view", "money", "money_full",
            "movements_section", "num", "pct", "portfolio_view", "renewals_due", "risk_list", "signed",
            "status_view", "term",
-           "trend_explanations", "worklist_view", "disagreements_view", "ledger_view",
+           "trend_explanations", "worklist_view", "disagreements_view", "ledger_view", "scorecard_view",
            "voc_view", "reasons_section", "pipeline_view"]

@@ -44,7 +44,11 @@ def account_view(detail: Mapping[str, Any], explanations: Mapping[str, str] | No
         comps = sorted(health.get("components") or [], key=lambda c: finite(c.get("contribution")) or 0.0)
         names = [str(c.get("component", "")).replace("_", " ").capitalize() for c in comps]
         vals = [finite(c.get("contribution")) for c in comps]
+        quad = d.get("health_quadrant")
         health_v = {"score": num(health.get("score"), 0), "band": health.get("band") or "none",
+                    "band5": d.get("health_band5") or DASH, "outcomes": num(d.get("outcomes_score"), 0),
+                    "experience": num(d.get("experience_score"), 0),
+                    "quadrant": quad.replace("_", " ") if quad else DASH,
                     "components": [{"name": n, "score": num(c.get("score"), 0), "band": c.get("band") or "none",
                                     "contribution": signed(c.get("contribution"), 1), "lever": c.get("lever") or DASH}
                                    for n, c in zip(names, comps)],

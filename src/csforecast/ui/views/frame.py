@@ -26,7 +26,8 @@ BAND_COLORS = {"red": "#c62828", "yellow": "#f9a825", "green": "#2e7d32", "none"
 
 
 FRAME_COLUMNS = ["account_id", "name", "segment", "industry", "region", "csm_id", "arr", "renewal_date",
-                 "days_to_renewal", "churn_probability", "health_score", "health_band", "risk_arr"]
+                 "days_to_renewal", "churn_probability", "health_score", "health_band", "risk_arr",
+                 "health_band5", "health_quadrant"]
 
 
 def arr_band(arr: pd.Series) -> pd.Series:
@@ -187,4 +188,6 @@ def account_row(r) -> dict:
     return {"account_id": r.account_id, "name": r.name or DASH, "segment": r.segment or DASH,
             "region": r.region or DASH, "csm": r.csm, "arr": r.arr_s, "arr_full": r.arr_full, "p": r.p_s,
             "risk_arr": r.risk_s, "renewal_date": r.renewal_s, "band": r.band, "health": r.health_s,
+            "band5": r.health_band5 if isinstance(r.health_band5, str) else None,
+            "quadrant": r.health_quadrant.replace("_", " ") if isinstance(r.health_quadrant, str) else None,
             "high_risk": bool(r.high_risk)}

@@ -34,6 +34,15 @@ GLOSSARY: dict[str, tuple[str, str]] = {
     "health_score": ("Health score", "0–100, higher is healthier: component scores weighted by a logistic "
                                      "regression of churn at renewal; the typical account scores 50."),
     "health_band": ("Health band", "red / yellow / green from cut-offs on the health score (see the bands below)."),
+    "health_band5": ("Five-band label", "critical / poor / fair / good / excellent from the [scorecard] five_bands "
+                                        "cut-offs on the health score (default 20, 40, 60, 80)."),
+    "outcomes_score": ("Outcomes", "0–100: the mean of the account's Outcomes component scores (deployment, "
+                                   "adoption, engagement, value/ROI)."),
+    "experience_score": ("Experience", "0–100: the mean of the account's Experience component scores (NPS, "
+                                       "support, CSM sentiment)."),
+    "health_quadrant": ("Quadrant", "Outcomes × Experience split at [scorecard] quadrant_cut: healthy, false "
+                                    "positive (good experience, poor outcomes: happy but not getting value), quiet "
+                                    "value (good outcomes, poor experience) or at risk."),
     "health_component": ("Health component", "Deployment, adoption, engagement, NPS, support (…): each scored "
                                              "0–100 from documented measures."),
     "contribution": ("Contribution", "Points a component adds to (or takes from) the health score relative to the "
