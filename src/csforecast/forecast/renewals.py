@@ -274,7 +274,8 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
     """
     from csforecast.config import get_settings
     from csforecast.features.snapshot import build_snapshots, data_end, feature_columns
-    from csforecast.forecast.addons import addon_forecast
+    from csforecast.forecast.addons import addon_forecast, with_pipeline
+    from csforecast.forecast.pipeline import pipeline_addons
 
     tell = progress or (lambda _msg: None)
     fs = get_settings().forecast
@@ -301,6 +302,12 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
     root = chain_roots(n_p, projected)
     seg_all = extend(pending["segment"].astype(str).to_numpy(), root) if n_p else np.zeros(0, dtype=object)
     addons, addon_rates = addon_forecast(contracts, accounts, start_ts, end_ts, as_of_ts, group_by)
+    pipe_frame, pipe_info = pipeline_addons(
+        source.frame("opportunities") if source.has("opportunities") else None,
+        source.frame("opportunity_history") if source.has("opportunity_history") else None,
+        start_ts, end_ts, as_of_ts, stage_probabilities=get_settings().pipeline.stage_probabilities,
+        renewals=pending[["account_id", "renewal_date"]], level=get_settings().pipeline.level)
+    addons, addon_source = with_pipeline(addons, pipe_frame)
     addon = (addons["mean"].to_numpy(float), addons["var"].to_numpy(float), addons["group"].astype(str).to_numpy())
 
     # --- tau ------------------------------------------------------------------------------------------
@@ -465,7 +472,8 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
         "worst_case": scen["worst_case"],
         "best_case": scen["best_case"],
         "midterm_expansion": {"rates": addon_rates, "accounts": int(len(addons)),
-                              "expected_arr": _f(float(addons["mean"].sum()))},
+                              "expected_arr": _f(float(addons["mean"].sum())), "addon_source": addon_source,
+                              "pipeline": {**pipe_info, **_source_split(addons)}},
         "model_version": model_version,
         "scored_by_survival": scored_by_survival(pending, by_survival, survival_version, group_by),
         "simulation": {"draws": draws, "seed": seed, "tau": _tau_summary(tau), "tau_source": tau_source,
@@ -473,6 +481,14 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
                        "shock_nodes": main["simulation"]["n_nodes"]},
         "warnings": warn,
     }
+
+
+def _source_split(addons: pd.DataFrame) -> dict:
+    """Accounts and expected add-on ARR of the window by the method that forecast them."""
+    pipe = (addons["source"] == "pipeline").to_numpy()
+    m = addons["mean"].to_numpy(float)
+    return {"pipeline_accounts": int(pipe.sum()), "pipeline_expected_arr": _f(float(m[pipe].sum())),
+            "history_accounts": int((~pipe).sum()), "history_expected_arr": _f(float(m[~pipe].sum()))}
 
 
 def scored_by_survival(pending: pd.DataFrame, mask: np.ndarray, version: str | None, group_by: str | None) -> dict:

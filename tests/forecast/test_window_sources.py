@@ -1,7 +1,11 @@
-"""Renewals beyond the churn model's training horizon (more than 365 days after as_of): the window forecast
-scores them with the survival model by the rule the score set uses (``beyond_churn_horizon``), and says how
-many decisions and how much ARR it scored that way. A real Cox ``SnapshotSurvivalModel`` fitted on a small
-simulated portfolio (the session's ``small_portfolio``)."""
+"""Where each part of a window forecast comes from, on a small simulated portfolio (the session's
+``small_portfolio``, which has opportunities and their history):
+
+* renewals beyond the churn model's training horizon (more than 365 days after as_of) are scored by the
+  survival model with the rule the score set uses (``beyond_churn_horizon``), and the result says how many
+  decisions and how much ARR it scored that way (a real Cox ``SnapshotSurvivalModel``);
+* the mid-term expansion uses the open pipeline for the window where it exists (``addon_source``), the history
+  method elsewhere."""
 from __future__ import annotations
 
 from datetime import date
@@ -101,3 +105,40 @@ def test_without_a_survival_model_the_churn_model_scores_them_and_says_so(tmp_pa
                                        "survival_version": None}
     assert [(x["contract_id"], x["p_churn"], x["p_churn_source"]) for x in r["at_risk"]] == [("h1", CHURN_P, "model")]
     assert any("no survival model was available" in w for w in r["warnings"])
+
+
+def test_midterm_expansion_uses_the_pipeline_where_the_window_has_one(setup):
+    from csforecast.config import get_settings
+    from csforecast.forecast.addons import addon_forecast
+    from csforecast.forecast.pipeline import pipeline_addons
+
+    src, _est, de, start, end, far_window = setup
+    assert src.has("opportunities") and src.has("opportunity_history")
+    # opportunities close 45-150 days after they open: the window starting 9 months out has none, history it is
+    me = far_window["midterm_expansion"]
+    assert me["addon_source"] == "history" and me["pipeline"]["pipeline_accounts"] == 0
+    assert me["pipeline"]["available"] is True and me["pipeline"]["opportunities"] == 0
+    hist, _ = addon_forecast(src.frame("contracts"), src.frame("accounts"), start, end, pd.Timestamp(de))
+    assert me["expected_arr"] == pytest.approx(hist["mean"].sum(), rel=1e-9)
+
+    # the next quarter: accounts with open opportunities due in it take their weighted pipeline, the rest history
+    q0, q1 = pd.Timestamp(de), pd.Timestamp(de) + pd.DateOffset(months=3)
+    r = forecast_window(src, q0, q1, churn_estimator=ConstantChurn(), tau=0.0, draws=500, seed=3)
+    me = r["midterm_expansion"]
+    assert me["addon_source"] == "pipeline" and me["pipeline"]["probabilities"] == "learned"
+    book = renewal_book(src.frame("contracts"), src.frame("accounts"), q0, q1, q0)
+    pipe, info = pipeline_addons(src.frame("opportunities"), src.frame("opportunity_history"), q0, q1, q0,
+                                 stage_probabilities=get_settings().pipeline.stage_probabilities,
+                                 renewals=book.loc[book["status"] == "pending", ["account_id", "renewal_date"]])
+    assert info["opportunities"] > 0 and me["pipeline"]["opportunities"] == info["opportunities"]
+    hist, _ = addon_forecast(src.frame("contracts"), src.frame("accounts"), q0, q1, q0)
+    customers = set(hist["account_id"].astype(str))
+    used = pipe[pipe["account_id"].astype(str).isin(customers)]
+    assert me["pipeline"]["pipeline_accounts"] == len(used) > 0
+    assert me["pipeline"]["pipeline_expected_arr"] == pytest.approx(used["mean"].sum(), rel=1e-9)
+    rest = hist[~hist["account_id"].astype(str).isin(set(used["account_id"].astype(str)))]
+    assert me["pipeline"]["history_accounts"] == len(rest)
+    assert me["pipeline"]["history_expected_arr"] == pytest.approx(rest["mean"].sum(), rel=1e-9)
+    assert me["expected_arr"] == pytest.approx(used["mean"].sum() + rest["mean"].sum(), rel=1e-9)
+    # and it is the NRR forecast's mid-term part
+    assert r["expected"]["midterm_expansion_arr"] == pytest.approx(me["expected_arr"], rel=1e-6)
