@@ -105,3 +105,48 @@ def test_stage_probabilities_are_checked():
         check_stage_probabilities({k: v for k, v in DEFAULT.items() if k != "signed"})
     with pytest.raises(ValueError, match="negotiation"):
         check_stage_probabilities({**DEFAULT, "negotiation": 0.6})
+
+
+def test_pipeline_addons_weight_the_window_and_leave_renewal_deals_to_the_renewal():
+    from csforecast.forecast.pipeline import RENEWAL_OVERLAP_DAYS, pipeline_addons
+
+    opps, hist = _tables()
+    # learned as of END from o1-o4: emailed 1/4, discussion 1/3 (o1, o2, o3 reached it), contract_sent 1/2 (o1,
+    # o3), verbal 1/1 (o1); the window [END, 2026-04-01) holds o5 (discussion, due 2026-02-01) and the overdue o6
+    # (verbal); o7 closes in May
+    f, info = pipeline_addons(opps, hist, END, "2026-04-01", END, stage_probabilities=DEFAULT)
+    got = f.set_index("account_id")
+    # (the learned probabilities are kept to 6 decimals)
+    assert got.loc["a", "mean"] == pytest.approx(10000 / 3, rel=1e-5) and got.loc["b", "mean"] == pytest.approx(4000)
+    assert got.loc["a", "var"] == pytest.approx(1e8 * (1 / 3) * (2 / 3), rel=1e-5)
+    assert got.loc["b", "var"] == pytest.approx(0)
+    assert info["opportunities"] == 2 and info["probabilities"] == "learned" and info["excluded_at_renewal"] == 0
+    # a later window: only o7 (emailed, 1/4); overdue ones stay in the window holding as_of
+    f2, _ = pipeline_addons(opps, hist, "2026-04-01", "2026-07-01", END, stage_probabilities=DEFAULT)
+    assert f2.set_index("account_id")["mean"].to_dict() == pytest.approx({"b": 750.0})
+    # a's renewal 14 days after o5's expected close: o5 is the renewal's expansion, not an add-on
+    renewals = pd.DataFrame({"account_id": ["a"], "renewal_date": [d("2026-02-01") + pd.Timedelta(days=14)]})
+    assert 14 <= RENEWAL_OVERLAP_DAYS
+    f3, info3 = pipeline_addons(opps, hist, END, "2026-04-01", END, stage_probabilities=DEFAULT, renewals=renewals)
+    assert list(f3["account_id"]) == ["b"] and info3["excluded_at_renewal"] == 1
+    assert info3["excluded_at_renewal_amount"] == 10000.0
+    # without history: the handbook's defaults on the current stages (discussion 0.2, verbal 0.8)
+    f4, info4 = pipeline_addons(opps, None, END, "2026-04-01", END, stage_probabilities=DEFAULT)
+    assert f4.set_index("account_id")["mean"].to_dict() == pytest.approx({"a": 2000.0, "b": 3200.0})
+    assert info4["probabilities"] == "default"
+    # no opportunities: nothing, and said so
+    f5, info5 = pipeline_addons(None, None, END, "2026-04-01", END, stage_probabilities=DEFAULT)
+    assert f5.empty and info5["available"] is False
+
+
+def test_with_pipeline_replaces_the_history_forecast_only_where_there_is_pipeline():
+    from csforecast.forecast.addons import with_pipeline
+
+    history = pd.DataFrame({"account_id": ["a", "b", "c"], "segment": "SMB", "group": "SMB",
+                            "arr": [100.0, 200.0, 300.0], "mean": [1.0, 2.0, 3.0], "var": [0.5, 0.5, 0.5]})
+    pipe = pd.DataFrame({"account_id": ["b", "z"], "mean": [40.0, 99.0], "var": [4.0, 9.0], "opportunities": 1})
+    out, src = with_pipeline(history, pipe)
+    assert src == "pipeline" and list(out["source"]) == ["history", "pipeline", "history"]
+    assert list(out["mean"]) == [1.0, 40.0, 3.0] and list(out["var"]) == [0.5, 4.0, 0.5]   # z is no customer
+    out2, src2 = with_pipeline(history, pipe[pipe["account_id"] == "z"])
+    assert src2 == "history" and list(out2["mean"]) == [1.0, 2.0, 3.0]

@@ -135,7 +135,7 @@ def test_hand_checked_forecast(tiny_source):
     assert [x["account_id"] for x in r["at_risk"]] == ["B", "F", "A"]
     assert r["at_risk"][0] == {"account_id": "B", "contract_id": "b1", "arr": 2500.0, "p_churn": 0.5,
                                "expected_churned_arr": 1250.0, "renewal_date": "2024-09-01",
-                               "segment": "Enterprise"}
+                               "segment": "Enterprise", "p_churn_source": "model"}
     # worst case: churned so far + the ARR with p > 0.3 (B) lost + the others at their expected loss (A 0.1 x 1100,
     # F 0.3 x 880); best case: B renews
     assert r["worst_case"]["churned_arr"] == pytest.approx(440 + 2500 + 110 + 264)
@@ -148,6 +148,8 @@ def test_hand_checked_forecast(tiny_source):
     assert any(set(x["methods"]) == {"model", "last_year"} for x in r["forecast_risk"])
     assert r["methods"]["model"]["renewed_arr"] == pytest.approx(3406)
     assert r["model_version"] is None
+    assert r["scored_by_survival"] == {"decisions": 0, "arr": 0.0, "horizon_days": 365, "survival_version": None,
+                                       "groups": {}}
 
 
 def test_window_in_the_past_is_all_known(tiny_source):

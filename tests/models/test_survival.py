@@ -370,3 +370,23 @@ def test_ibs_oracle_beats_km_and_calibration(sim):
     bad = calibration_error_at(test.duration, test.churned, oracle[:, k] ** 3, 180)
     assert good < 0.05 < 0.2 < bad  # ~0.03 is the KM sampling-noise floor with 250 per decile
     assert calibration_error_at(test.duration[:100], test.churned[:100], oracle[:100, k], 180, n_bins=5) >= 0
+
+
+def test_beyond_churn_horizon_is_one_minus_renewal_survival_past_365_days():
+    from csforecast.models.snapshot_survival import CHURN_MODEL_HORIZON_DAYS, beyond_churn_horizon
+    from csforecast.scoring.survival import serve
+
+    days = [30, CHURN_MODEL_HORIZON_DAYS, CHURN_MODEL_HORIZON_DAYS + 1, 900, None, 1000]
+    surv = [0.9, 0.8, 0.7, 0.6, 0.5, float("nan")]
+    mask, p = beyond_churn_horizon(days, surv)
+    assert mask.tolist() == [False, False, True, True, False, False]     # 365 is inside; unknowns stay out
+    np.testing.assert_allclose(p[mask], [0.3, 0.4])
+    assert np.isnan(p[~mask]).all()
+    with pytest.raises(ValueError, match="differ in length"):
+        beyond_churn_horizon([400], [0.5, 0.6])
+    # the score set applies the same rule
+    out = serve(pd.DataFrame({"churn_probability": 0.05, "days_to_renewal": days, "p_renewal_survival": surv,
+                              "arr": 100.0}))
+    assert out["churn_probability_source"].tolist() == ["model", "model", "survival", "survival", "model", "model"]
+    np.testing.assert_allclose(out["churn_probability"], [0.05, 0.05, 0.3, 0.4, 0.05, 0.05])
+    np.testing.assert_allclose(out["risk_arr"], out["churn_probability"] * 100.0)

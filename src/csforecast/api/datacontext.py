@@ -168,13 +168,14 @@ class DataContext:
         return ForecastCache(self._cache_dir or settings.home / "cache" / "forecasts"), settings
 
     def forecast(self, start: date, end: date, group_by: str | None, estimator, model_version: str | None,
-                 scores_version: int | None, blend=None) -> dict:
+                 scores_version: int | None, blend=None, survival=None) -> dict:
         """The renewal forecast of [start, end) with the served churn model (and the served blend, as
         (estimator, version), for the blend method): from memory, else from the disk cache, else computed (on
-        the compute source, one forecast at a time) and kept in both."""
+        the compute source, one forecast at a time) and kept in both. ``survival``: the served survival model
+        as (estimator, version), for the renewals beyond the churn model's horizon."""
         from csforecast.scoring.forecasts import versions_key
 
-        versions = versions_key(model_version, blend)
+        versions = versions_key(model_version, blend, survival)
 
         def run() -> dict:
             from csforecast.scoring.forecasts import compute, forecast_key
@@ -186,14 +187,14 @@ class DataContext:
             if hit is not None:
                 return hit
             with self.lock:
-                out = compute(self.source(), start, end, group_by, estimator, model_version, blend)
+                out = compute(self.source(), start, end, group_by, estimator, model_version, blend, survival)
             cache.put(key, out)
             return out
 
         return self.cached(("forecast", start, end, group_by, versions, scores_version), run)
 
     def precompute_forecasts(self, estimator, model_version: str | None, scores_version: int | None,
-                             blend=None) -> None:
+                             blend=None, survival=None) -> None:
         """In the background: the forecasts of the quarters of the next year (what a dashboard and most API
         clients ask for first), in order, into the cache. Failures are logged; requests then compute (and
         report) them themselves."""
@@ -205,7 +206,7 @@ class DataContext:
 
             try:
                 for start, end in next_quarters(self.data_end()):
-                    self.forecast(start, end, None, estimator, model_version, scores_version, blend)
+                    self.forecast(start, end, None, estimator, model_version, scores_version, blend, survival)
             except Exception as e:  # noqa: BLE001 - logged; a request for it reports the problem itself
                 log.warning("precomputing the renewal forecasts failed: %s", error_text(e))
 

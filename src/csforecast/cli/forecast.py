@@ -96,7 +96,8 @@ def forecast_cmd(data: str = DataOpt,
     try:
         with progress("forecast", quiet) as tell:
             tell(f"renewals due {s} – {e}: snapshots, churn model, Monte Carlo")
-            res = forecast_window(src, s, e, group_by=group_by, as_of=a, draws=draws, calls=all_calls(src))
+            res = forecast_window(src, s, e, group_by=group_by, as_of=a, draws=draws, calls=all_calls(src),
+                                  progress=tell)
     except NoChampionError as err:
         fail(str(err), 1)
     except ValueError as err:

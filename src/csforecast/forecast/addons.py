@@ -11,6 +11,9 @@
 * **Forecast** for an account that is a customer on the day before as_of: ``rate x ARR x days`` of the
   window from as_of on; its variance is that of one add-on of size ``size_ratio x ARR`` taken with the
   matching probability (Bernoulli), so the group sums get a spread.
+* **Pipeline** (``with_pipeline``): where the source has ``opportunities``, an account with open opportunities
+  expected to close in the window takes their weighted amount (``forecast.pipeline.pipeline_addons``) instead
+  of its history forecast: both estimate the same flow (add-on ARR signed between renewals), so never both.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import pandas as pd
 
 from csforecast.forecast.book import group_labels, to_day
 
-__all__ = ["LOOKBACK_DAYS", "addon_contracts", "addon_rates", "addon_forecast", "addon_actual"]
+__all__ = ["LOOKBACK_DAYS", "addon_contracts", "addon_rates", "addon_forecast", "addon_actual", "with_pipeline"]
 
 LOOKBACK_DAYS = 365
 MIN_ADDONS = 20
@@ -133,6 +136,29 @@ def addon_forecast(contracts: pd.DataFrame, accounts: pd.DataFrame | None, start
     frame = pd.DataFrame({"account_id": ids, "segment": seg, "group": group_labels(accounts, contracts, ids, group_by),
                           "arr": arr.to_numpy(), "mean": mean, "var": var})
     return frame, rates
+
+
+def with_pipeline(history: pd.DataFrame, pipeline: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The add-on forecast per customer account with the pipeline where it exists: an account of ``history``
+    (``addon_forecast``'s frame) that has a row in ``pipeline`` (``pipeline_addons``' frame: ``account_id, mean,
+    var``) takes the pipeline's mean and var; the others keep the history method. Accounts of ``pipeline`` that
+    are not customers on the day before as_of are not in the window's ARR base and are left out.
+
+    Returns (the frame with a ``source`` column, "pipeline" | "history", and the window's ``addon_source``:
+    "pipeline" when at least one account used the pipeline, else "history")."""
+    out = history.copy()
+    out["source"] = "history"
+    if pipeline is None or pipeline.empty or out.empty:
+        return out, "history"
+    p = pipeline.set_index(pipeline["account_id"].astype(str))
+    ids = out["account_id"].astype(str)
+    hit = ids.isin(p.index).to_numpy()
+    if not hit.any():
+        return out, "history"
+    out.loc[hit, "mean"] = p["mean"].reindex(ids[hit]).to_numpy(float)
+    out.loc[hit, "var"] = p["var"].reindex(ids[hit]).to_numpy(float)
+    out.loc[hit, "source"] = "pipeline"
+    return out, "pipeline"
 
 
 def addon_actual(contracts: pd.DataFrame, start, end, as_of) -> pd.Series:

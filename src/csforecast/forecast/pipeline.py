@@ -29,10 +29,11 @@ from csforecast.data.contract import OPPORTUNITY_STAGES
 from csforecast.forecast.book import group_labels, to_day
 from csforecast.jsonsafe import finite_float
 
-__all__ = ["OPEN_STAGES", "check_stage_probabilities", "learned_stage_probabilities", "stages_on",
-           "pipeline_report"]
+__all__ = ["OPEN_STAGES", "RENEWAL_OVERLAP_DAYS", "check_stage_probabilities", "learned_stage_probabilities",
+           "stages_on", "pipeline_report", "pipeline_addons"]
 
 OPEN_STAGES = OPPORTUNITY_STAGES[:4]        # emailed, discussion, contract_sent, verbal
+RENEWAL_OVERLAP_DAYS = 30   # an opportunity expected this close to its account's renewal is the renewal's expansion
 _RANK = {s: i for i, s in enumerate(OPPORTUNITY_STAGES[:5])}   # lost has no rank: it is where a path ends
 
 
@@ -242,3 +243,64 @@ def pipeline_report(opportunities: pd.DataFrame | None, history: pd.DataFrame | 
         out["groups"] = [{"group": str(g), "windows": _windows(open_now[labels == g], end, windows, default, learned)}
                          for g in sorted(set(labels))]
     return out
+
+
+def pipeline_addons(opportunities: pd.DataFrame | None, history: pd.DataFrame | None, start, end, as_of, *,
+                    stage_probabilities: dict, renewals: pd.DataFrame | None = None, level: float = 0.90
+                    ) -> tuple[pd.DataFrame, dict]:
+    """Mid-term add-on ARR from the open pipeline for the window [max(start, as_of), end), per account
+    (docs/forecast.md "Mid-term expansion"; the NRR forecast's expansion part where a pipeline exists).
+
+    The opportunities open on ``as_of`` (created before it, not closed before it) in the stage they were in that
+    day (``stages_on``; without ``history`` their current stage while still open, else ``emailed``) whose
+    ``expected_close`` falls in the window (overdue or undated ones in a window that starts at ``as_of``), each
+    weighted by P(won | stage) learned from the opportunities closed before ``as_of`` (the configured default
+    where a stage has no learned value). An opportunity of an account with a pending renewal in the window
+    (``renewals``: ``account_id, renewal_date``) expected to close within ``RENEWAL_OVERLAP_DAYS`` of that renewal
+    is left to the renewal's expansion (the expansion model), so it is not counted twice.
+
+    Returns (frame ``account_id, mean, var, opportunities`` - mean = sum of amount x p, var = sum of
+    amount^2 p (1 - p), independent Bernoulli wins -, info ``{available, opportunities, open_amount,
+    weighted_arr, excluded_at_renewal, excluded_at_renewal_amount, probabilities}``). No opportunities: an
+    empty frame with ``available`` False. ValueError for bad stage probabilities."""
+    default = check_stage_probabilities(stage_probabilities)
+    empty = pd.DataFrame({"account_id": pd.Series(dtype=object), "mean": pd.Series(dtype=float),
+                          "var": pd.Series(dtype=float), "opportunities": pd.Series(dtype=int)})
+    a_day, hi = to_day(as_of), to_day(end)
+    lo = max(to_day(start), a_day)
+    if opportunities is None or opportunities.empty or hi <= lo:
+        return empty, {"available": False, "opportunities": 0, "open_amount": 0.0, "weighted_arr": 0.0,
+                       "excluded_at_renewal": 0, "excluded_at_renewal_amount": 0.0, "probabilities": None}
+    o = _prepare(opportunities)
+    o = o[o["created_at"] < a_day]
+    has_history = history is not None and not history.empty
+    on = stages_on(o, history, a_day)
+    if not has_history:        # no stage on a past day: the current stage while open, else the first stage
+        on["stage_on"] = np.where(on["won"].isna() & on["stage"].isin(OPEN_STAGES), on["stage"], "emailed")
+    exp = on["expected_close"]
+    inside = (exp >= lo) & (exp < hi)
+    if lo == a_day:
+        inside |= exp.isna() | (exp < a_day)
+    on = on[inside.to_numpy()].copy()
+    learned = learned_stage_probabilities(o, history, a_day, level)
+    _, p = _weights(on["stage_on"], default, learned)
+    on["p"] = p
+    amount = on["amount"].to_numpy(dtype=float)
+    at_renewal = np.zeros(len(on), dtype=bool)
+    if renewals is not None and len(renewals) and len(on):
+        r = pd.DataFrame({"account_id": renewals["account_id"].astype(str).to_numpy(),
+                          "renewal_date": pd.to_datetime(renewals["renewal_date"]).to_numpy()})
+        m = on[["opportunity_id", "account_id", "expected_close"]].reset_index().merge(r, on="account_id")
+        close = (m["expected_close"].fillna(a_day) - m["renewal_date"]).abs() <= pd.Timedelta(days=RENEWAL_OVERLAP_DAYS)
+        at_renewal = on.index.isin(m.loc[close.to_numpy(), "index"])
+    keep = on[~at_renewal]
+    k_amount, k_p = keep["amount"].to_numpy(dtype=float), keep["p"].to_numpy(dtype=float)
+    per = pd.DataFrame({"account_id": keep["account_id"].to_numpy(), "mean": k_amount * k_p,
+                        "var": k_amount * k_amount * k_p * (1 - k_p), "opportunities": 1})
+    frame = per.groupby("account_id", as_index=False).sum() if len(per) else empty
+    info = {"available": True, "opportunities": int(len(keep)), "open_amount": finite_float(k_amount.sum(), 2),
+            "weighted_arr": finite_float(float((k_amount * k_p).sum()), 2),
+            "excluded_at_renewal": int(at_renewal.sum()),
+            "excluded_at_renewal_amount": finite_float(float(amount[at_renewal].sum()), 2),
+            "probabilities": "learned" if has_history else "default"}
+    return frame, info

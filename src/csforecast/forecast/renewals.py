@@ -49,6 +49,7 @@ from csforecast.forecast.montecarlo import (  # noqa: F401 (re-exported: backtes
 )
 from csforecast.forecast.calls import blend_inputs, call_scenarios, load_blend, pending_calls
 from csforecast.jsonsafe import finite_float
+from csforecast.models.snapshot_survival import CHURN_MODEL_HORIZON_DAYS, beyond_churn_horizon
 
 __all__ = [
     "METHODS",
@@ -66,7 +67,7 @@ METHODS = ("model", "last_year", "time_series")
 AT_RISK_THRESHOLD = 0.3
 TOP_AT_RISK = 25
 EXPANSION_QUARTERS = 4           # quarterly snapshots the on-the-fly expansion model learns from
-MODEL_HORIZON_DAYS = 365          # the churn model learns from snapshots <= 365 days before a renewal
+MODEL_HORIZON_DAYS = CHURN_MODEL_HORIZON_DAYS   # the churn model learns from snapshots <= 365 days before a renewal
 
 
 class NoChampionError(UnavailableError, RuntimeError):
@@ -156,6 +157,44 @@ def fit_expansion(rows: pd.DataFrame, features: list[str]):
     return ExpansionModel().fit(r[features], r["label_arr_change"].to_numpy(float), sample_time=r["renewal_date"])
 
 
+def load_survival():
+    """The survival champion (estimator, version) from the registry, or (None, None) when there is none or the
+    registry cannot say (renewals beyond the churn model's horizon then keep the churn model, with a warning)."""
+    from csforecast.tracking import store
+
+    try:
+        mv = store.champion_version("survival")
+        if mv is None:
+            return None, None
+        return store.load_estimator(f"models:/{store.model_name('survival')}/{mv.version}"), str(mv.version)
+    except Exception:  # noqa: BLE001 - survival only rescores far renewals, never a reason to fail the forecast
+        return None, None
+
+
+def survival_beyond_horizon(estimator, rows: pd.DataFrame, found: np.ndarray, p_churn: np.ndarray
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """P(churn) with the decisions beyond the churn model's horizon scored by the survival model, by the rule
+    the score set uses (``models.snapshot_survival.beyond_churn_horizon``: 1 - S(days_to_renewal + 1)).
+
+    ``rows``: the decisions' snapshot rows (``scoring_rows``: days_to_renewal = days to that decision's
+    renewal); ``found``: rows with a snapshot. Returns (probabilities, mask of the decisions the survival model
+    scored). ``estimator`` None (no survival model) or a row without a snapshot keeps ``p_churn``."""
+    p = np.array(p_churn, dtype=float)
+    mask = np.zeros(len(p), dtype=bool)
+    days = pd.to_numeric(rows["days_to_renewal"], errors="coerce").to_numpy(float) if "days_to_renewal" in rows \
+        else np.full(len(p), np.nan)
+    cand = found & (days > CHURN_MODEL_HORIZON_DAYS)
+    if estimator is None or not cand.any():
+        return p, mask
+    est = getattr(estimator, "estimator", estimator)          # accept an EstimatorModel too
+    s = np.asarray(est.renewal_survival(rows.loc[cand]), dtype=float)
+    far, p_far = beyond_churn_horizon(days[cand], s)
+    idx = np.flatnonzero(cand)[far]
+    p[idx] = p_far[far]
+    mask[idx] = True
+    return p, mask
+
+
 # ------------------------------------------------------------------------------------------------------
 # the window forecast
 # ------------------------------------------------------------------------------------------------------
@@ -211,7 +250,8 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
                     model_version: str | None = None, draws: int | None = None, seed: int | None = None,
                     tau: float | dict | None = None, at_risk_threshold: float = AT_RISK_THRESHOLD,
                     top: int = TOP_AT_RISK, exact_budget: int = EXACT_BUDGET, progress=None, calls=None,
-                    blend_estimator=None, blend_version: str | None = None) -> dict:
+                    blend_estimator=None, blend_version: str | None = None, survival_estimator=None,
+                    survival_version: str | None = None) -> dict:
     """Forecast the renewals due in [start, end) as of ``as_of`` (default: the data end). See
     docs/forecast.md for every key of the result.
 
@@ -228,10 +268,14 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
                       They give the ``scenarios`` (forecast/calls.py).
     blend_estimator   the blend (``models.CallBlend``) for the ``blend`` method; default: the blend champion
                       when the churn model is the champion too (none: no blend method).
+    survival_estimator the survival model (``SnapshotSurvivalModel``) that scores renewals more than 365 days
+                      after as_of, as the score set does (``beyond_churn_horizon``); default: the survival
+                      champion when the churn model is the champion too (none: the churn model, with a warning).
     """
     from csforecast.config import get_settings
     from csforecast.features.snapshot import build_snapshots, data_end, feature_columns
-    from csforecast.forecast.addons import addon_forecast
+    from csforecast.forecast.addons import addon_forecast, with_pipeline
+    from csforecast.forecast.pipeline import pipeline_addons
 
     tell = progress or (lambda _msg: None)
     fs = get_settings().forecast
@@ -258,6 +302,12 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
     root = chain_roots(n_p, projected)
     seg_all = extend(pending["segment"].astype(str).to_numpy(), root) if n_p else np.zeros(0, dtype=object)
     addons, addon_rates = addon_forecast(contracts, accounts, start_ts, end_ts, as_of_ts, group_by)
+    pipe_frame, pipe_info = pipeline_addons(
+        source.frame("opportunities") if source.has("opportunities") else None,
+        source.frame("opportunity_history") if source.has("opportunity_history") else None,
+        start_ts, end_ts, as_of_ts, stage_probabilities=get_settings().pipeline.stage_probabilities,
+        renewals=pending[["account_id", "renewal_date"]], level=get_settings().pipeline.level)
+    addons, addon_source = with_pipeline(addons, pipe_frame)
     addon = (addons["mean"].to_numpy(float), addons["var"].to_numpy(float), addons["group"].astype(str).to_numpy())
 
     # --- tau ------------------------------------------------------------------------------------------
@@ -280,17 +330,21 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
     details: dict[str, dict] = {m: {} for m in METHODS}
     history = baselines.renewal_history(contracts, accounts, as_of_ts)
     p_model = np.zeros(0)
+    by_survival = np.zeros(0, dtype=bool)
     interval = None
     if calls is None:
         from csforecast.features.calls import source_calls
         calls = source_calls(source)
     called = pending_calls(calls, pending, as_of_ts)
     if n_p:
+        far = pending["days_ahead"].to_numpy() > MODEL_HORIZON_DAYS
         if churn_estimator is None:
             tell("loading the champion churn model")
             churn_estimator, model_version = _load_champion()
             if blend_estimator is None and len(calls):
                 blend_estimator, blend_version = load_blend()
+            if survival_estimator is None and far.any():
+                survival_estimator, survival_version = load_survival()
         tell("building point-in-time snapshots")
         grid = expansion_grid(source, as_of_ts.date())
         snaps = build_snapshots(source, grid + [as_of_ts.date()], end=as_of_ts.date())
@@ -300,15 +354,26 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
         tell("scoring the pending renewals")
         p_model = predict_churn(churn_estimator, rows, found, hist_rate)
         interval = predict_churn_interval(churn_estimator, rows, found, p_model)
+        if far.any() and survival_estimator is not None:
+            tell("scoring the renewals beyond the churn model's horizon with the survival model")
+        p_model, by_survival = survival_beyond_horizon(survival_estimator, rows, found, p_model)
+        if interval is not None:      # the survival model gives a point probability (the score set: NaN P10/P90)
+            interval = (np.where(by_survival, p_model, interval[0]), np.where(by_survival, p_model, interval[1]))
         if (~found).any():
             warn.append(f"{int((~found).sum())} pending renewal(s) have no snapshot row as of {as_of_ts.date()} "
                         f"(account missing from accounts or created later): scored at the historical churn "
                         f"rate {hist_rate:.3f}")
-        far = pending["days_ahead"].to_numpy() > MODEL_HORIZON_DAYS
-        if far.any():
-            warn.append(f"{int(far.sum())} renewal(s) ({pending.loc[far, 'arr'].sum():,.0f} ARR) are more than "
+        if by_survival.any():
+            warn.append(f"{int(by_survival.sum())} renewal(s) ({pending.loc[by_survival, 'arr'].sum():,.0f} ARR) "
+                        f"are more than {MODEL_HORIZON_DAYS} days after as_of, beyond the churn model's training "
+                        f"range: scored by the survival model (P(churn by the renewal) = 1 - S(days to renewal)), "
+                        f"as in the score set")
+        left = far & ~by_survival
+        if left.any():
+            warn.append(f"{int(left.sum())} renewal(s) ({pending.loc[left, 'arr'].sum():,.0f} ARR) are more than "
                         f"{MODEL_HORIZON_DAYS} days after as_of: the churn model is out of its training range "
-                        f"there (it learns from snapshots at most {MODEL_HORIZON_DAYS} days before a renewal)")
+                        f"there (it learns from snapshots at most {MODEL_HORIZON_DAYS} days before a renewal) and "
+                        f"no survival model was available to score them")
         tell("fitting the expansion model")
         train = decision_rows(snaps[snaps["as_of"] < as_of_ts], as_of_ts)
         exp_model = fit_expansion(train, feature_columns(snaps))
@@ -360,14 +425,16 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
     at_risk = []
     if n_p:
         pm = p_model
-        ar = pending.assign(p_churn=pm, expected_churned_arr=pm * pending["arr"].to_numpy(float))
+        ar = pending.assign(p_churn=pm, expected_churned_arr=pm * pending["arr"].to_numpy(float),
+                            p_source=np.where(by_survival, "survival", "model"))
         if interval is not None:
             ar = ar.assign(p_lo=interval[0], p_hi=interval[1])
         top_rows = ar.sort_values(["expected_churned_arr", "arr"], ascending=False).head(top)
         for r in top_rows.itertuples(index=False):
             item = {"account_id": r.account_id, "contract_id": r.contract_id, "arr": _f(r.arr, 2),
                     "p_churn": _f(r.p_churn, 6), "expected_churned_arr": _f(r.expected_churned_arr, 2),
-                    "renewal_date": pd.Timestamp(r.renewal_date).date().isoformat(), "segment": r.segment}
+                    "renewal_date": pd.Timestamp(r.renewal_date).date().isoformat(), "segment": r.segment,
+                    "p_churn_source": r.p_source}
             if interval is not None:
                 item["p_churn_interval"] = [_f(r.p_lo, 6), _f(r.p_hi, 6)]
             for c in cols:
@@ -405,13 +472,37 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
         "worst_case": scen["worst_case"],
         "best_case": scen["best_case"],
         "midterm_expansion": {"rates": addon_rates, "accounts": int(len(addons)),
-                              "expected_arr": _f(float(addons["mean"].sum()))},
+                              "expected_arr": _f(float(addons["mean"].sum())), "addon_source": addon_source,
+                              "pipeline": {**pipe_info, **_source_split(addons)}},
         "model_version": model_version,
+        "scored_by_survival": scored_by_survival(pending, by_survival, survival_version, group_by),
         "simulation": {"draws": draws, "seed": seed, "tau": _tau_summary(tau), "tau_source": tau_source,
                        "n_exact": main["simulation"]["n_exact"], "n_pending": n_p, "n_projected": int(len(projected)),
                        "shock_nodes": main["simulation"]["n_nodes"]},
         "warnings": warn,
     }
+
+
+def _source_split(addons: pd.DataFrame) -> dict:
+    """Accounts and expected add-on ARR of the window by the method that forecast them."""
+    pipe = (addons["source"] == "pipeline").to_numpy()
+    m = addons["mean"].to_numpy(float)
+    return {"pipeline_accounts": int(pipe.sum()), "pipeline_expected_arr": _f(float(m[pipe].sum())),
+            "history_accounts": int((~pipe).sum()), "history_expected_arr": _f(float(m[~pipe].sum()))}
+
+
+def scored_by_survival(pending: pd.DataFrame, mask: np.ndarray, version: str | None, group_by: str | None) -> dict:
+    """How many pending decisions (and how much ARR due) of the window the survival model scored (beyond the
+    churn model's horizon), with the survival model's version and, with ``group_by``, per group."""
+    m = np.asarray(mask, dtype=bool)
+    a = pending["arr"].to_numpy(float) if len(pending) else np.zeros(0)
+    out = {"decisions": int(m.sum()), "arr": _f(float(a[m].sum()), 2), "horizon_days": MODEL_HORIZON_DAYS,
+           "survival_version": version if m.any() else None}
+    if group_by is not None:
+        g = pending["group"].astype(str).to_numpy() if len(pending) else np.zeros(0, dtype=object)
+        out["groups"] = {str(k): {"decisions": int(m[g == k].sum()), "arr": _f(float(a[(g == k) & m].sum()), 2)}
+                         for k in sorted(set(g[m]))}
+    return out
 
 
 def _group_part(label: str, cols: tuple[str, ...], col: str) -> str:

@@ -54,11 +54,29 @@ from sklearn.utils.validation import check_is_fitted
 from csforecast.models.survival import SurvivalModel
 from csforecast.models.tabular import dataframe_input_tags
 
-__all__ = ["SnapshotSurvivalModel", "DERIVED", "DEFAULT_COVARIATES", "KINDS", "LIFETIME_HORIZON"]
+__all__ = ["SnapshotSurvivalModel", "DERIVED", "DEFAULT_COVARIATES", "KINDS", "LIFETIME_HORIZON",
+           "CHURN_MODEL_HORIZON_DAYS", "beyond_churn_horizon"]
 
 KINDS = ("cox", "weibull")
 LIFETIME_HORIZON = 1095          # expected_lifetime_days = restricted mean lifetime over 3 years
 _CHUNK_CELLS = 2_000_000         # rows x times per survival matrix block
+CHURN_MODEL_HORIZON_DAYS = 365   # the churn model learns from snapshots at most this many days before a renewal
+
+
+def beyond_churn_horizon(days_to_renewal, p_renewal_survival) -> tuple[np.ndarray, np.ndarray]:
+    """The one rule for a renewal beyond the churn model's training horizon (docs/survival.md): a renewal more
+    than ``CHURN_MODEL_HORIZON_DAYS`` days away is scored by the survival model, P(churn by the renewal) =
+    1 - ``p_renewal_survival`` (S(days_to_renewal + 1)), consistent with the account's survival curve.
+
+    Returns (mask, probability): ``mask`` marks the rows the rule applies to (beyond the horizon with a finite
+    renewal survival), ``probability`` is 1 - S clipped to [0, 1] on those rows and NaN elsewhere. Both
+    arguments are array-likes of the same length (NaN / None allowed)."""
+    days = pd.to_numeric(pd.Series(np.asarray(days_to_renewal, dtype=object)), errors="coerce").to_numpy(float)
+    s = pd.to_numeric(pd.Series(np.asarray(p_renewal_survival, dtype=object)), errors="coerce").to_numpy(float)
+    if days.shape != s.shape:
+        raise ValueError(f"days_to_renewal ({days.shape[0]}) and p_renewal_survival ({s.shape[0]}) differ in length")
+    mask = (days > CHURN_MODEL_HORIZON_DAYS) & np.isfinite(s)
+    return mask, np.where(mask, np.clip(1.0 - s, 0.0, 1.0), np.nan)
 
 
 # ------------------------------------------------------------------------------------------------

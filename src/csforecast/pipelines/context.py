@@ -18,6 +18,7 @@ from csforecast.data.profile import profile_source
 from csforecast.data.sources import Source
 from csforecast.errors import TrainingDataError
 from csforecast.features.snapshot import build_snapshots, data_end, feature_columns, monthly_grid
+from csforecast.models.snapshot_survival import CHURN_MODEL_HORIZON_DAYS
 from csforecast.pipelines.champion import PromotionPolicy
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ class TrainingContext:
     def decision_rows(self) -> pd.DataFrame:
         """Rows for the renewal models: snapshots in the year before a renewal whose outcome is known."""
         s = self.snapshots
-        return s[s["label_churn"].notna() & (s["days_to_renewal"] <= 365)].copy()
+        return s[s["label_churn"].notna() & (s["days_to_renewal"] <= CHURN_MODEL_HORIZON_DAYS)].copy()
 
     def split(self, rows: pd.DataFrame, time_col: str = "renewal_date") -> tuple[pd.DataFrame, pd.DataFrame]:
         vs = pd.Timestamp(self.validation_start)

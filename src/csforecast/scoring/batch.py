@@ -176,10 +176,14 @@ def run_scoring(source: Source, scores_db, as_of: date | None = None, pinned: di
         from csforecast.scoring.forecasts import precompute
 
         blend = ((champs.estimators["blend"], champs.versions["blend"]) if "blend" in champs.estimators else None)
+        survival = ((champs.estimators["survival"], champs.versions["survival"])
+                    if "survival" in champs.estimators else None)
         res["forecasts_precomputed"] = precompute(source, champs.estimators["churn"], champs.versions["churn"],
-                                                  version, settings, progress=tell, blend=blend)
+                                                  version, settings, progress=tell, blend=blend,
+                                                  survival=survival)
         from csforecast.scoring.forecasts import freeze_quarters
 
         res["frozen_forecasts"] = freeze_quarters(source, champs.estimators["churn"], champs.versions["churn"],
-                                                  version, settings, progress=tell, blend=blend)
+                                                  version, settings, progress=tell, blend=blend,
+                                                  survival=survival)
     return res

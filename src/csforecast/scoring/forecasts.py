@@ -100,26 +100,36 @@ def forecast_key(start: date, end: date, group_by: str | None, *, data_hash: str
 
 
 def compute(source, start: date, end: date, group_by: str | None, estimator, model_version: str | None,
-            blend=None) -> dict:
+            blend=None, survival=None) -> dict:
     """`forecast_window` of [start, end) as of the data end with the given churn model (and ``blend``: the
     blend champion as (estimator, version), for the blend method beside the model's): the one call the API,
-    the dashboard and `precompute` make, so that a cached result is the result any of them would compute."""
+    the dashboard and `precompute` make, so that a cached result is the result any of them would compute.
+    ``survival``: the survival champion as (estimator, version), which scores the renewals beyond the churn
+    model's horizon as the score set does (none: the churn model scores them, with a warning)."""
     from csforecast.forecast.renewals import forecast_window
 
     b_est, b_ver = blend if blend else (None, None)
+    s_est, s_ver = survival if survival else (None, None)
     return forecast_window(source, start, end, group_by=group_by, as_of=None, churn_estimator=estimator,
-                           model_version=model_version, blend_estimator=b_est, blend_version=b_ver)
+                           model_version=model_version, blend_estimator=b_est, blend_version=b_ver,
+                           survival_estimator=s_est, survival_version=s_ver)
 
 
-def versions_key(model_version: str | None, blend=None) -> str | None:
-    """The model part of a forecast's cache key: the churn version, and the blend's when one is used."""
-    if not blend or model_version is None:
+def versions_key(model_version: str | None, blend=None, survival=None) -> str | None:
+    """The model part of a forecast's cache key: the churn version, and the blend's and the survival model's
+    when they are used."""
+    if model_version is None:
         return model_version
-    return f"{model_version}+blend{blend[1]}"
+    key = str(model_version)
+    if blend:
+        key += f"+blend{blend[1]}"
+    if survival:
+        key += f"+survival{survival[1]}"
+    return key
 
 
 def precompute(source, estimator, model_version: str, scores_version: int, settings, progress=None,
-               blend=None) -> int:
+               blend=None, survival=None) -> int:
     """Compute the forecasts of the quarters of the next year (from the data end) into the disk cache, those not
     there yet; returns how many were computed. ``blend``: (estimator, version) of the blend champion."""
     from csforecast.features.snapshot import data_end
@@ -130,12 +140,12 @@ def precompute(source, estimator, model_version: str, scores_version: int, setti
     done = 0
     for k, (start, end) in enumerate(quarters):
         key = forecast_key(start, end, None, data_hash=source.data_hash,
-                           model_version=versions_key(model_version, blend), scores_version=scores_version,
+                           model_version=versions_key(model_version, blend, survival), scores_version=scores_version,
                            settings=settings, home=settings.home)
         if cache.get(key) is not None:
             continue
         tell(f"renewal forecast {start} – {end}", k, len(quarters))
-        cache.put(key, compute(source, start, end, None, estimator, model_version, blend))
+        cache.put(key, compute(source, start, end, None, estimator, model_version, blend, survival))
         done += 1
     return done
 
@@ -144,7 +154,7 @@ FROZEN_QUARTERS = 2   # `csforecast score` freezes the current and the next quar
 
 
 def freeze_quarters(source, estimator, model_version: str, scores_version: int, settings, progress=None,
-                    blend=None) -> list[int]:
+                    blend=None, survival=None) -> list[int]:
     """Freeze the forecasts of the current and the next quarter (from the data end) into the ledger
     (``scoring.process``), unless the ledger already holds a ``score`` freeze of that window as of the same
     date; the cached forecast is used when there is one. Returns the new ledger ids."""
@@ -163,12 +173,12 @@ def freeze_quarters(source, estimator, model_version: str, scores_version: int, 
         if (str(de), str(start), str(end)) in have:
             continue
         key = forecast_key(start, end, None, data_hash=source.data_hash,
-                           model_version=versions_key(model_version, blend), scores_version=scores_version,
+                           model_version=versions_key(model_version, blend, survival), scores_version=scores_version,
                            settings=settings, home=settings.home)
         res = cache.get(key)
         if res is None:
             tell(f"renewal forecast {start} – {end} (to freeze)")
-            res = compute(source, start, end, None, estimator, model_version, blend)
+            res = compute(source, start, end, None, estimator, model_version, blend, survival)
             cache.put(key, res)
         for method in ("model", "blend") if "blend" in res["methods"] else ("model",):
             ids.append(freeze(db, frozen_entry(res, data_hash=source.data_hash, method=method, trigger="score")))

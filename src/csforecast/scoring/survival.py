@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from csforecast.models.snapshot_survival import LIFETIME_HORIZON
+from csforecast.models.snapshot_survival import CHURN_MODEL_HORIZON_DAYS, LIFETIME_HORIZON, beyond_churn_horizon
 
 __all__ = ["OUTPUTS", "HORIZONS", "CHURN_MODEL_HORIZON_DAYS", "score_survival", "serve", "pyfunc_frame"]
 
@@ -13,7 +13,6 @@ HORIZONS = (90, 180, 365)
 OUTPUTS = ("p_active_90d", "p_active_180d", "p_active_365d", "expected_lifetime_days", "p_renewal_survival",
            "survival_contributions")
 TOP_CONTRIBUTIONS = 5
-CHURN_MODEL_HORIZON_DAYS = 365   # the churn model learns from snapshots at most this many days before a renewal
 
 
 def score_survival(estimator, snapshot: pd.DataFrame) -> pd.DataFrame:
@@ -56,13 +55,11 @@ def serve(scores: pd.DataFrame) -> pd.DataFrame:
     if not {"churn_probability", "p_renewal_survival", "days_to_renewal"} <= set(scores.columns):
         return scores
     out = scores.copy()
-    far = (pd.to_numeric(out["days_to_renewal"], errors="coerce").to_numpy(float) > CHURN_MODEL_HORIZON_DAYS) \
-        & out["p_renewal_survival"].notna().to_numpy()
+    far, p_far = beyond_churn_horizon(out["days_to_renewal"], out["p_renewal_survival"])
     if "model_churn_probability" not in out:
         out["model_churn_probability"] = out["churn_probability"]
     prev = out["churn_probability_source"] if "churn_probability_source" in out else pd.Series("model", index=out.index)
     out["churn_probability_source"] = np.where(far, "survival", prev.astype(object))
-    p_far = 1.0 - out["p_renewal_survival"].astype(float)
     out["churn_probability"] = np.where(far, p_far, out["churn_probability"].astype(float))
     for c in ("churn_probability_p10", "churn_probability_p90"):
         if c in out:

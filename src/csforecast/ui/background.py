@@ -228,12 +228,14 @@ class UIData:
         version = self.state.models.versions.get("churn")
         b = self.state.models.estimators.get("blend")
         blend = (b, self.state.models.versions.get("blend")) if b is not None else None
+        sv = self.state.models.estimators.get("survival")
+        survival = (sv, self.state.models.versions.get("survival")) if sv is not None else None
         scores_version = self.state.scores.version if self.state.scores is not None else None
         out = []
         quarters = next_quarters(data["data_end"], FORECAST_QUARTERS)
         for k, (start, end) in enumerate(quarters):
             job.progress = f"quarter {k + 1} of {FORECAST_QUARTERS} ({pd.Period(pd.Timestamp(start), freq='Q')})"
-            out.append(d.forecast(start, end, group_by, est, version, scores_version, blend))
+            out.append(d.forecast(start, end, group_by, est, version, scores_version, blend, survival))
             job.value = list(out)       # partial results are shown while the rest is computed
         job.progress = None
         return out

@@ -54,11 +54,14 @@ def _compute(state: ServingState, start: date, end: date, group_by: str | None) 
     blend = served_blend(state)
     if blend:
         versions["blend"] = blend[1]
+    survival = served_survival(state)
+    if survival:
+        versions["survival"] = survival[1]
     scores_version = state.scores.version if state.scores is not None else None
 
     def run() -> bytes:
         try:
-            out = data.forecast(start, end, group_by, est, version, scores_version, blend)
+            out = data.forecast(start, end, group_by, est, version, scores_version, blend, survival)
         except (ValueError, TypeError) as e:
             raise RequestValidationError([{"type": "value_error", "loc": ("query",), "msg": str(e)[:500],
                                            "input": {"start": str(start), "end": str(end), "group_by": group_by}}])
@@ -82,6 +85,14 @@ def served_blend(state: ServingState) -> tuple | None:
     return state.models.estimators["blend"], state.models.versions.get("blend")
 
 
+def served_survival(state: ServingState) -> tuple | None:
+    """The served survival model as (estimator, version), None when there is none (it scores the renewals beyond
+    the churn model's horizon in a forecast, as in the score set)."""
+    if state.models is None or state.models.estimators.get("survival") is None:
+        return None
+    return state.models.estimators["survival"], state.models.versions.get("survival")
+
+
 def warm(state: ServingState) -> None:
     """Start computing the forecasts the new state's score set determines (the quarters of the next year)."""
     if state.scores is None or state.models is None or not state.data.location:
@@ -89,7 +100,7 @@ def warm(state: ServingState) -> None:
     est = state.models.estimators.get("churn")
     if est is not None:
         state.data.precompute_forecasts(est, state.models.versions.get("churn"), state.scores.version,
-                                        served_blend(state))
+                                        served_blend(state), served_survival(state))
 
 
 @router.get("/renewals", response_model=ForecastResponse, summary="Renewal forecast for a window",
