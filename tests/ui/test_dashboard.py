@@ -9,6 +9,7 @@ Screenshots go to test-artifacts/ui/ (and docs/ui-*.png with CSFORECAST_UI_DOCS_
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -382,6 +383,25 @@ def test_browser_walkthrough(ui, warm, scores):
     assert not outside, outside
 
 
+@contextlib.contextmanager
+def _signed_in(sync_api, ui, key: str, path: str, errors: list):
+    """A Chromium page signed in to the dashboard with ``key`` and opened at ``path``; page errors are appended
+    to ``errors``."""
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+            page.set_default_timeout(60_000)
+            page.goto(ui.url + "/ui/login" + ("" if path == "/ui/" else f"?next={path}"))
+            page.fill("#api_key", key)
+            page.click("button[type=submit]")
+            page.wait_for_url("**" + path)
+            yield page
+        finally:
+            browser.close()
+
+
 def test_browser_forecast_process(ui, warm, scores):
     """Chromium: the CSM work list (ordered, plain-words reasons, levers), the model-vs-call disagreements list,
     and the forecast-accuracy section reading the ledger and the latest backtest, both picked up on the next
@@ -395,57 +415,45 @@ def test_browser_forecast_process(ui, warm, scores):
     near = df[df["days_to_renewal"] <= 90]
     csm = near["csm_id"].dropna().value_counts().index[0]
     errors: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-            page.set_default_timeout(60_000)
-            page.goto(ui.url + "/ui/login")
-            page.fill("#api_key", ui.read_key)
-            page.click("button[type=submit]")
-            page.wait_for_url("**/ui/")
+    with _signed_in(sync_api, ui, ui.read_key, "/ui/", errors) as page:
+        # the work list of a CSM with renewals in the next 90 days
+        page.goto(ui.url + f"/ui/csm/{csm}")
+        rows = page.locator("#worklist tbody tr")
+        assert rows.count() >= 1
+        text = page.locator("#worklist").inner_text()
+        assert "log-odds" not in text and "Expected ARR lost" in text
+        ids = [rows.nth(i).locator("a").get_attribute("href").rsplit("/", 1)[-1] for i in range(rows.count())]
+        mine = near[near["csm_id"] == csm].set_index("account_id")
+        assert set(ids) <= set(mine.index)
+        prio = [mine.loc[a, "churn_probability"] * mine.loc[a, "arr"] / (1 + mine.loc[a, "days_to_renewal"] / 90)
+                for a in ids]
+        assert prio == sorted(prio, reverse=True)
+        _shot(page, "csm-worklist")
 
-            # the work list of a CSM with renewals in the next 90 days
-            page.goto(ui.url + f"/ui/csm/{csm}")
-            rows = page.locator("#worklist tbody tr")
-            assert rows.count() >= 1
-            text = page.locator("#worklist").inner_text()
-            assert "log-odds" not in text and "Expected ARR lost" in text
-            ids = [rows.nth(i).locator("a").get_attribute("href").rsplit("/", 1)[-1] for i in range(rows.count())]
-            mine = near[near["csm_id"] == csm].set_index("account_id")
-            assert set(ids) <= set(mine.index)
-            prio = [mine.loc[a, "churn_probability"] * mine.loc[a, "arr"] / (1 + mine.loc[a, "days_to_renewal"] / 90)
-                    for a in ids]
-            assert prio == sorted(prio, reverse=True)
-            _shot(page, "csm-worklist")
+        # disagreements and the accuracy section on the portfolio page
+        page.goto(ui.url + "/ui/portfolio")
+        assert page.locator("#disagreements tbody tr").count() >= 1
+        assert "Who sees more risk" in page.locator("#disagreements").inner_text()
+        ledger_rows = page.locator("#accuracy tbody tr").count()
+        assert ledger_rows >= 2                                        # `score` froze two quarters
+        bt_before = page.locator("#backtest").inner_text()
+        _shot(page, "portfolio-process")
 
-            # disagreements and the accuracy section on the portfolio page
-            page.goto(ui.url + "/ui/portfolio")
-            assert page.locator("#disagreements tbody tr").count() >= 1
-            assert "Who sees more risk" in page.locator("#disagreements").inner_text()
-            ledger_rows = page.locator("#accuracy tbody tr").count()
-            assert ledger_rows >= 2                                        # `score` froze two quarters
-            bt_before = page.locator("#backtest").inner_text()
-            _shot(page, "portfolio-process")
-
-            start = str(pd.Timestamp(df["as_of"].iloc[0]).date())
-            end = str((pd.Timestamp(start) + pd.Timedelta(days=91)).date())
-            ui.cli(["forecast", "--data", str(ui.data), "--start", start, "--end", end, "--freeze", "--quiet",
-                    "--draws", "200"])
-            new_run = subprocess.run([sys.executable, "-c", RELOG_BACKTEST], env=ui.env, capture_output=True,
-                                     text=True, timeout=300)
-            assert new_run.returncode == 0, new_run.stderr[-2000:]
-            run_id = new_run.stdout.strip().splitlines()[-1]
+        start = str(pd.Timestamp(df["as_of"].iloc[0]).date())
+        end = str((pd.Timestamp(start) + pd.Timedelta(days=91)).date())
+        ui.cli(["forecast", "--data", str(ui.data), "--start", start, "--end", end, "--freeze", "--quiet",
+                "--draws", "200"])
+        new_run = subprocess.run([sys.executable, "-c", RELOG_BACKTEST], env=ui.env, capture_output=True,
+                                 text=True, timeout=300)
+        assert new_run.returncode == 0, new_run.stderr[-2000:]
+        run_id = new_run.stdout.strip().splitlines()[-1]
+        page.reload()
+        assert page.locator("#accuracy tbody tr").count() > ledger_rows
+        deadline = time.monotonic() + 120                # the new backtest's section is computed off the request
+        while run_id not in page.locator("#backtest").inner_text() and time.monotonic() < deadline:
+            time.sleep(1)
             page.reload()
-            assert page.locator("#accuracy tbody tr").count() > ledger_rows
-            deadline = time.monotonic() + 120                # the new backtest's section is computed off the request
-            while run_id not in page.locator("#backtest").inner_text() and time.monotonic() < deadline:
-                time.sleep(1)
-                page.reload()
-            assert run_id in page.locator("#backtest").inner_text() and run_id not in bt_before
-        finally:
-            browser.close()
+        assert run_id in page.locator("#backtest").inner_text() and run_id not in bt_before
     assert not errors, errors
 
 
@@ -726,35 +734,24 @@ def test_browser_scorecard(ui, warm):
     saved = ui.home / "scorecard.json"
     saved.unlink(missing_ok=True)
     errors: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-            page.set_default_timeout(60_000)
-            page.goto(ui.url + "/ui/login?next=/ui/models")
-            page.fill("#api_key", ui.admin_key)
-            page.click("button[type=submit]")
-            page.wait_for_url("**/ui/models")
-            form = page.locator("#scorecard-form")
-            for inp in form.locator("input[type=number]").all():
-                inp.fill("0")
-            form.locator("input[name=w_adoption]").fill("2")
-            form.locator("input[name=w_support]").fill("1")
-            form.locator("button[value=evaluate]").click()
-            page.wait_for_selector('#weight-sets tr[data-set="yours"]')
-            yours = page.locator('#weight-sets tr[data-set="yours"]')
-            assert float(yours.locator("td.auc").inner_text()) > 0.5
-            assert float(yours.locator("td.lift").inner_text()) > 0
-            assert page.locator('#weight-sets tr[data-set="learned"] td.auc').inner_text()
-            assert "67 %" in yours.inner_text() and "33 %" in yours.inner_text()
-            auc = yours.locator("td.auc").inner_text()
-            _shot(page, "scorecard")
-            page.locator("#scorecard-form button[value=save]").click()
-            page.wait_for_selector('#weight-sets tr[data-set="saved"]')
-            assert page.locator('#weight-sets tr[data-set="saved"] td.auc').inner_text() == auc
-        finally:
-            browser.close()
+    with _signed_in(sync_api, ui, ui.admin_key, "/ui/models", errors) as page:
+        form = page.locator("#scorecard-form")
+        for inp in form.locator("input[type=number]").all():
+            inp.fill("0")
+        form.locator("input[name=w_adoption]").fill("2")
+        form.locator("input[name=w_support]").fill("1")
+        form.locator("button[value=evaluate]").click()
+        page.wait_for_selector('#weight-sets tr[data-set="yours"]')
+        yours = page.locator('#weight-sets tr[data-set="yours"]')
+        assert float(yours.locator("td.auc").inner_text()) > 0.5
+        assert float(yours.locator("td.lift").inner_text()) > 0
+        assert page.locator('#weight-sets tr[data-set="learned"] td.auc').inner_text()
+        assert "67 %" in yours.inner_text() and "33 %" in yours.inner_text()
+        auc = yours.locator("td.auc").inner_text()
+        _shot(page, "scorecard")
+        page.locator("#scorecard-form button[value=save]").click()
+        page.wait_for_selector('#weight-sets tr[data-set="saved"]')
+        assert page.locator('#weight-sets tr[data-set="saved"] td.auc').inner_text() == auc
     assert not errors, errors
     assert json.loads(saved.read_text())["weights"]["adoption"] == 2.0
     saved.unlink()
