@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -42,25 +41,13 @@ def reference_frame(components: pd.DataFrame, y, model_score, equal_score) -> pd
     return out
 
 
-_cache: dict[str, pd.DataFrame | None] = {}
-_cache_lock = threading.Lock()
-
-
 def champion_reference(run_id: str | None) -> pd.DataFrame | None:
-    """The scorecard reference logged with a health model version's run (cached per run: a run's artifacts never
-    change); None for a version trained before it existed or when ``run_id`` is None. MLflow errors
-    propagate."""
-    if run_id is None:
-        return None
-    with _cache_lock:
-        if run_id in _cache:
-            return _cache[run_id]
+    """The scorecard reference logged with a health model version's run (read once per process by
+    ``tracking.runs.run_table``); None for a version trained before it existed or when ``run_id`` is None.
+    MLflow errors propagate."""
     from csforecast.tracking.runs import run_table
 
-    ref = run_table(run_id, SCORECARD_ARTIFACT)
-    with _cache_lock:
-        _cache[run_id] = ref
-    return ref
+    return None if run_id is None else run_table(run_id, SCORECARD_ARTIFACT)
 
 
 class SavedWeights:

@@ -6,6 +6,7 @@ Artifacts are downloaded to a temporary folder that is removed before the functi
 """
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -68,8 +69,16 @@ def _download(run_id: str, name: str) -> bytes:
 
 
 def run_table(run_id: str, name: str) -> pd.DataFrame | None:
-    """The Parquet artifact ``name`` of run ``run_id`` as a DataFrame; None when the run did not log it (e.g. a
-    version registered before the artifact existed). MLflow errors (unreachable store) propagate."""
+    """The Parquet artifact ``name`` of run ``run_id`` as a DataFrame (a copy: the caller may change it); None
+    when the run did not log it (e.g. a version registered before the artifact existed). Read once per process
+    (`_run_table`): the artifacts of a finished run never change, and the server reads a served version's tables on
+    requests. MLflow errors (unreachable store) propagate and are not cached."""
+    table = _run_table(run_id, name)
+    return None if table is None else table.copy()
+
+
+@functools.lru_cache(maxsize=32)
+def _run_table(run_id: str, name: str) -> pd.DataFrame | None:
     if name not in {a.path for a in store.configure().list_artifacts(run_id)}:
         return None
     tmp = tempfile.mkdtemp(prefix="csforecast-table-")
