@@ -20,7 +20,7 @@ from csforecast.data.contract import CALL_CATEGORIES
 from csforecast.features.calls import latest_calls
 from csforecast.jsonsafe import finite_float
 
-__all__ = ["pending_calls", "call_scenarios", "blend_inputs", "load_blend"]
+__all__ = ["pending_calls", "call_scenarios", "blend_inputs"]
 
 
 def pending_calls(calls: pd.DataFrame | None, pending: pd.DataFrame, as_of) -> pd.DataFrame:
@@ -61,17 +61,3 @@ def blend_inputs(p_model: np.ndarray, called: pd.DataFrame, days_ahead: np.ndarr
                          "call_category": called["call_category"].to_numpy(),
                          "call_csm_id": called["call_csm_id"].to_numpy(),
                          "days_to_renewal": np.asarray(days_ahead, float)}, index=called.index)
-
-
-def load_blend():
-    """The blend champion (estimator, version) from the registry, or (None, None) when there is none or the
-    registry cannot say (the forecast then has no blend method; never an error)."""
-    from csforecast.tracking import store
-
-    try:
-        mv = store.champion_version("blend")
-        if mv is None:
-            return None, None
-        return store.load_estimator(f"models:/{store.model_name('blend')}/{mv.version}"), str(mv.version)
-    except Exception:  # noqa: BLE001 - the blend is an addition to the forecast, never a reason to fail it
-        return None, None

@@ -47,7 +47,7 @@ from csforecast.forecast.montecarlo import (  # noqa: F401 (re-exported: backtes
     simulate_renewals,
     summarise,
 )
-from csforecast.forecast.calls import blend_inputs, call_scenarios, load_blend, pending_calls
+from csforecast.forecast.calls import blend_inputs, call_scenarios, pending_calls
 from csforecast.jsonsafe import finite_float
 from csforecast.models.snapshot_survival import CHURN_MODEL_HORIZON_DAYS, beyond_churn_horizon
 
@@ -157,17 +157,18 @@ def fit_expansion(rows: pd.DataFrame, features: list[str]):
     return ExpansionModel().fit(r[features], r["label_arr_change"].to_numpy(float), sample_time=r["renewal_date"])
 
 
-def load_survival():
-    """The survival champion (estimator, version) from the registry, or (None, None) when there is none or the
-    registry cannot say (renewals beyond the churn model's horizon then keep the churn model, with a warning)."""
+def optional_champion(family: str):
+    """The champion of ``family`` (estimator, version) from the registry, or (None, None) when there is none or
+    the registry cannot say. For the models the forecast can go without: the blend (no blend method then) and
+    survival (renewals beyond the churn model's horizon keep the churn model, with a warning)."""
     from csforecast.tracking import store
 
     try:
-        mv = store.champion_version("survival")
+        mv = store.champion_version(family)
         if mv is None:
             return None, None
-        return store.load_estimator(f"models:/{store.model_name('survival')}/{mv.version}"), str(mv.version)
-    except Exception:  # noqa: BLE001 - survival only rescores far renewals, never a reason to fail the forecast
+        return store.load_estimator(f"models:/{store.model_name(family)}/{mv.version}"), str(mv.version)
+    except Exception:  # noqa: BLE001 - an addition to the forecast, never a reason to fail it
         return None, None
 
 
@@ -342,9 +343,9 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
             tell("loading the champion churn model")
             churn_estimator, model_version = _load_champion()
             if blend_estimator is None and len(calls):
-                blend_estimator, blend_version = load_blend()
+                blend_estimator, blend_version = optional_champion("blend")
             if survival_estimator is None and far.any():
-                survival_estimator, survival_version = load_survival()
+                survival_estimator, survival_version = optional_champion("survival")
         tell("building point-in-time snapshots")
         grid = expansion_grid(source, as_of_ts.date())
         snaps = build_snapshots(source, grid + [as_of_ts.date()], end=as_of_ts.date())
