@@ -1,6 +1,14 @@
 import os
+import sys
 
 import pytest
+
+# The suite starts many Python processes (CLI commands, servers), each importing MLflow, pandas, scikit-learn…
+# Where PYTHONDONTWRITEBYTECODE is set (some CI images set it), each of them compiled those libraries from
+# source again: ~8 s of CPU a process on this machine. The suite's processes (and the commands and servers they
+# start, which inherit this environment) share the venv's bytecode cache, as Python does by default.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")

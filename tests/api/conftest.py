@@ -27,19 +27,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-_PYCACHE: dict[str, str] = {}
-
-
 def base_env(home: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CSFORECAST_", "MLFLOW_"))}
     env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "CSFORECAST_HOME": str(home),
                 "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}", "PYTHONUNBUFFERED": "1",
                 "GIT_PYTHON_REFRESH": "quiet"})
-    if "dir" in _PYCACHE and env.get("PYTHONDONTWRITEBYTECODE"):
-        # Each subprocess would otherwise recompile mlflow/sklearn/pandas from source (~10 s a start):
-        # cache bytecode in the session's tmp dir (never in the venv).
-        env.pop("PYTHONDONTWRITEBYTECODE")
-        env["PYTHONPYCACHEPREFIX"] = _PYCACHE["dir"]
     return env
 
 
@@ -149,7 +141,6 @@ def year_before_end(data: Path) -> str:
 def api(tmp_path_factory) -> Api:
     tmp = tmp_path_factory.mktemp("csforecast_api")
     home, data, log = tmp / "home", tmp / "data", tmp / "setup.log"
-    _PYCACHE["dir"] = str(tmp / "pycache")
     env = base_env(home)
     prebuilt = os.environ.get("CSFORECAST_API_TEST_PREBUILT")
     if prebuilt:  # developer shortcut: a folder with data/ and home/ made by this fixture earlier (copied)

@@ -32,14 +32,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def base_env(home: Path, data: Path, pycache: Path) -> dict:
+def base_env(home: Path, data: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CSFORECAST_", "MLFLOW_"))}
     env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "CSFORECAST_HOME": str(home), "CSFORECAST_DATA": str(data),
                 "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}", "PYTHONUNBUFFERED": "1",
                 "GIT_PYTHON_REFRESH": "quiet"})
-    if env.get("PYTHONDONTWRITEBYTECODE"):   # cache bytecode in the session's tmp dir, not the venv
-        env.pop("PYTHONDONTWRITEBYTECODE")
-        env["PYTHONPYCACHEPREFIX"] = str(pycache)
     return env
 
 
@@ -166,7 +163,7 @@ def ui(tmp_path_factory) -> UiServer:
     tmp = tmp_path_factory.mktemp("csforecast_ui")
     home, log = tmp / "home", tmp / "setup.log"
     data = home / "demo" / "portfolio-400x3-seed5"      # where `csforecast demo` simulates it
-    env = base_env(home, data, tmp / "pycache")
+    env = base_env(home, data)
     prebuilt = os.environ.get("CSFORECAST_UI_TEST_PREBUILT")
     if prebuilt:
         shutil.copytree(Path(prebuilt) / "home", home,

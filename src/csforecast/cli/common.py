@@ -123,8 +123,12 @@ def open_valid(data: str, engine: Optional[str] = None):
     from csforecast.data.sources import redact
     from csforecast.data.validate import validate
 
+    from csforecast.config import get_settings
+
     src = open_data(data, engine)
-    report = validate(src)  # dates after today are errors; as-of cuts are the commands' own business
+    # dates after today are errors; as-of cuts are the commands' own business. Unchanged data is not validated
+    # twice on the same day (the report is kept by content hash).
+    report = validate(src, cache_dir=get_settings().home / "cache" / "validation")
     shown = redact(data)
     if not report.ok:
         for p in report.errors:

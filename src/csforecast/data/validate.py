@@ -12,8 +12,10 @@ value validation accepts is a value the loader reads.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from pathlib import Path
 
 import ibis
 
@@ -22,6 +24,7 @@ from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, 
                                       health_sources)
 from csforecast.data.parse import read_as, readable
 from csforecast.data.sources import DATE_FORMAT_KEY, Source
+from csforecast.diskcache import DiskCache, code_digest, key_digest
 
 EXAMPLES = 5
 LEVELS = ("error", "warning", "info")
@@ -467,9 +470,29 @@ class _Checker:
                      f"{len(self.report.usage_metrics)} distinct usage metric(s): {listed}", int(m["n"].sum()))
 
 
-def validate(source: Source, as_of: date | None = None) -> Report:
-    """Check `source` against the contract; every problem, in one pass. Never raises for the data's sake."""
-    return _Checker(source, as_of or date.today()).run()
+def validate(source: Source, as_of: date | None = None, *, cache_dir: Path | None = None) -> Report:
+    """Check `source` against the contract; every problem, in one pass. Never raises for the data's sake.
+
+    ``cache_dir``: keep the report there (``diskcache``) keyed by the source's location and content hash, the
+    as-of date and the validation code, and return the kept one when the key matches, so that a command run
+    again on unchanged data does not validate it again. Only reports without errors are kept; sources computed
+    on Spark are never cached."""
+    as_of = as_of or date.today()
+    if cache_dir is None or source.engine != "duckdb":
+        return _Checker(source, as_of).run()
+    key = key_digest("validation", source.location, source.data_hash, as_of.isoformat(), code_digest("csforecast.data"))
+    store = DiskCache(Path(cache_dir), ".json")
+    report = store.get(key, _read_report)
+    if report is None:
+        report = _Checker(source, as_of).run()
+        if report.ok:   # a failed validation stops the command: nothing is written for it, not even this
+            store.put(key, lambda path: path.write_text(json.dumps(asdict(report))))
+    return report
+
+
+def _read_report(path: Path) -> Report:
+    doc = json.loads(path.read_text())
+    return Report(**{**doc, "problems": [Problem(**p) for p in doc["problems"]]})
 
 
 def require_valid(source: Source, as_of: date | None = None) -> Report:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from csforecast.config import get_settings
 from csforecast.data.sources import Source
+from csforecast.diskcache import DiskCache, code_digest, key_digest
 
 USAGE_WINDOW = 90
 DAYS_SINCE_CAP = {"login": USAGE_WINDOW + 1, "touch": 366, "exec": 731, "champion": 731, "nps": 731}
@@ -387,13 +388,36 @@ def snapshot_plan(source: Source, as_of: Iterable[date] | date) -> SnapshotPlan:
 
 
 def build_snapshots(source: Source, as_of: Iterable[date] | date, *, labels: bool = True,
-                    end: date | None = None) -> pd.DataFrame:
-    """One row per (account active on the day before as_of, as_of). Features use rows dated < as_of only."""
+                    end: date | None = None, cache: bool = False) -> pd.DataFrame:
+    """One row per (account active on the day before as_of, as_of). Features use rows dated < as_of only.
+
+    ``cache``: keep the result on disk (CSFORECAST_HOME/cache/snapshots/, ``diskcache``) keyed by the data's
+    content hash, the arguments and the feature code, and return the kept one when the key matches: the same
+    frame, without recomputing it. Sources computed on Spark are never cached (their data is not local)."""
+    if cache and source.engine == "duckdb":
+        key = snapshot_key(source, as_of, labels, end)
+        # pickled, not Parquet: the frame comes back exactly (Parquet has no datetime64[s])
+        store = DiskCache(get_settings().home / "cache" / "snapshots", ".pkl")
+        df = store.get(key, pd.read_pickle)
+        if df is None:
+            df = build_snapshots(source, as_of, labels=labels, end=end)
+            store.put(key, df.to_pickle)
+        return df
     plan = snapshot_plan(source, as_of)
     df = plan.finish(plan.expr.to_pandas())
     if labels:
         df = add_labels(df, source.frame("contracts"), end or data_end(source))
     return df.sort_values(["as_of", "account_id"], ignore_index=True)
+
+
+def snapshot_key(source: Source, as_of: Iterable[date] | date, labels: bool, end: date | None) -> str:
+    """The disk-cache key of ``build_snapshots(source, as_of, labels=labels, end=end)``: the data's content
+    hash (which includes how it is read: column map, date formats), the dates, the feature settings and the
+    feature code."""
+    dates = sorted({str(pd.Timestamp(d).date()) for d in ([as_of] if isinstance(as_of, date) else as_of)})
+    return key_digest("snapshots", source.data_hash, dates, labels, None if end is None else str(end),
+                      get_settings().features.model_dump(mode="json"),
+                      code_digest("csforecast.features", "csforecast.data"))
 
 
 def _finish(raw: pd.DataFrame, metrics: list[str], history_start: date | None = None) -> pd.DataFrame:

@@ -161,13 +161,10 @@ def optional_champion(family: str):
     """The champion of ``family`` (estimator, version) from the registry, or (None, None) when there is none or
     the registry cannot say. For the models the forecast can go without: the blend (no blend method then) and
     survival (renewals beyond the churn model's horizon keep the churn model, with a warning)."""
-    from csforecast.tracking import store
+    from csforecast.tracking.champions import load_champion
 
     try:
-        mv = store.champion_version(family)
-        if mv is None:
-            return None, None
-        return store.load_estimator(f"models:/{store.model_name(family)}/{mv.version}"), str(mv.version)
+        return load_champion(family)
     except Exception:  # noqa: BLE001 - an addition to the forecast, never a reason to fail it
         return None, None
 
@@ -200,13 +197,12 @@ def survival_beyond_horizon(estimator, rows: pd.DataFrame, found: np.ndarray, p_
 # the window forecast
 # ------------------------------------------------------------------------------------------------------
 def _load_champion():
-    from csforecast.tracking import store
+    from csforecast.tracking.champions import load_champion
 
-    mv = store.champion_version("churn")
-    if mv is None:
+    est, version = load_champion("churn")
+    if est is None:
         raise NoChampionError("no champion churn model is registered: run `csforecast train --family churn` first")
-    est = store.load_estimator(f"models:/{store.model_name('churn')}@champion")
-    return est, str(mv.version)
+    return est, version
 
 
 def chain_roots(n_pending: int, projected: pd.DataFrame | None) -> np.ndarray:
@@ -348,7 +344,7 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
                 survival_estimator, survival_version = optional_champion("survival")
         tell("building point-in-time snapshots")
         grid = expansion_grid(source, as_of_ts.date())
-        snaps = build_snapshots(source, grid + [as_of_ts.date()], end=as_of_ts.date())
+        snaps = build_snapshots(source, grid + [as_of_ts.date()], end=as_of_ts.date(), cache=True)
         now = snaps[snaps["as_of"] == as_of_ts]
         rows, found = scoring_rows(pending, now, as_of_ts)
         hist_rate = baselines.overall_churn_rate(history)
