@@ -37,18 +37,21 @@ class Champions:
     @classmethod
     def load(cls, pinned: dict[str, str] | None = None) -> "Champions":
         """The champion of every family in the registry (or the pinned version); families without one are
-        left out."""
+        left out. Champions come through ``tracking.champions`` (kept on disk until the registry changes), so a
+        score also readies them for the commands that follow, e.g. ``csforecast forecast``."""
+        from csforecast.tracking.champions import load_champion
+
         est, ver = {}, {}
         pinned = pinned or {}
         for fam in families.FAMILIES.values():
             if fam.name in pinned:
                 v = str(pinned[fam.name])
+                e = store.load_estimator(f"models:/{fam.model_name}/{v}")
             else:
-                mv = store.champion_version(fam.name)
-                if mv is None:
+                e, v = load_champion(fam.name)
+                if e is None:
                     continue
-                v = str(mv.version)
-            est[fam.name] = store.load_estimator(f"models:/{fam.model_name}/{v}")
+            est[fam.name] = e
             ver[fam.name] = v
         return cls(est, ver)
 
