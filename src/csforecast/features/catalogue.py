@@ -2,6 +2,7 @@
 lever a CSM can pull. Drivers are associations learned from history, never causes; the wording says so."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,42 +152,97 @@ def top_drivers(row_values: dict, contributions: dict, k: int = 5) -> list[dict]
     return out
 
 
-def top_drivers_rows(values, contributions: np.ndarray, features, k: int = 5) -> list[list[dict]]:
-    """`top_drivers` of many rows at once (the same lists, item for item): ``values`` is a DataFrame holding
-    the ``features`` columns, ``contributions`` an (n rows, len(features)) array in the order of ``features``.
-    The choice of the k largest |contributions| (NaN left out, ties in feature order) is one vectorised sort;
-    only the chosen values are read out of the frame and put into words."""
+def _top_k_order(C: np.ndarray, k: int) -> np.ndarray:
+    """Per row of ``C``, the column indexes of its ``k`` largest |values|, largest first (NaN last, ties in
+    column order): a partial sort of every row, and a full stable sort only for rows with a tie at the k-th
+    place (where the partial sort may pick either of the tied columns)."""
+    mag = np.abs(C)
+    mag[np.isnan(C)] = -1.0
+    if k >= C.shape[1]:
+        return np.argsort(-mag, axis=1, kind="stable")[:, :k]
+    part = np.argpartition(-mag, k - 1, axis=1)[:, :k]
+    pm = np.take_along_axis(mag, part, axis=1)
+    order = np.take_along_axis(part, np.lexsort((part, -pm), axis=1), axis=1)
+    tied = (mag >= pm.min(axis=1)[:, None]).sum(axis=1) > k
+    if tied.any():
+        order[tied] = np.argsort(-mag[tied], axis=1, kind="stable")[:, :k]
+    return order
+
+
+def compact_drivers_rows(values, contributions: np.ndarray, features, k: int = 5) -> list[list[list]]:
+    """The ``k`` largest |contributions| of each row in the compact form a score set keeps: per row a list of
+    ``[feature, value, contribution]`` (the value as a Python scalar, None when missing; the contribution
+    unrounded), put into words only when an account is shown (:func:`render_drivers`). ``values`` is a
+    DataFrame holding the ``features`` columns, ``contributions`` an (n rows, len(features)) array in the order
+    of ``features``; NaN contributions are left out, ties keep the feature order. Vectorised: no Python work per
+    driver (the lists are made by numpy)."""
     C = np.asarray(contributions, dtype=float)
     n = C.shape[0]
     if n == 0:
         return []
-    mag = np.abs(C)
-    mag[np.isnan(C)] = -1.0
     k = min(k, C.shape[1])
-    order = np.argsort(-mag, axis=1, kind="stable")[:, :k]
+    order = _top_k_order(C, k)
     chosen = np.take_along_axis(C, order, axis=1)
-    usable = np.take_along_axis(mag, order, axis=1) >= 0
-    picked = np.empty(order.shape, dtype=object)
+    used = (~np.isnan(chosen)).sum(axis=1)       # NaN contributions sort last: a row keeps its first `used`
+    triples = np.empty((n, k, 3), dtype=object)
+    triples[:, :, 0] = np.asarray(features, dtype=object)[order]
+    triples[:, :, 2] = chosen
+    picked = np.empty(n * k, dtype=object)
+    flat = order.ravel()
+    by_feature = np.argsort(flat, kind="stable")
+    bounds = np.searchsorted(flat[by_feature], np.arange(len(features) + 1))
     for j, f in enumerate(features):
-        rows, slots = np.nonzero(order == j)
-        if len(rows):
-            vals = np.empty(len(rows), dtype=object)
-            vals[:] = values[f].to_numpy()[rows].tolist()     # Python scalars, as DataFrame.to_dict gives
-            picked[rows, slots] = vals
-    infos = [info(f) for f in features]
+        at = by_feature[bounds[j]:bounds[j + 1]]
+        if not len(at):
+            continue
+        col = values[f].to_numpy()[at // k]
+        if col.dtype.kind in "iub":
+            picked[at] = col                     # Python int / bool, as DataFrame.to_dict gives
+        elif col.dtype.kind == "f":
+            picked[at] = col
+            picked[at[np.isnan(col)]] = None
+        else:
+            vals = col.tolist()
+            picked[at] = [None if isinstance(v, float) and v != v else v for v in vals]
+    triples[:, :, 1] = picked.reshape(n, k)
+    rows = triples.tolist()
+    for i in np.flatnonzero(used < k).tolist():
+        rows[i] = rows[i][:used[i]]
+    return rows
+
+
+def render_drivers(stored) -> list[dict]:
+    """The drivers of one account in words: the one rendering of a score set's ``churn_drivers`` shared by
+    every reader (API, dashboard, work lists, exports). ``stored`` is the compact list of
+    ``[feature, value, contribution]`` (:func:`compact_drivers_rows`), or its JSON text, or a list of
+    already rendered dicts (score sets written before drivers were kept compact: returned as they are).
+    Each driver: ``feature``, ``value``, ``contribution`` (rounded to 4 decimals), ``text`` (the words,
+    from the unrounded contribution), ``component``, ``lever``. Anything else (None, NaN, text that is not
+    JSON) is no drivers: []."""
+    if isinstance(stored, str):
+        try:
+            stored = json.loads(stored)
+        except ValueError:
+            return []
+    if not isinstance(stored, (list, tuple, np.ndarray)):
+        return []
     out = []
-    for idx, cs, vs, ok in zip(order.tolist(), chosen.tolist(), picked.tolist(), usable.tolist()):
-        row = []
-        for j, c, v, good in zip(idx, cs, vs, ok):
-            if not good:
-                break
-            fi = infos[j]
-            row.append({"feature": features[j],
-                        "value": None if v is None or (isinstance(v, float) and v != v) else v,
-                        "contribution": round(c, 4), "text": _driver_text(fi, v, c),
-                        "component": fi.component, "lever": fi.lever})
-        out.append(row)
+    for d in stored:
+        if isinstance(d, dict):
+            out.append(d)
+            continue
+        f, v, c = d
+        fi = info(f)
+        out.append({"feature": f, "value": None if v is None or (isinstance(v, float) and v != v) else v,
+                    "contribution": round(float(c), 4), "text": _driver_text(fi, v, c),
+                    "component": fi.component, "lever": fi.lever})
     return out
+
+
+def top_drivers_rows(values, contributions: np.ndarray, features, k: int = 5) -> list[list[dict]]:
+    """`top_drivers` of many rows at once (the same lists, item for item): :func:`compact_drivers_rows`
+    rendered by :func:`render_drivers`."""
+    return [render_drivers(r) for r in compact_drivers_rows(values, contributions, features, k)]
 
 for _m, _name, _comp, _lever in (("active_users", "daily active users", "Adoption", _L_ADOPT),
                                  ("logins", "daily logins", "Adoption", _L_ADOPT),

@@ -4,6 +4,8 @@ Tables:
   score_runs(version INTEGER, as_of DATE, data_hash VARCHAR, created_at TIMESTAMP, n_accounts INTEGER,
              models VARCHAR  -- JSON {family: version})
   scores(version INTEGER, account_id VARCHAR, ... one row per active account; JSON columns hold lists/dicts)
+         churn_drivers: the top drivers kept compact, JSON [[feature, value, contribution], ...]; sets written
+         before hold rendered dicts. Readers put both into words with features.catalogue.render_drivers.
   health_history(version INTEGER, account_id VARCHAR, week DATE, health_score DOUBLE, components VARCHAR)
   served_outcomes(version, as_of, account_id, renewal_date, segment, days_to_renewal, churn_probability,
                   churn_model_version, churned)  -- the probabilities served by earlier sets whose renewal has
