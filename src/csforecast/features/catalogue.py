@@ -2,6 +2,8 @@
 lever a CSM can pull. Drivers are associations learned from history, never causes; the wording says so."""
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 from dataclasses import dataclass
 
@@ -154,19 +156,30 @@ def top_drivers(row_values: dict, contributions: dict, k: int = 5) -> list[dict]
 
 def _top_k_order(C: np.ndarray, k: int) -> np.ndarray:
     """Per row of ``C``, the column indexes of its ``k`` largest |values|, largest first (NaN last, ties in
-    column order): a partial sort of every row, and a full stable sort only for rows with a tie at the k-th
-    place (where the partial sort may pick either of the tied columns)."""
+    column order: what a stable sort gives): ``k`` passes of ``argmax`` (its first maximum is the first
+    column among ties), each taking the chosen column out of the running."""
     mag = np.abs(C)
     mag[np.isnan(C)] = -1.0
-    if k >= C.shape[1]:
-        return np.argsort(-mag, axis=1, kind="stable")[:, :k]
-    part = np.argpartition(-mag, k - 1, axis=1)[:, :k]
-    pm = np.take_along_axis(mag, part, axis=1)
-    order = np.take_along_axis(part, np.lexsort((part, -pm), axis=1), axis=1)
-    tied = (mag >= pm.min(axis=1)[:, None]).sum(axis=1) > k
-    if tied.any():
-        order[tied] = np.argsort(-mag[tied], axis=1, kind="stable")[:, :k]
+    order = np.empty((C.shape[0], k), dtype=np.intp)
+    rows = np.arange(C.shape[0])
+    for slot in range(k):
+        order[:, slot] = j = mag.argmax(axis=1)
+        mag[rows, j] = -2.0
     return order
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Python's cyclic garbage collector paused while a block makes many small lists that hold no cycles: in
+    a process holding ~1M tracked objects (models, MLflow), each collection the new lists trigger walks them
+    all (measured: 0.54 s of the 0.61 s it takes to make 50,000 rows of drivers)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def compact_drivers_rows(values, contributions: np.ndarray, features, k: int = 5) -> list[list[list]]:
@@ -205,7 +218,8 @@ def compact_drivers_rows(values, contributions: np.ndarray, features, k: int = 5
             vals = col.tolist()
             picked[at] = [None if isinstance(v, float) and v != v else v for v in vals]
     triples[:, :, 1] = picked.reshape(n, k)
-    rows = triples.tolist()
+    with _gc_paused():
+        rows = triples.tolist()
     for i in np.flatnonzero(used < k).tolist():
         rows[i] = rows[i][:used[i]]
     return rows
