@@ -182,13 +182,13 @@ def _gc_paused():
             gc.enable()
 
 
-def compact_drivers_rows(values, contributions: np.ndarray, features, k: int = 5) -> list[list[list]]:
-    """The ``k`` largest |contributions| of each row in the compact form a score set keeps: per row a list of
-    ``[feature, value, contribution]`` (the value as a Python scalar, None when missing; the contribution
-    unrounded), put into words only when an account is shown (:func:`render_drivers`). ``values`` is a
-    DataFrame holding the ``features`` columns, ``contributions`` an (n rows, len(features)) array in the order
-    of ``features``; NaN contributions are left out, ties keep the feature order. Vectorised: no Python work per
-    driver (the lists are made by numpy)."""
+def compact_drivers_rows(values, contributions: np.ndarray, features, k: int = 5) -> list[list]:
+    """The ``k`` largest |contributions| of each row in the compact form a score set keeps: per row one flat
+    list ``[feature, value, contribution, feature, value, contribution, ...]``, largest first (the value as a
+    Python scalar, None when missing; the contribution unrounded), put into words only when an account is shown
+    (:func:`render_drivers`). ``values`` is a DataFrame holding the ``features`` columns, ``contributions`` an
+    (n rows, len(features)) array in the order of ``features``; NaN contributions are left out, ties keep the
+    feature order. Vectorised: no Python work per driver (the lists are made by numpy)."""
     C = np.asarray(contributions, dtype=float)
     n = C.shape[0]
     if n == 0:
@@ -202,7 +202,7 @@ def compact_drivers_rows(values, contributions: np.ndarray, features, k: int = 5
     triples[:, :, 2] = chosen
     picked = np.empty(n * k, dtype=object)
     flat = order.ravel()
-    by_feature = np.argsort(flat, kind="stable")
+    by_feature = np.argsort(flat.astype(np.int32), kind="stable")
     bounds = np.searchsorted(flat[by_feature], np.arange(len(features) + 1))
     for j, f in enumerate(features):
         at = by_feature[bounds[j]:bounds[j + 1]]
@@ -219,16 +219,16 @@ def compact_drivers_rows(values, contributions: np.ndarray, features, k: int = 5
             picked[at] = [None if isinstance(v, float) and v != v else v for v in vals]
     triples[:, :, 1] = picked.reshape(n, k)
     with _gc_paused():
-        rows = triples.tolist()
+        rows = triples.reshape(n, 3 * k).tolist()
     for i in np.flatnonzero(used < k).tolist():
-        rows[i] = rows[i][:used[i]]
+        rows[i] = rows[i][:3 * used[i]]
     return rows
 
 
 def render_drivers(stored) -> list[dict]:
     """The drivers of one account in words: the one rendering of a score set's ``churn_drivers`` shared by
-    every reader (API, dashboard, work lists, exports). ``stored`` is the compact list of
-    ``[feature, value, contribution]`` (:func:`compact_drivers_rows`), or its JSON text, or a list of
+    every reader (API, dashboard, work lists, exports). ``stored`` is the compact flat list
+    ``[feature, value, contribution, ...]`` (:func:`compact_drivers_rows`), or its JSON text, or a list of
     already rendered dicts (score sets written before drivers were kept compact: returned as they are).
     Each driver: ``feature``, ``value``, ``contribution`` (rounded to 4 decimals), ``text`` (the words,
     from the unrounded contribution), ``component``, ``lever``. Anything else (None, NaN, text that is not
@@ -238,14 +238,13 @@ def render_drivers(stored) -> list[dict]:
             stored = json.loads(stored)
         except ValueError:
             return []
-    if not isinstance(stored, (list, tuple, np.ndarray)):
+    if not isinstance(stored, (list, tuple, np.ndarray)) or not len(stored):
         return []
+    if isinstance(stored[0], dict):
+        return list(stored)
     out = []
-    for d in stored:
-        if isinstance(d, dict):
-            out.append(d)
-            continue
-        f, v, c = d
+    for i in range(0, len(stored) - 2, 3):
+        f, v, c = stored[i], stored[i + 1], stored[i + 2]
         fi = info(f)
         out.append({"feature": f, "value": None if v is None or (isinstance(v, float) and v != v) else v,
                     "contribution": round(float(c), 4), "text": _driver_text(fi, v, c),

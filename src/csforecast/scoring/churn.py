@@ -19,7 +19,7 @@ def score_churn(estimator, snapshot: pd.DataFrame, k: int = TOP_DRIVERS) -> pd.D
     bootstrapped calibration maps (``churn_probability_p10`` / ``_p90``; NaN for a model without them, see
     ``ChurnClassifier.predict_interval``), ``churn_base_logit`` (the explanation's base
     value on the calibrated log-odds scale) and ``churn_drivers`` (the ``k`` largest contributions, kept compact:
-    ``[feature, value, contribution]`` per driver, ``features.catalogue.compact_drivers_rows``; readers put them
+    ``[feature, value, contribution, ...]`` flat per row, ``features.catalogue.compact_drivers_rows``; readers put them
     into words with ``features.catalogue.render_drivers``: associations, never causes). ``snapshot`` must hold the estimator's
     ``feature_names_in_``."""
     features = list(estimator.feature_names_in_)
