@@ -158,8 +158,7 @@ def _top_k_order(C: np.ndarray, k: int) -> np.ndarray:
     """Per row of ``C``, the column indexes of its ``k`` largest |values|, largest first (NaN last, ties in
     column order: what a stable sort gives): ``k`` passes of ``argmax`` (its first maximum is the first
     column among ties), each taking the chosen column out of the running."""
-    mag = np.abs(C)
-    mag[np.isnan(C)] = -1.0
+    mag = np.nan_to_num(np.abs(C), nan=-1.0, posinf=np.inf, copy=False)
     order = np.empty((C.shape[0], k), dtype=np.intp)
     rows = np.arange(C.shape[0])
     for slot in range(k):
@@ -200,24 +199,27 @@ def compact_drivers_rows(values, contributions: np.ndarray, features, k: int = 5
     triples = np.empty((n, k, 3), dtype=object)
     triples[:, :, 0] = np.asarray(features, dtype=object)[order]
     triples[:, :, 2] = chosen
-    picked = np.empty(n * k, dtype=object)
-    flat = order.ravel()
-    by_feature = np.argsort(flat.astype(np.int32), kind="stable")
-    bounds = np.searchsorted(flat[by_feature], np.arange(len(features) + 1))
-    for j, f in enumerate(features):
-        at = by_feature[bounds[j]:bounds[j + 1]]
-        if not len(at):
+    # the chosen values: the float columns in one gather (NaN -> None), the others (int, bool, text) one column
+    # at a time over the rows that chose them, as Python scalars like DataFrame.to_dict gives
+    kinds = [values[f].dtype.kind for f in features]
+    floats = [j for j, kind in enumerate(kinds) if kind == "f"]
+    picked = np.empty((n, k), dtype=object)
+    if floats:
+        M = np.full((n, len(features)), np.nan)
+        M[:, floats] = values[[features[j] for j in floats]].to_numpy(dtype=float, na_value=np.nan)
+        got = np.take_along_axis(M, order, axis=1)
+        picked[:] = got
+        picked[np.isnan(got)] = None
+    for j in (j for j, kind in enumerate(kinds) if kind != "f"):
+        rows_j, slots = np.nonzero(order == j)
+        if not len(rows_j):
             continue
-        col = values[f].to_numpy()[at // k]
+        col = values[features[j]].to_numpy()[rows_j]
         if col.dtype.kind in "iub":
-            picked[at] = col                     # Python int / bool, as DataFrame.to_dict gives
-        elif col.dtype.kind == "f":
-            picked[at] = col
-            picked[at[np.isnan(col)]] = None
+            picked[rows_j, slots] = col
         else:
-            vals = col.tolist()
-            picked[at] = [None if isinstance(v, float) and v != v else v for v in vals]
-    triples[:, :, 1] = picked.reshape(n, k)
+            picked[rows_j, slots] = [None if isinstance(v, float) and v != v else v for v in col.tolist()]
+    triples[:, :, 1] = picked
     with _gc_paused():
         rows = triples.reshape(n, 3 * k).tolist()
     for i in np.flatnonzero(used < k).tolist():
