@@ -64,3 +64,23 @@ def test_churn_classifier_serves_within_its_support_bounds():
     assert p.min() >= lo and p.max() <= hi
     e = est.explain(far)
     np.testing.assert_allclose(e.sum(axis=1), np.log(p / (1 - p)), atol=1e-8)
+
+
+def test_map_quantiles_is_numpy_quantile_over_every_map_bit_for_bit():
+    """The P10/P90 of a probability over the bootstrapped calibration maps: found from the order statistics of
+    the maps' log-odds (expit is monotone) instead of expit on every map, with the same values as
+    ``np.quantile(expit(...), axis=1)`` to the last bit, whatever the number of maps and quantiles."""
+    from scipy.special import expit
+
+    from csforecast.models.calibrators import EPS, map_quantiles
+
+    rng = np.random.default_rng(0)
+    for n_maps in (1, 2, 3, 10, 99, 100, 101):
+        maps = np.column_stack([rng.normal(1, 0.3, n_maps), rng.normal(0, 0.5, n_maps)])
+        p = np.concatenate([rng.uniform(0, 1, 2000), [0.0, 1.0, 1e-300, 0.5]])
+        for qs in ((0.1, 0.9), (0.05, 0.95), (0.0, 1.0), (0.5,), (0.3, 0.7)):
+            pc = np.clip(p, EPS, 1 - EPS)
+            z = np.log(pc / (1 - pc))
+            want = np.quantile(expit(z[:, None] * maps[None, :, 0] + maps[None, :, 1]), list(qs), axis=1)
+            for got, w in zip(map_quantiles(p, maps, qs), want):
+                np.testing.assert_array_equal(got, np.clip(w, EPS, 1 - EPS))

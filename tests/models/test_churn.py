@@ -448,3 +448,6 @@ def test_simple_contract_candidate_never_loses_on_term_only_churn():
     # per-account intervals: ordered and containing the point
     lo, hi = clf.predict_interval(Xt.iloc[:500])
     assert np.all(lo <= p[:500] + 1e-12) and np.all(p[:500] <= hi + 1e-12) and np.any(hi > lo)
+    # the same interval from probabilities already computed (batch scoring reads them from the contributions)
+    for got, want in zip(clf.interval_of(p[:500]), (lo, hi)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)

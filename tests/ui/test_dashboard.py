@@ -23,6 +23,8 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
+from csforecast.features.catalogue import render_drivers
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
 TEMPLATES = ROOT / "src" / "csforecast" / "ui" / "templates"
@@ -198,7 +200,7 @@ def test_account_page(ui, warm, scores):
     with ui.login() as c:
         html = c.get(f"/ui/accounts/{aid}").text
         assert c.get("/ui/accounts/does-not-exist").status_code == 404
-    for d in row["churn_drivers"]:
+    for d in render_drivers(row["churn_drivers"]):
         assert d["lever"] in html
         assert d["text"].split(" (")[0] in html
     assert "associations" in html and "not causes" in html
@@ -347,7 +349,7 @@ def test_browser_walkthrough(ui, warm, scores):
             page.wait_for_selector("#chart-survival .main-svg")
             drivers = page.locator("#drivers").inner_text()
             assert "not causes" in drivers
-            for d in top["churn_drivers"]:
+            for d in render_drivers(top["churn_drivers"]):
                 assert d["lever"] in drivers
             _shot(page, "account")
 

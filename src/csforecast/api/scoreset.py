@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from csforecast.api.errors import LoadError
 from csforecast.api.families import FAMILIES
+from csforecast.features.catalogue import render_drivers
 from csforecast.jsonsafe import error_text, iso_date, json_safe, jsonable
 from csforecast.api.schemas import AccountDetail, AccountSummary
 
@@ -138,7 +139,7 @@ def build_score_set(meta: dict, scores: pd.DataFrame, history: pd.DataFrame,
             "renewal_date": iso_date(g("renewal_date")), "days_to_renewal": _whole(g("days_to_renewal")),
             "churn_probability": json_safe(g("churn_probability")), "churn_base_logit": json_safe(g("churn_base_logit")),
             "churn_probability_interval": _interval(g("churn_probability_p10"), g("churn_probability_p90")),
-            "risk_arr": json_safe(g("risk_arr")), "drivers": json_safe(g("churn_drivers")) or [],
+            "risk_arr": json_safe(g("risk_arr")), "drivers": json_safe(render_drivers(g("churn_drivers"))),
             "survival": None, "health": None, "triggers": None, "health_trend": trend.get(aid) if trend else None,
             "model_versions": versions or models, "as_of": as_of, "data_hash": data_hash,
             "fallback": {fam: str(g(f"{fam}_fallback")) for fam in FAMILIES if json_safe(g(f"{fam}_fallback"))},

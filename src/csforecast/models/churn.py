@@ -592,7 +592,13 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         :func:`csforecast.models.calibrators.bootstrap_maps`). It reflects how well the calibration slice
         pins down the probability's level and slope, not the full model variance."""
         check_is_fitted(self)
-        p = self.predict_proba(X)[:, 1]
+        return self.interval_of(self.predict_proba(X)[:, 1], coverage)
+
+    def interval_of(self, p, coverage: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict_interval` for probabilities ``p`` this model has already given (e.g. read from its
+        calibrated contributions, :meth:`explain`), without a second pass of the model."""
+        check_is_fitted(self)
+        p = np.asarray(p, dtype=float)
         lo, hi = map_quantiles(p, getattr(self, "calibration_maps_", np.empty((0, 2))),
                                ((1 - coverage) / 2, (1 + coverage) / 2))
         return np.minimum(lo, p), np.maximum(hi, p)

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from csforecast.features.catalogue import top_drivers_rows
+from csforecast.features.catalogue import compact_drivers_rows
 
 __all__ = ["OUTPUTS", "score_churn", "pyfunc_frame"]
 
@@ -18,8 +18,9 @@ def score_churn(estimator, snapshot: pd.DataFrame, k: int = TOP_DRIVERS) -> pd.D
     """Per row of ``snapshot`` (index kept): ``churn_probability`` with its P10 / P90 under the model's
     bootstrapped calibration maps (``churn_probability_p10`` / ``_p90``; NaN for a model without them, see
     ``ChurnClassifier.predict_interval``), ``churn_base_logit`` (the explanation's base
-    value on the calibrated log-odds scale) and ``churn_drivers`` (the ``k`` largest contributions in words,
-    ``features.catalogue.top_drivers``: associations, never causes). ``snapshot`` must hold the estimator's
+    value on the calibrated log-odds scale) and ``churn_drivers`` (the ``k`` largest contributions, kept compact:
+    ``[feature, value, contribution, ...]`` flat per row, ``features.catalogue.compact_drivers_rows``; readers put them
+    into words with ``features.catalogue.render_drivers``: associations, never causes). ``snapshot`` must hold the estimator's
     ``feature_names_in_``."""
     features = list(estimator.feature_names_in_)
     X = snapshot[features]
@@ -29,10 +30,10 @@ def score_churn(estimator, snapshot: pd.DataFrame, k: int = TOP_DRIVERS) -> pd.D
     base = contrib["base_value"].to_numpy()
     phi = contrib[features].to_numpy()
     p = expit(phi.sum(axis=1) + base)
-    drivers = top_drivers_rows(X, phi, features, k)
+    drivers = compact_drivers_rows(X, phi, features, k)
     lo = hi = np.full(len(p), np.nan)
     if getattr(estimator, "calibration_maps_", None) is not None and len(X):
-        lo, hi = estimator.predict_interval(X)
+        lo, hi = estimator.interval_of(p)      # from the same probabilities: no second pass of the model
     return pd.DataFrame({"churn_probability": p, "churn_probability_p10": lo, "churn_probability_p90": hi,
                          "churn_base_logit": base, "churn_drivers": drivers}, index=snapshot.index)
 

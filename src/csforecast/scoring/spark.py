@@ -30,7 +30,7 @@ from csforecast.features.snapshot import data_end, snapshot_plan
 from csforecast.scoring import families
 from csforecast.scoring.batch import ACCOUNT_COLUMNS, Champions, history_weeks, score_snapshot
 from csforecast.scoring.process import all_calls
-from csforecast.scoring.store import JSON_COLUMNS, write_scores
+from csforecast.scoring.store import JSON_COLUMNS, json_text, write_scores
 
 __all__ = ["MANIFEST", "score_on_spark", "read_scores", "load_into_store"]
 
@@ -45,7 +45,7 @@ def _to_json_text(df: pd.DataFrame, columns) -> pd.DataFrame:
     """Lists and dicts of `columns` as JSON text (what Parquet and the scores store hold)."""
     for c in columns:
         if c in df.columns:
-            df[c] = [None if v is None else (v if isinstance(v, str) else json.dumps(v, default=str))
+            df[c] = [None if v is None else (v if isinstance(v, str) else json_text(v))
                      for v in df[c]]
     return df
 

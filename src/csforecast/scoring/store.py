@@ -4,6 +4,8 @@ Tables:
   score_runs(version INTEGER, as_of DATE, data_hash VARCHAR, created_at TIMESTAMP, n_accounts INTEGER,
              models VARCHAR  -- JSON {family: version})
   scores(version INTEGER, account_id VARCHAR, ... one row per active account; JSON columns hold lists/dicts)
+         churn_drivers: the top drivers kept compact, JSON [feature, value, contribution, ...]; sets written
+         before hold rendered dicts. Readers put both into words with features.catalogue.render_drivers.
   health_history(version INTEGER, account_id VARCHAR, week DATE, health_score DOUBLE, components VARCHAR)
   served_outcomes(version, as_of, account_id, renewal_date, segment, days_to_renewal, churn_probability,
                   churn_model_version, churned)  -- the probabilities served by earlier sets whose renewal has
@@ -34,6 +36,10 @@ import pandas as pd
 from csforecast.errors import StorageError, storage_error
 
 JSON_COLUMNS = ("churn_drivers", "health_components", "triggers", "survival_contributions", "models")
+
+# json.dumps(v, default=str), with one encoder made once: json.dumps makes a new encoder on every call that
+# passes an option, which at a million rows was a large share of writing a score set
+json_text = json.JSONEncoder(default=str).encode
 
 
 def _run(con, sql: str, params=None) -> list:
@@ -164,7 +170,7 @@ def write_scores(path: Path, scores: pd.DataFrame, *, as_of, data_hash: str, mod
     df = scores.copy()
     for c in JSON_COLUMNS:
         if c in df.columns:
-            df[c] = df[c].map(lambda v: json.dumps(v, default=str) if v is not None else None)
+            df[c] = [None if v is None else json_text(v) for v in df[c]]
     if path.exists():  # read-only first: a damaged file is never opened for writing
         ro = _connect(path, read_only=True, action="write")
         try:
@@ -195,7 +201,7 @@ def write_scores(path: Path, scores: pd.DataFrame, *, as_of, data_hash: str, mod
             h = history.copy()
             h.insert(0, "version", version)
             if "components" in h.columns:
-                h["components"] = h["components"].map(lambda v: json.dumps(v, default=str))
+                h["components"] = [json_text(v) for v in h["components"]]
             con.register("new_hist", h)
             hx = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name='health_history'"
                              ).fetchall()[0][0]

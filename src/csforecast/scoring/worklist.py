@@ -13,12 +13,9 @@ Disagreements: renewals within ``within_days`` that have a CSM call, ordered by
 """
 from __future__ import annotations
 
-import json
-
-import numpy as np
 import pandas as pd
 
-from csforecast.features.catalogue import format_value, info
+from csforecast.features.catalogue import format_value, info, render_drivers
 from csforecast.jsonsafe import finite_float, iso_date, json_safe
 
 __all__ = ["NO_LEVER", "reasons", "worklist", "disagreements"]
@@ -26,21 +23,12 @@ __all__ = ["NO_LEVER", "reasons", "worklist", "disagreements"]
 NO_LEVER = ("none (account profile)", "review with the account team")
 
 
-def _drivers(value) -> list[dict]:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return []
-    return list(value) if isinstance(value, (list, tuple, np.ndarray)) else []
-
-
 def reasons(drivers) -> list[dict]:
     """The drivers that raise the risk (contribution > 0), grouped by (component, lever), actionable groups
     first, each group by its summed contribution: ``text`` (plain words, no log-odds), ``lever``,
     ``actionable``, ``features`` (the grouped drivers) and ``weight`` (the summed contribution)."""
     groups: dict[tuple, dict] = {}
-    for d in _drivers(drivers):
+    for d in render_drivers(drivers):
         c = d.get("contribution")
         if not isinstance(c, (int, float)) or not c > 0:
             continue
