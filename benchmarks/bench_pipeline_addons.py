@@ -52,13 +52,16 @@ def measure(seed: int, n: int, years: int, quarters: int) -> list[dict]:
                      "history": float(hist["mean"].sum()), "pipeline": float(mixed["mean"].sum()),
                      "pipeline_unscaled": float(raw["mean"].sum()), "factor": off["factor"],
                      "actual": float(actual.sum()), "n_pipe_accounts": int(on_pipe.sum()),
-                     "pipe_part": float(mixed.loc[on_pipe, "mean"].sum()), "pipe_actual": float(act_acc[on_pipe].sum()),
+                     "pipe_part": float(mixed.loc[on_pipe, "mean"].sum()),
+                     "pipe_actual": float(act_acc[on_pipe].sum()),
                      "rest_part": float(mixed.loc[~on_pipe, "mean"].sum()),
                      "rest_actual": float(act_acc[~on_pipe].sum()), "excluded": info["excluded_at_renewal"]})
         r = rows[-1]
         print(f"  {r['quarter']}: due {due / 1e6:.2f} M; history {r['history'] / 1e6:.3f} M, pipeline "
-              f"{r['pipeline'] / 1e6:.3f} M (unscaled {r['pipeline_unscaled'] / 1e6:.3f} M, factor {r['factor']:.3f}), actual {r['actual'] / 1e6:.3f} M; points of due: history "
-              f"{100 * (r['history'] - r['actual']) / due:+.2f}, pipeline {100 * (r['pipeline'] - r['actual']) / due:+.2f}"
+              f"{r['pipeline'] / 1e6:.3f} M (unscaled {r['pipeline_unscaled'] / 1e6:.3f} M, factor "
+              f"{r['factor']:.3f}), actual {r['actual'] / 1e6:.3f} M; points of due: history "
+              f"{100 * (r['history'] - r['actual']) / due:+.2f}, pipeline "
+              f"{100 * (r['pipeline'] - r['actual']) / due:+.2f}"
               f" | {r['n_pipe_accounts']} accounts on the pipeline: {r['pipe_part'] / 1e6:.3f} M vs actual "
               f"{r['pipe_actual'] / 1e6:.3f} M; the rest on history {r['rest_part'] / 1e6:.3f} M vs "
               f"{r['rest_actual'] / 1e6:.3f} M", flush=True)

@@ -29,8 +29,8 @@ from csforecast.data.contract import OPPORTUNITY_STAGES
 from csforecast.forecast.book import group_labels, to_day
 from csforecast.jsonsafe import finite_float
 
-__all__ = ["off_pipeline_factor", "OPEN_STAGES", "RENEWAL_OVERLAP_DAYS", "check_stage_probabilities", "learned_stage_probabilities",
-           "stages_on", "pipeline_report", "pipeline_addons"]
+__all__ = ["OPEN_STAGES", "RENEWAL_OVERLAP_DAYS", "check_stage_probabilities", "learned_stage_probabilities",
+           "stages_on", "pipeline_report", "pipeline_addons", "off_pipeline_factor"]
 
 OPEN_STAGES = OPPORTUNITY_STAGES[:4]        # emailed, discussion, contract_sent, verbal
 RENEWAL_OVERLAP_DAYS = 30   # an opportunity expected this close to its account's renewal is the renewal's expansion
