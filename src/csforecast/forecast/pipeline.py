@@ -317,10 +317,11 @@ def off_pipeline_factor(contracts: pd.DataFrame, accounts: pd.DataFrame | None, 
 
     The past windows have the forecast window's length and end at as_of, as_of - length, ... back to
     ``lookback_days``; in each, as of its first day (only rows known then), the accounts without a
-    ``pipeline_addons`` row take ``addons.addon_forecast``; ``factor`` = their ``addons.addon_actual`` summed
+    ``pipeline_addons`` row (its pending renewals passed, as the forecast does) take ``addons.addon_forecast``; ``factor`` = their ``addons.addon_actual`` summed
     over the windows ÷ that forecast summed (1.0 with no opportunities, no past window or no forecast).
     Returns ``{factor, windows, forecast, actual}``. ValueError for bad stage probabilities."""
     from csforecast.forecast.addons import addon_actual, addon_forecast
+    from csforecast.forecast.book import renewal_book
 
     a_day, hi = to_day(as_of), to_day(end)
     length = (hi - max(to_day(start), a_day)).days
@@ -336,7 +337,9 @@ def off_pipeline_factor(contracts: pd.DataFrame, accounts: pd.DataFrame | None, 
         hist, _ = addon_forecast(contracts, accounts, s, e, s)
         if hist.empty:
             continue
+        book = renewal_book(contracts, accounts, s, e, s)     # as the forecast: deals at a renewal left to it
         pipe, _ = pipeline_addons(opportunities, history, s, e, s, stage_probabilities=stage_probabilities,
+                                  renewals=book.loc[book["status"] == "pending", ["account_id", "renewal_date"]],
                                   level=level)
         rest = ~hist["account_id"].astype(str).isin(set(pipe["account_id"].astype(str)))
         actual = addon_actual(contracts, s, e, s)
