@@ -129,3 +129,33 @@ def test_csm_sentiment_and_success_plans_follow_the_latent_health(small_portfoli
     share = p["goals_met"] / p["goals_total"]
     assert np.corrcoef(p["h"], share)[0, 1] > 0.3
     assert np.corrcoef(p["h"].loc[p["roi"].notna()], np.log(p["roi"].dropna()))[0, 1] > 0.3
+
+
+def test_every_addon_in_the_window_is_a_won_opportunity_and_every_won_opportunity_an_addon(small_portfolio):
+    # issue 17: the pipeline and the contracts tell one story, so the NRR forecast's pipeline add-ons can be
+    # checked against contract actuals
+    from csforecast.forecast.addons import addon_contracts
+
+    import json
+
+    d = small_portfolio
+    o, hist, truth = (pd.read_parquet(d / "opportunities.parquet"), pd.read_parquet(d / "opportunity_history.parquet"),
+                      pd.read_parquet(d / "truth" / "opportunities.parquet"))
+    add = addon_contracts(pd.read_parquet(d / "contracts.parquet"))
+    add = add[add["start_date"] >= pd.Timestamp(json.loads((d / "truth" / "params.json").read_text())["window_start"])]
+    won = o[o["won"].fillna(False).astype(bool)]
+    assert len(add) > 10 and len(won) == len(add)
+    m = won.merge(truth, on=["opportunity_id", "account_id"]).merge(
+        add, left_on="addon_contract_id", right_on="contract_id", suffixes=("", "_c"))
+    assert len(m) == len(won)
+    assert (m["account_id"] == m["account_id_c"]).all() and np.allclose(m["amount"], m["arr"])
+    assert (m["closed_at"] == m["start_date"]).all() and (m["created_at"] < m["closed_at"]).all()
+    assert set(m["stage"]) == {"signed"} and set(m["kind"]) <= {"upsell", "cross_sell"}
+    # each passed through every stage, in order, ending on the add-on's start
+    stages = hist[hist["opportunity_id"].isin(won["opportunity_id"])].groupby("opportunity_id")
+    assert (stages["stage"].agg(tuple) == ("emailed", "discussion", "contract_sent", "verbal", "signed")).all()
+    assert stages["entered_at"].apply(lambda s: s.is_monotonic_increasing).all()
+    # lost and open ones are still there; only won ones name a contract
+    assert (~o["won"].fillna(True)).sum() > 0 and o["won"].isna().sum() > 0
+    assert truth["addon_contract_id"].notna().sum() == len(won)
+    assert o["opportunity_id"].is_unique and o["created_at"].is_monotonic_increasing

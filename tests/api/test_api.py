@@ -501,6 +501,45 @@ def test_health_scorecard_weight_sets_on_the_validation_rows(api):
     assert nan.json()["detail"][0]["loc"] == ["body", "weights", "support"]
 
 
+def test_a_named_weight_set_is_saved_listed_and_deleted_through_the_api(api):
+    """PUT /v1/health/scorecard/weights/{name} stores a set (scope write or admin; the dashboard's save path)
+    and returns it scored; GET /v1/health/scorecard lists it under its name; bad sets or names are 422 naming
+    the field and store nothing; DELETE removes it (404 when absent)."""
+    body = {"weights": {"adoption": 2, "nps": 1}}
+    with api.client("admin") as admin, api.client() as reader:
+        refused = reader.put("/v1/health/scorecard/weights/leader-q4", json=body)
+        put = admin.put("/v1/health/scorecard/weights/leader-q4", json=body)
+        evaluated = admin.post("/v1/health/scorecard/evaluate", json=body)
+        listed = reader.get("/v1/health/scorecard").json()["weight_sets"]
+        bad = {case: admin.put(f"/v1/health/scorecard/weights/{n}", json=b) for case, (n, b) in {
+            "negative": ("x1", {"weights": {"nps": -1}}), "unknown": ("x2", {"weights": {"vibes": 1}}),
+            "zero": ("x3", {"weights": {"nps": 0, "adoption": 0}}), "reserved": ("learned", body),
+            "bad name": ("no%20spaces", body)}.items()}
+        nan = admin.put("/v1/health/scorecard/weights/x4", content=b'{"weights": {"support": Infinity}}',
+                        headers={"content-type": "application/json"})
+        after_bad = reader.get("/v1/health/scorecard").json()["weight_sets"]
+        deleted = admin.delete("/v1/health/scorecard/weights/leader-q4")
+        again = admin.delete("/v1/health/scorecard/weights/leader-q4")
+        gone = reader.get("/v1/health/scorecard").json()["weight_sets"]
+    assert refused.status_code == 403
+    assert put.status_code == 200, put.text
+    saved = put.json()
+    assert saved["name"] == "leader-q4" and saved["weights"] == {"adoption": 2.0, "nps": 1.0}
+    assert saved["saved_by"] and saved["saved_at"] and saved["n_rows"] > 50
+    assert saved["metrics"] == evaluated.json()["metrics"]       # scored as /evaluate scores it
+    assert listed["leader-q4"]["weights"] == saved["weights"] and listed["leader-q4"]["metrics"] == saved["metrics"]
+    assert {"learned", "equal_weight"} <= set(listed)
+    for case, resp in {**bad, "infinite": nan}.items():
+        assert resp.status_code == 422, (case, resp.text)
+    assert bad["negative"].json()["detail"][0]["loc"] == ["body", "weights", "nps"]
+    assert bad["unknown"].json()["detail"][0]["loc"] == ["body", "weights", "vibes"]
+    assert bad["reserved"].json()["detail"][0]["loc"] == ["path", "name"]
+    assert bad["bad name"].json()["detail"][0]["loc"] == ["path", "name"]
+    assert not {"x1", "x2", "x3", "x4"} & set(after_bad) and after_bad["learned"] == listed["learned"]
+    assert deleted.status_code == 200 and deleted.json() == {"deleted": "leader-q4"}
+    assert again.status_code == 404 and "leader-q4" not in gone
+
+
 # ---------------------------------------------------------------------------------------------- reload
 def test_reload_swaps_in_a_new_score_set_without_dropping_requests(api, scores):
     from csforecast.scoring.store import load_latest, write_scores

@@ -138,7 +138,17 @@ def test_midterm_expansion_uses_the_pipeline_where_the_window_has_one(setup):
     assert me["pipeline"]["pipeline_expected_arr"] == pytest.approx(used["mean"].sum(), rel=1e-9)
     rest = hist[~hist["account_id"].astype(str).isin(set(used["account_id"].astype(str)))]
     assert me["pipeline"]["history_accounts"] == len(rest)
-    assert me["pipeline"]["history_expected_arr"] == pytest.approx(rest["mean"].sum(), rel=1e-9)
-    assert me["expected_arr"] == pytest.approx(used["mean"].sum() + rest["mean"].sum(), rel=1e-9)
+    # the rest keep the history method, scaled by what accounts without pipeline signed against it in past
+    # quarters (the history rate counts the pipeline's add-ons too); every add-on is a won opportunity here,
+    # so those accounts signed well under the rate (three past quarters of 92 days fit in 365)
+    from csforecast.forecast.pipeline import off_pipeline_factor
+
+    off = off_pipeline_factor(src.frame("contracts"), src.frame("accounts"), src.frame("opportunities"),
+                              src.frame("opportunity_history"), q0, q1, q0,
+                              stage_probabilities=get_settings().pipeline.stage_probabilities)
+    assert me["pipeline"]["off_pipeline"] == off and off["windows"] == 3 and 0 <= off["factor"] < 1
+    assert off["factor"] == pytest.approx(off["actual"] / off["forecast"], rel=1e-3)
+    assert me["pipeline"]["history_expected_arr"] == pytest.approx(off["factor"] * rest["mean"].sum(), rel=1e-9)
+    assert me["expected_arr"] == pytest.approx(used["mean"].sum() + off["factor"] * rest["mean"].sum(), rel=1e-9)
     # and it is the NRR forecast's mid-term part
     assert r["expected"]["midterm_expansion_arr"] == pytest.approx(me["expected_arr"], rel=1e-6)

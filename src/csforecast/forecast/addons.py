@@ -13,7 +13,9 @@
   matching probability (Bernoulli), so the group sums get a spread.
 * **Pipeline** (``with_pipeline``): where the source has ``opportunities``, an account with open opportunities
   expected to close in the window takes their weighted amount (``forecast.pipeline.pipeline_addons``) instead
-  of its history forecast: both estimate the same flow (add-on ARR signed between renewals), so never both.
+  of its history forecast: both estimate the same flow (add-on ARR signed between renewals), so never both;
+  the other accounts' history forecast is scaled by what such accounts signed against it in past windows
+  (``forecast.pipeline.off_pipeline_factor``), since the history rate also counts the pipeline's add-ons.
 """
 from __future__ import annotations
 
@@ -138,11 +140,15 @@ def addon_forecast(contracts: pd.DataFrame, accounts: pd.DataFrame | None, start
     return frame, rates
 
 
-def with_pipeline(history: pd.DataFrame, pipeline: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+def with_pipeline(history: pd.DataFrame, pipeline: pd.DataFrame, off_pipeline_factor: float = 1.0
+                  ) -> tuple[pd.DataFrame, str]:
     """The add-on forecast per customer account with the pipeline where it exists: an account of ``history``
     (``addon_forecast``'s frame) that has a row in ``pipeline`` (``pipeline_addons``' frame: ``account_id, mean,
     var``) takes the pipeline's mean and var; the others keep the history method. Accounts of ``pipeline`` that
-    are not customers on the day before as_of are not in the window's ARR base and are left out.
+    are not customers on the day before as_of are not in the window's ARR base and are left out. When at least
+    one account uses the pipeline, the others' history mean (and variance) are scaled by ``off_pipeline_factor``
+    (``forecast.pipeline.off_pipeline_factor``: what accounts without pipeline signed against the history
+    forecast in past windows), so add-ons the pipeline forecasts are not counted again through the rate.
 
     Returns (the frame with a ``source`` column, "pipeline" | "history", and the window's ``addon_source``:
     "pipeline" when at least one account used the pipeline, else "history")."""
@@ -158,6 +164,9 @@ def with_pipeline(history: pd.DataFrame, pipeline: pd.DataFrame) -> tuple[pd.Dat
     out.loc[hit, "mean"] = p["mean"].reindex(ids[hit]).to_numpy(float)
     out.loc[hit, "var"] = p["var"].reindex(ids[hit]).to_numpy(float)
     out.loc[hit, "source"] = "pipeline"
+    f = max(0.0, float(off_pipeline_factor))
+    out.loc[~hit, "mean"] = out.loc[~hit, "mean"].to_numpy(float) * f
+    out.loc[~hit, "var"] = out.loc[~hit, "var"].to_numpy(float) * f
     return out, "pipeline"
 
 

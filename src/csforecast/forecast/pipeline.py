@@ -30,7 +30,7 @@ from csforecast.forecast.book import group_labels, to_day
 from csforecast.jsonsafe import finite_float
 
 __all__ = ["OPEN_STAGES", "RENEWAL_OVERLAP_DAYS", "check_stage_probabilities", "learned_stage_probabilities",
-           "stages_on", "pipeline_report", "pipeline_addons"]
+           "stages_on", "pipeline_report", "pipeline_addons", "off_pipeline_factor"]
 
 OPEN_STAGES = OPPORTUNITY_STAGES[:4]        # emailed, discussion, contract_sent, verbal
 RENEWAL_OVERLAP_DAYS = 30   # an opportunity expected this close to its account's renewal is the renewal's expansion
@@ -304,3 +304,49 @@ def pipeline_addons(opportunities: pd.DataFrame | None, history: pd.DataFrame | 
             "excluded_at_renewal_amount": finite_float(float(amount[at_renewal].sum()), 2),
             "probabilities": "learned" if has_history else "default"}
     return frame, info
+
+
+def off_pipeline_factor(contracts: pd.DataFrame, accounts: pd.DataFrame | None, opportunities: pd.DataFrame | None,
+                        history: pd.DataFrame | None, start, end, as_of, *, stage_probabilities: dict,
+                        lookback_days: int = 365, level: float = 0.90) -> dict:
+    """How much of the history method's add-on forecast the accounts without pipeline actually sign, learned
+    on past windows (docs/forecast.md "Mid-term expansion"). Where add-ons come through the pipeline, an
+    account with no open opportunity at the window start signs fewer add-ons than the portfolio's history rate
+    says (that rate counts the add-ons the pipeline forecasts too), so the history forecast of such accounts is
+    scaled by ``factor``.
+
+    The past windows have the forecast window's length and end at as_of, as_of - length, ... back to
+    ``lookback_days``; in each, as of its first day (only rows known then), the accounts without a
+    ``pipeline_addons`` row (its pending renewals passed, as the forecast does) take ``addons.addon_forecast``; ``factor`` = their ``addons.addon_actual`` summed
+    over the windows ÷ that forecast summed (1.0 with no opportunities, no past window or no forecast).
+    Returns ``{factor, windows, forecast, actual}``. ValueError for bad stage probabilities."""
+    from csforecast.forecast.addons import addon_actual, addon_forecast
+    from csforecast.forecast.book import renewal_book
+
+    a_day, hi = to_day(as_of), to_day(end)
+    length = (hi - max(to_day(start), a_day)).days
+    out = {"factor": 1.0, "windows": 0, "forecast": 0.0, "actual": 0.0}
+    if opportunities is None or opportunities.empty or length <= 0:
+        return out
+    fc = act = 0.0
+    k = 1
+    while k * length <= lookback_days:
+        s = a_day - pd.Timedelta(days=k * length)
+        e = s + pd.Timedelta(days=length)
+        k += 1
+        hist, _ = addon_forecast(contracts, accounts, s, e, s)
+        if hist.empty:
+            continue
+        book = renewal_book(contracts, accounts, s, e, s)     # as the forecast: deals at a renewal left to it
+        pipe, _ = pipeline_addons(opportunities, history, s, e, s, stage_probabilities=stage_probabilities,
+                                  renewals=book.loc[book["status"] == "pending", ["account_id", "renewal_date"]],
+                                  level=level)
+        rest = ~hist["account_id"].astype(str).isin(set(pipe["account_id"].astype(str)))
+        actual = addon_actual(contracts, s, e, s)
+        fc += float(hist.loc[rest, "mean"].sum())
+        act += float(actual.reindex(hist.loc[rest, "account_id"].astype(str)).fillna(0.0).sum())
+        out["windows"] += 1
+    out.update(forecast=finite_float(fc, 2), actual=finite_float(act, 2))
+    if fc > 0:
+        out["factor"] = finite_float(act / fc, 4)
+    return out

@@ -272,7 +272,7 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
     from csforecast.config import get_settings
     from csforecast.features.snapshot import build_snapshots, data_end, feature_columns
     from csforecast.forecast.addons import addon_forecast, with_pipeline
-    from csforecast.forecast.pipeline import pipeline_addons
+    from csforecast.forecast.pipeline import off_pipeline_factor, pipeline_addons
 
     tell = progress or (lambda _msg: None)
     fs = get_settings().forecast
@@ -299,12 +299,17 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
     root = chain_roots(n_p, projected)
     seg_all = extend(pending["segment"].astype(str).to_numpy(), root) if n_p else np.zeros(0, dtype=object)
     addons, addon_rates = addon_forecast(contracts, accounts, start_ts, end_ts, as_of_ts, group_by)
-    pipe_frame, pipe_info = pipeline_addons(
-        source.frame("opportunities") if source.has("opportunities") else None,
-        source.frame("opportunity_history") if source.has("opportunity_history") else None,
-        start_ts, end_ts, as_of_ts, stage_probabilities=get_settings().pipeline.stage_probabilities,
-        renewals=pending[["account_id", "renewal_date"]], level=get_settings().pipeline.level)
-    addons, addon_source = with_pipeline(addons, pipe_frame)
+    opps = source.frame("opportunities") if source.has("opportunities") else None
+    opp_history = source.frame("opportunity_history") if source.has("opportunity_history") else None
+    pset = get_settings().pipeline
+    pipe_frame, pipe_info = pipeline_addons(opps, opp_history, start_ts, end_ts, as_of_ts,
+                                            stage_probabilities=pset.stage_probabilities,
+                                            renewals=pending[["account_id", "renewal_date"]], level=pset.level)
+    off_pipe = (off_pipeline_factor(contracts, accounts, opps, opp_history, start_ts, end_ts, as_of_ts,
+                                    stage_probabilities=pset.stage_probabilities, level=pset.level)
+                if len(pipe_frame) else {"factor": 1.0, "windows": 0, "forecast": 0.0, "actual": 0.0})
+    pipe_info = {**pipe_info, "off_pipeline": off_pipe}
+    addons, addon_source = with_pipeline(addons, pipe_frame, off_pipe["factor"])
     addon = (addons["mean"].to_numpy(float), addons["var"].to_numpy(float), addons["group"].astype(str).to_numpy())
 
     # --- tau ------------------------------------------------------------------------------------------

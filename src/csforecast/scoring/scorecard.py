@@ -4,8 +4,9 @@ set scored on the served health model's own validation rows, beside the learned 
 * The health training run logs ``SCORECARD_ARTIFACT``: per validation row the component scores (0-100), the
   churn label ``y`` and the model's and the equal-weight scorecard's scores (`reference_frame`). The server
   reads it back (`champion_reference`), so it scores weight sets without importing training code.
-* A CS leader's weight set is saved in ``CSFORECAST_HOME/scorecard.json`` (`SavedWeights`, written atomically)
-  and reported beside the others until replaced.
+* A CS leader's weight set is saved in ``CSFORECAST_HOME/scorecard.json`` (`SavedWeights`, written atomically):
+  the dashboard's set, and named sets saved through ``PUT /v1/health/scorecard/weights/{name}``; each is
+  reported beside the others until replaced or deleted.
 * `scorecard_report`: per weight set its weights and `models.scorecard.weight_set_report` metrics (AUC,
   top-decile lift, churn by three and five bands) on the same rows.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -22,10 +24,11 @@ import numpy as np
 import pandas as pd
 
 from csforecast.models.health import COMPONENTS
-from csforecast.models.scorecard import check_weight_set, learned_weights, weight_set_report, weight_set_score
+from csforecast.models.scorecard import (WeightSetError, check_weight_set, learned_weights, weight_set_report,
+                                         weight_set_score)
 
 __all__ = ["SCORECARD_ARTIFACT", "LABEL", "MODEL_SCORE", "EQUAL_SCORE", "reference_frame", "champion_reference",
-           "SavedWeights", "scorecard_report", "evaluate_weights"]
+           "SavedWeights", "check_set_name", "RESERVED_SET_NAMES", "scorecard_report", "evaluate_weights"]
 
 SCORECARD_ARTIFACT = "scorecard_reference.parquet"
 LABEL, MODEL_SCORE, EQUAL_SCORE = "y", "score_model", "score_equal_weight"
@@ -50,34 +53,105 @@ def champion_reference(run_id: str | None) -> pd.DataFrame | None:
     return None if run_id is None else run_table(run_id, SCORECARD_ARTIFACT)
 
 
+SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+RESERVED_SET_NAMES = ("learned", "equal_weight", "configured", "saved", "yours")
+
+
+def check_set_name(name) -> str:
+    """A saved weight set's name: 1-64 letters, digits, ``_``, ``.`` or ``-``, starting with a letter or digit,
+    not one of `RESERVED_SET_NAMES` (the report's own sets); WeightSetError with ``field`` "name" otherwise."""
+    if not isinstance(name, str) or not SET_NAME.fullmatch(name):
+        raise WeightSetError("a weight set's name is 1-64 letters, digits, '_', '.' or '-', starting with a letter "
+                             "or digit", "name", name)
+    if name in RESERVED_SET_NAMES:
+        raise WeightSetError(f"'{name}' names one of the report's own weight sets ({', '.join(RESERVED_SET_NAMES)})"
+                             "; choose another name", "name", name)
+    return name
+
+
 class SavedWeights:
-    """The weight set a person saved on the dashboard: ``{"weights", "saved_at", "saved_by"}`` in one JSON
-    file, replaced atomically (a temporary file, then a rename), so a reader sees the old set or the new one."""
+    """The weight sets people saved: the dashboard's (``{"weights", "saved_at", "saved_by"}`` at the top of one
+    JSON file, reported as ``saved``) and named ones saved through the API (``"named": {name: {"weights",
+    "saved_at", "saved_by"}}`` in the same file). Every change is a read-modify-write under a lock file and
+    replaces the file atomically (a temporary file, then a rename), so a reader sees the old sets or the new
+    ones and two writers never lose each other's change."""
 
     def __init__(self, home: Path):
         self.path = Path(home) / "scorecard.json"
 
-    def load(self) -> dict | None:
-        """The saved record, or None when none was saved (an unreadable file is reported as None too, and
-        replaced by the next save)."""
+    def _read(self) -> dict:
         try:
             doc = json.loads(self.path.read_text())
-            return {**doc, "weights": check_weight_set(doc["weights"])}
-        except (OSError, ValueError, KeyError, TypeError):
+            return doc if isinstance(doc, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def load(self) -> dict | None:
+        """The dashboard's saved record, or None when none was saved (an unreadable file is reported as None
+        too, and replaced by the next save)."""
+        doc = self._read()
+        try:
+            return {k: doc[k] for k in ("saved_at", "saved_by") if k in doc} | {
+                "weights": check_weight_set(doc["weights"])}
+        except (ValueError, KeyError, TypeError):
             return None
 
-    def save(self, weights: Mapping, by: str | None = None) -> dict:
-        """Validate and store ``weights`` (ValueError naming the field, before anything is written)."""
-        doc = {"weights": check_weight_set(weights), "saved_by": by,
+    def named(self) -> dict[str, dict]:
+        """The named sets saved through the API, {name: weights}; unreadable entries are left out."""
+        out = {}
+        named = self._read().get("named")
+        for name, rec in (named.items() if isinstance(named, dict) else ()):
+            try:
+                out[check_set_name(name)] = check_weight_set(rec["weights"])
+            except (ValueError, KeyError, TypeError):
+                continue
+        return out
+
+    def save(self, weights: Mapping, by: str | None = None, name: str | None = None) -> dict:
+        """Validate and store ``weights`` as the dashboard's set (``name`` None) or as the named set ``name``
+        (replacing one of that name); ValueError naming the field, before anything is written. Returns the
+        stored record."""
+        rec = {"weights": check_weight_set(weights), "saved_by": by,
                "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        if name is not None:
+            check_set_name(name)
+
+        def change(doc):
+            if name is None:
+                doc.update(rec)
+            else:
+                named = doc.get("named") if isinstance(doc.get("named"), dict) else {}
+                doc["named"] = {**named, name: rec}
+            return True
+        self._update(change)
+        return rec
+
+    def delete(self, name: str) -> bool:
+        """Remove the named set ``name``; False (nothing written) when there is none."""
+        def change(doc):
+            named = doc.get("named")
+            if not isinstance(named, dict) or name not in named:
+                return False
+            doc["named"] = {k: v for k, v in named.items() if k != name}
+            return True
+        return self._update(change)
+
+    def _update(self, change) -> bool:
+        import fcntl
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".scorecard.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            tmp.write_text(json.dumps(doc, allow_nan=False))
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return doc
+        with open(self.path.with_name(".scorecard.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            doc = self._read()
+            if not change(doc):
+                return False
+            tmp = self.path.with_name(f".scorecard.{uuid.uuid4().hex[:8]}.tmp")
+            try:
+                tmp.write_text(json.dumps(doc, allow_nan=False))
+                os.replace(tmp, self.path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return True
 
 
 def _components(ref: pd.DataFrame) -> pd.DataFrame:
@@ -101,8 +175,8 @@ def scorecard_report(ref: pd.DataFrame | None, estimator, settings, saved: dict 
                      extra: Mapping[str, Mapping] | None = None) -> dict:
     """The weight sets side by side on the served model's validation rows: ``learned`` (the model itself, with
     its component weights as shares), ``equal_weight``, ``configured`` (``[scorecard] weights``, when set),
-    ``saved`` (the dashboard's, when saved) and any ``extra`` {name: weights}. Each: {"weights", "metrics",
-    "missing_components", "error"}. ``available`` is False (with ``reason``) when there are no reference rows."""
+    ``saved`` (the dashboard's, when saved) and any ``extra`` {name: weights} (the named saved sets, the
+    form's). Each: {"weights", "metrics", "missing_components", "error"}. ``available`` is False (with ``reason``) when there are no reference rows."""
     out = {"available": ref is not None, "reason": None, "n_rows": 0, "n_churned": 0,
            "components": [c for c in COMPONENTS if ref is not None and c in ref.columns],
            "five_band_cutoffs": list(settings.scorecard.five_bands), "band_cutoffs": list(_cuts3(settings)),

@@ -217,7 +217,8 @@ def simulate_portfolio(n_accounts: int = 2000, years: int = 3, seed: int = 0, en
         tables["interventions"] = interventions
     # issue 17 (voice of the customer, churn reasons, the expansion pipeline): own random streams, so the
     # tables above are the same as without them
-    voc_truth = _add_voc_tables(seed, tables, renewals_truth, h, act, seg, acc_ids, dates, w0, nps_truth)
+    voc_truth = _add_voc_tables(seed, tables, renewals_truth, h, act, seg, acc_ids, dates, w0, nps_truth,
+                                terms_truth)
     # the scorecard's optional tables (CSM sentiment, success-plan value reviews): own random streams too
     from csforecast.simulate.scorecard import simulate_scorecard_tables
 
@@ -322,7 +323,7 @@ def _contracts(seed, p, accounts, seg, created, h, origin, n_days, shift_day=Non
             term_row = {"contract_id": main_id, "account_id": ids[a], "start_date": day(start), "end_date": day(end),
                         "seats": seats, "price": float(price[a]), "addon_window_start": pd.NaT,
                         "addon_window_end": pd.NaT, "addon_date": pd.NaT, "addon_p": np.nan, "addon_taken": False,
-                        "addon_seats": 0.0, "addon_arr": 0.0}
+                        "addon_seats": 0.0, "addon_arr": 0.0, "addon_contract_id": None}
             # mid-term add-on, co-termed with the main contract
             if term >= 365:
                 d_add = start + int(rng.integers(90, term - 60))
@@ -338,7 +339,8 @@ def _contracts(seed, p, accounts, seg, created, h, origin, n_days, shift_day=Non
                                       bool(auto[a]), None, None])
                         seats_daily[a, d_add:min(end, n_days)] += int(extra)
                         total_seats += extra
-                        term_row.update(addon_taken=True, addon_seats=float(extra), addon_arr=float(add_arr))
+                        term_row.update(addon_taken=True, addon_seats=float(extra), addon_arr=float(add_arr),
+                                        addon_contract_id=f"C{cid:06d}")
             terms.append(term_row)
             if end >= n_days:  # due on or after the data end: outcome unknown (a successor would be cut off)
                 rows += group
@@ -384,7 +386,8 @@ def _contracts(seed, p, accounts, seg, created, h, origin, n_days, shift_day=Non
                                                   "price_due", "successor_arr", "successor_seats", "churn_shift"])
     terms_truth = pd.DataFrame(terms, columns=["contract_id", "account_id", "start_date", "end_date", "seats",
                                                "price", "addon_window_start", "addon_window_end", "addon_date",
-                                               "addon_p", "addon_taken", "addon_seats", "addon_arr"])
+                                               "addon_p", "addon_taken", "addon_seats", "addon_arr",
+                                               "addon_contract_id"])
     return contracts, renewals_truth, seats_daily[:, :n_days], active[:, :n_days].astype(bool), terms_truth
 
 
@@ -505,6 +508,10 @@ PIPELINE_ADVANCE = {"emailed": 0.40, "discussion": 0.50, "contract_sent": 0.70, 
 PIPELINE_HEALTH = 0.5
 OPPORTUNITY_RATE = {"Enterprise": 1.6, "Mid-Market": 0.9, "SMB": 0.35}
 OPPORTUNITY_AMOUNT = {"Enterprise": 30_000.0, "Mid-Market": 9_000.0, "SMB": 2_500.0}
+# a won opportunity is an add-on contract: days spent in each stage before signing (as the drawn ones), the
+# share of add-ons sold as a cross-sell, and the spread of the rep's expected close around the real one
+ADDON_CROSS_SELL_SHARE = 0.3
+EXPECTED_CLOSE_SD_DAYS = 21
 
 
 def _norm_cdf(z):
@@ -513,14 +520,17 @@ def _norm_cdf(z):
     return ndtr(z)
 
 
-def _add_voc_tables(seed, tables, renewals_truth, h, act, seg, acc_ids, dates, w0, nps_truth) -> dict:
+def _add_voc_tables(seed, tables, renewals_truth, h, act, seg, acc_ids, dates, w0, nps_truth, terms_truth) -> dict:
     """Add CES responses to `surveys`, write the reported churn and contraction reasons into `contracts`, add
-    `opportunities` and `opportunity_history`; returns the truth tables (`voc_invitations`, `opportunities`)."""
+    `opportunities` and `opportunity_history` (every add-on contract signed in the data window is a won
+    opportunity; `_won_from_addons`); returns the truth tables (`voc_invitations`, `opportunities`)."""
     ces, ces_truth = _ces_surveys(np.random.default_rng([seed, 201]), h, act, seg, acc_ids, dates, w0)
     tables["surveys"] = pd.concat([tables["surveys"], ces], ignore_index=True).sort_values(
         ["responded_at", "account_id"], kind="stable", ignore_index=True)
     _report_reasons(np.random.default_rng([seed, 202]), tables["contracts"], renewals_truth)
     opps, history, opp_truth = _opportunities(np.random.default_rng([seed, 203]), h, act, seg, acc_ids, dates, w0)
+    opps, history, opp_truth = _with_won_addons(np.random.default_rng([seed, 204]), opps, history, opp_truth,
+                                                terms_truth, dates)
     if len(opps):
         tables["opportunities"], tables["opportunity_history"] = opps, history
     return {"voc_invitations": pd.concat([nps_truth, ces_truth], ignore_index=True), "opportunities": opp_truth}
@@ -629,4 +639,48 @@ def _opportunities(rng, h, act, seg, acc_ids, dates, w0):
     opps["won"] = opps["won"].astype("boolean")
     history = pd.DataFrame(hist_rows, columns=["opportunity_id", "stage", "entered_at"])
     truth = pd.DataFrame(truth_rows, columns=["opportunity_id", "account_id", "p_win_at_creation"])
+    return opps, history, truth
+
+
+def _with_won_addons(rng, opps, history, truth, terms_truth, dates):
+    """Make the pipeline and the contracts one story: the drawn opportunities that would have been signed are
+    dropped (the lost and still-open ones stay), and every add-on contract starting in the data window becomes
+    a won opportunity - same account, amount = the add-on's ARR, ``closed_at`` = the add-on's start, created
+    earlier and passing through every stage (``7 + Exp(25)`` days in each, like the drawn ones), an expected
+    close near the real one. Ids are renumbered by creation day so the table reads in time order. The truth
+    gains ``addon_contract_id`` (null for the drawn ones); ``p_win_at_creation`` of a won one is the add-on's
+    probability (``truth/terms.addon_p``). Deterministic for a given stream."""
+    won_ids = set(opps.loc[opps["won"].fillna(False).astype(bool), "opportunity_id"])
+    opps = opps[~opps["opportunity_id"].isin(won_ids)]
+    history = history[~history["opportunity_id"].isin(won_ids)]
+    truth = truth[~truth["opportunity_id"].isin(won_ids)].assign(addon_contract_id=None)
+    t = terms_truth[terms_truth["addon_taken"].astype(bool)]
+    t = t[pd.to_datetime(t["addon_date"]) >= pd.Timestamp(dates[0])]
+    day = np.timedelta64(1, "D")
+    o_rows, h_rows, tr_rows = [], [], []
+    for n, r in enumerate(t.itertuples(index=False)):
+        oid = f"W{n:06d}"
+        close = np.datetime64(pd.Timestamp(r.addon_date), "D")
+        stays = 7 + np.floor(rng.exponential(25, len(PIPELINE_STAGES) - 1)).astype(int)
+        entered = close - np.concatenate([np.cumsum(stays[::-1])[::-1], [0]]) * day
+        kind = "cross_sell" if rng.random() < ADDON_CROSS_SELL_SHARE else "upsell"
+        expected = close + int(round(rng.normal(0, EXPECTED_CLOSE_SD_DAYS))) * day
+        o_rows.append((oid, r.account_id, kind, "signed", float(r.addon_arr), entered[0], expected, close, True))
+        h_rows += [(oid, s, e) for s, e in zip(PIPELINE_STAGES, entered)]
+        tr_rows.append((oid, r.account_id, float(r.addon_p), r.addon_contract_id))
+    won = pd.DataFrame(o_rows, columns=opps.columns)
+    won["won"] = won["won"].astype("boolean")
+    for c in ("created_at", "expected_close", "closed_at"):
+        won[c] = pd.to_datetime(won[c])
+    opps = pd.concat([opps, won], ignore_index=True) if len(won) else opps.reset_index(drop=True)
+    history = pd.concat([history, pd.DataFrame(h_rows, columns=history.columns)], ignore_index=True)
+    truth = pd.concat([truth, pd.DataFrame(tr_rows, columns=truth.columns)], ignore_index=True)
+    opps["won"] = opps["won"].astype("boolean")
+    opps = opps.sort_values(["created_at", "account_id", "opportunity_id"], kind="stable", ignore_index=True)
+    new_id = dict(zip(opps["opportunity_id"], [f"O{i:06d}" for i in range(1, len(opps) + 1)]))
+    opps["opportunity_id"] = opps["opportunity_id"].map(new_id)
+    history = history.assign(opportunity_id=history["opportunity_id"].map(new_id)).sort_values(
+        ["opportunity_id", "entered_at"], kind="stable", ignore_index=True)
+    truth = truth.assign(opportunity_id=truth["opportunity_id"].map(new_id)).sort_values(
+        "opportunity_id", ignore_index=True)
     return opps, history, truth

@@ -355,8 +355,9 @@ def _scorecard_section(request: Request, state: ServingState, who: Principal, fo
         return views.scorecard_view(None)
     try:
         ref = champion_reference((state.models.info.get("health") or {}).get("run_id"))
-        report = scorecard_report(ref, est, settings, SavedWeights(settings.home).load(),
-                                  {"yours": yours} if yours else None)
+        saved = SavedWeights(settings.home)     # the named sets saved through the API are listed too
+        report = scorecard_report(ref, est, settings, saved.load(),
+                                  {**saved.named(), **({"yours": yours} if yours else {})})
     except Exception as e:  # noqa: BLE001 - an unreachable tracking store: said on the page, never a 500
         return {"missing": f"the health model's validation rows cannot be read: {error_text(e)}", "sets": [],
                 "components": [], "can_edit": False}
