@@ -243,6 +243,27 @@ def tau_per_decision(cal_tau, method: str, segments: np.ndarray):
     return float(t or 0.0)
 
 
+def _kept_off_pipeline(source, compute, start, end, as_of, pipeline_settings: dict) -> dict:
+    """``compute()`` (the off-pipeline factor: several past windows of add-on and pipeline work), kept on disk
+    (``diskcache``) by the data's content hash, the window, as_of, the pipeline settings and the forecast code,
+    so a repeated forecast of the same window does not redo it. Spark sources: computed every time."""
+    import json
+
+    from csforecast.config import get_settings
+    from csforecast.diskcache import DiskCache, code_digest, key_digest
+
+    if getattr(source, "engine", None) != "duckdb":
+        return compute()
+    key = key_digest("off_pipeline", source.data_hash, str(start.date()), str(end.date()), str(as_of.date()),
+                     pipeline_settings, code_digest("csforecast.forecast"))
+    store = DiskCache(get_settings().home / "cache" / "pipeline", ".json")
+    kept = store.get(key, lambda path: json.loads(path.read_text()))
+    if kept is None:
+        kept = compute()
+        store.put(key, lambda path: path.write_text(json.dumps(kept)))
+    return kept
+
+
 def forecast_window(source, start, end, group_by: str | None = None, as_of=None, churn_estimator=None, *,
                     model_version: str | None = None, draws: int | None = None, seed: int | None = None,
                     tau: float | dict | None = None, at_risk_threshold: float = AT_RISK_THRESHOLD,
@@ -305,8 +326,10 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
     pipe_frame, pipe_info = pipeline_addons(opps, opp_history, start_ts, end_ts, as_of_ts,
                                             stage_probabilities=pset.stage_probabilities,
                                             renewals=pending[["account_id", "renewal_date"]], level=pset.level)
-    off_pipe = (off_pipeline_factor(contracts, accounts, opps, opp_history, start_ts, end_ts, as_of_ts,
-                                    stage_probabilities=pset.stage_probabilities, level=pset.level)
+    off_pipe = (_kept_off_pipeline(source, lambda: off_pipeline_factor(
+                    contracts, accounts, opps, opp_history, start_ts, end_ts, as_of_ts,
+                    stage_probabilities=pset.stage_probabilities, level=pset.level),
+                    start_ts, end_ts, as_of_ts, pset.model_dump(mode="json"))
                 if len(pipe_frame) else {"factor": 1.0, "windows": 0, "forecast": 0.0, "actual": 0.0})
     pipe_info = {**pipe_info, "off_pipeline": off_pipe}
     addons, addon_source = with_pipeline(addons, pipe_frame, off_pipe["factor"])
