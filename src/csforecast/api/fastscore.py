@@ -301,20 +301,45 @@ def _health_column(models, rows: list[dict], needed: list[str], settings=None) -
     """Per row: ``health_score`` and the scorecard beside it (outcomes_score, experience_score,
     health_quadrant, health_band5; `scoring.health.scorecard_columns`); None when the model cannot score."""
     est = models.estimators["health"]
+    components = frame = None
     try:
-        frame = pd.DataFrame([{c: r.get(c) for c in needed} for r in rows], columns=needed)
-        score = health_scores(est, frame)
-        out = [{"health_score": finite_float(v)} for v in score]
+        if hasattr(est, "predict_with_components"):   # one pass over the rows' columns for score and scorecard
+            score, components = est.predict_with_components(health_columns(rows, needed))
+        else:
+            frame = pd.DataFrame([{c: r.get(c) for c in needed} for r in rows], columns=needed)
+            score = health_scores(est, frame)
+        out = [{"health_score": finite_float(v)} for v in score.tolist()]
     except Exception as e:  # noqa: BLE001 - no health score is better than a made-up one or a 500
         log.warning("health model could not score %d on-demand row(s): %s", len(rows), type(e).__name__)
         return None
     try:
-        card = scorecard_columns(est.component_scores(frame), score, settings or get_settings())
+        if components is None:
+            components = est.component_scores(frame)
+        card = scorecard_columns(components, score, settings or get_settings())
     except Exception as e:  # noqa: BLE001 - a model without component scores still serves its score
         log.warning("no scorecard for %d on-demand row(s): %s", len(rows), type(e).__name__)
         return out
+    columns = [(k, [finite_float(x) for x in v.tolist()] if k.endswith("_score") else v.tolist())
+               for k, v in card.items()]
     for i, res in enumerate(out):
-        res.update({k: (finite_float(v[i]) if k.endswith("_score") else v[i]) for k, v in card.items()})
+        for k, v in columns:
+            res[k] = v[i]
+    return out
+
+
+def health_columns(rows: list[dict], needed: list[str]) -> dict[str, np.ndarray]:
+    """The health inputs ``needed`` of ``rows`` as float columns, read as `pandas.to_numeric(errors="coerce")`
+    reads them (null and non-numbers as NaN, numeric strings as their number); plain JSON numbers skip pandas.
+    Every row carries every column (`health_inputs` checked)."""
+    out = {}
+    for c in needed:
+        values = [r[c] for r in rows]
+        try:
+            if any(type(v) not in (float, int) and v is not None for v in values):
+                raise TypeError(c)
+            out[c] = np.array(values, dtype=float)
+        except (TypeError, ValueError, OverflowError):
+            out[c] = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
     return out
 
 

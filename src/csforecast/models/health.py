@@ -23,7 +23,7 @@ docs/health.md documents every transform and constant.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,8 +56,25 @@ COMPONENTS: dict[str, tuple[str, str, str]] = {
 CHAMPION_LEVER = info("days_since_champion_left").lever
 
 
-def _num(df: pd.DataFrame, col: str) -> np.ndarray:
-    return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+def _num(df: pd.DataFrame | Mapping[str, np.ndarray], col: str) -> np.ndarray:
+    """Column ``col`` as floats (non-numbers -> NaN); a float array (a `_float_columns` column) as it is.
+    KeyError when ``df`` has no such column."""
+    v = df[col]
+    if isinstance(v, np.ndarray) and v.dtype == np.float64:
+        return v
+    return pd.to_numeric(v, errors="coerce").to_numpy(dtype=float)
+
+
+def _float_columns(X: pd.DataFrame | Mapping[str, np.ndarray], names) -> dict[str, np.ndarray]:
+    """The columns ``names`` of ``X`` that it has, each converted to floats once (non-numbers -> NaN), so the
+    measures read plain arrays rather than indexing and converting a DataFrame column each."""
+    return {c: _num(X, c) for c in names if c in X}
+
+
+def _n_rows(X: pd.DataFrame | Mapping[str, np.ndarray]) -> int:
+    if isinstance(X, pd.DataFrame):
+        return len(X)
+    return len(next(iter(X.values()))) if len(X) else 0
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -365,9 +382,14 @@ class HealthScoreModel(BaseEstimator):
         return self._measure_scores(X)
 
     def _measure_scores(self, X: pd.DataFrame) -> pd.DataFrame:
-        out = {}
+        return pd.DataFrame(dict(zip((m.name for m in self.measures_), self._measure_rows(X))), index=X.index)
+
+    def _measure_rows(self, X: pd.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray:
+        """The measure scores as one row per measure (``measures_`` order) and one column per row of X."""
+        cols = _float_columns(X, self.feature_names_in_)
+        out = []
         for m in self.measures_:
-            raw = m.raw(X)
+            raw = m.raw(cols)
             t = self.transforms_[m.name]
             if m.transform == "rank":
                 s = t["rank"](raw)
@@ -378,8 +400,8 @@ class HealthScoreModel(BaseEstimator):
                 s = 100.0 * (1.0 - np.abs(r - rs) / max(rs, 1.0 - rs))
             else:
                 s = m.fixed(raw)
-            out[m.name] = np.where(np.isnan(s), NEUTRAL, s)
-        return pd.DataFrame(out, index=X.index)
+            out.append(np.where(np.isnan(s), NEUTRAL, s))
+        return np.vstack(out) if out else np.empty((0, _n_rows(X)))
 
     def component_scores(self, X: pd.DataFrame, equal_measure_weights: bool = False) -> pd.DataFrame:
         """0–100 score of every component: the weighted mean of its measure scores with the learned
@@ -388,16 +410,22 @@ class HealthScoreModel(BaseEstimator):
         return self._component_scores(X, equal_measure_weights)
 
     def _component_scores(self, X: pd.DataFrame, equal_measure_weights: bool = False) -> pd.DataFrame:
-        ms = self._measure_scores(X)
-        out = {}
+        if equal_measure_weights or not hasattr(self, "measure_weights_"):
+            ms = self._measure_scores(X)
+            return pd.DataFrame({c: ms[[m.name for m in self.measures_ if m.component == c]].mean(axis=1)
+                                 for c in self.components_}, index=X.index)
+        return pd.DataFrame(dict(zip(self.components_, self._component_rows(X))), index=X.index)
+
+    def _component_rows(self, X: pd.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray:
+        """The (learned-weight) component scores as one row per component (``components_`` order) and one
+        column per row of X; the same arithmetic, on the same memory layout, as a frame of measure scores."""
+        ms = self._measure_rows(X)
+        out = []
         for c in self.components_:
-            names = [m.name for m in self.measures_ if m.component == c]
-            if equal_measure_weights or not hasattr(self, "measure_weights_"):
-                out[c] = ms[names].mean(axis=1)
-            else:
-                w = np.array([self.measure_weights_[n] for n in names])
-                out[c] = ms[names].to_numpy(dtype=float) @ w
-        return pd.DataFrame(out, index=X.index)
+            idx = [i for i, m in enumerate(self.measures_) if m.component == c]
+            w = np.array([self.measure_weights_[self.measures_[i].name] for i in idx])
+            out.append(ms[idx].T @ w)
+        return np.vstack(out)
 
     def _fit_measure_weights(self, X: pd.DataFrame, y: np.ndarray) -> None:
         """Within each component, weights of its measures: from a logistic regression of churn on all measure
@@ -534,6 +562,19 @@ class HealthScoreModel(BaseEstimator):
         """Health score 0–100 (higher = healthier)."""
         check_is_fitted(self)
         return health_from_eta(self.linear_predictor(X), self.eta_ref_)
+
+    def predict_with_components(self, X: pd.DataFrame | Mapping[str, np.ndarray]) -> tuple[np.ndarray, pd.DataFrame]:
+        """(`predict`, `component_scores`) of X from one pass over its columns, equal to calling both.
+
+        X may also be a mapping of column name -> 1-D array (all of one length), as on-demand scoring holds
+        request rows; the components frame then has a RangeIndex. KeyError for a measure column X lacks.
+        """
+        check_is_fitted(self)
+        rows = self._component_rows(X)
+        C = rows.T
+        score = health_from_eta(self.intercept_ + C @ self.weights_, self.eta_ref_)
+        index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(rows.shape[1])
+        return score, pd.DataFrame(dict(zip(self.components_, rows)), index=index)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """[P(renew), P(churn)] at the next renewal from the fitted logistic regression (not a calibrated
