@@ -19,7 +19,7 @@ CALLS = {
     "predict": (X,), "predict_proba": (X,), "predict_interval": (X,), "interval_of": ([0.2, 0.3],), "split_moments": (X,), "split_probabilities": (X,), "explain": (X,), "explain_raw": (X,), "mean_abs_contribution": (X,),
     "predict_survival": (X, [30]), "predict_risk": (X,), "contributions": (X,), "survival_at": (X, [1.0, 1.0]),
     "renewal_survival": (X,), "expected_residual_lifetime": (X, 100.0), "survival_matrix": (X, [0.0, 30.0]),
-    "design": (X,), "linear_predictor": (X,), "equal_weight_score": (X,), "component_scores": (X,),
+    "design": (X,), "linear_predictor": (X,), "equal_weight_score": (X,), "component_scores": (X,), "predict_with_components": (X,),
     "measure_scores": (X,), "predict_log_ratio": (X,), "expected_ratio": (X,), "ratio_moments": (X,),
     "summary": (), "survival": (1,), "retention_rate": (1,), "churn_probability": (1,), "project": (3,),
     "predict_components": (X,), "derl": (0.1,), "discounted_expected_lifetime": (0.1,), "clv": (100.0, 0.1), "dlv": (100.0, 0.1),

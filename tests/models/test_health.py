@@ -384,3 +384,22 @@ def test_sklearn_conventions(fitted, rows):
 def test_single_class_is_rejected(rows):
     with pytest.raises(ValueError, match="both churned and renewed"):
         HealthScoreModel().fit(rows, np.zeros(len(rows)))
+
+
+def test_predict_with_components_is_predict_and_component_scores_in_one_pass(fitted, rows):
+    """The on-demand path (one pass, from a frame or from float columns) answers exactly what the two calls do,
+    including for a non-numeric value (read as missing) and a row index that is not a RangeIndex."""
+    X = rows.head(40).copy()
+    X.index = np.arange(len(X))[::-1] + 100
+    X["csat_latest"] = X["csat_latest"].astype(object)
+    X.iloc[3, X.columns.get_loc("csat_latest")] = "n/a"
+    score, comps = fitted.predict_with_components(X)
+    np.testing.assert_array_equal(score, fitted.predict(X))
+    pd.testing.assert_frame_equal(comps, fitted.component_scores(X))
+    cols = {c: pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float) for c in fitted.feature_names_in_}
+    score2, comps2 = fitted.predict_with_components(cols)
+    np.testing.assert_array_equal(score2, score)
+    np.testing.assert_array_equal(comps2.to_numpy(), comps.to_numpy())
+    assert list(comps2.columns) == list(comps.columns) and comps2.index.equals(pd.RangeIndex(len(X)))
+    with pytest.raises(KeyError):
+        fitted.predict_with_components({c: v for c, v in cols.items() if c != "csat_latest"})

@@ -122,3 +122,14 @@ def test_scorecard_report_on_reference_rows():
     assert evaluate_weights(ref, {"adoption": 1}, settings)["metrics"] == sets["saved"]["metrics"]
     none = scorecard_report(None, est, settings)
     assert none["available"] is False and "retrain" in none["reason"] and none["weight_sets"] == {}
+
+
+def test_pillar_scores_are_pandas_row_means_of_the_present_components():
+    rng = np.random.default_rng(3)
+    C = pd.DataFrame(rng.uniform(0, 100, (50, 5)), columns=["deployment", "adoption", "engagement", "nps", "support"],
+                     index=rng.permutation(50) + 10)
+    C[C > 85] = np.nan
+    p = pillar_scores(C)
+    np.testing.assert_array_equal(p["outcomes"], C[["deployment", "adoption", "engagement"]].mean(axis=1))
+    np.testing.assert_array_equal(p["experience"], C[["nps", "support"]].mean(axis=1))
+    assert p.index.equals(C.index)
