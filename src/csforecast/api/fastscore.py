@@ -207,6 +207,11 @@ class ChurnScorer:
             return np.asarray(self.est._calibrate(np.asarray(z, dtype=float)), dtype=float)
         return np.asarray(self.est.predict_proba(self.frame(X, raw_cat))[:, 1], dtype=float)
 
+    def numeric_columns(self, X: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        """The columns of the parsed matrix ``X`` that are numeric inputs among ``names`` (as float columns:
+        what `health_columns` reads from the rows, since `parse` accepted only numbers and nulls there)."""
+        return {c: X[:, j] for c in names if (j := self.index.get(c)) is not None and self.numeric[j]}
+
     def explain(self, X: np.ndarray, raw_cat: dict[int, list]) -> pd.DataFrame:
         return self.est.explain(self.frame(X, raw_cat))
 
@@ -297,14 +302,16 @@ def health_inputs(models, rows: list[dict]) -> list[str] | None:
     return needed if all(all(c in r for c in needed) for r in rows) else None
 
 
-def _health_column(models, rows: list[dict], needed: list[str], settings=None) -> list[dict] | None:
+def _health_column(models, rows: list[dict], needed: list[str], settings=None,
+                   parsed: dict[str, np.ndarray] | None = None) -> list[dict] | None:
     """Per row: ``health_score`` and the scorecard beside it (outcomes_score, experience_score,
-    health_quadrant, health_band5; `scoring.health.scorecard_columns`); None when the model cannot score."""
+    health_quadrant, health_band5; `scoring.health.scorecard_columns`); None when the model cannot score.
+    ``parsed``: health inputs already read as float columns (the churn matrix's), not read again."""
     est = models.estimators["health"]
     components = frame = None
     try:
         if hasattr(est, "predict_with_components"):   # one pass over the rows' columns for score and scorecard
-            score, components = est.predict_with_components(health_columns(rows, needed))
+            score, components = est.predict_with_components(health_columns(rows, needed, parsed))
         else:
             frame = pd.DataFrame([{c: r.get(c) for c in needed} for r in rows], columns=needed)
             score = health_scores(est, frame)
@@ -327,12 +334,16 @@ def _health_column(models, rows: list[dict], needed: list[str], settings=None) -
     return out
 
 
-def health_columns(rows: list[dict], needed: list[str]) -> dict[str, np.ndarray]:
+def health_columns(rows: list[dict], needed: list[str],
+                   parsed: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The health inputs ``needed`` of ``rows`` as float columns, read as `pandas.to_numeric(errors="coerce")`
     reads them (null and non-numbers as NaN, numeric strings as their number); plain JSON numbers skip pandas.
-    Every row carries every column (`health_inputs` checked)."""
+    Every row carries every column (`health_inputs` checked); a column in ``parsed`` is taken from it."""
     out = {}
     for c in needed:
+        if parsed is not None and c in parsed:
+            out[c] = parsed[c]
+            continue
         values = [r[c] for r in rows]
         try:
             if any(type(v) not in (float, int) and v is not None for v in values):
@@ -368,7 +379,8 @@ def score_rows(state, rows: list[dict], contributions: bool, health: list[str] |
         for i, res in enumerate(results):
             res["contributions"] = {f: (v if math.isfinite(v) else None) for f, v in zip(feats, vals[i].tolist())}
             res["base_value"] = finite_float(base[i])
-    scores = _health_column(state.models, rows, health, settings) if health else None
+    scores = (_health_column(state.models, rows, health, settings, scorer.numeric_columns(X, health))
+              if health else None)
     if scores is not None:
         versions["health"] = state.models.versions["health"]
         for res, h in zip(results, scores):

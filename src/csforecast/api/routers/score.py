@@ -61,11 +61,12 @@ async def score(request: Request, state: ModelsDep) -> Response:
         raise HTTPException(413, detail=f"{len(body.rows)} rows: at most {max_batch} per request (serve.max_batch)")
     rows = body.rows
     health = health_inputs(state.models, rows) if body.health else None
-    if not body.contributions and not health and len(rows) * max(len(state.churn.features), 1) <= INLINE_CELLS:
-        content = _score(state, rows, False, None, body.strict)    # sub-millisecond: cheaper than a thread hop
+    settings = request.app.state.settings
+    if not body.contributions and len(rows) * max(len(state.churn.features), 1) <= INLINE_CELLS:
+        # a few milliseconds at most (health included: one pass over its columns): cheaper than a thread hop
+        content = _score(state, rows, False, health, body.strict, settings)
     else:
-        content = await run_in_threadpool(_score, state, rows, body.contributions, health, body.strict,
-                                          request.app.state.settings)
+        content = await run_in_threadpool(_score, state, rows, body.contributions, health, body.strict, settings)
     return Response(content, media_type="application/json")
 
 
