@@ -299,7 +299,8 @@ def health_inputs(models, rows: list[dict]) -> list[str] | None:
     needed = model_inputs(models.estimators.get("health"))
     if not needed:
         return None
-    return needed if all(all(c in r for c in needed) for r in rows) else None
+    keys = set(needed)
+    return needed if all(keys <= r.keys() for r in rows) else None
 
 
 def _health_column(models, rows: list[dict], needed: list[str], settings=None,
