@@ -5,7 +5,8 @@ import pandas as pd
 
 from csforecast.models import ChurnClassifier
 from csforecast.models.calibrators import (ISOTONIC_MIN_CLASS_ROWS, SmoothedIsotonic, apply_calibrator,
-                                           choose_calibration, fit_calibrator, support_bounds)
+                                           choose_calibration, fit_calibrator, shrunk_level_offset,
+                                           support_bounds)
 
 
 def test_support_bounds():
@@ -66,6 +67,30 @@ def test_churn_classifier_serves_within_its_support_bounds():
     np.testing.assert_allclose(e.sum(axis=1), np.log(p / (1 - p)), atol=1e-8)
 
 
+def test_the_level_offset_is_served_and_explained():
+    rng = np.random.default_rng(4)
+    n = 4000
+    X = pd.DataFrame({"x": rng.normal(size=n), "segment": rng.choice(["SMB", "Mid"], n)})
+    y = (rng.random(n) < 1 / (1 + np.exp(-(-2.0 + 1.2 * X["x"])))).astype(int)
+    t = pd.Series(pd.date_range("2022-01-01", periods=n, freq="6h"))
+    new = X.iloc[:50]
+    for cal in ("platt", "isotonic", "none"):
+        est = ChurnClassifier(calibration=cal, algorithm="logistic").fit(X, y, sample_time=t)
+        flat = ChurnClassifier(calibration=cal, algorithm="logistic", level_shrinkage=False).fit(X, y, sample_time=t)
+        assert flat.level_offset_ == 0.0 and flat.level_detail_ == {}
+        assert 0.0 <= est.level_detail_["weight"] <= 1.0
+        # a map fitted to the slice serves the slice's rate, which the offset moves toward the history's; with no
+        # map the model already serves the history's level, and the offset adds the part of the slice's deviation
+        # that is drift (none here: a stationary rate)
+        assert (est.level_offset_ != 0.0) if cal != "none" else abs(est.level_offset_) < 1e-6
+        p, q = est.predict_proba(new)[:, 1], flat.predict_proba(new)[:, 1]
+        # the same map, moved by one log-odds offset
+        np.testing.assert_allclose(np.log(p / (1 - p)) - np.log(q / (1 - q)), est.level_offset_, atol=1e-9)
+        np.testing.assert_allclose(est.explain(new).sum(axis=1), np.log(p / (1 - p)), atol=1e-8)
+        lo, hi = est.predict_interval(new)
+        assert np.all(lo <= p) and np.all(p <= hi) and np.all(lo < hi)
+
+
 def test_map_quantiles_is_numpy_quantile_over_every_map_bit_for_bit():
     """The P10/P90 of a probability over the bootstrapped calibration maps: found from the order statistics of
     the maps' log-odds (expit is monotone) instead of expit on every map, with the same values as
@@ -84,3 +109,43 @@ def test_map_quantiles_is_numpy_quantile_over_every_map_bit_for_bit():
             want = np.quantile(expit(z[:, None] * maps[None, :, 0] + maps[None, :, 1]), list(qs), axis=1)
             for got, w in zip(map_quantiles(p, maps, qs), want):
                 np.testing.assert_array_equal(got, np.clip(w, EPS, 1 - EPS))
+
+
+def decisions(rates, per_block=300, rows=10, seed=0, t0=0):
+    """Decisions in consecutive time blocks (one churn rate each), ``rows`` snapshot rows per decision that share
+    its outcome and time: (y, t) per row."""
+    rng = np.random.default_rng(seed)
+    y = np.concatenate([(rng.random(per_block) < r).astype(float) for r in rates]).repeat(rows)
+    t = (t0 + np.arange(per_block * len(rates))).repeat(rows)
+    return y, t
+
+
+def test_level_offset_takes_the_history_level_when_the_rate_is_stationary():
+    # eight training blocks at 15 % churn; the calibration slice drew 11 % by chance (300 decisions): the level
+    # served should go back most of the way to the history's 15 %
+    y_tr, t_tr = decisions([0.15] * 8, seed=1)
+    p_tr = np.full(len(y_tr), y_tr.mean())
+    y_cal = np.zeros(300)
+    y_cal[:33] = 1.0                                      # 33 of 300 decisions churned (11 %)
+    y_cal = y_cal.repeat(10)
+    t_cal = (10_000 + np.arange(300)).repeat(10)
+    p_hist = np.full(3000, p_tr[0])
+    p_cal = np.full(3000, 0.11)                          # a map fitted to the slice serves its rate
+    offset, detail = shrunk_level_offset(p_cal, p_hist, y_cal, t_cal, p_tr, y_tr, t_tr)
+    assert abs(y_cal.mean() - 0.11) < 1e-12
+    assert detail["weight"] < 0.5 and offset > 0
+    served = 1 / (1 + np.exp(-(np.log(0.11 / 0.89) + offset)))
+    assert abs(served - detail["target"]) < 1e-9 and detail["target"] > 0.13
+
+
+def test_level_offset_keeps_the_slice_level_when_the_rate_drifts():
+    # the churn rate moves by 8 points between blocks: the slice's own rate is the better estimate
+    y_tr, t_tr = decisions([0.05, 0.25, 0.05, 0.25, 0.05, 0.25, 0.05, 0.25], seed=2)
+    p_tr = np.full(len(y_tr), y_tr.mean())
+    y_cal, t_cal = decisions([0.30], seed=3, t0=10_000)
+    p_hist = np.full(len(y_cal), y_tr.mean())
+    p_cal = np.full(len(y_cal), y_cal.mean())
+    offset, detail = shrunk_level_offset(p_cal, p_hist, y_cal, t_cal, p_tr, y_tr, t_tr)
+    assert detail["weight"] > 0.9 and abs(offset) < 0.1
+    # too few distinct times to cut the history into blocks: no shrinkage at all
+    assert shrunk_level_offset(p_cal, p_hist, y_cal, t_cal, p_tr[:30], y_tr[:30], np.zeros(30)) == (0.0, {})

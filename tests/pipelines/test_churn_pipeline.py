@@ -32,6 +32,13 @@ def test_train_registers_calibrated_champion_and_guard_keeps_it(ctx, isolated_ho
     m, o = first["metrics"], first["oracle"]
     assert 0.5 < m["auc"] <= 1 and m["ece"] < 0.06
     assert m["auc"] <= o["auc"] + 0.05  # the oracle is the best possible, up to sampling noise
+    # calibration by contract term, segment and horizon, each beside the oracle's on the same rows
+    d = first["detail"]
+    for scope in ("segment", "term", "horizon"):
+        assert set(d[f"by_{scope}"]) == set(d[f"oracle_by_{scope}"]) and d[f"by_{scope}"]
+    assert set(d["by_horizon"]) <= {"0-30", "31-90", "91-180", "181-365"}
+    assert "365" in d["by_term"] and set(d["by_term"]["365"]) == set(METRIC_KEYS)
+    assert 0 <= d["by_horizon"]["0-30"]["ece"] < 0.2 and 0 <= d["oracle_by_term"]["365"]["ece"] < 0.2
     # explain sums exactly to the logit of the calibrated prediction
     _, valid = ctx.split(ctx.decision_rows())
     X = valid[list(est.feature_names_in_)].head(300)

@@ -28,12 +28,13 @@ from csforecast.models.tabular import time_split
 
 __all__ = ["EPS", "METHODS", "ISOTONIC_MIN_CLASS_ROWS", "PLATT_WEIGHT", "SmoothedIsotonic", "support_bounds",
            "fit_calibrator", "apply_calibrator", "choose_calibration", "clipped_log_loss", "bootstrap_maps",
-           "map_quantiles"]
+           "map_quantiles", "LEVEL_BLOCKS", "shrunk_level_offset"]
 
 EPS = 1e-6  # the widest clip of any probability (and of the log loss)
 METHODS = ("none", "platt", "isotonic")
 ISOTONIC_MIN_CLASS_ROWS = 100  # "auto" tries isotonic only with at least this many rows of each class
 PLATT_WEIGHT = 0.5  # weight of the Platt curve in the smoothed isotonic map
+LEVEL_BLOCKS = 8  # time blocks of the training rows over which the churn level's drift is measured
 
 
 def support_bounds(n: int) -> tuple[float, float]:
@@ -128,6 +129,52 @@ def choose_calibration(method: str, z, y, t) -> tuple[str, object, dict[str, flo
             method = min(scores, key=scores.get)
     fitted = fit_calibrator(method, z, y) if method in ("platt", "isotonic") else None
     return method, fitted, scores
+
+
+def _clustered_mean(r, clusters) -> tuple[float, float]:
+    """Mean of ``r`` and the cluster-robust variance of that mean (rows of one cluster share an outcome)."""
+    r = np.asarray(r, dtype=float)
+    _, cid = np.unique(np.asarray(clusters), return_inverse=True)
+    m = float(r.mean())
+    s = np.bincount(cid, weights=r - m)
+    return m, float(np.sum(s * s) / len(r) ** 2)
+
+
+def shrunk_level_offset(p_cal, p_hist, y_cal, t_cal, p_train, y_train, t_train,
+                        n_blocks: int = LEVEL_BLOCKS) -> tuple[float, dict]:
+    """The log-odds offset that moves the calibrated probabilities' level from the calibration slice's churn
+    rate toward the level the whole training history implies, by as much as the slice's rate is noise.
+
+    A calibration slice of a few hundred decisions has a churn rate a few points off the truth by chance; a
+    map fitted to it serves that error to every account. Here the slice's deviation from the history-implied
+    level, ``d = mean(y_cal) - mean(p_hist)`` (``p_hist``: the uncalibrated model, fitted on the earlier rows,
+    on the slice's rows), is kept in proportion ``w = tau2 / (tau2 + se2)``: ``se2`` is the sampling variance
+    of ``d`` (cluster-robust, clusters ``t_cal``: rows with one sample time share outcomes); ``tau2`` is the
+    between-period variance of the level, by the method of moments over ``n_blocks`` time blocks of the
+    training rows (in-sample residuals ``y_train - p_train``) and the slice: mean squared block deviation
+    minus mean sampling variance, floored at 0. A level that truly drifts (large ``tau2``) keeps the slice's
+    rate; a stationary one takes the history's. Returns ``(offset, detail)``: ``offset`` solves
+    ``mean(sigmoid(logit(p_cal) + offset)) = mean(p_hist) + w * d`` for the calibrated slice probabilities
+    ``p_cal``; ``detail`` holds ``d``, ``se2``, ``tau2``, ``weight``, ``target``. ``(0.0, {})`` when the
+    training rows cannot be cut into ``n_blocks`` time blocks."""
+    from scipy.optimize import brentq
+    from scipy.special import logit
+
+    p_cal, p_hist, y_cal = (np.asarray(a, dtype=float) for a in (p_cal, p_hist, y_cal))
+    y_train, p_train = np.asarray(y_train, dtype=float), np.asarray(p_train, dtype=float)
+    try:
+        blocks = time_split(np.asarray(t_train), [1.0 / n_blocks] * n_blocks)
+    except ValueError:
+        return 0.0, {}
+    d, se2 = _clustered_mean(y_cal - p_hist, t_cal)
+    dev = [_clustered_mean(y_train[b] - p_train[b], np.asarray(t_train)[b]) for b in blocks] + [(d, se2)]
+    tau2 = max(0.0, float(np.mean([m * m for m, _ in dev]) - np.mean([v for _, v in dev])))
+    w = 1.0 if se2 <= 0 else tau2 / (tau2 + se2)
+    target = float(np.clip(p_hist.mean() + w * d, EPS, 1 - EPS))
+    zc = logit(np.clip(p_cal, EPS, 1 - EPS))
+    gap = lambda c: float(expit(zc + c).mean()) - target  # noqa: E731 (increasing in c)
+    offset = 0.0 if abs(gap(0.0)) < 1e-12 else float(brentq(gap, -10.0, 10.0, xtol=1e-10))
+    return offset, {"deviation": d, "se2": se2, "tau2": tau2, "weight": w, "target": target}
 
 
 def bootstrap_maps(g, y, clusters=None, n_maps: int = 100, seed: int = 0, max_iter: int = 25) -> np.ndarray:

@@ -32,7 +32,7 @@ from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardSc
 from sklearn.utils.validation import check_is_fitted
 
 from csforecast.models.calibrators import (EPS, apply_calibrator, bootstrap_maps, choose_calibration,
-                                          clipped_log_loss, map_quantiles, support_bounds)
+                                          clipped_log_loss, map_quantiles, shrunk_level_offset, support_bounds)
 from csforecast.models.tabular import as_float, as_str, dataframe_input_tags, time_key, time_split
 
 __all__ = ["ChurnClassifier", "time_split"]
@@ -88,6 +88,10 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
        ``calibrators.ISOTONIC_MIN_CLASS_ROWS`` rows of each class). If the slice holds a
        single class, no calibration is done (with a warning). Probabilities are clipped
        to what the slice's ``n`` rows support, ``[1/(n+1), n/(n+1)]`` (``prob_bounds_``).
+    7. With ``level_shrinkage`` (default), the calibrated level is moved from the slice's churn rate toward
+       the level the training history implies, by as much as the slice's rate is sampling noise rather than
+       drift (:func:`csforecast.models.calibrators.shrunk_level_offset`): one log-odds offset added after the
+       map (``level_offset_``). A slice of a few hundred decisions is often a few points off by chance.
 
     At prediction time ``X`` must contain every training column (``ValueError``
     naming the missing ones otherwise); columns are reordered, extra columns are
@@ -109,6 +113,8 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         the rest (must be > 0).
     refit : bool
         Refit the chosen candidate on fit+selection rows before calibrating.
+    level_shrinkage : bool
+        Shrink the calibrated level toward the training history's (step 7); False keeps the slice's level.
     n_estimators, early_stopping_rounds, learning_rate, num_leaves,
     min_child_samples, subsample, colsample_bytree, reg_lambda :
         LightGBM settings (``n_estimators`` is the maximum number of rounds).
@@ -180,6 +186,11 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         Platt parameters: ``p = sigmoid(a * z + b)`` for raw logit ``z``.
     isotonic_ : calibrators.SmoothedIsotonic or None
         Isotonic map from raw logit to probability, averaged with a Platt curve.
+    level_offset_ : float
+        Log-odds offset added after the calibration map (step 7; 0 without ``level_shrinkage``).
+    level_detail_ : dict
+        How it was set: the slice's deviation from the history-implied rate, its sampling variance, the
+        between-period variance, the weight kept and the target rate (empty when not applied).
     prob_bounds_ : tuple (low, high)
         The clip of every probability: ``calibrators.support_bounds`` of the
         calibration slice.
@@ -195,6 +206,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         fit_fraction: float = 0.6,
         selection_fraction: float = 0.2,
         refit: bool = True,
+        level_shrinkage: bool = True,
         n_estimators: int = 2000,
         early_stopping_rounds: int = 100,
         learning_rate: float = 0.04,
@@ -215,6 +227,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         self.fit_fraction = fit_fraction
         self.selection_fraction = selection_fraction
         self.refit = refit
+        self.level_shrinkage = level_shrinkage
         self.n_estimators = n_estimators
         self.early_stopping_rounds = early_stopping_rounds
         self.learning_rate = learning_rate
@@ -472,6 +485,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         self.candidate_scores_, self.best_iteration_, self.best_C_, self.logistic_scores_ = {}, None, None, {}
         self.contract_C_, self.contract_columns_ = None, []
         models, sel_logits, best_c = {}, {}, {}
+        self.level_offset_, self.level_detail_ = 0.0, {}
         if both or self.algorithm == "lightgbm":
             m, self.best_iteration_, score = self._fit_lightgbm(
                 Xe.iloc[fit_idx], yb[fit_idx], Xe.iloc[sel_idx], yb[sel_idx]
@@ -553,6 +567,10 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         p_cal = self._calibrate(zc[self.chosen_])
         self.calibration_maps_ = bootstrap_maps(logit(p_cal), yb[cal_idx], clusters=t[cal_idx],
                                                 n_maps=N_CALIBRATION_MAPS, seed=self.random_state)
+        if self.level_shrinkage and len(np.unique(yb[cal_idx])) == 2:
+            self.level_offset_, self.level_detail_ = shrunk_level_offset(
+                p_cal, expit(zc[self.chosen_]), yb[cal_idx], t[cal_idx],
+                expit(raw(self.chosen_, train_idx)), yb[train_idx], t[train_idx])
         self.base_rate_ = float(yb.mean())
         return self
 
@@ -577,8 +595,13 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
 
     def _calibrate(self, z: np.ndarray) -> np.ndarray:
         cal = {"platt": self.platt_, "isotonic": self.isotonic_, "none": None}[self.calibration_]
-        # models pickled before the support bounds existed keep their [EPS, 1 - EPS] clip
-        return apply_calibrator(self.calibration_, cal, z, getattr(self, "prob_bounds_", (EPS, 1 - EPS)))
+        # models pickled before the support bounds (or the level offset) existed keep their clip (and level)
+        bounds = getattr(self, "prob_bounds_", (EPS, 1 - EPS))
+        p = apply_calibrator(self.calibration_, cal, z, bounds)
+        offset = getattr(self, "level_offset_", 0.0)
+        if offset and len(p):
+            p = np.clip(expit(logit(p) + offset), bounds[0], bounds[1])
+        return p
 
     def predict_proba(self, X) -> np.ndarray:
         """Calibrated probabilities, shape (n, 2); column 1 is P(churn), within ``prob_bounds_``."""
@@ -685,6 +708,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         linear = np.zeros(len(z), dtype=bool)
         if self.calibration_ == "platt":  # g is exactly a*z + b wherever nothing was clipped
             a, b = self.platt_
+            b += getattr(self, "level_offset_", 0.0)
             lo, hi = (logit(v) for v in getattr(self, "prob_bounds_", (EPS, 1 - EPS)))
             if lo < a * z0 + b < hi:
                 g0 = a * z0 + b

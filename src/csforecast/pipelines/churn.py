@@ -25,6 +25,7 @@ from csforecast.metrics.calibration import (  # noqa: E402
     clipped_log_loss,
 )
 from csforecast.config import get_settings  # noqa: E402
+from csforecast.metrics.monitoring import horizon_bucket  # noqa: E402
 from csforecast.metrics.paired import mean_of  # noqa: E402
 from csforecast.models.calibrators import EPS  # noqa: E402
 from csforecast.models.churn import ChurnClassifier  # noqa: E402
@@ -53,6 +54,20 @@ def _subset(m: dict) -> dict:
 
 def _by_segment(seg: dict) -> dict:
     return {k: _subset(v) if isinstance(v, dict) and "auc" in v else v for k, v in seg.items()}
+
+
+def calibration_scopes(valid: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The groups the validation metrics are also reported by (issue 19: calibration by contract term, segment
+    and horizon): ``segment``; ``term`` = the contract's term in days (``term_days``, when a feature; "unknown"
+    where missing); ``horizon`` = days-to-renewal bucket (``metrics.monitoring.horizon_bucket``, the buckets
+    calibration monitoring uses)."""
+    scopes = {"segment": valid["segment"].to_numpy()}
+    if "term_days" in valid.columns:
+        term = pd.to_numeric(valid["term_days"], errors="coerce").round()
+        scopes["term"] = np.where(term.isna(), "unknown", term.fillna(0).astype("int64").astype(str)).astype(object)
+    if "days_to_renewal" in valid.columns:
+        scopes["horizon"] = horizon_bucket(pd.to_numeric(valid["days_to_renewal"], errors="coerce"))
+    return scopes
 
 
 def validation_set(ctx: TrainingContext) -> ValidationSet:
@@ -162,13 +177,16 @@ def train_churn(ctx: TrainingContext, params: dict | None = None, register: bool
     y = val.outcomes["y"]
     p = est.predict_proba(valid[feats])[:, 1]
     metrics = classification_metrics(y, p)
-    seg = by_group(y, p, valid["segment"].to_numpy())
+    scopes = calibration_scopes(valid)
+    seg = by_group(y, p, scopes["segment"])
+    more = {name: by_group(y, p, g) for name, g in scopes.items() if name != "segment"}
     oracle = None
     if ctx.oracle is not None:
         po = ctx.oracle.churn_probability(valid)
         ok = ~np.isnan(po)
         oracle = classification_metrics(y[ok], po[ok])
-        oracle_seg = by_group(y[ok], po[ok], valid["segment"].to_numpy()[ok])
+        oracle_seg = by_group(y[ok], po[ok], scopes["segment"][ok])
+        oracle_more = {name: by_group(y[ok], po[ok], g[ok]) for name, g in scopes.items() if name != "segment"}
     result = {"metrics": _subset(metrics), "oracle": _subset(oracle) if oracle else None,
               "detail": {"chosen": getattr(est, "chosen_", choice["chosen"]),
                          "calibration": getattr(est, "calibration_", "none"), "model_choice": choice,
@@ -176,8 +194,12 @@ def train_churn(ctx: TrainingContext, params: dict | None = None, register: bool
                          "n_decisions_valid": int(valid["contract_id"].nunique()),
                          "validation_start": str(ctx.validation_start), "as_of": str(ctx.as_of),
                          "by_segment": _by_segment(seg)}}
+    for name, m in more.items():      # by_term, by_horizon: the same metrics as by_segment
+        result["detail"][f"by_{name}"] = _by_segment(m)
     if oracle:
         result["detail"]["oracle_by_segment"] = _by_segment(oracle_seg)
+        for name, m in oracle_more.items():
+            result["detail"][f"oracle_by_{name}"] = _by_segment(m)
     case = comparison(ctx, est, val)
 
     tags = {**ctx.run_tags(), **({"fallback": choice["fallback"]} if choice["fallback"] else {})}
