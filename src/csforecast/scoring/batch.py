@@ -67,8 +67,8 @@ def score_snapshot(snap: pd.DataFrame, champions: Champions, as_of: date,
     partition) scores the same as the whole, so more than ``chunk_rows`` rows are scored a slice at a time
     (memory stays bounded by a slice's working set)."""
     if len(snap) > chunk_rows:
-        return _concat_slices([score_snapshot(snap.iloc[i:i + chunk_rows], champions, as_of, chunk_rows)
-                               for i in range(0, len(snap), chunk_rows)])
+        return pd.concat([score_snapshot(snap.iloc[i:i + chunk_rows], champions, as_of, chunk_rows)
+                          for i in range(0, len(snap), chunk_rows)])
     out = snap[[c for c in PROFILE_COLUMNS if c in snap.columns]].copy()
     out["as_of"] = pd.Timestamp(as_of)
     for col, name in ACCOUNT_COLUMNS.items():
@@ -86,18 +86,6 @@ def score_snapshot(snap: pd.DataFrame, champions: Champions, as_of: date,
     for fam in families.FAMILIES.values():
         if fam.serve is not None and fam.name in champions.estimators:
             out = fam.serve(out)
-    return out
-
-
-def _concat_slices(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """``pd.concat(parts)``, with the object columns that are None in every part (``name`` / ``csm_id`` when the
-    snapshot has no account columns) put back after the concat: pandas checks such columns value by value
-    (3.2 s of a 1,000,000-row batch, growing with the run), where re-adding them is one allocation."""
-    cols = list(parts[0].columns)
-    empty = [c for c in cols if parts[0][c].dtype == object and all(p[c].isna().all() for p in parts)]
-    out = pd.concat([p.drop(columns=empty) for p in parts] if empty else parts)
-    for c in empty:   # in column order, so each lands where it was
-        out.insert(cols.index(c), c, pd.Series([None] * len(out), index=out.index, dtype=object))
     return out
 
 
