@@ -52,7 +52,8 @@ class DiskCache:
 
     ``get(key, read)``: ``read(path)`` of the file, or None when there is none or it cannot be read.
     ``put(key, write)``: ``write(path)`` into a temporary file, renamed into place; then the folder is pruned to
-    its ``keep`` most recently used files."""
+    its ``keep`` most recently used files.
+    ``get_or_compute(key, compute, load=, dump=)``: the kept value, else ``compute()``, kept when it may be."""
 
     def __init__(self, folder: Path, suffix: str, keep: int = 16):
         self.folder = Path(folder)
@@ -83,6 +84,17 @@ class DiskCache:
                 tmp.unlink()
             return
         self._prune()
+
+    def get_or_compute(self, key: str, compute: Callable[[], Any], *, load: Callable[[Path], Any],
+                       dump: Callable[[Any, Path], None], keep: Callable[[Any], bool] | None = None) -> Any:
+        """The value kept under ``key`` (``load(path)``), else ``compute()``, then kept (``dump(value, path)``)
+        unless ``keep(value)`` says no: e.g. a failed validation, or a value read while its source changed."""
+        value = self.get(key, load)
+        if value is None:
+            value = compute()
+            if keep is None or keep(value):
+                self.put(key, lambda path: dump(value, path))
+        return value
 
     def _prune(self) -> None:
         with contextlib.suppress(OSError):

@@ -183,13 +183,12 @@ class DataContext:
             cache, settings = self._disk()
             key = forecast_key(start, end, group_by, data_hash=self.data_hash() or "", model_version=versions,
                                scores_version=scores_version, settings=settings, home=settings.home)
-            hit = cache.get(key)
-            if hit is not None:
-                return hit
-            with self.lock:
-                out = compute(self.source(), start, end, group_by, estimator, model_version, blend, survival)
-            cache.put(key, out)
-            return out
+
+            def computed() -> dict:
+                with self.lock:
+                    return compute(self.source(), start, end, group_by, estimator, model_version, blend, survival)
+
+            return cache.get_or_compute(key, computed)
 
         return self.cached(("forecast", start, end, group_by, versions, scores_version), run)
 

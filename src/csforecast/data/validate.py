@@ -481,13 +481,10 @@ def validate(source: Source, as_of: date | None = None, *, cache_dir: Path | Non
     if cache_dir is None or source.engine != "duckdb":
         return _Checker(source, as_of).run()
     key = key_digest("validation", source.location, source.data_hash, as_of.isoformat(), code_digest("csforecast.data"))
-    store = DiskCache(Path(cache_dir), ".json")
-    report = store.get(key, _read_report)
-    if report is None:
-        report = _Checker(source, as_of).run()
-        if report.ok:   # a failed validation stops the command: nothing is written for it, not even this
-            store.put(key, lambda path: path.write_text(json.dumps(asdict(report))))
-    return report
+    # a failed validation stops the command: nothing is written for it, not even this
+    return DiskCache(Path(cache_dir), ".json").get_or_compute(
+        key, _Checker(source, as_of).run, load=_read_report,
+        dump=lambda report, path: path.write_text(json.dumps(asdict(report))), keep=lambda report: report.ok)
 
 
 def _read_report(path: Path) -> Report:

@@ -398,11 +398,8 @@ def build_snapshots(source: Source, as_of: Iterable[date] | date, *, labels: boo
         key = snapshot_key(source, as_of, labels, end)
         # pickled, not Parquet: the frame comes back exactly (Parquet has no datetime64[s])
         store = DiskCache(get_settings().home / "cache" / "snapshots", ".pkl")
-        df = store.get(key, pd.read_pickle)
-        if df is None:
-            df = build_snapshots(source, as_of, labels=labels, end=end)
-            store.put(key, df.to_pickle)
-        return df
+        return store.get_or_compute(key, lambda: build_snapshots(source, as_of, labels=labels, end=end),
+                                    load=pd.read_pickle, dump=pd.DataFrame.to_pickle)
     plan = snapshot_plan(source, as_of)
     df = plan.finish(plan.expr.to_pandas())
     if labels:

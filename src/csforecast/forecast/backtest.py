@@ -257,11 +257,11 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
             # this quarter's errors (overall and per segment), evidence for the later quarters' tau
             a_p, p_p = pending["arr"].to_numpy(float), probs[name]
             won = pending["final_renewed"].to_numpy(bool)
-            shocks[name].append(shock_evidence(a_p, p_p, float(a_p[won].sum())))
+            shocks[name].append(shock_evidence(a_p, p_p, float(a_p[won].sum()), inp.maps))
             for sg in segs:
                 mk = (pending["segment"].astype(str) == sg).to_numpy()
                 if mk.any():
-                    shocks[name].append(shock_evidence(a_p[mk], p_p[mk], float(a_p[mk & won].sum())))
+                    shocks[name].append(shock_evidence(a_p[mk], p_p[mk], float(a_p[mk & won].sum()), inp.maps))
             if not reported:
                 continue
             used_tau[name].append(tau)

@@ -4,8 +4,9 @@ Monte Carlo (:func:`simulate_renewals`): independent Bernoulli renewals per deci
 common shock on the churn logit (N(0, tau^2), mean-preserving, stratified over ``n_nodes`` quantiles) plus
 the expansion residual. See the function for what is exact and what is a normal approximation.
 
-Interval calibration: the common-shock sd tau is estimated from the implied shocks of past windows
-(:func:`shock_evidence`, :func:`estimate_tau`) and stored by ``csforecast backtest`` in
+Interval calibration: the common-shock sd tau is estimated from the implied shocks of past windows, beyond
+the spread the draws already have (:func:`shock_evidence`, :func:`map_spread`), with split-conformal's
+finite-sample correction (:func:`estimate_tau`), and stored by ``csforecast backtest`` in
 forecast_calibration.json (:func:`save_calibration`, :func:`load_calibration`).
 """
 from __future__ import annotations
@@ -21,9 +22,9 @@ from scipy.stats import norm
 
 from csforecast.jsonsafe import finite_float
 
-__all__ = ["Simulation", "MethodInput", "simulate_renewals", "ratio_split_normal", "shock_evidence", "estimate_tau",
-           "load_calibration", "save_calibration", "known_outcomes", "summarise", "method_results", "disagreements",
-           "flat_result"]
+__all__ = ["Simulation", "MethodInput", "simulate_renewals", "ratio_split_normal", "shock_evidence", "map_spread",
+           "estimate_tau", "load_calibration", "save_calibration", "known_outcomes", "summarise", "method_results",
+           "disagreements", "flat_result"]
 
 EXACT_BUDGET = 100_000_000        # decisions x draws simulated as exact Bernoulli draws
 CHUNK_ELEMENTS = 8_000_000        # uniforms per block (32 MB of float32)
@@ -368,36 +369,57 @@ def simulate_renewals(arr, p_churn, ratio_mean=None, ratio_var=None, groups=None
 # ------------------------------------------------------------------------------------------------------
 # interval calibration: implied shocks of past windows
 # ------------------------------------------------------------------------------------------------------
-def shock_evidence(arr, p_churn, actual_renewed: float) -> tuple[float, float, float]:
-    """What one past window says about the common shock: (error = actual - expected renewed ARR,
-    V = Bernoulli variance sum a^2 p (1 - p), D = d expected / d shock = sum a p (1 - p)).
+def map_spread(arr, p_churn, maps) -> float:
+    """The variance of the expected renewed ARR across the calibration ``maps`` ((K, 2) slope/intercept pairs
+    on the churn logit), applied as :func:`simulate_renewals` applies them (mean-preserving): the spread of a
+    window's total the Monte Carlo draws from the maps alone. 0 without maps or decisions."""
+    a = np.asarray(arr, dtype=float)
+    if maps is None or len(maps) == 0 or len(a) == 0:
+        return 0.0
+    m = np.asarray(maps, dtype=float).reshape(-1, 2)
+    z = logit(np.clip(np.asarray(p_churn, dtype=float), 1e-9, 1 - 1e-9))
+    c = _mean_preserving_offsets(z, m[:, 1], np.full(len(m), 1.0 / len(m)), m[:, 0])
+    renewed = (1 - expit(m[:, :1] * z[None, :] + c[None, :] + m[:, 1:])) @ a
+    return float(renewed.var())
 
-    To first order a common logit shock of sd tau adds tau^2 D^2 to the variance, so the standardised
-    error z(tau) = error / sqrt(V + tau^2 D^2) is N(0, 1) when tau is right."""
+
+def shock_evidence(arr, p_churn, actual_renewed: float, maps=None) -> tuple[float, float, float]:
+    """What one past window says about the common shock: (error = actual - expected renewed ARR,
+    V = the variance the Monte Carlo draws without the shock, D = d expected / d shock = sum a p (1 - p)).
+
+    V is the Bernoulli variance sum a^2 p (1 - p), plus :func:`map_spread` when the method's draws apply
+    calibration ``maps``, so that tau measures only the spread the draws do not already have. To first
+    order a common logit shock of sd tau adds tau^2 D^2 to the variance, so the standardised error
+    z(tau) = error / sqrt(V + tau^2 D^2) is N(0, 1) when tau is right."""
     a = np.asarray(arr, dtype=float)
     p = np.clip(np.asarray(p_churn, dtype=float), 1e-9, 1 - 1e-9)
     if len(a) == 0 or a.sum() <= 0 or not np.isfinite(actual_renewed):
         return float("nan"), float("nan"), float("nan")
     err = float(actual_renewed - (a * (1 - p)).sum())
-    return err, float((a * a * p * (1 - p)).sum()), float((a * p * (1 - p)).sum())
+    return err, float((a * a * p * (1 - p)).sum()) + map_spread(a, p, maps), float((a * p * (1 - p)).sum())
 
 
 def estimate_tau(evidence, coverage: float = 0.8, tau_max: float = 3.0) -> float:
-    """The smallest tau whose central ``coverage`` interval would have covered ``coverage`` of the past
-    windows: the ``coverage``-quantile of |z_j(tau)| equals the normal quantile (1.2816 for 80 %).
+    """The smallest tau whose central ``coverage`` interval would have covered past windows as split-conformal
+    prediction requires: with n windows, the k-th smallest |z_j(tau)|, k = ceil((n + 1) coverage), equals the
+    normal quantile (1.2816 for 80 %). The finite-sample correction (k / n > ``coverage``: 14 of 16 windows,
+    36 of 44) is what makes the next window's coverage at least ``coverage`` when past and future windows
+    are exchangeable; it is exact for a fixed score and approximate here, as tau is fitted to the same
+    windows. With fewer than coverage / (1 - coverage) windows (4 at 80 %) k > n: the largest |z| is used.
 
-    A calibration of the interval width on past errors only (conformal in spirit, with the shape of a
-    common logit shock); bias of the past forecasts counts as spread. Windows: (error, V, D) triples.
-    With a handful of windows that quantile is noisy and often says 0, so tau is also at least the
-    moment estimate: the tau at which the mean squared standardised error is 1; the larger of the two."""
+    A calibration of the interval width on past errors only, with the shape of a common logit shock; bias of
+    the past forecasts counts as spread. Windows: (error, V, D) triples (:func:`shock_evidence`). tau is also at
+    least the moment estimate, the tau at which the mean squared standardised error is 1 (steadier than one
+    order statistic when the windows are few); the larger of the two."""
     ev = np.asarray([e for e in evidence if all(np.isfinite(e)) and e[1] + e[2] > 0], dtype=float).reshape(-1, 3)
     if len(ev) == 0:
         return 0.0
     err, V, D = ev[:, 0], ev[:, 1], ev[:, 2]
     target = float(norm.ppf(0.5 + coverage / 2))
+    k = min(len(err), int(np.ceil((len(err) + 1) * coverage)))
 
-    def q(tau):
-        return float(np.quantile(np.abs(err) / np.sqrt(np.maximum(V + tau * tau * D * D, 1e-300)), coverage))
+    def q(tau):  # the k-th smallest standardised error
+        return float(np.partition(np.abs(err) / np.sqrt(np.maximum(V + tau * tau * D * D, 1e-300)), k - 1)[k - 1])
 
     def m(tau):  # mean squared standardised error: 1 when tau is right
         return float(np.mean(err * err / np.maximum(V + tau * tau * D * D, 1e-300)))

@@ -257,11 +257,8 @@ def _kept_off_pipeline(source, compute, start, end, as_of, pipeline_settings: di
     key = key_digest("off_pipeline", source.data_hash, str(start.date()), str(end.date()), str(as_of.date()),
                      pipeline_settings, code_digest("csforecast.forecast"))
     store = DiskCache(get_settings().home / "cache" / "pipeline", ".json")
-    kept = store.get(key, lambda path: json.loads(path.read_text()))
-    if kept is None:
-        kept = compute()
-        store.put(key, lambda path: path.write_text(json.dumps(kept)))
-    return kept
+    return store.get_or_compute(key, compute, load=lambda path: json.loads(path.read_text()),
+                                dump=lambda value, path: path.write_text(json.dumps(value)))
 
 
 def forecast_window(source, start, end, group_by: str | None = None, as_of=None, churn_estimator=None, *,

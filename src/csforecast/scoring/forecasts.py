@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
+
+from csforecast.diskcache import DiskCache, key_digest
 
 __all__ = ["QUARTERS_AHEAD", "ForecastKey", "ForecastCache", "next_quarters", "calibration_digest", "forecast_key",
            "compute", "precompute", "freeze_quarters"]
@@ -56,39 +56,46 @@ class ForecastKey:
     calibration: str       # calibration_digest
 
     def digest(self) -> str:
-        text = json.dumps([str(self.start), str(self.end), self.group_by, self.data_hash, self.model_version,
-                           self.scores_version, self.settings, self.calibration])
-        return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+        return key_digest(str(self.start), str(self.end), self.group_by, self.data_hash, self.model_version,
+                          self.scores_version, self.settings, self.calibration)
 
 
 class ForecastCache:
-    """Forecast results as JSON files named by their key's digest. Writes are atomic (temporary file, then a
-    rename); an unreadable or foreign file is a miss."""
+    """Forecast results as JSON files named by their key's digest, on :class:`~csforecast.diskcache.DiskCache`
+    (atomic, best-effort writes; the ``keep`` most recently used files). Each file also holds its key's
+    digest: an unreadable or foreign file is a miss."""
 
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
+    def __init__(self, folder: Path, keep: int = 64):
+        self.store = DiskCache(folder, ".json", keep=keep)
 
     def path(self, key: ForecastKey) -> Path:
-        return self.folder / f"{key.digest()}.json"
+        return self.store.path(key.digest())
 
     def get(self, key: ForecastKey) -> dict | None:
-        try:
-            doc = json.loads(self.path(key).read_text())
-        except (OSError, ValueError):
-            return None
-        return doc.get("forecast") if isinstance(doc, dict) and doc.get("key") == key.digest() else None
+        return self.store.get(key.digest(), lambda path: _read_forecast(path, key.digest()))
 
     def put(self, key: ForecastKey, forecast: dict) -> None:
         """Store (best effort: a read-only or full disk only costs the next start a recomputation)."""
-        from csforecast.jsonsafe import jsonable
+        self.store.put(key.digest(), lambda path: _write_forecast(forecast, path, key.digest()))
 
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = self.folder / f".{key.digest()}.{uuid.uuid4().hex[:8]}.tmp"
-            tmp.write_text(json.dumps({"key": key.digest(), "forecast": jsonable(forecast)}, allow_nan=False))
-            os.replace(tmp, self.path(key))
-        except (OSError, ValueError):
-            pass
+    def get_or_compute(self, key: ForecastKey, compute) -> dict:
+        """The kept forecast of ``key``, else ``compute()``, kept."""
+        digest = key.digest()
+        return self.store.get_or_compute(digest, compute, load=lambda path: _read_forecast(path, digest),
+                                         dump=lambda forecast, path: _write_forecast(forecast, path, digest))
+
+
+def _read_forecast(path: Path, digest: str) -> dict:
+    doc = json.loads(path.read_text())
+    if not (isinstance(doc, dict) and doc.get("key") == digest and isinstance(doc.get("forecast"), dict)):
+        raise ValueError(f"{path} is not the forecast of key {digest}")
+    return doc["forecast"]
+
+
+def _write_forecast(forecast: dict, path: Path, digest: str) -> None:
+    from csforecast.jsonsafe import jsonable
+
+    path.write_text(json.dumps({"key": digest, "forecast": jsonable(forecast)}, allow_nan=False))
 
 
 def forecast_key(start: date, end: date, group_by: str | None, *, data_hash: str, model_version: str | None,
@@ -175,11 +182,12 @@ def freeze_quarters(source, estimator, model_version: str, scores_version: int, 
         key = forecast_key(start, end, None, data_hash=source.data_hash,
                            model_version=versions_key(model_version, blend, survival), scores_version=scores_version,
                            settings=settings, home=settings.home)
-        res = cache.get(key)
-        if res is None:
+
+        def run(start=start, end=end):
             tell(f"renewal forecast {start} – {end} (to freeze)")
-            res = compute(source, start, end, None, estimator, model_version, blend, survival)
-            cache.put(key, res)
+            return compute(source, start, end, None, estimator, model_version, blend, survival)
+
+        res = cache.get_or_compute(key, run)
         for method in ("model", "blend") if "blend" in res["methods"] else ("model",):
             ids.append(freeze(db, frozen_entry(res, data_hash=source.data_hash, method=method, trigger="score")))
     return ids

@@ -52,11 +52,9 @@ def load_champion(family: str):
         return _from_registry(family)
     cache = DiskCache(settings.home / "cache" / "champions", ".pkl", keep=8)
     key = key_digest("champion", family, uri, before)
-    kept = cache.get(key, lambda p: pickle.loads(p.read_bytes()))
-    if kept is not None:
-        return kept["estimator"], kept["version"]
-    estimator, version = _from_registry(family)
-    if registry_stamp(uri) == before:      # not written while it was read
-        payload = pickle.dumps({"estimator": estimator, "version": version}, protocol=pickle.HIGHEST_PROTOCOL)
-        cache.put(key, lambda p: p.write_bytes(payload))
-    return estimator, version
+    kept = cache.get_or_compute(
+        key, lambda: dict(zip(("estimator", "version"), _from_registry(family))),
+        load=lambda p: pickle.loads(p.read_bytes()),
+        dump=lambda value, p: p.write_bytes(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)),
+        keep=lambda _value: registry_stamp(uri) == before)      # not written while it was read
+    return kept["estimator"], kept["version"]
