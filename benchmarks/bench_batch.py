@@ -44,7 +44,7 @@ from csforecast.features.snapshot import build_snapshots, data_end  # noqa: E402
 from csforecast.models.churn import ChurnClassifier  # noqa: E402
 from csforecast.pipelines.churn import DEFAULT_EXCLUDE, default_params  # noqa: E402
 from csforecast.pipelines.context import TrainingContext  # noqa: E402
-from csforecast.scoring.batch import CHUNK_ROWS, Champions, score_snapshot  # noqa: E402
+from csforecast.scoring.batch import CHUNK_ROWS, Champions, concat_slices, score_snapshot  # noqa: E402
 from csforecast.simulate import simulate_portfolio  # noqa: E402
 
 
@@ -185,8 +185,8 @@ def main():
     champs = Champions({"churn": est}, {"churn": "bench"})
     clock = stage_clock() if a.profile else None
     # raw and batch timed slice by slice, interleaved (the slices batch scoring works in; score_snapshot of
-    # more rows scores them a slice at a time and concatenates), so that both see the same load on a shared
-    # machine; the concatenation is counted in the batch time
+    # more rows scores them a slice at a time and joins them with ``concat_slices``), so that both see the same
+    # load on a shared machine; joining the slices is counted in the batch time
     raw_s = batch_s = 0.0
     parts = []
     as_of = pd.Timestamp.today().date()
@@ -206,7 +206,7 @@ def main():
         raw_s += t1 - t
         batch_s += t2 - t1
     t = time.perf_counter()
-    out = pd.concat(parts) if len(parts) > 1 else parts[0]
+    out = concat_slices(parts)
     batch_s += time.perf_counter() - t
     if clock:
         clock.add("concat", time.perf_counter() - t)
