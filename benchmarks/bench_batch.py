@@ -83,8 +83,10 @@ def stage_clock() -> StageClock:
     from csforecast.scoring import families
 
     clock = StageClock()
-    clock.wrap(ChurnClassifier, "explain_raw", "explain_raw (in batch)")
-    clock.wrap(ChurnClassifier, "explain", "explain (calibrated, incl. explain_raw)")
+    # the raw and the calibrated contributions, whichever public method (explain_raw / explain /
+    # explain_arrays) the scorer calls
+    clock.wrap(ChurnClassifier, "_raw_contributions", "explain_raw (in batch)")
+    clock.wrap(ChurnClassifier, "_calibrated_contributions", "explain (calibrated, incl. explain_raw)")
     clock.wrap(ChurnClassifier, "interval_of", "interval")
     clock.wrap(churn_scoring, "compact_drivers_rows", "compact drivers")
     fam = families.FAMILIES["churn"]

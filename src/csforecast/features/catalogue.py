@@ -158,7 +158,9 @@ def _top_k_order(C: np.ndarray, k: int) -> np.ndarray:
     """Per row of ``C``, the column indexes of its ``k`` largest |values|, largest first (NaN last, ties in
     column order: what a stable sort gives): ``k`` passes of ``argmax`` (its first maximum is the first
     column among ties), each taking the chosen column out of the running."""
-    mag = np.nan_to_num(np.abs(C), nan=-1.0, posinf=np.inf, copy=False)
+    mag = np.abs(C)
+    if np.isnan(mag.sum()):          # one pass to find out (a sum of |values| is NaN only through a NaN)
+        mag[np.isnan(mag)] = -1.0
     order = np.empty((C.shape[0], k), dtype=np.intp)
     rows = np.arange(C.shape[0])
     for slot in range(k):
@@ -205,8 +207,12 @@ def compact_drivers_rows(values, contributions: np.ndarray, features, k: int = 5
     floats = [j for j, kind in enumerate(kinds) if kind == "f"]
     picked = np.empty((n, k), dtype=object)
     if floats:
-        M = np.full((n, len(features)), np.nan)
-        M[:, floats] = values[[features[j] for j in floats]].to_numpy(dtype=float, na_value=np.nan)
+        if len(floats) == len(features):
+            M = values[features].to_numpy(dtype=float, na_value=np.nan)
+        else:
+            M = np.empty((n, len(features)))
+            M[:, floats] = values[[features[j] for j in floats]].to_numpy(dtype=float, na_value=np.nan)
+            M[:, [j for j, kind in enumerate(kinds) if kind != "f"]] = np.nan
         got = np.take_along_axis(M, order, axis=1)
         picked[:] = got
         picked[np.isnan(got)] = None
