@@ -205,7 +205,7 @@ def compact_drivers_rows(values, contributions: np.ndarray, features, k: int = 5
     # at a time over the rows that chose them, as Python scalars like DataFrame.to_dict gives
     kinds = [values[f].dtype.kind for f in features]
     floats = [j for j, kind in enumerate(kinds) if kind == "f"]
-    picked = np.empty((n, k), dtype=object)
+    picked = triples[:, :, 1]        # a view: the values are written in place
     if floats:
         if len(floats) == len(features):
             M = values[features].to_numpy(dtype=float, na_value=np.nan)
@@ -225,7 +225,6 @@ def compact_drivers_rows(values, contributions: np.ndarray, features, k: int = 5
             picked[rows_j, slots] = col
         else:
             picked[rows_j, slots] = [None if isinstance(v, float) and v != v else v for v in col.tolist()]
-    triples[:, :, 1] = picked
     with _gc_paused():
         rows = triples.reshape(n, 3 * k).tolist()
     for i in np.flatnonzero(used < k).tolist():

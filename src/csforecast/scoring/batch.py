@@ -80,7 +80,7 @@ def score_snapshot(snap: pd.DataFrame, champions: Champions, as_of: date,
         if est is None or not all(c in out for c in fam.reads):
             continue
         rows = snap.join(out[list(fam.reads)]) if fam.reads else snap
-        out = out.join(fam.scorer(est, rows))
+        out = _beside(out, fam.scorer(est, rows))
         out[f"{fam.name}_model_version"] = champions.versions[fam.name]
     if "churn_probability" in out and "arr" in out:
         out["risk_arr"] = out["churn_probability"] * out["arr"]
@@ -88,6 +88,16 @@ def score_snapshot(snap: pd.DataFrame, champions: Champions, as_of: date,
         if fam.serve is not None and fam.name in champions.estimators:
             out = fam.serve(out)
     return out
+
+
+def _beside(out: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
+    """``out.join(scored)``: when both hold the same rows in the same order (a scorer keeps its rows' index),
+    the scored columns are set in place (the join copied every column of ``out``, a slice at a time)."""
+    if scored.index.equals(out.index) and not out.columns.intersection(scored.columns).size:
+        for c in scored.columns:
+            out[c] = scored[c].array
+        return out
+    return out.join(scored)
 
 
 def concat_slices(parts: list[pd.DataFrame]) -> pd.DataFrame:
