@@ -17,6 +17,12 @@ portfolio at its data end is repeated (new account ids) to N rows. Timed:
 
 Peak memory is the process's peak resident set (ru_maxrss) after the in-process part. The last line is
 ``batch N accounts: X s; raw Y s; ratio R; peak Z MB``.
+
+``--profile`` (or ``CSFORECAST_BENCH_PROFILE=1``) also prints the wall time (``time.perf_counter``) of each stage
+of batch scoring summed over the slices: the churn scorer's calibrated contributions (``explain``, of which its
+own ``explain_raw``), compact drivers, interval, the rest of the scorer (its frame), the rest of
+``score_snapshot`` (profile columns, joins) and the final concatenation. The stages are timed by wrapping the
+functions for the run (a few perf_counter calls a slice: no per-call overhead like cProfile's).
 """
 from __future__ import annotations
 
@@ -38,12 +44,76 @@ from csforecast.features.snapshot import build_snapshots, data_end  # noqa: E402
 from csforecast.models.churn import ChurnClassifier  # noqa: E402
 from csforecast.pipelines.churn import DEFAULT_EXCLUDE, default_params  # noqa: E402
 from csforecast.pipelines.context import TrainingContext  # noqa: E402
-from csforecast.scoring.batch import CHUNK_ROWS, Champions, score_snapshot  # noqa: E402
+from csforecast.scoring.batch import CHUNK_ROWS, Champions, concat_slices, score_snapshot  # noqa: E402
 from csforecast.simulate import simulate_portfolio  # noqa: E402
 
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class StageClock:
+    """Wall seconds per stage, summed over calls, while ``active``: ``wrap(owner, attr, stage)`` replaces
+    ``owner.attr`` by a timed call of it for the rest of the process (benchmark only)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.active = False
+
+    def wrap(self, owner, attr: str, stage: str) -> None:
+        fn = getattr(owner, attr)
+
+        def timed(*args, **kw):
+            if not self.active:
+                return fn(*args, **kw)
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kw)
+            finally:
+                self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t
+        setattr(owner, attr, timed)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+
+def stage_clock() -> StageClock:
+    """A StageClock wrapped around the stages of the churn scorer (see the module docstring)."""
+    from csforecast.scoring import churn as churn_scoring
+    from csforecast.scoring import families
+
+    clock = StageClock()
+    # the raw and the calibrated contributions, whichever public method (explain_raw / explain /
+    # explain_arrays) the scorer calls
+    clock.wrap(ChurnClassifier, "_raw_contributions", "explain_raw (in batch)")
+    clock.wrap(ChurnClassifier, "_calibrated_contributions", "explain (calibrated, incl. explain_raw)")
+    clock.wrap(ChurnClassifier, "interval_of", "interval")
+    clock.wrap(churn_scoring, "compact_drivers_rows", "compact drivers")
+    fam = families.FAMILIES["churn"]
+    scorer = fam.scorer
+
+    def timed_scorer(est, rows):
+        t = time.perf_counter()
+        try:
+            return scorer(est, rows)
+        finally:
+            clock.add("churn scorer (all)", time.perf_counter() - t)
+    object.__setattr__(fam, "scorer", timed_scorer)
+    return clock
+
+
+def print_stages(clock: StageClock, raw_s: float, batch_s: float) -> None:
+    s = clock.seconds
+    s["scorer rest (frame, fallback)"] = (s.get("churn scorer (all)", 0) - s.get("explain (calibrated, incl. "
+                                          "explain_raw)", 0) - s.get("compact drivers", 0) - s.get("interval", 0))
+    s["calibration (explain - explain_raw)"] = (s.get("explain (calibrated, incl. explain_raw)", 0)
+                                                - s.get("explain_raw (in batch)", 0))
+    s["score_snapshot rest (profile, joins)"] = (s.get("score_snapshot", 0) - s.get("churn scorer (all)", 0))
+    print(f"stages (wall s, summed over slices; raw {raw_s:.2f} s, batch {batch_s:.2f} s):")
+    for k in ("score_snapshot", "churn scorer (all)", "explain (calibrated, incl. explain_raw)",
+              "explain_raw (in batch)", "calibration (explain - explain_raw)", "compact drivers", "interval",
+              "scorer rest (frame, fallback)", "score_snapshot rest (profile, joins)", "concat"):
+        print(f"  {k:<42} {s.get(k, 0.0):8.2f}")
 
 
 def train(folder: Path, algorithm: str) -> ChurnClassifier:
@@ -106,6 +176,8 @@ def main():
     ap.add_argument("--train-accounts", type=int, default=1000)
     ap.add_argument("--spark", action="store_true", help="also score the same rows on Spark")
     ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--profile", action="store_true", default=bool(os.environ.get("CSFORECAST_BENCH_PROFILE")),
+                    help="also print the wall time of each stage of batch scoring")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     simulate_portfolio(a.train_accounts, 3, seed=5).write(tmp / "sim")
@@ -113,9 +185,10 @@ def main():
     big = scoring_rows(tmp / "sim", a.accounts)
     X = big[list(est.feature_names_in_)]
     champs = Champions({"churn": est}, {"churn": "bench"})
+    clock = stage_clock() if a.profile else None
     # raw and batch timed slice by slice, interleaved (the slices batch scoring works in; score_snapshot of
-    # more rows scores them a slice at a time and concatenates), so that both see the same load on a shared
-    # machine; the concatenation is counted in the batch time
+    # more rows scores them a slice at a time and joins them with ``concat_slices``), so that both see the same
+    # load on a shared machine; joining the slices is counted in the batch time
     raw_s = batch_s = 0.0
     parts = []
     as_of = pd.Timestamp.today().date()
@@ -123,12 +196,22 @@ def main():
         t = time.perf_counter()
         est.explain_raw(X.iloc[i:i + CHUNK_ROWS])
         t1 = time.perf_counter()
+        if clock:
+            clock.active = True
         parts.append(score_snapshot(big.iloc[i:i + CHUNK_ROWS], champs, as_of))
+        t2 = time.perf_counter()
+        if clock:
+            clock.active = False
+            clock.add("score_snapshot", t2 - t1)
+            print(f"  slice {i // CHUNK_ROWS}: raw {t1 - t:.2f} s, batch {t2 - t1:.2f} s, peak {_peak_mb():.0f} MB",
+                  flush=True)
         raw_s += t1 - t
-        batch_s += time.perf_counter() - t1
+        batch_s += t2 - t1
     t = time.perf_counter()
-    out = pd.concat(parts) if len(parts) > 1 else parts[0]
+    out = concat_slices(parts)
     batch_s += time.perf_counter() - t
+    if clock:
+        clock.add("concat", time.perf_counter() - t)
     del parts
     peak = _peak_mb()
     assert len(out) == a.accounts and out["churn_drivers"].map(len).min() > 0
@@ -139,6 +222,8 @@ def main():
         spark_s = spark_run(big, champs, a.master, tmp)
         print(f"spark {a.master}: {spark_s:.1f} s; in-process {batch_s:.1f} s; overhead ratio "
               f"{spark_s / batch_s:.2f}")
+    if clock:
+        print_stages(clock, raw_s, batch_s)
     print(f"batch {a.accounts} accounts: {batch_s:.1f} s; raw {raw_s:.1f} s; ratio {batch_s / raw_s:.2f}; "
           f"peak {peak:.0f} MB")
 

@@ -158,3 +158,23 @@ def test_secret_query_parameters_are_redacted_in_the_access_log(api, tools, tmp_
     assert "password=REDACTED" in log and "limit=3" in log
     assert leaked not in log and "ThisIsASecret" not in log
     assert api.read_key not in log
+
+
+def test_health_columns_read_as_pandas_to_numeric_reads():
+    """Plain JSON numbers (an int beyond int64 too) take the direct path; anything else (numeric text,
+    booleans, text) reads as ``pd.to_numeric(errors="coerce")`` does."""
+    import numpy as np
+    import pandas as pd
+
+    from csforecast.api.fastscore import health_columns
+
+    cols = {"plain": [1, 2.5, None], "text": ["3", "x", None], "flags": [True, 1, None],
+            "big": [2 ** 70, 1, None]}
+    rows = [{c: v[i] for c, v in cols.items()} for i in range(3)]
+    got = health_columns(rows, list(cols))
+    for c, v in cols.items():
+        want = pd.to_numeric(pd.Series(v, dtype=object), errors="coerce").to_numpy(dtype=float)
+        np.testing.assert_array_equal(got[c], want, err_msg=c)
+        assert got[c].dtype == float
+    parsed = {"plain": np.array([7.0, 8.0, 9.0])}
+    assert health_columns(rows, ["plain"], parsed)["plain"] is parsed["plain"]

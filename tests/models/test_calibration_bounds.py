@@ -94,21 +94,36 @@ def test_the_level_offset_is_served_and_explained():
 def test_map_quantiles_is_numpy_quantile_over_every_map_bit_for_bit():
     """The P10/P90 of a probability over the bootstrapped calibration maps: found from the order statistics of
     the maps' log-odds (expit is monotone) instead of expit on every map, with the same values as
-    ``np.quantile(expit(...), axis=1)`` to the last bit, whatever the number of maps and quantiles."""
+    ``np.quantile(expit(...), axis=1)`` to the last bit, whatever the number of maps and quantiles, and whether
+    the order statistics come from a partition per row or (many rows) from the arrangement of the maps' lines,
+    on and next to the points where two lines cross, and with two maps the same line."""
     from scipy.special import expit
 
-    from csforecast.models.calibrators import EPS, map_quantiles
+    from csforecast.models import calibrators
+    from csforecast.models.calibrators import ARRANGEMENT_MIN_ROWS, EPS, map_quantiles
 
+    calibrators._rank_table.cache_clear()
     rng = np.random.default_rng(0)
-    for n_maps in (1, 2, 3, 10, 99, 100, 101):
-        maps = np.column_stack([rng.normal(1, 0.3, n_maps), rng.normal(0, 0.5, n_maps)])
-        p = np.concatenate([rng.uniform(0, 1, 2000), [0.0, 1.0, 1e-300, 0.5]])
-        for qs in ((0.1, 0.9), (0.05, 0.95), (0.0, 1.0), (0.5,), (0.3, 0.7)):
+    for n_maps in (1, 2, 3, 10, 99, 100, 101, -100):     # -100: 100 maps, two of them the same line
+        maps = np.column_stack([rng.normal(1, 0.3, abs(n_maps)), rng.normal(0, 0.5, abs(n_maps))])
+        if n_maps < 0:
+            maps[7] = maps[3]
+        i, j = np.triu_indices(len(maps), 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cross = (maps[j, 1] - maps[i, 1]) / (maps[i, 0] - maps[j, 0])
+        cross = cross[np.isfinite(cross) & (np.abs(cross) < 30)][:1000]
+        at = expit(np.concatenate([cross, np.nextafter(cross, np.inf), np.nextafter(cross, -np.inf)]))
+        few = np.concatenate([rng.uniform(0, 1, 2000), [0.0, 1.0, 1e-300, 0.5]])
+        many = np.concatenate([few, rng.uniform(0, 1, ARRANGEMENT_MIN_ROWS), at])
+        for p in (few, many):
             pc = np.clip(p, EPS, 1 - EPS)
             z = np.log(pc / (1 - pc))
-            want = np.quantile(expit(z[:, None] * maps[None, :, 0] + maps[None, :, 1]), list(qs), axis=1)
-            for got, w in zip(map_quantiles(p, maps, qs), want):
-                np.testing.assert_array_equal(got, np.clip(w, EPS, 1 - EPS))
+            lin = expit(z[:, None] * maps[None, :, 0] + maps[None, :, 1])
+            for qs in ((0.1, 0.9), (0.05, 0.95), (0.0, 1.0), (0.5,), (0.3, 0.7)):
+                want = np.quantile(lin, list(qs), axis=1)
+                for got, w in zip(map_quantiles(p, maps, qs), want):
+                    np.testing.assert_array_equal(got, np.clip(w, EPS, 1 - EPS))
+    assert calibrators._rank_table.cache_info().misses > 0     # the arrangement was used
 
 
 def decisions(rates, per_block=300, rows=10, seed=0, t0=0):

@@ -218,6 +218,9 @@ def test_explain_is_additive_on_calibrated_logit(fitted_small, small, alg, cal):
     p = m.predict_proba(X)[:, 1]
     np.testing.assert_allclose(e.sum(axis=1).to_numpy(), logit(p), atol=1e-6, rtol=0)
     np.testing.assert_allclose(e[["never_filled", "notes"]], 0.0, atol=1e-12)  # constant in training
+    phi, base = m.explain_arrays(X)          # the same numbers as arrays (what batch scoring reads)
+    np.testing.assert_array_equal(phi, e.iloc[:, :-1].to_numpy())
+    assert isinstance(base, float) and base == e["base_value"].iloc[0]
     raw = m.explain_raw(X)
     if cal == "none":
         pd.testing.assert_frame_equal(raw, e)

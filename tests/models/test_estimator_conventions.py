@@ -16,7 +16,7 @@ ESTIMATORS = [getattr(models, n) for n in models.__all__]
 X = pd.DataFrame({"a": [1.0, 2.0]})
 # every method that predicts, explains or reports a fitted quantity, with arguments that bind
 CALLS = {
-    "predict": (X,), "predict_proba": (X,), "predict_interval": (X,), "interval_of": ([0.2, 0.3],), "split_moments": (X,), "split_probabilities": (X,), "explain": (X,), "explain_raw": (X,), "mean_abs_contribution": (X,),
+    "predict": (X,), "predict_proba": (X,), "predict_interval": (X,), "interval_of": ([0.2, 0.3],), "split_moments": (X,), "split_probabilities": (X,), "explain": (X,), "explain_arrays": (X,), "explain_raw": (X,), "mean_abs_contribution": (X,),
     "predict_survival": (X, [30]), "predict_risk": (X,), "contributions": (X,), "survival_at": (X, [1.0, 1.0]),
     "renewal_survival": (X,), "expected_residual_lifetime": (X, 100.0), "survival_matrix": (X, [0.0, 30.0]),
     "design": (X,), "linear_predictor": (X,), "equal_weight_score": (X,), "component_scores": (X,), "predict_with_components": (X,),

@@ -36,6 +36,10 @@ def test_rows_equal_row_by_row():
     assert got == want
     assert got[55] == [] and len(got[0]) == 5 and got[0][0]["contribution"] == round(float(C[0][np.nanargmax(np.abs(C[0]))]), 4)
     assert top_drivers_rows(X.iloc[:0], C[:0], features) == []
+    floats = [j for j, f in enumerate(features) if X[f].dtype.kind == "f"]   # every column a float one
+    fl = [features[j] for j in floats]
+    assert top_drivers_rows(X[fl], C[:, floats], fl, k=3) == [
+        top_drivers(v, dict(zip(fl, c)), 3) for v, c in zip(X[fl].to_dict("records"), C[:, floats])]
 
 
 def test_compact_drivers_render_to_the_same_words_after_the_store_round_trip():

@@ -346,12 +346,13 @@ def health_columns(rows: list[dict], needed: list[str],
             out[c] = parsed[c]
             continue
         values = [r[c] for r in rows]
-        try:
-            if any(type(v) not in (float, int) and v is not None for v in values):
-                raise TypeError(c)
-            out[c] = np.array(values, dtype=float)
-        except (TypeError, ValueError, OverflowError):
-            out[c] = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
+        if all(v is None or type(v) in (float, int) for v in values):
+            try:
+                out[c] = np.array(values, dtype=float)
+                continue
+            except (ValueError, OverflowError):   # an int beyond float's range: pandas reads it
+                pass
+        out[c] = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
     return out
 
 

@@ -158,7 +158,9 @@ def _top_k_order(C: np.ndarray, k: int) -> np.ndarray:
     """Per row of ``C``, the column indexes of its ``k`` largest |values|, largest first (NaN last, ties in
     column order: what a stable sort gives): ``k`` passes of ``argmax`` (its first maximum is the first
     column among ties), each taking the chosen column out of the running."""
-    mag = np.nan_to_num(np.abs(C), nan=-1.0, posinf=np.inf, copy=False)
+    mag = np.abs(C)
+    if np.isnan(mag.sum()):          # one pass to find out (a sum of |values| is NaN only through a NaN)
+        mag[np.isnan(mag)] = -1.0
     order = np.empty((C.shape[0], k), dtype=np.intp)
     rows = np.arange(C.shape[0])
     for slot in range(k):
@@ -199,27 +201,33 @@ def compact_drivers_rows(values, contributions: np.ndarray, features, k: int = 5
     triples = np.empty((n, k, 3), dtype=object)
     triples[:, :, 0] = np.asarray(features, dtype=object)[order]
     triples[:, :, 2] = chosen
-    # the chosen values: the float columns in one gather (NaN -> None), the others (int, bool, text) one column
-    # at a time over the rows that chose them, as Python scalars like DataFrame.to_dict gives
-    kinds = [values[f].dtype.kind for f in features]
-    floats = [j for j, kind in enumerate(kinds) if kind == "f"]
-    picked = np.empty((n, k), dtype=object)
-    if floats:
-        M = np.full((n, len(features)), np.nan)
-        M[:, floats] = values[[features[j] for j in floats]].to_numpy(dtype=float, na_value=np.nan)
-        got = np.take_along_axis(M, order, axis=1)
-        picked[:] = got
-        picked[np.isnan(got)] = None
-    for j in (j for j, kind in enumerate(kinds) if kind != "f"):
-        rows_j, slots = np.nonzero(order == j)
-        if not len(rows_j):
+    # the chosen values, one column at a time over the (row, slot) places that chose it (grouped by one sort
+    # of the chosen column indexes, not a copy of every value): float columns in one gather each (NaN ->
+    # None), the others (int, bool, text) as Python scalars like DataFrame.to_dict gives
+    picked = triples[:, :, 1]        # a view: the values are written in place
+    flat = order.ravel()
+    by_col = np.argsort(flat, kind="stable")                   # ascending place within each column
+    bounds = np.searchsorted(flat[by_col], np.arange(len(features) + 1))
+    got = np.full(n * k, np.nan)
+    others = []
+    for j, f in enumerate(features):
+        places = by_col[bounds[j]:bounds[j + 1]]
+        if not len(places):
             continue
-        col = values[features[j]].to_numpy()[rows_j]
+        if values[f].dtype.kind == "f":
+            got[places] = values[f].to_numpy(dtype=float, na_value=np.nan)[places // k]
+        else:
+            others.append((f, places))
+    got = got.reshape(n, k)
+    picked[:] = got
+    picked[np.isnan(got)] = None
+    for f, places in others:
+        rows_j, slots = places // k, places % k
+        col = values[f].to_numpy()[rows_j]
         if col.dtype.kind in "iub":
             picked[rows_j, slots] = col
         else:
             picked[rows_j, slots] = [None if isinstance(v, float) and v != v else v for v in col.tolist()]
-    triples[:, :, 1] = picked
     with _gc_paused():
         rows = triples.reshape(n, 3 * k).tolist()
     for i in np.flatnonzero(used < k).tolist():

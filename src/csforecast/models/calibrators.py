@@ -15,6 +15,7 @@ Used by :class:`csforecast.models.ChurnClassifier`.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -210,27 +211,95 @@ def bootstrap_maps(g, y, clusters=None, n_maps: int = 100, seed: int = 0, max_it
     return beta[ok]
 
 
+# from this many probabilities on, map_quantiles reads the order statistics from the arrangement of the maps'
+# lines (:func:`_rank_table`) instead of partitioning every row's log-odds under every map
+ARRANGEMENT_MIN_ROWS = 4096
+
+
 def map_quantiles(p, maps, quantiles=(0.1, 0.9)) -> list[np.ndarray]:
-    """Quantiles over the maps of ``sigmoid(slope * logit(p) + intercept)`` per probability ``p``."""
+    """Quantiles over the maps of ``sigmoid(slope * logit(p) + intercept)`` per probability ``p``.
+
+    Equal, bit for bit, to ``np.quantile`` ("linear" method) of ``expit`` of every map's log-odds: expit is
+    monotone, so the order statistics it interpolates are expit of the log-odds' own (expit on 2 values per
+    quantile instead of on every map). The order statistics come from a partition of each row's log-odds
+    under every map, or, from ``ARRANGEMENT_MIN_ROWS`` rows on, from the arrangement of the maps' lines
+    (:func:`_rank_table`: which map holds each rank between two crossings), evaluated with the same
+    arithmetic; rows too close to a crossing for rounding to be ruled out are partitioned."""
     p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
     maps = np.asarray(maps, dtype=float).reshape(-1, 2)
     if len(maps) == 0:
         return [p.copy() for _ in quantiles]
     z = np.log(p / (1 - p))
-    lin = z[:, None] * maps[None, :, 0] + maps[None, :, 1]
-    # np.quantile(expit(lin), quantiles, axis=1) ("linear" method), bit for bit, without expit on every map:
-    # expit is monotone, so the order statistics it interpolates are expit of lin's (found by a partition)
-    b = lin.shape[1]
+    b = len(maps)
     qs = np.asarray(quantiles, dtype=float)
     virtual = (b - 1) * qs                                   # numpy's virtual index (method "linear")
     below = np.clip(np.floor(virtual), 0, b - 1).astype(int)
     above = np.clip(below + 1, 0, b - 1)
     gamma = virtual - np.floor(virtual)
-    part = np.partition(lin, np.unique(np.concatenate([below, above])), axis=1)
+    ranks = np.unique(np.concatenate([below, above]))
+    stats = _order_statistics(z, maps, ranks)                # (n, len(ranks)): the log-odds at those ranks
     out = []
     for lo_i, hi_i, t in zip(below, above, gamma):
-        a, c = expit(np.ascontiguousarray(part[:, lo_i])), expit(np.ascontiguousarray(part[:, hi_i]))
+        a = expit(np.ascontiguousarray(stats[:, np.searchsorted(ranks, lo_i)]))
+        c = expit(np.ascontiguousarray(stats[:, np.searchsorted(ranks, hi_i)]))
         d = c - a
         x = c - d * (1 - t) if t >= 0.5 else a + d * t
         out.append(np.clip(x, EPS, 1 - EPS))
     return out
+
+
+def _partitioned_statistics(z: np.ndarray, maps: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """The values at ``ranks`` (ascending) of ``z * slope + intercept`` over the maps, per row: a partition."""
+    lin = z[:, None] * maps[None, :, 0] + maps[None, :, 1]
+    return np.partition(lin, ranks, axis=1)[:, ranks]
+
+
+def _order_statistics(z: np.ndarray, maps: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """:func:`_partitioned_statistics`, to the bit, read from the arrangement of the maps' lines when there are
+    enough rows (and no two maps are the same line): between two consecutive crossings of lines the order of
+    the lines is fixed, so each rank is one known line, evaluated with the partition's arithmetic. A row whose
+    value at a rank is within rounding reach of the value at the next rank either side (near a crossing) is
+    partitioned instead."""
+    b = len(maps)
+    if len(z) < ARRANGEMENT_MIN_ROWS or b < 2 or len(np.unique(maps, axis=0)) < b:
+        return _partitioned_statistics(z, maps, ranks)
+    near = np.unique(np.clip(np.concatenate([ranks - 1, ranks, ranks + 1]), 0, b - 1))
+    crossings, lines = _rank_table(maps.tobytes(), b, tuple(near.tolist()))
+    held = lines[np.searchsorted(crossings, z)]               # (n, len(near)): the line at each rank
+    slope, intercept = maps[:, 0], maps[:, 1]
+    vals = z[:, None] * slope[held] + intercept[held]
+    # rounding of z * slope + intercept is ~1e-16 of its terms: 1e-12 of them rules it out
+    reach = 1e-12 * (1.0 + np.abs(z) * np.abs(slope).max() + np.abs(intercept).max())
+    gaps = np.diff(vals, axis=1)                              # consecutive ranks of `near`
+    pos = np.searchsorted(near, ranks)
+    doubtful = np.zeros(len(z), dtype=bool)
+    for k in pos:
+        if k > 0:
+            doubtful |= ~(gaps[:, k - 1] > reach)
+        if k < len(near) - 1:
+            doubtful |= ~(gaps[:, k] > reach)
+    out = vals[:, pos]
+    if doubtful.any():
+        out[doubtful] = _partitioned_statistics(z[doubtful], maps, ranks)
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _rank_table(maps_bytes: bytes, b: int, ranks: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The arrangement of the lines ``z * slope + intercept`` of ``b`` distinct maps (``maps.tobytes()``): the
+    sorted points where two lines cross, and for each of the ``len(crossings) + 1`` intervals they bound (the
+    interval of ``z`` is ``np.searchsorted(crossings, z)``) the line at each of ``ranks`` in ascending order."""
+    maps = np.frombuffer(maps_bytes, dtype=float).reshape(b, 2)
+    slope, intercept = maps[:, 0], maps[:, 1]
+    i, j = np.triu_indices(b, 1)
+    ds = slope[i] - slope[j]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cross = (intercept[j] - intercept[i]) / ds
+    crossings = np.unique(cross[np.isfinite(cross)])
+    if len(crossings):
+        inside = np.concatenate([[crossings[0] - 1.0], (crossings[:-1] + crossings[1:]) / 2,
+                                 [crossings[-1] + 1.0]])
+    else:
+        inside = np.zeros(1)
+    order = np.argsort(inside[:, None] * slope[None, :] + intercept[None, :], axis=1, kind="stable")
+    return crossings, np.ascontiguousarray(order[:, list(ranks)])

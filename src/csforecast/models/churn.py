@@ -656,6 +656,11 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         column; ``base_value = intercept + coef . mean``. Blend: the weighted sum of the two
         (still exact: both parts are additive).
         """
+        contrib, index = self._raw_contributions(X)
+        return pd.DataFrame(contrib, index=index, columns=[*self.feature_names_in_, "base_value"])
+
+    def _raw_contributions(self, X) -> tuple[np.ndarray, pd.Index]:
+        """:meth:`explain_raw` as an (n, p + 1) array (base value last) and the rows' index."""
         check_is_fitted(self)
         Xc = self._check_X(X)
         Xe = self._encode(Xc)
@@ -673,7 +678,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             phi = np.asarray(D @ M) - offset
             base = float(clf.intercept_[0] + coef @ self.design_mean_)
             contrib += (1 - w) * np.column_stack([phi, np.full(len(phi), base)])
-        return pd.DataFrame(contrib, index=Xc.index, columns=[*self.feature_names_in_, "base_value"])
+        return contrib, Xc.index
 
     def explain(self, X) -> pd.DataFrame:
         """Exact per-column contributions to the *calibrated* log-odds.
@@ -696,10 +701,22 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
           kept unscaled and the residual ``g(z) - g(z0) - sum(contributions)`` is
           added to the column with the largest absolute raw contribution.
         """
+        out, base, index = self._calibrated_contributions(X)
+        res = pd.DataFrame(out, index=index, columns=list(self.feature_names_in_))
+        res["base_value"] = base
+        return res
+
+    def explain_arrays(self, X) -> tuple[np.ndarray, float]:
+        """:meth:`explain` as arrays, for callers that work on them (batch scoring): the (n, p) calibrated
+        contributions in ``feature_names_in_`` order and the base value, the same numbers without the frame."""
+        out, base, _ = self._calibrated_contributions(X)
+        return out, base
+
+    def _calibrated_contributions(self, X) -> tuple[np.ndarray, float, pd.Index]:
         check_is_fitted(self)
-        raw = self.explain_raw(X)
-        phi = raw.iloc[:, :-1].to_numpy()
-        z0 = float(raw["base_value"].iloc[0]) if len(raw) else 0.0
+        raw, index = self._raw_contributions(X)
+        phi = raw[:, :-1]
+        z0 = float(raw[0, -1]) if len(raw) else 0.0
         z = phi.sum(axis=1) + z0
         gz = logit(self._calibrate(z))
         g0 = float(logit(self._calibrate(np.array([z0]))[0]))
@@ -722,9 +739,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             rows = np.flatnonzero(small)
             cols = np.abs(phi[rows]).argmax(axis=1) if phi.shape[1] else None
             out[rows, cols] += (gz[rows] - g0) - out[rows].sum(axis=1)
-        res = pd.DataFrame(out, index=raw.index, columns=raw.columns[:-1])
-        res["base_value"] = g0
-        return res
+        return out, g0, index
 
     def mean_abs_contribution(self, X, max_rows: int | None = 20_000, random_state: int = 0) -> pd.Series:
         """Mean |calibrated contribution| per column over ``X``, largest first.

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 
 from csforecast.data.sources import Source
@@ -67,8 +68,8 @@ def score_snapshot(snap: pd.DataFrame, champions: Champions, as_of: date,
     partition) scores the same as the whole, so more than ``chunk_rows`` rows are scored a slice at a time
     (memory stays bounded by a slice's working set)."""
     if len(snap) > chunk_rows:
-        return pd.concat([score_snapshot(snap.iloc[i:i + chunk_rows], champions, as_of, chunk_rows)
-                          for i in range(0, len(snap), chunk_rows)])
+        return concat_slices([score_snapshot(snap.iloc[i:i + chunk_rows], champions, as_of, chunk_rows)
+                              for i in range(0, len(snap), chunk_rows)])
     out = snap[[c for c in PROFILE_COLUMNS if c in snap.columns]].copy()
     out["as_of"] = pd.Timestamp(as_of)
     for col, name in ACCOUNT_COLUMNS.items():
@@ -79,13 +80,38 @@ def score_snapshot(snap: pd.DataFrame, champions: Champions, as_of: date,
         if est is None or not all(c in out for c in fam.reads):
             continue
         rows = snap.join(out[list(fam.reads)]) if fam.reads else snap
-        out = out.join(fam.scorer(est, rows))
+        out = _beside(out, fam.scorer(est, rows))
         out[f"{fam.name}_model_version"] = champions.versions[fam.name]
     if "churn_probability" in out and "arr" in out:
         out["risk_arr"] = out["churn_probability"] * out["arr"]
     for fam in families.FAMILIES.values():
         if fam.serve is not None and fam.name in champions.estimators:
             out = fam.serve(out)
+    return out
+
+
+def _beside(out: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
+    """``out.join(scored)``: when both hold the same rows in the same order (a scorer keeps its rows' index),
+    the scored columns are set in place (the join copied every column of ``out``, a slice at a time)."""
+    if scored.index.equals(out.index) and not out.columns.intersection(scored.columns).size:
+        for c in scored.columns:
+            out[c] = scored[c].array
+        return out
+    return out.join(scored)
+
+
+def concat_slices(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """``pd.concat(parts)`` of scored slices (same columns, same dtypes in every part; the result equals
+    pandas' to the element and dtype), with the object columns joined by ``np.concatenate``: pandas checks an
+    object column that is None in a whole slice value by value (``name`` / ``csm_id`` without account
+    columns: 1.6 s of 1.8 s to join ten 100,000-row slices, measured wall time), numpy copies references."""
+    if len(parts) == 1:
+        return parts[0]
+    cols = list(parts[0].columns)
+    objs = [c for c in cols if all(p[c].dtype == object for p in parts)]
+    out = pd.concat([p.drop(columns=objs) for p in parts] if objs else parts)
+    for c in objs:    # in column order, so each lands where it was
+        out.insert(cols.index(c), c, np.concatenate([p[c].to_numpy() for p in parts]))
     return out
 
 

@@ -23,19 +23,28 @@ def score_churn(estimator, snapshot: pd.DataFrame, k: int = TOP_DRIVERS) -> pd.D
     into words with ``features.catalogue.render_drivers``: associations, never causes). ``snapshot`` must hold the estimator's
     ``feature_names_in_``."""
     features = list(estimator.feature_names_in_)
-    X = snapshot[features]
     # one pass of the model: the calibrated contributions sum (with the base value) to logit(predict_proba)
-    # to ~1e-9 (ChurnClassifier.explain), so the probability is read from them instead of a second pass
-    contrib = estimator.explain(X)
-    base = contrib["base_value"].to_numpy()
-    phi = contrib[features].to_numpy()
+    # to ~1e-9 (ChurnClassifier.explain), so the probability is read from them instead of a second pass; as
+    # arrays (explain_arrays), and the snapshot read in place: no frame of 90 columns copied on the way
+    phi, base = _contributions(estimator, snapshot, features)
     p = expit(phi.sum(axis=1) + base)
-    drivers = compact_drivers_rows(X, phi, features, k)
+    drivers = compact_drivers_rows(snapshot, phi, features, k)
     lo = hi = np.full(len(p), np.nan)
-    if getattr(estimator, "calibration_maps_", None) is not None and len(X):
+    if getattr(estimator, "calibration_maps_", None) is not None and len(p):
         lo, hi = estimator.interval_of(p)      # from the same probabilities: no second pass of the model
     return pd.DataFrame({"churn_probability": p, "churn_probability_p10": lo, "churn_probability_p90": hi,
-                         "churn_base_logit": base, "churn_drivers": drivers}, index=snapshot.index)
+                         "churn_base_logit": np.full(len(p), base), "churn_drivers": drivers},
+                        index=snapshot.index)
+
+
+def _contributions(estimator, snapshot: pd.DataFrame, features: list[str]):
+    """The calibrated contributions (n, p) in ``features`` order and the base value (a float, or one per row)
+    of ``estimator`` for the snapshot rows: its ``explain_arrays`` (ChurnClassifier), else its ``explain``
+    frame (the small-book fallbacks)."""
+    if hasattr(estimator, "explain_arrays"):
+        return estimator.explain_arrays(snapshot)
+    contrib = estimator.explain(snapshot[features])
+    return contrib[features].to_numpy(), contrib["base_value"].to_numpy()
 
 
 def pyfunc_frame(estimator, X: pd.DataFrame) -> pd.DataFrame:

@@ -35,7 +35,8 @@ def flagged(scorer: Callable[[object, pd.DataFrame], pd.DataFrame], name: str
     column, missing for a full model), so score sets and account responses say when a fallback scored."""
     def score(estimator, snapshot: pd.DataFrame) -> pd.DataFrame:
         out = scorer(estimator, snapshot)
-        out[f"{name}_fallback"] = pd.array([fallback_of(estimator)] * len(out), dtype="string")
+        # one element repeated: pandas validates a list of n strings element by element
+        out[f"{name}_fallback"] = pd.array([fallback_of(estimator)], dtype="string").repeat(len(out))
         return out
     score.__doc__ = scorer.__doc__
     return score
