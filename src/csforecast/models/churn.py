@@ -80,7 +80,8 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
        ``algorithm="blend"`` the blend is kept whatever the scores (the scores are
        still reported), so a caller can force any of the three candidates.
     6. Calibration on the calibration slice, as a map of the raw logit: Platt
-       (``sigmoid(a*z + b)``) or isotonic regression smoothed by Platt (the mean of the
+       (``sigmoid(a*z + b)``, its slope shrunk toward 1 by as much as it is sampling noise:
+       ``calibrators.shrunk_platt``) or isotonic regression smoothed by Platt (the mean of the
        two). With ``calibration="auto"`` the method is chosen by time-ordered 2-fold
        cross-validation inside the slice (fit on the earlier half, score the later one,
        and vice versa), then refitted on the whole slice (Platt if the halves are too
