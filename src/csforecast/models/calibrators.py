@@ -31,7 +31,8 @@ from csforecast.models.tabular import time_split
 
 __all__ = ["EPS", "METHODS", "ISOTONIC_MIN_CLASS_ROWS", "PLATT_WEIGHT", "SmoothedIsotonic", "support_bounds",
            "fit_calibrator", "apply_calibrator", "choose_calibration", "clipped_log_loss", "bootstrap_maps",
-           "map_quantiles", "LEVEL_BLOCKS", "shrunk_level_offset", "shrunk_platt"]
+           "map_quantiles", "LEVEL_BLOCKS", "shrunk_level_offset", "shrunk_platt",
+           "cv_row_losses", "clustered_mean"]
 
 EPS = 1e-6  # the widest clip of any probability (and of the log loss)
 METHODS = ("none", "platt", "isotonic")
@@ -151,6 +152,19 @@ def apply_calibrator(name: str, cal, z, bounds: tuple[float, float] = (EPS, 1 - 
     return np.clip(p, bounds[0], bounds[1])
 
 
+def cv_row_losses(name: str, z, y, t, halves) -> np.ndarray:
+    """Each row's out-of-fold log loss under the map ``name`` in the time-ordered 2-fold cross-validation of
+    :func:`choose_calibration` (``halves``: the earlier and the later half's row indices; each half scored by
+    the map fitted on the other, clipped to that half's support bounds and to ``[EPS, 1 - EPS]``). Their mean
+    is the method's cross-validated log loss; per row, two candidates' losses can be compared pairwise."""
+    out = np.empty(len(y))
+    for a, b in (halves, halves[::-1]):
+        cal = fit_calibrator(name, z[a], y[a], t[a]) if name != "none" else None
+        p = np.clip(apply_calibrator(name, cal, z[b], support_bounds(len(a))), EPS, 1 - EPS)
+        out[b] = -(y[b] * np.log(p) + (1 - y[b]) * np.log(1 - p))
+    return out
+
+
 def choose_calibration(method: str, z, y, t) -> tuple[str, object, dict[str, float]]:
     """Pick and fit the calibration of raw logits ``z`` (binary ``y``, times ``t`` for the time-ordered split;
     rows with one time also count as one cluster for the Platt slope's shrinkage, :func:`shrunk_platt`).
@@ -177,18 +191,13 @@ def choose_calibration(method: str, z, y, t) -> tuple[str, object, dict[str, flo
             for name in METHODS:
                 if name == "isotonic" and few:
                     continue
-                losses = []
-                for a, b in (halves, halves[::-1]):
-                    cal = fit_calibrator(name, z[a], y[a], t[a]) if name != "none" else None
-                    p = apply_calibrator(name, cal, z[b], support_bounds(len(a)))
-                    losses.append(clipped_log_loss(y[b], p) * len(b))
-                scores[name] = float(sum(losses) / len(y))
+                scores[name] = float(cv_row_losses(name, z, y, t, halves).mean())
             method = min(scores, key=scores.get)
     fitted = fit_calibrator(method, z, y, t) if method in ("platt", "isotonic") else None
     return method, fitted, scores
 
 
-def _clustered_mean(r, clusters) -> tuple[float, float]:
+def clustered_mean(r, clusters) -> tuple[float, float]:
     """Mean of ``r`` and the cluster-robust variance of that mean (rows of one cluster share an outcome)."""
     r = np.asarray(r, dtype=float)
     _, cid = np.unique(np.asarray(clusters), return_inverse=True)
@@ -223,8 +232,8 @@ def shrunk_level_offset(p_cal, p_hist, y_cal, t_cal, p_train, y_train, t_train,
         blocks = time_split(np.asarray(t_train), [1.0 / n_blocks] * n_blocks)
     except ValueError:
         return 0.0, {}
-    d, se2 = _clustered_mean(y_cal - p_hist, t_cal)
-    dev = [_clustered_mean(y_train[b] - p_train[b], np.asarray(t_train)[b]) for b in blocks] + [(d, se2)]
+    d, se2 = clustered_mean(y_cal - p_hist, t_cal)
+    dev = [clustered_mean(y_train[b] - p_train[b], np.asarray(t_train)[b]) for b in blocks] + [(d, se2)]
     tau2 = max(0.0, float(np.mean([m * m for m, _ in dev]) - np.mean([v for _, v in dev])))
     w = 1.0 if se2 <= 0 else tau2 / (tau2 + se2)
     target = float(np.clip(p_hist.mean() + w * d, EPS, 1 - EPS))
