@@ -5,7 +5,7 @@ import pandas as pd
 
 from csforecast.models import ChurnClassifier
 from csforecast.models.calibrators import (ISOTONIC_MIN_CLASS_ROWS, SmoothedIsotonic, apply_calibrator,
-                                           choose_calibration, fit_calibrator, shrunk_level_offset,
+                                           choose_calibration, fit_calibrator, shrunk_level_offset, shrunk_platt,
                                            support_bounds)
 
 
@@ -164,3 +164,36 @@ def test_level_offset_keeps_the_slice_level_when_the_rate_drifts():
     assert detail["weight"] > 0.9 and abs(offset) < 0.1
     # too few distinct times to cut the history into blocks: no shrinkage at all
     assert shrunk_level_offset(p_cal, p_hist, y_cal, t_cal, p_tr[:30], y_tr[:30], np.zeros(30)) == (0.0, {})
+
+
+def clustered_slice(n_clusters, true_slope, seed, rows_per_cluster=12):
+    """Raw logits of ``n_clusters`` decisions seen as ``rows_per_cluster`` snapshot rows each (one outcome per
+    decision, as in the churn model's calibration slice), outcomes drawn from sigmoid(true_slope * z - 0.3)."""
+    rng = np.random.default_rng(seed)
+    zd = rng.normal(-2, 0.8, n_clusters)
+    yd = (rng.random(n_clusters) < 1 / (1 + np.exp(-(true_slope * zd - 0.3)))).astype(int)
+    z = np.repeat(zd, rows_per_cluster) + rng.normal(0, 0.05, n_clusters * rows_per_cluster)
+    return z, np.repeat(yd, rows_per_cluster), np.repeat(np.arange(n_clusters), rows_per_cluster)
+
+
+def test_platt_slope_is_shrunk_toward_one_by_its_noise_on_small_slices():
+    plain, shrunk = [], []
+    for seed in range(30):        # 70 decisions (a 600-account book's slice), true slope 1
+        z, y, t = clustered_slice(70, 1.0, seed)
+        if len(np.unique(y)) < 2:
+            continue
+        (a, b), detail = shrunk_platt(z, y, t)
+        plain.append(detail["slope_fitted"])
+        shrunk.append(a)
+        assert 0 <= detail["weight"] <= 1 and abs(a - 1) <= abs(detail["slope_fitted"] - 1) + 1e-12
+        assert abs(np.sum(1 / (1 + np.exp(-(a * z + b)))) - y.sum()) < 1e-6   # the slice's rate is kept
+        assert fit_calibrator("platt", z, y, t) == (a, b)                       # the map "auto" serves
+    plain, shrunk = np.array(plain), np.array(shrunk)
+    assert np.mean((shrunk - 1) ** 2) < 0.6 * np.mean((plain - 1) ** 2)
+    # a large slice whose slope truly differs from 1 keeps its fit
+    z, y, t = clustered_slice(4000, 2.0, 0)
+    (a, _), detail = shrunk_platt(z, y, t)
+    assert detail["weight"] > 0.95 and abs(a - detail["slope_fitted"]) < 0.05 and a > 1.7
+    # rows counted as one cluster each (no clusters given to the sandwich) look surer: less shrinkage
+    z, y, t = clustered_slice(70, 1.0, 4)
+    assert shrunk_platt(z, y, t)[1]["se2"] > shrunk_platt(z, y, np.arange(len(z)))[1]["se2"]

@@ -454,3 +454,27 @@ def test_simple_contract_candidate_never_loses_on_term_only_churn():
     # the same interval from probabilities already computed (batch scoring reads them from the contributions)
     for got, want in zip(clf.interval_of(p[:500]), (lo, hi)):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_trees_must_beat_the_logistic_by_more_than_one_standard_error():
+    from csforecast.models.churn import one_se_choice
+    rng = np.random.default_rng(0)
+    clusters = np.repeat(np.arange(300), 12)                      # 300 decisions x 12 snapshot rows
+    base = np.repeat(rng.exponential(0.35, 300), 12)
+    noise = np.repeat(rng.normal(0, 0.05, 300), 12)               # per-decision noise: se ~0.003
+    losses = {"logistic": base, "contract": base + 0.04}
+    for gain, kept in ((0.001, "logistic"), (0.02, "lightgbm")):  # ~0.3 and ~7 standard errors better
+        rows = {**losses, "lightgbm": base - gain + noise}
+        scores = {k: float(v.mean()) for k, v in rows.items()}
+        assert min(scores, key=scores.get) == "lightgbm"
+        name, margin = one_se_choice(scores, rows, clusters)
+        assert name == kept and margin["best"] == "lightgbm"
+        assert (margin["difference"] > margin["se"]) == (kept == "lightgbm")
+    # the standard error counts decisions, not rows: per-row clusters would make the small gain look sure
+    rows = {**losses, "lightgbm": base - 0.001 + noise}
+    scores = {k: float(v.mean()) for k, v in rows.items()}
+    assert one_se_choice(scores, rows, np.arange(len(clusters)))[1]["se"] < one_se_choice(scores, rows, clusters)[1]["se"]
+    # the contract model, when best, wins outright; with no logistic candidate the best wins
+    rows = {"logistic": base, "contract": base - 0.001}
+    assert one_se_choice({k: float(v.mean()) for k, v in rows.items()}, rows, clusters) == ("contract", {})
+    assert one_se_choice({"lightgbm": 0.3}, {"lightgbm": base}, clusters) == ("lightgbm", {})

@@ -32,10 +32,11 @@ from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardSc
 from sklearn.utils.validation import check_is_fitted
 
 from csforecast.models.calibrators import (EPS, apply_calibrator, bootstrap_maps, choose_calibration,
-                                          clipped_log_loss, map_quantiles, shrunk_level_offset, support_bounds)
+                                          clipped_log_loss, clustered_mean, cv_row_losses, map_quantiles,
+                                          shrunk_level_offset, support_bounds)
 from csforecast.models.tabular import as_float, as_str, dataframe_input_tags, time_key, time_split
 
-__all__ = ["ChurnClassifier", "time_split"]
+__all__ = ["ChurnClassifier", "time_split", "one_se_choice"]
 
 ALGORITHMS = ("auto", "lightgbm", "logistic", "blend", "contract")
 BLEND_WEIGHT = 0.5  # weight of the LightGBM logit in the "blend" candidate
@@ -43,8 +44,29 @@ BLEND_WEIGHT = 0.5  # weight of the LightGBM logit in the "blend" candidate
 CONTRACT_FIELDS = ("term_days", "auto_renew", "renewals_so_far", "segment")
 MAX_DISCRETE_LEVELS = 12  # a numeric contract field with at most this many values also enters as levels
 N_CALIBRATION_MAPS = 100
+# the candidate kept unless another beats it by more than one standard error on the calibration slice
+PREFERRED = "logistic"
+TREE_CANDIDATES = ("lightgbm", "blend")  # the candidates held to that rule (the contract model wins outright)
 OTHER = "__other__"  # level for categories that are rare at fit time or unseen
 MISSING = "__missing__"  # explicit missing level in the logistic one-hot encoding
+
+
+def one_se_choice(scores: dict, row_losses: dict, clusters) -> tuple[str, dict]:
+    """The candidate to keep: the lowest cross-validated log loss in ``scores``, except that LightGBM or the
+    blend (``TREE_CANDIDATES``) must beat the logistic regression (``PREFERRED``) by more than one standard
+    error of the paired difference of the rows' out-of-fold losses (``row_losses``: candidate -> per-row
+    losses; standard error cluster-robust over ``clusters``, rows that share an outcome), else the simpler
+    logistic regression is kept: the one-standard-error rule. A calibration slice of a few hundred decisions
+    cannot tell apart models within that noise, and the smooth model then ranks later decisions as well or
+    better (benchmarks/RESULTS.md, "one-standard-error rule"). Returns ``(name, margin)``; ``margin`` holds
+    ``best``, ``difference`` (the logistic's loss minus the best's) and ``se`` when the rule was applied, else
+    is empty."""
+    best = min(scores, key=scores.get)
+    if best not in TREE_CANDIDATES or PREFERRED not in row_losses or best not in row_losses:
+        return best, {}
+    diff, var = clustered_mean(np.asarray(row_losses[PREFERRED]) - np.asarray(row_losses[best]), clusters)
+    margin = {"best": best, "difference": diff, "se": float(np.sqrt(var))}
+    return (best if diff > np.sqrt(var) else PREFERRED), margin
 
 
 # ------------------------------------------------------------------------ estimator
@@ -75,12 +97,16 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
        slice is never used for training, so it stays out-of-sample.
     5. Model choice: each candidate's best cross-validated calibrated log loss on the
        calibration slice (step 6's procedure; ``choice_scores_``); the lowest wins.
-       Nothing was tuned on that slice, so no candidate is favoured. If the slice
+       Nothing was tuned on that slice, so no candidate is favoured by it; but the slice holds only a few
+       hundred decisions, so LightGBM or the blend must beat the logistic regression by more than one
+       standard error of the paired difference (``choice_margin_``), else the simpler logistic regression
+       is kept (the one-standard-error rule). If the slice
        cannot be cross-validated, the selection-slice scores decide. With
        ``algorithm="blend"`` the blend is kept whatever the scores (the scores are
        still reported), so a caller can force any of the three candidates.
     6. Calibration on the calibration slice, as a map of the raw logit: Platt
-       (``sigmoid(a*z + b)``) or isotonic regression smoothed by Platt (the mean of the
+       (``sigmoid(a*z + b)``, its slope shrunk toward 1 by as much as it is sampling noise:
+       ``calibrators.shrunk_platt``) or isotonic regression smoothed by Platt (the mean of the
        two). With ``calibration="auto"`` the method is chosen by time-ordered 2-fold
        cross-validation inside the slice (fit on the earlier half, score the later one,
        and vice versa), then refitted on the whole slice (Platt if the halves are too
@@ -160,6 +186,11 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         Candidate name -> log loss on the selection slice (raw, uncalibrated).
     choice_scores_ : dict
         Candidate -> cross-validated calibrated log loss on the calibration slice.
+    choice_margin_ : dict
+        When LightGBM or the blend scored best on the calibration slice (``algorithm="auto"``): that
+        candidate (``best``), its log loss advantage over the logistic regression (``difference``) and the
+        standard error of that advantage (``se``, paired per row, cluster-robust by sample time). It wins only
+        if ``difference > se`` (the one-standard-error rule); empty otherwise.
     chosen_ : str
         ``"lightgbm"``, ``"logistic"`` or ``"blend"`` (mean of the two logits).
     blend_weight_ : float
@@ -546,14 +577,22 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         # the winner: lowest calibrated log loss on the calibration slice (cross-validated in time inside it),
         # which no candidate was tuned on; the selection slice decides when that slice cannot be split
         zc = {name: raw(name, cal_idx) for name in self.candidate_scores_}
-        self.choice_scores_ = {}
+        self.choice_scores_, row_losses = {}, {}
         for name, z in zc.items():
             self._fit_calibration(z, yb[cal_idx], t[cal_idx])
             if self.calibration_scores_:
-                self.choice_scores_[name] = min(self.calibration_scores_.values())
-        scores = self.choice_scores_ if len(self.choice_scores_) == len(zc) else self.candidate_scores_
+                method = min(self.calibration_scores_, key=self.calibration_scores_.get)
+                self.choice_scores_[name] = self.calibration_scores_[method]
+                row_losses[name] = cv_row_losses(method, z, yb[cal_idx], t[cal_idx],
+                                                 time_split(t[cal_idx], [0.5, 0.5]))
+        crossvalidated = len(self.choice_scores_) == len(zc)
+        scores = self.choice_scores_ if crossvalidated else self.candidate_scores_
         forced = {"blend": "blend", "contract": "contract"}.get(self.algorithm)
-        self.chosen_ = forced or min(scores, key=scores.get)
+        if crossvalidated:
+            best, self.choice_margin_ = one_se_choice(scores, row_losses, t[cal_idx])
+        else:
+            best, self.choice_margin_ = min(scores, key=scores.get), {}
+        self.chosen_ = forced or best
         self.blend_weight_ = {"lightgbm": 1.0, "logistic": 0.0, "contract": 0.0, "blend": BLEND_WEIGHT}[self.chosen_]
         linear = {"logistic": "logistic", "blend": "logistic", "contract": "contract"}.get(self.chosen_)
         self.model_ = fitted["lightgbm"] if self.blend_weight_ > 0 else fitted[linear]

@@ -178,28 +178,22 @@ def train_churn(ctx: TrainingContext, params: dict | None = None, register: bool
     p = est.predict_proba(valid[feats])[:, 1]
     metrics = classification_metrics(y, p)
     scopes = calibration_scopes(valid)
-    seg = by_group(y, p, scopes["segment"])
-    more = {name: by_group(y, p, g) for name, g in scopes.items() if name != "segment"}
+    by_scope = {name: by_group(y, p, g) for name, g in scopes.items()}   # segment, term, horizon
     oracle = None
     if ctx.oracle is not None:
         po = ctx.oracle.churn_probability(valid)
         ok = ~np.isnan(po)
         oracle = classification_metrics(y[ok], po[ok])
-        oracle_seg = by_group(y[ok], po[ok], scopes["segment"][ok])
-        oracle_more = {name: by_group(y[ok], po[ok], g[ok]) for name, g in scopes.items() if name != "segment"}
+        oracle_by_scope = {name: by_group(y[ok], po[ok], g[ok]) for name, g in scopes.items()}
     result = {"metrics": _subset(metrics), "oracle": _subset(oracle) if oracle else None,
               "detail": {"chosen": getattr(est, "chosen_", choice["chosen"]),
                          "calibration": getattr(est, "calibration_", "none"), "model_choice": choice,
                          "n_train": int(len(train)), "n_valid": int(len(valid)),
                          "n_decisions_valid": int(valid["contract_id"].nunique()),
                          "validation_start": str(ctx.validation_start), "as_of": str(ctx.as_of),
-                         "by_segment": _by_segment(seg)}}
-    for name, m in more.items():      # by_term, by_horizon: the same metrics as by_segment
-        result["detail"][f"by_{name}"] = _by_segment(m)
+                         **{f"by_{name}": _by_segment(m) for name, m in by_scope.items()}}}
     if oracle:
-        result["detail"]["oracle_by_segment"] = _by_segment(oracle_seg)
-        for name, m in oracle_more.items():
-            result["detail"][f"oracle_by_{name}"] = _by_segment(m)
+        result["detail"].update({f"oracle_by_{name}": _by_segment(m) for name, m in oracle_by_scope.items()})
     case = comparison(ctx, est, val)
 
     tags = {**ctx.run_tags(), **({"fallback": choice["fallback"]} if choice["fallback"] else {})}
@@ -210,7 +204,7 @@ def train_churn(ctx: TrainingContext, params: dict | None = None, register: bool
         store.log_metrics(metrics)
         if oracle:
             store.log_metrics(oracle, prefix="oracle_")
-        for s, m in seg.items():
+        for s, m in by_scope["segment"].items():
             if isinstance(m, dict):
                 store.log_metrics({k: m.get(k) for k in ("auc", "ece", "brier")}, prefix=f"{s}_".replace(" ", "_"))
         store.log_dict({"features": feats, "as_of_dates": [str(d) for d in ctx.grid],
