@@ -68,7 +68,7 @@ def main():
     port = free_port()
     log = tmp / "server.log"
     proc = subprocess.Popen([CLI, "serve", "--data", str(data), "--port", str(port)], env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)  # stop() ends its group
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/readyz", proc, log, timeout=600)
