@@ -112,9 +112,10 @@ def test_estimate_tau_is_zero_for_bernoulli_noise_and_recovers_a_shock():
 
 
 def test_estimate_tau_covers_the_next_window_with_few_windows():
-    """Split-conformal's finite-sample correction: with 8 past windows, the interval the estimated tau gives
-    the next (exchangeable) window covers it at least 80 % of the time (measured 0.90; the plain 0.8 quantile
-    of 8 windows: 0.75, docs/forecast.md)."""
+    """Split-conformal's finite-sample correction: with 4 and with 8 past windows, the interval the estimated
+    tau gives the next (exchangeable) window covers it at least 80 % of the time (measured 0.80 and 0.90; the
+    plain 0.8 quantile with the moment bound: 0.73 and 0.78, docs/forecast.md). With 4 windows the bound
+    below tells the corrected rule from the uncorrected one."""
     rng = np.random.default_rng(11)
     a, p, *_ = _portfolio(1500, seed=6)
     z = logit(p)
@@ -123,13 +124,14 @@ def test_estimate_tau_covers_the_next_window_with_few_windows():
         churn = rng.random(len(a)) < expit(z + rng.normal(0, 0.3))
         pool.append(shock_evidence(a, p, float(a[~churn].sum())))
     pool = np.array(pool)
-    covered = []
-    for _ in range(600):
-        idx = rng.choice(len(pool), 9, replace=False)
-        tau = estimate_tau(pool[idx[:8]])
-        err, V, D = pool[idx[8]]
-        covered.append(abs(err) / np.sqrt(V + tau * tau * D * D) <= 1.2816)
-    assert np.mean(covered) >= 0.8 - 2 * np.sqrt(0.16 / 600)
+    for n in (4, 8):
+        covered = []
+        for _ in range(600):
+            idx = rng.choice(len(pool), n + 1, replace=False)
+            tau = estimate_tau(pool[idx[:n]])
+            err, V, D = pool[idx[n]]
+            covered.append(abs(err) / np.sqrt(V + tau * tau * D * D) <= 1.2816)
+        assert np.mean(covered) >= 0.8 - 2 * np.sqrt(0.16 / 600), n
 
 
 def test_map_spread_is_the_spread_the_draws_take_from_the_maps():
