@@ -68,9 +68,6 @@ class ForecastCache:
     def __init__(self, folder: Path, keep: int = 64):
         self.store = DiskCache(folder, ".json", keep=keep)
 
-    def path(self, key: ForecastKey) -> Path:
-        return self.store.path(key.digest())
-
     def get(self, key: ForecastKey) -> dict | None:
         return self.store.get(key.digest(), lambda path: _read_forecast(path, key.digest()))
 
