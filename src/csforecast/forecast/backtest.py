@@ -251,17 +251,20 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
         acts = {s: _actual(book, (book["segment"].astype(str) == s).to_numpy()) for s in segs}
         for k, name in enumerate(methods):
             tau = estimate_tau(shocks[name])
+            # only the model's draws apply calibration maps; the evidence below takes the same maps, so that tau
+            # measures only the spread this method's draws do not already have
+            maps = getattr(est, "calibration_maps_", None) if name == "model" else None
             inp = MethodInput(probs[name], *rat[name], split=split if name in ("model", "oracle") else None,
-                              maps=getattr(est, "calibration_maps_", None) if name == "model" else None, tau=tau)
+                              maps=maps, tau=tau)
             res = method_results(book, None, inp, draws=draws, seed=seed + 7919 * qi + k)
             # this quarter's errors (overall and per segment), evidence for the later quarters' tau
             a_p, p_p = pending["arr"].to_numpy(float), probs[name]
             won = pending["final_renewed"].to_numpy(bool)
-            shocks[name].append(shock_evidence(a_p, p_p, float(a_p[won].sum()), inp.maps))
+            shocks[name].append(shock_evidence(a_p, p_p, float(a_p[won].sum()), maps))
             for sg in segs:
                 mk = (pending["segment"].astype(str) == sg).to_numpy()
                 if mk.any():
-                    shocks[name].append(shock_evidence(a_p[mk], p_p[mk], float(a_p[mk & won].sum()), inp.maps))
+                    shocks[name].append(shock_evidence(a_p[mk], p_p[mk], float(a_p[mk & won].sum()), maps))
             if not reported:
                 continue
             used_tau[name].append(tau)
