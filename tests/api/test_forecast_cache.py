@@ -1,7 +1,11 @@
 """Forecasts determined by the score set are answered at once (precomputed by `csforecast score`, kept per
-score set and model), and a slow forecast never makes another read wait (issue 15 item 4)."""
+score set and model; `precompute` computes and counts only what the cache lacks), and a slow forecast never makes
+another read wait (issue 15 item 4)."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -63,3 +67,38 @@ def test_uncached_forecasts_do_not_hold_up_other_reads(api):
     assert r.status_code == 200 and ok == 200
     assert busy, "the forecasts finished before the retention request: nothing was measured"
     assert took < 5.0, f"retention waited {took:.1f} s behind forecasts taking {sorted(done)}"
+
+
+PRECOMPUTE_TWICE = """
+import json, sys
+from pathlib import Path
+
+from csforecast.config import get_settings
+from csforecast.data.sources import open_source
+from csforecast.scoring.batch import load_champions
+from csforecast.scoring.forecasts import precompute
+
+data, home = sys.argv[1], Path(sys.argv[2])
+champs = load_champions()
+pair = lambda name: (champs.estimators[name], champs.versions[name]) if name in champs.estimators else None
+settings = get_settings().model_copy(update={"home": home})
+told = []
+counts = [precompute(open_source(data), champs.estimators["churn"], champs.versions["churn"], 1, settings,
+                     progress=lambda msg, *_a: told.append(msg), blend=pair("blend"), survival=pair("survival"))
+          for _ in range(2)]
+print(json.dumps({"counts": counts, "told": told,
+                  "files": len(list((home / "cache" / "forecasts").glob("*.json")))}))
+"""
+
+
+def test_precompute_computes_and_counts_only_what_the_cache_lacks(api, tools, tmp_path):
+    """`precompute` into an empty cache computes, reports and keeps every quarter of the next year and returns
+    their number (`score --json`'s forecasts_precomputed); called again it finds them all and returns 0."""
+    quarters = next_quarters(data_end(open_source(api.data)))
+    proc = subprocess.run([sys.executable, "-c", PRECOMPUTE_TWICE, str(api.data), str(tmp_path / "home")],
+                          env=api.env, cwd=tools.workdir, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["counts"] == [len(quarters), 0]
+    assert res["told"] == [f"renewal forecast {s} – {e}" for s, e in quarters]
+    assert res["files"] == len(quarters)

@@ -141,17 +141,20 @@ def precompute(source, estimator, model_version: str, scores_version: int, setti
     tell = progress or (lambda *_a: None)
     cache = ForecastCache(settings.home / "cache" / "forecasts")
     quarters = next_quarters(data_end(source))
-    done = 0
+    computed = []      # the windows `run` computed: the count returned, without a second look at the cache
     for k, (start, end) in enumerate(quarters):
         key = forecast_key(start, end, None, data_hash=source.data_hash,
                            model_version=versions_key(model_version, blend, survival), scores_version=scores_version,
                            settings=settings, home=settings.home)
-        if cache.get(key) is not None:
-            continue
-        tell(f"renewal forecast {start} – {end}", k, len(quarters))
-        cache.put(key, compute(source, start, end, None, estimator, model_version, blend, survival))
-        done += 1
-    return done
+
+        def run(k=k, start=start, end=end):
+            tell(f"renewal forecast {start} – {end}", k, len(quarters))
+            forecast = compute(source, start, end, None, estimator, model_version, blend, survival)
+            computed.append((start, end))
+            return forecast
+
+        cache.get_or_compute(key, run)
+    return len(computed)
 
 
 FROZEN_QUARTERS = 2   # `csforecast score` freezes the current and the next quarter
