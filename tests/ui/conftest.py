@@ -4,6 +4,10 @@ real backtest, real API keys, and the API app with the dashboard router served o
 subprocess, tests/ui/serve_ui.py). Once per session, in a tmp dir.
 
 Developer shortcut: CSFORECAST_UI_TEST_PREBUILT=<folder with the home/ made by this fixture earlier (the demo's data inside)>.
+
+The browser tests share one Chromium set-up (fixture `browser_page`): a headless Debian Chromium whose page
+collects console errors, page errors and HTTP errors, and blocks and collects every request that would leave the
+server, so that each test ends with the same check (`assert_clean`).
 """
 from __future__ import annotations
 
@@ -18,11 +22,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 import pytest
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+ARTIFACTS = ROOT / "test-artifacts" / "ui"
+CHROMIUM = "/usr/bin/chromium"      # Debian's chromium package: .ci/run installs it
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CLI = [sys.executable, "-c", "import sys; sys.argv[0] = 'csforecast'; from csforecast.cli import app; app()"]
 
 
@@ -183,3 +193,71 @@ def ui(tmp_path_factory) -> UiServer:
         yield srv
     finally:
         srv.stop()
+
+
+# ------------------------------------------------------------------------------------------- the browser
+@dataclass
+class BrowserPage:
+    """A Chromium page on the session's server and what went wrong on it.
+
+    ``errors``: console errors, uncaught page errors and HTTP responses >= 400; ``outside``: requests to any
+    host but the server's (``data:`` and ``blob:`` aside), which are blocked, as the dashboard must work with
+    no network beyond 127.0.0.1."""
+    page: object                    # playwright.sync_api.Page
+    url: str                        # the server's base URL
+    errors: list[str]
+    outside: list[str]
+
+    def sign_in(self, key: str, path: str = "/ui/") -> None:
+        """Sign in through the login form with ``key``, arriving at ``path``."""
+        self.page.goto(self.url + "/ui/login" + ("" if path == "/ui/" else f"?next={path}"))
+        self.page.fill("#api_key", key)
+        self.page.click("button[type=submit]")
+        self.page.wait_for_url("**" + path)
+
+    def shot(self, name: str) -> Path:
+        """A full-page screenshot in test-artifacts/ui/ (also docs/ui-NAME.png with
+        CSFORECAST_UI_DOCS_SCREENSHOTS=1)."""
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        if os.environ.get("CSFORECAST_UI_DOCS_SCREENSHOTS"):
+            shutil.copy(path, ROOT / "docs" / f"ui-{path.name}")
+        return path
+
+    def assert_clean(self) -> None:
+        """No console, page or HTTP error, and no request that left the server, so far."""
+        assert not self.errors, self.errors
+        assert not self.outside, self.outside
+
+
+@pytest.fixture()
+def browser_page(ui):
+    """A :class:`BrowserPage` in a fresh headless Chromium (1400 x 900, 60 s timeouts), closed after the test;
+    skips when Chromium or playwright is not installed."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (CI installs Debian's chromium package)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    host = urlparse(ui.url).netloc
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            outside: list[str] = []
+
+            def leaves(url: str) -> bool:
+                return not url.startswith(("data:", "blob:")) and urlparse(url).netloc != host
+
+            # every request is seen (the context's "request" event, a blocked one too), and one leaving the
+            # server is blocked: the network outside the server is not there
+            ctx.on("request", lambda r: outside.append(r.url) if leaves(r.url) else None)
+            ctx.route("**/*", lambda route: route.abort() if leaves(route.request.url) else route.continue_())
+            page = ctx.new_page()
+            page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+            page.on("response", lambda r: errors.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+            page.set_default_timeout(60_000)
+            yield BrowserPage(page, ui.url, errors, outside)
+        finally:
+            browser.close()

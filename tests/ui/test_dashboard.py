@@ -9,16 +9,12 @@ Screenshots go to test-artifacts/ui/ (and docs/ui-*.png with CSFORECAST_UI_DOCS_
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -26,11 +22,7 @@ import pytest
 from csforecast.features.catalogue import render_drivers
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts" / "ui"
 TEMPLATES = ROOT / "src" / "csforecast" / "ui" / "templates"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PAGES = ["/ui/", "/ui/portfolio", "/ui/accounts/A00001", "/ui/csm", "/ui/csm/x", "/ui/models", "/ui/glossary",
          "/ui/status", "/ui/models/churn/artifacts/calibration_curve.png", "/ui/backtest/fan_chart.png"]
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(https?:)?//(?!(localhost|127\.0\.0\.1|\[::1\])[:/"'])""", re.I)
@@ -297,166 +289,114 @@ def test_revoked_key_ends_its_dashboard_sessions(ui):
 
 
 # ------------------------------------------------------------------------------------------- the browser
-def _shot(page, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    if os.environ.get("CSFORECAST_UI_DOCS_SCREENSHOTS"):
-        shutil.copy(path, ROOT / "docs" / f"ui-{path.name}")
-    return path
-
-
-def test_browser_walkthrough(ui, warm, scores):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (CI installs Debian's chromium package)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+def test_browser_walkthrough(ui, warm, scores, browser_page):
     _, df = scores
     top = df.sort_values(["risk_arr", "arr"], ascending=False).iloc[0]
-    errors: list[str] = []
-    outside: list[str] = []
-    host = urlparse(ui.url).netloc
+    page = browser_page.page
+    page.goto(ui.url + "/ui/")
+    assert "/ui/login" in page.url
+    browser_page.shot("login")
+    page.fill("#api_key", ui.read_key)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/ui/")
+    page.wait_for_selector("#chart-forecast-fan .main-svg")
+    page.wait_for_selector("#chart-renewals-due .main-svg")
+    page.wait_for_selector("#chart-movements .main-svg")
+    assert page.locator("#forecast table").count() == 1
+    browser_page.shot("portfolio")
 
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            ctx = browser.new_context(viewport={"width": 1400, "height": 900})
-            page = ctx.new_page()
-            page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-            page.on("response", lambda r: errors.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
-            page.on("request", lambda r: outside.append(r.url)
-                    if not r.url.startswith(("data:", "blob:")) and urlparse(r.url).netloc != host else None)
-            page.set_default_timeout(60_000)
+    # the riskiest account: first row of the high-risk high-ARR list
+    first = page.locator("#risk tbody tr").first.locator("a")
+    assert first.get_attribute("href").endswith(f"/ui/accounts/{top['account_id']}")
+    first.click()
+    page.wait_for_url(f"**/ui/accounts/{top['account_id']}")
+    page.wait_for_selector("#chart-components .main-svg")
+    page.wait_for_selector("#chart-survival .main-svg")
+    drivers = page.locator("#drivers").inner_text()
+    assert "not causes" in drivers
+    for d in render_drivers(top["churn_drivers"]):
+        assert d["lever"] in drivers
+    browser_page.shot("account")
 
-            page.goto(ui.url + "/ui/")
-            assert "/ui/login" in page.url
-            _shot(page, "login")
-            page.fill("#api_key", ui.read_key)
-            page.click("button[type=submit]")
-            page.wait_for_url("**/ui/")
-            page.wait_for_selector("#chart-forecast-fan .main-svg")
-            page.wait_for_selector("#chart-renewals-due .main-svg")
-            page.wait_for_selector("#chart-movements .main-svg")
-            assert page.locator("#forecast table").count() == 1
-            _shot(page, "portfolio")
+    # CSM book: from the account's CSM link, or the first book
+    page.click("header nav >> text=CSM books")
+    page.wait_for_url("**/ui/csm")
+    page.locator("table.data tbody tr").first.locator("a").click()
+    page.wait_for_selector("#book tbody tr")
+    assert "This week" in page.locator("#week").inner_text()
+    browser_page.shot("csm")
 
-            # the riskiest account: first row of the high-risk high-ARR list
-            first = page.locator("#risk tbody tr").first.locator("a")
-            assert first.get_attribute("href").endswith(f"/ui/accounts/{top['account_id']}")
-            first.click()
-            page.wait_for_url(f"**/ui/accounts/{top['account_id']}")
-            page.wait_for_selector("#chart-components .main-svg")
-            page.wait_for_selector("#chart-survival .main-svg")
-            drivers = page.locator("#drivers").inner_text()
-            assert "not causes" in drivers
-            for d in render_drivers(top["churn_drivers"]):
-                assert d["lever"] in drivers
-            _shot(page, "account")
+    page.click("header nav >> text=Models")
+    page.wait_for_url("**/ui/models")
+    page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    assert page.locator("#family-churn img").count() >= 1
+    browser_page.shot("models")
 
-            # CSM book: from the account's CSM link, or the first book
-            page.click("header nav >> text=CSM books")
-            page.wait_for_url("**/ui/csm")
-            page.locator("table.data tbody tr").first.locator("a").click()
-            page.wait_for_selector("#book tbody tr")
-            assert "This week" in page.locator("#week").inner_text()
-            _shot(page, "csm")
+    page.click("header nav >> text=Glossary")
+    page.wait_for_url("**/ui/glossary")
+    assert page.locator("dl.glossary div").count() >= 30
+    browser_page.shot("glossary")
 
-            page.click("header nav >> text=Models")
-            page.wait_for_url("**/ui/models")
-            page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
-            assert page.locator("#family-churn img").count() >= 1
-            _shot(page, "models")
-
-            page.click("header nav >> text=Glossary")
-            page.wait_for_url("**/ui/glossary")
-            assert page.locator("dl.glossary div").count() >= 30
-            _shot(page, "glossary")
-
-            # a filter applied through the form (submitted by the page script on change)
-            page.goto(ui.url + "/ui/portfolio")
-            seg = df["segment"].value_counts().index[0]
-            with page.expect_navigation():
-                page.select_option("select[name=segment]", seg)
-            assert f"segment={seg}" in page.url.replace("+", " ").replace("%20", " ")
-            page.wait_for_selector("#chart-health-bands .main-svg")
-        finally:
-            browser.close()
-    assert not errors, errors
-    assert not outside, outside
+    # a filter applied through the form (submitted by the page script on change)
+    page.goto(ui.url + "/ui/portfolio")
+    seg = df["segment"].value_counts().index[0]
+    with page.expect_navigation():
+        page.select_option("select[name=segment]", seg)
+    assert f"segment={seg}" in page.url.replace("+", " ").replace("%20", " ")
+    page.wait_for_selector("#chart-health-bands .main-svg")
+    browser_page.assert_clean()
 
 
-@contextlib.contextmanager
-def _signed_in(sync_api, ui, key: str, path: str, errors: list):
-    """A Chromium page signed in to the dashboard with ``key`` and opened at ``path``; page errors are appended
-    to ``errors``."""
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-            page.set_default_timeout(60_000)
-            page.goto(ui.url + "/ui/login" + ("" if path == "/ui/" else f"?next={path}"))
-            page.fill("#api_key", key)
-            page.click("button[type=submit]")
-            page.wait_for_url("**" + path)
-            yield page
-        finally:
-            browser.close()
-
-
-def test_browser_forecast_process(ui, warm, scores):
+def test_browser_forecast_process(ui, warm, scores, browser_page):
     """Chromium: the CSM work list (ordered, plain-words reasons, levers), the model-vs-call disagreements list,
     and the forecast-accuracy section reading the ledger and the latest backtest, both picked up on the next
     page view after a new freeze and a new backtest run, without a reload of the server."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (CI installs Debian's chromium package)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     import pandas as pd
 
     _, df = scores
     near = df[df["days_to_renewal"] <= 90]
     csm = near["csm_id"].dropna().value_counts().index[0]
-    errors: list[str] = []
-    with _signed_in(sync_api, ui, ui.read_key, "/ui/", errors) as page:
-        # the work list of a CSM with renewals in the next 90 days
-        page.goto(ui.url + f"/ui/csm/{csm}")
-        rows = page.locator("#worklist tbody tr")
-        assert rows.count() >= 1
-        text = page.locator("#worklist").inner_text()
-        assert "log-odds" not in text and "Expected ARR lost" in text
-        ids = [rows.nth(i).locator("a").get_attribute("href").rsplit("/", 1)[-1] for i in range(rows.count())]
-        mine = near[near["csm_id"] == csm].set_index("account_id")
-        assert set(ids) <= set(mine.index)
-        prio = [mine.loc[a, "churn_probability"] * mine.loc[a, "arr"] / (1 + mine.loc[a, "days_to_renewal"] / 90)
-                for a in ids]
-        assert prio == sorted(prio, reverse=True)
-        _shot(page, "csm-worklist")
+    browser_page.sign_in(ui.read_key, "/ui/")
+    page = browser_page.page
+    # the work list of a CSM with renewals in the next 90 days
+    page.goto(ui.url + f"/ui/csm/{csm}")
+    rows = page.locator("#worklist tbody tr")
+    assert rows.count() >= 1
+    text = page.locator("#worklist").inner_text()
+    assert "log-odds" not in text and "Expected ARR lost" in text
+    ids = [rows.nth(i).locator("a").get_attribute("href").rsplit("/", 1)[-1] for i in range(rows.count())]
+    mine = near[near["csm_id"] == csm].set_index("account_id")
+    assert set(ids) <= set(mine.index)
+    prio = [mine.loc[a, "churn_probability"] * mine.loc[a, "arr"] / (1 + mine.loc[a, "days_to_renewal"] / 90)
+            for a in ids]
+    assert prio == sorted(prio, reverse=True)
+    browser_page.shot("csm-worklist")
 
-        # disagreements and the accuracy section on the portfolio page
-        page.goto(ui.url + "/ui/portfolio")
-        assert page.locator("#disagreements tbody tr").count() >= 1
-        assert "Who sees more risk" in page.locator("#disagreements").inner_text()
-        ledger_rows = page.locator("#accuracy tbody tr").count()
-        assert ledger_rows >= 2                                        # `score` froze two quarters
-        bt_before = page.locator("#backtest").inner_text()
-        _shot(page, "portfolio-process")
+    # disagreements and the accuracy section on the portfolio page
+    page.goto(ui.url + "/ui/portfolio")
+    assert page.locator("#disagreements tbody tr").count() >= 1
+    assert "Who sees more risk" in page.locator("#disagreements").inner_text()
+    ledger_rows = page.locator("#accuracy tbody tr").count()
+    assert ledger_rows >= 2                                        # `score` froze two quarters
+    bt_before = page.locator("#backtest").inner_text()
+    browser_page.shot("portfolio-process")
 
-        start = str(pd.Timestamp(df["as_of"].iloc[0]).date())
-        end = str((pd.Timestamp(start) + pd.Timedelta(days=91)).date())
-        ui.cli(["forecast", "--data", str(ui.data), "--start", start, "--end", end, "--freeze", "--quiet",
-                "--draws", "200"])
-        new_run = subprocess.run([sys.executable, "-c", RELOG_BACKTEST], env=ui.env, capture_output=True,
-                                 text=True, timeout=300)
-        assert new_run.returncode == 0, new_run.stderr[-2000:]
-        run_id = new_run.stdout.strip().splitlines()[-1]
+    start = str(pd.Timestamp(df["as_of"].iloc[0]).date())
+    end = str((pd.Timestamp(start) + pd.Timedelta(days=91)).date())
+    ui.cli(["forecast", "--data", str(ui.data), "--start", start, "--end", end, "--freeze", "--quiet",
+            "--draws", "200"])
+    new_run = subprocess.run([sys.executable, "-c", RELOG_BACKTEST], env=ui.env, capture_output=True,
+                             text=True, timeout=300)
+    assert new_run.returncode == 0, new_run.stderr[-2000:]
+    run_id = new_run.stdout.strip().splitlines()[-1]
+    page.reload()
+    assert page.locator("#accuracy tbody tr").count() > ledger_rows
+    deadline = time.monotonic() + 120                # the new backtest's section is computed off the request
+    while run_id not in page.locator("#backtest").inner_text() and time.monotonic() < deadline:
+        time.sleep(1)
         page.reload()
-        assert page.locator("#accuracy tbody tr").count() > ledger_rows
-        deadline = time.monotonic() + 120                # the new backtest's section is computed off the request
-        while run_id not in page.locator("#backtest").inner_text() and time.monotonic() < deadline:
-            time.sleep(1)
-            page.reload()
-        assert run_id in page.locator("#backtest").inner_text() and run_id not in bt_before
-    assert not errors, errors
+    assert run_id in page.locator("#backtest").inner_text() and run_id not in bt_before
+    browser_page.assert_clean()
 
 
 # a new backtest run (the latest backtest's result logged again), as `csforecast backtest` would log one
@@ -727,33 +667,30 @@ def test_scorecard_form_needs_write_scope_and_csrf_and_names_bad_weights(ui, war
     saved.unlink()
 
 
-def test_browser_scorecard(ui, warm):
+def test_browser_scorecard(ui, warm, browser_page):
     """Chromium: an admin enters weights on the models page, evaluates them and sees their AUC, lift and churn
     by band beside the learned and equal weights; saving keeps them as the saved set."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (CI installs Debian's chromium package)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     saved = ui.home / "scorecard.json"
     saved.unlink(missing_ok=True)
-    errors: list[str] = []
-    with _signed_in(sync_api, ui, ui.admin_key, "/ui/models", errors) as page:
-        form = page.locator("#scorecard-form")
-        for inp in form.locator("input[type=number]").all():
-            inp.fill("0")
-        form.locator("input[name=w_adoption]").fill("2")
-        form.locator("input[name=w_support]").fill("1")
-        form.locator("button[value=evaluate]").click()
-        page.wait_for_selector('#weight-sets tr[data-set="yours"]')
-        yours = page.locator('#weight-sets tr[data-set="yours"]')
-        assert float(yours.locator("td.auc").inner_text()) > 0.5
-        assert float(yours.locator("td.lift").inner_text()) > 0
-        assert page.locator('#weight-sets tr[data-set="learned"] td.auc').inner_text()
-        assert "67 %" in yours.inner_text() and "33 %" in yours.inner_text()
-        auc = yours.locator("td.auc").inner_text()
-        _shot(page, "scorecard")
-        page.locator("#scorecard-form button[value=save]").click()
-        page.wait_for_selector('#weight-sets tr[data-set="saved"]')
-        assert page.locator('#weight-sets tr[data-set="saved"] td.auc').inner_text() == auc
-    assert not errors, errors
+    browser_page.sign_in(ui.admin_key, "/ui/models")
+    page = browser_page.page
+    form = page.locator("#scorecard-form")
+    for inp in form.locator("input[type=number]").all():
+        inp.fill("0")
+    form.locator("input[name=w_adoption]").fill("2")
+    form.locator("input[name=w_support]").fill("1")
+    form.locator("button[value=evaluate]").click()
+    page.wait_for_selector('#weight-sets tr[data-set="yours"]')
+    yours = page.locator('#weight-sets tr[data-set="yours"]')
+    assert float(yours.locator("td.auc").inner_text()) > 0.5
+    assert float(yours.locator("td.lift").inner_text()) > 0
+    assert page.locator('#weight-sets tr[data-set="learned"] td.auc').inner_text()
+    assert "67 %" in yours.inner_text() and "33 %" in yours.inner_text()
+    auc = yours.locator("td.auc").inner_text()
+    browser_page.shot("scorecard")
+    page.locator("#scorecard-form button[value=save]").click()
+    page.wait_for_selector('#weight-sets tr[data-set="saved"]')
+    assert page.locator('#weight-sets tr[data-set="saved"] td.auc').inner_text() == auc
+    browser_page.assert_clean()
     assert json.loads(saved.read_text())["weights"]["adoption"] == 2.0
     saved.unlink()

@@ -10,13 +10,9 @@ where the dashboard is, and no data command printed pandas' fragmentation warnin
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from urllib.parse import urlparse
 
 import httpx
 import pytest
-
-from test_dashboard import CHROMIUM, CHROMIUM_ARGS, _shot
 
 FAMILIES = ("churn", "survival", "health")
 
@@ -50,59 +46,31 @@ def test_landing_page_links_the_dashboard_docs_and_health(ui):
             assert b"cdn.redoc.ly" not in r.content, asset         # ReDoc's remote logo is replaced
 
 
-def test_browser_first_hour_offline(ui):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (CI installs Debian's chromium package)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    errors: list[str] = []
-    blocked: list[str] = []
-    host = urlparse(ui.url).netloc
+def test_browser_first_hour_offline(ui, browser_page):
+    page = browser_page.page          # every request that leaves the server is blocked (conftest.py)
+    page.goto(ui.url + "/")
+    page.click("#dashboard")
+    page.wait_for_url("**/ui/login**")
+    page.fill("#api_key", ui.demo_key)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/ui/")
+    page.wait_for_selector("#risk tbody tr")
+    assert "Portfolio" in page.title()
 
-    def guard(route):
-        url = route.request.url
-        if url.startswith(("data:", "blob:")) or urlparse(url).netloc == host:
-            route.continue_()
-        else:                                # the network outside the server is not there
-            blocked.append(url)
-            route.abort()
+    page.goto(ui.url + "/docs")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "csforecast API" in page.locator(".swagger-ui .info .title").inner_text()
+    page.wait_for_selector(".opblock-tag-section")       # the operations, from /openapi.json
+    assert page.locator(".opblock").count() >= 10
+    browser_page.shot("docs")
 
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            ctx = browser.new_context(viewport={"width": 1400, "height": 900})
-            ctx.route("**/*", guard)
-            page = ctx.new_page()
-            page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-            page.on("response", lambda r: errors.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
-            page.set_default_timeout(60_000)
+    page.goto(ui.url + "/redoc")
+    page.wait_for_selector("h1:has-text('csforecast API')")
+    page.wait_for_selector("h2:has-text('List accounts (filtered, sorted, paged)')")   # an operation
 
-            page.goto(ui.url + "/")
-            page.click("#dashboard")
-            page.wait_for_url("**/ui/login**")
-            page.fill("#api_key", ui.demo_key)
-            page.click("button[type=submit]")
-            page.wait_for_url("**/ui/")
-            page.wait_for_selector("#risk tbody tr")
-            assert "Portfolio" in page.title()
-
-            page.goto(ui.url + "/docs")
-            page.wait_for_selector(".swagger-ui .info .title")
-            assert "csforecast API" in page.locator(".swagger-ui .info .title").inner_text()
-            page.wait_for_selector(".opblock-tag-section")       # the operations, from /openapi.json
-            assert page.locator(".opblock").count() >= 10
-            _shot(page, "docs")
-
-            page.goto(ui.url + "/redoc")
-            page.wait_for_selector("h1:has-text('csforecast API')")
-            page.wait_for_selector("h2:has-text('List accounts (filtered, sorted, paged)')")   # an operation
-
-            page.goto(ui.url + "/ui/status")
-            page.wait_for_selector("#jobs tbody tr")
-        finally:
-            browser.close()
-    assert not blocked, blocked
-    assert not errors, errors
+    page.goto(ui.url + "/ui/status")
+    page.wait_for_selector("#jobs tbody tr")
+    browser_page.assert_clean()
 
 
 def test_mlflow_runs_are_named_and_versions_described_after_the_demo(ui):
