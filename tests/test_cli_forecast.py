@@ -90,7 +90,9 @@ def test_forecast_and_backtest(portfolio):
 
     b = json.loads(_run(["backtest", "--data", str(data), "--quarters", "1", "--warmup", "1", "--draws", "500",
                          "--json"], home).stdout)
-    assert {"quarters", "summary"} <= set(b)
+    assert {"quarters", "summary", "coverage_if_calibrated"} <= set(b)
+    noise = b["coverage_if_calibrated"]
+    assert noise["probabilities"] == "oracle" and noise["windows"] >= 2 and 0 <= noise["p10"] <= noise["p90"] <= 1
     methods = {"model", "last_year", "time_series", "oracle"}
     assert set(b["summary"]) == methods
     assert len(b["quarters"]) == 1 * 4 and {q["method"] for q in b["quarters"]} == methods

@@ -289,6 +289,12 @@ def print_backtest(res: dict, out) -> None:
                   f"{inside} of {n} intervals ({s['coverage_p10_p90']:.0%}; 80% expected)",
                   _pct(s.get("nrr_coverage_p10_p90")), f"{res['tau'].get(m, 0):.3f}")
     wide(out).print(t)
+    noise = res.get("coverage_if_calibrated") or {}
+    if noise:
+        out.print(f"How much coverage varies by chance on these {noise['windows']} intervals: exactly calibrated "
+                  f"P10–P90 intervals would cover {noise['mean']:.0%} ± {noise['sd']:.0%} (P10–P90 of coverage "
+                  f"{noise['p10']:.0%}–{noise['p90']:.0%}; renewals redrawn from the {noise['probabilities']}'s "
+                  "probabilities).", highlight=False)
     t = Table(title="Renewed ARR per quarter (model)")
     for c in ("quarter", "forecast", "P10", "P90", "actual", "actual inside P10–P90", "GRR forecast / actual",
               "NRR forecast / actual"):

@@ -34,6 +34,7 @@ from csforecast.forecast.montecarlo import (
     method_results,
     save_calibration,
     shock_evidence,
+    simulate_renewals,
 )
 from csforecast.forecast.renewals import METHODS, decision_rows, fit_expansion, predict_churn, scoring_rows
 
@@ -158,6 +159,33 @@ def _ratio_if_oracle_true(d: pd.DataFrame, seed: int, n: int = 400) -> dict:
             out[m].append(np.abs(act - f[m]).sum() / wo if wo > 0 else np.nan)
     return {m: {"mean": float(np.nanmean(v)), "p10": float(np.nanquantile(v, 0.1)),
                 "p90": float(np.nanquantile(v, 0.9))} for m, v in out.items()}
+
+
+def _coverage_if_calibrated(d: pd.DataFrame, p_col: str, seed: int, n: int = 400, draws: int = 4000) -> dict:
+    """How noisy the interval coverage is on these windows: the coverage of exactly calibrated P10-P90
+    intervals when the probabilities in ``p_col`` are the truth. Per quarter, each scope's interval (the
+    portfolio and each segment) is read from the Bernoulli draws of those probabilities (no maps, no tau:
+    exact when they are the truth), and the renewals are redrawn ``n`` times from the same probabilities.
+    {"probabilities", "windows", "mean", "sd", "p10", "p90"}: the realised coverage of a method is one draw
+    from a distribution about this wide even when its intervals are right."""
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 11])
+    hits, windows = np.zeros(n), 0
+    for qi, g in d.groupby("q", sort=True):
+        a, p, seg = g["arr"].to_numpy(float), g[p_col].to_numpy(float), g["seg"].to_numpy(str)
+        sim = simulate_renewals(a, p, groups=seg, draws=draws, seed=int(seed) + 104729 * int(qi))
+        renewed = rng.random((n, len(a))) >= p
+        scopes = [(sim.renewed.sum(axis=0), np.ones(len(a), dtype=bool))]
+        scopes += [(sim.renewed[i], seg == str(lab)) for i, lab in enumerate(sim.groups)]
+        for draw, mask in scopes:
+            lo, hi = np.quantile(draw, [0.1, 0.9])
+            actual = renewed[:, mask] @ a[mask]
+            hits += (actual >= lo) & (actual <= hi)
+            windows += 1
+    if windows == 0:
+        return {}
+    cov = hits / windows
+    return {"probabilities": p_col.removeprefix("p_"), "windows": windows, "mean": float(cov.mean()),
+            "sd": float(cov.std()), "p10": float(np.quantile(cov, 0.1)), "p90": float(np.quantile(cov, 0.9))}
 
 
 def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, draws: int | None = None,
@@ -289,10 +317,13 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
             for m, v in _ratio_if_oracle_true(pd.concat(kept, ignore_index=True), seed).items():
                 summary[m]["wape_vs_oracle_if_oracle_true"] = v
     final_tau = {m: estimate_tau(shocks[m]) for m in methods}
+    coverage_noise = _coverage_if_calibrated(pd.concat(kept, ignore_index=True),
+                                             "p_oracle" if "oracle" in methods else "p_model", seed) if kept else {}
     return {
         "data_end": str(de), "quarters_requested": quarters, "warmup_quarters": len(qlist) - n_report,
         "draws": draws, "seed": seed, "churn_params": params,
         "quarters": rows, "segments": seg_rows, "summary": summary, "tau": final_tau,
+        "coverage_if_calibrated": coverage_noise,
         "skipped": skipped, "detail": detail,
         "timing": {"seconds": round(time.time() - t0, 1), "churn_fit_seconds": round(t_fit, 1)},
     }
@@ -351,6 +382,7 @@ def log_backtest(result: dict, data_hash: str) -> str:
         for m, s in result["summary"].items():
             store.log_metrics({k: v for k, v in s.items() if isinstance(v, (int, float))}, prefix=f"{m}_")
         store.log_metrics({f"tau_{m}": t for m, t in result["tau"].items()})
+        store.log_metrics(result.get("coverage_if_calibrated") or {}, prefix="coverage_if_calibrated_")
         log_backtest_artifacts(result)
         return run.info.run_id
 
