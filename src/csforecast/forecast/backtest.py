@@ -30,13 +30,20 @@ from csforecast.forecast import baselines
 from csforecast.forecast.book import renewal_book
 from csforecast.forecast.montecarlo import (
     MethodInput,
-    estimate_tau,
+    estimate_tau_by_segment,
     method_results,
     save_calibration,
     shock_evidence,
     simulate_renewals,
 )
-from csforecast.forecast.renewals import METHODS, decision_rows, fit_expansion, predict_churn, scoring_rows
+from csforecast.forecast.renewals import (
+    METHODS,
+    decision_rows,
+    fit_expansion,
+    predict_churn,
+    scoring_rows,
+    tau_per_decision,
+)
 
 __all__ = ["run_backtest", "fan_chart", "log_backtest"]
 
@@ -228,7 +235,8 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
     contracts, accounts = source.frame("contracts"), source.frame("accounts")
     truth = oracle if with_oracle else None
     methods = list(METHODS) + (["oracle"] if truth is not None else [])
-    shocks: dict[str, list[tuple[float, float, float]]] = {m: [] for m in methods}
+    # past windows' evidence per method and scope (the segment; None for the portfolio)
+    shocks: dict[str, dict[str | None, list[tuple[float, float, float]]]] = {m: {} for m in methods}
     rows: list[dict] = []
     seg_rows: list[dict] = []
     used_tau: dict[str, list[float]] = {m: [] for m in methods}
@@ -277,25 +285,29 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
         segs = sorted(book["segment"].astype(str).unique())
         act_all = _actual(book, np.ones(len(book), dtype=bool))
         acts = {s: _actual(book, (book["segment"].astype(str) == s).to_numpy()) for s in segs}
+        pend_seg = pending["segment"].astype(str).to_numpy()
         for k, name in enumerate(methods):
-            tau = estimate_tau(shocks[name])
+            tau = estimate_tau_by_segment(shocks[name])
             inp = MethodInput(probs[name], *rat[name], split=split if name in ("model", "oracle") else None,
-                              maps=getattr(est, "calibration_maps_", None) if name == "model" else None, tau=tau)
+                              maps=getattr(est, "calibration_maps_", None) if name == "model" else None,
+                              tau=tau_per_decision({name: tau}, name, pend_seg))
             res = method_results(book, None, inp, draws=draws, seed=seed + 7919 * qi + k)
             # this quarter's errors (overall and per segment), evidence for the later quarters' tau
             a_p, p_p = pending["arr"].to_numpy(float), probs[name]
             won = pending["final_renewed"].to_numpy(bool)
-            shocks[name].append(shock_evidence(a_p, p_p, float(a_p[won].sum()), inp.maps))
+            shocks[name].setdefault(None, []).append(shock_evidence(a_p, p_p, float(a_p[won].sum()), inp.maps))
             for sg in segs:
-                mk = (pending["segment"].astype(str) == sg).to_numpy()
+                mk = pend_seg == sg
                 if mk.any():
-                    shocks[name].append(shock_evidence(a_p[mk], p_p[mk], float(a_p[mk & won].sum()), inp.maps))
+                    shocks[name].setdefault(sg, []).append(
+                        shock_evidence(a_p[mk], p_p[mk], float(a_p[mk & won].sum()), inp.maps))
             if not reported:
                 continue
-            used_tau[name].append(tau)
-            rows.append(_row(q, name, res["overall"], act_all, tau))
+            used_tau[name].append(tau["overall"])
+            rows.append(_row(q, name, res["overall"], act_all, tau["overall"]))
             for sg in segs:
-                seg_rows.append(_row(q, name, res["groups"][sg], acts[sg], tau, sg))
+                seg_rows.append(_row(q, name, res["groups"][sg], acts[sg], tau["segments"].get(sg, tau["overall"]),
+                                     sg))
         if reported:
             kept.append(pd.DataFrame({"q": qi, "seg": pending["segment"].astype(str).to_numpy(),
                                       "arr": pending["arr"].to_numpy(float),
@@ -316,13 +328,15 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
         if kept:
             for m, v in _ratio_if_oracle_true(pd.concat(kept, ignore_index=True), seed).items():
                 summary[m]["wape_vs_oracle_if_oracle_true"] = v
-    final_tau = {m: estimate_tau(shocks[m]) for m in methods}
+    final_tau = {m: estimate_tau_by_segment(shocks[m]) for m in methods}
     coverage_noise = _coverage_if_calibrated(pd.concat(kept, ignore_index=True),
                                              "p_oracle" if "oracle" in methods else "p_model", seed) if kept else {}
     return {
         "data_end": str(de), "quarters_requested": quarters, "warmup_quarters": len(qlist) - n_report,
         "draws": draws, "seed": seed, "churn_params": params,
-        "quarters": rows, "segments": seg_rows, "summary": summary, "tau": final_tau,
+        "quarters": rows, "segments": seg_rows, "summary": summary,
+        "tau": {m: t["overall"] for m, t in final_tau.items()},
+        "tau_segments": {m: t["segments"] for m, t in final_tau.items()},
         "coverage_if_calibrated": coverage_noise,
         "skipped": skipped, "detail": detail,
         "timing": {"seconds": round(time.time() - t0, 1), "churn_fit_seconds": round(t_fit, 1)},
@@ -382,6 +396,8 @@ def log_backtest(result: dict, data_hash: str) -> str:
         for m, s in result["summary"].items():
             store.log_metrics({k: v for k, v in s.items() if isinstance(v, (int, float))}, prefix=f"{m}_")
         store.log_metrics({f"tau_{m}": t for m, t in result["tau"].items()})
+        for m, by_segment in (result.get("tau_segments") or {}).items():
+            store.log_metrics(by_segment, prefix=f"tau_{m}_")
         store.log_metrics(result.get("coverage_if_calibrated") or {}, prefix="coverage_if_calibrated_")
         log_backtest_artifacts(result)
         return run.info.run_id
@@ -403,6 +419,8 @@ def save_tau(result: dict, data_hash: str) -> str:
     """Write the interval calibration (tau per method) that `forecast` reads by default."""
     f = save_calibration({"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                           "data_hash": data_hash, "data_end": result["data_end"],
-                          "tau": {m: result["tau"][m] for m in METHODS if m in result["tau"]},
+                          "tau": {m: {"overall": result["tau"][m],
+                                      "segments": (result.get("tau_segments") or {}).get(m, {})}
+                                  for m in METHODS if m in result["tau"]},
                           "quarters": len(result["quarters"]) // max(1, len(result["summary"]))})
     return str(f)
