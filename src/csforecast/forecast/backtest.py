@@ -12,8 +12,9 @@ to calibrate the interval width), as of the quarter start:
 3. the renewals due in the quarter (contracts started before the quarter start) are forecast from the
    snapshot at the quarter start by every method -- ``model``, ``last_year``, ``time_series`` and, when the
    source has truth/, ``oracle`` (the simulator's P(churn) as of the quarter start, same expansion model);
-4. each method's interval uses a common logit shock with sd tau estimated from the implied shocks of the
-   quarters *before* the one forecast (warm-up and earlier back-test quarters, overall and per segment);
+4. each method's interval uses a common logit shock whose sd tau is estimated per segment from that
+   segment's implied shocks in the quarters *before* the one forecast (warm-up and earlier back-test
+   quarters; ``estimate_tau_by_segment``), the tau pooled over every window where a segment has none;
 5. the forecast is compared with what happened (hindsight outcomes of the same decisions).
 """
 from __future__ import annotations
