@@ -90,7 +90,9 @@ def test_forecast_and_backtest(portfolio):
 
     b = json.loads(_run(["backtest", "--data", str(data), "--quarters", "1", "--warmup", "1", "--draws", "500",
                          "--json"], home).stdout)
-    assert {"quarters", "summary"} <= set(b)
+    assert {"quarters", "summary", "coverage_if_calibrated"} <= set(b)
+    noise = b["coverage_if_calibrated"]
+    assert noise["probabilities"] == "oracle" and noise["windows"] >= 2 and 0 <= noise["p10"] <= noise["p90"] <= 1
     methods = {"model", "last_year", "time_series", "oracle"}
     assert set(b["summary"]) == methods
     assert len(b["quarters"]) == 1 * 4 and {q["method"] for q in b["quarters"]} == methods
@@ -108,6 +110,10 @@ def test_forecast_and_backtest(portfolio):
     assert b["run_id"] and (home / "forecast_calibration.json").exists()
     cal = json.loads((home / "forecast_calibration.json").read_text())
     assert set(cal["tau"]) == {"model", "last_year", "time_series"}
+    # tau per segment (Mondrian split-conformal) beside the pooled one, as the forecast reads it
+    for m, t in cal["tau"].items():
+        assert t["overall"] == pytest.approx(b["tau"][m]) and t["segments"] == b["tau_segments"][m]
+        assert set(t["segments"]) <= {"Enterprise", "Mid-Market", "SMB"} and all(v >= 0 for v in t["segments"].values())
     r2 = json.loads(_run(["forecast", "--data", str(data), "--start", "2026-10-01", "--end", "2027-01-01",
                           "--json", "--draws", "1000"], home).stdout)
     assert r2["simulation"]["tau"] == cal["tau"] and r2["simulation"]["tau_source"].startswith("backtest")

@@ -11,6 +11,7 @@ from csforecast.forecast.montecarlo import (
     _mean_preserving_offsets,
     _shock_nodes,
     estimate_tau,
+    estimate_tau_by_segment,
     map_spread,
     shock_evidence,
     simulate_renewals,
@@ -132,6 +133,41 @@ def test_estimate_tau_covers_the_next_window_with_few_windows():
             err, V, D = pool[idx[n]]
             covered.append(abs(err) / np.sqrt(V + tau * tau * D * D) <= 1.2816)
         assert np.mean(covered) >= 0.8 - 2 * np.sqrt(0.16 / 600), n
+
+
+def test_tau_by_segment_covers_each_segment():
+    """Mondrian split-conformal: when two segments' windows differ (a small book with a strong shock, a large
+    one without), tau from each segment's own windows covers each segment's next window at least 80 % of the
+    time; the tau pooled over both under-covers the shocked segment and over-covers the other. Segments
+    without windows are left to the pooled value."""
+    rng = np.random.default_rng(5)
+    books = {"A": _portfolio(300, seed=1)[:2], "B": _portfolio(1500, seed=6)[:2]}
+    shock = {"A": 0.5, "B": 0.0}
+
+    def window(seg):
+        a, p = books[seg]
+        churn = rng.random(len(a)) < expit(logit(p) + rng.normal(0, shock[seg]))
+        return shock_evidence(a, p, float(a[~churn].sum()))
+
+    pools = {seg: np.array([window(seg) for _ in range(1500)]) for seg in books}
+
+    def z(ev, tau):
+        err, V, D = ev
+        return abs(err) / np.sqrt(V + tau * tau * D * D)
+
+    n = 8
+    own = {seg: [] for seg in books}
+    pooled = {seg: [] for seg in books}
+    for _ in range(400):
+        past = {seg: pools[seg][rng.choice(len(pools[seg]), n + 1, replace=False)] for seg in books}
+        tau = estimate_tau_by_segment({seg: list(v[:n]) for seg, v in past.items()})
+        for seg in books:
+            own[seg].append(z(past[seg][n], tau["segments"][seg]) <= 1.2816)
+            pooled[seg].append(z(past[seg][n], tau["overall"]) <= 1.2816)
+    floor = 0.8 - 2 * np.sqrt(0.16 / 400)
+    assert np.mean(own["A"]) >= floor and np.mean(own["B"]) >= floor
+    assert np.mean(pooled["A"]) < np.mean(own["A"]) and np.mean(pooled["B"]) > np.mean(own["B"])
+    assert estimate_tau_by_segment({None: [], "A": []}) == {"overall": 0.0, "segments": {}}
 
 
 def test_map_spread_is_the_spread_the_draws_take_from_the_maps():

@@ -271,6 +271,13 @@ def print_forecast(res: dict, out) -> None:
 TABLES_DOC = "docs/forecast.md#reading-the-forecast-and-backtest-tables"   # what every column means
 
 
+def _tau_text(res: dict, method: str) -> str:
+    """The method's tau for the next forecast: pooled, and per segment where the segment has its own."""
+    by_segment = (res.get("tau_segments") or {}).get(method) or {}
+    own = ", ".join(f"{seg} {t:.3f}" for seg, t in sorted(by_segment.items()))
+    return f"{res['tau'].get(method, 0):.3f}" + (f" ({own})" if own else "")
+
+
 def print_backtest(res: dict, out) -> None:
     """The back-test summary per method and the model's renewed ARR per quarter, in words (every column is
     defined in docs/forecast.md, "Reading the forecast and backtest tables")."""
@@ -287,8 +294,14 @@ def print_backtest(res: dict, out) -> None:
         inside = round(s["coverage_p10_p90"] * n)
         t.add_row(m, _pct(s["wape"]), _pct(s["wape_overall"]), f"{ratio:.2f} times" if ratio else "—",
                   f"{inside} of {n} intervals ({s['coverage_p10_p90']:.0%}; 80% expected)",
-                  _pct(s.get("nrr_coverage_p10_p90")), f"{res['tau'].get(m, 0):.3f}")
+                  _pct(s.get("nrr_coverage_p10_p90")), _tau_text(res, m))
     wide(out).print(t)
+    noise = res.get("coverage_if_calibrated") or {}
+    if noise:
+        out.print(f"How much coverage varies by chance on these {noise['windows']} intervals: exactly calibrated "
+                  f"P10–P90 intervals would cover {noise['mean']:.0%} ± {noise['sd']:.0%} (P10–P90 of coverage "
+                  f"{noise['p10']:.0%}–{noise['p90']:.0%}; renewals redrawn from the {noise['probabilities']}'s "
+                  "probabilities).", highlight=False)
     t = Table(title="Renewed ARR per quarter (model)")
     for c in ("quarter", "forecast", "P10", "P90", "actual", "actual inside P10–P90", "GRR forecast / actual",
               "NRR forecast / actual"):

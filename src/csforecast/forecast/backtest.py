@@ -12,8 +12,9 @@ to calibrate the interval width), as of the quarter start:
 3. the renewals due in the quarter (contracts started before the quarter start) are forecast from the
    snapshot at the quarter start by every method -- ``model``, ``last_year``, ``time_series`` and, when the
    source has truth/, ``oracle`` (the simulator's P(churn) as of the quarter start, same expansion model);
-4. each method's interval uses a common logit shock with sd tau estimated from the implied shocks of the
-   quarters *before* the one forecast (warm-up and earlier back-test quarters, overall and per segment);
+4. each method's interval uses a common logit shock whose sd tau is estimated per segment from that
+   segment's implied shocks in the quarters *before* the one forecast (warm-up and earlier back-test
+   quarters; ``estimate_tau_by_segment``), the tau pooled over every window where a segment has none;
 5. the forecast is compared with what happened (hindsight outcomes of the same decisions).
 """
 from __future__ import annotations
@@ -30,12 +31,20 @@ from csforecast.forecast import baselines
 from csforecast.forecast.book import renewal_book
 from csforecast.forecast.montecarlo import (
     MethodInput,
-    estimate_tau,
+    estimate_tau_by_segment,
     method_results,
     save_calibration,
     shock_evidence,
+    simulate_renewals,
 )
-from csforecast.forecast.renewals import METHODS, decision_rows, fit_expansion, predict_churn, scoring_rows
+from csforecast.forecast.renewals import (
+    METHODS,
+    decision_rows,
+    fit_expansion,
+    predict_churn,
+    scoring_rows,
+    tau_per_decision,
+)
 
 __all__ = ["run_backtest", "fan_chart", "log_backtest"]
 
@@ -160,6 +169,33 @@ def _ratio_if_oracle_true(d: pd.DataFrame, seed: int, n: int = 400) -> dict:
                 "p90": float(np.nanquantile(v, 0.9))} for m, v in out.items()}
 
 
+def _coverage_if_calibrated(d: pd.DataFrame, p_col: str, seed: int, n: int = 400, draws: int = 4000) -> dict:
+    """How noisy the interval coverage is on these windows: the coverage of exactly calibrated P10-P90
+    intervals when the probabilities in ``p_col`` are the truth. Per quarter, each scope's interval (the
+    portfolio and each segment) is read from the Bernoulli draws of those probabilities (no maps, no tau:
+    exact when they are the truth), and the renewals are redrawn ``n`` times from the same probabilities.
+    {"probabilities", "windows", "mean", "sd", "p10", "p90"}: the realised coverage of a method is one draw
+    from a distribution about this wide even when its intervals are right."""
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 11])
+    hits, windows = np.zeros(n), 0
+    for qi, g in d.groupby("q", sort=True):
+        a, p, seg = g["arr"].to_numpy(float), g[p_col].to_numpy(float), g["seg"].to_numpy(str)
+        sim = simulate_renewals(a, p, groups=seg, draws=draws, seed=int(seed) + 104729 * int(qi))
+        renewed = rng.random((n, len(a))) >= p
+        scopes = [(sim.renewed.sum(axis=0), np.ones(len(a), dtype=bool))]
+        scopes += [(sim.renewed[i], seg == str(lab)) for i, lab in enumerate(sim.groups)]
+        for draw, mask in scopes:
+            lo, hi = np.quantile(draw, [0.1, 0.9])
+            actual = renewed[:, mask] @ a[mask]
+            hits += (actual >= lo) & (actual <= hi)
+            windows += 1
+    if windows == 0:
+        return {}
+    cov = hits / windows
+    return {"probabilities": p_col.removeprefix("p_"), "windows": windows, "mean": float(cov.mean()),
+            "sd": float(cov.std()), "p10": float(np.quantile(cov, 0.1)), "p90": float(np.quantile(cov, 0.9))}
+
+
 def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, draws: int | None = None,
                  seed: int | None = None, churn_params: dict | None = None,
                  progress: Callable[[str], None] | None = None, with_oracle: bool = True,
@@ -200,7 +236,8 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
     contracts, accounts = source.frame("contracts"), source.frame("accounts")
     truth = oracle if with_oracle else None
     methods = list(METHODS) + (["oracle"] if truth is not None else [])
-    shocks: dict[str, list[tuple[float, float, float]]] = {m: [] for m in methods}
+    # past windows' evidence per method and scope (the segment; None for the portfolio)
+    shocks: dict[str, dict[str | None, list[tuple[float, float, float]]]] = {m: {} for m in methods}
     rows: list[dict] = []
     seg_rows: list[dict] = []
     used_tau: dict[str, list[float]] = {m: [] for m in methods}
@@ -249,28 +286,31 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
         segs = sorted(book["segment"].astype(str).unique())
         act_all = _actual(book, np.ones(len(book), dtype=bool))
         acts = {s: _actual(book, (book["segment"].astype(str) == s).to_numpy()) for s in segs}
+        pend_seg = pending["segment"].astype(str).to_numpy()
         for k, name in enumerate(methods):
-            tau = estimate_tau(shocks[name])
+            tau = estimate_tau_by_segment(shocks[name])
             # only the model's draws apply calibration maps; the evidence below takes the same maps, so that tau
             # measures only the spread this method's draws do not already have
             maps = getattr(est, "calibration_maps_", None) if name == "model" else None
             inp = MethodInput(probs[name], *rat[name], split=split if name in ("model", "oracle") else None,
-                              maps=maps, tau=tau)
+                              maps=maps, tau=tau_per_decision({name: tau}, name, pend_seg))
             res = method_results(book, None, inp, draws=draws, seed=seed + 7919 * qi + k)
             # this quarter's errors (overall and per segment), evidence for the later quarters' tau
             a_p, p_p = pending["arr"].to_numpy(float), probs[name]
             won = pending["final_renewed"].to_numpy(bool)
-            shocks[name].append(shock_evidence(a_p, p_p, float(a_p[won].sum()), maps))
+            shocks[name].setdefault(None, []).append(shock_evidence(a_p, p_p, float(a_p[won].sum()), maps))
             for sg in segs:
-                mk = (pending["segment"].astype(str) == sg).to_numpy()
+                mk = pend_seg == sg
                 if mk.any():
-                    shocks[name].append(shock_evidence(a_p[mk], p_p[mk], float(a_p[mk & won].sum()), maps))
+                    shocks[name].setdefault(sg, []).append(
+                        shock_evidence(a_p[mk], p_p[mk], float(a_p[mk & won].sum()), maps))
             if not reported:
                 continue
-            used_tau[name].append(tau)
-            rows.append(_row(q, name, res["overall"], act_all, tau))
+            used_tau[name].append(tau["overall"])
+            rows.append(_row(q, name, res["overall"], act_all, tau["overall"]))
             for sg in segs:
-                seg_rows.append(_row(q, name, res["groups"][sg], acts[sg], tau, sg))
+                seg_rows.append(_row(q, name, res["groups"][sg], acts[sg], tau["segments"].get(sg, tau["overall"]),
+                                     sg))
         if reported:
             kept.append(pd.DataFrame({"q": qi, "seg": pending["segment"].astype(str).to_numpy(),
                                       "arr": pending["arr"].to_numpy(float),
@@ -291,11 +331,16 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
         if kept:
             for m, v in _ratio_if_oracle_true(pd.concat(kept, ignore_index=True), seed).items():
                 summary[m]["wape_vs_oracle_if_oracle_true"] = v
-    final_tau = {m: estimate_tau(shocks[m]) for m in methods}
+    final_tau = {m: estimate_tau_by_segment(shocks[m]) for m in methods}
+    coverage_noise = _coverage_if_calibrated(pd.concat(kept, ignore_index=True),
+                                             "p_oracle" if "oracle" in methods else "p_model", seed) if kept else {}
     return {
         "data_end": str(de), "quarters_requested": quarters, "warmup_quarters": len(qlist) - n_report,
         "draws": draws, "seed": seed, "churn_params": params,
-        "quarters": rows, "segments": seg_rows, "summary": summary, "tau": final_tau,
+        "quarters": rows, "segments": seg_rows, "summary": summary,
+        "tau": {m: t["overall"] for m, t in final_tau.items()},
+        "tau_segments": {m: t["segments"] for m, t in final_tau.items()},
+        "coverage_if_calibrated": coverage_noise,
         "skipped": skipped, "detail": detail,
         "timing": {"seconds": round(time.time() - t0, 1), "churn_fit_seconds": round(t_fit, 1)},
     }
@@ -354,6 +399,9 @@ def log_backtest(result: dict, data_hash: str) -> str:
         for m, s in result["summary"].items():
             store.log_metrics({k: v for k, v in s.items() if isinstance(v, (int, float))}, prefix=f"{m}_")
         store.log_metrics({f"tau_{m}": t for m, t in result["tau"].items()})
+        for m, by_segment in (result.get("tau_segments") or {}).items():
+            store.log_metrics(by_segment, prefix=f"tau_{m}_")
+        store.log_metrics(result.get("coverage_if_calibrated") or {}, prefix="coverage_if_calibrated_")
         log_backtest_artifacts(result)
         return run.info.run_id
 
@@ -374,6 +422,8 @@ def save_tau(result: dict, data_hash: str) -> str:
     """Write the interval calibration (tau per method) that `forecast` reads by default."""
     f = save_calibration({"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                           "data_hash": data_hash, "data_end": result["data_end"],
-                          "tau": {m: result["tau"][m] for m in METHODS if m in result["tau"]},
+                          "tau": {m: {"overall": result["tau"][m],
+                                      "segments": (result.get("tau_segments") or {}).get(m, {})}
+                                  for m in METHODS if m in result["tau"]},
                           "quarters": len(result["quarters"]) // max(1, len(result["summary"]))})
     return str(f)
