@@ -68,15 +68,9 @@ class ForecastCache:
     def __init__(self, folder: Path, keep: int = 64):
         self.store = DiskCache(folder, ".json", keep=keep)
 
-    def get(self, key: ForecastKey) -> dict | None:
-        return self.store.get(key.digest(), lambda path: _read_forecast(path, key.digest()))
-
-    def put(self, key: ForecastKey, forecast: dict) -> None:
-        """Store (best effort: a read-only or full disk only costs the next start a recomputation)."""
-        self.store.put(key.digest(), lambda path: _write_forecast(forecast, path, key.digest()))
-
     def get_or_compute(self, key: ForecastKey, compute) -> dict:
-        """The kept forecast of ``key``, else ``compute()``, kept."""
+        """The kept forecast of ``key``, else ``compute()``, kept (best effort: a read-only or full disk only
+        costs the next start a recomputation)."""
         digest = key.digest()
         return self.store.get_or_compute(digest, compute, load=lambda path: _read_forecast(path, digest),
                                          dump=lambda forecast, path: _write_forecast(forecast, path, digest))
