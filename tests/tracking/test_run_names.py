@@ -81,3 +81,14 @@ def test_version_summary_names_data_metrics_and_guard():
     assert "Renewal decisions 900, churns 140" in text
     assert "auc 0.7123" in text and "ece 0.0151" in text and "oracle" not in text and "SMB" not in text
     assert "812 validation rows" in text and "lower is better" in text
+
+
+def test_metric_names_from_user_values_are_made_valid(isolated_home):
+    """Metric names built from a user's values (the back-test's tau per segment: "tau_model_SMB (EU)") are
+    logged under a name MLflow accepts instead of failing the run."""
+    from csforecast.tracking import store
+
+    with store.start_run("forecast", tags=TAGS) as run:
+        store.log_metrics({"SMB (EU)": 0.25, "Mid-Market": 0.1, "not a number": float("nan")}, prefix="tau_model_")
+    logged = store.run_metrics(run.info.run_id)
+    assert logged == {"tau_model_SMB _EU_": 0.25, "tau_model_Mid-Market": 0.1}

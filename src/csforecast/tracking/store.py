@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -184,8 +185,15 @@ def model_version_run_id(family: str, version: str) -> str | None:
         return None
 
 
+def metric_name(name: str) -> str:
+    """``name`` as MLflow accepts it: characters other than word characters, ``/ . - :`` and spaces (e.g. the
+    parentheses of a user's segment name "SMB (EU)") become "_"."""
+    return re.sub(r"[^/\w.\- :]", "_", str(name))
+
+
 def log_metrics(metrics: dict[str, Any], prefix: str = "") -> None:
-    clean = {f"{prefix}{k}": float(v) for k, v in metrics.items()
+    """The finite numbers of ``metrics``, named ``prefix + key`` (made valid by :func:`metric_name`)."""
+    clean = {metric_name(f"{prefix}{k}"): float(v) for k, v in metrics.items()
              if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
     if clean:
         mlflow.log_metrics(clean)
