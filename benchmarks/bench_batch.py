@@ -134,17 +134,26 @@ def scoring_rows(folder: Path, n: int) -> pd.DataFrame:
     return big
 
 
-def spark_run(big: pd.DataFrame, champs: Champions, master: str, tmp: Path) -> float:
-    """Seconds to score ``big`` (already a snapshot) on Spark with mapInPandas, Parquet to Parquet."""
+def spark_input(big: pd.DataFrame, tmp: Path) -> Path:
+    """``big`` as one Parquet file of 16 row groups, so that Spark can split it across up to 16 tasks (one
+    row group would be one task, whatever the master)."""
+    inp = tmp / "rows.parquet"
+    big.to_parquet(inp, index=False, row_group_size=max(1, -(-len(big) // 16)))
+    return inp
+
+
+def spark_run(inp: Path, champs: Champions, master: str, tmp: Path, sample: pd.DataFrame,
+              fit: bool = True) -> tuple[float, int]:
+    """(seconds, tasks) to score the rows in ``inp`` (already a snapshot) on Spark with mapInPandas, Parquet to
+    Parquet, as ``scoring.spark`` does; ``fit``: the champions' prediction threads set to the task's cores
+    (``scoring.spark.fit_threads``), else left at the model's training ``n_jobs`` (the old behaviour)."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from datetime import date
 
     from csforecast.data.sources import spark_session
-    from csforecast.scoring.spark import _conform, _spark_type, _to_json_text
+    from csforecast.scoring.spark import _conform, _spark_type, _to_json_text, fit_threads, task_threads
     from csforecast.scoring.store import JSON_COLUMNS
 
-    inp = tmp / "rows.parquet"
-    big.to_parquet(inp, index=False)
     spark = spark_session(master, {"spark.sql.shuffle.partitions": "4"})
     as_of = date.today()
     bc = spark.sparkContext.broadcast(dict(champs.estimators))
@@ -153,20 +162,30 @@ def spark_run(big: pd.DataFrame, champs: Champions, master: str, tmp: Path) -> f
     def score(raw: pd.DataFrame) -> pd.DataFrame:
         return _to_json_text(score_snapshot(raw, Champions(bc.value, versions), as_of), JSON_COLUMNS)
 
-    types = {c: _spark_type(s) for c, s in score(big.head(32)).items()}
+    types = {c: _spark_type(s) for c, s in score(sample).items()}
 
     def run(batches):
+        if fit:
+            fit_threads(bc.value, task_threads())
         for raw in batches:
             if len(raw):
                 yield _conform(score(raw), types)
 
     t = time.perf_counter()
     rows = spark.read.parquet(str(inp))
+    tasks = rows.rdd.getNumPartitions()
     rows.mapInPandas(run, schema=", ".join(f"`{c}` {t}" for c, t in types.items())).write.mode(
         "overwrite").parquet(str(tmp / "out"))
     took = time.perf_counter() - t
+    bc.unpersist()
     spark.stop()
-    return took
+    return took, tasks
+
+
+def _cores(master: str) -> int:
+    """The cores of a local master (``local[4]`` -> 4, ``local`` -> 1, ``local[*]`` -> this machine's)."""
+    inner = master[master.find("[") + 1:master.find("]")] if "[" in master else "1"
+    return (os.cpu_count() or 1) if inner == "*" else int(inner.split(",")[0])
 
 
 def main():
@@ -176,6 +195,12 @@ def main():
     ap.add_argument("--train-accounts", type=int, default=1000)
     ap.add_argument("--spark", action="store_true", help="also score the same rows on Spark")
     ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--masters", default=None,
+                    help="comma-separated Spark masters to score the same rows on, e.g. local[1],local[2] "
+                         "(implies --spark; default: --master)")
+    ap.add_argument("--spark-model-threads", action="store_true",
+                    help="also run the last master with the model's training threads in each task (the "
+                         "behaviour before the threads were fitted to the task: the baseline of the fix)")
     ap.add_argument("--profile", action="store_true", default=bool(os.environ.get("CSFORECAST_BENCH_PROFILE")),
                     help="also print the wall time of each stage of batch scoring")
     a = ap.parse_args()
@@ -217,11 +242,45 @@ def main():
     assert len(out) == a.accounts and out["churn_drivers"].map(len).min() > 0
     print(f"model: {est.chosen_} ({est.calibration_} calibration), {len(est.feature_names_in_)} features; "
           f"{a.accounts / batch_s:,.0f} accounts/s, {1e3 * batch_s / a.accounts:.4f} ms a row")
-    if a.spark:
+    if est.chosen_ != "logistic":
+        # the raw model's own work a row: TreeSHAP (pred_contrib) at the model's threads (the raw time above)
+        # and on one thread (what one Spark task with one core does), on the same first slice
+        n1 = min(len(X), CHUNK_ROWS)
+        t = time.perf_counter()
+        est.set_predict_threads(1).explain_raw(X.iloc[:n1])
+        one_s = time.perf_counter() - t
+        est.set_predict_threads(None)
+        print(f"TreeSHAP (pred_contrib) a row: {1e3 * raw_s / a.accounts:.3f} ms at the model's {est.n_jobs} "
+              f"threads, {1e3 * one_s / n1:.3f} ms on 1 thread ({n1} rows); 1,000,000 rows on 1 core "
+              f"{1e6 * one_s / n1 / 60:.1f} min", flush=True)
+    if a.spark or a.masters:
         del out
-        spark_s = spark_run(big, champs, a.master, tmp)
-        print(f"spark {a.master}: {spark_s:.1f} s; in-process {batch_s:.1f} s; overhead ratio "
-              f"{spark_s / batch_s:.2f}")
+        inp = spark_input(big, tmp)
+        sample = big.head(32)
+        masters = (a.masters or a.master).split(",")
+        took = {}
+        for m in masters:
+            took[m], tasks = spark_run(inp, champs, m, tmp, sample)
+            print(f"spark {m}: {took[m]:.1f} s ({tasks} tasks, threads fitted to the task); in-process "
+                  f"{batch_s:.1f} s; overhead ratio {took[m] / batch_s:.2f}; "
+                  f"{1e3 * took[m] / a.accounts:.3f} ms a row", flush=True)
+        if a.spark_model_threads:
+            m = masters[-1]
+            old_s, tasks = spark_run(inp, champs, m, tmp, sample, fit=False)
+            print(f"spark {m} with the model's {getattr(est, 'n_jobs', '?')} training threads per task (before): "
+                  f"{old_s:.1f} s ({tasks} tasks); fitted {took[m]:.1f} s; ratio before/after "
+                  f"{old_s / took[m]:.2f}", flush=True)
+        if len(masters) > 1:
+            one, last = masters[0], masters[-1]
+            c1, cn = _cores(one), _cores(last)
+            speedup = took[one] / took[last]
+            eff = speedup / (cn / c1)
+            per_core_row = took[one] * c1 / a.accounts       # seconds a row on one core, Spark included
+            print(f"speed-up {one} -> {last}: {speedup:.2f}x on {cn / c1:.0f}x the cores "
+                  f"(parallel efficiency {eff:.0%}); Spark cost a row on one core {1e3 * per_core_row:.3f} ms")
+            est_line = ", ".join(f"{n} cores {1e6 * per_core_row / (n * eff) / 60:.1f} min" for n in (2, 8, 32, 128))
+            print(f"extrapolation (an estimate, not a measurement: linear in rows, this run's per-core cost and "
+                  f"efficiency, no cluster overheads) to 1,000,000 rows: {est_line}")
     if clock:
         print_stages(clock, raw_s, batch_s)
     print(f"batch {a.accounts} accounts: {batch_s:.1f} s; raw {raw_s:.1f} s; ratio {batch_s / raw_s:.2f}; "
