@@ -27,6 +27,7 @@ functions for the run (a few perf_counter calls a slice: no per-call overhead li
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import tempfile
@@ -116,12 +117,12 @@ def print_stages(clock: StageClock, raw_s: float, batch_s: float) -> None:
         print(f"  {k:<42} {s.get(k, 0.0):8.2f}")
 
 
-def train(folder: Path, algorithm: str) -> ChurnClassifier:
+def train(folder: Path, algorithm: str, params: dict | None = None) -> ChurnClassifier:
     ctx = TrainingContext.build(open_source(folder))
     rows = ctx.decision_rows()
     tr, _ = ctx.split(rows)
     feats = [f for f in ctx.features(rows) if f not in DEFAULT_EXCLUDE]
-    return ChurnClassifier(**{**default_params(len(tr)), "algorithm": algorithm}).fit(
+    return ChurnClassifier(**{**default_params(len(tr)), "algorithm": algorithm, **(params or {})}).fit(
         tr[feats], tr["label_churn"].astype(int), sample_time=tr["renewal_date"])
 
 
@@ -154,7 +155,11 @@ def spark_run(inp: Path, champs: Champions, master: str, tmp: Path, sample: pd.D
     from csforecast.scoring.spark import _conform, _spark_type, _to_json_text, fit_threads, task_threads
     from csforecast.scoring.store import JSON_COLUMNS
 
-    spark = spark_session(master, {"spark.sql.shuffle.partitions": "4"})
+    # the file read in splits of about a row group each (Spark would otherwise pack a small file into one
+    # task: it counts 4 MB to open a file), so that every core of the master has tasks
+    split = max(1, inp.stat().st_size // 16)
+    spark = spark_session(master, {"spark.sql.shuffle.partitions": "4", "spark.sql.files.maxPartitionBytes":
+                                   str(split), "spark.sql.files.openCostInBytes": "0"})
     as_of = date.today()
     bc = spark.sparkContext.broadcast(dict(champs.estimators))
     versions = dict(champs.versions)
@@ -193,6 +198,10 @@ def main():
     ap.add_argument("--accounts", type=int, default=1_000_000)
     ap.add_argument("--algorithm", choices=["logistic", "lightgbm"], default="logistic")
     ap.add_argument("--train-accounts", type=int, default=1000)
+    ap.add_argument("--champion-params", default=None,
+                    help="JSON of ChurnClassifier settings over the defaults, e.g. a production-size tree "
+                         "ensemble: '{\"n_estimators\": 600, \"learning_rate\": 0.003, \"num_leaves\": 63, "
+                         "\"min_child_samples\": 20}' (this book's own champion is small: ~0.01 ms a row)")
     ap.add_argument("--spark", action="store_true", help="also score the same rows on Spark")
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--masters", default=None,
@@ -206,7 +215,7 @@ def main():
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     simulate_portfolio(a.train_accounts, 3, seed=5).write(tmp / "sim")
-    est = train(tmp / "sim", a.algorithm)
+    est = train(tmp / "sim", a.algorithm, json.loads(a.champion_params) if a.champion_params else None)
     big = scoring_rows(tmp / "sim", a.accounts)
     X = big[list(est.feature_names_in_)]
     champs = Champions({"churn": est}, {"churn": "bench"})
@@ -245,7 +254,7 @@ def main():
     if est.chosen_ != "logistic":
         # the raw model's own work a row: TreeSHAP (pred_contrib) at the model's threads (the raw time above)
         # and on one thread (what one Spark task with one core does), on the same first slice
-        n1 = min(len(X), CHUNK_ROWS)
+        n1 = min(len(X), 20_000)
         t = time.perf_counter()
         est.set_predict_threads(1).explain_raw(X.iloc[:n1])
         one_s = time.perf_counter() - t
