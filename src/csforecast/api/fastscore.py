@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import math
-import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,11 +63,6 @@ class ChurnScorer:
                 self.codes[j] = {lvl: c for c, lvl in enumerate(levels)}
                 self.other[j] = levels.index("__other__") if "__other__" in levels else -1
         self.extra_columns = set(extra_columns or ())
-        # the common request (every row gives every input, numbers where the model reads numbers, known levels)
-        # is read a column at a time in C; anything else goes through the per-value checks of `parse`
-        self.feature_keys = frozenset(self.features)
-        self.row_values = operator.itemgetter(*self.features) if self.features else None
-        self.numeric_index = np.flatnonzero(self.numeric)
         self.fast = False
         with contextlib.suppress(Exception):
             self.fast = self._verify_fast_path()
@@ -85,9 +79,6 @@ class ChurnScorer:
         and the inputs a row leaves out (scored as missing values; null is a known missing value and is
         not warned about). With ``strict`` the warnings are errors too.
         """
-        whole = self._parse_whole_rows(rows)
-        if whole is not None:
-            return whole
         n, p = len(rows), len(self.features)
         nan = float("nan")
         buf = [[nan] * p for _ in range(n)]
@@ -186,55 +177,6 @@ class ChurnScorer:
             raise RowErrors(errors[: MAX_ERRORS + len(unknown)])
         X = np.array(buf, dtype=float).reshape(n, p)
         return Parsed(X, raw_cat, warnings)
-
-    def _parse_whole_rows(self, rows: list[dict]) -> Parsed | None:
-        """`parse` of rows that each give exactly the model's inputs, with finite numbers (or null) for the
-        numeric ones and known levels (or null) for the categorical ones: what `parse` would return for them,
-        with no warnings and no errors. None for any other rows (and other kinds of input): `parse` then checks
-        them value by value. The values are checked a column at a time (their types in one C pass, the numbers
-        as one float array), not one at a time in Python, which is most of a 100-row request's parse."""
-        n = len(rows)
-        if not n or self.row_values is None or len(self.codes) + len(self.numeric_index) != len(self.features):
-            return None
-        keys = self.feature_keys
-        for row in rows:
-            if row.keys() != keys:
-                return None
-        get = self.row_values
-        table = [get(row) for row in rows] if len(self.features) > 1 else [(get(row),) for row in rows]
-        cols = list(zip(*table))      # per input: its n values
-        num = self.numeric_index
-        numbers = [cols[j] for j in num]
-        if numbers:
-            # bool is a number to `parse` (float(True)), but not exactly a float: the slow path decides
-            if not set(map(type, (v for c in numbers for v in c))) <= {float, int, type(None)}:
-                return None
-            try:
-                block = np.array(numbers, dtype=float)   # null -> NaN
-            except (OverflowError, TypeError, ValueError):
-                return None
-            nulls = sum(c.count(None) for c in numbers)
-            if int(np.count_nonzero(np.isnan(block))) != nulls or np.isinf(block).any():
-                return None                              # a non-finite number: `parse` names it
-        X = np.empty((n, len(self.features)), dtype=float)
-        if numbers:
-            X[:, num] = block.T
-        raw_cat: dict[int, list] = {}
-        nan = float("nan")
-        for j, codes in self.codes.items():
-            values = list(cols[j])
-            codes_j = []
-            for v in values:
-                if v is None:
-                    codes_j.append(nan)
-                    continue
-                c = codes.get(v) if type(v) is str else None
-                if c is None:
-                    return None                          # a non-string or an unknown level
-                codes_j.append(float(c))
-            X[:, j] = codes_j
-            raw_cat[j] = values
-        return Parsed(X, raw_cat, {})
 
     def _unknown_level(self, key: str, j: int, v: str) -> dict:
         levels = [lvl for lvl in self.codes[j] if lvl != "__other__"]
