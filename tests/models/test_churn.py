@@ -1,4 +1,5 @@
 """ChurnClassifier: real fits on small synthetic data (no mocks)."""
+import copy
 import pickle
 import warnings
 
@@ -243,6 +244,23 @@ def test_explain_raw_matches_model_internals(fitted_small, small):
     np.testing.assert_allclose(raw.sum(axis=1), decision, atol=1e-9)
     # contributions depend only on the column's own value
     assert lin.explain_raw(X.assign(usage=np.nan))["usage"].nunique() == 1
+
+
+def test_prediction_threads_change_no_output(fitted_small, small):
+    """A Spark task sets the champion's TreeSHAP threads to its cores (`scoring.spark.fit_threads`): every
+    output must be the same at any thread count, and `None` goes back to the training ``n_jobs``."""
+    X = small[0].iloc[:500]
+    est = copy.deepcopy(fitted_small["lightgbm", "platt"])
+    est.n_jobs = 2
+    base = (est.explain_raw(X), est.explain(X), est.predict_proba(X))
+    for n in (1, 3, None):
+        assert est.set_predict_threads(n) is est and est.predict_threads_ == n
+        got = (est.explain_raw(X), est.explain(X), est.predict_proba(X))
+        pd.testing.assert_frame_equal(got[0], base[0], rtol=0, atol=1e-12)
+        pd.testing.assert_frame_equal(got[1], base[1], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(got[2], base[2], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError):
+        est.set_predict_threads("two")
 
 
 def test_linear_contributions_follow_the_true_signs(fitted_small, small):

@@ -64,3 +64,31 @@ def test_cli_score_engine_spark(small_portfolio, spark, in_home, tmp_path):
     assert read_scores(out)[1]["account_id"].is_unique      # (the folder also holds history/)
     r = CliRunner().invoke(app, ["score", "--data", str(small_portfolio), "--out", str(out)])
     assert r.exit_code == 2 and "--engine spark only" in r.output
+
+
+def test_a_lightgbm_champion_scores_on_spark_as_in_process(small_portfolio, training_book, spark, tmp_path):
+    """A tree champion, whose TreeSHAP each Spark task runs on its own cores (``fit_threads``: 1 thread a task
+    here, against the model's 2 in process): the same probabilities, contributions and drivers to 1e-9."""
+    from csforecast.models.churn import ChurnClassifier
+    from csforecast.pipelines.churn import DEFAULT_EXCLUDE, default_params
+    from csforecast.pipelines.context import TrainingContext
+    from csforecast.scoring.batch import Champions
+    from csforecast.scoring.spark import fit_threads, task_threads
+
+    ctx = TrainingContext.build(open_source(training_book))
+    rows = ctx.decision_rows()
+    tr, _ = ctx.split(rows)
+    feats = [f for f in ctx.features(rows) if f not in DEFAULT_EXCLUDE]
+    est = ChurnClassifier(**{**default_params(len(tr)), "algorithm": "lightgbm", "n_jobs": 2}).fit(
+        tr[feats], tr["label_churn"].astype(int), sample_time=tr["renewal_date"])
+    assert est.chosen_ == "lightgbm" and getattr(est, "predict_threads_", None) is None
+    champs = Champions({"churn": est}, {"churn": "t"})
+    want, _, _ = score_accounts(open_source(small_portfolio), champs)
+    src = open_source(small_portfolio, engine="spark", spark=spark)
+    score_on_spark(src, champs, tmp_path / "lgbm", partitions=2, batch_rows=64, with_history=False)
+    _, got, _ = read_scores(tmp_path / "lgbm")
+    want = want.sort_values("account_id", ignore_index=True)
+    assert differing_columns(want, got[want.columns]) == []
+    # the driver's champion is not the executors' copy: in process it keeps its training threads
+    assert getattr(est, "predict_threads_", None) is None
+    assert task_threads() == 1 and fit_threads({"churn": est}, 1)["churn"].predict_threads_ == 1

@@ -316,7 +316,8 @@ def _health_column(models, rows: list[dict], needed: list[str], settings=None,
         else:
             frame = pd.DataFrame([{c: r.get(c) for c in needed} for r in rows], columns=needed)
             score = health_scores(est, frame)
-        out = [{"health_score": finite_float(v)} for v in score.tolist()]
+        hs = _finite_list(score)
+        out = [{"health_score": v} for v in hs]
     except Exception as e:  # noqa: BLE001 - no health score is better than a made-up one or a 500
         log.warning("health model could not score %d on-demand row(s): %s", len(rows), type(e).__name__)
         return None
@@ -327,12 +328,16 @@ def _health_column(models, rows: list[dict], needed: list[str], settings=None,
     except Exception as e:  # noqa: BLE001 - a model without component scores still serves its score
         log.warning("no scorecard for %d on-demand row(s): %s", len(rows), type(e).__name__)
         return out
-    columns = [(k, [finite_float(x) for x in v.tolist()] if k.endswith("_score") else v.tolist())
-               for k, v in card.items()]
-    for i, res in enumerate(out):
-        for k, v in columns:
-            res[k] = v[i]
-    return out
+    keys = ["health_score", *card]
+    columns = [_finite_list(v) if k.endswith("_score") else v.tolist() for k, v in card.items()]
+    # one dict per row from the columns (in C), in the key order of the score then the scorecard
+    return [dict(zip(keys, values)) for values in zip(hs, *columns)]
+
+
+def _finite_list(values) -> list:
+    """``values`` as a list of Python floats, None for NaN and ±inf: `finite_float` of each, without a Python
+    call a value (300 of them on a 100-row request with health)."""
+    return [x if x - x == 0.0 else None for x in np.asarray(values, dtype=float).tolist()]
 
 
 def health_columns(rows: list[dict], needed: list[str],

@@ -621,13 +621,31 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         self.isotonic_ = fitted if method == "isotonic" else None
 
     # ---------------------------------------------------------------------- predict
+    def set_predict_threads(self, n: int | None) -> "ChurnClassifier":
+        """Threads LightGBM uses when predicting and explaining (``None``: ``n_jobs``, as trained).
+
+        A Spark executor runs one task per core in parallel, each in its own Python worker; each task's
+        TreeSHAP must use the cores of its task (``TaskContext.cpus()``, 1 by default), or the tasks'
+        threads oversubscribe the executor's cores. Outputs do not depend on it: each row is computed by one
+        thread. Returns ``self``.
+        """
+        self.predict_threads_ = None if n is None else max(1, int(n))
+        return self
+
+    def _booster_predict(self, Xe: pd.DataFrame, **kw) -> np.ndarray:
+        """``booster_.predict`` with the prediction thread count (:meth:`set_predict_threads`)."""
+        n = getattr(self, "predict_threads_", None)   # models pickled before it existed have none
+        if n is not None:
+            kw["num_threads"] = n
+        return self.model_.booster_.predict(Xe, **kw)
+
     def _raw_logit(self, Xe: pd.DataFrame) -> np.ndarray:
         if len(Xe) == 0:
             return np.empty(0)
         w = self.blend_weight_
         z = np.zeros(len(Xe))
         if w > 0:
-            z += w * self.model_.booster_.predict(Xe, raw_score=True)
+            z += w * self._booster_predict(Xe, raw_score=True)
         if w < 1:
             z += (1 - w) * self.linear_model_.decision_function(self._logistic_input(Xe))
         return z
@@ -706,7 +724,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         w = self.blend_weight_
         contrib = np.zeros((len(Xe), self.n_features_in_ + 1))
         if len(Xe) and w > 0:
-            contrib += w * np.asarray(self.model_.booster_.predict(Xe, pred_contrib=True))
+            contrib += w * np.asarray(self._booster_predict(Xe, pred_contrib=True))
         if len(Xe) and w < 1:
             prep, clf = self.linear_model_.named_steps["prep"], self.linear_model_.named_steps["clf"]
             coef = clf.coef_.ravel()

@@ -32,7 +32,7 @@ from csforecast.scoring.batch import ACCOUNT_COLUMNS, Champions, history_weeks, 
 from csforecast.scoring.process import all_calls
 from csforecast.scoring.store import JSON_COLUMNS, json_text, write_scores
 
-__all__ = ["MANIFEST", "score_on_spark", "read_scores", "load_into_store"]
+__all__ = ["MANIFEST", "score_on_spark", "read_scores", "load_into_store", "task_threads", "fit_threads"]
 
 MANIFEST = "_csforecast.json"       # Spark and pyarrow skip files starting with "_" when reading the folder
 HISTORY = "history"
@@ -84,6 +84,25 @@ def _conform(df: pd.DataFrame, schema_columns: dict[str, str]) -> pd.DataFrame:
             v = v.map(lambda x: x if x is None or isinstance(x, str) else str(x))
         out[c] = v
     return pd.DataFrame(out, index=df.index)
+
+
+def task_threads() -> int:
+    """The cores of the running Spark task (``spark.task.cpus``, 1 by default); 1 outside a task."""
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    return max(1, int(ctx.cpus())) if ctx is not None else 1
+
+
+def fit_threads(estimators: dict, n: int) -> dict:
+    """Set every estimator that predicts with threads (``set_predict_threads``: LightGBM's TreeSHAP) to ``n``
+    threads, in place; returns ``estimators``. On an executor, ``n`` is the task's cores (`task_threads`):
+    Spark runs as many tasks in parallel as the executor has cores, each in its own Python worker, so a task
+    using the model's training ``n_jobs`` would oversubscribe them (local[2]: 2 tasks × 2 threads on 2 cores)."""
+    for est in estimators.values():
+        if hasattr(est, "set_predict_threads"):
+            est.set_predict_threads(n)
+    return estimators
 
 
 def _score_batch_fn(plan, bc, versions: dict, as_of: date, data_hash: str, calls_bc=None):
@@ -167,6 +186,8 @@ def score_on_spark(source: Source, champions: Champions, out: Path, as_of: date 
         types = {c: _spark_type(schema_df[c]) for c in schema_df.columns}
 
         def run(batches):
+            # the broadcast champions are this worker's copy: sized to the task's cores before any batch
+            fit_threads(bc.value, task_threads())
             for raw in batches:
                 if len(raw):
                     yield _conform(score(raw), types)
@@ -186,6 +207,7 @@ def score_on_spark(source: Source, champions: Champions, out: Path, as_of: date 
             htypes = {c: _spark_type(s) for c, s in weekly(hsample).items()}
 
             def hist(raw: pd.DataFrame) -> pd.DataFrame:
+                fit_threads(bc.value, task_threads())
                 return _conform(weekly(raw.drop(columns=[BUCKET])), htypes)
 
             # an account's weeks must be in one call, but a call per account costs a Python round trip each:
