@@ -67,7 +67,8 @@ def test_predicting_methods_are_all_covered():
     """No public prediction-like method escapes the not-fitted check above."""
     skip = {"fit", "fit_decisions", "get_params", "set_params", "score", "score_cutoffs", "get_metadata_routing",
             "set_fit_request", "set_score_request", "set_predict_request", "set_predict_proba_request",
-            "ancillary_summary"}
+            "ancillary_summary",
+            "set_predict_threads"}   # a setter of how many threads predict with, allowed before fit (no prediction)
     for cls in ESTIMATORS:
         public = {n for n, _ in inspect.getmembers(cls) if not n.startswith("_")} - skip
         methods = {n for n in public if callable(getattr(cls, n)) or isinstance(getattr(cls, n), property)}
@@ -92,3 +93,9 @@ def test_clone_of_fitted_estimators_is_unfitted():
             c.predict(Xe) if hasattr(c, "predict") else (c.survival(1) if hasattr(c, "survival")
                                                          else c.predict_risk(rossi))
     assert fitted[1].predict(Xe.head(3)) == pytest.approx(np.full(3, fitted[1].expected_ratio(Xe.head(3))[0] - 1))
+
+
+def test_setting_prediction_threads_does_not_make_an_estimator_look_fitted():
+    est = models.ChurnClassifier().set_predict_threads(1)
+    with pytest.raises(NotFittedError):
+        est.predict_proba(*CALLS["predict_proba"])
