@@ -308,9 +308,9 @@ def run_backtest(source, quarters: int = 8, warmup: int = WARMUP_QUARTERS, *, dr
                 continue
             used_tau[name].append(tau["overall"])
             rows.append(_row(q, name, res["overall"], act_all, tau["overall"]))
-            for sg in segs:
-                seg_rows.append(_row(q, name, res["groups"][sg], acts[sg], tau["segments"].get(sg, tau["overall"]),
-                                     sg))
+            seg_tau = tau_per_decision({name: tau}, name, segs)     # the tau each segment's decisions took
+            for sg, t in zip(segs, seg_tau):
+                seg_rows.append(_row(q, name, res["groups"][sg], acts[sg], t, sg))
         if reported:
             kept.append(pd.DataFrame({"q": qi, "seg": pending["segment"].astype(str).to_numpy(),
                                       "arr": pending["arr"].to_numpy(float),

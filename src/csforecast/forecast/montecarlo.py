@@ -23,8 +23,8 @@ from scipy.stats import norm
 from csforecast.jsonsafe import finite_float
 
 __all__ = ["Simulation", "MethodInput", "simulate_renewals", "ratio_split_normal", "shock_evidence", "map_spread",
-           "estimate_tau", "estimate_tau_by_segment", "load_calibration", "save_calibration", "known_outcomes", "summarise", "method_results",
-           "disagreements", "flat_result"]
+           "estimate_tau", "estimate_tau_by_segment", "load_calibration", "save_calibration", "known_outcomes",
+           "summarise", "method_results", "disagreements", "flat_result"]
 
 EXACT_BUDGET = 100_000_000        # decisions x draws simulated as exact Bernoulli draws
 CHUNK_ELEMENTS = 8_000_000        # uniforms per block (32 MB of float32)
