@@ -148,3 +148,38 @@ def test_train_on_bad_data_writes_nothing(small_portfolio, tmp_path, isolated_ho
     written = [p for p in isolated_home.rglob("*") if p.is_file()]
     assert written == [], written
     assert not (tmp_path / "f.parquet").exists()
+
+
+def test_rows_of_unknown_accounts_in_optional_tables_are_a_warning_and_left_out(small_portfolio, tmp_path):
+    """An activity export taken at another moment than `accounts` (or a deleted account's tickets): the rows of
+    accounts `accounts` does not have are reported (table, column, row), tolerated, and left out of everything
+    the pipeline reads, so the features are those of the source without them. In `contracts` it stays an error
+    (the "orphan contract" fault above)."""
+    from csforecast.features.snapshot import build_snapshots
+
+    d = _copy(small_portfolio, tmp_path / "data")
+    tables = ("usage", "tickets", "csm_sentiment")
+    before = {}
+    for name in tables:
+        df = pd.read_parquet(d / f"{name}.parquet")
+        before[name] = len(df)
+        late = df.iloc[[-1, -2]].assign(account_id=["GONE-1", "GONE-2"])
+        if name == "tickets":
+            late["ticket_id"] = ["T-GONE-1", "T-GONE-2"]
+        pd.concat([df, late]).to_parquet(d / f"{name}.parquet", index=False)
+    src = open_source(d)
+    report = validate(src)
+    assert report.ok, [str(p) for p in report.errors]
+    found = {w.table: w for w in report.warnings if w.rule == "unknown_account"}
+    assert set(found) == set(tables)
+    for name in tables:
+        assert found[name].column == "account_id" and found[name].count == 2
+        assert "GONE-1" in " ".join(found[name].examples)
+        assert src.table(name).count().to_pyarrow().as_py() == before[name]
+        assert src.as_found(name).count().to_pyarrow().as_py() == before[name] + 2
+    as_of = pd.Timestamp(pd.read_parquet(d / "usage.parquet").date.max()).date()
+    clean = open_source(small_portfolio)
+    assert src.table("tickets").schema() == clean.table("tickets").schema()
+    got = build_snapshots(src, [as_of]).sort_values("account_id").reset_index(drop=True)
+    want = build_snapshots(clean, [as_of]).sort_values("account_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)

@@ -110,6 +110,7 @@ class Source:
     _hash: str | None = None
     _counts: dict[str, int] = field(default_factory=dict)
     _typed: dict[str, ibis.Table] = field(default_factory=dict)
+    _found: dict[str, ibis.Table] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -133,19 +134,53 @@ class Source:
         return r.date_format if r else None
 
     def table(self, name: str) -> ibis.Table:
-        """The table in the contract's columns and types. A value that cannot be read is NULL (validation
-        reports it first); an optional column the source does not have is all NULL."""
-        if name in self._typed:
-            return self._typed[name]
-        t = self.raw[name]
-        spec = TABLES.get(name)
-        if spec is None:
-            return t
-        fmt = self.date_format(name)
-        cols = {c.name: (read_as(t[c.name], c.type, fmt) if c.name in t.columns
-                         else read_as(ibis.null(), c.type)) for c in spec.columns}
-        self._typed[name] = t.select(**cols)
+        """The table as the pipeline reads it: the contract's columns and types (`as_found`), and in an optional
+        table only the rows of accounts that `accounts` has.
+
+        Rows of an optional table whose account_id is not in `accounts` (an export taken at another moment than
+        the accounts table, a deleted account's tickets) are left out: validation warns about them
+        (`unknown_account`) and every consumer reads the same rows. The filter is added only when such rows
+        exist, so a clean source's expressions are its tables as found.
+        """
+        if name not in self._typed:
+            t = self.as_found(name)
+            if self._has_unknown_accounts(name):
+                known = self.as_found("accounts").select("account_id")
+                t = t.semi_join(known, "account_id")
+            self._typed[name] = t
         return self._typed[name]
+
+    def as_found(self, name: str) -> ibis.Table:
+        """The table in the contract's columns and types, every row. A value that cannot be read is NULL
+        (validation reports it first); an optional column the source does not have is all NULL."""
+        if name not in self._found:
+            t = self.raw[name]
+            spec = TABLES.get(name)
+            if spec is not None:
+                fmt = self.date_format(name)
+                t = t.select(**{c.name: (read_as(t[c.name], c.type, fmt) if c.name in t.columns
+                                         else read_as(ibis.null(), c.type)) for c in spec.columns})
+            self._found[name] = t
+        return self._found[name]
+
+    def unknown_accounts(self, name: str) -> ibis.Table | None:
+        """The rows of table `name` whose account_id is not in `accounts`; None when the rule does not apply
+        (no such column, or no usable `accounts`: validation reports that instead)."""
+        spec = TABLES.get(name)
+        if (name == "accounts" or spec is None or "account_id" not in spec.column_names or name not in self.raw
+                or "account_id" not in self.raw[name].columns or "accounts" not in self.raw
+                or "account_id" not in self.raw["accounts"].columns):
+            return None
+        t = self.as_found(name)
+        return t.filter(t.account_id.notnull()).anti_join(self.as_found("accounts").select("account_id"),
+                                                          "account_id")
+
+    def _has_unknown_accounts(self, name: str) -> bool:
+        spec = TABLES.get(name)
+        if spec is None or spec.required:   # a required table's unknown accounts are an error, never dropped
+            return False
+        orphans = self.unknown_accounts(name)
+        return orphans is not None and bool(orphans.count().to_pyarrow().as_py())
 
     def frame(self, name: str) -> pd.DataFrame:
         df = self.table(name).to_pandas()

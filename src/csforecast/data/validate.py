@@ -146,7 +146,7 @@ class _Checker:
         return name in self.usable and all(c in self.source.raw[name].columns for c in cols)
 
     def typed(self, name: str) -> ibis.Table:
-        return self.source.table(name)
+        return self.source.as_found(name)   # every row: validation reports what the pipeline will leave out
 
     # -- the pass --------------------------------------------------------------------------------------
     def run(self) -> Report:
@@ -277,13 +277,16 @@ class _Checker:
                              [f"{spec.key}={k} ×{c}" for k, c in zip(ex[spec.key], ex["n"])])
         if self.has_cols("accounts", "account_id"):
             acc = self.typed("accounts").select("account_id")
-            for name in TABLES:
+            for name, spec in TABLES.items():
                 if name == "accounts" or not self.has_cols(name, "account_id"):
                     continue
-                t = self.typed(name)
-                orphan = t.filter(t.account_id.notnull()).anti_join(acc, "account_id")
-                self.add("error", name, "account_id", "foreign_key", "account_id not found in accounts", orphan,
-                         ibis.literal(True))
+                orphan = src.unknown_accounts(name)
+                if spec.required:
+                    self.add("error", name, "account_id", "foreign_key", "account_id not found in accounts", orphan,
+                             ibis.literal(True))
+                else:
+                    self.add("warning", name, "account_id", "unknown_account",
+                             "account_id not found in accounts: these rows are ignored", orphan, ibis.literal(True))
             if self.has_cols("contracts", "account_id"):
                 no_contract = acc.anti_join(self.typed("contracts").select("account_id"), "account_id")
                 self.add("warning", "accounts", "account_id", "no_contracts", "accounts with no contracts",
