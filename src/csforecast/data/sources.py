@@ -109,6 +109,7 @@ class Source:
     notes: list[str] = field(default_factory=list)
     _hash: str | None = None
     _counts: dict[str, int] = field(default_factory=dict)
+    unknown_account_tables: frozenset[str] | None = None   # None: not validated (found out on first read)
     _typed: dict[str, ibis.Table] = field(default_factory=dict)
     _found: dict[str, ibis.Table] = field(default_factory=dict)
 
@@ -139,8 +140,9 @@ class Source:
 
         Rows of an optional table whose account_id is not in `accounts` (an export taken at another moment than
         the accounts table, a deleted account's tickets) are left out: validation warns about them
-        (`unknown_account`) and every consumer reads the same rows. The filter is added only when such rows
-        exist, so a clean source's expressions are its tables as found.
+        (`unknown_account`) and every consumer reads the same rows. The filter is added only to the tables that
+        have such rows (as validation found, `set_unknown_account_tables`; else counted here on first read),
+        so a clean source's expressions are its tables as found.
         """
         if name not in self._typed:
             t = self.as_found(name)
@@ -175,10 +177,18 @@ class Source:
         return t.filter(t.account_id.notnull()).anti_join(self.as_found("accounts").select("account_id"),
                                                           "account_id")
 
+    def set_unknown_account_tables(self, tables) -> None:
+        """Validation's finding: the optional tables with rows of accounts `accounts` does not have (saves
+        `table` an anti-join over each table, a full scan of a warehouse's usage)."""
+        self.unknown_account_tables = frozenset(tables)
+        self._typed.clear()
+
     def _has_unknown_accounts(self, name: str) -> bool:
         spec = TABLES.get(name)
         if spec is None or spec.required:   # a required table's unknown accounts are an error, never dropped
             return False
+        if self.unknown_account_tables is not None:
+            return name in self.unknown_account_tables
         orphans = self.unknown_accounts(name)
         return orphans is not None and bool(orphans.count().to_pyarrow().as_py())
 

@@ -482,12 +482,16 @@ def validate(source: Source, as_of: date | None = None, *, cache_dir: Path | Non
     on Spark are never cached."""
     as_of = as_of or date.today()
     if cache_dir is None or source.engine != "duckdb":
-        return _Checker(source, as_of).run()
-    key = key_digest("validation", source.location, source.data_hash, as_of.isoformat(), code_digest("csforecast.data"))
-    # a failed validation stops the command: nothing is written for it, not even this
-    return DiskCache(Path(cache_dir), ".json").get_or_compute(
-        key, _Checker(source, as_of).run, load=_read_report,
-        dump=lambda report, path: path.write_text(json.dumps(asdict(report))), keep=lambda report: report.ok)
+        report = _Checker(source, as_of).run()
+    else:
+        key = key_digest("validation", source.location, source.data_hash, as_of.isoformat(),
+                         code_digest("csforecast.data"))
+        # a failed validation stops the command: nothing is written for it, not even this
+        report = DiskCache(Path(cache_dir), ".json").get_or_compute(
+            key, _Checker(source, as_of).run, load=_read_report,
+            dump=lambda report, path: path.write_text(json.dumps(asdict(report))), keep=lambda report: report.ok)
+    source.set_unknown_account_tables(p.table for p in report.problems if p.rule == "unknown_account")
+    return report
 
 
 def _read_report(path: Path) -> Report:
