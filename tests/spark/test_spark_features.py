@@ -62,3 +62,21 @@ def test_spark_source_errors(small_portfolio, spark, tmp_path):
         open_source("spark://", spark=spark)
     with pytest.raises(SourceError, match="unknown engine"):
         open_source(small_portfolio, engine="flink")
+
+
+def test_rows_of_unknown_accounts_are_left_out_on_spark_as_on_duckdb(small_portfolio, spark, tmp_path):
+    """An optional table's rows of accounts `accounts` does not have: the same warning, and the same rows left
+    out, on either engine (validated, or counted on first read)."""
+    import shutil
+
+    from csforecast.data.validate import validate
+
+    d = tmp_path / "data"
+    shutil.copytree(small_portfolio, d, ignore=shutil.ignore_patterns("truth"))
+    t = pd.read_parquet(d / "touches.parquet")
+    pd.concat([t, t.iloc[:3].assign(account_id="GONE-1")]).to_parquet(d / "touches.parquet", index=False)
+    duck, sp = open_source(d), open_source(d, engine="spark", spark=spark)
+    warned = [p for p in validate(sp).warnings if p.rule == "unknown_account"]
+    assert [(p.table, p.count) for p in warned] == [("touches", 3)]
+    for src in (sp, duck, open_source(d, engine="spark", spark=spark)):
+        assert src.table("touches").count().to_pyarrow().as_py() == len(t)
