@@ -93,6 +93,7 @@ def test_forecast_and_backtest(portfolio):
     assert {"quarters", "summary", "coverage_if_calibrated"} <= set(b)
     noise = b["coverage_if_calibrated"]
     assert noise["probabilities"] == "oracle" and noise["windows"] >= 2 and 0 <= noise["p10"] <= noise["p90"] <= 1
+    assert "portfolio" in noise["scopes"] and all(0 <= v <= 1 for v in noise["scopes"].values())
     methods = {"model", "last_year", "time_series", "oracle"}
     assert set(b["summary"]) == methods
     assert len(b["quarters"]) == 1 * 4 and {q["method"] for q in b["quarters"]} == methods

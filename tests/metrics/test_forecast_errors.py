@@ -54,3 +54,18 @@ def test_interval_coverage_by_hand():
 def test_length_mismatch():
     with pytest.raises(ValueError):
         wape([1, 2, 3], [1, 2])
+
+
+def test_a_total_equal_to_a_bound_is_inside_whichever_order_summed_it():
+    """The renewed ARR of a few renewals summed in another order than the draw that set the bound differs in
+    its last bits; bounds are included, so it is inside either way (and a real miss stays a miss)."""
+    from csforecast.metrics.forecast_errors import within_interval
+
+    amounts = [0.1, 0.2, 0.3, 123_456.789, 98_765.4321, 1e-3]
+    forward, backward = sum(amounts), sum(reversed(amounts))
+    assert forward != backward                                  # the rounding this is about
+    assert within_interval(forward, backward, backward + 10) and within_interval(backward, forward - 10, forward)
+    assert not within_interval(forward - 0.01, forward, forward + 10)
+    got = within_interval(np.array([forward, backward, 0.0]), np.full(3, backward), np.full(3, forward))
+    assert got.tolist() == [True, True, False]
+    assert interval_coverage([forward], [backward], [backward]) == 1.0

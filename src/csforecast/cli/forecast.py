@@ -301,7 +301,8 @@ def print_backtest(res: dict, out) -> None:
         out.print(f"How much coverage varies by chance on these {noise['windows']} intervals: exactly calibrated "
                   f"P10–P90 intervals would cover {noise['mean']:.0%} ± {noise['sd']:.0%} (P10–P90 of coverage "
                   f"{noise['p10']:.0%}–{noise['p90']:.0%}; renewals redrawn from the {noise['probabilities']}'s "
-                  "probabilities).", highlight=False)
+                  "probabilities)" + (": " + ", ".join(f"{k} {v:.0%}" for k, v in noise["scopes"].items())
+                                      if noise.get("scopes") else "") + ".", highlight=False)
     t = Table(title="Renewed ARR per quarter (model)")
     for c in ("quarter", "forecast", "P10", "P90", "actual", "actual inside P10–P90", "GRR forecast / actual",
               "NRR forecast / actual"):

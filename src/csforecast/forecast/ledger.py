@@ -15,6 +15,7 @@ import pandas as pd
 from csforecast.forecast.backtest import _actual as actual_outcome
 from csforecast.forecast.book import renewal_book, to_day
 from csforecast.jsonsafe import finite_float
+from csforecast.metrics.forecast_errors import within_interval
 
 __all__ = ["frozen_entry", "with_actuals", "ledger_report", "FIGURES"]
 
@@ -63,7 +64,7 @@ def with_actuals(entry: dict, contracts: pd.DataFrame | None, accounts: pd.DataF
         out["error"][k] = finite_float(f - a, 6) if f is not None and a is not None else None
         iv = (entry.get("intervals") or {}).get(k) or {}
         lo, hi = iv.get("p10"), iv.get("p90")
-        out["held"][k] = (bool(lo <= a <= hi) if None not in (lo, hi, a) else None)
+        out["held"][k] = within_interval(a, lo, hi) if None not in (lo, hi, a) else None
     return out
 
 

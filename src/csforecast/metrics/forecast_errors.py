@@ -6,13 +6,13 @@ where any input is NaN are dropped; a result with nothing to average (or a zero 
     wape(a, f)               = sum|a - f| / sum|a|
     mape(a, f)               = mean(|a - f| / |a|) over the pairs with a != 0
     bias(a, f)               = sum(f - a) / sum|a|       (> 0: over-forecast)
-    interval_coverage(a,l,h) = share of pairs with l <= a <= h (bounds inclusive)
+    interval_coverage(a,l,h) = share of pairs with l <= a <= h (bounds inclusive, up to rounding: within_interval)
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["bias", "interval_coverage", "mape", "wape"]
+__all__ = ["bias", "interval_coverage", "mape", "wape", "within_interval"]
 
 
 def _aligned(*arrays, names: tuple[str, ...]) -> list[np.ndarray]:
@@ -48,12 +48,26 @@ def bias(actual, forecast) -> float:
     return float((f - a).sum() / den) if den > 0 else float("nan")
 
 
-def interval_coverage(actual, lo, hi) -> float:
-    """Share of actuals inside their interval, bounds included: mean(lo <= actual <= hi).
+def within_interval(actual, lo, hi):
+    """Elementwise ``lo <= actual <= hi``, bounds included, up to rounding (a relative 1e-9).
 
-    Raises ValueError when some lo > hi. For a well-calibrated 80 % interval this is about 0.80.
+    The same ARR amounts summed in another order differ in their last bits, and an actual equal to a bound
+    happens where a window holds a few large renewals (the renewed total takes few values, and a bound is
+    often one of them); it counts as inside whichever order summed it. A bool for scalars, else a bool array.
+    """
+    a, l, h = (np.asarray(x, dtype=float) for x in (actual, lo, hi))
+    tol = 1e-9 * np.maximum(np.maximum(np.abs(a), np.abs(l)), np.abs(h))
+    inside = (a >= l - tol) & (a <= h + tol)
+    return bool(inside) if inside.ndim == 0 else inside
+
+
+def interval_coverage(actual, lo, hi) -> float:
+    """Share of actuals inside their interval, bounds included (`within_interval`): mean(lo <= actual <= hi).
+
+    Raises ValueError when some lo > hi. For a well-calibrated 80 % interval this is about 0.80 (further from it,
+    either way, where the actual takes few values, e.g. the renewed ARR of a few large renewals).
     """
     a, l, h = _aligned(actual, lo, hi, names=("actual", "lo", "hi"))
     if (l > h).any():
         raise ValueError(f"{int((l > h).sum())} interval(s) have lo > hi")
-    return float(np.mean((a >= l) & (a <= h))) if len(a) else float("nan")
+    return float(np.mean(within_interval(a, l, h))) if len(a) else float("nan")
