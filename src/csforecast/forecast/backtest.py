@@ -114,7 +114,6 @@ def _row(q, method, res, act, tau, segment=None) -> dict:
 
 
 def _summary(rows: list[dict], seg_rows: list[dict], taus: list[float]) -> dict:
-
     def arr(rs, k):
         return np.array([np.nan if r[k] is None else r[k] for r in rs], dtype=float)
 
