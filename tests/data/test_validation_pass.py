@@ -197,6 +197,65 @@ def test_dates_in_another_format_are_reported_then_read_with_date_format(tables,
     assert p.examples == [f"contract_id={c.contract_id.iloc[3]}: start_date='01/31/2025'"]
 
 
+def _write_dates(c, fmt, keep=None):
+    c = c.copy()
+    rows = c.index if keep is None else c.index[keep(pd.to_datetime(c["start_date"]))]
+    c = c.loc[rows]
+    c["start_date"] = pd.to_datetime(c["start_date"]).dt.strftime(fmt)
+    return c
+
+
+@pytest.mark.parametrize("fmt, keep, named", [
+    ("%m/%d/%Y", None, ["%m/%d/%Y"]),
+    ("%d.%m.%Y", None, ["%d.%m.%Y"]),
+    ("%m/%d/%y", None, ["%m/%d/%y"]),                     # not "%m/%d/%Y", which reads '10/11/21' as the year 21
+    ("%b %d, %Y", None, ["%b %d, %Y"]),
+    ("%d/%m/%Y", lambda d: d.dt.day <= 12, ["%m/%d/%Y", "%d/%m/%Y"]),   # no day above 12: either reading
+])
+def test_unreadable_dates_name_the_date_format_they_are_written_in(tables, tmp_path, fmt, keep, named):
+    c = _write_dates(tables["contracts"], fmt, keep)
+    d = write(tmp_path / "d", {**tables, "contracts": c}, csv=("contracts",))
+    [p] = [p for p in validate(open_source(d), AS_OF).errors if (p.column, p.rule) == ("start_date", "type")]
+    listed = p.message.split("; they", 1)[1].split(":")[0]
+    assert [f for f in ("%m/%d/%Y", "%d/%m/%Y", "%d.%m.%Y", "%m/%d/%y", "%d/%m/%y", "%b %d, %Y")
+            if f in listed] == named, p.message
+    # the declaration the message suggests reads the table
+    assert validate(open_source(d, {"contracts": {"date_format": named[0]}}), AS_OF).ok or len(named) > 1
+
+
+def test_dates_in_no_common_format_get_the_general_advice(tables, tmp_path):
+    c = tables["contracts"].copy()
+    c["start_date"] = c["start_date"].astype(str).where(c.index != c.index[2], "someday")
+    d = write(tmp_path / "d", {**tables, "contracts": c}, csv=("contracts",))
+    [p] = [p for p in validate(open_source(d), AS_OF).errors if p.column == "start_date"]
+    assert p.count == 1 and "; they" not in p.message and 'date_format = "%d/%m/%Y" (for example)' in p.message
+
+
+@pytest.mark.parametrize("arr, formatted", [(lambda v: f"${v:,.2f}", True), (lambda v: f"{v:,.2f} €", True),
+                                            (lambda v: f"{v:.2f}".replace(".", ","), True),
+                                            (lambda v: "lots", False)])
+def test_numbers_written_for_people_are_named_as_such(tables, tmp_path, arr, formatted):
+    c = tables["contracts"].copy()
+    c["arr"] = c["arr"].map(arr)
+    d = write(tmp_path / "d", {**tables, "contracts": c}, csv=("contracts",))
+    [p] = [p for p in validate(open_source(d), AS_OF).errors if (p.column, p.rule) == ("arr", "type")]
+    assert p.count == len(c)
+    assert ("numbers written for people" in p.message) == formatted, p.message
+
+
+def test_usage_rows_that_share_a_day_are_noted_as_added_up(tables, tmp_path):
+    u = tables["usage"]
+    clean = validate(open_source(write(tmp_path / "clean", tables)), AS_OF)
+    assert not [p for p in clean.notes if p.rule == "repeated_usage_days"]
+    again = u.sample(30, random_state=0)
+    report = validate(open_source(write(tmp_path / "d", {**tables, "usage": pd.concat([u, again])})), AS_OF)
+    [p] = [p for p in report.notes if p.rule == "repeated_usage_days"]
+    assert report.ok and p.count == 60 and "add them up" in p.message
+    a = again.sort_values(["account_id", "date", "metric"]).iloc[0]
+    assert p.examples[0].startswith(f"account_id={a.account_id} date={pd.Timestamp(a.date).date()} "
+                                    f"metric={a.metric}: value=")
+
+
 @pytest.mark.parametrize("fmt", ["%Q/%m", "dd/mm/yyyy"])
 def test_a_bad_date_format_setting_is_a_clear_error(tables, tmp_path, fmt):
     d = write(tmp_path / "d", tables)

@@ -80,3 +80,29 @@ def test_rows_of_unknown_accounts_are_left_out_on_spark_as_on_duckdb(small_portf
     assert [(p.table, p.count) for p in warned] == [("touches", 3)]
     for src in (sp, duck, open_source(d, engine="spark", spark=spark)):
         assert src.table("touches").count().to_pyarrow().as_py() == len(t)
+
+
+def test_a_csv_export_written_for_people_gets_the_same_advice_on_spark(small_portfolio, spark, tmp_path):
+    """US dates, money with a currency sign and repeated usage rows in a CSV folder: a report, not a traceback,
+    on either engine; on Spark, which reads no declared date format, the advice for dates says so."""
+    import shutil
+
+    from csforecast.data.validate import validate
+
+    d = tmp_path / "data"
+    shutil.copytree(small_portfolio, d, ignore=shutil.ignore_patterns("truth"))
+    c = pd.read_parquet(d / "contracts.parquet")
+    c["start_date"] = pd.to_datetime(c["start_date"]).dt.strftime("%m/%d/%Y")
+    c["arr"] = c["arr"].map(lambda v: f"${v:,.2f}")
+    c.to_csv(d / "contracts.csv", index=False)
+    (d / "contracts.parquet").unlink()
+    u = pd.read_parquet(d / "usage.parquet")
+    pd.concat([u, u.iloc[:4]]).to_parquet(d / "usage.parquet", index=False)
+    duck, sp = validate(open_source(d)), validate(open_source(d, engine="spark", spark=spark))
+    for report in (duck, sp):
+        by = {(p.column, p.rule): p for p in report.problems}
+        assert by[("start_date", "type")].count == by[("arr", "type")].count == len(c)
+        assert "numbers written for people" in by[("arr", "type")].message
+        assert by[(None, "repeated_usage_days")].count == 8
+    assert 'date_format = "%m/%d/%Y"' in {p.column: p for p in duck.errors}["start_date"].message
+    assert "the Spark engine reads no other format" in {p.column: p for p in sp.errors}["start_date"].message

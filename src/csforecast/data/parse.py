@@ -28,6 +28,14 @@ _TIME_CODES = ("%H", "%I", "%M", "%S", "%f", "%p", "%z", "%Z", "%T", "%X", "%c")
 
 IBIS_TYPES = {"string": "string", "date": "date", "float": "float64", "int": "int64", "bool": "boolean"}
 
+# the date formats exports commonly write, tried (by validation) on text that does not read as YYYY-MM-DD so the
+# error can name the `date_format` to declare; a guess is only a hint: nothing is read in a format not declared
+COMMON_DATE_FORMATS = ("%m/%d/%Y", "%d/%m/%Y", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y", "%Y/%m/%d", "%Y.%m.%d",
+                       "%Y%m%d", "%d %b %Y", "%b %d, %Y", "%d-%b-%Y", "%m/%d/%y", "%d/%m/%y", "%d.%m.%y")
+PLAUSIBLE_YEARS = (1900, 2199)   # a guess must give these: "%Y" also reads "10/11/21" (as the year 21)
+# text a number was written in for people: a currency sign, thousands separators, a decimal comma
+_FORMATTED_NUMBER = r"^[+-]?[$€£¥]?\s*[+-]?[0-9][0-9.,'\s]*\s*[$€£¥]?$"
+
 
 @ibis.udf.scalar.builtin(name="try_strptime")
 def _try_strptime(value: str, fmt: str) -> datetime.datetime:  # DuckDB: NULL when value does not match fmt
@@ -40,6 +48,19 @@ def date_formats(date_format: str) -> list[str]:
     if any(code in date_format for code in _TIME_CODES):
         return [date_format]
     return [date_format + suffix for suffix in _TIME_SUFFIXES]
+
+
+def reads_as_date_format(text: ibis.StringValue, date_format: str) -> ibis.BooleanValue:
+    """Whether `text` reads as a date in `date_format` (a time of day after it accepted, as the loader does)
+    with a year in ``PLAUSIBLE_YEARS``. For guessing the format of a column (``COMMON_DATE_FORMATS``)."""
+    d = ibis.coalesce(*[_try_strptime(text.strip(), f).cast("date") for f in date_formats(date_format)])
+    return d.notnull() & d.year().between(*PLAUSIBLE_YEARS)
+
+
+def looks_like_formatted_number(text: ibis.StringValue) -> ibis.BooleanValue:
+    """Whether `text` is a number written for people (``$9,529.96``, ``1.234,5``, ``12 000 €``): digits with a
+    currency sign, thousands separators or a decimal comma, which the number syntax does not read."""
+    return text.strip().re_search(_FORMATTED_NUMBER)
 
 
 def readable(found: dt.DataType, logical: str) -> bool:

@@ -22,7 +22,8 @@ import ibis
 from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, OPPORTUNITY_STAGES, PRIORITIES,
                                       SCORE_RANGES, SENTIMENT_WORDS, SURVEY_KINDS, TABLES, TOUCH_KINDS,
                                       health_sources)
-from csforecast.data.parse import read_as, readable
+from csforecast.data.parse import (COMMON_DATE_FORMATS, looks_like_formatted_number, read_as, readable,
+                                   reads_as_date_format)
 from csforecast.data.sources import DATE_FORMAT_KEY, Source
 from csforecast.diskcache import DiskCache, code_digest, key_digest
 
@@ -102,6 +103,11 @@ class DataValidationError(Exception):
                          + (f"\n  … and {more} more (csforecast validate --data … lists all)" if more > 0 else ""))
 
 
+def _all(t: ibis.Table, cond) -> bool:
+    """Whether `cond` holds on every row of `t`."""
+    return not int(t.filter(~cond).count().to_pyarrow().as_py())
+
+
 def _text(x):
     return x.cast("string").fill_null("NULL")
 
@@ -131,11 +137,14 @@ class _Checker:
         self.report.problems.append(Problem(level, table, column, rule, int(count), message, list(examples or [])))
 
     def add(self, level, table, column, rule, message, t: ibis.Table, cond, show=(), label_cols=None):
-        """Report the rows of `t` where `cond` holds, with examples (key and the `show` columns' values)."""
+        """Report the rows of `t` where `cond` holds, with examples (key and the `show` columns' values).
+        `message` may be a function of those rows (a table), called only when there are some."""
         bad = t.filter(cond)
         count = int(bad.count().to_pyarrow().as_py())
         if count == 0:
             return
+        if callable(message):
+            message = message(bad)
         spec = TABLES.get(table)
         cols = label_cols or (spec.row_label if spec else ())
         k = _label(bad, cols, show or ((column,) if column else ()))
@@ -227,19 +236,47 @@ class _Checker:
                 continue
             x = t[col.name]
             if not x.type().is_null():
-                self.add("error", name, col.name, "type", self._unreadable_message(name, col), t,
-                         x.notnull() & read_as(x, col.type, fmt).isnull())
+                self.add("error", name, col.name, "type", lambda bad, c=col: self._unreadable_message(name, c, bad),
+                         t, x.notnull() & read_as(x, col.type, fmt).isnull())
             if not col.nullable:
                 self.add("error", name, col.name, "null", "missing values in a required column", t, x.isnull())
 
-    def _unreadable_message(self, name, col) -> str:
+    def _unreadable_message(self, name, col, bad: ibis.Table) -> str:
+        """What is wrong with the unreadable values `bad[col]` and, when they all fit a common way of writing
+        dates or numbers, what to do about it."""
+        text = bad[col.name].cast("string")
         if col.type == "date":
             fmt = self.source.date_format(name)
             if fmt:
                 return f"values that do not match date_format '{fmt}' (nor YYYY-MM-DD)"
+            if self.source.engine == "spark":   # which reads no declared format
+                return ("values that cannot be read as a date (YYYY-MM-DD); the Spark engine reads no other "
+                        "format: write the dates as YYYY-MM-DD (or as Parquet dates), or use the DuckDB engine "
+                        f"with {DATE_FORMAT_KEY} under [column_map.{name}]")
+            fits = self._formats_fitting_all(bad, text)
+            where = f"under [column_map.{name}]"
+            if len(fits) == 1:
+                return (f"values that cannot be read as a date (YYYY-MM-DD); they all read as {fits[0]}: declare "
+                        f"{DATE_FORMAT_KEY} = \"{fits[0]}\" {where}")
+            if fits:
+                return (f"values that cannot be read as a date (YYYY-MM-DD); they read as any of "
+                        f"{', '.join(fits)} (no value tells them apart): declare the one your system writes, "
+                        f"e.g. {DATE_FORMAT_KEY} = \"{fits[0]}\" {where}")
             return (f"values that cannot be read as a date (YYYY-MM-DD); declare another format with "
-                    f"{DATE_FORMAT_KEY} = \"%d/%m/%Y\" (for example) under [column_map.{name}]")
-        return f"values that cannot be read as {_TYPE_WORDS[col.type]}"
+                    f"{DATE_FORMAT_KEY} = \"%d/%m/%Y\" (for example) {where}")
+        message = f"values that cannot be read as {_TYPE_WORDS[col.type]}"
+        if col.type in ("float", "int") and _all(bad, looks_like_formatted_number(text)):
+            message += ("; they are numbers written for people (a currency sign, thousands separators or a "
+                        "decimal comma): export plain numbers with a decimal point, e.g. 9529.96 for '$9,529.96'")
+        return message
+
+    @staticmethod
+    def _formats_fitting_all(bad: ibis.Table, text) -> list[str]:
+        """The ``COMMON_DATE_FORMATS`` that read every value of ``text`` (one query, on DuckDB)."""
+        counts = bad.aggregate(**{f"f{i}": reads_as_date_format(text, f).cast("int64").sum()
+                                  for i, f in enumerate(COMMON_DATE_FORMATS)}, n=bad.count()).to_pyarrow()
+        n = counts.column("n")[0].as_py()
+        return [f for i, f in enumerate(COMMON_DATE_FORMATS) if counts.column(f"f{i}")[0].as_py() == n]
 
     def explain_absent(self, absent: list[str]):
         """Say, for each missing or empty optional table, which features and health components go without."""
@@ -471,6 +508,21 @@ class _Checker:
         listed = ", ".join(f"{k} ({v:,} rows)" for k, v in self.report.usage_metrics.items())
         self.problem("info", "usage", "metric", "usage_metrics",
                      f"{len(self.report.usage_metrics)} distinct usage metric(s): {listed}", int(m["n"].sum()))
+        self.count_repeated_usage_days(u)
+
+    def count_repeated_usage_days(self, u: ibis.Table):
+        """A note when rows share an account, date and metric: the features sum them into that day's value,
+        which is right for per-event or per-user rows and double counts a repeated export."""
+        if not self.has_cols("usage", "account_id", "date"):
+            return
+        key = ["account_id", "date", "metric"]
+        u = u.filter(u.account_id.notnull() & u.date.notnull())
+        shared = u.group_by(key).aggregate(rows=u.count()).filter(lambda g: g.rows > 1)
+        rows = u.semi_join(shared, key)
+        self.add("info", "usage", None, "repeated_usage_days",
+                 "rows that share their account, date and metric: the features add them up into that day's value "
+                 "(right for a row per event or per user; a repeated export would count twice)", rows,
+                 ibis.literal(True), show=("value",))
 
 
 def validate(source: Source, as_of: date | None = None, *, cache_dir: Path | None = None) -> Report:
