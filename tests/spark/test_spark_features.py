@@ -83,8 +83,8 @@ def test_rows_of_unknown_accounts_are_left_out_on_spark_as_on_duckdb(small_portf
 
 
 def test_a_csv_export_written_for_people_gets_the_same_advice_on_spark(small_portfolio, spark, tmp_path):
-    """US dates, money with a currency sign and repeated usage rows in a CSV folder: a report, not a traceback,
-    on either engine; on Spark, which reads no declared date format, the advice for dates says so."""
+    """US dates, money with a currency sign, repeated usage rows and a Windows-1252 CSV in a folder: a report,
+    not a traceback, and the same names, on either engine; on Spark, which reads no declared date format, the advice for dates says so."""
     import shutil
 
     from csforecast.data.validate import validate
@@ -98,11 +98,20 @@ def test_a_csv_export_written_for_people_gets_the_same_advice_on_spark(small_por
     (d / "contracts.parquet").unlink()
     u = pd.read_parquet(d / "usage.parquet")
     pd.concat([u, u.iloc[:4]]).to_parquet(d / "usage.parquet", index=False)
-    duck, sp = validate(open_source(d)), validate(open_source(d, engine="spark", spark=spark))
+    a = pd.read_parquet(d / "accounts.parquet")
+    a.loc[a.index[0], "name"] = "Société Générale – O’Brien"
+    a.to_csv(d / "accounts.csv", index=False, encoding="cp1252")   # Excel on Windows
+    (d / "accounts.parquet").unlink()
+    sources = open_source(d), open_source(d, engine="spark", spark=spark)
+    for src in sources:
+        assert src.frame("accounts")["name"].tolist() == a["name"].tolist()
+    duck, sp = (validate(src) for src in sources)
     for report in (duck, sp):
         by = {(p.column, p.rule): p for p in report.problems}
         assert by[("start_date", "type")].count == by[("arr", "type")].count == len(c)
         assert "numbers written for people" in by[("arr", "type")].message
         assert by[(None, "repeated_usage_days")].count == 8
+        assert any("accounts.csv is not UTF-8 (line 2: byte 0xE9); read as Windows-1252" in p.message
+                   for p in report.notes)
     assert 'date_format = "%m/%d/%Y"' in {p.column: p for p in duck.errors}["start_date"].message
     assert "the Spark engine reads no other format" in {p.column: p for p in sp.errors}["start_date"].message

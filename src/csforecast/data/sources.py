@@ -24,9 +24,13 @@ reserved key `date_format = "%d/%m/%Y"` declares how the table writes its dates 
 """
 from __future__ import annotations
 
+import atexit
+import codecs
 import hashlib
 import json
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -312,6 +316,65 @@ def _csv_problem(f: Path, delim: str) -> str | None:
     return None
 
 
+NEWLINE = b"\n"
+
+
+def utf8_problem(f: Path) -> str | None:
+    """Where a file stops being UTF-8, in words (``line 2: byte 0xE9``), or None when all of it is. Reads the
+    file once, a megabyte at a time."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with open(f, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                at = max(0, min(e.start, len(chunk) - 1))   # e.start counts bytes held over from the last chunk
+                return f"line {line + chunk[:at].count(NEWLINE)}: byte 0x{chunk[at]:02X}"
+            line += chunk.count(NEWLINE)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return f"line {line}: the file ends inside a character"
+    return None
+
+
+# how a CSV that is not UTF-8 is read: as Windows-1252 (what Excel on Windows saves), or as Latin-1 where
+# Windows-1252 has no character for a byte (Latin-1 has one for every byte); (Python codec, in words)
+LEGACY_ENCODINGS = (("cp1252", "Windows-1252"), ("latin-1", "Latin-1"))
+
+
+def utf8_copy(f: Path, into: Path) -> tuple[Path, str]:
+    """`f` rewritten as UTF-8 in the folder `into`, decoded with the first of ``LEGACY_ENCODINGS`` that reads all
+    of it. Returns the copy and the encoding's name in words. Both engines read the copy, so a name reads the
+    same on either (Spark knows no Windows-1252)."""
+    copy = into / f.name
+    for codec, words in LEGACY_ENCODINGS:
+        try:
+            with open(f, encoding=codec, newline="") as src, open(copy, "w", encoding="utf-8", newline="") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            return copy, words
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("unreachable: Latin-1 decodes every byte")
+
+
+def _not_utf8_note(f: Path, problem: str, encoding: str) -> str:
+    return f"{f.name} is not UTF-8 ({problem}); read as {encoding}: save it as UTF-8 if names come out wrong"
+
+
+def _spark_scratch() -> Path:
+    """A folder for the UTF-8 copies Spark reads lazily, for as long as the process runs."""
+    global _SPARK_SCRATCH
+    if _SPARK_SCRATCH is None:
+        _SPARK_SCRATCH = Path(tempfile.mkdtemp(prefix="csforecast-spark-csv-"))
+        atexit.register(shutil.rmtree, _SPARK_SCRATCH, ignore_errors=True)
+    return _SPARK_SCRATCH
+
+
+_SPARK_SCRATCH: Path | None = None
+
+
 def _quote(s: str) -> str:
     return "'" + str(s).replace("'", "''") + "'"
 
@@ -375,17 +438,31 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
             if f.suffix == ".parquet":
                 found[name] = con.read_parquet(f, table_name=f"_file_{name}")
             else:
-                # CSV as text, loaded once: every value is then typed by parse.read_as (shared with validation),
-                # never by DuckDB's sniffer, which guesses one date format per file from a sample
-                con.raw_sql(f"CREATE TEMP TABLE _file_{name} AS SELECT * FROM read_csv({_quote(f)}, "
-                            f"header = true, all_varchar = true, skip = 0, delim = {_quote(_delimiter(f))}, "
-                            "quote = '\"', escape = '\"')")
-                found[name] = con.table(f"_file_{name}")
+                try:
+                    found[name] = _load_csv(con, name, f)
+                except Exception:   # noqa: BLE001 - DuckDB refuses text that is not UTF-8 ...
+                    not_utf8 = utf8_problem(f)
+                    if not_utf8 is None:
+                        raise
+                    # ... which an Excel export on Windows is: read a UTF-8 copy, and say so
+                    with tempfile.TemporaryDirectory(prefix="csforecast-csv-") as tmp:
+                        copy, encoding = utf8_copy(f, Path(tmp))
+                        found[name] = _load_csv(con, name, copy)   # loaded now: the copy can go
+                    notes.append(_not_utf8_note(f, not_utf8, encoding))
         except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
             why = _csv_problem(f, _delimiter(f)) if f.suffix == ".csv" else None
             unreadable[name] = f"cannot read {f.name}: {why or _first_line(e)}"
         files.append(f)
     return found, unreadable, files, notes
+
+
+def _load_csv(con, name: str, f: Path) -> ibis.Table:
+    """A CSV file as text, loaded once into the engine: every value is then typed by parse.read_as (shared with
+    validation), never by DuckDB's sniffer, which guesses one date format per file from a sample."""
+    con.raw_sql(f"CREATE TEMP TABLE _file_{name} AS SELECT * FROM read_csv({_quote(f)}, "
+                f"header = true, all_varchar = true, skip = 0, delim = {_quote(_delimiter(f))}, "
+                "quote = '\"', escape = '\"')")
+    return con.table(f"_file_{name}")
 
 
 def _duckdb_path(location: str) -> Path:
@@ -551,7 +628,14 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
                 if problem:
                     unreadable[name] = f"cannot read {f.name}: {problem}"
                     continue
-                df = con._session.read.csv(str(f), header=True, inferSchema=False, sep=_delimiter(f), quote='"',
+                read = f
+                not_utf8 = utf8_problem(f)   # Spark would read such bytes as U+FFFD, silently
+                if not_utf8:
+                    folder = _spark_scratch() / hashlib.md5(str(f.resolve()).encode()).hexdigest()
+                    folder.mkdir(exist_ok=True)
+                    read, encoding = utf8_copy(f, folder)
+                    notes.append(_not_utf8_note(f, not_utf8, encoding))
+                df = con._session.read.csv(str(read), header=True, inferSchema=False, sep=_delimiter(f), quote='"',
                                            escape='"', mode="PERMISSIVE")
                 df.createOrReplaceTempView(f"_file_{name}")
                 found[name] = con.table(f"_file_{name}")
