@@ -259,18 +259,20 @@ def test_usage_rows_that_share_a_day_are_noted_as_added_up(tables, tmp_path):
 @pytest.mark.parametrize("name, encoding, read_as", [
     ("Société Générale – O’Brien & Co", "cp1252", "Windows-1252"),   # – and ’ exist in Windows-1252 only
     ("Société\x81 Générale", "latin-1", "Latin-1"),                  # 0x81: no Windows-1252 character
+    ("Société Générale – 株式会社", "utf-16", "UTF-16"),               # Excel's "Unicode text", tab-separated
 ])
 def test_a_csv_that_is_not_utf8_is_read_with_a_note(tables, tmp_path, name, encoding, read_as):
     a = tables["accounts"].copy()
     a.loc[a.index[1], "name"] = name
     d = write(tmp_path / "d", {**tables, "accounts": a})
     (d / "accounts.parquet").unlink()
-    a.to_csv(d / "accounts.csv", index=False, encoding=encoding)
+    a.to_csv(d / "accounts.csv", index=False, encoding=encoding, sep="\t" if encoding == "utf-16" else ",")
     src = open_source(d)
     report = validate(src, AS_OF)
     assert report.ok, [str(p) for p in report.errors]
     [note] = [p for p in report.notes if "UTF-8" in p.message]
-    assert f"accounts.csv is not UTF-8 (line 3: byte 0x" in note.message and f"read as {read_as}" in note.message
+    line = 1 if encoding == "utf-16" else 3    # the byte order mark; else the row with the name
+    assert f"accounts.csv is not UTF-8 (line {line}: byte 0x" in note.message and f"read as {read_as}" in note.message
     assert src.frame("accounts")["name"].tolist() == a["name"].tolist()
 
 

@@ -345,11 +345,15 @@ LEGACY_ENCODINGS = (("cp1252", "Windows-1252"), ("latin-1", "Latin-1"))
 
 
 def utf8_copy(f: Path, into: Path) -> tuple[Path, str]:
-    """`f` rewritten as UTF-8 in the folder `into`, decoded with the first of ``LEGACY_ENCODINGS`` that reads all
-    of it. Returns the copy and the encoding's name in words. Both engines read the copy, so a name reads the
+    """`f` rewritten as UTF-8 in the folder `into`, decoded as UTF-16 when it starts with a UTF-16 byte order mark,
+    else with the first of ``LEGACY_ENCODINGS`` that reads all of it. Returns the copy and the encoding's name in words. Both engines read the copy, so a name reads the
     same on either (Spark knows no Windows-1252)."""
     copy = into / f.name
-    for codec, words in LEGACY_ENCODINGS:
+    with open(f, "rb") as fh:
+        bom = fh.read(4)
+    utf16 = [("utf-16", "UTF-16")] if bom[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) \
+        and bom[:4] != codecs.BOM_UTF32_LE else []   # Excel's "Unicode text"
+    for codec, words in (*utf16, *LEGACY_ENCODINGS):
         try:
             with open(f, encoding=codec, newline="") as src, open(copy, "w", encoding="utf-8", newline="") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
@@ -635,7 +639,7 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
                     folder.mkdir(exist_ok=True)
                     read, encoding = utf8_copy(f, folder)
                     notes.append(_not_utf8_note(f, not_utf8, encoding))
-                df = con._session.read.csv(str(read), header=True, inferSchema=False, sep=_delimiter(f), quote='"',
+                df = con._session.read.csv(str(read), header=True, inferSchema=False, sep=_delimiter(read), quote='"',
                                            escape='"', mode="PERMISSIVE")
                 df.createOrReplaceTempView(f"_file_{name}")
                 found[name] = con.table(f"_file_{name}")
