@@ -276,6 +276,28 @@ def test_a_csv_that_is_not_utf8_is_read_with_a_note(tables, tmp_path, name, enco
     assert src.frame("accounts")["name"].tolist() == a["name"].tolist()
 
 
+def test_ids_padded_with_spaces_are_the_same_ids_and_blank_text_is_missing(tables, tmp_path):
+    """A spreadsheet's "A00048 " or a CHAR(n) column's padding: the rows still belong to their account; a cell
+    of spaces is missing. Features equal those of the clean export."""
+    t, a, c = tables["tickets"].copy(), tables["accounts"].copy(), tables["contracts"].copy()
+    t["account_id"] = t["account_id"] + " "
+    a["account_id"] = "  " + a["account_id"]
+    a["csm_id"] = a["csm_id"].astype(object).where(a["csm_id"].notna(), "   ")
+    c["renewed_by"] = c["renewed_by"].astype(object).where(c["renewed_by"].isna(), c["renewed_by"] + "\t")
+    padded = write(tmp_path / "padded", {**tables, "tickets": t, "accounts": a, "contracts": c},
+                   csv=("tickets", "accounts"))
+    src, clean = open_source(padded), open_source(write(tmp_path / "clean", tables))
+    report = validate(src, AS_OF)
+    assert report.ok and not report.warnings, [str(p) for p in report.problems]
+    assert {(p.table, p.column) for p in report.notes if p.rule == "padded_text"} == {
+        ("tickets", "account_id"), ("accounts", "account_id"), ("accounts", "csm_id"), ("contracts", "renewed_by")}
+    assert src.frame("accounts")["csm_id"].isna().sum() == tables["accounts"]["csm_id"].isna().sum()
+    day = [date(2026, 4, 1)]
+    want = build_snapshots(clean, day)
+    pd.testing.assert_frame_equal(build_snapshots(src, day), want)
+    pd.testing.assert_frame_equal(build_snapshots(open_source(padded), day), want)   # never validated
+
+
 @pytest.mark.parametrize("fmt", ["%Q/%m", "dd/mm/yyyy"])
 def test_a_bad_date_format_setting_is_a_clear_error(tables, tmp_path, fmt):
     d = write(tmp_path / "d", tables)

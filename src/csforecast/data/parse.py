@@ -4,6 +4,8 @@
 Every rule gives NULL for a value it cannot read and never raises, whatever the source holds; validation then
 reports a value that was there (not NULL) but reads as NULL. The engine is DuckDB (see `sources`).
 
+- text is read without surrounding spaces (`"A00048 "` is `A00048`), and text that is only spaces is missing
+  (NULL), whatever the column's type.
 - string: any scalar, as text.
 - float: a finite number (text is read with DuckDB's number syntax: `1234.5`, `-3`, `1e5`; not `1,5`, `NaN`
   or `inf`).
@@ -80,17 +82,32 @@ def readable(found: dt.DataType, logical: str) -> bool:
     raise ValueError(f"unknown logical type {logical!r}")
 
 
-def read_as(x: ibis.Value, logical: str, date_format: str | None = None) -> ibis.Value:
+def present(x: ibis.Value) -> ibis.BooleanValue:
+    """Whether a value is there: not NULL and, for text, not only spaces (which every rule reads as missing)."""
+    return (x.notnull() & (x.strip() != "")) if x.type().is_string() else x.notnull()
+
+
+def padded(x: ibis.StringValue) -> ibis.BooleanValue:
+    """Whether text has surrounding spaces or is blank: the values :func:`read_as` changes in a string column."""
+    return x.notnull() & ((x.strip() != x) | (x == ""))
+
+
+def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim: bool = True) -> ibis.Value:
     """`x` as the contract's `logical` type ("string", "float", "int", "bool", "date"); NULL where a value
-    cannot be read (see the module docstring). Never raises at run time."""
+    cannot be read (see the module docstring). Never raises at run time. ``trim=False``: the caller knows that no
+    text of a string column is :func:`padded`, and the values are taken as they are (the same values, without
+    the cost of trimming every row of a large table)."""
     found = x.type()
     target = IBIS_TYPES[logical]
     if found.is_null() or not readable(found, logical):
         return ibis.null().cast(target)
+    if found.is_string() and (trim or logical != "string"):
+        # an ID padded by a spreadsheet or a CHAR(n) column ("A00048 ") is the same ID; a blank cell is missing
+        x = x.strip().nullif("")
     if logical == "string":
         return x if found.is_string() else x.cast("string")
     if logical in ("float", "int"):
-        v = x.strip().try_cast("float64") if found.is_string() else x.cast("float64")
+        v = x.try_cast("float64") if found.is_string() else x.cast("float64")
         v = ibis.ifelse(v.isnan() | v.isinf(), ibis.null().cast("float64"), v)
         if logical == "int":
             return ibis.ifelse(v == v.round(), v, ibis.null().cast("float64")).try_cast("int64")
@@ -100,14 +117,13 @@ def read_as(x: ibis.Value, logical: str, date_format: str | None = None) -> ibis
             return x
         if found.is_integer():
             return ibis.cases((x == 1, True), (x == 0, False), else_=ibis.null().cast("boolean"))
-        return x.strip().try_cast("boolean")
+        return x.try_cast("boolean")
     # date
     if found.is_date():
         return x
     if found.is_timestamp():
         return x.cast("date")
-    text = x.strip()
     if date_format:
-        declared = [_try_strptime(text, f).cast("date") for f in date_formats(date_format)]
-        return ibis.coalesce(*declared, text.try_cast("date"))
-    return text.try_cast("date")
+        declared = [_try_strptime(x, f).cast("date") for f in date_formats(date_format)]
+        return ibis.coalesce(*declared, x.try_cast("date"))
+    return x.try_cast("date")

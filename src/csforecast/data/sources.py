@@ -39,7 +39,7 @@ import ibis
 import pandas as pd
 
 from csforecast.data.contract import TABLES
-from csforecast.data.parse import date_formats, read_as
+from csforecast.data.parse import date_formats, padded, read_as
 
 DATE_FORMAT_KEY = "date_format"  # reserved key of [column_map.TABLE]: the table's date format
 DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
@@ -114,6 +114,7 @@ class Source:
     _hash: str | None = None
     _counts: dict[str, int] = field(default_factory=dict)
     unknown_account_tables: frozenset[str] | None = None   # None: not validated (found out on first read)
+    padded_text: dict[str, frozenset[str]] | None = None   # table -> text columns to trim; None: found on first read
     _typed: dict[str, ibis.Table] = field(default_factory=dict)
     _found: dict[str, ibis.Table] = field(default_factory=dict)
 
@@ -164,10 +165,25 @@ class Source:
             spec = TABLES.get(name)
             if spec is not None:
                 fmt = self.date_format(name)
-                t = t.select(**{c.name: (read_as(t[c.name], c.type, fmt) if c.name in t.columns
+                trim = self._padded_columns(name)
+                t = t.select(**{c.name: (read_as(t[c.name], c.type, fmt, trim=c.name in trim) if c.name in t.columns
                                          else read_as(ibis.null(), c.type)) for c in spec.columns})
             self._found[name] = t
         return self._found[name]
+
+    def _padded_columns(self, name: str) -> frozenset[str]:
+        """The contract's text columns of a table that hold any :func:`parse.padded` value: as validation found
+        (`set_padded_text`), else one query on first read. Only those are trimmed, since trimming every ID of a
+        large usage table costs ~40 % of building the features (benchmarks/RESULTS.md, "tenth session")."""
+        if self.padded_text is not None:
+            return self.padded_text.get(name, frozenset())
+        t, spec = self.raw[name], TABLES[name]
+        text = [c.name for c in spec.columns if c.type == "string" and c.name in t.columns
+                and t[c.name].type().is_string()]
+        if not text:
+            return frozenset()
+        found = t.aggregate(**{c: padded(t[c]).any() for c in text}).to_pyarrow()
+        return frozenset(c for c in text if found.column(c)[0].as_py())
 
     def unknown_accounts(self, name: str) -> ibis.Table | None:
         """The rows of table `name` whose account_id is not in `accounts`; None when the rule does not apply
@@ -185,6 +201,16 @@ class Source:
         """Validation's finding: the optional tables with rows of accounts `accounts` does not have (saves
         `table` an anti-join over each table, a full scan of a warehouse's usage)."""
         self.unknown_account_tables = frozenset(tables)
+        self._typed.clear()
+
+    def set_padded_text(self, columns) -> None:
+        """Validation's finding: the (table, column) pairs of text with surrounding spaces or only spaces (saves
+        `as_found` a scan of each table's text columns)."""
+        padded: dict[str, set[str]] = {}
+        for table, column in columns:
+            padded.setdefault(table, set()).add(column)
+        self.padded_text = {t: frozenset(c) for t, c in padded.items()}
+        self._found.clear()
         self._typed.clear()
 
     def _has_unknown_accounts(self, name: str) -> bool:

@@ -22,8 +22,8 @@ import ibis
 from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, OPPORTUNITY_STAGES, PRIORITIES,
                                       SCORE_RANGES, SENTIMENT_WORDS, SURVEY_KINDS, TABLES, TOUCH_KINDS,
                                       health_sources)
-from csforecast.data.parse import (COMMON_DATE_FORMATS, looks_like_formatted_number, read_as, readable,
-                                   reads_as_date_format)
+from csforecast.data.parse import (COMMON_DATE_FORMATS, looks_like_formatted_number, padded, present,
+                                   read_as, readable, reads_as_date_format)
 from csforecast.data.sources import DATE_FORMAT_KEY, Source
 from csforecast.diskcache import DiskCache, code_digest, key_digest
 
@@ -185,6 +185,7 @@ class _Checker:
                 continue
             self.usable.add(name)
             self.check_cells(name)
+        src.set_padded_text(_padded_text(self.report))   # before anything reads the typed tables
         self.explain_absent(absent)
         self.check_keys_and_refs()
         self.check_values()
@@ -237,9 +238,12 @@ class _Checker:
             x = t[col.name]
             if not x.type().is_null():
                 self.add("error", name, col.name, "type", lambda bad, c=col: self._unreadable_message(name, c, bad),
-                         t, x.notnull() & read_as(x, col.type, fmt).isnull())
+                         t, present(x) & read_as(x, col.type, fmt).isnull())
             if not col.nullable:
-                self.add("error", name, col.name, "null", "missing values in a required column", t, x.isnull())
+                self.add("error", name, col.name, "null", "missing values in a required column", t, ~present(x))
+            if col.type == "string" and x.type().is_string():
+                self.add("info", name, col.name, "padded_text", "text with surrounding spaces, or only spaces: read "
+                         "without the spaces (only spaces: missing)", t, padded(x))
 
     def _unreadable_message(self, name, col, bad: ibis.Table) -> str:
         """What is wrong with the unreadable values `bad[col]` and, when they all fit a common way of writing
@@ -543,7 +547,13 @@ def validate(source: Source, as_of: date | None = None, *, cache_dir: Path | Non
             key, _Checker(source, as_of).run, load=_read_report,
             dump=lambda report, path: path.write_text(json.dumps(asdict(report))), keep=lambda report: report.ok)
     source.set_unknown_account_tables(p.table for p in report.problems if p.rule == "unknown_account")
+    source.set_padded_text(_padded_text(report))
     return report
+
+
+def _padded_text(report: Report) -> list[tuple[str, str]]:
+    """The (table, column) pairs whose text validation found padded (``padded_text`` notes)."""
+    return [(p.table, p.column) for p in report.problems if p.rule == "padded_text"]
 
 
 def _read_report(path: Path) -> Report:
