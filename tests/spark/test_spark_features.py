@@ -84,7 +84,8 @@ def test_rows_of_unknown_accounts_are_left_out_on_spark_as_on_duckdb(small_portf
 
 def test_a_csv_export_written_for_people_gets_the_same_advice_on_spark(small_portfolio, spark, tmp_path):
     """US dates, money with a currency sign, repeated usage rows and a Windows-1252 CSV in a folder: a report,
-    not a traceback, and the same names, on either engine; on Spark, which reads no declared date format, the advice for dates says so."""
+    not a traceback, and the same names, on either engine; on Spark, which reads no declared date format, the
+    advice for dates says so."""
     import shutil
 
     from csforecast.data.validate import validate

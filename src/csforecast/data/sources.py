@@ -371,9 +371,10 @@ LEGACY_ENCODINGS = (("cp1252", "Windows-1252"), ("latin-1", "Latin-1"))
 
 
 def utf8_copy(f: Path, into: Path) -> tuple[Path, str]:
-    """`f` rewritten as UTF-8 in the folder `into`, decoded as UTF-16 when it starts with a UTF-16 byte order mark,
-    else with the first of ``LEGACY_ENCODINGS`` that reads all of it. Returns the copy and the encoding's name in words. Both engines read the copy, so a name reads the
-    same on either (Spark knows no Windows-1252)."""
+    """`f` rewritten as UTF-8 in the folder `into`: decoded as UTF-16 when it starts with a UTF-16 byte order
+    mark, else with the first of ``LEGACY_ENCODINGS`` that reads all of it. Returns the copy and the encoding's
+    name in words. Both engines read the copy, so a name reads the same on either (Spark knows no
+    Windows-1252)."""
     copy = into / f.name
     with open(f, "rb") as fh:
         bom = fh.read(4)
