@@ -52,17 +52,24 @@ def date_formats(date_format: str) -> list[str]:
     return [date_format + suffix for suffix in _TIME_SUFFIXES]
 
 
+def trimmed(text: ibis.StringValue) -> ibis.StringValue:
+    """`text` without surrounding white space, the same on every engine. Not Ibis's ``strip()``: on Spark it trims
+    the characters of ``string.whitespace`` written into Spark SQL, where ``\\v`` and ``\\f`` become the letters
+    v and f ("verbal" came out "erbal")."""
+    return text.re_replace(r"^\s+|\s+$", "")
+
+
 def reads_as_date_format(text: ibis.StringValue, date_format: str) -> ibis.BooleanValue:
     """Whether `text` reads as a date in `date_format` (a time of day after it accepted, as the loader does)
     with a year in ``PLAUSIBLE_YEARS``. For guessing the format of a column (``COMMON_DATE_FORMATS``)."""
-    d = ibis.coalesce(*[_try_strptime(text.strip(), f).cast("date") for f in date_formats(date_format)])
+    d = ibis.coalesce(*[_try_strptime(trimmed(text), f).cast("date") for f in date_formats(date_format)])
     return d.notnull() & d.year().between(*PLAUSIBLE_YEARS)
 
 
 def looks_like_formatted_number(text: ibis.StringValue) -> ibis.BooleanValue:
     """Whether `text` is a number written for people (``$9,529.96``, ``1.234,5``, ``12 000 €``): digits with a
     currency sign, thousands separators or a decimal comma, which the number syntax does not read."""
-    return text.strip().re_search(_FORMATTED_NUMBER)
+    return trimmed(text).re_search(_FORMATTED_NUMBER)
 
 
 def readable(found: dt.DataType, logical: str) -> bool:
@@ -84,12 +91,12 @@ def readable(found: dt.DataType, logical: str) -> bool:
 
 def present(x: ibis.Value) -> ibis.BooleanValue:
     """Whether a value is there: not NULL and, for text, not only spaces (which every rule reads as missing)."""
-    return (x.notnull() & (x.strip() != "")) if x.type().is_string() else x.notnull()
+    return (x.notnull() & (trimmed(x) != "")) if x.type().is_string() else x.notnull()
 
 
 def padded(x: ibis.StringValue) -> ibis.BooleanValue:
     """Whether text has surrounding spaces or is blank: the values :func:`read_as` changes in a string column."""
-    return x.notnull() & ((x.strip() != x) | (x == ""))
+    return x.notnull() & ((trimmed(x) != x) | (x == ""))
 
 
 def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim: bool = True) -> ibis.Value:
@@ -103,7 +110,7 @@ def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim
         return ibis.null().cast(target)
     if found.is_string() and (trim or logical != "string"):
         # an ID padded by a spreadsheet or a CHAR(n) column ("A00048 ") is the same ID; a blank cell is missing
-        x = x.strip().nullif("")
+        x = trimmed(x).nullif("")
     if logical == "string":
         return x if found.is_string() else x.cast("string")
     if logical in ("float", "int"):

@@ -397,7 +397,7 @@ class _Checker:
         counts with goals_met <= goals_total; ROI is not negative."""
         if self.has_cols("csm_sentiment", "sentiment"):
             t = self.typed("csm_sentiment")
-            word = t.sentiment.strip().lower()
+            word = t.sentiment.lower()   # typed text: already trimmed
             number = word.try_cast("float64")
             self.add("error", "csm_sentiment", "sentiment", "unknown_value",
                      f"sentiment not one of {', '.join(SENTIMENT_WORDS)} or a number from 1 to 5", t,

@@ -325,7 +325,7 @@ def sentiment_scale(t: ibis.Table):
     """A CSM sentiment on 1-5: red 1, yellow 3, green 5, or the number given (1-5); NULL otherwise."""
     from csforecast.data.contract import SENTIMENT_WORDS
 
-    word = t.sentiment.strip().lower()
+    word = t.sentiment.lower()   # typed text: already trimmed
     number = word.try_cast("float64")
     return ibis.cases(*((word == w, v) for w, v in SENTIMENT_WORDS.items()),
                       else_=ibis.ifelse((number >= 1) & (number <= 5), number, ibis.null().cast("float64")))
