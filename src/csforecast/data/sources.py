@@ -115,6 +115,7 @@ class Source:
     _counts: dict[str, int] = field(default_factory=dict)
     unknown_account_tables: frozenset[str] | None = None   # None: not validated (found out on first read)
     padded_text: dict[str, frozenset[str]] | None = None   # table -> text columns to trim; None: found on first read
+    unknown_contract_calls: bool | None = None   # forecast calls naming no contract; None: found on first read
     _typed: dict[str, ibis.Table] = field(default_factory=dict)
     _found: dict[str, ibis.Table] = field(default_factory=dict)
 
@@ -145,7 +146,8 @@ class Source:
 
         Rows of an optional table whose account_id is not in `accounts` (an export taken at another moment than
         the accounts table, a deleted account's tickets) are left out: validation warns about them
-        (`unknown_account`) and every consumer reads the same rows. The filter is added only to the tables that
+        (`unknown_account`) and every consumer reads the same rows; so are forecast calls on a contract that
+        `contracts` does not have (`unknown_contract`). The filter is added only to the tables that
         have such rows (as validation found, `set_unknown_account_tables`; else counted here on first read),
         so a clean source's expressions are its tables as found.
         """
@@ -154,6 +156,9 @@ class Source:
             if self._has_unknown_accounts(name):
                 known = self.as_found("accounts").select("account_id")
                 t = t.semi_join(known, "account_id")
+            if name == "forecast_calls" and self._has_unknown_contract_calls():
+                booked = self.as_found("contracts").select("contract_id")
+                t = t.semi_join(booked, "contract_id")
             self._typed[name] = t
         return self._typed[name]
 
@@ -212,6 +217,24 @@ class Source:
         self.padded_text = {t: frozenset(c) for t, c in padded.items()}
         self._found.clear()
         self._typed.clear()
+
+    def set_unknown_contract_calls(self, found: bool) -> None:
+        """Validation's finding: `forecast_calls` has calls on contracts that `contracts` does not have."""
+        self.unknown_contract_calls = bool(found)
+        self._typed.pop("forecast_calls", None)
+
+    def _has_unknown_contract_calls(self) -> bool:
+        if self.unknown_contract_calls is None:
+            usable = ("contracts" in self.raw and "contract_id" in self.raw["contracts"].columns
+                      and "contract_id" in self.raw["forecast_calls"].columns)
+            found = False
+            if usable:
+                t = self.as_found("forecast_calls")
+                orphans = t.filter(t.contract_id.notnull()).anti_join(
+                    self.as_found("contracts").select("contract_id"), "contract_id")
+                found = bool(orphans.count().to_pyarrow().as_py())
+            self.unknown_contract_calls = found
+        return self.unknown_contract_calls
 
     def _has_unknown_accounts(self, name: str) -> bool:
         spec = TABLES.get(name)
