@@ -56,6 +56,23 @@ SPARK_LOCAL_DEFAULTS = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgre
                         "spark.sql.shuffle.partitions": "8", "spark.sql.execution.arrow.pyspark.enabled": "true"}
 
 
+def dropped_references(name: str) -> dict[str, tuple[str, str]]:
+    """The references of table `name` whose rows are left out when they name nothing: column -> (table, column)
+    it names.
+
+    Every optional table's account_id names an account (rows of an account `accounts` does not have come from an
+    export taken at another moment, or a deleted account); forecast_calls.contract_id names a contract (a call on
+    a renewal not yet booked in `contracts`). A required table's broken reference is an error instead, never
+    dropped (validation's `foreign_key`)."""
+    spec = TABLES.get(name)
+    if spec is None or spec.required:
+        return {}
+    refs = {"account_id": ("accounts", "account_id")} if "account_id" in spec.column_names else {}
+    if name == "forecast_calls":
+        refs["contract_id"] = ("contracts", "contract_id")
+    return refs
+
+
 class SourceError(Exception):
     """The source cannot be opened at all (no such folder or database, a bad connection, bad settings)."""
 
@@ -113,9 +130,9 @@ class Source:
     notes: list[str] = field(default_factory=list)
     _hash: str | None = None
     _counts: dict[str, int] = field(default_factory=dict)
-    unknown_account_tables: frozenset[str] | None = None   # None: not validated (found out on first read)
+    # (table, column) pairs with rows naming nothing (dropped_references); None: not validated, found on first read
+    unreferenced_columns: frozenset[tuple[str, str]] | None = None
     padded_text: dict[str, frozenset[str]] | None = None   # table -> text columns to trim; None: found on first read
-    unknown_contract_calls: bool | None = None   # forecast calls naming no contract; None: found on first read
     _typed: dict[str, ibis.Table] = field(default_factory=dict)
     _found: dict[str, ibis.Table] = field(default_factory=dict)
 
@@ -141,24 +158,21 @@ class Source:
         return r.date_format if r else None
 
     def table(self, name: str) -> ibis.Table:
-        """The table as the pipeline reads it: the contract's columns and types (`as_found`), and in an optional
-        table only the rows of accounts that `accounts` has.
+        """The table as the pipeline reads it: the contract's columns and types (`as_found`), without the rows
+        of an optional table that name nothing (:func:`dropped_references`).
 
         Rows of an optional table whose account_id is not in `accounts` (an export taken at another moment than
         the accounts table, a deleted account's tickets) are left out: validation warns about them
         (`unknown_account`) and every consumer reads the same rows; so are forecast calls on a contract that
-        `contracts` does not have (`unknown_contract`). The filter is added only to the tables that
-        have such rows (as validation found, `set_unknown_account_tables`; else counted here on first read),
-        so a clean source's expressions are its tables as found.
+        `contracts` does not have (`unknown_contract`). The filter is added only to the tables that have such
+        rows (as validation found, `set_unreferenced`; else counted here on first read), so a clean source's
+        expressions are its tables as found.
         """
         if name not in self._typed:
             t = self.as_found(name)
-            if self._has_unknown_accounts(name):
-                known = self.as_found("accounts").select("account_id")
-                t = t.semi_join(known, "account_id")
-            if name == "forecast_calls" and self._has_unknown_contract_calls():
-                booked = self.as_found("contracts").select("contract_id")
-                t = t.semi_join(booked, "contract_id")
+            for column, (target, target_column) in dropped_references(name).items():
+                if self._has_unreferenced(name, column):
+                    t = t.semi_join(self.as_found(target).select(**{column: target_column}), column)
             self._typed[name] = t
         return self._typed[name]
 
@@ -190,22 +204,21 @@ class Source:
         found = t.aggregate(**{c: padded(t[c]).any() for c in text}).to_pyarrow()
         return frozenset(c for c in text if found.column(c)[0].as_py())
 
-    def unknown_accounts(self, name: str) -> ibis.Table | None:
-        """The rows of table `name` whose account_id is not in `accounts`; None when the rule does not apply
-        (no such column, or no usable `accounts`: validation reports that instead)."""
-        spec = TABLES.get(name)
-        if (name == "accounts" or spec is None or "account_id" not in spec.column_names or name not in self.raw
-                or "account_id" not in self.raw[name].columns or "accounts" not in self.raw
-                or "account_id" not in self.raw["accounts"].columns):
+    def unreferenced(self, name: str, column: str, target: str, target_column: str) -> ibis.Table | None:
+        """The rows of table `name` whose `column` names no `target_column` of table `target` (e.g. usage rows of
+        an account_id that `accounts` does not have); None when the rule does not apply (a column or table the
+        source does not have: validation reports that instead)."""
+        if (name not in self.raw or column not in self.raw[name].columns or target not in self.raw
+                or target_column not in self.raw[target].columns):
             return None
         t = self.as_found(name)
-        return t.filter(t.account_id.notnull()).anti_join(self.as_found("accounts").select("account_id"),
-                                                          "account_id")
+        return t.filter(t[column].notnull()).anti_join(self.as_found(target).select(**{column: target_column}),
+                                                       column)
 
-    def set_unknown_account_tables(self, tables) -> None:
-        """Validation's finding: the optional tables with rows of accounts `accounts` does not have (saves
-        `table` an anti-join over each table, a full scan of a warehouse's usage)."""
-        self.unknown_account_tables = frozenset(tables)
+    def set_unreferenced(self, columns) -> None:
+        """Validation's finding: the (table, column) pairs among :func:`dropped_references` with rows that name
+        nothing (saves `table` an anti-join over each table, a full scan of a warehouse's usage)."""
+        self.unreferenced_columns = frozenset(columns)
         self._typed.clear()
 
     def set_padded_text(self, columns) -> None:
@@ -214,35 +227,17 @@ class Source:
         padded: dict[str, set[str]] = {}
         for table, column in columns:
             padded.setdefault(table, set()).add(column)
-        self.padded_text = {t: frozenset(c) for t, c in padded.items()}
+        found = {t: frozenset(c) for t, c in padded.items()}
+        if found == self.padded_text:   # validation's pass already told us (validate() tells again for a kept report)
+            return
+        self.padded_text = found
         self._found.clear()
         self._typed.clear()
 
-    def set_unknown_contract_calls(self, found: bool) -> None:
-        """Validation's finding: `forecast_calls` has calls on contracts that `contracts` does not have."""
-        self.unknown_contract_calls = bool(found)
-        self._typed.pop("forecast_calls", None)
-
-    def _has_unknown_contract_calls(self) -> bool:
-        if self.unknown_contract_calls is None:
-            usable = ("contracts" in self.raw and "contract_id" in self.raw["contracts"].columns
-                      and "contract_id" in self.raw["forecast_calls"].columns)
-            found = False
-            if usable:
-                t = self.as_found("forecast_calls")
-                orphans = t.filter(t.contract_id.notnull()).anti_join(
-                    self.as_found("contracts").select("contract_id"), "contract_id")
-                found = bool(orphans.count().to_pyarrow().as_py())
-            self.unknown_contract_calls = found
-        return self.unknown_contract_calls
-
-    def _has_unknown_accounts(self, name: str) -> bool:
-        spec = TABLES.get(name)
-        if spec is None or spec.required:   # a required table's unknown accounts are an error, never dropped
-            return False
-        if self.unknown_account_tables is not None:
-            return name in self.unknown_account_tables
-        orphans = self.unknown_accounts(name)
+    def _has_unreferenced(self, name: str, column: str) -> bool:
+        if self.unreferenced_columns is not None:
+            return (name, column) in self.unreferenced_columns
+        orphans = self.unreferenced(name, column, *dropped_references(name)[column])
         return orphans is not None and bool(orphans.count().to_pyarrow().as_py())
 
     def frame(self, name: str) -> pd.DataFrame:

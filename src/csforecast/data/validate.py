@@ -29,6 +29,8 @@ from csforecast.diskcache import DiskCache, code_digest, key_digest
 
 EXAMPLES = 5
 LEVELS = ("error", "warning", "info")
+# warnings about rows that name nothing (sources.dropped_references): Source.table leaves those rows out
+DROPPED_RULES = ("unknown_account", "unknown_contract")
 _TYPE_WORDS = {"float": "a number", "int": "a whole number", "bool": "true/false", "date": "a date",
                "string": "text"}
 
@@ -321,7 +323,7 @@ class _Checker:
             for name, spec in TABLES.items():
                 if name == "accounts" or not self.has_cols(name, "account_id"):
                     continue
-                orphan = src.unknown_accounts(name)
+                orphan = src.unreferenced(name, "account_id", "accounts", "account_id")
                 if spec.required:
                     self.add("error", name, "account_id", "foreign_key", "account_id not found in accounts", orphan,
                              ibis.literal(True))
@@ -549,9 +551,8 @@ def validate(source: Source, as_of: date | None = None, *, cache_dir: Path | Non
         report = DiskCache(Path(cache_dir), ".json").get_or_compute(
             key, _Checker(source, as_of).run, load=_read_report,
             dump=lambda report, path: path.write_text(json.dumps(asdict(report))), keep=lambda report: report.ok)
-    source.set_unknown_account_tables(p.table for p in report.problems if p.rule == "unknown_account")
+    source.set_unreferenced((p.table, p.column) for p in report.problems if p.rule in DROPPED_RULES)
     source.set_padded_text(_padded_text(report))
-    source.set_unknown_contract_calls(any(p.rule == "unknown_contract" for p in report.problems))
     return report
 
 
