@@ -82,6 +82,26 @@ def test_rows_of_unknown_accounts_are_left_out_on_spark_as_on_duckdb(small_portf
         assert src.table("touches").count().to_pyarrow().as_py() == len(t)
 
 
+def test_an_export_without_renewed_by_gets_the_same_links_on_spark(small_portfolio, spark, tmp_path):
+    """Successor links inferred from the dates (csforecast.data.successors): the same warning and the same links
+    on either engine, validated or found out on first read, and the simulator's own links."""
+    import shutil
+
+    from csforecast.data.validate import validate
+
+    d = tmp_path / "data"
+    shutil.copytree(small_portfolio, d, ignore=shutil.ignore_patterns("truth"))
+    linked = pd.read_parquet(d / "contracts.parquet")
+    linked.drop(columns=["renewed_by"]).to_parquet(d / "contracts.parquet", index=False)
+    sp = open_source(d, engine="spark", spark=spark)
+    [w] = [p for p in validate(sp).warnings if p.rule == "renewals_inferred"]
+    assert w.count == linked.renewed_by.notna().sum()
+    want = linked.set_index("contract_id").renewed_by.sort_index()
+    for src in (sp, open_source(d, engine="spark", spark=spark), open_source(d)):
+        got = src.frame("contracts").set_index("contract_id").renewed_by.sort_index()
+        pd.testing.assert_series_equal(got, want, check_dtype=False)
+
+
 def test_a_csv_export_written_for_people_gets_the_same_advice_on_spark(small_portfolio, spark, tmp_path):
     """US dates, money with a currency sign, repeated usage rows and a Windows-1252 CSV in a folder: a report,
     not a traceback, and the same names, on either engine; on Spark, which reads no declared date format, the

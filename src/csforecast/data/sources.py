@@ -40,6 +40,7 @@ import pandas as pd
 
 from csforecast.data.contract import TABLES
 from csforecast.data.parse import date_formats, padded, read_as
+from csforecast.data.successors import inferred_successors, with_successors
 
 DATE_FORMAT_KEY = "date_format"  # reserved key of [column_map.TABLE]: the table's date format
 DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
@@ -133,6 +134,7 @@ class Source:
     # (table, column) pairs with rows naming nothing (dropped_references); None: not validated, found on first read
     unreferenced_columns: frozenset[tuple[str, str]] | None = None
     padded_text: dict[str, frozenset[str]] | None = None   # table -> text columns to trim; None: found on first read
+    successors_inferred: bool | None = None   # no contract has renewed_by: links from dates; None: found on first read
     _typed: dict[str, ibis.Table] = field(default_factory=dict)
     _found: dict[str, ibis.Table] = field(default_factory=dict)
 
@@ -167,9 +169,14 @@ class Source:
         `contracts` does not have (`unknown_contract`). The filter is added only to the tables that have such
         rows (as validation found, `set_unreferenced`; else counted here on first read), so a clean source's
         expressions are its tables as found.
+
+        In `contracts` with no `renewed_by` at all (an export without successor links), renewed_by is filled
+        from the dates (:mod:`csforecast.data.successors`; validation warns, `renewals_inferred`).
         """
         if name not in self._typed:
             t = self.as_found(name)
+            if name == "contracts" and self._infers_successors():
+                t = with_successors(t, inferred_successors(t))
             for column, (target, target_column) in dropped_references(name).items():
                 if self._has_unreferenced(name, column):
                     t = t.semi_join(self.as_found(target).select(**{column: target_column}), column)
@@ -233,6 +240,17 @@ class Source:
         self.padded_text = found
         self._found.clear()
         self._typed.clear()
+
+    def set_successors_inferred(self, inferred: bool) -> None:
+        """Validation's finding: no contract has renewed_by, so `table` links successors by their dates."""
+        self.successors_inferred = bool(inferred)
+        self._typed.pop("contracts", None)
+
+    def _infers_successors(self) -> bool:
+        if self.successors_inferred is None:
+            c = self.as_found("contracts")
+            self.successors_inferred = not c.renewed_by.notnull().any().to_pyarrow().as_py()
+        return self.successors_inferred
 
     def _has_unreferenced(self, name: str, column: str) -> bool:
         if self.unreferenced_columns is not None:

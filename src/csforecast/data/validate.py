@@ -25,6 +25,7 @@ from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, 
 from csforecast.data.parse import (COMMON_DATE_FORMATS, looks_like_formatted_number, padded, present,
                                    read_as, readable, reads_as_date_format)
 from csforecast.data.sources import DATE_FORMAT_KEY, Source
+from csforecast.data.successors import SUCCESSOR_GRACE_DAYS, inferred_successors
 from csforecast.diskcache import DiskCache, code_digest, key_digest
 
 EXAMPLES = 5
@@ -193,6 +194,7 @@ class _Checker:
         self.check_values()
         self.check_dates()
         self.check_chains()
+        self.check_successors()
         self.count_usage_metrics()
         return self.report
 
@@ -507,6 +509,28 @@ class _Checker:
                          "successor chain loops back on itself", len(looped),
                          [f"contract_id={k}: renewed_by='{nxt[k]}'" for k in sorted(looped)[:EXAMPLES]])
 
+    def check_successors(self):
+        """Successor links an export left out (csforecast.data.successors): all of them (inferred from the dates,
+        a warning naming the links made), or some (the contracts that look like a missed link)."""
+        if not self.has_cols("contracts", "contract_id", "account_id", "start_date", "end_date"):
+            return
+        c = self.typed("contracts")
+        links = inferred_successors(c)
+        if not c.renewed_by.notnull().any().to_pyarrow().as_py():
+            self.add("warning", "contracts", "renewed_by", "renewals_inferred",
+                     f"no contract has renewed_by: a contract's successor is taken to be the account's next contract "
+                     f"starting within {SUCCESSOR_GRACE_DAYS} days of its end_date (these links); export renewed_by "
+                     f"to say which contract renews which", links, ibis.literal(True), show=("successor",))
+            return
+        named = c.filter(c.renewed_by.notnull()).select(named_id=c.renewed_by)
+        unlinked = c.filter(c.renewed_by.isnull()).select("contract_id").join(links, "contract_id")
+        unlinked = unlinked.anti_join(named, unlinked.successor == named.named_id)
+        self.add("warning", "contracts", "renewed_by", "probable_successor",
+                 f"renewed_by is empty, but a contract of the account that nothing renews starts within "
+                 f"{SUCCESSOR_GRACE_DAYS} days of end_date: if it is the renewal, set renewed_by (until then this "
+                 f"contract counts as churned and the next one as new business)", unlinked, ibis.literal(True),
+                 show=("successor",))
+
     def count_usage_metrics(self):
         if not self.has_cols("usage", "metric"):
             return
@@ -553,6 +577,7 @@ def validate(source: Source, as_of: date | None = None, *, cache_dir: Path | Non
             dump=lambda report, path: path.write_text(json.dumps(asdict(report))), keep=lambda report: report.ok)
     source.set_unreferenced((p.table, p.column) for p in report.problems if p.rule in DROPPED_RULES)
     source.set_padded_text(_padded_text(report))
+    source.set_successors_inferred(any(p.rule == "renewals_inferred" for p in report.problems))
     return report
 
 
