@@ -204,3 +204,44 @@ def test_forecast_calls_on_contracts_not_booked_are_a_warning_and_left_out(small
         assert len(kept) == len(calls) and not kept.contract_id.isin(late.contract_id).any()
     clean = open_source(_copy(small_portfolio, tmp_path / "clean"))
     assert len(clean.frame("forecast_calls")) == len(calls)
+
+
+def test_renewals_booked_ahead_are_a_warning_and_read_as_not_started(small_portfolio, tmp_path):
+    """A renewal signed early is exported with its future start date. That is data, not an error: a warning
+    naming the contracts, the data end unchanged (the data cannot end in the future), and every stage reading the
+    source as without them until they start: the same features and labels, the renewals they continue pending."""
+    from datetime import date, timedelta
+
+    from csforecast.features.snapshot import build_snapshots, data_end
+    from csforecast.forecast.book import renewal_book
+
+    d = _copy(small_portfolio, tmp_path / "data")
+    clean = open_source(small_portfolio)
+    end = data_end(clean)
+    c = pd.read_parquet(d / "contracts.parquet")
+    due = c[(pd.to_datetime(c.end_date) > pd.Timestamp(end)) & c.renewed_by.isna()].head(6)
+    assert len(due) == 6
+    first = pd.Timestamp(max(date.today(), end) + timedelta(days=20))   # after today, whenever the test runs
+    start = [max(pd.Timestamp(e), first + pd.Timedelta(days=i)) for i, e in enumerate(due.end_date)]
+    booked = due.assign(contract_id=[f"BOOKED-{i}" for i in range(6)], start_date=start,
+                        end_date=[s + pd.DateOffset(years=1) for s in start], renewed_by=None)
+    c.loc[due.index, "renewed_by"] = booked.contract_id.to_numpy()
+    pd.concat([c, booked]).to_parquet(d / "contracts.parquet", index=False)
+    src = open_source(d)
+    report = validate(src)
+    assert report.ok, [str(e) for e in report.errors]
+    [w] = [p for p in report.warnings if p.rule == "booked_ahead"]
+    assert (w.table, w.column, w.count) == ("contracts", "start_date", 6) and "BOOKED-0" in w.examples[0]
+    assert data_end(src) == end
+    day = end - timedelta(days=90)
+    got = build_snapshots(src, [day]).sort_values("account_id").reset_index(drop=True)
+    want = build_snapshots(clean, [day]).sort_values("account_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+    book = renewal_book(src.frame("contracts"), src.frame("accounts"), end, None, end)
+    assert set(book[book.contract_id.isin(due.contract_id)].status) == {"pending"}
+    pd.testing.assert_frame_equal(book.drop(columns=["final_renewed", "final_succ_arr"]),
+                                  renewal_book(clean.frame("contracts"), clean.frame("accounts"), end, None, end)
+                                  .drop(columns=["final_renewed", "final_succ_arr"]))
+    # with a date in the past, a contract after it is booked ahead as well; other tables' rows stay an error
+    past = validate(open_source(d), end - timedelta(days=10))
+    assert {p.rule for p in past.errors} == {"future_date"} and "booked_ahead" in {p.rule for p in past.warnings}

@@ -53,15 +53,22 @@ def data_start(source: Source) -> date | None:
 
 
 def data_end(source: Source) -> date:
-    """The day after the latest dated activity in the source: renewals due before it have a known outcome."""
+    """The day after the latest dated activity in the source: renewals due before it have a known outcome.
+
+    A contract that starts after today (a renewal booked ahead; validation's `booked_ahead`) is not activity:
+    the data cannot end in the future, and a renewal due before that start is not known yet."""
+    today = date.today()
     cands = []
     for name, col in (("usage", "date"), ("tickets", "opened_at"), ("surveys", "responded_at"),
                       ("touches", "date"), ("contracts", "start_date")):
         if source.has(name):
-            v = source.table(name)[col].max().to_pyarrow().as_py()
+            t = source.table(name)
+            if name == "contracts":
+                t = t.filter(t[col] <= today)
+            v = t[col].max().to_pyarrow().as_py()
             if v is not None:
                 cands.append(v)
-    last = max(cands)
+    last = max(cands) if cands else today
     last = last.date() if hasattr(last, "date") and not isinstance(last, date) else last
     return last + timedelta(days=1)
 

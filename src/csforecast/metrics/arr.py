@@ -19,6 +19,7 @@ Every definition is in docs/metrics.md; this module is the reference implementat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -209,7 +210,10 @@ def account_arr_panel(contracts: pd.DataFrame, dates) -> pd.DataFrame:
 # renewal rate
 # --------------------------------------------------------------------------------------------------------
 def _default_data_end(c: _Contracts) -> np.int64:
-    return np.int64(c.start.max() + 1) if len(c.start) else np.int64(0)
+    """The day after the latest contract start that is not after today (as features.snapshot.data_end: a
+    renewal booked ahead is not data yet)."""
+    started = c.start[c.start <= _day(date.today(), "today")]
+    return np.int64(started.max() + 1) if len(started) else np.int64(0)
 
 
 def renewal_rate(contracts: pd.DataFrame, start, end, *, data_end=None) -> dict:
