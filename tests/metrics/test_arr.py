@@ -171,6 +171,15 @@ def test_renewal_rate_function():
     assert r4["count_churned"] == 1 and r4["renewal_rate"] == pytest.approx(4000 / 5000)
 
 
+def test_a_contract_booked_ahead_does_not_move_the_default_data_end():
+    """A contract starting after today (a renewal signed early) is not data yet: H1, due 2024-10-01 with no
+    successor, stays pending at the default data end (the day after the latest start up to today)."""
+    future = pd.Timestamp.today().normalize() + pd.Timedelta(days=60)
+    booked = pd.concat([WORKED, _frame([("Z1", "Z", future, future + pd.Timedelta(days=365), 500, None)])])
+    got = renewal_rate(booked, "2024-07-01", "2024-10-01")
+    assert got == renewal_rate(WORKED, "2024-07-01", "2024-10-01") and got["count_pending"] == 1
+
+
 def test_periods_are_complete_only_and_labelled():
     m = arr_movements(WORKED, period="month", start="2024-01-01", end="2024-06-30")
     assert list(m["period"]) == ["2024-01", "2024-02", "2024-03", "2024-04", "2024-05"]   # June incomplete
