@@ -245,3 +245,29 @@ def test_renewals_booked_ahead_are_a_warning_and_read_as_not_started(small_portf
     # with a date in the past, a contract after it is booked ahead as well; other tables' rows stay an error
     past = validate(open_source(d), end - timedelta(days=10))
     assert {p.rule for p in past.errors} == {"future_date"} and "booked_ahead" in {p.rule for p in past.warnings}
+
+
+def test_accounts_with_no_segment_are_a_segment_of_their_own(small_portfolio, tmp_path):
+    """New accounts not yet tiered: a warning naming them, and every stage reads the segment 'unassigned' (one
+    more category for the models, one more group in the forecast), not an error that stops every command."""
+    from csforecast.data.contract import UNASSIGNED
+    from csforecast.features.snapshot import build_snapshots, data_end
+    from csforecast.forecast.book import renewal_book
+
+    d = _copy(small_portfolio, tmp_path / "data")
+    a = pd.read_parquet(d / "accounts.parquet")
+    blank = a.account_id.iloc[[3, 10, 20]]
+    a.assign(segment=a.segment.where(~a.account_id.isin(blank))).to_parquet(d / "accounts.parquet", index=False)
+    src = open_source(d)
+    report = validate(src)
+    assert report.ok, [str(e) for e in report.errors]
+    [w] = [p for p in report.warnings if p.rule == "no_segment"]
+    assert (w.table, w.column, w.count) == ("accounts", "segment", 3)
+    assert w.examples[0].startswith(f"account_id={sorted(blank)[0]}")
+    got = src.frame("accounts").set_index("account_id").segment
+    assert (got[blank] == UNASSIGNED).all() and got.drop(blank).eq(a.set_index("account_id").segment.drop(blank)).all()
+    end = data_end(src)
+    snap = build_snapshots(src, [end]).set_index("account_id")
+    assert set(snap.segment.reindex(blank).dropna()) <= {UNASSIGNED} and UNASSIGNED in set(snap.segment)
+    book = renewal_book(src.frame("contracts"), src.frame("accounts"), None, None, end, group_by="segment")
+    assert set(book[book.account_id.isin(blank)].group) == {UNASSIGNED}

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# the group of rows whose grouping attribute is null: an account with no segment (Source.table fills it in) or
+# no CSM, a contract whose account is not in accounts
+UNASSIGNED = "unassigned"
+
 
 @dataclass(frozen=True)
 class Column:
@@ -46,7 +50,8 @@ USAGE_FEATURES = tuple(f"{{metric}}_{suffix}" for suffix in (
 C = Column
 TABLES: dict[str, TableSpec] = {t.name: t for t in [
     TableSpec("accounts", (
-        C("account_id", "string"), C("name", "string", True), C("segment", "string"),
+        C("account_id", "string"), C("name", "string", True),
+        C("segment", "string", True, f"null = {UNASSIGNED!r}, a segment of its own"),
         C("industry", "string", True), C("region", "string", True), C("csm_id", "string", True),
         C("created_at", "date"),
     ), required=True, key="account_id", date_column="created_at", row_label=("account_id",)),

@@ -38,7 +38,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import ibis
 import pandas as pd
 
-from csforecast.data.contract import TABLES
+from csforecast.data.contract import TABLES, UNASSIGNED
 from csforecast.data.parse import date_formats, padded, read_as
 from csforecast.data.successors import inferred_successors, with_successors
 
@@ -171,12 +171,15 @@ class Source:
         expressions are its tables as found.
 
         In `contracts` with no `renewed_by` at all (an export without successor links), renewed_by is filled
-        from the dates (:mod:`csforecast.data.successors`; validation warns, `renewals_inferred`).
+        from the dates (:mod:`csforecast.data.successors`; validation warns, `renewals_inferred`). An account with
+        no segment has the segment ``UNASSIGNED`` (validation warns, `no_segment`).
         """
         if name not in self._typed:
             t = self.as_found(name)
             if name == "contracts" and self._infers_successors():
                 t = with_successors(t, inferred_successors(t))
+            if name == "accounts":   # an account with no segment is a segment of its own (validation: no_segment)
+                t = t.mutate(segment=t.segment.fill_null(UNASSIGNED))
             for column, (target, target_column) in dropped_references(name).items():
                 if self._has_unreferenced(name, column):
                     t = t.semi_join(self.as_found(target).select(**{column: target_column}), column)

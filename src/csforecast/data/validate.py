@@ -20,7 +20,7 @@ from pathlib import Path
 import ibis
 
 from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, OPPORTUNITY_STAGES, PRIORITIES,
-                                      SCORE_RANGES, SENTIMENT_WORDS, SURVEY_KINDS, TABLES, TOUCH_KINDS,
+                                      SCORE_RANGES, SENTIMENT_WORDS, SURVEY_KINDS, TABLES, TOUCH_KINDS, UNASSIGNED,
                                       health_sources)
 from csforecast.data.parse import (COMMON_DATE_FORMATS, looks_like_formatted_number, padded, present,
                                    read_as, readable, reads_as_date_format)
@@ -332,6 +332,12 @@ class _Checker:
                 else:
                     self.add("warning", name, "account_id", "unknown_account",
                              "account_id not found in accounts: these rows are ignored", orphan, ibis.literal(True))
+            if self.has_cols("accounts", "segment"):
+                a = self.typed("accounts")
+                self.add("warning", "accounts", "segment", "no_segment",
+                         f"accounts with no segment: read as the segment '{UNASSIGNED}', a segment of its own in the "
+                         f"models, the forecasts and every figure by segment", a, a.segment.isnull(),
+                         label_cols=("account_id",), show=())
             if self.has_cols("contracts", "account_id"):
                 no_contract = acc.anti_join(self.typed("contracts").select("account_id"), "account_id")
                 self.add("warning", "accounts", "account_id", "no_contracts", "accounts with no contracts",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from csforecast.data.contract import UNASSIGNED
+
 __all__ = ["GROUP_BY", "GROUP_SEP", "UNASSIGNED", "to_day", "group_columns", "group_labels", "renewal_book",
            "project_chains"]
 
 GROUP_BY = ("segment", "region", "csm_id", "industry", "cohort")
-UNASSIGNED = "unassigned"
 GROUP_SEP = " / "          # label of a group of several columns: "Enterprise / CSM-001"
 MAX_GROUP_COLUMNS = 2
 

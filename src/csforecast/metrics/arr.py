@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from csforecast.data.contract import UNASSIGNED
 from csforecast.jsonsafe import to_records
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
 
 UNITS_PER_CURRENCY = 1_000_000      # money is summed as int64 micro-units: exact, order-independent sums
 _FAR_FUTURE = np.int64(10 ** 9)      # day number used for "never ends" (year ~2.7 million)
-UNASSIGNED = "unassigned"            # group of accounts whose group attribute is null / who are not in accounts
 
 _FREQ = {"quarter": "Q", "q": "Q", "month": "M", "m": "M", "year": "Y", "y": "Y", "a": "Y", "annual": "Y"}
 PERIODS_PER_YEAR = {"M": 12, "Q": 4, "Y": 1}

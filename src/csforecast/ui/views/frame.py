@@ -13,9 +13,9 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from csforecast.data.contract import UNASSIGNED
 from csforecast.ui.views.format import DASH, day, finite, money, money_full, num, pct
 
-UNASSIGNED = "unassigned"           # CSM filter / group value of accounts without a CSM (as in forecasts)
 ARR_BANDS = (0.0, 10_000.0, 50_000.0, 200_000.0, math.inf)
 ARR_BAND_LABELS = ("<10k", "10k–50k", "50k–200k", "≥200k")
 HIGH_ARR = 50_000.0                 # "high-ARR": ARR at or above this (the two top ARR bands)
