@@ -21,11 +21,11 @@ from csforecast.tracking import store
 pytestmark = pytest.mark.slow
 
 
-def simulated(tmp_path_factory, n: int):
+def simulated(tmp_path_factory, n: int, years: int = 2):
     from csforecast.simulate import simulate_portfolio
 
-    d = tmp_path_factory.mktemp(f"sim{n}")
-    simulate_portfolio(n, 2, seed=7).write(d)
+    d = tmp_path_factory.mktemp(f"sim{n}x{years}")
+    simulate_portfolio(n, years, seed=7).write(d)
     return d
 
 
@@ -62,6 +62,31 @@ def test_60_accounts_train_score_forecast_on_the_fallbacks(book60, isolated_home
     assert s.exit_code == 0 and "Traceback" not in s.output, s.output
     end = contracts_end(book60)
     f = runner.invoke(app, ["forecast", "--data", str(book60), "--start", str(end.date()),
+                            "--end", str((end + pd.Timedelta(days=91)).date()), "--json"])
+    assert f.exit_code == 0 and "Traceback" not in f.output, f.output
+
+
+def test_a_book_with_one_year_of_history_validates_on_its_later_half_and_serves(tmp_path_factory, isolated_home):
+    """One year of data: the last 9 months would hold every renewal decision, leaving nothing to train on, and
+    `score` and `forecast` would have no champion. The split moves to the renewal date that halves the decisions
+    (still time-ordered); the fallbacks train, and score and forecast work."""
+    d = simulated(tmp_path_factory, 60, years=1)
+    ctx = TrainingContext.build(open_source(d))
+    due = ctx.decision_rows().drop_duplicates(["account_id", "renewal_date"])["renewal_date"]
+    fixed = (pd.Timestamp(ctx.as_of) - pd.DateOffset(months=ctx.validation_months))
+    assert (due < fixed).sum() < len(due) / 2                       # the fixed split leaves too little to train
+    train, valid = ctx.split(ctx.decision_rows())
+    n_train, n_valid = (x.drop_duplicates(["account_id", "renewal_date"]).shape[0] for x in (train, valid))
+    assert abs(n_train - n_valid) <= 1 + due.duplicated().sum() and n_train > 0
+    assert train.renewal_date.max() < pd.Timestamp(ctx.validation_start) <= valid.renewal_date.min()
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "--data", str(d)])
+    assert r.exit_code == 0 and "fallback PooledChurnModel" in " ".join(r.output.split()), r.output
+    assert "champion" in store.model_versions("churn")[0]["aliases"]
+    s = runner.invoke(app, ["score", "--data", str(d)])
+    assert s.exit_code == 0 and "Traceback" not in s.output, s.output
+    end = contracts_end(d)
+    f = runner.invoke(app, ["forecast", "--data", str(d), "--start", str(end.date()),
                             "--end", str((end + pd.Timedelta(days=91)).date()), "--json"])
     assert f.exit_code == 0 and "Traceback" not in f.output, f.output
 

@@ -79,9 +79,18 @@ class TrainingContext:
                                     f"a {WARMUP_DAYS}-day warm-up, found {len(grid)}")
         return cls(source, as_of, validation_months, grid, oracle, policy or PromotionPolicy.from_settings())
 
-    @property
+    @cached_property
     def validation_start(self) -> date:
-        return (pd.Timestamp(self.as_of) - pd.DateOffset(months=self.validation_months)).date()
+        """Decisions due before it train, the rest validate: ``validation_months`` before as_of, or, on a book
+        with less renewal history than that leaves for training (fewer decisions due before it than after), the
+        renewal date that splits the decisions in half, so a young book still trains (a documented fallback,
+        docs/churn.md) and validation stays time-ordered."""
+        fixed = (pd.Timestamp(self.as_of) - pd.DateOffset(months=self.validation_months)).date()
+        due = self.decision_rows().drop_duplicates(["account_id", "renewal_date"])["renewal_date"].sort_values()
+        if len(due) < 2 or (due < pd.Timestamp(fixed)).sum() >= len(due) / 2:
+            return fixed
+        half = pd.Timestamp(due.iloc[len(due) // 2]).date()
+        return half if half > pd.Timestamp(due.iloc[0]).date() else fixed
 
     @cached_property
     def snapshots(self) -> pd.DataFrame:
