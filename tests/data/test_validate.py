@@ -271,3 +271,26 @@ def test_accounts_with_no_segment_are_a_segment_of_their_own(small_portfolio, tm
     assert set(snap.segment.reindex(blank).dropna()) <= {UNASSIGNED} and UNASSIGNED in set(snap.segment)
     book = renewal_book(src.frame("contracts"), src.frame("accounts"), None, None, end, group_by="segment")
     assert set(book[book.account_id.isin(blank)].group) == {UNASSIGNED}
+
+
+def test_an_arr_only_export_without_seats_goes_without_the_seat_features(small_portfolio, tmp_path):
+    """Billing exports often have ARR and no seats: a warning saying what goes missing, not an error; the seat
+    features are missing and every other feature is the full export's."""
+    from csforecast.features.snapshot import build_snapshots, data_end
+
+    d = _copy(small_portfolio, tmp_path / "data")
+    c = pd.read_parquet(d / "contracts.parquet")
+    c.drop(columns=["seats"]).to_parquet(d / "contracts.parquet", index=False)
+    src = open_source(d)
+    report = validate(src)
+    assert report.ok, [str(e) for e in report.errors]
+    [w] = [p for p in report.warnings if p.rule == "no_seats"]
+    assert (w.table, w.column, w.count) == ("contracts", "seats", len(c)) and "seat utilisation" in w.message
+    assert not [p for p in validate(open_source(small_portfolio)).problems if p.rule == "no_seats"]
+    day = data_end(src)
+    got = build_snapshots(src, [day]).sort_values("account_id").reset_index(drop=True)
+    want = build_snapshots(open_source(small_portfolio), [day]).sort_values("account_id").reset_index(drop=True)
+    seat_cols = [k for k in want if "seat" in k]
+    assert {"seats", "seat_utilisation", "tickets_90d_per_100_seats"} <= set(seat_cols)
+    assert got[seat_cols].isna().all().all() and want[seat_cols].notna().any().all()
+    pd.testing.assert_frame_equal(got.drop(columns=seat_cols), want.drop(columns=seat_cols))

@@ -58,7 +58,8 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
     TableSpec("contracts", (
         C("contract_id", "string"), C("account_id", "string"), C("start_date", "date"), C("end_date", "date",
           doc="exclusive: the renewal date; the contract covers start_date <= day < end_date"),
-        C("arr", "float"), C("seats", "float"), C("auto_renew", "bool", True),
+        C("arr", "float"), C("seats", "float", True, "null = unknown: the seat features go missing"),
+        C("auto_renew", "bool", True),
         C("renewed_by", "string", True, "contract_id of the successor"), C("churn_reason", "string", True),
     ), required=True, key="contract_id", date_column="start_date", row_label=("contract_id",)),
     TableSpec("usage", (

@@ -195,6 +195,7 @@ class _Checker:
         self.check_dates()
         self.check_chains()
         self.check_successors()
+        self.check_seats()
         self.count_usage_metrics()
         return self.report
 
@@ -544,6 +545,18 @@ class _Checker:
                  f"{SUCCESSOR_GRACE_DAYS} days of end_date: if it is the renewal, set renewed_by (until then this "
                  f"contract counts as churned and the next one as new business)", unlinked, ibis.literal(True),
                  show=("successor",))
+
+    def check_seats(self):
+        """A contracts export with no seats at all (ARR-only billing): what goes without them, said once."""
+        if "contracts" not in self.usable:
+            return
+        c = self.typed("contracts")
+        if c.seats.notnull().any().to_pyarrow().as_py():
+            return
+        self.problem("warning", "contracts", "seats", "no_seats",
+                     "no contract has seats: csforecast goes without seat utilisation, the per-seat support "
+                     "features and the health measures built on them (deployment; support per seat); every other "
+                     "feature and model is unchanged", self.source.row_count("contracts"))
 
     def count_usage_metrics(self):
         if not self.has_cols("usage", "metric"):
