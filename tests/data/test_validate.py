@@ -294,3 +294,26 @@ def test_an_arr_only_export_without_seats_goes_without_the_seat_features(small_p
     assert {"seats", "seat_utilisation", "tickets_90d_per_100_seats"} <= set(seat_cols)
     assert got[seat_cols].isna().all().all() and want[seat_cols].notna().any().all()
     pd.testing.assert_frame_equal(got.drop(columns=seat_cols), want.drop(columns=seat_cols))
+
+
+def test_accounts_without_created_at_date_from_their_first_contract(small_portfolio, tmp_path):
+    """A minimal accounts export (no created_at): a warning, and each account dated from its first contract's
+    start, so it is in every snapshot from then on (an account with no created_at is not left out)."""
+    from csforecast.features.snapshot import build_snapshots, data_end
+
+    d = _copy(small_portfolio, tmp_path / "data")
+    a = pd.read_parquet(d / "accounts.parquet")
+    a.drop(columns=["created_at"]).to_parquet(d / "accounts.parquet", index=False)
+    src = open_source(d)
+    report = validate(src)
+    assert report.ok, [str(e) for e in report.errors]
+    [w] = [p for p in report.warnings if p.rule == "no_created_at"]
+    assert (w.table, w.column, w.count) == ("accounts", "created_at", len(a))
+    c = pd.read_parquet(d / "contracts.parquet")
+    first = pd.to_datetime(c.groupby("account_id").start_date.min())
+    got = src.frame("accounts").set_index("account_id").created_at
+    pd.testing.assert_series_equal(got.reindex(first.index), first, check_names=False, check_dtype=False)
+    day = data_end(src)
+    snap = build_snapshots(src, [day])
+    clean = build_snapshots(open_source(small_portfolio), [day])
+    assert set(snap.account_id) == set(clean.account_id) and len(snap) > 0

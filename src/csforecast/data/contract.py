@@ -53,7 +53,7 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
         C("account_id", "string"), C("name", "string", True),
         C("segment", "string", True, f"null = {UNASSIGNED!r}, a segment of its own"),
         C("industry", "string", True), C("region", "string", True), C("csm_id", "string", True),
-        C("created_at", "date"),
+        C("created_at", "date", True, "null = the start of the account's first contract"),
     ), required=True, key="account_id", date_column="created_at", row_label=("account_id",)),
     TableSpec("contracts", (
         C("contract_id", "string"), C("account_id", "string"), C("start_date", "date"), C("end_date", "date",

@@ -74,6 +74,18 @@ def dropped_references(name: str) -> dict[str, tuple[str, str]]:
     return refs
 
 
+def _completed_accounts(accounts: ibis.Table, contracts: ibis.Table | None) -> ibis.Table:
+    """`accounts` with the documented fallbacks for its nullable columns that the pipeline groups or dates by:
+    no segment is the segment ``UNASSIGNED`` (validation: `no_segment`), no created_at is the start of the
+    account's first contract (`no_created_at`)."""
+    t = accounts.mutate(segment=accounts.segment.fill_null(UNASSIGNED))
+    if contracts is None:
+        return t
+    first = contracts.group_by(first_id=contracts.account_id).aggregate(first_start=contracts.start_date.min())
+    j = t.left_join(first, t.account_id == first.first_id)
+    return j.select(**{c: (j.created_at.coalesce(j.first_start) if c == "created_at" else j[c]) for c in t.columns})
+
+
 class SourceError(Exception):
     """The source cannot be opened at all (no such folder or database, a bad connection, bad settings)."""
 
@@ -171,15 +183,15 @@ class Source:
         expressions are its tables as found.
 
         In `contracts` with no `renewed_by` at all (an export without successor links), renewed_by is filled
-        from the dates (:mod:`csforecast.data.successors`; validation warns, `renewals_inferred`). An account with
-        no segment has the segment ``UNASSIGNED`` (validation warns, `no_segment`).
+        from the dates (:mod:`csforecast.data.successors`; validation warns, `renewals_inferred`). In `accounts`,
+        an account with no segment or no created_at gets the documented fallback (:func:`_completed_accounts`).
         """
         if name not in self._typed:
             t = self.as_found(name)
             if name == "contracts" and self._infers_successors():
                 t = with_successors(t, inferred_successors(t))
-            if name == "accounts":   # an account with no segment is a segment of its own (validation: no_segment)
-                t = t.mutate(segment=t.segment.fill_null(UNASSIGNED))
+            if name == "accounts":
+                t = _completed_accounts(t, self.as_found("contracts") if "contracts" in self.raw else None)
             for column, (target, target_column) in dropped_references(name).items():
                 if self._has_unreferenced(name, column):
                     t = t.semi_join(self.as_found(target).select(**{column: target_column}), column)

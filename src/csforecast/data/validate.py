@@ -333,12 +333,15 @@ class _Checker:
                 else:
                     self.add("warning", name, "account_id", "unknown_account",
                              "account_id not found in accounts: these rows are ignored", orphan, ibis.literal(True))
-            if self.has_cols("accounts", "segment"):
+            if "accounts" in self.usable:   # a column the export lacks reads as null: the same fallbacks
                 a = self.typed("accounts")
                 self.add("warning", "accounts", "segment", "no_segment",
                          f"accounts with no segment: read as the segment '{UNASSIGNED}', a segment of its own in the "
                          f"models, the forecasts and every figure by segment", a, a.segment.isnull(),
                          label_cols=("account_id",), show=())
+                self.add("warning", "accounts", "created_at", "no_created_at",
+                         "accounts with no created_at: read as the start of the account's first contract", a,
+                         a.created_at.isnull() & a.account_id.notnull(), label_cols=("account_id",))
             if self.has_cols("contracts", "account_id"):
                 no_contract = acc.anti_join(self.typed("contracts").select("account_id"), "account_id")
                 self.add("warning", "accounts", "account_id", "no_contracts", "accounts with no contracts",
