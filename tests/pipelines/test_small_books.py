@@ -1,5 +1,5 @@
 """Small books get the documented fallbacks, never a traceback (docs/operations.md): 60 and 200 accounts × 2
-years, a source with only accounts and contracts, and 800 accounts × 2 years (full models, a robust health fit).
+years, a source with only accounts and contracts (all their columns, or only the five no fallback stands in for), and 800 accounts × 2 years (full models, a robust health fit).
 Real simulated portfolios, real MLflow (sqlite), real fits; `train`, `score` and `forecast` through the CLI."""
 import shutil
 
@@ -112,16 +112,27 @@ def test_200_accounts_pooled_churn_and_equal_weight_health(book200, isolated_hom
     assert isinstance(survival, Skipped) and survival.decision == "skipped" and "small book" in survival.reason
 
 
-def test_accounts_and_contracts_only(book200, tmp_path, isolated_home):
-    d = tmp_path / "ac"
-    d.mkdir()
+MINIMAL = {"accounts": ["account_id"], "contracts": ["contract_id", "account_id", "start_date", "end_date", "arr"]}
+
+
+@pytest.mark.parametrize("columns", ["all", "minimal"])
+def test_accounts_and_contracts_only(book200, tmp_path, isolated_home, columns):
+    """Only accounts and contracts; "minimal": only the columns no fallback can stand in for (no segment,
+    created_at, seats, renewed_by...): the same renewal decisions and churns (successors from the dates)."""
+    d, whole = tmp_path / "ac", tmp_path / "whole"
+    for folder in (d, whole):
+        folder.mkdir()
     for t in ("accounts", "contracts"):
-        shutil.copy(book200 / f"{t}.parquet", d)
+        df = pd.read_parquet(book200 / f"{t}.parquet")
+        df.to_parquet(whole / f"{t}.parquet", index=False)
+        (df[MINIMAL[t]] if columns == "minimal" else df).to_parquet(d / f"{t}.parquet", index=False)
     runner = CliRunner()
     r = runner.invoke(app, ["train", "--data", str(d)])
     assert r.exit_code == 0 and "Traceback" not in r.output, r.output
     said = " ".join(r.output.split())
     assert "fallback RetentionChurnModel" in said
+    full = TrainingContext.build(open_source(whole)).book_size()
+    assert f"{full.decisions} renewal decisions and {full.churns} churns" in said
     assert "health:" in said and "survival:" in said
     v = store.model_versions("churn")[0]
     assert "champion" in v["aliases"] and "sBG" in v["fallback"]
