@@ -1,5 +1,6 @@
 """Small books get the documented fallbacks, never a traceback (docs/operations.md): 60 and 200 accounts × 2
-years, a source with only accounts and contracts (all their columns, or only the five no fallback stands in for), and 800 accounts × 2 years (full models, a robust health fit).
+years, 60 accounts × 1 year, a source with only accounts and contracts (all their columns, or only the five no
+fallback stands in for), and 800 accounts × 2 years (full models, a robust health fit).
 Real simulated portfolios, real MLflow (sqlite), real fits; `train`, `score` and `forecast` through the CLI."""
 import shutil
 
