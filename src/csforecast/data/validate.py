@@ -221,8 +221,10 @@ class _Checker:
                 theirs = rename.rename.get(col.name) if rename else None
                 hint = f" (column_map maps it to '{theirs}', which is not there either)" if theirs else ""
                 if col.nullable:
+                    # a column with a documented fallback says it ("null = ..."); the others are simply empty
+                    reading = f"read as empty ({col.doc})" if col.doc.startswith("null = ") else "treated as empty"
                     self.problem("warning", name, col.name, "missing_optional_column",
-                                 f"optional column '{col.name}' not found{hint}; treated as empty")
+                                 f"optional column '{col.name}' not found{hint}; {reading}")
                 else:
                     self.problem("error", name, col.name, "missing_column",
                                  f"required column '{col.name}' not found{hint}")
