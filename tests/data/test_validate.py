@@ -273,18 +273,25 @@ def test_accounts_with_no_segment_are_a_segment_of_their_own(small_portfolio, tm
     assert set(book[book.account_id.isin(blank)].group) == {UNASSIGNED}
 
 
+def _validated_without(portfolio, tmp_path, table, column, rule):
+    """The portfolio without `table`.`column`, validated: (the table as written before, the source, the one
+    `rule` warning); the report has no errors."""
+    d = _copy(portfolio, tmp_path / "data")
+    df = pd.read_parquet(d / f"{table}.parquet")
+    df.drop(columns=[column]).to_parquet(d / f"{table}.parquet", index=False)
+    src = open_source(d)
+    report = validate(src)
+    assert report.ok, [str(e) for e in report.errors]
+    [w] = [p for p in report.warnings if p.rule == rule]
+    return df, src, w
+
+
 def test_an_arr_only_export_without_seats_goes_without_the_seat_features(small_portfolio, tmp_path):
     """Billing exports often have ARR and no seats: a warning saying what goes missing, not an error; the seat
     features are missing and every other feature is the full export's."""
     from csforecast.features.snapshot import build_snapshots, data_end
 
-    d = _copy(small_portfolio, tmp_path / "data")
-    c = pd.read_parquet(d / "contracts.parquet")
-    c.drop(columns=["seats"]).to_parquet(d / "contracts.parquet", index=False)
-    src = open_source(d)
-    report = validate(src)
-    assert report.ok, [str(e) for e in report.errors]
-    [w] = [p for p in report.warnings if p.rule == "no_seats"]
+    c, src, w = _validated_without(small_portfolio, tmp_path, "contracts", "seats", "no_seats")
     assert (w.table, w.column, w.count) == ("contracts", "seats", len(c)) and "seat utilisation" in w.message
     assert not [p for p in validate(open_source(small_portfolio)).problems if p.rule == "no_seats"]
     day = data_end(src)
@@ -301,15 +308,9 @@ def test_accounts_without_created_at_date_from_their_first_contract(small_portfo
     start, so it is in every snapshot from then on (an account with no created_at is not left out)."""
     from csforecast.features.snapshot import build_snapshots, data_end
 
-    d = _copy(small_portfolio, tmp_path / "data")
-    a = pd.read_parquet(d / "accounts.parquet")
-    a.drop(columns=["created_at"]).to_parquet(d / "accounts.parquet", index=False)
-    src = open_source(d)
-    report = validate(src)
-    assert report.ok, [str(e) for e in report.errors]
-    [w] = [p for p in report.warnings if p.rule == "no_created_at"]
+    a, src, w = _validated_without(small_portfolio, tmp_path, "accounts", "created_at", "no_created_at")
     assert (w.table, w.column, w.count) == ("accounts", "created_at", len(a))
-    c = pd.read_parquet(d / "contracts.parquet")
+    c = pd.read_parquet(small_portfolio / "contracts.parquet")
     first = pd.to_datetime(c.groupby("account_id").start_date.min())
     got = src.frame("accounts").set_index("account_id").created_at
     pd.testing.assert_series_equal(got.reindex(first.index), first, check_names=False, check_dtype=False)

@@ -44,6 +44,16 @@ def contracts_end(d) -> pd.Timestamp:
     return pd.to_datetime(pd.read_parquet(d / "contracts.parquet")["start_date"]).max()
 
 
+def score_and_forecast(runner, d):
+    """`score`, then `forecast` of the quarter after the last contract start: both exit 0, no traceback."""
+    s = runner.invoke(app, ["score", "--data", str(d)])
+    assert s.exit_code == 0 and "Traceback" not in s.output, s.output
+    end = contracts_end(d)
+    f = runner.invoke(app, ["forecast", "--data", str(d), "--start", str(end.date()),
+                            "--end", str((end + pd.Timedelta(days=91)).date()), "--json"])
+    assert f.exit_code == 0 and "Traceback" not in f.output, f.output
+
+
 def test_60_accounts_train_score_forecast_on_the_fallbacks(book60, isolated_home):
     runner = CliRunner()
     r = runner.invoke(app, ["train", "--data", str(book60)])
@@ -59,12 +69,7 @@ def test_60_accounts_train_score_forecast_on_the_fallbacks(book60, isolated_home
     assert churn_v["data_profile"]["tables"]["accounts"]["rows"] == 60 and churn_v["data_hash"]
     assert store.model_versions("health")[0]["fallback"]
     assert store.model_versions("survival") == []
-    s = runner.invoke(app, ["score", "--data", str(book60)])
-    assert s.exit_code == 0 and "Traceback" not in s.output, s.output
-    end = contracts_end(book60)
-    f = runner.invoke(app, ["forecast", "--data", str(book60), "--start", str(end.date()),
-                            "--end", str((end + pd.Timedelta(days=91)).date()), "--json"])
-    assert f.exit_code == 0 and "Traceback" not in f.output, f.output
+    score_and_forecast(runner, book60)
 
 
 def test_a_book_with_one_year_of_history_validates_on_its_later_half_and_serves(tmp_path_factory, isolated_home):
@@ -84,12 +89,7 @@ def test_a_book_with_one_year_of_history_validates_on_its_later_half_and_serves(
     r = runner.invoke(app, ["train", "--data", str(d)])
     assert r.exit_code == 0 and "fallback PooledChurnModel" in " ".join(r.output.split()), r.output
     assert "champion" in store.model_versions("churn")[0]["aliases"]
-    s = runner.invoke(app, ["score", "--data", str(d)])
-    assert s.exit_code == 0 and "Traceback" not in s.output, s.output
-    end = contracts_end(d)
-    f = runner.invoke(app, ["forecast", "--data", str(d), "--start", str(end.date()),
-                            "--end", str((end + pd.Timedelta(days=91)).date()), "--json"])
-    assert f.exit_code == 0 and "Traceback" not in f.output, f.output
+    score_and_forecast(runner, d)
 
 
 def test_200_accounts_pooled_churn_and_equal_weight_health(book200, isolated_home):
@@ -138,12 +138,7 @@ def test_accounts_and_contracts_only(book200, tmp_path, isolated_home, columns):
     v = store.model_versions("churn")[0]
     assert "champion" in v["aliases"] and "sBG" in v["fallback"]
     assert store.model_versions("health") == []
-    s = runner.invoke(app, ["score", "--data", str(d)])
-    assert s.exit_code == 0 and "Traceback" not in s.output, s.output
-    end = contracts_end(d)
-    f = runner.invoke(app, ["forecast", "--data", str(d), "--start", str(end.date()),
-                            "--end", str((end + pd.Timedelta(days=91)).date()), "--json"])
-    assert f.exit_code == 0 and "Traceback" not in f.output, f.output
+    score_and_forecast(runner, d)
 
 
 def test_800_accounts_full_models_and_a_robust_health_fit(tmp_path_factory, isolated_home):
