@@ -53,11 +53,11 @@ def test_clean(tables, tmp_path):
 
 
 def test_structural_and_value_errors_of_one_table_together(tables, tmp_path):
-    c = tables["contracts"].drop(columns=["seats"]).astype({"end_date": str})
+    c = tables["contracts"].drop(columns=["start_date"]).astype({"end_date": str})
     c.loc[c.index[4], "arr"] = -1000.0
     c.loc[c.index[6], "end_date"] = "someday"
     report = validate(open_source(write(tmp_path / "d", {**tables, "contracts": c}, csv=("contracts",))), AS_OF)
-    assert {("contracts", "seats", "missing_column"), ("contracts", "arr", "negative"),
+    assert {("contracts", "start_date", "missing_column"), ("contracts", "arr", "negative"),
             ("contracts", "end_date", "type")} <= rules(report)
     by_rule = {p.rule: p for p in report.errors}
     assert by_rule["negative"].examples == [f"contract_id={c.contract_id.iloc[4]}: arr='-1000.0'"]

@@ -77,7 +77,8 @@ def dropped_references(name: str) -> dict[str, tuple[str, str]]:
 def _completed_accounts(accounts: ibis.Table, contracts: ibis.Table | None) -> ibis.Table:
     """`accounts` with the documented fallbacks for its nullable columns that the pipeline groups or dates by:
     no segment is the segment ``UNASSIGNED`` (validation: `no_segment`), no created_at is the start of the
-    account's first contract (`no_created_at`)."""
+    account's first contract (`no_created_at`; pass `contracts` only when some account has no created_at, so
+    that a clean source's accounts are read as found, in their order)."""
     t = accounts.mutate(segment=accounts.segment.fill_null(UNASSIGNED))
     if contracts is None:
         return t
@@ -147,6 +148,7 @@ class Source:
     unreferenced_columns: frozenset[tuple[str, str]] | None = None
     padded_text: dict[str, frozenset[str]] | None = None   # table -> text columns to trim; None: found on first read
     successors_inferred: bool | None = None   # no contract has renewed_by: links from dates; None: found on first read
+    undated_accounts: bool | None = None      # some account has no created_at; None: found on first read
     _typed: dict[str, ibis.Table] = field(default_factory=dict)
     _found: dict[str, ibis.Table] = field(default_factory=dict)
 
@@ -191,7 +193,7 @@ class Source:
             if name == "contracts" and self._infers_successors():
                 t = with_successors(t, inferred_successors(t))
             if name == "accounts":
-                t = _completed_accounts(t, self.as_found("contracts") if "contracts" in self.raw else None)
+                t = _completed_accounts(t, self.as_found("contracts") if self._has_undated_accounts() else None)
             for column, (target, target_column) in dropped_references(name).items():
                 if self._has_unreferenced(name, column):
                     t = t.semi_join(self.as_found(target).select(**{column: target_column}), column)
@@ -260,6 +262,18 @@ class Source:
         """Validation's finding: no contract has renewed_by, so `table` links successors by their dates."""
         self.successors_inferred = bool(inferred)
         self._typed.pop("contracts", None)
+
+    def set_undated_accounts(self, found: bool) -> None:
+        """Validation's finding: some account has no created_at, so `table` dates it from its first contract."""
+        self.undated_accounts = bool(found)
+        self._typed.pop("accounts", None)
+
+    def _has_undated_accounts(self) -> bool:
+        if self.undated_accounts is None:
+            a = self.as_found("accounts")
+            self.undated_accounts = "contracts" in self.raw and bool(
+                a.created_at.isnull().any().to_pyarrow().as_py())
+        return self.undated_accounts and "contracts" in self.raw
 
     def _infers_successors(self) -> bool:
         if self.successors_inferred is None:

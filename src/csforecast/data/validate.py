@@ -610,6 +610,7 @@ def validate(source: Source, as_of: date | None = None, *, cache_dir: Path | Non
     source.set_unreferenced((p.table, p.column) for p in report.problems if p.rule in DROPPED_RULES)
     source.set_padded_text(_padded_text(report))
     source.set_successors_inferred(any(p.rule == "renewals_inferred" for p in report.problems))
+    source.set_undated_accounts(any(p.rule == "no_created_at" for p in report.problems))
     return report
 
 
