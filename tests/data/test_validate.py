@@ -174,7 +174,7 @@ def test_rows_of_unknown_accounts_in_optional_tables_are_a_warning_and_left_out(
         assert "GONE-1" in " ".join(found[name].examples)
         assert src.table(name).count().to_pyarrow().as_py() == before[name]
         assert src.as_found(name).count().to_pyarrow().as_py() == before[name] + 2
-    assert src.unreferenced_columns == {(name, "account_id") for name in tables}
+    assert src.findings.unreferenced == {(name, "account_id") for name in tables}
     unvalidated = open_source(d)     # not validated: the rows are counted on first read, and left out the same
     assert unvalidated.table("csm_sentiment").count().to_pyarrow().as_py() == before["csm_sentiment"]
     assert unvalidated.table("surveys").count().to_pyarrow().as_py() == len(pd.read_parquet(d / "surveys.parquet"))

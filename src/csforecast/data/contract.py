@@ -5,10 +5,21 @@ See docs/data-contract.md for the prose version. Types are logical: "string", "d
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
 # the group of rows whose grouping attribute is null: an account with no segment (Source.table fills it in) or
 # no CSM, a contract whose account is not in accounts
 UNASSIGNED = "unassigned"
+
+
+def started(start_date, today: date | None = None):
+    """Which contracts have started: ``start_date <= today``, on an Ibis date column or on a numpy array of days
+    (then pass `today` in its unit).
+
+    A contract that starts after today (a renewal or new business booked ahead; validation's `booked_ahead`)
+    is not data yet: the data cannot end in the future (`features.snapshot.data_end`, the ARR metrics' default
+    data end), and the renewal it continues is not known before it starts."""
+    return start_date <= (date.today() if today is None else today)
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,9 @@ class TableSpec:
     key: str | None = None          # unique key column, if any
     date_column: str | None = None  # the column that says when a row happened (point-in-time cut)
     row_label: tuple[str, ...] = field(default_factory=tuple)  # columns that name a row in messages
+    # rows dated after the as-of date are bookings, not errors (validation's `booked_ahead` warning, not
+    # `future_date`): how the pipeline reads them, in words; "" = such a row is an error
+    booked_ahead: str = ""
     # what goes without this (optional) table: said by `validate` when it is missing or empty
     feeds: str = ""                                   # in words
     features: tuple[str, ...] = ()                    # snapshot columns ({metric} = each usage metric)
@@ -61,7 +75,9 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
         C("arr", "float"), C("seats", "float", True, "null = unknown: the seat features go missing"),
         C("auto_renew", "bool", True),
         C("renewed_by", "string", True, "contract_id of the successor"), C("churn_reason", "string", True),
-    ), required=True, key="contract_id", date_column="start_date", row_label=("contract_id",)),
+    ), required=True, key="contract_id", date_column="start_date", row_label=("contract_id",),
+        booked_ahead="renewals or new business booked ahead: read as not started yet, so the renewal "
+                     "each continues stays pending until it starts"),
     TableSpec("usage", (
         C("account_id", "string"), C("date", "date"), C("metric", "string"), C("value", "float"),
     ), date_column="date", row_label=("account_id", "date", "metric"),

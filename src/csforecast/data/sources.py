@@ -125,6 +125,26 @@ def redact(location: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+@dataclass(frozen=True)
+class SourceFindings:
+    """What a source's data asks of :meth:`Source.table` beyond the contract's types: validation's findings, built
+    whole from its report (`Source.use_findings`). A field left None is not known yet: it is found by one query
+    when the table it concerns is first read, so a source read without validation reads the same rows.
+
+    unreferenced: the (table, column) pairs among :func:`dropped_references` with rows that name nothing (rule
+        ``unknown_account`` / ``unknown_contract``): those rows are left out.
+    padded_text: the (table, column) pairs of text with surrounding spaces or only spaces (``padded_text``): those
+        columns are trimmed (only those: trimming every ID of a large usage table costs ~40 % of building the
+        features, benchmarks/RESULTS.md, "tenth session").
+    successors_inferred: no contract has renewed_by (``renewals_inferred``): the links are read from the dates.
+    undated_accounts: some account has no created_at (``no_created_at``): it is dated from its first contract.
+    """
+    unreferenced: frozenset[tuple[str, str]] | None = None
+    padded_text: frozenset[tuple[str, str]] | None = None
+    successors_inferred: bool | None = None
+    undated_accounts: bool | None = None
+
+
 @dataclass
 class Source:
     """An opened source: the contract's tables as found (columns renamed to ours) on the source's engine.
@@ -144,11 +164,7 @@ class Source:
     notes: list[str] = field(default_factory=list)
     _hash: str | None = None
     _counts: dict[str, int] = field(default_factory=dict)
-    # (table, column) pairs with rows naming nothing (dropped_references); None: not validated, found on first read
-    unreferenced_columns: frozenset[tuple[str, str]] | None = None
-    padded_text: dict[str, frozenset[str]] | None = None   # table -> text columns to trim; None: found on first read
-    successors_inferred: bool | None = None   # no contract has renewed_by: links from dates; None: found on first read
-    undated_accounts: bool | None = None      # some account has no created_at; None: found on first read
+    findings: SourceFindings = field(default_factory=lambda: SourceFindings())   # what `table` reads with
     _typed: dict[str, ibis.Table] = field(default_factory=dict)
     _found: dict[str, ibis.Table] = field(default_factory=dict)
 
@@ -181,7 +197,7 @@ class Source:
         the accounts table, a deleted account's tickets) are left out: validation warns about them
         (`unknown_account`) and every consumer reads the same rows; so are forecast calls on a contract that
         `contracts` does not have (`unknown_contract`). The filter is added only to the tables that have such
-        rows (as validation found, `set_unreferenced`; else counted here on first read), so a clean source's
+        rows (as validation found, `use_findings`; else counted here on first read), so a clean source's
         expressions are its tables as found.
 
         In `contracts` with no `renewed_by` at all (an export without successor links), renewed_by is filled
@@ -190,12 +206,13 @@ class Source:
         """
         if name not in self._typed:
             t = self.as_found(name)
-            if name == "contracts" and self._infers_successors():
+            if name == "contracts" and self._known("successors_inferred", self._no_renewed_by):
                 t = with_successors(t, inferred_successors(t))
             if name == "accounts":
-                t = _completed_accounts(t, self.as_found("contracts") if self._has_undated_accounts() else None)
+                undated = "contracts" in self.raw and self._known("undated_accounts", self._any_undated_account)
+                t = _completed_accounts(t, self.as_found("contracts") if undated else None)
             for column, (target, target_column) in dropped_references(name).items():
-                if self._has_unreferenced(name, column):
+                if self._known("unreferenced", lambda: self._any_unreferenced(name, column), (name, column)):
                     t = t.semi_join(self.as_found(target).select(**{column: target_column}), column)
             self._typed[name] = t
         return self._typed[name]
@@ -208,18 +225,16 @@ class Source:
             spec = TABLES.get(name)
             if spec is not None:
                 fmt = self.date_format(name)
-                trim = self._padded_columns(name)
+                known = self.findings.padded_text
+                trim = self._padded_columns(name) if known is None else {c for t_, c in known if t_ == name}
                 t = t.select(**{c.name: (read_as(t[c.name], c.type, fmt, trim=c.name in trim) if c.name in t.columns
                                          else read_as(ibis.null(), c.type)) for c in spec.columns})
             self._found[name] = t
         return self._found[name]
 
     def _padded_columns(self, name: str) -> frozenset[str]:
-        """The contract's text columns of a table that hold any :func:`parse.padded` value: as validation found
-        (`set_padded_text`), else one query on first read. Only those are trimmed, since trimming every ID of a
-        large usage table costs ~40 % of building the features (benchmarks/RESULTS.md, "tenth session")."""
-        if self.padded_text is not None:
-            return self.padded_text.get(name, frozenset())
+        """The contract's text columns of a table that hold any :func:`parse.padded` value (one query; validation's
+        finding `SourceFindings.padded_text` saves it)."""
         t, spec = self.raw[name], TABLES[name]
         text = [c.name for c in spec.columns if c.type == "string" and c.name in t.columns
                 and t[c.name].type().is_string()]
@@ -239,51 +254,34 @@ class Source:
         return t.filter(t[column].notnull()).anti_join(self.as_found(target).select(**{column: target_column}),
                                                        column)
 
-    def set_unreferenced(self, columns) -> None:
-        """Validation's finding: the (table, column) pairs among :func:`dropped_references` with rows that name
-        nothing (saves `table` an anti-join over each table, a full scan of a warehouse's usage)."""
-        self.unreferenced_columns = frozenset(columns)
-        self._typed.clear()
-
-    def set_padded_text(self, columns) -> None:
-        """Validation's finding: the (table, column) pairs of text with surrounding spaces or only spaces (saves
-        `as_found` a scan of each table's text columns)."""
-        padded: dict[str, set[str]] = {}
-        for table, column in columns:
-            padded.setdefault(table, set()).add(column)
-        found = {t: frozenset(c) for t, c in padded.items()}
-        if found == self.padded_text:   # validation's pass already told us (validate() tells again for a kept report)
+    def use_findings(self, findings: SourceFindings) -> None:
+        """Read the tables with validation's `findings` (saves `table` the queries that would find them: an
+        anti-join per reference and a scan of every text column, full scans of a warehouse's usage). Published
+        with one assignment; the tables' expressions are built again only when a finding changed."""
+        if findings == self.findings:    # validation's pass already told us (validate() tells again for a kept report)
             return
-        self.padded_text = found
-        self._found.clear()
+        if findings.padded_text != self.findings.padded_text:
+            self._found.clear()
         self._typed.clear()
+        self.findings = findings
 
-    def set_successors_inferred(self, inferred: bool) -> None:
-        """Validation's finding: no contract has renewed_by, so `table` links successors by their dates."""
-        self.successors_inferred = bool(inferred)
-        self._typed.pop("contracts", None)
+    def _known(self, finding: str, query, key=None) -> bool:
+        """Whether `finding` holds (for `key`, a (table, column) pair, when the finding is a set of them): as
+        validation found, else `query()`, run once when the table is first read (`as_found` and `table` keep
+        their expressions)."""
+        known = getattr(self.findings, finding)
+        if known is None:
+            return bool(query())
+        return key in known if key is not None else bool(known)
 
-    def set_undated_accounts(self, found: bool) -> None:
-        """Validation's finding: some account has no created_at, so `table` dates it from its first contract."""
-        self.undated_accounts = bool(found)
-        self._typed.pop("accounts", None)
+    def _no_renewed_by(self) -> bool:
+        c = self.as_found("contracts")
+        return not c.renewed_by.notnull().any().to_pyarrow().as_py()
 
-    def _has_undated_accounts(self) -> bool:
-        if self.undated_accounts is None:
-            a = self.as_found("accounts")
-            self.undated_accounts = "contracts" in self.raw and bool(
-                a.created_at.isnull().any().to_pyarrow().as_py())
-        return self.undated_accounts and "contracts" in self.raw
+    def _any_undated_account(self) -> bool:
+        return bool(self.as_found("accounts").created_at.isnull().any().to_pyarrow().as_py())
 
-    def _infers_successors(self) -> bool:
-        if self.successors_inferred is None:
-            c = self.as_found("contracts")
-            self.successors_inferred = not c.renewed_by.notnull().any().to_pyarrow().as_py()
-        return self.successors_inferred
-
-    def _has_unreferenced(self, name: str, column: str) -> bool:
-        if self.unreferenced_columns is not None:
-            return (name, column) in self.unreferenced_columns
+    def _any_unreferenced(self, name: str, column: str) -> bool:
         orphans = self.unreferenced(name, column, *dropped_references(name)[column])
         return orphans is not None and bool(orphans.count().to_pyarrow().as_py())
 

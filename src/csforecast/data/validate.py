@@ -13,7 +13,7 @@ value validation accepts is a value the loader reads.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, 
                                       health_sources)
 from csforecast.data.parse import (COMMON_DATE_FORMATS, looks_like_formatted_number, padded, present,
                                    read_as, readable, reads_as_date_format)
-from csforecast.data.sources import DATE_FORMAT_KEY, Source
+from csforecast.data.sources import DATE_FORMAT_KEY, Source, SourceFindings
 from csforecast.data.successors import SUCCESSOR_GRACE_DAYS, inferred_successors
 from csforecast.diskcache import DiskCache, code_digest, key_digest
 
@@ -188,7 +188,8 @@ class _Checker:
                 continue
             self.usable.add(name)
             self.check_cells(name)
-        src.set_padded_text(_padded_text(self.report))   # before anything reads the typed tables
+        # before anything reads the typed tables; the other findings are published whole when the pass ends
+        src.use_findings(replace(src.findings, padded_text=_padded_text(self.report)))
         self.explain_absent(absent)
         self.check_keys_and_refs()
         self.check_values()
@@ -495,13 +496,11 @@ class _Checker:
             if not col or not self.has_cols(name, col):
                 continue
             t = self.typed(name)
-            if name == "contracts":
-                # a renewal signed ahead is booked with its future start date: data, not an error; every stage
-                # reads a contract as of its start (features, data end, forecast status)
-                self.add("warning", name, col, "booked_ahead",
-                         f"contracts that start after the as-of date {self.as_of} (renewals or new business booked "
-                         f"ahead): read as not started yet, so the renewal each continues stays pending until it "
-                         f"starts", t, t[col] > limit, show=(col, "account_id"))
+            if spec.booked_ahead:
+                # e.g. a renewal signed ahead is exported with its future start date: data, not an error
+                self.add("warning", name, col, "booked_ahead", f"{name} dated ({col}) after the as-of date "
+                         f"{self.as_of} ({spec.booked_ahead})", t, t[col] > limit,
+                         show=(col, "account_id") if "account_id" in t.columns else (col,))
                 continue
             self.add("error", name, col, "future_date", f"{col} after the as-of date {self.as_of}", t,
                      t[col] > limit)
@@ -607,16 +606,23 @@ def validate(source: Source, as_of: date | None = None, *, cache_dir: Path | Non
         report = DiskCache(Path(cache_dir), ".json").get_or_compute(
             key, _Checker(source, as_of).run, load=_read_report,
             dump=lambda report, path: path.write_text(json.dumps(asdict(report))), keep=lambda report: report.ok)
-    source.set_unreferenced((p.table, p.column) for p in report.problems if p.rule in DROPPED_RULES)
-    source.set_padded_text(_padded_text(report))
-    source.set_successors_inferred(any(p.rule == "renewals_inferred" for p in report.problems))
-    source.set_undated_accounts(any(p.rule == "no_created_at" for p in report.problems))
+    source.use_findings(source_findings(report))
     return report
 
 
-def _padded_text(report: Report) -> list[tuple[str, str]]:
+def source_findings(report: Report) -> SourceFindings:
+    """What `report` found that `Source.table` reads with (:class:`SourceFindings`)."""
+    rules = {p.rule for p in report.problems}
+    return SourceFindings(unreferenced=frozenset((p.table, p.column) for p in report.problems
+                                                 if p.rule in DROPPED_RULES),
+                          padded_text=_padded_text(report),
+                          successors_inferred="renewals_inferred" in rules,
+                          undated_accounts="no_created_at" in rules)
+
+
+def _padded_text(report: Report) -> frozenset[tuple[str, str]]:
     """The (table, column) pairs whose text validation found padded (``padded_text`` notes)."""
-    return [(p.table, p.column) for p in report.problems if p.rule == "padded_text"]
+    return frozenset((p.table, p.column) for p in report.problems if p.rule == "padded_text")
 
 
 def _read_report(path: Path) -> Report:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from csforecast.config import get_settings
+from csforecast.data.contract import started
 from csforecast.data.sources import Source
 from csforecast.diskcache import DiskCache, code_digest, key_digest
 
@@ -57,18 +58,17 @@ def data_end(source: Source) -> date:
 
     A contract that starts after today (a renewal booked ahead; validation's `booked_ahead`) is not activity:
     the data cannot end in the future, and a renewal due before that start is not known yet."""
-    today = date.today()
     cands = []
     for name, col in (("usage", "date"), ("tickets", "opened_at"), ("surveys", "responded_at"),
                       ("touches", "date"), ("contracts", "start_date")):
         if source.has(name):
             t = source.table(name)
             if name == "contracts":
-                t = t.filter(t[col] <= today)
+                t = t.filter(started(t[col]))
             v = t[col].max().to_pyarrow().as_py()
             if v is not None:
                 cands.append(v)
-    last = max(cands) if cands else today
+    last = max(cands) if cands else date.today()
     last = last.date() if hasattr(last, "date") and not isinstance(last, date) else last
     return last + timedelta(days=1)
 

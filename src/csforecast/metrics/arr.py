@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from csforecast.data.contract import UNASSIGNED
+from csforecast.data.contract import UNASSIGNED, started
 from csforecast.jsonsafe import to_records
 
 __all__ = [
@@ -212,8 +212,8 @@ def account_arr_panel(contracts: pd.DataFrame, dates) -> pd.DataFrame:
 def _default_data_end(c: _Contracts) -> np.int64:
     """The day after the latest contract start that is not after today (as features.snapshot.data_end: a
     renewal booked ahead is not data yet)."""
-    started = c.start[c.start <= _day(date.today(), "today")]
-    return np.int64(started.max() + 1) if len(started) else np.int64(0)
+    begun = c.start[started(c.start, _day(date.today(), "today"))]
+    return np.int64(begun.max() + 1) if len(begun) else np.int64(0)
 
 
 def renewal_rate(contracts: pd.DataFrame, start, end, *, data_end=None) -> dict:
