@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -210,23 +211,14 @@ def test_renewals_booked_ahead_are_a_warning_and_read_as_not_started(small_portf
     """A renewal signed early is exported with its future start date. That is data, not an error: a warning
     naming the contracts, the data end unchanged (the data cannot end in the future), and every stage reading the
     source as without them until they start: the same features and labels, the renewals they continue pending."""
-    from datetime import date, timedelta
+    from datetime import timedelta
 
     from csforecast.features.snapshot import build_snapshots, data_end
     from csforecast.forecast.book import renewal_book
 
-    d = _copy(small_portfolio, tmp_path / "data")
     clean = open_source(small_portfolio)
     end = data_end(clean)
-    c = pd.read_parquet(d / "contracts.parquet")
-    due = c[(pd.to_datetime(c.end_date) > pd.Timestamp(end)) & c.renewed_by.isna()].head(6)
-    assert len(due) == 6
-    first = pd.Timestamp(max(date.today(), end) + timedelta(days=20))   # after today, whenever the test runs
-    start = [max(pd.Timestamp(e), first + pd.Timedelta(days=i)) for i, e in enumerate(due.end_date)]
-    booked = due.assign(contract_id=[f"BOOKED-{i}" for i in range(6)], start_date=start,
-                        end_date=[s + pd.DateOffset(years=1) for s in start], renewed_by=None)
-    c.loc[due.index, "renewed_by"] = booked.contract_id.to_numpy()
-    pd.concat([c, booked]).to_parquet(d / "contracts.parquet", index=False)
+    d, due, _ = _booked_ahead(small_portfolio, tmp_path)
     src = open_source(d)
     report = validate(src)
     assert report.ok, [str(e) for e in report.errors]
@@ -245,6 +237,83 @@ def test_renewals_booked_ahead_are_a_warning_and_read_as_not_started(small_portf
     # with a date in the past, a contract after it is booked ahead as well; other tables' rows stay an error
     past = validate(open_source(d), end - timedelta(days=10))
     assert {p.rule for p in past.errors} == {"future_date"} and "booked_ahead" in {p.rule for p in past.warnings}
+
+
+def _booked_ahead(portfolio, tmp_path, n=6):
+    """The portfolio with `n` of its contracts due after the data end renewed ahead: each renewal (BOOKED-i, the
+    same ARR, a year) is in the export with its start after today, whenever the test runs. Returns (the folder,
+    the renewed contracts' rows, the renewals' rows)."""
+    from datetime import date, timedelta
+
+    from csforecast.features.snapshot import data_end
+
+    d = _copy(portfolio, tmp_path / "data")
+    end = data_end(open_source(portfolio))
+    c = pd.read_parquet(d / "contracts.parquet")
+    due = c[(pd.to_datetime(c.end_date) > pd.Timestamp(end)) & c.renewed_by.isna()].head(n)
+    assert len(due) == n
+    first = pd.Timestamp(max(date.today(), end) + timedelta(days=20))
+    start = [max(pd.Timestamp(e), first + pd.Timedelta(days=i)) for i, e in enumerate(due.end_date)]
+    booked = due.assign(contract_id=[f"BOOKED-{i}" for i in range(n)], start_date=start,
+                        end_date=[s + pd.DateOffset(years=1) for s in start], renewed_by=None)
+    c.loc[due.index, "renewed_by"] = booked.contract_id.to_numpy()
+    pd.concat([c, booked]).to_parquet(d / "contracts.parquet", index=False)
+    return d, due, booked
+
+
+class _ConstantChurn:
+    """A churn 'model' answering 0.3 for every row (the forecast's arithmetic, not a model, is under test)."""
+
+    def predict_proba(self, X):
+        return np.column_stack([np.full(len(X), 0.7), np.full(len(X), 0.3)])
+
+
+def test_a_live_forecast_counts_renewals_booked_ahead_as_renewed(small_portfolio, tmp_path):
+    """As of the data end (the export's present) a successor in the table is signed, whatever its start: the
+    decision it renews is renewed at the successor's ARR, and `renewals_due` counts it as booked. As of an
+    earlier date (a back-test) it stays pending: the table does not say when the successor was signed."""
+    from datetime import timedelta
+
+    from csforecast.features.snapshot import data_end
+    from csforecast.forecast.book import renewal_book
+    from csforecast.forecast.renewals import forecast_window
+
+    clean = open_source(small_portfolio)
+    end = data_end(clean)
+    d, due, booked = _booked_ahead(small_portfolio, tmp_path)
+    src = open_source(d)
+    assert validate(src).ok
+    window = (end, (pd.to_datetime(due.end_date).max() + pd.Timedelta(days=1)).date())
+    # a decision: the contracts of an account due on one day (a main contract and its co-termed add-ons)
+    decisions = booked.assign(account_id=due.account_id.to_numpy(), renewal_date=pd.to_datetime(due.end_date)
+                              .to_numpy()).groupby(["account_id", "renewal_date"]).arr.sum()
+    live = renewal_book(src.frame("contracts"), src.frame("accounts"), *window, end, booked=True)
+    key = pd.MultiIndex.from_frame(live[["account_id", "renewal_date"]])
+    mine = live[key.isin(decisions.index)].set_index(["account_id", "renewal_date"]).sort_index()
+    assert len(mine) == len(decisions) and set(mine.status) == {"renewed"} and mine.booked.all()
+    assert np.allclose(mine.succ_arr, decisions.sort_index())
+    was = renewal_book(clean.frame("contracts"), clean.frame("accounts"), *window, end, booked=True)
+    assert not was.booked.any()
+    pd.testing.assert_frame_equal(live[~key.isin(decisions.index)].reset_index(drop=True),
+                                  was[~key.isin(decisions.index)].reset_index(drop=True), check_dtype=False)
+
+    args = dict(churn_estimator=_ConstantChurn(), tau=0.0, draws=500, seed=3)
+    got, want = forecast_window(src, *window, **args), forecast_window(clean, *window, **args)
+    g, w = got["renewals_due"], want["renewals_due"]
+    booked_arr = float(mine.arr.sum())
+    assert g["booked_count"] == len(decisions) and g["booked_arr"] == pytest.approx(booked_arr)
+    assert w["booked_count"] == 0 and w["booked_arr"] == 0
+    assert g["pending_count"] == w["pending_count"] - len(decisions)
+    assert g["renewed_so_far_arr"] == pytest.approx(w["renewed_so_far_arr"] + booked_arr)
+    assert (g["count"], g["arr"]) == (w["count"], pytest.approx(w["arr"]))
+    # the same 30 % churn on fewer pending decisions: the expected churn falls by the booked decisions' share
+    assert got["expected"]["churned_arr"] == pytest.approx(want["expected"]["churned_arr"] - 0.3 * booked_arr,
+                                                           rel=1e-6)
+    # as it stood 30 days earlier: the booked renewals were not known, so the forecasts agree
+    past = end - timedelta(days=30)
+    got_p, want_p = forecast_window(src, *window, as_of=past, **args), forecast_window(clean, *window, as_of=past,
+                                                                                      **args)
+    assert got_p["renewals_due"] == want_p["renewals_due"] and got_p["expected"] == want_p["expected"]
 
 
 def test_accounts_with_no_segment_are_a_segment_of_their_own(small_portfolio, tmp_path):

@@ -218,14 +218,20 @@ def run_backtest_logged(src, quarters: int, warmup: int, draws: Optional[int], q
     return res
 
 
+def _booked_words(due: dict) -> str:
+    n = due.get("booked_count") or 0
+    return f", {n:,} of them booked ahead ({_money(due['booked_arr'])})" if n else ""
+
+
 def print_forecast(res: dict, out) -> None:
     """The forecast of one window: renewals due, the methods side by side, groups, worst case, at-risk list."""
     w = res["window"]
     d = res["renewals_due"]
     out.print(f"Renewals due {w['start']} – {w['end']} (end exclusive) as of {res['as_of']}: "
               f"{d['count']:,} renewals, {_money(d['arr'])} ARR "
-              f"({d['pending_count']:,} pending; {_money(d['renewed_so_far_arr'])} renewed and "
-              f"{_money(d['churned_so_far_arr'])} churned so far). Champion churn model v{res['model_version']}.",
+              f"({d['pending_count']:,} pending; {_money(d['renewed_so_far_arr'])} renewed"
+              f"{_booked_words(d)} and {_money(d['churned_so_far_arr'])} churned so far). "
+              f"Champion churn model v{res['model_version']}.",
               highlight=False)
     t = Table(title="Methods side by side (expected values exact; P10–P90: 8 in 10 outcomes fall between them)")
     for c in ("method", "renewed ARR", "P10", "P90", "churned ARR", "GRR", "NRR"):

@@ -72,14 +72,20 @@ def group_labels(accounts: pd.DataFrame | None, contracts: pd.DataFrame, account
 
 
 def renewal_book(contracts: pd.DataFrame, accounts: pd.DataFrame | None, start, end, as_of,
-                 group_by: str | None = None) -> pd.DataFrame:
+                 group_by: str | None = None, *, booked: bool = False) -> pd.DataFrame:
     """One row per renewal decision (account, renewal date) due in [start, end) among contracts started
     before as_of. ``start``/``end`` may be None (unbounded).
 
     Columns: account_id, contract_id (main = earliest start), renewal_date, arr (ARR due), n_contracts,
     segment, group, status ("renewed" | "churned" | "pending", as known on as_of), succ_arr (successor ARR
     when renewed as of as_of, else NaN), final_renewed / final_succ_arr (with hindsight: whatever the
-    table says now; for back-tests), days_ahead (renewal_date - as_of in days).
+    table says now; for back-tests), days_ahead (renewal_date - as_of in days), booked (renewed by a successor
+    that starts on or after as_of: a renewal signed ahead).
+
+    ``booked``: a successor in the table that starts on or after as_of counts as signed, so its decision is
+    renewed (``booked`` True) rather than pending. Right only when as_of is the export's present (the data end:
+    every row of the table was known then); in a back-test (as_of in the past) a successor that starts after
+    as_of may have been signed after it, so the default leaves its decision pending.
     """
     as_of = to_day(as_of)
     c = contracts.copy()
@@ -98,22 +104,25 @@ def renewal_book(contracts: pd.DataFrame, accounts: pd.DataFrame | None, start, 
         keep &= c["end_date"] < to_day(end)
     c = c[keep]
     cols = ["account_id", "contract_id", "renewal_date", "arr", "n_contracts", "segment", "group", "status",
-            "succ_arr", "final_renewed", "final_succ_arr", "days_ahead"]
+            "succ_arr", "final_renewed", "final_succ_arr", "days_ahead", "booked"]
     if c.empty:
         return pd.DataFrame({k: pd.Series(dtype="datetime64[ns]" if k == "renewal_date" else
                                           float if k in ("arr", "succ_arr", "final_succ_arr", "days_ahead") else
-                                          bool if k == "final_renewed" else int if k == "n_contracts" else object)
+                                          bool if k in ("final_renewed", "booked") else
+                                          int if k == "n_contracts" else object)
                              for k in cols})
     has = c["_rb"].notna()
     found = c["_rb"].isin(info.index)
     s_start = c["_rb"].map(info["start_date"])
-    known = has & ((found & (s_start < as_of)) | (~found & (c["end_date"] < as_of)))
-    c = c.assign(_has=has, _known=known, _found=found)
+    ahead = has & found & (s_start >= as_of) & booked
+    known = has & ((found & (s_start < as_of)) | (~found & (c["end_date"] < as_of))) | ahead
+    c = c.assign(_has=has, _known=known, _found=found, _ahead=ahead)
     c = c.sort_values(["account_id", "end_date", "start_date", "contract_id"], kind="stable")
     key = ["account_id", "end_date"]
     g = c.groupby(key, sort=False)
     book = g.agg(contract_id=("contract_id", "first"), arr=("arr", "sum"), n_contracts=("contract_id", "size"),
-                 final_renewed=("_has", "any"), known_renewed=("_known", "any")).reset_index()
+                 final_renewed=("_has", "any"), known_renewed=("_known", "any"),
+                 booked=("_ahead", "any")).reset_index()
     # successor ARR: each distinct successor once; a successor missing from the table renews flat
     fs = c[c["_has"] & c["_found"]].drop_duplicates(key + ["_rb"])
     fs = fs.assign(_sa=fs["_rb"].map(info["arr"]).astype(float))

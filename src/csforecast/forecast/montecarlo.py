@@ -529,6 +529,12 @@ def known_outcomes(book: pd.DataFrame) -> dict:
             "expansion": float(np.maximum(s - a, 0)[ren].sum())}
 
 
+def _booked(book: pd.DataFrame) -> dict:
+    """The renewed decisions whose successor starts after as_of (signed ahead; `renewal_book(booked=True)`)."""
+    b = book[book["booked"].astype(bool)] if "booked" in book.columns else book.iloc[:0]
+    return {"booked_count": int(len(b)), "booked_arr": _f(float(b["arr"].sum()))}
+
+
 def summarise(book: pd.DataFrame, sim: Simulation | None, labels, mask=None) -> dict:
     """renewals_due / expected / intervals for a slice of the book (``mask``; on-the-books decisions) and the
     simulation's groups ``labels`` (its pending and projected decisions and mid-term add-ons). Every number
@@ -579,7 +585,8 @@ def summarise(book: pd.DataFrame, sim: Simulation | None, labels, mask=None) -> 
                          "pending_arr": _f(pend_arr), "renewed_so_far_arr": _f(k["renewed"]),
                          "churned_so_far_arr": _f(k["churned"]), "on_books_arr": _f(float(b["arr"].sum())),
                          "projected_count": _f(max(E["decisions"] - len(pend), 0.0), 4),
-                         "projected_arr": _f(max(E["due"] - pend_arr, 0.0))},
+                         "projected_arr": _f(max(E["due"] - pend_arr, 0.0)),
+                         **_booked(b)},
         "expected": {"renewed_arr": _f(renewed), "churned_arr": _f(churned), "contraction_arr": _f(contraction),
                      "expansion_arr": _f(expansion), "expansion_at_renewal_arr": _f(exp_renewal),
                      "midterm_expansion_arr": _f(midterm), "successor_arr": _f(successor),

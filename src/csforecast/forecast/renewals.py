@@ -7,7 +7,8 @@ Definitions (docs/forecast.md is the prose version):
   contract and its co-termed add-ons) are one **renewal decision**: they renew or churn together.
   Contracts signed on or after ``as_of`` are new business, not part of the renewal forecast.
 * **Status as of as_of**: *renewed* when a successor (``renewed_by``) started before ``as_of`` (or the
-  successor is not in the table and the renewal date has passed); *churned (so far)* when the renewal date
+  successor is not in the table and the renewal date has passed), or, in a forecast as of the data end, when
+  the successor is in the table with a later start (*booked* ahead); *churned (so far)* when the renewal date
   is before ``as_of`` and it is not renewed; *pending* otherwise. Only pending decisions are forecast.
 * ``GRR_window = renewed ARR (at the ARR due) / ARR due``;
   ``NRR_window = successor ARR of the renewed decisions / ARR due`` (expansion and contraction included).
@@ -309,7 +310,8 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
         as_of_ts = to_day(de)
     contracts = source.frame("contracts")
     accounts = source.frame("accounts")
-    book = renewal_book(contracts, accounts, start_ts, end_ts, as_of_ts, group_by)
+    # at the data end (a live forecast) every successor in the export is signed: a renewal booked ahead is renewed
+    book = renewal_book(contracts, accounts, start_ts, end_ts, as_of_ts, group_by, booked=as_of_ts == to_day(de))
     pend = (book["status"] == "pending").to_numpy()
     pending = book[pend]
     n_p = int(pend.sum())
