@@ -388,3 +388,34 @@ def test_accounts_without_created_at_date_from_their_first_contract(small_portfo
     snap = build_snapshots(src, [day])
     clean = build_snapshots(open_source(small_portfolio), [day])
     assert set(snap.account_id) == set(clean.account_id) and len(snap) > 0
+
+
+def test_a_blank_measurement_is_left_out_with_a_warning(small_portfolio, tmp_path):
+    """A daily usage export with blank cells (a metric not recorded that day) and a survey response that skipped
+    the score: a warning naming the rows, and every stage reads the source as without those rows (the same
+    features as the export that never had them), on DuckDB and unvalidated alike."""
+    from csforecast.features.snapshot import build_snapshots, data_end
+
+    blank, without = _copy(small_portfolio, tmp_path / "blank"), _copy(small_portfolio, tmp_path / "without")
+    u, s = pd.read_parquet(blank / "usage.parquet"), pd.read_parquet(blank / "surveys.parquet")
+    gone_u, gone_s = u.sample(frac=0.05, random_state=1).index, s.sample(n=7, random_state=1).index
+    u.assign(value=u.value.where(~u.index.isin(gone_u))).to_parquet(blank / "usage.parquet", index=False)
+    s.assign(score=s.score.where(~s.index.isin(gone_s))).to_parquet(blank / "surveys.parquet", index=False)
+    u.drop(gone_u).to_parquet(without / "usage.parquet", index=False)
+    s.drop(gone_s).to_parquet(without / "surveys.parquet", index=False)
+    src = open_source(blank)
+    report = validate(src)
+    assert report.ok, [str(e) for e in report.errors]
+    found = {(p.table, p.column): p for p in report.warnings if p.rule == "left_out"}
+    assert set(found) == {("usage", "value"), ("surveys", "score")}
+    assert (found["usage", "value"].count, found["surveys", "score"].count) == (len(gone_u), len(gone_s))
+    assert "not recorded" in found["usage", "value"].message and found["usage", "value"].examples
+    clean = open_source(without)
+    for source in (src, open_source(blank)):      # validated, and read without validation
+        assert source.table("usage").count().to_pyarrow().as_py() == len(u) - len(gone_u)
+        end = data_end(source)
+        assert end == data_end(clean)
+        days = [end, end - pd.Timedelta(days=200)]
+        got = build_snapshots(source, days).sort_values(["as_of", "account_id"]).reset_index(drop=True)
+        want = build_snapshots(clean, days).sort_values(["as_of", "account_id"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want)

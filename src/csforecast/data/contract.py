@@ -28,6 +28,9 @@ class Column:
     type: str
     nullable: bool = False
     doc: str = ""
+    # a row without this (required) value is left out, with a warning (validation's `left_out`), not an error:
+    # what such a row is and why leaving it out is right, in words
+    left_out: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,9 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
         booked_ahead="renewals or new business booked ahead: read as not started yet, so the renewal "
                      "each continues stays pending until it starts"),
     TableSpec("usage", (
-        C("account_id", "string"), C("date", "date"), C("metric", "string"), C("value", "float"),
+        C("account_id", "string"), C("date", "date"), C("metric", "string"),
+        C("value", "float", left_out="a metric not recorded that day, e.g. a blank cell in a daily export: as a day "
+                                     "without a row, it adds nothing to the per-day sums the features are built on"),
     ), date_column="date", row_label=("account_id", "date", "metric"),
         feeds="usage features (per metric: 7/30/90-day and prior-30-day means, trend, 90-day slope, 6/12-month, "
               "weighted and lifetime means), seat utilisation, key-feature breadth, days since login",
@@ -96,7 +101,8 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
                   "open_tickets_per_100_seats"),
         health=("support",)),
     TableSpec("surveys", (
-        C("account_id", "string"), C("responded_at", "date"), C("kind", "string"), C("score", "float"),
+        C("account_id", "string"), C("responded_at", "date"), C("kind", "string"),
+        C("score", "float", left_out="a response that skipped the score question: no score to read"),
         C("respondent_role", "string", True),
     ), date_column="responded_at", row_label=("account_id", "responded_at", "kind"),
         feeds="voice-of-customer features (latest and mean NPS, account NPS, latest CSAT, response counts, days "

@@ -200,6 +200,9 @@ class Source:
         rows (as validation found, `use_findings`; else counted here on first read), so a clean source's
         expressions are its tables as found.
 
+        Rows without a value that the contract leaves out (`Column.left_out`: a usage row without a value, a
+        survey response without a score) are left out; validation warns (`left_out`).
+
         In `contracts` with no `renewed_by` at all (an export without successor links), renewed_by is filled
         from the dates (:mod:`csforecast.data.successors`; validation warns, `renewals_inferred`). In `accounts`,
         an account with no segment or no created_at gets the documented fallback (:func:`_completed_accounts`).
@@ -211,6 +214,9 @@ class Source:
             if name == "accounts":
                 undated = "contracts" in self.raw and self._known("undated_accounts", self._any_undated_account)
                 t = _completed_accounts(t, self.as_found("contracts") if undated else None)
+            spec = TABLES.get(name)
+            for column in [c.name for c in spec.columns if c.left_out] if spec else []:
+                t = t.filter(t[column].notnull())    # a blank measurement is no measurement (Column.left_out)
             for column, (target, target_column) in dropped_references(name).items():
                 if self._known("unreferenced", lambda: self._any_unreferenced(name, column), (name, column)):
                     t = t.semi_join(self.as_found(target).select(**{column: target_column}), column)

@@ -247,7 +247,10 @@ class _Checker:
             if not x.type().is_null():
                 self.add("error", name, col.name, "type", lambda bad, c=col: self._unreadable_message(name, c, bad),
                          t, present(x) & read_as(x, col.type, fmt).isnull())
-            if not col.nullable:
+            if col.left_out:
+                self.add("warning", name, col.name, "left_out", f"rows without {col.name} are left out "
+                         f"({col.left_out})", t, ~present(x))
+            elif not col.nullable:
                 self.add("error", name, col.name, "null", "missing values in a required column", t, ~present(x))
             if col.type == "string" and x.type().is_string():
                 self.add("info", name, col.name, "padded_text", "text with surrounding spaces, or only spaces: read "
