@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import date
@@ -145,7 +146,10 @@ def test_column_map_and_date_format_on_postgres(postgres, small_portfolio, tmp_p
 
     bare = validate(open_source(url), VALIDATE_AS_OF)  # without the column map
     said = "\n".join(str(p) for p in bare.errors)
-    assert "required column 'account_id' not found" in said and "required column 'arr' not found" in said
+    assert "required column 'arr' not found" in said and "'account_id'" not in said
+    # AccountId is account_id spelled another way: read as it, and said (ACV is not arr: that takes a column map)
+    noted = [p.message for p in bare.problems if p.rule == "reading"]
+    assert "accounts: column 'AccountId' read as account_id" in " ".join(noted)
     first = c.sort_values("contract_id").iloc[0]
     assert f"contract_id={first.contract_id}: start_date='{first.start_date}'" in said  # key and value
 
@@ -164,6 +168,53 @@ def test_column_map_and_date_format_on_postgres(postgres, small_portfolio, tmp_p
     assert res.returncode == 0, res.stderr[-2000:]
     want = reference["features"][reference["features"].as_of == pd.Timestamp(AS_OF[1])]
     assert_same(pd.read_parquet(out), want.reset_index(drop=True), ["as_of", "account_id"], "mapped features")
+
+
+def _spelled(name: str) -> str:
+    """A contract name as a CRM or a spreadsheet writes it: "Account ID", "Start Date", "ARR"."""
+    return name.upper() if len(name) <= 3 else " ".join(w.capitalize() for w in name.split("_"))
+
+
+def test_names_spelled_another_way_are_read_as_ours(postgres, small_portfolio, tmp_path, reference):
+    """Tables and columns named as exports name them ("Accounts.csv", a DuckDB table ACCOUNTS, a column
+    "Account ID" or "ARR") are read as the contract's, on every kind of source, with a note saying what was read
+    as what; the same features as the source with our names. Two columns that could each be one of ours are
+    neither read as it: a note says to choose, and validation names the column still missing."""
+    tables = {name: df.rename(columns=_spelled) for name, df in portfolio_tables(small_portfolio).items()}
+    csv = tmp_path / "csv"
+    csv.mkdir()
+    for name, df in tables.items():
+        df.to_csv(csv / f"{_spelled(name)}.csv", index=False)
+    import duckdb
+
+    db = tmp_path / "crm.duckdb"
+    con = duckdb.connect(str(db))
+    for name, df in tables.items():
+        con.register("frame", df)
+        con.execute(f'CREATE TABLE "{name.upper()}" AS SELECT * FROM frame')
+        con.unregister("frame")
+    con.close()
+    url = postgres.create_database("spelled")
+    postgres.load("spelled", {_spelled(n): df for n, df in tables.items()})
+    want = reference["features"][reference["features"].as_of == pd.Timestamp(AS_OF[1])].reset_index(drop=True)
+    for loc in (str(csv), str(db), url):
+        src = open_source(loc)
+        report = validate(src, VALIDATE_AS_OF)
+        assert report.ok, [str(e) for e in report.errors]
+        noted = " ".join(p.message for p in report.problems if p.rule == "reading")
+        assert "column 'Account Id' read as account_id" in noted and "column 'ARR' read as arr" in noted, noted
+        assert "read as accounts" in noted and "read as forecast_calls" in noted, noted
+        assert_same(build_snapshots(src, [AS_OF[1]]), want, ["as_of", "account_id"], f"spelled {loc}")
+
+    # two candidates for one column: neither is read as it, and the source must say which
+    two = tmp_path / "two"
+    shutil.copytree(csv, two)
+    c = pd.read_csv(two / "Contracts.csv")
+    c.assign(**{"A.R.R.": c["ARR"]}).to_csv(two / "Contracts.csv", index=False)
+    report = validate(open_source(two), VALIDATE_AS_OF)
+    noted = " ".join(p.message for p in report.problems if p.rule == "reading")
+    assert "columns 'ARR' and 'A.R.R.' could each be arr" in noted and "column_map.contracts.arr" in noted, noted
+    assert [(p.table, p.column, p.rule) for p in report.errors] == [("contracts", "arr", "missing_column")]
 
 
 # --- end to end: train once through the CLI on PostgreSQL, then score and forecast every kind -------------

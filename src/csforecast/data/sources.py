@@ -125,6 +125,62 @@ def redact(location: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def squashed(name: str) -> str:
+    """`name` with case, spaces and punctuation aside: "Account ID", "account-id", "AccountId" and "ACCOUNT_ID"
+    are all ``accountid``. How a contract name is recognised in a source that spells it its own way."""
+    return re.sub(r"[^0-9a-z]", "", name.casefold())
+
+
+def spelled_as(ours: list[str], theirs: list[str]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Which of `theirs` is each of `ours` that `theirs` does not have as it is: the one name of `theirs` equal to
+    it once :func:`squashed` (and not itself one of `ours`).
+
+    Returns (ours -> theirs, for the names with exactly one such match; ours -> the matches, for the names with
+    several, which are left unmatched: the source must say which, with a column_map). Pure."""
+    taken = set(theirs) & set(ours)
+    found, several = {}, {}
+    for name in ours:
+        if name in theirs:
+            continue
+        cands = [t for t in theirs if t not in taken and squashed(t) == squashed(name)]
+        if len(cands) == 1:
+            found[name] = cands[0]
+        elif cands:
+            several[name] = cands
+    return found, several
+
+
+def _spelled_reading(name: str, columns: list[str], r: TableReading | None) -> tuple[TableReading, list[str]]:
+    """`r` (the table's column_map) with a rename added for each contract column the source spells its own way
+    (:func:`spelled_as`; a column_map entry wins), and a note saying what was read as what."""
+    r = r or TableReading()
+    spec = TABLES[name]
+    mapped = set(r.rename) | set(r.rename.values())
+    ours = [c for c in spec.column_names if c not in mapped]
+    found, several = spelled_as(ours, [c for c in columns if c not in mapped])
+    notes = []
+    if found:
+        notes.append(f"{name}: " + ", ".join(f"column '{t}' read as {o}" for o, t in found.items()) +
+                     " (the contract's names, spelled another way; a column_map entry would choose otherwise)")
+    for o, cands in several.items():
+        notes.append(f"{name}: columns {' and '.join(repr(c) for c in cands)} could each be {o}; neither is read "
+                     f"as it: name the one in column_map.{name}.{o}")
+    return (TableReading({**r.rename, **found}, r.date_format) if found else r), notes
+
+
+def _contract_tables(present) -> tuple[dict[str, str], list[str]]:
+    """Contract table name -> the name a database (or a folder's file stems) has it under: as it is, else spelled
+    another way (:func:`spelled_as`: "Accounts", "FORECAST_CALLS"); and a note per table read under another
+    name or left unread for having several."""
+    present = sorted(set(present))
+    found, several = spelled_as(list(TABLES), present)
+    names = {n: found.get(n, n) for n in TABLES if n in present or n in found}
+    notes = [f"table '{t}' read as {o}" for o, t in found.items()]
+    notes += [f"{' and '.join(repr(c) for c in cands)} could each be the {o} table; neither is read"
+              for o, cands in several.items()]
+    return names, notes
+
+
 @dataclass(frozen=True)
 class SourceFindings:
     """What a source's data asks of :meth:`Source.table` beyond the contract's types: validation's findings, built
@@ -504,17 +560,21 @@ def folder_tables(path: Path) -> tuple[dict[str, Path], list[str]]:
     notes : list of str
         One sentence per ambiguity or ignored file.
     """
-    tables, notes = {}, []
-    for name in TABLES:
-        cands = [p for p in (path / f"{name}.parquet", path / name, path / f"{name}.csv")
-                 if p.is_file() or (p.is_dir() and any(p.glob("*.parquet")))]
+    def is_table(p: Path) -> bool:
+        return (p.is_file() and p.suffix in (".parquet", ".csv")) or (p.is_dir() and any(p.glob("*.parquet")))
+
+    entries = [p for p in path.iterdir() if is_table(p)]
+    stems, notes = _contract_tables(p.stem if p.is_file() else p.name for p in entries)
+    tables, used = {}, set()
+    for name, stem in stems.items():
+        cands = [p for p in (path / f"{stem}.parquet", path / stem, path / f"{stem}.csv") if is_table(p)]
         if not cands:
             continue
         tables[name] = cands[0]
+        used.update(cands)
         if len(cands) > 1:
             notes.append(f"{name}: both {' and '.join(p.name for p in cands)} found; reading {cands[0].name}")
-    known = {f"{n}.{ext}" for n in TABLES for ext in ("csv", "parquet")} | set(TABLES)
-    ignored = sorted(p.name for p in path.iterdir() if p.suffix in (".csv", ".parquet") and p.name not in known)
+    ignored = sorted(p.name for p in entries if p.is_file() and p not in used)
     if ignored:
         notes.append(f"files that are not contract tables are ignored: {', '.join(ignored)}")
     return tables, notes
@@ -574,8 +634,8 @@ def _duckdb_path(location: str) -> Path:
     return Path(path)
 
 
-def _attach_duckdb(con, path: Path) -> dict[str, ibis.Table]:
-    """Attach a DuckDB database file read-only and return its contract tables (schema main)."""
+def _attach_duckdb(con, path: Path) -> tuple[dict[str, ibis.Table], list[str]]:
+    """Attach a DuckDB database file read-only and return its contract tables (schema main), and notes."""
     if not path.is_file():
         raise SourceError(f"no DuckDB database at {path}")
     try:
@@ -586,12 +646,13 @@ def _attach_duckdb(con, path: Path) -> dict[str, ibis.Table]:
                            f"{_quote(_ATTACHED)} AND table_schema = 'main'").fetchall()
     except Exception as e:  # noqa: BLE001 - not a database, a newer storage version, locked by a writer, ...
         raise SourceError(f"cannot open the DuckDB database {path}: {_first_line(e)}") from e
-    names = {r[0] for r in rows}
-    return {n: con.table(n, database=(_ATTACHED, "main")) for n in TABLES if n in names}
+    names, notes = _contract_tables(r[0] for r in rows)
+    return {n: con.table(t, database=(_ATTACHED, "main")) for n, t in names.items()}, notes
 
 
-def _copy_from_ibis(con, location: str, reading: dict[str, TableReading]) -> tuple[dict, dict]:
-    """Read the contract's columns of every contract table of a database Ibis can open into the engine."""
+def _copy_from_ibis(con, location: str, reading: dict[str, TableReading]) -> tuple[dict, dict, list[str]]:
+    """Read the contract's columns of every contract table of a database Ibis can open into the engine (and
+    notes on tables and columns read under another spelling)."""
     shown = redact(location)
     try:
         remote = ibis.connect(location)
@@ -599,15 +660,14 @@ def _copy_from_ibis(con, location: str, reading: dict[str, TableReading]) -> tup
         raise SourceError(f"cannot open {shown}: its Ibis backend is not installed ({e.name})") from e
     except Exception as e:  # noqa: BLE001 - unknown scheme, refused connection, bad credentials, ...
         raise SourceError(f"cannot open {shown}: {_first_line(e)}") from e
-    found, unreadable = {}, {}
+    found, unreadable, notes = {}, {}, []
     try:
-        present = set(remote.list_tables())
-        for name, spec in TABLES.items():
-            if name not in present:
-                continue
+        names, notes = _contract_tables(remote.list_tables())
+        for name, table in names.items():
+            spec = TABLES[name]
             try:
-                t = remote.table(name)
-                rename = reading.get(name, TableReading()).rename
+                t = remote.table(table)
+                rename = _spelled_reading(name, t.columns, reading.get(name))[0].rename
                 theirs = [rename.get(c.name, c.name) for c in spec.columns]
                 keep = [c for c in dict.fromkeys(theirs) if c in t.columns]
                 t = t.select(*(keep or t.columns[:1]))  # none of ours: keep one column, for the row count
@@ -625,7 +685,7 @@ def _copy_from_ibis(con, location: str, reading: dict[str, TableReading]) -> tup
             remote.disconnect()
         except Exception:  # noqa: BLE001 - nothing to do about a failed close
             pass
-    return found, unreadable
+    return found, unreadable, notes
 
 
 def _apply_reading(t: ibis.Table, r: TableReading) -> ibis.Table:
@@ -754,7 +814,7 @@ def _parquet_rows(parts: list[Path]) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
 
 
-def _spark_tables(con, location: str) -> dict[str, ibis.Table]:
+def _spark_tables(con, location: str) -> tuple[dict[str, ibis.Table], list[str]]:
     """The contract tables of `spark://DATABASE` (or `spark://CATALOG.DATABASE`) in the session's catalog."""
     parts = urlsplit(location)
     database = unquote(parts.netloc + parts.path).strip("/")
@@ -765,7 +825,8 @@ def _spark_tables(con, location: str) -> dict[str, ibis.Table]:
     except Exception as e:  # noqa: BLE001 - no such database, no permission
         raise SourceError(f"cannot list the tables of Spark database {database}: {_first_line(e)}") from e
     db = tuple(database.split(".")) if "." in database else database
-    return {n: con.table(n, database=db) for n in TABLES if n in present}
+    names, notes = _contract_tables(present)
+    return {n: con.table(t, database=db) for n, t in names.items()}, notes
 
 
 def open_source(location: str | Path, column_map: dict[str, dict[str, str]] | None = None, *,
@@ -790,25 +851,35 @@ def open_source(location: str | Path, column_map: dict[str, dict[str, str]] | No
     if "://" in loc:
         scheme = urlsplit(loc).scheme.lower()
         if scheme == "duckdb":
-            path = _duckdb_path(loc)
-            found, kind = _attach_duckdb(con, path), "duckdb"
+            (found, notes), kind = _attach_duckdb(con, _duckdb_path(loc)), "duckdb"
         else:
-            (found, unreadable), kind = _copy_from_ibis(con, loc, reading), scheme
+            (found, unreadable, notes), kind = _copy_from_ibis(con, loc, reading), scheme
     else:
         path = Path(loc)
         if path.is_dir():
             found, unreadable, files, notes = _read_folder(con, path)
             kind = "folder"
         elif path.is_file() and path.suffix.lower() in DUCKDB_SUFFIXES:
-            found, kind = _attach_duckdb(con, path), "duckdb"
+            (found, notes), kind = _attach_duckdb(con, path), "duckdb"
         elif path.is_file() and path.suffix.lower() in (".csv", ".parquet"):
             raise SourceError(f"{loc} is one file: point --data at the folder holding one file per table "
                               f"({', '.join(t for t, s in TABLES.items() if s.required)}, …)")
         else:
             raise SourceError(f"no data source at {loc}: expected a folder of CSV/Parquet files, a .duckdb file "
                               "or a database URL (duckdb:///file.duckdb, postgres://user@host/db)")
-    raw = {name: _apply_reading(t, reading.get(name, TableReading())) for name, t in found.items()}
+    raw, reading, notes = _read_as_ours(found, reading, notes)
     return Source(redact(loc), con, raw, files, kind=kind, reading=reading, unreadable=unreadable, notes=notes)
+
+
+def _read_as_ours(found: dict[str, ibis.Table], reading: dict[str, TableReading], notes: list[str]):
+    """The tables with our column names (`column_map`, then the contract's names spelled the source's way), the
+    reading settings that say so, and the notes with what was read as what."""
+    reading, notes = dict(reading), list(notes)
+    for name, t in found.items():
+        reading[name], said = _spelled_reading(name, t.columns, reading.get(name))
+        notes += said
+    reading = {k: r for k, r in reading.items() if r != TableReading() or k not in found}
+    return {name: _apply_reading(t, reading.get(name, TableReading())) for name, t in found.items()}, reading, notes
 
 
 def _open_spark(loc: str, reading: dict[str, TableReading], spark) -> Source:
@@ -827,7 +898,7 @@ def _open_spark(loc: str, reading: dict[str, TableReading], spark) -> Source:
             raise SourceError(f"{redact(loc)}: the Spark engine reads a folder of Parquet/CSV files or the tables of "
                               "spark://DATABASE; read other databases with the DuckDB engine")
         con = _spark_engine(spark)
-        found, kind = _spark_tables(con, loc), SPARK_SCHEME
+        (found, notes), kind = _spark_tables(con, loc), SPARK_SCHEME
     else:
         path = Path(loc)
         if not path.is_dir():
@@ -836,6 +907,6 @@ def _open_spark(loc: str, reading: dict[str, TableReading], spark) -> Source:
         con = _spark_engine(spark)
         found, unreadable, files, notes, counts = _read_folder_spark(con, path)
         kind = "folder"
-    raw = {name: _apply_reading(t, reading.get(name, TableReading())) for name, t in found.items()}
+    raw, reading, notes = _read_as_ours(found, reading, notes)
     return Source(redact(loc), con, raw, files, kind=kind, engine="spark", reading=reading, unreadable=unreadable,
                   notes=notes, _counts=counts)
