@@ -15,9 +15,8 @@ D = date.fromisoformat
 
 
 def _links(rows):
-    t = ibis.memtable(pd.DataFrame(rows, columns=["contract_id", "account_id", "start_date", "end_date"]).assign(
-        start_date=lambda d: pd.to_datetime(d.start_date).dt.date, end_date=lambda d: pd.to_datetime(d.end_date).dt.date))
-    t = t.mutate(start_date=t.start_date.cast("date"), end_date=t.end_date.cast("date"))
+    t = ibis.memtable(pd.DataFrame(rows, columns=["contract_id", "account_id", "start_date", "end_date"]))
+    t = t.mutate(start_date=t.start_date.cast("date"), end_date=t.end_date.cast("date"))   # ISO text -> dates
     got = inferred_successors(t).to_pandas()
     return dict(zip(got.contract_id, got.successor))
 
