@@ -419,3 +419,36 @@ def test_a_blank_measurement_is_left_out_with_a_warning(small_portfolio, tmp_pat
         got = build_snapshots(source, days).sort_values(["as_of", "account_id"]).reset_index(drop=True)
         want = build_snapshots(clean, days).sort_values(["as_of", "account_id"]).reset_index(drop=True)
         pd.testing.assert_frame_equal(got, want)
+
+
+def test_levels_written_another_way_are_read_as_the_levels(small_portfolio, tmp_path):
+    """Picklists as CRMs export them ("Exec Meeting", "NPS", "p1", "Cross-Sell", "Contract Sent", "Green"): each
+    column of levels reads them as the contract's levels, with a note per column; every table and every feature
+    is the same as the export written in the contract's levels."""
+    from csforecast.data.contract import TABLES
+    from csforecast.features.snapshot import build_snapshots, data_end
+
+    def crm(v):
+        return v if pd.isna(v) else (v.upper() if len(v) <= 4 else v.replace("_", " ").title().replace(" ", "-", 1))
+
+    d = _copy(small_portfolio, tmp_path / "data")
+    spelled = {}
+    for name, spec in TABLES.items():
+        cols = [c.name for c in spec.columns if c.levels]
+        if cols and (d / f"{name}.parquet").exists():
+            df = pd.read_parquet(d / f"{name}.parquet")
+            df.assign(**{c: df[c].map(crm) for c in cols}).to_parquet(d / f"{name}.parquet", index=False)
+            spelled.update({(name, c): int((df[c].map(crm) != df[c]).sum()) for c in cols})
+    assert spelled[("touches", "kind")] > 0 and spelled[("surveys", "kind")] > 0
+    src, clean = open_source(d), open_source(small_portfolio)
+    report = validate(src)
+    assert report.ok, [str(e) for e in report.errors]
+    noted = {(p.table, p.column): p.count for p in report.problems if p.rule == "spelled_levels"}
+    assert noted == {k: n for k, n in spelled.items() if n}
+    assert "unknown_value" not in {p.rule for p in report.problems}
+    for name, _ in spelled:
+        pd.testing.assert_frame_equal(src.frame(name), clean.frame(name))
+    end = data_end(clean)
+    got = build_snapshots(src, [end]).sort_values("account_id").reset_index(drop=True)
+    want = build_snapshots(clean, [end]).sort_values("account_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)

@@ -31,6 +31,9 @@ class Column:
     # a row without this (required) value is left out, with a warning (validation's `left_out`), not an error:
     # what such a row is and why leaving it out is right, in words
     left_out: str = ""
+    # the values the column takes; one written another way (case, spaces and punctuation aside: "NPS", "Exec
+    # Meeting", "Cross-Sell", "p1") is read as the level (parse.read_as; validation notes it, `spelled_levels`)
+    levels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,17 @@ USAGE_FEATURES = tuple(f"{{metric}}_{suffix}" for suffix in (
     "seat_utilisation_ewm3m", "seat_utilisation_ewm6m", "seat_utilisation_lifetime", "key_feature_breadth",
     "days_since_login")
 
+PRIORITIES = ("P1", "P2", "P3", "P4")
+SURVEY_KINDS = ("nps", "csat", "ces")
+TOUCH_KINDS = ("meeting", "email", "call", "qbr", "exec_meeting")
+ARMS = ("treatment", "control", "none")
+CALL_CATEGORIES = ("commit", "most_likely", "at_risk", "churn")  # most to least confident in the renewal
+SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
+SENTIMENT_WORDS = {"red": 1.0, "yellow": 3.0, "green": 5.0}                  # words on the 1-5 scale
+SENTIMENT_LEVELS = (*SENTIMENT_WORDS, "1", "2", "3", "4", "5")
+OPPORTUNITY_KINDS = ("upsell", "cross_sell")
+OPPORTUNITY_STAGES = ("emailed", "discussion", "contract_sent", "verbal", "signed", "lost")   # in pipeline order
+
 C = Column
 TABLES: dict[str, TableSpec] = {t.name: t for t in [
     TableSpec("accounts", (
@@ -91,7 +105,7 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
         features=USAGE_FEATURES, health=("deployment", "adoption")),
     TableSpec("tickets", (
         C("ticket_id", "string"), C("account_id", "string"), C("opened_at", "date"), C("closed_at", "date", True),
-        C("priority", "string"), C("csat", "float", True),
+        C("priority", "string", levels=PRIORITIES), C("csat", "float", True),
     ), key="ticket_id", date_column="opened_at", row_label=("ticket_id",),
         feeds="support features (tickets in 30/90/365 days, P1/P2 counts, open tickets, resolution time, ticket "
               "CSAT, per 100 seats)",
@@ -101,7 +115,7 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
                   "open_tickets_per_100_seats"),
         health=("support",)),
     TableSpec("surveys", (
-        C("account_id", "string"), C("responded_at", "date"), C("kind", "string"),
+        C("account_id", "string"), C("responded_at", "date"), C("kind", "string", levels=SURVEY_KINDS),
         C("score", "float", left_out="a response that skipped the score question: no score to read"),
         C("respondent_role", "string", True),
     ), date_column="responded_at", row_label=("account_id", "responded_at", "kind"),
@@ -111,7 +125,8 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
                   "csat_count_365d", "respondent_roles_365d"),
         health=("nps", "support", "engagement")),
     TableSpec("touches", (
-        C("account_id", "string"), C("date", "date"), C("kind", "string"), C("csm_id", "string", True),
+        C("account_id", "string"), C("date", "date"), C("kind", "string", levels=TOUCH_KINDS),
+        C("csm_id", "string", True),
     ), date_column="date", row_label=("account_id", "date", "kind"),
         feeds="engagement features (CSM touches in 90 days and the prior 90, days since the last touch and "
               "executive meeting, executive meetings and QBRs in 12 months)",
@@ -126,14 +141,14 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
         features=("days_since_champion_left", "days_since_stakeholder_change", "champion_left_365d"),
         health=("engagement",)),
     TableSpec("interventions", (
-        C("account_id", "string"), C("date", "date"), C("playbook", "string"), C("arm", "string"),
+        C("account_id", "string"), C("date", "date"), C("playbook", "string"), C("arm", "string", levels=ARMS),
     ), date_column="date", row_label=("account_id", "date", "playbook"),
         feeds="the playbook effect analysis (csforecast effect); no features or health components"),
     # CSM renewal calls (issue 16): what a CSM expects of a renewal; read by the blend family and the scenarios
     TableSpec("forecast_calls", (
         C("account_id", "string"), C("contract_id", "string", doc="the renewing contract"),
         C("called_at", "date"), C("csm_id", "string"),
-        C("category", "string", doc="commit | most_likely | at_risk | churn"),
+        C("category", "string", doc="commit | most_likely | at_risk | churn", levels=CALL_CATEGORIES),
         C("amount", "float", True, "the CSM's expected renewal ARR"), C("note", "string", True),
     ), date_column="called_at", row_label=("account_id", "contract_id", "called_at"),
         feeds="the blend of the churn model with CSM calls (family blend), the call scenarios (commit, most "
@@ -142,7 +157,7 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
     # the customer has realised against its success plan (Outcomes pillar), as CS platforms record them
     TableSpec("csm_sentiment", (
         C("account_id", "string"), C("recorded_at", "date"), C("csm_id", "string", True),
-        C("sentiment", "string", doc="red | yellow | green, or 1-5 (5 = very positive)"),
+        C("sentiment", "string", doc="red | yellow | green, or 1-5 (5 = very positive)", levels=SENTIMENT_LEVELS),
     ), date_column="recorded_at", row_label=("account_id", "recorded_at"),
         feeds="CSM sentiment features (the latest sentiment on 1-5, days since it was recorded)",
         features=("csm_sentiment", "days_since_sentiment"), health=("sentiment",)),
@@ -156,8 +171,9 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
         features=("value_realised", "roi_latest", "days_since_value_review"), health=("value",)),
     # issue 17: the expansion pipeline (csforecast pipeline); one row per opportunity, as it stands now
     TableSpec("opportunities", (
-        C("opportunity_id", "string"), C("account_id", "string"), C("kind", "string", doc="upsell | cross_sell"),
-        C("stage", "string", doc="emailed | discussion | contract_sent | verbal | signed | lost"),
+        C("opportunity_id", "string"), C("account_id", "string"), C("kind", "string", doc="upsell | cross_sell", levels=OPPORTUNITY_KINDS),
+        C("stage", "string", doc="emailed | discussion | contract_sent | verbal | signed | lost",
+          levels=OPPORTUNITY_STAGES),
         C("amount", "float", doc="ARR the opportunity would add"), C("created_at", "date"),
         C("expected_close", "date", True), C("closed_at", "date", True),
         C("won", "bool", True, "null while open; true when signed, false when lost"),
@@ -165,23 +181,11 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
         feeds="the expansion pipeline (csforecast pipeline: weighted pipeline, stage probabilities); no features "
               "or health components"),
     TableSpec("opportunity_history", (
-        C("opportunity_id", "string"), C("stage", "string"), C("entered_at", "date"),
+        C("opportunity_id", "string"), C("stage", "string", levels=OPPORTUNITY_STAGES), C("entered_at", "date"),
     ), date_column="entered_at", row_label=("opportunity_id", "stage"),
         feeds="learned stage probabilities and the pipeline back-test (the stage of each opportunity on a past "
               "date); the default stage probabilities still weight the pipeline"),
 ]}
-
-PRIORITIES = ("P1", "P2", "P3", "P4")
-SURVEY_KINDS = ("nps", "csat", "ces")
-TOUCH_KINDS = ("meeting", "email", "call", "qbr", "exec_meeting")
-ARMS = ("treatment", "control", "none")
-CALL_CATEGORIES = ("commit", "most_likely", "at_risk", "churn")  # most to least confident in the renewal
-SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
-SENTIMENT_WORDS = {"red": 1.0, "yellow": 3.0, "green": 5.0}                  # words on the 1-5 scale
-SENTIMENT_LEVELS = (*SENTIMENT_WORDS, "1", "2", "3", "4", "5")
-OPPORTUNITY_KINDS = ("upsell", "cross_sell")
-OPPORTUNITY_STAGES = ("emailed", "discussion", "contract_sent", "verbal", "signed", "lost")   # in pipeline order
-
 
 def health_sources() -> dict[str, tuple[str, ...]]:
     """Health component -> the optional tables that feed it (from each table's `health`)."""

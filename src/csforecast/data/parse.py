@@ -6,7 +6,8 @@ reports a value that was there (not NULL) but reads as NULL. The engine is DuckD
 
 - text is read without surrounding spaces (`"A00048 "` is `A00048`), and text that is only spaces is missing
   (NULL), whatever the column's type.
-- string: any scalar, as text.
+- string: any scalar, as text; in a column of levels (`Column.levels`), a level written another way (case,
+  spaces and punctuation aside: `NPS`, `Exec Meeting`, `Cross-Sell`) is the level.
 - float: a finite number (text is read with DuckDB's number syntax: `1234.5`, `-3`, `1e5`; not `1,5`, `NaN`
   or `inf`).
 - bool: a boolean, or text DuckDB reads as one (`true`/`false`, `t`/`f`, `1`/`0`, `yes`/`no`).
@@ -19,6 +20,7 @@ reports a value that was there (not NULL) but reads as NULL. The engine is DuckD
 from __future__ import annotations
 
 import datetime
+import re
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -50,6 +52,22 @@ def date_formats(date_format: str) -> list[str]:
     if any(code in date_format for code in _TIME_CODES):
         return [date_format]
     return [date_format + suffix for suffix in _TIME_SUFFIXES]
+
+
+_NOT_ALNUM = r"[^0-9a-z]"
+
+
+def squashed(name: str) -> str:
+    """`name` with case, spaces and punctuation aside: "Account ID", "account-id", "AccountId" and "ACCOUNT_ID"
+    are all ``accountid``. How a name or a level of the contract is recognised when written another way."""
+    return re.sub(_NOT_ALNUM, "", name.casefold())
+
+
+def as_level(text: ibis.StringValue, levels: tuple[str, ...]) -> ibis.StringValue:
+    """`text` as one of `levels` when it is a level written another way (:func:`squashed`: "NPS" is nps, "Exec
+    Meeting" exec_meeting); other text as it is (validation reports it)."""
+    squash = text.lower().re_replace(_NOT_ALNUM, "")
+    return ibis.cases((text.isin(levels), text), *[(squash == squashed(v), v) for v in levels], else_=text)
 
 
 def trimmed(text: ibis.StringValue) -> ibis.StringValue:
@@ -99,11 +117,13 @@ def padded(x: ibis.StringValue) -> ibis.BooleanValue:
     return x.notnull() & ((trimmed(x) != x) | (x == ""))
 
 
-def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim: bool = True) -> ibis.Value:
+def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim: bool = True,
+            levels: tuple[str, ...] = ()) -> ibis.Value:
     """`x` as the contract's `logical` type ("string", "float", "int", "bool", "date"); NULL where a value
     cannot be read (see the module docstring). Never raises at run time. ``trim=False``: the caller knows that no
     text of a string column is :func:`padded`, and the values are taken as they are (the same values, without
-    the cost of trimming every row of a large table)."""
+    the cost of trimming every row of a large table). ``levels``: the values a string column takes; one written
+    another way is read as the level (:func:`as_level`)."""
     found = x.type()
     target = IBIS_TYPES[logical]
     if found.is_null() or not readable(found, logical):
@@ -112,7 +132,8 @@ def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim
         # an ID padded by a spreadsheet or a CHAR(n) column ("A00048 ") is the same ID; a blank cell is missing
         x = trimmed(x).nullif("")
     if logical == "string":
-        return x if found.is_string() else x.cast("string")
+        text = x if found.is_string() else x.cast("string")
+        return as_level(text, levels) if levels else text
     if logical in ("float", "int"):
         v = x.try_cast("float64") if found.is_string() else x.cast("float64")
         v = ibis.ifelse(v.isnan() | v.isinf(), ibis.null().cast("float64"), v)

@@ -39,7 +39,7 @@ import ibis
 import pandas as pd
 
 from csforecast.data.contract import TABLES, UNASSIGNED
-from csforecast.data.parse import date_formats, padded, read_as
+from csforecast.data.parse import date_formats, padded, read_as, squashed
 from csforecast.data.successors import inferred_successors, with_successors
 
 DATE_FORMAT_KEY = "date_format"  # reserved key of [column_map.TABLE]: the table's date format
@@ -123,12 +123,6 @@ def redact(location: str) -> str:
         return location
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def squashed(name: str) -> str:
-    """`name` with case, spaces and punctuation aside: "Account ID", "account-id", "AccountId" and "ACCOUNT_ID"
-    are all ``accountid``. How a contract name is recognised in a source that spells it its own way."""
-    return re.sub(r"[^0-9a-z]", "", name.casefold())
 
 
 def spelled_as(ours: list[str], theirs: list[str]) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -289,7 +283,8 @@ class Source:
                 fmt = self.date_format(name)
                 known = self.findings.padded_text
                 trim = self._padded_columns(name) if known is None else {c for t_, c in known if t_ == name}
-                t = t.select(**{c.name: (read_as(t[c.name], c.type, fmt, trim=c.name in trim) if c.name in t.columns
+                t = t.select(**{c.name: (read_as(t[c.name], c.type, fmt, trim=c.name in trim, levels=c.levels)
+                                         if c.name in t.columns
                                          else read_as(ibis.null(), c.type)) for c in spec.columns})
             self._found[name] = t
         return self._found[name]

@@ -252,6 +252,11 @@ class _Checker:
                          f"({col.left_out})", t, ~present(x))
             elif not col.nullable:
                 self.add("error", name, col.name, "null", "missing values in a required column", t, ~present(x))
+            if col.levels:
+                plain = read_as(x, col.type, fmt)
+                self.add("info", name, col.name, "spelled_levels", f"values written another way, read as the "
+                         f"levels they spell ({', '.join(col.levels)})", t,
+                         plain != read_as(x, col.type, fmt, levels=col.levels))
             if col.type == "string" and x.type().is_string():
                 self.add("info", name, col.name, "padded_text", "text with surrounding spaces, or only spaces: read "
                          "without the spaces (only spaces: missing)", t, padded(x))
