@@ -138,3 +138,35 @@ def test_a_csv_export_written_for_people_gets_the_same_advice_on_spark(small_por
                    for p in report.notes)
     assert 'date_format = "%m/%d/%Y"' in {p.column: p for p in duck.errors}["start_date"].message
     assert "the Spark engine reads no other format" in {p.column: p for p in sp.errors}["start_date"].message
+
+
+def test_an_export_in_a_crms_spelling_reads_the_same_on_spark(small_portfolio, spark, tmp_path):
+    """File names, headers and picklist levels as a CRM writes them ("Touches.parquet", "Account ID", "Exec
+    Meeting", "NPS") and blank usage values: on Spark, the same notes, warnings and typed tables as on DuckDB."""
+    from csforecast.data.validate import validate
+
+    d = tmp_path / "data"
+    d.mkdir()
+    for p in sorted(small_portfolio.glob("*.parquet")):
+        df = pd.read_parquet(p)
+        if p.stem in ("touches", "surveys"):
+            df = df.assign(kind=df.kind.str.replace("_", " ").str.title())
+        if p.stem == "usage":
+            df = df.assign(value=df.value.where(df.index % 50 != 0))
+        title = " ".join(w.capitalize() for w in p.stem.split("_"))
+        df.rename(columns=lambda c: " ".join(w.capitalize() for w in c.split("_"))).to_parquet(
+            d / f"{title}.parquet", index=False)
+    duck, sp = open_source(d), open_source(d, engine="spark", spark=spark)
+    reports = [validate(s) for s in (duck, sp)]
+    for report in reports:
+        assert report.ok, [str(e) for e in report.errors]
+    said = [sorted((p.rule, p.table, p.column, p.count) for p in r.problems if p.rule != "reading") for r in reports]
+    assert said[0] == said[1]
+    assert {("spelled_levels", "touches"), ("spelled_levels", "surveys"), ("left_out", "usage")} <= \
+        {(rule, table) for rule, table, _, _ in said[0]}
+    assert [p.message for p in reports[0].problems if p.rule == "reading"] == \
+        [p.message for p in reports[1].problems if p.rule == "reading"]
+    for name, key in (("touches", ["account_id", "date", "kind"]), ("surveys", ["account_id", "responded_at"])):
+        a, b = (s.frame(name).sort_values(key, ignore_index=True) for s in (duck, sp))
+        pd.testing.assert_frame_equal(a, b, check_dtype=False)
+    assert sp.table("usage").count().to_pyarrow().as_py() == duck.table("usage").count().to_pyarrow().as_py()
