@@ -452,3 +452,36 @@ def test_levels_written_another_way_are_read_as_the_levels(small_portfolio, tmp_
     got = build_snapshots(src, [end]).sort_values("account_id").reset_index(drop=True)
     want = build_snapshots(clean, [end]).sort_values("account_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want)
+
+
+def test_column_map_all_declares_one_date_format_and_rename_for_every_table(small_portfolio, tmp_path):
+    """An export whose every table writes US dates and calls account_id "Account Number": one `[column_map.all]`
+    entry each, instead of one per table; a table's own entry still wins. The same validation and features as the
+    export in our names and ISO dates."""
+    from csforecast.data.contract import TABLES
+    from csforecast.features.snapshot import build_snapshots, data_end
+
+    d = tmp_path / "us"
+    d.mkdir()
+    for p in sorted(small_portfolio.glob("*.parquet")):
+        df = pd.read_parquet(p)
+        dates = [c.name for c in TABLES[p.stem].columns if c.type == "date"]
+        df = df.assign(**{c: pd.to_datetime(df[c]).dt.strftime("%m/%d/%Y") for c in dates})
+        df.rename(columns={"account_id": "Account Number"}).to_csv(d / f"{p.stem}.csv", index=False)
+    bare = validate(open_source(d))
+    assert {(p.rule, p.column) for p in bare.errors} >= {("type", "start_date"), ("missing_column", "account_id")}
+    advice = next(p.message for p in bare.errors if p.column == "start_date")
+    assert 'date_format = "%m/%d/%Y" under [column_map.contracts] (or [column_map.all], for every table)' in advice
+    every = {"all": {"date_format": "%m/%d/%Y", "account_id": "Account Number"}}
+    src, clean = open_source(d, every), open_source(small_portfolio)
+    report = validate(src)
+    assert report.ok, [str(e) for e in report.errors]
+    assert not [p for p in report.warnings if p.rule == "column_map"]
+    end = data_end(clean)
+    assert data_end(src) == end
+    got = build_snapshots(src, [end]).sort_values("account_id").reset_index(drop=True)
+    want = build_snapshots(clean, [end]).sort_values("account_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+    # a table's own entry wins over [column_map.all]
+    own = open_source(d, {**every, "contracts": {"date_format": "%d.%m.%Y"}})
+    assert own.date_format("contracts") == "%d.%m.%Y" and own.date_format("usage") == "%m/%d/%Y"

@@ -43,6 +43,7 @@ from csforecast.data.parse import date_formats, padded, read_as, squashed
 from csforecast.data.successors import inferred_successors, with_successors
 
 DATE_FORMAT_KEY = "date_format"  # reserved key of [column_map.TABLE]: the table's date format
+EVERY_TABLE = "all"              # [column_map.all]: entries for every table (a table's own entry wins)
 DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
 _ATTACHED = "src"                # the catalog name a DuckDB database file is attached under
 ENGINES = ("duckdb", "spark")
@@ -99,7 +100,9 @@ class TableReading:
 
 
 def reading_plan(column_map: dict[str, dict[str, str]] | None) -> dict[str, TableReading]:
-    """Split `[column_map.TABLE]` settings into renames and the reserved `date_format` key.
+    """Split `[column_map.TABLE]` settings into renames and the reserved `date_format` key. The entries of
+    `[column_map.all]` (``EVERY_TABLE``) apply to every table that has the column (a date format: to every
+    table), unless the table's own entry says otherwise.
 
     Raises SourceError when an entry is not a string (e.g. a TOML number or table)."""
     plan: dict[str, TableReading] = {}
@@ -111,6 +114,12 @@ def reading_plan(column_map: dict[str, dict[str, str]] | None) -> dict[str, Tabl
                 raise SourceError(f"column_map.{table}.{k} must be a non-empty string, not {v!r}")
         rename = {k: v for k, v in mapping.items() if k != DATE_FORMAT_KEY}
         plan[table] = TableReading(rename, mapping.get(DATE_FORMAT_KEY))
+    every = plan.pop(EVERY_TABLE, None)
+    if every is not None:   # e.g. one date format for a whole export, account_id = "Account Number" everywhere
+        for name, spec in TABLES.items():
+            own = plan.get(name, TableReading())
+            shared = {k: v for k, v in every.rename.items() if k in spec.column_names}
+            plan[name] = TableReading({**shared, **own.rename}, own.date_format or every.date_format)
     return plan
 
 

@@ -24,7 +24,7 @@ from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, 
                                       health_sources)
 from csforecast.data.parse import (COMMON_DATE_FORMATS, looks_like_formatted_number, padded, present,
                                    read_as, readable, reads_as_date_format)
-from csforecast.data.sources import DATE_FORMAT_KEY, Source, SourceFindings
+from csforecast.data.sources import DATE_FORMAT_KEY, EVERY_TABLE, Source, SourceFindings
 from csforecast.data.successors import SUCCESSOR_GRACE_DAYS, inferred_successors
 from csforecast.diskcache import DiskCache, code_digest, key_digest
 
@@ -274,7 +274,7 @@ class _Checker:
                         "format: write the dates as YYYY-MM-DD (or as Parquet dates), or use the DuckDB engine "
                         f"with {DATE_FORMAT_KEY} under [column_map.{name}]")
             fits = self._formats_fitting_all(bad, text)
-            where = f"under [column_map.{name}]"
+            where = f"under [column_map.{name}] (or [column_map.{EVERY_TABLE}], for every table)"
             if len(fits) == 1:
                 return (f"values that cannot be read as a date (YYYY-MM-DD); they all read as {fits[0]}: declare "
                         f"{DATE_FORMAT_KEY} = \"{fits[0]}\" {where}")
@@ -350,9 +350,12 @@ class _Checker:
                          f"accounts with no segment: read as the segment '{UNASSIGNED}', a segment of its own in the "
                          f"models, the forecasts and every figure by segment", a, a.segment.isnull(),
                          label_cols=("account_id",), show=())
+                # missing, not unreadable (an unreadable date is an error of its own, `type`)
+                r = self.source.raw["accounts"]
+                undated = (a, a.created_at.isnull()) if "created_at" not in r.columns else (r, ~present(r.created_at))
                 self.add("warning", "accounts", "created_at", "no_created_at",
-                         "accounts with no created_at: read as the start of the account's first contract", a,
-                         a.created_at.isnull() & a.account_id.notnull(), label_cols=("account_id",))
+                         "accounts with no created_at: read as the start of the account's first contract", undated[0],
+                         undated[1] & undated[0].account_id.notnull(), label_cols=("account_id",))
             if self.has_cols("contracts", "account_id"):
                 no_contract = acc.anti_join(self.typed("contracts").select("account_id"), "account_id")
                 self.add("warning", "accounts", "account_id", "no_contracts", "accounts with no contracts",
