@@ -159,6 +159,24 @@ def test_account_detail(api, scores):
         assert d["health"] is None and d["triggers"] is None and d["health_trend"] is None
 
 
+def test_an_account_id_that_is_not_url_safe_is_served(api, scores):
+    """An id with a slash, a space and a non-ASCII letter ("EMEA/A00025 Ü", as the fixture writes some): its
+    detail at its URL (percent-encoded, or with the slash as it is), and its page on the dashboard."""
+    from urllib.parse import quote
+
+    _meta, df, _hist = scores
+    odd = [a for a in df.index if "/" in a]
+    assert odd, "the fixture's renamed accounts are scored"
+    with api.client() as c:
+        for path in (quote(odd[0], safe=""), quote(odd[0])):
+            r = c.get(f"/v1/accounts/{path}")
+            assert r.status_code == 200 and r.json()["account_id"] == odd[0], (path, r.text[:300])
+        assert c.get(f"/v1/accounts/{quote('EMEA/NOPE', safe='')}").status_code == 404
+        # the dashboard's account page is routed (to the sign-in, without a session), not a 404
+        r = c.get(f"/ui/accounts/{quote(odd[0])}", follow_redirects=False)
+        assert r.status_code in (303, 307), r.status_code
+
+
 def test_unknown_account_is_404_json(api):
     with api.client() as c:
         r = c.get("/v1/accounts/NOPE-123")

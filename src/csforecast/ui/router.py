@@ -270,7 +270,7 @@ def process_sections(ui) -> dict:
     return out
 
 
-@router.get("/accounts/{account_id}", response_class=HTMLResponse)
+@router.get("/accounts/{account_id:path}", response_class=HTMLResponse)   # an id may hold a slash
 def account(request: Request, account_id: str) -> Response:
     _auth(request)
     ui = ui_data(request)
@@ -312,7 +312,7 @@ def csm_index(request: Request) -> Response:
     return _page(request, "csm_index.html", {"title": "CSM books", "rows": views.csm_list_view(ui.frame)})
 
 
-@router.get("/csm/{csm_id}", response_class=HTMLResponse)
+@router.get("/csm/{csm_id:path}", response_class=HTMLResponse)
 def csm_book(request: Request, csm_id: str, page: int = 1) -> Response:
     _auth(request)
     ui = ui_data(request)

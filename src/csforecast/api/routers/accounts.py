@@ -20,7 +20,8 @@ router = APIRouter(prefix="/v1/accounts", tags=["accounts"], dependencies=[Depen
 _JSON = "application/json"
 
 
-@router.get("/{account_id}", response_model=AccountDetail, summary="Latest scores of one account",
+# `:path`: an account id may hold a slash ("EMEA/0042"), which the client sends as %2F and the server decodes
+@router.get("/{account_id:path}", response_model=AccountDetail, summary="Latest scores of one account",
             responses={404: {"model": ErrorResponse, "description": "Unknown account"}})
 async def get_account(state: ScoresDep,
                       account_id: Annotated[str, Path(description="The account id, as in the accounts table.",
