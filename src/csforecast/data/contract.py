@@ -91,7 +91,8 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
           doc="exclusive: the renewal date; the contract covers start_date <= day < end_date"),
         C("arr", "float"), C("seats", "float", True, "null = unknown: the seat features go missing"),
         C("auto_renew", "bool", True),
-        C("renewed_by", "string", True, "contract_id of the successor"), C("churn_reason", "string", True),
+        C("renewed_by", "string", True,
+          "null = no successor; when no contract has one, the successors are inferred from the dates"), C("churn_reason", "string", True),
     ), required=True, key="contract_id", date_column="start_date", row_label=("contract_id",),
         booked_ahead="renewals or new business booked ahead: read as not started yet, so the renewal "
                      "each continues stays pending until it starts"),
