@@ -7,6 +7,8 @@ import json
 import math
 import shutil
 import threading
+import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -659,6 +661,37 @@ def test_unreachable_registry_falls_back_to_the_model_cache(api, tools, tmp_path
     assert code != 0
     out = srv.output()
     assert "not reachable" in out and "no cached model set" in out
+
+
+def _processes_with(mark: str) -> list[int]:
+    """Pids of the live processes whose environment holds `mark`."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if mark.encode() in (d / "environ").read_bytes():
+                    found.append(int(d.name))
+            except OSError:   # gone, or not ours to read
+                pass
+    return found
+
+
+def test_a_killed_server_leaves_no_helper_process_behind(api, tools, tmp_path):
+    """The score-set builder is a helper process (api/scoreset.py). A server killed outright (no shutdown) while
+    the helper is still starting must not leave it running: it watches for its server and exits."""
+    import signal
+    import uuid
+
+    mark = f"CSF_TEST_MARK={uuid.uuid4().hex}"
+    env = {**tools.base_env(api.home), mark.split("=")[0]: mark.split("=")[1]}
+    srv = tools.start_server(env, tmp_path / "killed.log", data=None)
+    assert len(_processes_with(mark)) >= 2, "the server and its helper"
+    srv.proc.send_signal(signal.SIGKILL)
+    srv.proc.wait(10)
+    deadline = time.monotonic() + 30
+    while _processes_with(mark) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _processes_with(mark), "a helper process outlived its server"
 
 
 def test_apikey_cli_json(tools, tmp_path):

@@ -268,19 +268,19 @@ _builder: ProcessPoolExecutor | None = None
 _builder_lock = threading.Lock()
 
 
-def _lower_priority() -> None:
-    """Initializer of the helper process: lower CPU priority, and exit when the server is gone (a server
-    killed or stopped without shutting the pool down must not leave its helper behind)."""
+def _lower_priority(server_pid: int) -> None:
+    """Initializer of the helper process: lower CPU priority, and exit when the server (`server_pid`, passed in:
+    a server stopped while the helper still imports is gone before this runs, and its parent is then already
+    init) is gone: a server killed or stopped without shutting the pool down must not leave its helper behind."""
     try:
         os.nice(BUILD_NICENESS)
     except OSError:
         pass
-    parent = os.getppid()
 
     def watch() -> None:
         import time
 
-        while os.getppid() == parent:
+        while os.getppid() == server_pid:
             time.sleep(1.0)
         os._exit(0)
 
@@ -300,7 +300,7 @@ def _builder_pool() -> ProcessPoolExecutor:
     with _builder_lock:
         if _builder is None:
             _builder = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=_lower_priority)
+                                           initializer=_lower_priority, initargs=(os.getpid(),))
         return _builder
 
 

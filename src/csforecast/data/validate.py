@@ -253,10 +253,12 @@ class _Checker:
             elif not col.nullable:
                 self.add("error", name, col.name, "null", "missing values in a required column", t, ~present(x))
             if col.levels:
+                # squashing every value is a regex per row: only values that are not a level as they are
                 plain = read_as(x, col.type, fmt)
+                off = t.filter(plain.notnull() & ~plain.isin(col.levels))
+                spelled = read_as(off[col.name], col.type, fmt, levels=col.levels)
                 self.add("info", name, col.name, "spelled_levels", f"values written another way, read as the "
-                         f"levels they spell ({', '.join(col.levels)})", t,
-                         plain != read_as(x, col.type, fmt, levels=col.levels))
+                         f"levels they spell ({', '.join(col.levels)})", off, spelled.isin(col.levels))
             if col.type == "string" and x.type().is_string():
                 self.add("info", name, col.name, "padded_text", "text with surrounding spaces, or only spaces: read "
                          "without the spaces (only spaces: missing)", t, padded(x))
