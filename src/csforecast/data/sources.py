@@ -195,11 +195,15 @@ class SourceFindings:
     padded_text: the (table, column) pairs of text with surrounding spaces or only spaces (``padded_text``): those
         columns are trimmed (only those: trimming every ID of a large usage table costs ~40 % of building the
         features, benchmarks/RESULTS.md, "tenth session").
+    spelled_levels: the (table, column) pairs of levels written another way (``spelled_levels``): those columns
+        read them as the levels (only those: squashing every value of a clean column costs ~5 % of reading a
+        source, benchmarks/RESULTS.md, "twelfth session").
     successors_inferred: no contract has renewed_by (``renewals_inferred``): the links are read from the dates.
     undated_accounts: some account has no created_at (``no_created_at``): it is dated from its first contract.
     """
     unreferenced: frozenset[tuple[str, str]] | None = None
     padded_text: frozenset[tuple[str, str]] | None = None
+    spelled_levels: frozenset[tuple[str, str]] | None = None
     successors_inferred: bool | None = None
     undated_accounts: bool | None = None
 
@@ -290,13 +294,32 @@ class Source:
             spec = TABLES.get(name)
             if spec is not None:
                 fmt = self.date_format(name)
-                known = self.findings.padded_text
-                trim = self._padded_columns(name) if known is None else {c for t_, c in known if t_ == name}
-                t = t.select(**{c.name: (read_as(t[c.name], c.type, fmt, trim=c.name in trim, levels=c.levels)
+                trim = self._columns_found("padded_text", name, self._padded_columns)
+                spelled = self._columns_found("spelled_levels", name, self._spelled_columns)
+                t = t.select(**{c.name: (read_as(t[c.name], c.type, fmt, trim=c.name in trim,
+                                                 levels=c.levels if c.name in spelled else ())
                                          if c.name in t.columns
                                          else read_as(ibis.null(), c.type)) for c in spec.columns})
             self._found[name] = t
         return self._found[name]
+
+    def _columns_found(self, finding: str, name: str, query) -> frozenset[str]:
+        """The columns of table `name` in `finding` (a set of (table, column) pairs): as validation found, else
+        `query(name)`, one query on first read (`as_found` keeps its expression)."""
+        known = getattr(self.findings, finding)
+        return query(name) if known is None else frozenset(c for t, c in known if t == name)
+
+    def _spelled_columns(self, name: str) -> frozenset[str]:
+        """The columns of levels of a table that hold a level written another way (one query; validation's finding
+        `SourceFindings.spelled_levels` saves it)."""
+        t, spec = self.raw[name], TABLES[name]
+        fmt = self.date_format(name)
+        cols = [c for c in spec.columns if c.levels and c.name in t.columns]
+        if not cols:
+            return frozenset()
+        found = t.aggregate(**{c.name: read_as(t[c.name], c.type, fmt, levels=c.levels).isin(c.levels).sum()
+                               - read_as(t[c.name], c.type, fmt).isin(c.levels).sum() for c in cols}).to_pyarrow()
+        return frozenset(c.name for c in cols if (found.column(c.name)[0].as_py() or 0) > 0)
 
     def _padded_columns(self, name: str) -> frozenset[str]:
         """The contract's text columns of a table that hold any :func:`parse.padded` value (one query; validation's
@@ -326,7 +349,7 @@ class Source:
         with one assignment; the tables' expressions are built again only when a finding changed."""
         if findings == self.findings:    # validation's pass already told us (validate() tells again for a kept report)
             return
-        if findings.padded_text != self.findings.padded_text:
+        if (findings.padded_text, findings.spelled_levels) != (self.findings.padded_text, self.findings.spelled_levels):
             self._found.clear()
         self._typed.clear()
         self.findings = findings

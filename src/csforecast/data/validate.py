@@ -189,7 +189,8 @@ class _Checker:
             self.usable.add(name)
             self.check_cells(name)
         # before anything reads the typed tables; the other findings are published whole when the pass ends
-        src.use_findings(replace(src.findings, padded_text=_padded_text(self.report)))
+        src.use_findings(replace(src.findings, padded_text=_found_in(self.report, "padded_text"),
+                                 spelled_levels=_found_in(self.report, "spelled_levels")))
         self.explain_absent(absent)
         self.check_keys_and_refs()
         self.check_values()
@@ -628,14 +629,15 @@ def source_findings(report: Report) -> SourceFindings:
     rules = {p.rule for p in report.problems}
     return SourceFindings(unreferenced=frozenset((p.table, p.column) for p in report.problems
                                                  if p.rule in DROPPED_RULES),
-                          padded_text=_padded_text(report),
+                          padded_text=_found_in(report, "padded_text"),
+                          spelled_levels=_found_in(report, "spelled_levels"),
                           successors_inferred="renewals_inferred" in rules,
                           undated_accounts="no_created_at" in rules)
 
 
-def _padded_text(report: Report) -> frozenset[tuple[str, str]]:
-    """The (table, column) pairs whose text validation found padded (``padded_text`` notes)."""
-    return frozenset((p.table, p.column) for p in report.problems if p.rule == "padded_text")
+def _found_in(report: Report, rule: str) -> frozenset[tuple[str, str]]:
+    """The (table, column) pairs of the `rule` problems of `report` (e.g. the text found padded)."""
+    return frozenset((p.table, p.column) for p in report.problems if p.rule == rule)
 
 
 def _read_report(path: Path) -> Report:
