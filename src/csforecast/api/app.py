@@ -73,7 +73,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
+            # the template without converters: /v1/accounts/{account_id}, not {account_id:path}
+            path = getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
             self.metrics.requests.labels(route=path, method=method, status=str(status[0])).inc()
             self.metrics.latency.labels(route=path, method=method).observe(time.perf_counter() - t0)
