@@ -70,6 +70,13 @@ def as_level(text: ibis.StringValue, levels: tuple[str, ...]) -> ibis.StringValu
     return ibis.cases((text.isin(levels), text), *[(squash == squashed(v), v) for v in levels], else_=text)
 
 
+def spells_a_level(text: ibis.StringValue, levels: tuple[str, ...]) -> ibis.BooleanValue:
+    """Whether `text` is one of `levels` written another way: not a level as it is, a level once
+    :func:`as_level` reads it. The one rule behind validation's ``spelled_levels`` and the columns a source
+    reads through :func:`as_level`."""
+    return text.notnull() & ~text.isin(levels) & as_level(text, levels).isin(levels)
+
+
 def trimmed(text: ibis.StringValue) -> ibis.StringValue:
     """`text` without surrounding white space, the same on every engine. Not Ibis's ``strip()``: on Spark it trims
     the characters of ``string.whitespace`` written into Spark SQL, where ``\\v`` and ``\\f`` become the letters

@@ -39,7 +39,7 @@ import ibis
 import pandas as pd
 
 from csforecast.data.contract import TABLES, UNASSIGNED
-from csforecast.data.parse import date_formats, padded, read_as, squashed
+from csforecast.data.parse import date_formats, padded, read_as, spells_a_level, squashed
 from csforecast.data.successors import inferred_successors, with_successors
 
 DATE_FORMAT_KEY = "date_format"  # reserved key of [column_map.TABLE]: the table's date format
@@ -317,9 +317,9 @@ class Source:
         cols = [c for c in spec.columns if c.levels and c.name in t.columns]
         if not cols:
             return frozenset()
-        found = t.aggregate(**{c.name: read_as(t[c.name], c.type, fmt, levels=c.levels).isin(c.levels).sum()
-                               - read_as(t[c.name], c.type, fmt).isin(c.levels).sum() for c in cols}).to_pyarrow()
-        return frozenset(c.name for c in cols if (found.column(c.name)[0].as_py() or 0) > 0)
+        found = t.aggregate(**{c.name: spells_a_level(read_as(t[c.name], c.type, fmt), c.levels).any()
+                               for c in cols}).to_pyarrow()
+        return frozenset(c.name for c in cols if found.column(c.name)[0].as_py())
 
     def _padded_columns(self, name: str) -> frozenset[str]:
         """The contract's text columns of a table that hold any :func:`parse.padded` value (one query; validation's

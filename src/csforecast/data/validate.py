@@ -23,7 +23,7 @@ from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, 
                                       SCORE_RANGES, SENTIMENT_WORDS, SURVEY_KINDS, TABLES, TOUCH_KINDS, UNASSIGNED,
                                       health_sources)
 from csforecast.data.parse import (COMMON_DATE_FORMATS, looks_like_formatted_number, padded, present,
-                                   read_as, readable, reads_as_date_format)
+                                   read_as, readable, reads_as_date_format, spells_a_level)
 from csforecast.data.sources import DATE_FORMAT_KEY, EVERY_TABLE, Source, SourceFindings
 from csforecast.data.successors import SUCCESSOR_GRACE_DAYS, inferred_successors
 from csforecast.diskcache import DiskCache, code_digest, key_digest
@@ -254,12 +254,9 @@ class _Checker:
             elif not col.nullable:
                 self.add("error", name, col.name, "null", "missing values in a required column", t, ~present(x))
             if col.levels:
-                # squashing every value is a regex per row: only values that are not a level as they are
-                plain = read_as(x, col.type, fmt)
-                off = t.filter(plain.notnull() & ~plain.isin(col.levels))
-                spelled = read_as(off[col.name], col.type, fmt, levels=col.levels)
                 self.add("info", name, col.name, "spelled_levels", f"values written another way, read as the "
-                         f"levels they spell ({', '.join(col.levels)})", off, spelled.isin(col.levels))
+                         f"levels they spell ({', '.join(col.levels)})", t,
+                         spells_a_level(read_as(x, col.type, fmt), col.levels))
             if col.type == "string" and x.type().is_string():
                 self.add("info", name, col.name, "padded_text", "text with surrounding spaces, or only spaces: read "
                          "without the spaces (only spaces: missing)", t, padded(x))
