@@ -488,3 +488,8 @@ def test_column_map_all_declares_one_date_format_and_rename_for_every_table(smal
     # a table's own entry wins over [column_map.all]
     own = open_source(d, {**every, "contracts": {"date_format": "%d.%m.%Y"}})
     assert own.date_format("contracts") == "%d.%m.%Y" and own.date_format("usage") == "%m/%d/%Y"
+    # a rename in [column_map.all] that names no column of any table is named, as a table's own entry is
+    typo = validate(open_source(d, {"all": {**every["all"], "acount_id": "Account Number"}}))
+    named = [p for p in typo.warnings if p.rule == "column_map"]
+    assert [(p.table, p.column) for p in named] == [("all", "acount_id")]
+    assert "'acount_id' is not a column of any table; ignored" in named[0].message

@@ -102,7 +102,8 @@ class TableReading:
 def reading_plan(column_map: dict[str, dict[str, str]] | None) -> dict[str, TableReading]:
     """Split `[column_map.TABLE]` settings into renames and the reserved `date_format` key. The entries of
     `[column_map.all]` (``EVERY_TABLE``) apply to every table that has the column (a date format: to every
-    table), unless the table's own entry says otherwise.
+    table), unless the table's own entry says otherwise; the plan keeps it as written under ``EVERY_TABLE`` too,
+    for validation to name a rename that no table has a column for.
 
     Raises SourceError when an entry is not a string (e.g. a TOML number or table)."""
     plan: dict[str, TableReading] = {}
@@ -114,7 +115,7 @@ def reading_plan(column_map: dict[str, dict[str, str]] | None) -> dict[str, Tabl
                 raise SourceError(f"column_map.{table}.{k} must be a non-empty string, not {v!r}")
         rename = {k: v for k, v in mapping.items() if k != DATE_FORMAT_KEY}
         plan[table] = TableReading(rename, mapping.get(DATE_FORMAT_KEY))
-    every = plan.pop(EVERY_TABLE, None)
+    every = plan.get(EVERY_TABLE)
     if every is not None:   # e.g. one date format for a whole export, account_id = "Account Number" everywhere
         for name, spec in TABLES.items():
             own = plan.get(name, TableReading())
@@ -280,8 +281,9 @@ class Source:
             spec = TABLES.get(name)
             for column in [c.name for c in spec.columns if c.left_out] if spec else []:
                 t = t.filter(t[column].notnull())    # a blank measurement is no measurement (Column.left_out)
+            unreferenced = self._columns_found("unreferenced", name, self._unreferenced_columns)
             for column, (target, target_column) in dropped_references(name).items():
-                if self._known("unreferenced", lambda: self._any_unreferenced(name, column), (name, column)):
+                if column in unreferenced:
                     t = t.semi_join(self.as_found(target).select(**{column: target_column}), column)
             self._typed[name] = t
         return self._typed[name]
@@ -354,14 +356,11 @@ class Source:
         self._typed.clear()
         self.findings = findings
 
-    def _known(self, finding: str, query, key=None) -> bool:
-        """Whether `finding` holds (for `key`, a (table, column) pair, when the finding is a set of them): as
-        validation found, else `query()`, run once when the table is first read (`as_found` and `table` keep
-        their expressions)."""
+    def _known(self, finding: str, query) -> bool:
+        """Whether `finding` (a yes or no) holds: as validation found, else `query()`, run once when the table is
+        first read (`as_found` and `table` keep their expressions)."""
         known = getattr(self.findings, finding)
-        if known is None:
-            return bool(query())
-        return key in known if key is not None else bool(known)
+        return bool(query()) if known is None else known
 
     def _no_renewed_by(self) -> bool:
         c = self.as_found("contracts")
@@ -370,9 +369,15 @@ class Source:
     def _any_undated_account(self) -> bool:
         return bool(self.as_found("accounts").created_at.isnull().any().to_pyarrow().as_py())
 
-    def _any_unreferenced(self, name: str, column: str) -> bool:
-        orphans = self.unreferenced(name, column, *dropped_references(name)[column])
-        return orphans is not None and bool(orphans.count().to_pyarrow().as_py())
+    def _unreferenced_columns(self, name: str) -> frozenset[str]:
+        """The columns of :func:`dropped_references` of table `name` with rows that name nothing (one query per
+        reference; validation's finding `SourceFindings.unreferenced` saves them)."""
+        found = set()
+        for column, (target, target_column) in dropped_references(name).items():
+            orphans = self.unreferenced(name, column, target, target_column)
+            if orphans is not None and orphans.count().to_pyarrow().as_py():
+                found.add(column)
+        return frozenset(found)
 
     def frame(self, name: str) -> pd.DataFrame:
         df = self.table(name).to_pandas()

@@ -203,16 +203,19 @@ class _Checker:
 
     def check_settings(self):
         for table, r in self.source.reading.items():
-            if table not in TABLES:
+            if table == EVERY_TABLE:
+                known, of = {c for spec in TABLES.values() for c in spec.column_names}, "any table"
+            elif table in TABLES:
+                known, of = set(TABLES[table].column_names), table
+            else:
                 self.problem("warning", table, None, "column_map",
                              f"column_map.{table} names no table of the contract ({', '.join(TABLES)}); ignored")
                 continue
-            known = set(TABLES[table].column_names)
             for ours in r.rename:
                 if ours not in known:
+                    listed = "" if table == EVERY_TABLE else f" ({', '.join(sorted(known))})"
                     self.problem("warning", table, ours, "column_map",
-                                 f"column_map.{table}.{ours}: '{ours}' is not a column of {table} "
-                                 f"({', '.join(sorted(known))}); ignored")
+                                 f"column_map.{table}.{ours}: '{ours}' is not a column of {of}{listed}; ignored")
 
     def check_structure(self, name):
         """Missing columns and columns whose kind cannot hold the contract's type."""
@@ -352,10 +355,10 @@ class _Checker:
                          label_cols=("account_id",), show=())
                 # missing, not unreadable (an unreadable date is an error of its own, `type`)
                 r = self.source.raw["accounts"]
-                undated = (a, a.created_at.isnull()) if "created_at" not in r.columns else (r, ~present(r.created_at))
+                rows, undated = (r, ~present(r.created_at)) if "created_at" in r.columns else (a, a.created_at.isnull())
                 self.add("warning", "accounts", "created_at", "no_created_at",
-                         "accounts with no created_at: read as the start of the account's first contract", undated[0],
-                         undated[1] & undated[0].account_id.notnull(), label_cols=("account_id",))
+                         "accounts with no created_at: read as the start of the account's first contract", rows,
+                         undated & rows.account_id.notnull(), label_cols=("account_id",))
             if self.has_cols("contracts", "account_id"):
                 no_contract = acc.anti_join(self.typed("contracts").select("account_id"), "account_id")
                 self.add("warning", "accounts", "account_id", "no_contracts", "accounts with no contracts",

@@ -531,7 +531,7 @@ def known_outcomes(book: pd.DataFrame) -> dict:
 
 def _booked(book: pd.DataFrame) -> dict:
     """The renewed decisions whose successor starts after as_of (signed ahead; `renewal_book(booked=True)`)."""
-    b = book[book["booked"].astype(bool)] if "booked" in book.columns else book.iloc[:0]
+    b = book[book["booked"].astype(bool)]
     return {"booked_count": int(len(b)), "booked_arr": _f(float(b["arr"].sum()))}
 
 
