@@ -217,6 +217,46 @@ def test_names_spelled_another_way_are_read_as_ours(postgres, small_portfolio, t
     assert [(p.table, p.column, p.rule) for p in report.errors] == [("contracts", "arr", "missing_column")]
 
 
+def test_a_billing_export_with_mrr_instead_of_arr(postgres, small_portfolio, tmp_path, reference):
+    """A billing system's contracts give the amount per month (MRR), not ARR: found as it is ("mrr"), spelled
+    ("MRR") or mapped (`column_map.contracts.mrr`), it is read as arr = 12 × it, with a note, on every kind of
+    source; the same contracts and features as the export with ARR. A column_map.contracts.mrr entry beside an
+    arr column changes nothing, and says so."""
+    tables = portfolio_tables(small_portfolio)
+    c = tables["contracts"]
+    monthly = c.assign(arr=c["arr"] / 12).rename(columns={"arr": "MRR"})
+    csv = tmp_path / "csv"
+    csv.mkdir()
+    for name, df in {**tables, "contracts": monthly}.items():
+        df.to_csv(csv / f"{name}.csv", index=False)
+    import duckdb
+
+    db = tmp_path / "billing.duckdb"
+    con = duckdb.connect(str(db))
+    for name, df in {**tables, "contracts": monthly.rename(columns={"MRR": "Monthly Amount"})}.items():
+        con.register("frame", df)
+        con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM frame')
+        con.unregister("frame")
+    con.close()
+    url = postgres.create_database("billing")
+    postgres.load("billing", {**tables, "contracts": monthly.rename(columns={"MRR": "mrr"})})
+    want = reference["features"][reference["features"].as_of == pd.Timestamp(AS_OF[1])].reset_index(drop=True)
+    for loc, column_map, theirs in [(str(csv), None, "MRR"),
+                                    (str(db), {"contracts": {"mrr": "Monthly Amount"}}, "Monthly Amount"),
+                                    (url, None, "mrr")]:
+        src = open_source(loc, column_map)
+        report = validate(src, VALIDATE_AS_OF)
+        assert report.ok, [str(e) for e in report.errors]
+        assert not [p for p in report.warnings if p.rule == "column_map"]
+        noted = " ".join(p.message for p in report.problems if p.rule == "reading")
+        assert f"no arr column; '{theirs}' read as arr per month (mrr): arr = 12 × '{theirs}'" in noted, noted
+        assert_same(src.frame("contracts"), reference["frames"]["contracts"], ["contract_id"], f"mrr {loc}")
+        assert_same(build_snapshots(src, [AS_OF[1]]), want, ["as_of", "account_id"], f"mrr {loc}")
+    beside = open_source(str(small_portfolio), {"contracts": {"mrr": "arr"}})
+    assert_same(beside.frame("contracts"), reference["frames"]["contracts"], ["contract_id"], "mrr beside arr")
+    assert any("column_map.contracts.mrr not used: the source has arr" in n for n in beside.notes)
+
+
 # --- end to end: train once through the CLI on PostgreSQL, then score and forecast every kind -------------
 
 @pytest.fixture(scope="module")

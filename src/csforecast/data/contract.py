@@ -11,6 +11,8 @@ from datetime import date
 # no CSM, a contract whose account is not in accounts
 UNASSIGNED = "unassigned"
 
+MONTHS_PER_YEAR = 12   # an amount per month (Column.per_month, a billing system's MRR) is read as this times it
+
 
 def started(start_date, today: date | None = None):
     """Which contracts have started: ``start_date <= today``, on an Ibis date column or on a numpy array of days
@@ -34,6 +36,10 @@ class Column:
     # the values the column takes; one written another way (case, spaces and punctuation aside: "NPS", "Exec
     # Meeting", "Cross-Sell", "p1") is read as the level (parse.read_as; validation notes it, `spelled_levels`)
     levels: tuple[str, ...] = ()
+    # the name of the same amount written per month (a billing system's MRR): a source without this column but
+    # with that one (as named, spelled another way, or mapped: `column_map.contracts.mrr`) is read as
+    # MONTHS_PER_YEAR times it, with a note (data.sources.TableReading.per_month)
+    per_month: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,11 @@ class TableSpec:
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def names_read(self) -> list[str]:
+        """The names a column_map entry may give: the columns, and the per-month names some of them are read from."""
+        return self.column_names + [c.per_month for c in self.columns if c.per_month]
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
@@ -89,7 +100,7 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
     TableSpec("contracts", (
         C("contract_id", "string"), C("account_id", "string"), C("start_date", "date"), C("end_date", "date",
           doc="exclusive: the renewal date; the contract covers start_date <= day < end_date"),
-        C("arr", "float"), C("seats", "float", True, "null = unknown: the seat features go missing"),
+        C("arr", "float", per_month="mrr"), C("seats", "float", True, "null = unknown: the seat features go missing"),
         C("auto_renew", "bool", True),
         C("renewed_by", "string", True,
           "null = no successor; when no contract has one, the successors are inferred from the dates"), C("churn_reason", "string", True),

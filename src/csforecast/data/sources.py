@@ -38,7 +38,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import ibis
 import pandas as pd
 
-from csforecast.data.contract import TABLES, UNASSIGNED
+from csforecast.data.contract import MONTHS_PER_YEAR, TABLES, UNASSIGNED
 from csforecast.data.parse import date_formats, padded, read_as, spells_a_level, squashed
 from csforecast.data.successors import inferred_successors, with_successors
 
@@ -94,9 +94,11 @@ class SourceError(Exception):
 
 @dataclass(frozen=True)
 class TableReading:
-    """How to read one table: our column name -> the source's, and how its dates are written."""
+    """How to read one table: our column name -> the source's, how its dates are written, and which of our
+    columns the source writes per month (`Column.per_month`: read as MONTHS_PER_YEAR times the value)."""
     rename: dict[str, str] = field(default_factory=dict)
     date_format: str | None = None
+    per_month: tuple[str, ...] = ()
 
 
 def reading_plan(column_map: dict[str, dict[str, str]] | None) -> dict[str, TableReading]:
@@ -119,7 +121,7 @@ def reading_plan(column_map: dict[str, dict[str, str]] | None) -> dict[str, Tabl
     if every is not None:   # e.g. one date format for a whole export, account_id = "Account Number" everywhere
         for name, spec in TABLES.items():
             own = plan.get(name, TableReading())
-            shared = {k: v for k, v in every.rename.items() if k in spec.column_names}
+            shared = {k: v for k, v in every.rename.items() if k in spec.names_read}
             plan[name] = TableReading({**shared, **own.rename}, own.date_format or every.date_format)
     return plan
 
@@ -169,7 +171,37 @@ def _spelled_reading(name: str, columns: list[str], r: TableReading | None) -> t
     for o, cands in several.items():
         notes.append(f"{name}: columns {' and '.join(repr(c) for c in cands)} could each be {o}; neither is read "
                      f"as it: name the one in column_map.{name}.{o}")
-    return (TableReading({**r.rename, **found}, r.date_format) if found else r), notes
+    rename = {**r.rename, **found}
+    per_month, said = _per_month_reading(name, columns, rename)
+    return TableReading(rename, r.date_format, per_month), notes + said
+
+
+def _per_month_reading(name: str, columns: list[str], rename: dict[str, str]) -> tuple[tuple[str, ...], list[str]]:
+    """Our columns of table `name` the source writes per month (`Column.per_month`): each one the source does not
+    have (as it is, spelled or mapped) but whose per-month name it has (mapped, as it is, or spelled another way)
+    gets a rename to that column in `rename` (changed in place, the per-month name's own entry taken out of it);
+    and a note per column."""
+    per_month, notes = [], []
+    mapped = set(rename.values())
+    for c in TABLES[name].columns:
+        if not c.per_month:
+            continue
+        theirs = rename.pop(c.per_month, None)
+        if c.name in rename or c.name in columns:
+            if theirs is not None:
+                notes.append(f"{name}: column_map.{name}.{c.per_month} not used: the source has {c.name}")
+            continue
+        if theirs is not None and theirs not in columns:
+            notes.append(f"{name}: column_map.{name}.{c.per_month} names '{theirs}', which is not there")
+        elif theirs is None:
+            found, _ = spelled_as([c.per_month], [x for x in columns if x not in mapped])
+            theirs = c.per_month if c.per_month in columns else found.get(c.per_month)
+        if theirs is not None and theirs in columns:
+            rename[c.name] = theirs
+            per_month.append(c.name)
+            notes.append(f"{name}: no {c.name} column; '{theirs}' read as {c.name} per month ({c.per_month}): "
+                         f"{c.name} = {MONTHS_PER_YEAR} × '{theirs}'")
+    return tuple(per_month), notes
 
 
 def _contract_tables(present) -> tuple[dict[str, str], list[str]]:
@@ -298,10 +330,16 @@ class Source:
                 fmt = self.date_format(name)
                 trim = self._columns_found("padded_text", name, self._padded_columns)
                 spelled = self._columns_found("spelled_levels", name, self._spelled_columns)
-                t = t.select(**{c.name: (read_as(t[c.name], c.type, fmt, trim=c.name in trim,
-                                                 levels=c.levels if c.name in spelled else ())
-                                         if c.name in t.columns
-                                         else read_as(ibis.null(), c.type)) for c in spec.columns})
+                monthly = self.reading[name].per_month if name in self.reading else ()
+
+                def read(c):
+                    if c.name not in t.columns:
+                        return read_as(ibis.null(), c.type)
+                    x = read_as(t[c.name], c.type, fmt, trim=c.name in trim,
+                                levels=c.levels if c.name in spelled else ())
+                    return x * MONTHS_PER_YEAR if c.name in monthly else x
+
+                t = t.select(**{c.name: read(c) for c in spec.columns})
             self._found[name] = t
         return self._found[name]
 
@@ -416,7 +454,7 @@ class Source:
         a value, a row or a column does."""
         if self._hash is None:
             h = hashlib.blake2b(digest_size=12)
-            h.update(json.dumps({t: [r.rename, r.date_format] for t, r in sorted(self.reading.items())},
+            h.update(json.dumps({t: [r.rename, r.date_format, r.per_month] for t, r in sorted(self.reading.items())},
                                 sort_keys=True).encode())
             if self.kind == "folder":
                 for f in sorted(self.files):

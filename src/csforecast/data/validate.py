@@ -239,9 +239,9 @@ class _Checker:
     def check_settings(self):
         for table, r in self.source.reading.items():
             if table == EVERY_TABLE:
-                known, of = {c for spec in TABLES.values() for c in spec.column_names}, "any table"
+                known, of = {c for spec in TABLES.values() for c in spec.names_read}, "any table"
             elif table in TABLES:
-                known, of = set(TABLES[table].column_names), table
+                known, of = set(TABLES[table].names_read), table
             else:
                 self.problem("warning", table, None, "column_map",
                              f"column_map.{table} names no table of the contract ({', '.join(TABLES)}); ignored")
