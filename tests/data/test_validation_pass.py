@@ -233,16 +233,58 @@ def test_dates_in_no_common_format_get_the_general_advice(tables, tmp_path):
     assert p.count == 1 and "; they" not in p.message and 'date_format = "%d/%m/%Y" (for example)' in p.message
 
 
-@pytest.mark.parametrize("arr, formatted", [(lambda v: f"${v:,.2f}", True), (lambda v: f"{v:,.2f} €", True),
-                                            (lambda v: f"{v:.2f}".replace(".", ","), True),
-                                            (lambda v: "lots", False)])
-def test_numbers_written_for_people_are_named_as_such(tables, tmp_path, arr, formatted):
+@pytest.mark.parametrize("arr, formatted, advice", [
+    (lambda v: f"${v:,.2f}", True, 'number_format = "1,234.56"'),
+    (lambda v: f"{v:,.2f} €", True, 'number_format = "1,234.56"'),
+    (lambda v: f"{v:.2f}".replace(".", ","), True, 'number_format = "1.234,56"'),
+    (lambda v: f"{v:_.2f}".replace(".", ",").replace("_", "\u00a0") + " €", True, 'number_format = "1 234,56"'),
+    (lambda v: f"${round(v / 1000):,}", False, "they read in several ways (1,234.56 or 1.234,56"),
+    (lambda v: "lots", False, None)])
+def test_numbers_written_for_people_are_named_as_such(tables, tmp_path, arr, formatted, advice):
+    """Numbers written for people are named as such, with the number_format that reads them; declared, they are
+    read: the same contracts as the export with plain numbers (to the cent). A format that could mean either
+    (``$1,234``: a thousand and more, or a little over one) is named as ambiguous."""
     c = tables["contracts"].copy()
     c["arr"] = c["arr"].map(arr)
     d = write(tmp_path / "d", {**tables, "contracts": c}, csv=("contracts",))
     [p] = [p for p in validate(open_source(d), AS_OF).errors if (p.column, p.rule) == ("arr", "type")]
     assert p.count == len(c)
-    assert ("numbers written for people" in p.message) == formatted, p.message
+    assert ("numbers written for people" in p.message) == (advice is not None), p.message
+    assert advice is None or advice in p.message, p.message
+    if not formatted:
+        return
+    declared = advice.split('"')[1]
+    src = open_source(d, {"contracts": {"number_format": declared}})
+    report = validate(src, AS_OF)
+    assert report.ok, [str(e) for e in report.errors]
+    want = tables["contracts"]["arr"].round(2).to_numpy()
+    got = src.frame("contracts").set_index("contract_id").loc[tables["contracts"]["contract_id"], "arr"].to_numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    with pytest.raises(SourceError, match="number_format '1.234.56' is not the number 1234.56"):
+        open_source(d, {"contracts": {"number_format": "1.234.56"}})
+
+
+def test_a_declared_number_format_reads_what_it_declares_and_nothing_else():
+    """`number_format`: currency signs, spaces (no-break too), minus signs and accounting parentheses; text in
+    the format read in it (1.234 is 1234 in 1.234,56), other text in number syntax (9529.96, 1e5), and a value in
+    another format, with two minus signs or misplaced separators not at all."""
+    import ibis
+
+    from csforecast.data.parse import read_as
+
+    cases = {"1,234.56": {"$9,529.96": 9529.96, "9529.96": 9529.96, "-$1,234.00": -1234.0, "$-1,234.00": -1234.0,
+                          "(1,234.00)": -1234.0, "1,234": 1234.0, "  $5 ": 5.0, "12,34": None, "1.234,56 €": None,
+                          "--5": None, "1,23,456": None, "1e5": 1e5, "abc": None},
+             "1.234,56": {"1.234,56 €": 1234.56, "€ 1.234,56": 1234.56, "1,234": 1.234, "1234,5": 1234.5,
+                          "1.234": 1234.0, "$9,529.96": None, "9529.96": 9529.96},
+             "1 234,56": {"1 234,56": 1234.56, "1\u00a0234,56 €": 1234.56, "1\u202f234,56": 1234.56,
+                          "1.234,56": None}}
+    con = ibis.duckdb.connect()
+    for fmt, want in cases.items():
+        t = ibis.memtable(pd.DataFrame({"v": list(want)}))
+        got = con.execute(t.select(t.v, x=read_as(t.v, "float", number_format=fmt)))
+        got = {v: (None if pd.isna(x) else x) for v, x in zip(got.v, got.x)}
+        assert got == pytest.approx(want), fmt
 
 
 def test_usage_rows_that_share_a_day_are_noted_as_added_up(tables, tmp_path):

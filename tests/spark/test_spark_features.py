@@ -142,8 +142,8 @@ def test_a_csv_export_written_for_people_gets_the_same_advice_on_spark(small_por
 
 def test_an_export_in_a_crms_spelling_reads_the_same_on_spark(small_portfolio, spark, tmp_path):
     """File names, headers and picklist levels as a CRM writes them ("Touches.parquet", "Account ID", "Exec
-    Meeting", "NPS"), blank usage values and contracts with MRR instead of ARR: on Spark, the same notes, warnings
-    and typed tables as on DuckDB."""
+    Meeting", "NPS"), blank usage values and contracts with MRR instead of ARR, written "$1,234.56" (declared with
+    number_format): on Spark, the same notes, warnings and typed tables as on DuckDB."""
     from csforecast.data.validate import validate
 
     d = tmp_path / "data"
@@ -155,11 +155,12 @@ def test_an_export_in_a_crms_spelling_reads_the_same_on_spark(small_portfolio, s
         if p.stem == "usage":
             df = df.assign(value=df.value.where(df.index % 50 != 0))
         if p.stem == "contracts":
-            df = df.assign(mrr=df.arr / 12).drop(columns="arr")
+            df = df.assign(mrr=(df.arr / 12).map(lambda v: f"${v:,.2f}")).drop(columns="arr")
         title = " ".join(w.capitalize() for w in p.stem.split("_"))
         df.rename(columns=lambda c: " ".join(w.capitalize() for w in c.split("_"))).to_parquet(
             d / f"{title}.parquet", index=False)
-    duck, sp = open_source(d), open_source(d, engine="spark", spark=spark)
+    billing = {"contracts": {"number_format": "1,234.56"}}
+    duck, sp = open_source(d, billing), open_source(d, billing, engine="spark", spark=spark)
     reports = [validate(s) for s in (duck, sp)]
     for report in reports:
         assert report.ok, [str(e) for e in report.errors]
@@ -171,10 +172,11 @@ def test_an_export_in_a_crms_spelling_reads_the_same_on_spark(small_portfolio, s
         [p.message for p in reports[1].problems if p.rule == "reading"]
     assert "contracts: no arr column; 'Mrr' read as arr per month (mrr): arr = 12 × 'Mrr'" in \
         [p.message for p in reports[1].problems if p.rule == "reading"]
-    unvalidated = open_source(d, engine="spark", spark=spark)   # finds the spelled columns on first read
+    unvalidated = open_source(d, billing, engine="spark", spark=spark)   # finds the spelled columns on first read
     clean = open_source(small_portfolio).frame("contracts").sort_values("contract_id", ignore_index=True)
-    pd.testing.assert_frame_equal(sp.frame("contracts").sort_values("contract_id", ignore_index=True), clean,
-                                  check_dtype=False)
+    got = [s.frame("contracts").sort_values("contract_id", ignore_index=True) for s in (duck, sp)]
+    pd.testing.assert_frame_equal(got[1], got[0], check_dtype=False)
+    pd.testing.assert_frame_equal(got[1], clean, check_dtype=False, atol=12 * 0.005 + 1e-9)   # MRR to the cent
     for name, key in (("touches", ["account_id", "date", "kind"]), ("surveys", ["account_id", "responded_at"])):
         a, b, c = (s.frame(name).sort_values(key, ignore_index=True) for s in (duck, sp, unvalidated))
         pd.testing.assert_frame_equal(a, b, check_dtype=False)

@@ -9,7 +9,11 @@ reports a value that was there (not NULL) but reads as NULL. The engine is DuckD
 - string: any scalar, as text; in a column of levels (`Column.levels`), a level written another way (case,
   spaces and punctuation aside: `NPS`, `Exec Meeting`, `Cross-Sell`) is the level.
 - float: a finite number (text is read with DuckDB's number syntax: `1234.5`, `-3`, `1e5`; not `1,5`, `NaN`
-  or `inf`).
+  or `inf`). With the table's declared `number_format` (the number 1234.56 written the source's way:
+  `1,234.56`, `1.234,56`, `1 234,56`, `1'234.56`, `1234,56`), text is read in that format instead: a currency
+  sign ($ € £ ¥) before or after, spaces, a minus sign or accounting parentheses for a negative (`(1,234.00)`).
+  Text in that format is read in it (`1.234` is 1234 in `1.234,56`), and text that is not is still read in
+  number syntax (`16.0`, which `1.234,56` cannot have written), as with `date_format`.
 - bool: a boolean, or text DuckDB reads as one (`true`/`false`, `t`/`f`, `1`/`0`, `yes`/`no`).
 - date: a date; a timestamp's date (time zones as UTC); text as `YYYY-MM-DD` (a time of day after it is
   ignored), or in the table's declared `date_format` (strftime codes such as `%d/%m/%Y`; a time of day after
@@ -38,7 +42,13 @@ COMMON_DATE_FORMATS = ("%m/%d/%Y", "%d/%m/%Y", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y
                        "%Y%m%d", "%d %b %Y", "%b %d, %Y", "%d-%b-%Y", "%m/%d/%y", "%d/%m/%y", "%d.%m.%y")
 PLAUSIBLE_YEARS = (1900, 2199)   # a guess must give these: "%Y" also reads "10/11/21" (as the year 21)
 # text a number was written in for people: a currency sign, thousands separators, a decimal comma
-_FORMATTED_NUMBER = r"^[+-]?[$€£¥]?\s*[+-]?[0-9][0-9.,'\s]*\s*[$€£¥]?$"
+_FORMATTED_NUMBER = "^\\(?[+-]?[$€£¥]?[\\s\u00a0\u202f]*[+-]?[0-9][0-9.,'\\s\u00a0\u202f]*[\\s\u00a0\u202f]*[$€£¥]?\\)?$"
+
+
+# how a number may be written for people, as declared: the number 1234.56 in the source's way (number_format)
+NUMBER_FORMATS = ("1,234.56", "1.234,56", "1 234,56", "1'234.56", "1234.56", "1234,56")
+_CURRENCY = "[$€£¥]"
+_SPACE = "[ \u00a0\u202f]"   # a space, a no-break space, a narrow no-break space (French thousands)
 
 
 @ibis.udf.scalar.builtin(name="try_strptime")
@@ -75,6 +85,31 @@ def spells_a_level(text: ibis.StringValue, levels: tuple[str, ...]) -> ibis.Bool
     :func:`as_level` reads it. The one rule behind validation's ``spelled_levels`` and the columns a source
     reads through :func:`as_level`."""
     return text.notnull() & ~text.isin(levels) & as_level(text, levels).isin(levels)
+
+
+def number_marks(number_format: str) -> tuple[str, str]:
+    """The (thousands separator, decimal mark) of `number_format`, the number 1234.56 as a source writes it
+    ("1,234.56": (",", "."); "1 234,56": (" ", ","); "1234,56": ("", ",")). Raises ValueError for anything else."""
+    m = re.fullmatch(r"1([,.' ]?)234([.,])56", number_format)
+    if m is None or m.group(1) == m.group(2):
+        raise ValueError(f"number_format {number_format!r} is not the number 1234.56 written with a decimal mark "
+                         f"and, if any, a thousands separator (one of {', '.join(NUMBER_FORMATS)})")
+    return m.group(1), m.group(2)
+
+
+def number_in_format(text: ibis.StringValue, number_format: str) -> ibis.FloatingValue:
+    """`text` read as a number written in `number_format` (:func:`number_marks`; a currency sign before or after,
+    spaces, a minus sign or parentheses for a negative); NULL when it does not match the format."""
+    thousands, decimal = number_marks(number_format)
+    sep = _SPACE if thousands == " " else re.escape(thousands)
+    digits = rf"([0-9]{{1,3}}({sep}[0-9]{{3}})+|[0-9]+)" if thousands else "[0-9]+"
+    amount = rf"{_SPACE}*{_CURRENCY}?{_SPACE}*{digits}({re.escape(decimal)}[0-9]+)?{_SPACE}*{_CURRENCY}?{_SPACE}*"
+    written = rf"^(-?{_SPACE}*{_CURRENCY}?{_SPACE}*-?{amount}|\({amount}\))$"
+    plain = text.re_replace(rf"[^0-9{re.escape(decimal)}]", "")
+    v = (plain.replace(decimal, ".") if decimal != "." else plain).try_cast("float64")
+    negative = text.contains("-") | text.startswith("(")
+    matches = text.re_search(written) & ~text.re_search("-.*-")
+    return ibis.ifelse(matches, ibis.ifelse(negative, -v, v), ibis.null().cast("float64"))
 
 
 def trimmed(text: ibis.StringValue) -> ibis.StringValue:
@@ -125,12 +160,13 @@ def padded(x: ibis.StringValue) -> ibis.BooleanValue:
 
 
 def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim: bool = True,
-            levels: tuple[str, ...] = ()) -> ibis.Value:
+            levels: tuple[str, ...] = (), number_format: str | None = None) -> ibis.Value:
     """`x` as the contract's `logical` type ("string", "float", "int", "bool", "date"); NULL where a value
     cannot be read (see the module docstring). Never raises at run time. ``trim=False``: the caller knows that no
     text of a string column is :func:`padded`, and the values are taken as they are (the same values, without
     the cost of trimming every row of a large table). ``levels``: the values a string column takes; one written
-    another way is read as the level (:func:`as_level`)."""
+    another way is read as the level (:func:`as_level`). ``number_format``: how text numbers are written
+    (:func:`number_in_format`)."""
     found = x.type()
     target = IBIS_TYPES[logical]
     if found.is_null() or not readable(found, logical):
@@ -142,7 +178,11 @@ def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim
         text = x if found.is_string() else x.cast("string")
         return as_level(text, levels) if levels else text
     if logical in ("float", "int"):
-        v = x.try_cast("float64") if found.is_string() else x.cast("float64")
+        if found.is_string():
+            v = x.try_cast("float64")
+            v = ibis.coalesce(number_in_format(x, number_format), v) if number_format else v
+        else:
+            v = x.cast("float64")
         v = ibis.ifelse(v.isnan() | v.isinf(), ibis.null().cast("float64"), v)
         if logical == "int":
             return ibis.ifelse(v == v.round(), v, ibis.null().cast("float64")).try_cast("int64")

@@ -19,8 +19,8 @@ Where the computing happens (the engine, `open_source(engine=)`):
   backend); docs/scaling.md says what runs where.
 
 Reading settings (csforecast.toml `[column_map.TABLE]`): `our_name = "their_name"` renames a column, and the
-reserved key `date_format = "%d/%m/%Y"` declares how the table writes its dates (strftime codes; see
-`parse.read_as`).
+reserved key `date_format = "%d/%m/%Y"` declares how the table writes its dates (strftime codes), and
+`number_format = "1.234,56"` how it writes numbers as text (the number 1234.56 its way; see `parse.read_as`).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import json
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -39,10 +39,11 @@ import ibis
 import pandas as pd
 
 from csforecast.data.contract import MONTHS_PER_YEAR, TABLES, UNASSIGNED
-from csforecast.data.parse import date_formats, padded, read_as, spells_a_level, squashed
+from csforecast.data.parse import date_formats, number_marks, padded, read_as, spells_a_level, squashed
 from csforecast.data.successors import inferred_successors, with_successors
 
 DATE_FORMAT_KEY = "date_format"  # reserved key of [column_map.TABLE]: the table's date format
+NUMBER_FORMAT_KEY = "number_format"  # reserved key: how the table writes numbers as text (parse.number_marks)
 EVERY_TABLE = "all"              # [column_map.all]: entries for every table (a table's own entry wins)
 DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
 _ATTACHED = "src"                # the catalog name a DuckDB database file is attached under
@@ -94,20 +95,23 @@ class SourceError(Exception):
 
 @dataclass(frozen=True)
 class TableReading:
-    """How to read one table: our column name -> the source's, how its dates are written, and which of our
-    columns the source writes per month (`Column.per_month`: read as MONTHS_PER_YEAR times the value)."""
+    """How to read one table: our column name -> the source's, how its dates and its text numbers are written,
+    and which of our columns the source writes per month (`Column.per_month`: read as MONTHS_PER_YEAR times the
+    value)."""
     rename: dict[str, str] = field(default_factory=dict)
     date_format: str | None = None
     per_month: tuple[str, ...] = ()
+    number_format: str | None = None
 
 
 def reading_plan(column_map: dict[str, dict[str, str]] | None) -> dict[str, TableReading]:
-    """Split `[column_map.TABLE]` settings into renames and the reserved `date_format` key. The entries of
-    `[column_map.all]` (``EVERY_TABLE``) apply to every table that has the column (a date format: to every
-    table), unless the table's own entry says otherwise; the plan keeps it as written under ``EVERY_TABLE`` too,
+    """Split `[column_map.TABLE]` settings into renames and the reserved `date_format` and `number_format` keys.
+    The entries of `[column_map.all]` (``EVERY_TABLE``) apply to every table that has the column (a format: to
+    every table), unless the table's own entry says otherwise; the plan keeps it as written under ``EVERY_TABLE`` too,
     for validation to name a rename that no table has a column for.
 
-    Raises SourceError when an entry is not a string (e.g. a TOML number or table)."""
+    Raises SourceError when an entry is not a string (e.g. a TOML number or table), or a number_format is not
+    one (:func:`parse.number_marks`)."""
     plan: dict[str, TableReading] = {}
     for table, mapping in (column_map or {}).items():
         if not isinstance(mapping, dict):
@@ -115,14 +119,21 @@ def reading_plan(column_map: dict[str, dict[str, str]] | None) -> dict[str, Tabl
         for k, v in mapping.items():
             if not isinstance(v, str) or not v:
                 raise SourceError(f"column_map.{table}.{k} must be a non-empty string, not {v!r}")
-        rename = {k: v for k, v in mapping.items() if k != DATE_FORMAT_KEY}
-        plan[table] = TableReading(rename, mapping.get(DATE_FORMAT_KEY))
+        if NUMBER_FORMAT_KEY in mapping:
+            try:
+                number_marks(mapping[NUMBER_FORMAT_KEY])
+            except ValueError as e:
+                raise SourceError(f"column_map.{table}.{e}") from None
+        rename = {k: v for k, v in mapping.items() if k not in (DATE_FORMAT_KEY, NUMBER_FORMAT_KEY)}
+        plan[table] = TableReading(rename, mapping.get(DATE_FORMAT_KEY),
+                                   number_format=mapping.get(NUMBER_FORMAT_KEY))
     every = plan.get(EVERY_TABLE)
     if every is not None:   # e.g. one date format for a whole export, account_id = "Account Number" everywhere
         for name, spec in TABLES.items():
             own = plan.get(name, TableReading())
             shared = {k: v for k, v in every.rename.items() if k in spec.names_read}
-            plan[name] = TableReading({**shared, **own.rename}, own.date_format or every.date_format)
+            plan[name] = TableReading({**shared, **own.rename}, own.date_format or every.date_format,
+                                      number_format=own.number_format or every.number_format)
     return plan
 
 
@@ -173,7 +184,7 @@ def _spelled_reading(name: str, columns: list[str], r: TableReading | None) -> t
                      f"as it: name the one in column_map.{name}.{o}")
     rename = {**r.rename, **found}
     per_month, said = _per_month_reading(name, columns, rename)
-    return TableReading(rename, r.date_format, per_month), notes + said
+    return replace(r, rename=rename, per_month=per_month), notes + said
 
 
 def _per_month_reading(name: str, columns: list[str], rename: dict[str, str]) -> tuple[tuple[str, ...], list[str]]:
@@ -285,6 +296,10 @@ class Source:
         r = self.reading.get(name)
         return r.date_format if r else None
 
+    def number_format(self, name: str) -> str | None:
+        r = self.reading.get(name)
+        return r.number_format if r else None
+
     def table(self, name: str) -> ibis.Table:
         """The table as the pipeline reads it: the contract's columns and types (`as_found`), without the rows
         of an optional table that name nothing (:func:`dropped_references`).
@@ -331,12 +346,13 @@ class Source:
                 trim = self._columns_found("padded_text", name, self._padded_columns)
                 spelled = self._columns_found("spelled_levels", name, self._spelled_columns)
                 monthly = self.reading[name].per_month if name in self.reading else ()
+                numbers = self.number_format(name)
 
                 def read(c):
                     if c.name not in t.columns:
                         return read_as(ibis.null(), c.type)
                     x = read_as(t[c.name], c.type, fmt, trim=c.name in trim,
-                                levels=c.levels if c.name in spelled else ())
+                                levels=c.levels if c.name in spelled else (), number_format=numbers)
                     return x * MONTHS_PER_YEAR if c.name in monthly else x
 
                 t = t.select(**{c.name: read(c) for c in spec.columns})
@@ -454,7 +470,8 @@ class Source:
         a value, a row or a column does."""
         if self._hash is None:
             h = hashlib.blake2b(digest_size=12)
-            h.update(json.dumps({t: [r.rename, r.date_format, r.per_month] for t, r in sorted(self.reading.items())},
+            h.update(json.dumps({t: [r.rename, r.date_format, r.per_month, r.number_format]
+                                 for t, r in sorted(self.reading.items())},
                                 sort_keys=True).encode())
             if self.kind == "folder":
                 for f in sorted(self.files):

@@ -23,9 +23,10 @@ import ibis
 from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, OPPORTUNITY_STAGES, PRIORITIES,
                                       SCORE_RANGES, SENTIMENT_WORDS, SURVEY_KINDS, TABLES, TOUCH_KINDS, UNASSIGNED,
                                       health_sources)
-from csforecast.data.parse import (COMMON_DATE_FORMATS, looks_like_formatted_number, padded, present,
-                                   read_as, readable, reads_as_date_format, spells_a_level)
-from csforecast.data.sources import DATE_FORMAT_KEY, EVERY_TABLE, Source, SourceFindings
+from csforecast.data.parse import (COMMON_DATE_FORMATS, NUMBER_FORMATS, looks_like_formatted_number,
+                                   number_in_format, number_marks, padded, present, read_as, readable, reads_as_date_format,
+                                   spells_a_level, trimmed)
+from csforecast.data.sources import DATE_FORMAT_KEY, EVERY_TABLE, NUMBER_FORMAT_KEY, Source, SourceFindings
 from csforecast.data.successors import SUCCESSOR_GRACE_DAYS, inferred_successors
 from csforecast.diskcache import DiskCache, code_digest, key_digest
 
@@ -278,14 +279,14 @@ class _Checker:
     def check_cells(self, name):
         """Per column: values the loader cannot read (shown), and missing values where none may be."""
         t, spec = self.source.raw[name], TABLES[name]
-        fmt = self.source.date_format(name)
+        fmt, numbers = self.source.date_format(name), self.source.number_format(name)
         for col in spec.columns:
             if col.name not in t.columns or not readable(t[col.name].type(), col.type):
                 continue
             x = t[col.name]
             if not x.type().is_null():
                 self.add("error", name, col.name, "type", lambda bad, c=col: self._unreadable_message(name, c, bad),
-                         t, present(x) & read_as(x, col.type, fmt).isnull())
+                         t, present(x) & read_as(x, col.type, fmt, number_format=numbers).isnull())
             if col.left_out:
                 self.add("warning", name, col.name, "left_out", f"rows without {col.name} are left out "
                          f"({col.left_out})", t, ~present(x))
@@ -323,10 +324,30 @@ class _Checker:
             return (f"values that cannot be read as a date (YYYY-MM-DD); declare another format with "
                     f"{DATE_FORMAT_KEY} = \"%d/%m/%Y\" (for example) {where}")
         message = f"values that cannot be read as {_TYPE_WORDS[col.type]}"
+        declared = self.source.number_format(name)
+        if col.type in ("float", "int") and declared:
+            return message + f" in number_format '{declared}'"
         if col.type in ("float", "int") and _all(bad, looks_like_formatted_number(text)):
+            where = f"under [column_map.{name}] (or [column_map.all], for every table)"
+            fits = self._number_formats_fitting_all(bad, text)
             message += ("; they are numbers written for people (a currency sign, thousands separators or a "
-                        "decimal comma): export plain numbers with a decimal point, e.g. 9529.96 for '$9,529.96'")
+                        "decimal comma): ")
+            if fits and len({number_marks(f)[1] for f in fits}) == 1:   # one decimal mark: every fit reads alike
+                return message + f"declare how with {NUMBER_FORMAT_KEY} = \"{fits[0]}\" {where}"
+            if fits:
+                return message + (f"they read in several ways ({' or '.join(fits)}): declare the one meant with "
+                                  f"{NUMBER_FORMAT_KEY} {where}")
+            message += ("export plain numbers with a decimal point, e.g. 9529.96 for '$9,529.96', or declare "
+                        f"{NUMBER_FORMAT_KEY} = \"1,234.56\" (the number 1234.56 your way) {where}")
         return message
+
+    @staticmethod
+    def _number_formats_fitting_all(bad: ibis.Table, text) -> list[str]:
+        """The ``NUMBER_FORMATS`` that read every value of ``text`` (one query)."""
+        counts = bad.aggregate(**{f"f{i}": number_in_format(trimmed(text), f).notnull().cast("int64").sum()
+                                  for i, f in enumerate(NUMBER_FORMATS)}, n=bad.count()).to_pyarrow()
+        n = counts.column("n")[0].as_py()
+        return [f for i, f in enumerate(NUMBER_FORMATS) if counts.column(f"f{i}")[0].as_py() == n]
 
     @staticmethod
     def _formats_fitting_all(bad: ibis.Table, text) -> list[str]:
