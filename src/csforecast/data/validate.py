@@ -24,8 +24,8 @@ from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, 
                                       SCORE_RANGES, SENTIMENT_WORDS, SURVEY_KINDS, TABLES, TOUCH_KINDS, UNASSIGNED,
                                       health_sources)
 from csforecast.data.parse import (COMMON_DATE_FORMATS, NUMBER_FORMATS, looks_like_formatted_number,
-                                   number_in_format, number_marks, padded, present, read_as, readable, reads_as_date_format,
-                                   spells_a_level, trimmed)
+                                   number_in_format, number_marks, padded, present, read_as, readable,
+                                   reads_as_date_format, spells_a_level, trimmed)
 from csforecast.data.sources import DATE_FORMAT_KEY, EVERY_TABLE, NUMBER_FORMAT_KEY, Source, SourceFindings
 from csforecast.data.successors import SUCCESSOR_GRACE_DAYS, inferred_successors
 from csforecast.diskcache import DiskCache, code_digest, key_digest
@@ -312,7 +312,7 @@ class _Checker:
                 return ("values that cannot be read as a date (YYYY-MM-DD); the Spark engine reads no other "
                         "format: write the dates as YYYY-MM-DD (or as Parquet dates), or use the DuckDB engine "
                         f"with {DATE_FORMAT_KEY} under [column_map.{name}]")
-            fits = self._formats_fitting_all(bad, text)
+            fits = self._formats_fitting_all(bad, COMMON_DATE_FORMATS, lambda f: reads_as_date_format(text, f))
             where = f"under [column_map.{name}] (or [column_map.{EVERY_TABLE}], for every table)"
             if len(fits) == 1:
                 return (f"values that cannot be read as a date (YYYY-MM-DD); they all read as {fits[0]}: declare "
@@ -328,8 +328,9 @@ class _Checker:
         if col.type in ("float", "int") and declared:
             return message + f" in number_format '{declared}'"
         if col.type in ("float", "int") and _all(bad, looks_like_formatted_number(text)):
-            where = f"under [column_map.{name}] (or [column_map.all], for every table)"
-            fits = self._number_formats_fitting_all(bad, text)
+            where = f"under [column_map.{name}] (or [column_map.{EVERY_TABLE}], for every table)"
+            fits = self._formats_fitting_all(bad, NUMBER_FORMATS,
+                                             lambda f: number_in_format(trimmed(text), f).notnull())
             message += ("; they are numbers written for people (a currency sign, thousands separators or a "
                         "decimal comma): ")
             if fits and len({number_marks(f)[1] for f in fits}) == 1:   # one decimal mark: every fit reads alike
@@ -342,20 +343,13 @@ class _Checker:
         return message
 
     @staticmethod
-    def _number_formats_fitting_all(bad: ibis.Table, text) -> list[str]:
-        """The ``NUMBER_FORMATS`` that read every value of ``text`` (one query)."""
-        counts = bad.aggregate(**{f"f{i}": number_in_format(trimmed(text), f).notnull().cast("int64").sum()
-                                  for i, f in enumerate(NUMBER_FORMATS)}, n=bad.count()).to_pyarrow()
+    def _formats_fitting_all(bad: ibis.Table, formats: tuple[str, ...], reads) -> list[str]:
+        """The `formats` in which every row of `bad` reads (`reads(format)`: whether a row does), in one query: the
+        date formats or number formats validation's advice may name."""
+        counts = bad.aggregate(**{f"f{i}": reads(f).cast("int64").sum() for i, f in enumerate(formats)},
+                               n=bad.count()).to_pyarrow()
         n = counts.column("n")[0].as_py()
-        return [f for i, f in enumerate(NUMBER_FORMATS) if counts.column(f"f{i}")[0].as_py() == n]
-
-    @staticmethod
-    def _formats_fitting_all(bad: ibis.Table, text) -> list[str]:
-        """The ``COMMON_DATE_FORMATS`` that read every value of ``text`` (one query, on DuckDB)."""
-        counts = bad.aggregate(**{f"f{i}": reads_as_date_format(text, f).cast("int64").sum()
-                                  for i, f in enumerate(COMMON_DATE_FORMATS)}, n=bad.count()).to_pyarrow()
-        n = counts.column("n")[0].as_py()
-        return [f for i, f in enumerate(COMMON_DATE_FORMATS) if counts.column(f"f{i}")[0].as_py() == n]
+        return [f for i, f in enumerate(formats) if counts.column(f"f{i}")[0].as_py() == n]
 
     def explain_absent(self, absent: list[str]):
         """Say, for each missing or empty optional table, which features and health components go without."""
