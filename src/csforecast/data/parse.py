@@ -41,14 +41,13 @@ IBIS_TYPES = {"string": "string", "date": "date", "float": "float64", "int": "in
 COMMON_DATE_FORMATS = ("%m/%d/%Y", "%d/%m/%Y", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y", "%Y/%m/%d", "%Y.%m.%d",
                        "%Y%m%d", "%d %b %Y", "%b %d, %Y", "%d-%b-%Y", "%m/%d/%y", "%d/%m/%y", "%d.%m.%y")
 PLAUSIBLE_YEARS = (1900, 2199)   # a guess must give these: "%Y" also reads "10/11/21" (as the year 21)
-# text a number was written in for people: a currency sign, thousands separators, a decimal comma
-_FORMATTED_NUMBER = "^\\(?[+-]?[$€£¥]?[\\s\u00a0\u202f]*[+-]?[0-9][0-9.,'\\s\u00a0\u202f]*[\\s\u00a0\u202f]*[$€£¥]?\\)?$"
-
-
 # how a number may be written for people, as declared: the number 1234.56 in the source's way (number_format)
 NUMBER_FORMATS = ("1,234.56", "1.234,56", "1 234,56", "1'234.56", "1234.56", "1234,56")
 _CURRENCY = "[$€£¥]"
-_SPACE = "[ \u00a0\u202f]"   # a space, a no-break space, a narrow no-break space (French thousands)
+_SPACES = " \u00a0\u202f"     # a space, a no-break space, a narrow no-break space (French thousands)
+_SPACE = f"[{_SPACES}]"
+# text a number was written in for people: a currency sign, thousands separators, a decimal comma
+_FORMATTED_NUMBER = rf"^\(?[+-]?{_CURRENCY}?{_SPACE}*[+-]?[0-9][0-9.,'{_SPACES}]*{_CURRENCY}?\)?$"
 
 
 @ibis.udf.scalar.builtin(name="try_strptime")
@@ -84,7 +83,7 @@ def spells_a_level(text: ibis.StringValue, levels: tuple[str, ...]) -> ibis.Bool
     """Whether `text` is one of `levels` written another way: not a level as it is, a level once
     :func:`as_level` reads it. The one rule behind validation's ``spelled_levels`` and the columns a source
     reads through :func:`as_level`."""
-    return text.notnull() & ~text.isin(levels) & as_level(text, levels).isin(levels)
+    return ~text.isin(levels) & as_level(text, levels).isin(levels)
 
 
 def number_marks(number_format: str) -> tuple[str, str]:
