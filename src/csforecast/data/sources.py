@@ -167,6 +167,15 @@ def spelled_as(ours: list[str], theirs: list[str]) -> tuple[dict[str, str], dict
     return found, several
 
 
+def _table_reading(name: str, columns: list[str], r: TableReading | None) -> tuple[TableReading, list[str]]:
+    """How table `name`, with the source's `columns`, is read as ours: its column_map `r`, then the contract's
+    names spelled the source's way (:func:`_spelled_reading`), then columns written per month
+    (:func:`_per_month_reading`); and the notes that say so."""
+    spelled, said = _spelled_reading(name, columns, r)
+    reading, said_per_month = _per_month_reading(name, columns, spelled)
+    return reading, said + said_per_month
+
+
 def _spelled_reading(name: str, columns: list[str], r: TableReading | None) -> tuple[TableReading, list[str]]:
     """`r` (the table's column_map) with a rename added for each contract column the source spells its own way
     (:func:`spelled_as`; a column_map entry wins), and a note saying what was read as what."""
@@ -182,17 +191,16 @@ def _spelled_reading(name: str, columns: list[str], r: TableReading | None) -> t
     for o, cands in several.items():
         notes.append(f"{name}: columns {' and '.join(repr(c) for c in cands)} could each be {o}; neither is read "
                      f"as it: name the one in column_map.{name}.{o}")
-    rename = {**r.rename, **found}
-    per_month, said = _per_month_reading(name, columns, rename)
-    return replace(r, rename=rename, per_month=per_month), notes + said
+    return replace(r, rename={**r.rename, **found}), notes
 
 
-def _per_month_reading(name: str, columns: list[str], rename: dict[str, str]) -> tuple[tuple[str, ...], list[str]]:
-    """Our columns of table `name` the source writes per month (`Column.per_month`): each one the source does not
-    have (as it is, spelled or mapped) but whose per-month name it has (mapped, as it is, or spelled another way)
-    gets a rename to that column in `rename` (changed in place, the per-month name's own entry taken out of it);
-    and a note per column."""
+def _per_month_reading(name: str, columns: list[str], r: TableReading) -> tuple[TableReading, list[str]]:
+    """`r` read for our columns of table `name` the source writes per month (`Column.per_month`): each one the
+    source does not have (as it is, spelled or mapped) but whose per-month name it has (mapped, as it is, or
+    spelled another way) is renamed from that column and listed in ``per_month``; the per-month name's own
+    column_map entry is taken out. And a note per column. Pure: `r` is not changed."""
     per_month, notes = [], []
+    rename = dict(r.rename)
     mapped = set(rename.values())
     for c in TABLES[name].columns:
         if not c.per_month:
@@ -212,7 +220,7 @@ def _per_month_reading(name: str, columns: list[str], rename: dict[str, str]) ->
             per_month.append(c.name)
             notes.append(f"{name}: no {c.name} column; '{theirs}' read as {c.name} per month ({c.per_month}): "
                          f"{c.name} = {MONTHS_PER_YEAR} × '{theirs}'")
-    return tuple(per_month), notes
+    return replace(r, rename=rename, per_month=tuple(per_month)), notes
 
 
 def _contract_tables(present) -> tuple[dict[str, str], list[str]]:
@@ -754,7 +762,7 @@ def _copy_from_ibis(con, location: str, reading: dict[str, TableReading]) -> tup
             spec = TABLES[name]
             try:
                 t = remote.table(table)
-                rename = _spelled_reading(name, t.columns, reading.get(name))[0].rename
+                rename = _table_reading(name, t.columns, reading.get(name))[0].rename
                 theirs = [rename.get(c.name, c.name) for c in spec.columns]
                 keep = [c for c in dict.fromkeys(theirs) if c in t.columns]
                 t = t.select(*(keep or t.columns[:1]))  # none of ours: keep one column, for the row count
@@ -963,7 +971,7 @@ def _read_as_ours(found: dict[str, ibis.Table], reading: dict[str, TableReading]
     reading settings that say so, and the notes with what was read as what."""
     reading, notes = dict(reading), list(notes)
     for name, t in found.items():
-        reading[name], said = _spelled_reading(name, t.columns, reading.get(name))
+        reading[name], said = _table_reading(name, t.columns, reading.get(name))
         notes += said
     reading = {k: r for k, r in reading.items() if r != TableReading() or k not in found}
     return {name: _apply_reading(t, reading.get(name, TableReading())) for name, t in found.items()}, reading, notes
