@@ -28,6 +28,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
+from csforecast.models.choice import clustered_mean
 from csforecast.models.tabular import time_split
 
 __all__ = ["EPS", "METHODS", "ISOTONIC_MIN_CLASS_ROWS", "PLATT_WEIGHT", "SmoothedIsotonic", "support_bounds",
@@ -196,15 +197,6 @@ def choose_calibration(method: str, z, y, t) -> tuple[str, object, dict[str, flo
             method = min(scores, key=scores.get)
     fitted = fit_calibrator(method, z, y, t) if method in ("platt", "isotonic") else None
     return method, fitted, scores
-
-
-def clustered_mean(r, clusters) -> tuple[float, float]:
-    """Mean of ``r`` and the cluster-robust variance of that mean (rows of one cluster share an outcome)."""
-    r = np.asarray(r, dtype=float)
-    _, cid = np.unique(np.asarray(clusters), return_inverse=True)
-    m = float(r.mean())
-    s = np.bincount(cid, weights=r - m)
-    return m, float(np.sum(s * s) / len(r) ** 2)
 
 
 def shrunk_level_offset(p_cal, p_hist, y_cal, t_cal, p_train, y_train, t_train,

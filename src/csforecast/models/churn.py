@@ -24,17 +24,15 @@ import pandas as pd
 from pandas.api import types as ptypes
 from scipy.special import expit, logit
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from csforecast.models import choice
 from csforecast.models.calibrators import (EPS, apply_calibrator, bootstrap_maps, choose_calibration,
-                                          clipped_log_loss, clustered_mean, cv_row_losses, map_quantiles,
+                                          clipped_log_loss, cv_row_losses, map_quantiles,
                                           shrunk_level_offset, support_bounds)
-from csforecast.models.tabular import as_float, as_str, dataframe_input_tags, time_key, time_split
+from csforecast.models.tabular import as_float, as_str, dataframe_input_tags, linear_inputs, time_key, time_split
 
 __all__ = ["ChurnClassifier", "time_split", "one_se_choice"]
 
@@ -48,25 +46,15 @@ N_CALIBRATION_MAPS = 100
 PREFERRED = "logistic"
 TREE_CANDIDATES = ("lightgbm", "blend")  # the candidates held to that rule (the contract model wins outright)
 OTHER = "__other__"  # level for categories that are rare at fit time or unseen
-MISSING = "__missing__"  # explicit missing level in the logistic one-hot encoding
 
 
 def one_se_choice(scores: dict, row_losses: dict, clusters) -> tuple[str, dict]:
-    """The candidate to keep: the lowest cross-validated log loss in ``scores``, except that LightGBM or the
-    blend (``TREE_CANDIDATES``) must beat the logistic regression (``PREFERRED``) by more than one standard
-    error of the paired difference of the rows' out-of-fold losses (``row_losses``: candidate -> per-row
-    losses; standard error cluster-robust over ``clusters``, rows that share an outcome), else the simpler
-    logistic regression is kept: the one-standard-error rule. A calibration slice of a few hundred decisions
-    cannot tell apart models within that noise, and the smooth model then ranks later decisions as well or
-    better (benchmarks/RESULTS.md, "one-standard-error rule"). Returns ``(name, margin)``; ``margin`` holds
-    ``best``, ``difference`` (the logistic's loss minus the best's) and ``se`` when the rule was applied, else
-    is empty."""
-    best = min(scores, key=scores.get)
-    if best not in TREE_CANDIDATES or PREFERRED not in row_losses or best not in row_losses:
-        return best, {}
-    diff, var = clustered_mean(np.asarray(row_losses[PREFERRED]) - np.asarray(row_losses[best]), clusters)
-    margin = {"best": best, "difference": diff, "se": float(np.sqrt(var))}
-    return (best if diff > np.sqrt(var) else PREFERRED), margin
+    """The churn candidate to keep: :func:`csforecast.models.choice.one_se_choice` with the logistic regression
+    (``PREFERRED``) kept unless LightGBM or the blend (``TREE_CANDIDATES``) beats it by more than one standard
+    error; the contract model wins outright. A calibration slice of a few hundred decisions cannot tell apart
+    models within that noise, and the smooth model then ranks later decisions as well or better
+    (benchmarks/RESULTS.md, "one-standard-error rule")."""
+    return choice.one_se_choice(scores, row_losses, clusters, preferred=PREFERRED, held=TREE_CANDIDATES)
 
 
 # ------------------------------------------------------------------------ estimator
@@ -368,53 +356,8 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
                if self.feature_kinds_[c] != "categorical" and (use is None or f"f{i}" in use)]
         cat = [f"f{i}" for i, c in enumerate(self.feature_names_in_)
                if self.feature_kinds_[c] == "categorical" and (use is None or f"f{i}" in use)]
-        parts = []
-        if num:
-            parts.append(
-                (
-                    "num",
-                    Pipeline(
-                        [
-                            ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
-                            # rank-gauss: heavy-tailed counts and money enter on a comparable, bounded scale
-                            ("rank", QuantileTransformer(output_distribution="normal", n_quantiles=200,
-                                                         subsample=50_000, random_state=0)),
-                            ("scale", StandardScaler()),
-                        ]
-                    ),
-                    num,
-                )
-            )
-        if discrete:
-            # a contract field with a few values (term_days: 30, 91, 365) also gets one level per value: churn
-            # need not be monotone in it (monthly and annual terms can both churn more than quarterly ones)
-            parts.append(("disc", Pipeline([
-                ("impute", SimpleImputer(strategy="constant", fill_value=-1.0, keep_empty_features=True)),
-                ("onehot", OneHotEncoder(handle_unknown="ignore")),
-                ("scale", StandardScaler(with_mean=False)),
-            ]), list(discrete)))
-        if cat:
-            parts.append(
-                (
-                    "cat",
-                    Pipeline(
-                        [
-                            ("impute", SimpleImputer(strategy="constant", fill_value=MISSING, keep_empty_features=True)),
-                            ("onehot", OneHotEncoder(handle_unknown="ignore")),
-                            # unit variance, like the numeric columns: an unscaled 0/1 column of a 15 % level
-                            # would be penalised ~8x harder, shrinking e.g. a segment effect toward zero
-                            ("scale", StandardScaler(with_mean=False)),
-                        ]
-                    ),
-                    cat,
-                )
-            )
-        return Pipeline(
-            [
-                ("prep", ColumnTransformer(parts, remainder="drop", sparse_threshold=0.3)),
-                ("clf", LogisticRegression(C=C, max_iter=2000)),
-            ]
-        )
+        return Pipeline([("prep", linear_inputs(num, cat, list(discrete))),
+                         ("clf", LogisticRegression(C=C, max_iter=2000))])
 
     @staticmethod
     def _logistic_input(Xe: pd.DataFrame) -> pd.DataFrame:
