@@ -1,10 +1,15 @@
 """ARR change at renewal, given that the renewal happens (the "expansion model").
 
 Target: ``log(successor ARR / ARR due)`` (= ``log1p(label_arr_change)``) on snapshot rows of *renewed*
-decisions. A LightGBM regressor (small trees, early stopping on the latest quarter of renewal dates, then
-refitted on all rows with the chosen number of rounds) gives the mean log ratio ``mu(x)``; the residual
-distribution is the empirical set of out-of-sample residuals on that latest slice (the holdout, scored by
-the model fitted without it). For a renewal with features x:
+decisions. Two candidates give the mean log ratio ``mu(x)``, both fitted on all but the latest quarter of
+renewal dates (the holdout) and scored there: a ridge regression (the design of every linear candidate,
+:func:`csforecast.models.tabular.linear_inputs`; its penalty chosen on the holdout) and a LightGBM regressor
+(small trees, early stopping on the holdout). The ridge is kept unless LightGBM's squared error on the
+holdout is lower by more than one standard error of the paired difference, clustered by renewal date
+(:func:`csforecast.models.choice.one_se_choice`): a few hundred renewals cannot tell the two apart within that
+noise, and the trees then move with cent-level changes of their inputs (benchmarks/RESULTS.md, "expansion
+model"). The chosen candidate is refitted on all rows; the residual distribution is the empirical set of its
+out-of-sample residuals on the holdout (scored by the model fitted without it). For a renewal with features x:
 
     ratio = exp(mu(x) + e),  e ~ the empirical residuals
     E[ratio]   = exp(mu(x)) * mean(exp(e))                  (exact under the empirical residual law)
@@ -21,13 +26,18 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from csforecast.models.tabular import dataframe_input_tags
+from csforecast.models.choice import one_se_choice
+from csforecast.models.tabular import dataframe_input_tags, linear_inputs
 
 __all__ = ["ExpansionModel"]
 
+ALGORITHMS = ("auto", "ridge", "lightgbm")
 CLIP = (-3.0, 3.0)          # log ratios beyond x20 / x0.05 are data errors for this purpose
+PREFERRED = "ridge"         # kept unless LightGBM beats it by more than one standard error on the holdout
 
 
 class ExpansionModel(RegressorMixin, BaseEstimator):
@@ -41,18 +51,32 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
+    algorithm : {"auto", "ridge", "lightgbm"}
+        ``"auto"`` chooses between the two candidates by the one-standard-error rule; the others force one.
+    alphas : tuple of float
+        Ridge penalties tried (the one with the lowest holdout squared error is used).
+    n_bags : int
+        LightGBM models averaged (seeds ``random_state + k``, each early-stopped on the holdout): one boosted
+        model on a few hundred renewals moves with cent-level changes of its inputs, a bag of them much less.
     min_rows : int
         Fewer renewed rows than this -> the constant model.
     holdout_fraction : float
-        Latest share of renewal dates used for early stopping and the residual law.
+        Latest share of renewal dates used for the choice, the ridge penalty, early stopping and the residual law.
     n_estimators, learning_rate, num_leaves, min_child_samples, random_state :
         LightGBM settings (``n_estimators`` is the maximum number of rounds).
 
     Attributes
     ----------
     kind_ : str
-        ``"lightgbm"``, ``"constant"`` or ``"none (no renewed decisions: ratio 1)"``.
-    model_ : LGBMRegressor or None
+        ``"ridge"``, ``"lightgbm"``, ``"constant"`` or ``"none (no renewed decisions: ratio 1)"``.
+    model_ : Pipeline (ridge), list of LGBMRegressor (the bag) or None
+    alpha_ : float or None
+        The ridge penalty chosen on the holdout.
+    candidate_scores_ : dict
+        Candidate -> mean squared log-ratio error on the holdout (the candidate fitted without it).
+    choice_margin_ : dict
+        When LightGBM scored best: ``best``, ``difference`` (the ridge's holdout error minus LightGBM's) and ``se``
+        (clustered by renewal date); LightGBM is kept only if ``difference > se``. Empty otherwise.
     constant_ : float
         Mean training log ratio (the constant model's prediction).
     residuals_ : ndarray
@@ -61,14 +85,20 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
         Mean and variance of ``exp(residual)``, sd of the residuals.
     feature_names_in_ : ndarray of str
         Training columns (``features_`` is the same list). ``n_features_in_`` their number.
-    n_rows_, best_iteration_ : int
+    n_rows_ : int
+    best_iteration_ : int
+        The median of the LightGBM bag's numbers of rounds (0 without the LightGBM candidate).
     categories_ : dict
         Categorical column -> levels seen in training.
     """
 
-    def __init__(self, *, min_rows: int = 200, holdout_fraction: float = 0.25, n_estimators: int = 400,
+    def __init__(self, *, algorithm: str = "auto", alphas: tuple = (1.0, 10.0, 100.0, 1e3, 1e4, 1e5),
+                 n_bags: int = 5, min_rows: int = 200, holdout_fraction: float = 0.25, n_estimators: int = 400,
                  learning_rate: float = 0.05, num_leaves: int = 7, min_child_samples: int = 40,
                  random_state: int = 0):
+        self.algorithm = algorithm
+        self.alphas = alphas
+        self.n_bags = n_bags
         self.min_rows = min_rows
         self.holdout_fraction = holdout_fraction
         self.n_estimators = n_estimators
@@ -92,18 +122,29 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
                 data[col] = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         return pd.DataFrame(data, index=X.index)
 
-    def _lgbm(self, n: int):
+    def _ridge(self, alpha: float) -> Pipeline:
+        numeric = [c for c in self.features_ if c not in self.categories_]
+        return Pipeline([("prep", linear_inputs(numeric, list(self.categories_))), ("ridge", Ridge(alpha=alpha))])
+
+    @staticmethod
+    def _linear_input(Xe: pd.DataFrame) -> pd.DataFrame:
+        # SimpleImputer wants object (not categorical) columns for string levels
+        return Xe.apply(lambda s: s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s)
+
+    def _lgbm(self, n: int, member: int = 0):
         from lightgbm import LGBMRegressor
 
         return LGBMRegressor(n_estimators=n, learning_rate=self.learning_rate, num_leaves=self.num_leaves,
                              min_child_samples=self.min_child_samples, subsample=0.8, subsample_freq=1,
-                             colsample_bytree=0.8, reg_lambda=1.0, n_jobs=1, random_state=self.random_state,
-                             verbose=-1)
+                             colsample_bytree=0.8, reg_lambda=1.0, n_jobs=1,
+                             random_state=self.random_state + member, verbose=-1)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: pd.DataFrame, arr_change, sample_time=None) -> "ExpansionModel":
         """X: feature frame; arr_change: successor ARR / ARR due - 1 (NaN rows are dropped);
         sample_time: renewal dates (the holdout is the latest ``holdout_fraction`` of them)."""
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         y = np.log1p(pd.to_numeric(pd.Series(np.asarray(arr_change, dtype=float)), errors="coerce").to_numpy())
         ok = np.isfinite(y)
         X = X.reset_index(drop=True).loc[ok].reset_index(drop=True)
@@ -118,8 +159,9 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
                             if not (ptypes.is_numeric_dtype(X[c]) or ptypes.is_datetime64_any_dtype(X[c])
                                     or ptypes.is_bool_dtype(X[c]))}
         self.n_rows_ = int(len(y))
-        self.model_ = None
+        self.model_ = self.alpha_ = None
         self.best_iteration_ = 0
+        self.candidate_scores_, self.choice_margin_ = {}, {}
         if len(y) == 0:
             self.constant_, self.residuals_ = 0.0, np.zeros(1)
             self.kind_ = "none (no renewed decisions: ratio 1)"
@@ -136,22 +178,46 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
             hold = np.zeros(len(y), dtype=bool)
             hold[order[int(len(y) * (1 - self.holdout_fraction)):]] = True
         Xe = self._encode(X)
-        import lightgbm
-
+        Xl = self._linear_input(Xe)
+        residuals, refit = {}, {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            m = self._lgbm(self.n_estimators)
+            if self.algorithm in ("auto", "ridge"):
+                errors = {a: y[hold] - self._ridge(a).fit(Xl[~hold], y[~hold]).predict(Xl[hold])
+                          for a in self.alphas}
+                self.alpha_ = float(min(errors, key=lambda a: float(np.mean(errors[a] ** 2))))
+                residuals["ridge"] = errors[self.alpha_]
+                refit["ridge"] = lambda: self._ridge(self.alpha_).fit(Xl, y)
+            if self.algorithm in ("auto", "lightgbm"):
+                rounds, residuals["lightgbm"] = self._early_stopped(Xe, y, hold)
+                refit["lightgbm"] = lambda: [self._lgbm(n, member).fit(Xe, y) for member, n in enumerate(rounds)]
+                self.best_iteration_ = int(np.median(rounds))
+        self.candidate_scores_ = {k: float(np.mean(r ** 2)) for k, r in residuals.items()}
+        self.kind_, self.choice_margin_ = one_se_choice(
+            self.candidate_scores_, {k: r ** 2 for k, r in residuals.items()}, t[hold].to_numpy(),
+            preferred=PREFERRED, held=("lightgbm",))
+        self.residuals_ = residuals[self.kind_]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model_ = refit[self.kind_]()
+        return self._finish()
+
+    def _early_stopped(self, Xe: pd.DataFrame, y: np.ndarray, hold: np.ndarray) -> tuple[list[int], np.ndarray]:
+        """The bag's numbers of rounds, each member early-stopped on the holdout, and the residuals of the bag's
+        mean there."""
+        import lightgbm
+
+        rounds, predicted = [], []
+        for member in range(self.n_bags):
+            m = self._lgbm(self.n_estimators, member)
             if "eval_X" in inspect.signature(m.fit).parameters:     # lightgbm >= 4.7
                 evals = {"eval_X": (Xe[hold],), "eval_y": (y[hold],)}
             else:
                 evals = {"eval_set": [(Xe[hold], y[hold])]}
             m.fit(Xe[~hold], y[~hold], callbacks=[lightgbm.early_stopping(30, verbose=False)], **evals)
-            best = max(1, int(m.best_iteration_ or self.n_estimators))
-            self.residuals_ = y[hold] - m.predict(Xe[hold], num_iteration=best)
-            self.model_ = self._lgbm(best).fit(Xe, y)
-        self.best_iteration_ = best
-        self.kind_ = "lightgbm"
-        return self._finish()
+            rounds.append(max(1, int(m.best_iteration_ or self.n_estimators)))
+            predicted.append(m.predict(Xe[hold], num_iteration=rounds[-1]))
+        return rounds, y[hold] - np.mean(predicted, axis=0)
 
     def _finish(self) -> "ExpansionModel":
         r = np.asarray(self.residuals_, dtype=float)
@@ -182,9 +248,12 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
             raise TypeError(f"X must be a pandas DataFrame, got {type(X).__name__}")
         if self.model_ is None:
             return np.full(len(X), self.constant_)
+        Xe = self._encode(X)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return np.asarray(self.model_.predict(self._encode(X)), dtype=float)
+            if self.kind_ == "ridge":
+                return np.asarray(self.model_.predict(self._linear_input(Xe)), dtype=float)
+            return np.mean([m.predict(Xe) for m in self.model_], axis=0).astype(float)
 
     def expected_ratio(self, X: pd.DataFrame) -> np.ndarray:
         """E[successor ARR / ARR due | renewed, x]."""
@@ -225,8 +294,12 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
         return np.quantile(r, (np.arange(k) + 0.5) / k)
 
     def summary(self) -> dict:
-        """Kind, rows, boosting rounds and residual spread (JSON-safe)."""
+        """Kind, rows, boosting rounds, ridge penalty, the candidates' holdout errors and residual spread
+        (JSON-safe)."""
         check_is_fitted(self)
-        return {"kind": self.kind_, "n_rows": self.n_rows_, "rounds": self.best_iteration_,
+        return {"kind": self.kind_, "n_rows": self.n_rows_, "rounds": self.best_iteration_, "alpha": self.alpha_,
+                "candidate_mse_log": {k: round(v, 6) for k, v in self.candidate_scores_.items()},
+                "choice_margin": {k: (round(v, 6) if isinstance(v, float) else v)
+                                  for k, v in self.choice_margin_.items()},
                 "residual_sd_log": round(self.residual_sd_, 6),
                 "n_residuals": int(len(self.residuals_))}
