@@ -493,3 +493,26 @@ def test_column_map_all_declares_one_date_format_and_rename_for_every_table(smal
     named = [p for p in typo.warnings if p.rule == "column_map"]
     assert [(p.table, p.column) for p in named] == [("all", "acount_id")]
     assert "'acount_id' is not a column of any table; ignored" in named[0].message
+
+
+def test_a_problem_in_a_column_read_from_another_names_the_sources_column(small_portfolio, tmp_path):
+    """A fault in a column the source names its own way (spelled another way, mapped, or written per month) is
+    reported under our name and the source's: the user fixes the column they have."""
+    d = _copy(small_portfolio, tmp_path / "data")
+    c = pd.read_parquet(d / "contracts.parquet")
+    c.loc[c.index[3], "seats"] = -2.0
+    c.loc[c.index[5], "arr"] = -12.0
+    c = c.assign(arr=c.arr / 12).rename(columns={"arr": "MRR", "seats": "Licenses", "start_date": "Start Date"})
+    c.to_parquet(d / "contracts.parquet", index=False)
+    report = validate(open_source(d, {"contracts": {"seats": "Licenses"}}))
+    named = {e.column: (e.source_column, str(e)) for e in report.errors if e.table == "contracts"}
+    assert named["arr"][0] == "'MRR' × 12" and "contracts.arr (read from 'MRR' × 12): " in named["arr"][1]
+    assert named["seats"][0] == "'Licenses'" and "contracts.seats (read from 'Licenses'): " in named["seats"][1]
+    # a column read as it is, or not found, names nothing more
+    assert all(e.source_column is None for e in report.errors if e.table != "contracts")
+    missing = validate(open_source(d, {"contracts": {"seats": "Licenses", "auto_renew": "Auto Renew"}}))
+    assert not [p for p in missing.problems if p.column == "auto_renew" and p.source_column]
+    res = subprocess.run(CLI + ["validate", "--data", str(d), "--json"], capture_output=True, text=True)
+    import json
+    problems = json.loads(res.stdout)["problems"]
+    assert any(p["column"] == "arr" and p["source_column"] == "'MRR' × 12" for p in problems)

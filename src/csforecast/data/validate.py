@@ -22,7 +22,7 @@ import ibis
 
 from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, OPPORTUNITY_STAGES, PRIORITIES,
                                       SCORE_RANGES, SENTIMENT_WORDS, SURVEY_KINDS, TABLES, TOUCH_KINDS, UNASSIGNED,
-                                      health_sources)
+                                      MONTHS_PER_YEAR, health_sources)
 from csforecast.data.parse import (COMMON_DATE_FORMATS, NUMBER_FORMATS, looks_like_formatted_number,
                                    number_in_format, number_marks, padded, present, read_as, readable,
                                    reads_as_date_format, spells_a_level, trimmed)
@@ -47,9 +47,13 @@ class Problem:
     count: int
     message: str
     examples: list[str] = field(default_factory=list)
+    # the source's own column when `column` is read from one named otherwise ("Account ID"; "'MRR' × 12")
+    source_column: str | None = None
 
     def __str__(self) -> str:
         where = f"{self.table}.{self.column}" if self.column else self.table
+        if self.source_column:
+            where += f" (read from {self.source_column})"
         ex = f" (e.g. {'; '.join(self.examples)})" if self.examples else ""
         rows = f", {self.count} row(s)" if self.count else ""
         return f"{self.level.upper()} {where}: {self.message} [{self.rule}{rows}]{ex}"
@@ -154,7 +158,17 @@ class _Checker:
     # -- helpers ---------------------------------------------------------------------------------------
     def problem(self, level, table, column, rule, message, count=0, examples=None):
         self.count_pending()    # the report keeps the order the rules were checked in
-        self.report.problems.append(Problem(level, table, column, rule, int(count), message, list(examples or [])))
+        self.report.problems.append(Problem(level, table, column, rule, int(count), message, list(examples or []),
+                                            self.source_column(table, column)))
+
+    def source_column(self, table: str, column: str | None) -> str | None:
+        """How the source names `column` of `table` when it is read from a column named otherwise (spelled
+        another way, mapped, or written per month): "'Account ID'", "'MRR' × 12"; else None."""
+        r, raw = self.source.reading.get(table), self.source.raw.get(table)
+        theirs = r.rename.get(column) if r and column else None
+        if theirs is None or theirs == column or raw is None or column not in raw.columns:   # not read from it
+            return None
+        return f"'{theirs}' × {MONTHS_PER_YEAR}" if column in r.per_month else f"'{theirs}'"
 
     def add(self, level, table, column, rule, message, t: ibis.Table, cond, show=(), label_cols=None):
         """Report the rows of `t` where `cond` holds, with examples (key and the `show` columns' values).
