@@ -56,8 +56,12 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
     alphas : tuple of float
         Ridge penalties tried (the one with the lowest holdout squared error is used).
     n_bags : int
-        LightGBM models averaged (seeds ``random_state + k``, each early-stopped on the holdout): one boosted
-        model on a few hundred renewals moves with cent-level changes of its inputs, a bag of them much less.
+        LightGBM models averaged (seeds ``random_state + k``, each early-stopped on the holdout) when there are
+        fewer than ``bag_below_rows`` rows: one boosted model on a few hundred renewals moves with cent-level
+        changes of its inputs, a bag of them much less.
+    bag_below_rows : int
+        From this many rows on, one LightGBM model: its spread across seeds is then already small (a tenth of
+        that on 400 rows, benchmarks/RESULTS.md "expansion model"), and a bag would cost five fits.
     min_rows : int
         Fewer renewed rows than this -> the constant model.
     holdout_fraction : float
@@ -93,12 +97,13 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, *, algorithm: str = "auto", alphas: tuple = (1.0, 10.0, 100.0, 1e3, 1e4, 1e5),
-                 n_bags: int = 5, min_rows: int = 200, holdout_fraction: float = 0.25, n_estimators: int = 400,
-                 learning_rate: float = 0.05, num_leaves: int = 7, min_child_samples: int = 40,
-                 random_state: int = 0):
+                 n_bags: int = 5, bag_below_rows: int = 2000, min_rows: int = 200, holdout_fraction: float = 0.25,
+                 n_estimators: int = 400, learning_rate: float = 0.05, num_leaves: int = 7,
+                 min_child_samples: int = 40, random_state: int = 0):
         self.algorithm = algorithm
         self.alphas = alphas
         self.n_bags = n_bags
+        self.bag_below_rows = bag_below_rows
         self.min_rows = min_rows
         self.holdout_fraction = holdout_fraction
         self.n_estimators = n_estimators
@@ -122,9 +127,8 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
                 data[col] = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         return pd.DataFrame(data, index=X.index)
 
-    def _ridge(self, alpha: float) -> Pipeline:
-        numeric = [c for c in self.features_ if c not in self.categories_]
-        return Pipeline([("prep", linear_inputs(numeric, list(self.categories_))), ("ridge", Ridge(alpha=alpha))])
+    def _design(self):
+        return linear_inputs([c for c in self.features_ if c not in self.categories_], list(self.categories_))
 
     @staticmethod
     def _linear_input(Xe: pd.DataFrame) -> pd.DataFrame:
@@ -183,11 +187,14 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if self.algorithm in ("auto", "ridge"):
-                errors = {a: y[hold] - self._ridge(a).fit(Xl[~hold], y[~hold]).predict(Xl[hold])
-                          for a in self.alphas}
+                # the design is fitted once, on the rows before the holdout, and kept for the refit (its
+                # quantiles and levels from three quarters of the rows); only the regression sees every row
+                prep = self._design().fit(Xl[~hold])
+                Z = prep.transform(Xl)
+                errors = {a: y[hold] - Ridge(alpha=a).fit(Z[~hold], y[~hold]).predict(Z[hold]) for a in self.alphas}
                 self.alpha_ = float(min(errors, key=lambda a: float(np.mean(errors[a] ** 2))))
                 residuals["ridge"] = errors[self.alpha_]
-                refit["ridge"] = lambda: self._ridge(self.alpha_).fit(Xl, y)
+                refit["ridge"] = lambda: Pipeline([("prep", prep), ("ridge", Ridge(alpha=self.alpha_).fit(Z, y))])
             if self.algorithm in ("auto", "lightgbm"):
                 rounds, residuals["lightgbm"] = self._early_stopped(Xe, y, hold)
                 refit["lightgbm"] = lambda: [self._lgbm(n, member).fit(Xe, y) for member, n in enumerate(rounds)]
@@ -208,7 +215,7 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
         import lightgbm
 
         rounds, predicted = [], []
-        for member in range(self.n_bags):
+        for member in range(self.n_bags if len(y) < self.bag_below_rows else 1):
             m = self._lgbm(self.n_estimators, member)
             if "eval_X" in inspect.signature(m.fit).parameters:     # lightgbm >= 4.7
                 evals = {"eval_X": (Xe[hold],), "eval_y": (y[hold],)}
