@@ -32,6 +32,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from csforecast.config import Settings, get_settings  # noqa: E402
 from csforecast.errors import UnavailableError  # noqa: E402
 from csforecast.tracking import orphans  # noqa: E402
+from csforecast.tracking.location import has_registry  # noqa: E402,F401 - part of the store's interface
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 NOTE_TAG = "mlflow.note.content"     # the description MLflow's UI shows for a run
@@ -61,14 +62,6 @@ def configure(settings: Settings | None = None) -> MlflowClient:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(uri, uri)
-
-
-def has_registry(settings: Settings | None = None) -> bool:
-    """False when the tracking URI is a sqlite file that does not exist yet (reading it would create it)."""
-    uri = (settings or get_settings()).tracking_uri
-    if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///")).exists()
-    return True
 
 
 def experiment_id(family: str, settings: Settings | None = None) -> str:
