@@ -188,3 +188,21 @@ def test_time_series_follows_a_constant_rate():
     np.testing.assert_allclose(p, 0.1, atol=1e-3)
     np.testing.assert_allclose(ratio, 1.05, atol=1e-3)
     assert info["horizon_quarters"] == 3
+
+
+def test_the_expansion_fit_is_kept_for_the_same_rows_only():
+    """`score` forecasts four windows as of one date from the same rows: the expansion model is fitted once. Rows
+    that differ in any value get their own fit."""
+    from csforecast.forecast.renewals import fit_expansion
+
+    rng = np.random.default_rng(3)
+    n = 260
+    rows = pd.DataFrame({"seats_used": rng.uniform(0, 1, n), "segment": rng.choice(["SMB", "ENT"], n),
+                         "label_arr_change": rng.normal(0.03, 0.1, n),
+                         "renewal_date": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 500, n), "D")})
+    first = fit_expansion(rows, ["seats_used", "segment"])
+    assert fit_expansion(rows.copy(), ["seats_used", "segment"]) is first
+    changed = rows.assign(label_arr_change=rows.label_arr_change.where(rows.index != 7, 0.5))
+    other = fit_expansion(changed, ["seats_used", "segment"])
+    assert other is not first and other.constant_ != first.constant_
+    assert fit_expansion(rows, ["seats_used"]) is not first

@@ -18,6 +18,8 @@ the baselines ``forecast.baselines``.
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from datetime import date
 
 import numpy as np
@@ -151,11 +153,30 @@ def decision_rows(snaps: pd.DataFrame, cutoff) -> pd.DataFrame:
              & (s["days_to_renewal"] >= 0)]
 
 
+_EXPANSION_FITS: OrderedDict = OrderedDict()   # (features, rows' content hash) -> fitted model; a few kept
+_EXPANSION_FITS_KEPT = 4
+_EXPANSION_LOCK = threading.Lock()
+
+
 def fit_expansion(rows: pd.DataFrame, features: list[str]):
+    """The expansion model fitted on the renewed decisions among `rows`. The fit is deterministic, so a process
+    keeps the last few by the rows' content: `score` forecasts four windows as of one date, from the same rows,
+    and the server forecasts any window on demand."""
     from csforecast.models.expansion import ExpansionModel
 
     r = rows[rows["label_arr_change"].notna()]
-    return ExpansionModel().fit(r[features], r["label_arr_change"].to_numpy(float), sample_time=r["renewal_date"])
+    used = r[[*features, "label_arr_change", "renewal_date"]]
+    key = (tuple(features), len(used), int(pd.util.hash_pandas_object(used, index=False).sum()))
+    with _EXPANSION_LOCK:
+        if key in _EXPANSION_FITS:
+            _EXPANSION_FITS.move_to_end(key)
+            return _EXPANSION_FITS[key]
+    model = ExpansionModel().fit(r[features], r["label_arr_change"].to_numpy(float), sample_time=r["renewal_date"])
+    with _EXPANSION_LOCK:
+        _EXPANSION_FITS[key] = model
+        while len(_EXPANSION_FITS) > _EXPANSION_FITS_KEPT:
+            _EXPANSION_FITS.popitem(last=False)
+    return model
 
 
 def optional_champion(family: str):
