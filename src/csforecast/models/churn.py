@@ -32,7 +32,8 @@ from csforecast.models import choice
 from csforecast.models.calibrators import (EPS, apply_calibrator, bootstrap_maps, choose_calibration,
                                           clipped_log_loss, cv_row_losses, map_quantiles,
                                           shrunk_level_offset, support_bounds)
-from csforecast.models.tabular import as_float, as_str, dataframe_input_tags, linear_inputs, time_key, time_split
+from csforecast.models.tabular import (as_float, as_str, dataframe_input_tags, linear_frame, linear_inputs, time_key,
+                                      time_split)
 
 __all__ = ["ChurnClassifier", "time_split", "one_se_choice"]
 
@@ -359,10 +360,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         return Pipeline([("prep", linear_inputs(num, cat, list(discrete))),
                          ("clf", LogisticRegression(C=C, max_iter=2000))])
 
-    @staticmethod
-    def _logistic_input(Xe: pd.DataFrame) -> pd.DataFrame:
-        # SimpleImputer wants object (not categorical) columns for string levels.
-        return Xe.apply(lambda s: s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s)
+    _logistic_input = staticmethod(linear_frame)
 
     def _fit_lightgbm(self, Xf, yf, Xs, ys):
         import lightgbm

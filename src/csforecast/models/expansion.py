@@ -4,7 +4,7 @@ Target: ``log(successor ARR / ARR due)`` (= ``log1p(label_arr_change)``) on snap
 decisions. Two candidates give the mean log ratio ``mu(x)``, both fitted on all but the latest quarter of
 renewal dates (the holdout) and scored there: a ridge regression (the design of every linear candidate,
 :func:`csforecast.models.tabular.linear_inputs`; its penalty chosen on the holdout) and a LightGBM regressor
-(small trees, early stopping on the holdout). The ridge is kept unless LightGBM's squared error on the
+(small trees, early stopping on the holdout; below ``bag_below_rows`` rows, the mean of a bag of them). The ridge is kept unless LightGBM's squared error on the
 holdout is lower by more than one standard error of the paired difference, clustered by renewal date
 (:func:`csforecast.models.choice.one_se_choice`): a few hundred renewals cannot tell the two apart within that
 noise, and the trees then move with cent-level changes of their inputs (benchmarks/RESULTS.md, "expansion
@@ -31,7 +31,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from csforecast.models.choice import one_se_choice
-from csforecast.models.tabular import dataframe_input_tags, linear_inputs
+from csforecast.models.tabular import dataframe_input_tags, linear_frame, linear_inputs
 
 __all__ = ["ExpansionModel"]
 
@@ -130,11 +130,6 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
     def _design(self):
         return linear_inputs([c for c in self.features_ if c not in self.categories_], list(self.categories_))
 
-    @staticmethod
-    def _linear_input(Xe: pd.DataFrame) -> pd.DataFrame:
-        # SimpleImputer wants object (not categorical) columns for string levels
-        return Xe.apply(lambda s: s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s)
-
     def _lgbm(self, n: int, member: int = 0):
         from lightgbm import LGBMRegressor
 
@@ -182,7 +177,7 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
             hold = np.zeros(len(y), dtype=bool)
             hold[order[int(len(y) * (1 - self.holdout_fraction)):]] = True
         Xe = self._encode(X)
-        Xl = self._linear_input(Xe)
+        Xl = linear_frame(Xe)
         residuals, refit = {}, {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -259,7 +254,7 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if self.kind_ == "ridge":
-                return np.asarray(self.model_.predict(self._linear_input(Xe)), dtype=float)
+                return np.asarray(self.model_.predict(linear_frame(Xe)), dtype=float)
             return np.mean([m.predict(Xe) for m in self.model_], axis=0).astype(float)
 
     def expected_ratio(self, X: pd.DataFrame) -> np.ndarray:

@@ -16,7 +16,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardScaler
 
-__all__ = ["time_key", "time_split", "as_float", "as_str", "dataframe_input_tags", "linear_inputs", "MISSING"]
+__all__ = ["time_key", "time_split", "as_float", "as_str", "dataframe_input_tags", "linear_inputs", "linear_frame",
+           "MISSING"]
 
 MISSING = "__missing__"  # explicit missing level in the one-hot encoding of a linear candidate
 
@@ -122,7 +123,8 @@ def linear_inputs(numeric: list[str], categorical: list[str], discrete: list[str
     * `categorical`: one-hot with an explicit ``MISSING`` level, at unit variance like the numbers (an unscaled
       0/1 column of a 15 % level would be penalised ~8x harder, shrinking e.g. a segment effect toward zero).
 
-    Columns not named are dropped. Categorical columns must hold objects, not pandas categoricals."""
+    Columns not named are dropped. Categorical columns must hold objects, not pandas categoricals
+    (:func:`linear_frame`)."""
     parts = []
     if numeric:
         parts.append(("num", Pipeline([
@@ -144,3 +146,9 @@ def linear_inputs(numeric: list[str], categorical: list[str], discrete: list[str
             ("scale", StandardScaler(with_mean=False)),
         ]), list(categorical)))
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.3)
+
+
+def linear_frame(X: pd.DataFrame) -> pd.DataFrame:
+    """`X` with its pandas categorical columns as object columns, as :func:`linear_inputs` takes them (its
+    SimpleImputer wants objects, not categoricals, for string levels)."""
+    return X.apply(lambda s: s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s)
