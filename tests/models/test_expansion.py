@@ -39,7 +39,9 @@ def test_a_linear_effect_on_a_small_book_keeps_the_ridge():
     assert hi / lo == pytest.approx(np.exp(0.08), abs=0.03)
     # the residual law is the holdout's (out of sample): about the noise's spread
     assert m.residual_sd_ == pytest.approx(0.1, abs=0.02)
-    assert m.summary()["kind"] == "ridge"
+    summary = m.summary()
+    assert summary["kind"] == "ridge" and summary["alpha"] == m.alpha_ and summary["rounds"] is None
+    assert summary["ridge_alpha"] == m.alpha_ and summary["lightgbm_rounds"] == m.best_iteration_ > 0
 
 
 def test_a_step_the_ridge_cannot_follow_goes_to_lightgbm_by_more_than_a_standard_error():
@@ -48,6 +50,9 @@ def test_a_step_the_ridge_cannot_follow_goes_to_lightgbm_by_more_than_a_standard
     assert m.kind_ == "lightgbm"
     assert m.choice_margin_["best"] == "lightgbm" and m.choice_margin_["difference"] > m.choice_margin_["se"] > 0
     assert len(m.model_) == 1      # 2000 rows: one boosted model is stable enough (bag_below_rows)
+    summary = m.summary()
+    assert summary["rounds"] == m.best_iteration_ > 0 and summary["alpha"] is None
+    assert summary["ridge_alpha"] == m.alpha_ is not None
     full = m.expected_ratio(X.assign(seat_utilization=1.1, segment="SMB")).mean()
     empty = m.expected_ratio(X.assign(seat_utilization=0.3, segment="SMB")).mean()
     assert np.log(full / empty) == pytest.approx(0.25, abs=0.05)

@@ -296,10 +296,14 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
         return np.quantile(r, (np.arange(k) + 0.5) / k)
 
     def summary(self) -> dict:
-        """Kind, rows, boosting rounds, ridge penalty, the candidates' holdout errors and residual spread
-        (JSON-safe)."""
+        """Kind, rows, the served model's setting (``rounds`` for LightGBM, ``alpha`` for the ridge; None for the
+        other kinds), each candidate's (``lightgbm_rounds``, ``ridge_alpha``: None when it was not fitted), the
+        candidates' holdout errors and the residual spread (JSON-safe)."""
         check_is_fitted(self)
-        return {"kind": self.kind_, "n_rows": self.n_rows_, "rounds": self.best_iteration_, "alpha": self.alpha_,
+        served = {"rounds": self.best_iteration_ if self.kind_ == "lightgbm" else None,
+                  "alpha": self.alpha_ if self.kind_ == "ridge" else None}
+        return {"kind": self.kind_, "n_rows": self.n_rows_, **served,
+                "lightgbm_rounds": self.best_iteration_ or None, "ridge_alpha": self.alpha_,
                 "candidate_mse_log": {k: round(v, 6) for k, v in self.candidate_scores_.items()},
                 "choice_margin": {k: (round(v, 6) if isinstance(v, float) else v)
                                   for k, v in self.choice_margin_.items()},

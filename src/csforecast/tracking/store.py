@@ -32,7 +32,6 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from csforecast.config import Settings, get_settings  # noqa: E402
 from csforecast.errors import UnavailableError  # noqa: E402
 from csforecast.tracking import orphans  # noqa: E402
-from csforecast.tracking.location import has_registry  # noqa: E402,F401 - part of the store's interface
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 NOTE_TAG = "mlflow.note.content"     # the description MLflow's UI shows for a run
