@@ -433,3 +433,61 @@ def test_the_documented_list_is_the_contracts():
         cell = re.sub(r"\(.*?\)", "", row.strip("|").split("|")[-1])
         documented = {c.strip() for c in cell.split(",")} - {"none", ""}
         assert documented == set(spec.health), name
+
+
+def _gzip(src, dst):
+    import gzip
+    import shutil
+
+    with open(src, "rb") as fh, gzip.open(dst, "wb") as out:
+        shutil.copyfileobj(fh, out)
+    src.unlink()
+
+
+def test_gzip_compressed_csv_files_read_as_the_same_tables(tables, tmp_path):
+    """A warehouse unload or a mailed export: `contracts.csv.gz`, `Tickets.CSV.GZ` (spelled another way), and a
+    compressed CSV that is not UTF-8 read as the uncompressed files do: same report, same features."""
+    a = tables["accounts"].copy()
+    a.loc[a.index[1], "name"] = "Société Générale – O’Brien"
+    plain = write(tmp_path / "plain", {**tables, "accounts": a}, csv=("contracts", "tickets", "usage"))
+    a.to_csv(plain / "accounts.csv", index=False, encoding="cp1252")
+    (plain / "accounts.parquet").unlink()
+    packed = write(tmp_path / "packed", {**tables, "accounts": a}, csv=("contracts", "tickets", "usage"))
+    for name, as_name in (("contracts", "contracts.csv.gz"), ("usage", "usage.csv.gz"),
+                          ("tickets", "Tickets.CSV.GZ")):
+        _gzip(packed / f"{name}.csv", packed / as_name)
+    (packed / "accounts.parquet").unlink()
+    a.to_csv(packed / "accounts.csv", index=False, encoding="cp1252")
+    _gzip(packed / "accounts.csv", packed / "accounts.csv.gz")
+    src, ref = open_source(packed), open_source(plain)
+    assert set(src.names) == set(ref.names)
+    report, want = validate(src, AS_OF), validate(ref, AS_OF)
+    assert report.ok, [str(p) for p in report.errors]
+    kept = [(p.rule, p.table, p.column, p.count) for p in report.problems if p.rule != "reading"]
+    assert kept == [(p.rule, p.table, p.column, p.count) for p in want.problems if p.rule != "reading"]
+    said = [p.message for p in report.notes if p.rule == "reading"]
+    assert any("accounts.csv.gz is not UTF-8 (line 3: byte 0x" in m for m in said)
+    assert any("'Tickets' read as tickets" in m for m in said), said
+    assert src.frame("accounts")["name"].tolist() == a["name"].tolist()
+    day = [date(2026, 4, 1)]
+    pd.testing.assert_frame_equal(build_snapshots(src, day), build_snapshots(ref, day))
+
+
+def test_a_compressed_csv_that_cannot_be_decompressed_is_named(tables, tmp_path):
+    import gzip
+
+    d = write(tmp_path / "d", tables)
+    (d / "tickets.parquet").unlink()
+    (d / "tickets.csv.gz").write_bytes(b"ticket_id,account_id\nT1,A1\n")     # named .gz, not compressed
+    (d / "surveys.parquet").unlink()
+    tables["surveys"].to_csv(d / "surveys.csv", index=False)
+    payload = (d / "surveys.csv").read_bytes()
+    (d / "surveys.csv").unlink()
+    (d / "surveys.csv.gz").write_bytes(gzip.compress(payload)[:-200])        # cut short in transfer
+    (d / "touches.parquet").unlink()
+    (d / "touches.csv.gz").write_bytes(gzip.compress(b""))                    # nothing in it
+    report = validate(open_source(d), AS_OF)
+    by = {p.table: p for p in report.errors}
+    assert "tickets.csv.gz" in by["tickets"].message and "not a readable gzip file" in by["tickets"].message
+    assert "surveys.csv.gz" in by["surveys"].message and "gzip" in by["surveys"].message
+    assert "touches.csv.gz is an empty file" in by["touches"].message

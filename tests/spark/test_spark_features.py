@@ -182,3 +182,24 @@ def test_an_export_in_a_crms_spelling_reads_the_same_on_spark(small_portfolio, s
         pd.testing.assert_frame_equal(a, b, check_dtype=False)
         pd.testing.assert_frame_equal(a, c, check_dtype=False)
     assert sp.table("usage").count().to_pyarrow().as_py() == duck.table("usage").count().to_pyarrow().as_py()
+
+
+def test_gzip_compressed_csv_files_read_the_same_on_spark(small_portfolio, spark, tmp_path):
+    """`contracts.csv.gz` and `Tickets.CSV.GZ` (a suffix Hadoop does not decompress by itself) in a folder: the
+    same features on Spark as on DuckDB, and the same data hash."""
+    import gzip
+    import shutil
+
+    d = tmp_path / "data"
+    shutil.copytree(small_portfolio, d, ignore=shutil.ignore_patterns("truth"))
+    for name, as_name in (("contracts", "contracts.csv.gz"), ("tickets", "Tickets.CSV.GZ")):
+        with gzip.open(d / as_name, "wt", encoding="utf-8", newline="") as fh:
+            pd.read_parquet(d / f"{name}.parquet").to_csv(fh, index=False)
+        (d / f"{name}.parquet").unlink()
+    duck, sp = open_source(d), open_source(d, engine="spark", spark=spark)
+    assert sp.data_hash == duck.data_hash
+    for src in (duck, sp):
+        assert src.row_count("tickets") == open_source(small_portfolio).row_count("tickets")
+    want = build_snapshots(duck, AS_OF[-1:])
+    assert differing_columns(want, build_snapshots(sp, AS_OF[-1:])) == []
+    assert differing_columns(want, build_snapshots(open_source(small_portfolio), AS_OF[-1:])) == []

@@ -1,8 +1,8 @@
 """Open a data source as Ibis tables. The only module that opens a connection to data.
 
 Kinds of source (docs/data-contract.md says how to point at each):
-- a folder with one file per table: `accounts.csv` or `accounts.parquet`, or a folder `accounts/` of Parquet
-  files (as Spark writes them);
+- a folder with one file per table: `accounts.csv` (or gzip-compressed, `accounts.csv.gz`) or
+  `accounts.parquet`, or a folder `accounts/` of Parquet files (as Spark writes them);
 - a DuckDB database file (`.duckdb`, `.ddb`, `.db`) or a `duckdb:///path/to/file.duckdb` URL;
 - any other database URL that Ibis can open, e.g. `postgres://user@host:5432/dbname` (PostgreSQL).
 
@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import atexit
 import codecs
+import gzip
 import hashlib
+import io
 import json
 import re
 import shutil
@@ -46,6 +48,7 @@ DATE_FORMAT_KEY = "date_format"  # reserved key of [column_map.TABLE]: the table
 NUMBER_FORMAT_KEY = "number_format"  # reserved key: how the table writes numbers as text (parse.number_marks)
 EVERY_TABLE = "all"              # [column_map.all]: entries for every table (a table's own entry wins)
 DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
+CSV_SUFFIXES = (".csv", ".csv.gz")   # a CSV file, as it is or gzip-compressed (both engines read either)
 _ATTACHED = "src"                # the catalog name a DuckDB database file is attached under
 ENGINES = ("duckdb", "spark")
 SPARK_SCHEME = "spark"           # spark://DATABASE: the contract tables of a database in the Spark catalog
@@ -543,12 +546,46 @@ def _first_line(e: Exception) -> str:
     return text[0][:400] if text else type(e).__name__
 
 
+def csv_stem(p: Path) -> str | None:
+    """The table name a CSV file stands for (``accounts`` for ``accounts.csv`` and ``accounts.csv.gz``), or None
+    when ``p`` is not named as a CSV file (``CSV_SUFFIXES``, in any case)."""
+    low = p.name.lower()
+    return next((p.name[: -len(x)] for x in CSV_SUFFIXES if low.endswith(x) and len(low) > len(x)), None)
+
+
+def _open_bytes(f: Path):
+    """A CSV file's bytes, decompressed when it is gzip-compressed (named ``*.gz``)."""
+    return gzip.open(f, "rb") if f.name.lower().endswith(".gz") else open(f, "rb")
+
+
+def _open_text(f: Path, encoding: str = "utf-8", errors: str = "strict"):
+    return io.TextIOWrapper(_open_bytes(f), encoding=encoding, errors=errors, newline="")
+
+
+def _is_empty(f: Path) -> bool:
+    """A CSV file with not even a header row (for a compressed file: nothing once decompressed)."""
+    if f.stat().st_size == 0:
+        return True
+    if not f.name.lower().endswith(".gz"):
+        return False
+    with _open_bytes(f) as fh:
+        return fh.read(1) == b""
+
+
+def _readable_csv_problem(f: Path) -> str | None:
+    """:func:`_csv_problem` with the file's own delimiter, or why a compressed file cannot be decompressed."""
+    try:
+        return _csv_problem(f, _delimiter(f))
+    except (OSError, EOFError) as e:     # gzip.BadGzipFile is an OSError; a truncated file ends early
+        return f"not a readable gzip file ({_first_line(e)})"
+
+
 def _csv_problem(f: Path, delim: str) -> str | None:
     """The first malformed row of a CSV file, in words (a row whose field count is not the header's, an
     unterminated quote), or None."""
     import csv
 
-    with open(f, encoding="utf-8", errors="replace", newline="") as fh:
+    with _open_text(f, errors="replace") as fh:
         rows = csv.reader(fh, delimiter=delim, quotechar='"', doublequote=True, strict=True)
         try:
             width = len(next(rows))
@@ -570,7 +607,7 @@ def utf8_problem(f: Path) -> str | None:
     file once, a megabyte at a time."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     line = 1
-    with open(f, "rb") as fh:
+    with _open_bytes(f) as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             try:
                 decoder.decode(chunk)
@@ -594,15 +631,15 @@ def utf8_copy(f: Path, into: Path) -> tuple[Path, str]:
     """`f` rewritten as UTF-8 in the folder `into`: decoded as UTF-16 when it starts with a UTF-16 byte order
     mark, else with the first of ``LEGACY_ENCODINGS`` that reads all of it. Returns the copy and the encoding's
     name in words. Both engines read the copy, so a name reads the same on either (Spark knows no
-    Windows-1252)."""
-    copy = into / f.name
-    with open(f, "rb") as fh:
+    Windows-1252). The copy of a compressed file is not compressed."""
+    copy = into / f"{csv_stem(f) or f.stem}.csv"
+    with _open_bytes(f) as fh:
         bom = fh.read(4)
     utf16 = [("utf-16", "UTF-16")] if bom[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) \
         and bom[:4] != codecs.BOM_UTF32_LE else []   # Excel's "Unicode text"
     for codec, words in (*utf16, *LEGACY_ENCODINGS):
         try:
-            with open(f, encoding=codec, newline="") as src, open(copy, "w", encoding="utf-8", newline="") as dst:
+            with _open_text(f, codec) as src, open(copy, "w", encoding="utf-8", newline="") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
             return copy, words
         except UnicodeDecodeError:
@@ -634,7 +671,7 @@ def _delimiter(f: Path) -> str:
     """The CSV delimiter: the most frequent of , ; tab | in the header line (a header names columns, so it
     holds delimiters but rarely quoted text). Given explicitly, a malformed row is then an error naming its
     line, rather than a reason for DuckDB's sniffer to guess another dialect."""
-    with open(f, encoding="utf-8", errors="replace") as fh:
+    with _open_text(f, errors="replace") as fh:
         header = fh.readline()
     counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
     best = max(counts, key=counts.get)
@@ -644,8 +681,8 @@ def _delimiter(f: Path) -> str:
 def folder_tables(path: Path) -> tuple[dict[str, Path], list[str]]:
     """The file that holds each contract table of a folder, whichever engine reads it.
 
-    A table is `name.parquet`, a folder `name/` holding Parquet part files, or `name.csv`, looked for in that
-    order; when several are present the first is used and a note says so. Files with a table suffix that are not
+    A table is `name.parquet`, a folder `name/` holding Parquet part files, `name.csv` or `name.csv.gz`, looked
+    for in that order; when several are present the first is used and a note says so. Files with a table suffix that are not
     contract tables are named in a note. Pure: only lists the folder.
 
     Returns
@@ -656,13 +693,19 @@ def folder_tables(path: Path) -> tuple[dict[str, Path], list[str]]:
         One sentence per ambiguity or ignored file.
     """
     def is_table(p: Path) -> bool:
-        return (p.is_file() and p.suffix in (".parquet", ".csv")) or (p.is_dir() and any(p.glob("*.parquet")))
+        return (p.is_file() and (p.suffix == ".parquet" or csv_stem(p) is not None)) \
+            or (p.is_dir() and any(p.glob("*.parquet")))
+
+    def stem(p: Path) -> str:
+        return p.name if p.is_dir() else csv_stem(p) or p.stem
 
     entries = [p for p in path.iterdir() if is_table(p)]
-    stems, notes = _contract_tables(p.stem if p.is_file() else p.name for p in entries)
+    stems, notes = _contract_tables(stem(p) for p in entries)
     tables, used = {}, set()
-    for name, stem in stems.items():
-        cands = [p for p in (path / f"{stem}.parquet", path / stem, path / f"{stem}.csv") if is_table(p)]
+    order = {".parquet": 0, "dir": 1, ".csv": 2, ".csv.gz": 3}
+    for name, their in stems.items():
+        cands = sorted((p for p in entries if stem(p) == their),
+                       key=lambda p: order.get("dir" if p.is_dir() else p.name[len(their):].lower(), 4))
         if not cands:
             continue
         tables[name] = cands[0]
@@ -676,7 +719,8 @@ def folder_tables(path: Path) -> tuple[dict[str, Path], list[str]]:
 
 
 def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
-    """Tables of a folder: `name.parquet`, a folder `name/` of Parquet files, or `name.csv` (read as text)."""
+    """Tables of a folder: `name.parquet`, a folder `name/` of Parquet files, or `name.csv` / `name.csv.gz` (read
+    as text)."""
     found, unreadable, files = {}, {}, []
     tables, notes = folder_tables(path)
     for name, f in tables.items():
@@ -686,7 +730,7 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
                 found[name] = con.read_parquet([str(p) for p in parts], table_name=f"_file_{name}")
                 files += parts
                 continue
-            if f.stat().st_size == 0:
+            if _is_empty(f):
                 unreadable[name] = f"{f.name} is an empty file (not even a header row)"
                 files.append(f)
                 continue
@@ -705,7 +749,7 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
                         found[name] = _load_csv(con, name, copy)   # loaded now: the copy can go
                     notes.append(_not_utf8_note(f, not_utf8, encoding))
         except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
-            why = _csv_problem(f, _delimiter(f)) if f.suffix == ".csv" else None
+            why = _readable_csv_problem(f) if csv_stem(f) else None
             unreadable[name] = f"cannot read {f.name}: {why or _first_line(e)}"
         files.append(f)
     return found, unreadable, files, notes
@@ -714,9 +758,10 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
 def _load_csv(con, name: str, f: Path) -> ibis.Table:
     """A CSV file as text, loaded once into the engine: every value is then typed by parse.read_as (shared with
     validation), never by DuckDB's sniffer, which guesses one date format per file from a sample."""
+    compression = "gzip" if f.name.lower().endswith(".gz") else "none"
     con.raw_sql(f"CREATE TEMP TABLE _file_{name} AS SELECT * FROM read_csv({_quote(f)}, "
                 f"header = true, all_varchar = true, skip = 0, delim = {_quote(_delimiter(f))}, "
-                "quote = '\"', escape = '\"')")
+                f"quote = '\"', escape = '\"', compression = '{compression}')")
     return con.table(f"_file_{name}")
 
 
@@ -867,7 +912,7 @@ def _spark_parquet(con, paths: list[Path], table_name: str) -> ibis.Table:
 
 def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[str], dict[str, int]]:
     """Tables of a folder read by Spark in place: `name.parquet`, a folder `name/` of Parquet part files, or
-    `name.csv` (read as text, typed by parse.read_as as on DuckDB). The same files as `_read_folder`, so the
+    `name.csv` / `name.csv.gz` (read as text, typed by parse.read_as as on DuckDB). The same files as `_read_folder`, so the
     data hash is the same whichever engine reads them."""
     found, unreadable, files = {}, {}, []
     counts: dict[str, int] = {}
@@ -876,20 +921,27 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
         parts = sorted(f.glob("*.parquet")) if f.is_dir() else [f]
         files += parts
         try:
-            if f.is_file() and f.stat().st_size == 0:
+            if f.is_file() and _is_empty(f):
                 unreadable[name] = f"{f.name} is an empty file (not even a header row)"
-            elif f.suffix == ".csv":
-                problem = _csv_problem(f, _delimiter(f))
+            elif csv_stem(f):
+                problem = _readable_csv_problem(f)
                 if problem:
                     unreadable[name] = f"cannot read {f.name}: {problem}"
                     continue
                 read = f
                 not_utf8 = utf8_problem(f)   # Spark would read such bytes as U+FFFD, silently
-                if not_utf8:
+                # Hadoop decompresses by the suffix ".gz" only as written so (not ".GZ")
+                unsuffixed = f.name.lower().endswith(".gz") and not f.name.endswith(".gz")
+                if not_utf8 or unsuffixed:
                     folder = _spark_scratch() / hashlib.md5(str(f.resolve()).encode()).hexdigest()
                     folder.mkdir(exist_ok=True)
-                    read, encoding = utf8_copy(f, folder)
-                    notes.append(_not_utf8_note(f, not_utf8, encoding))
+                    if not_utf8:
+                        read, encoding = utf8_copy(f, folder)
+                        notes.append(_not_utf8_note(f, not_utf8, encoding))
+                    else:
+                        read = folder / f"{csv_stem(f)}.csv"
+                        with _open_bytes(f) as src, open(read, "wb") as dst:
+                            shutil.copyfileobj(src, dst, 1 << 20)
                 df = con._session.read.csv(str(read), header=True, inferSchema=False, sep=_delimiter(read), quote='"',
                                            escape='"', mode="PERMISSIVE")
                 df.createOrReplaceTempView(f"_file_{name}")
@@ -956,7 +1008,7 @@ def open_source(location: str | Path, column_map: dict[str, dict[str, str]] | No
             kind = "folder"
         elif path.is_file() and path.suffix.lower() in DUCKDB_SUFFIXES:
             (found, notes), kind = _attach_duckdb(con, path), "duckdb"
-        elif path.is_file() and path.suffix.lower() in (".csv", ".parquet"):
+        elif path.is_file() and (path.suffix.lower() == ".parquet" or csv_stem(path)):
             raise SourceError(f"{loc} is one file: point --data at the folder holding one file per table "
                               f"({', '.join(t for t, s in TABLES.items() if s.required)}, …)")
         else:
