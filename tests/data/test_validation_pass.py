@@ -491,3 +491,43 @@ def test_a_compressed_csv_that_cannot_be_decompressed_is_named(tables, tmp_path)
     assert "tickets.csv.gz" in by["tickets"].message and "not a readable gzip file" in by["tickets"].message
     assert "surveys.csv.gz" in by["surveys"].message and "gzip" in by["surveys"].message
     assert "touches.csv.gz is an empty file" in by["touches"].message
+
+
+def test_rows_repeated_exactly_are_an_error_that_says_how_to_read_them_once(tables, tmp_path):
+    """An export with a join's fan-out or a file appended twice: accounts, contracts and tickets repeated in
+    every column are an error that names them and says how to declare them (a duplicate key is a fault the
+    contract checks); declared `repeated_rows = "read_once"` (per table or for all), a warning, and every table
+    and feature reads as the clean export's. A key whose rows differ stays an error either way."""
+    a, c, t = tables["accounts"], tables["contracts"], tables["tickets"]
+    twice = {"accounts": pd.concat([a, a.iloc[:2]]), "contracts": pd.concat([c, c.iloc[3:6], c.iloc[3:4]]),
+             "tickets": pd.concat([t.iloc[:1], t])}
+    d = write(tmp_path / "d", {**tables, **twice}, csv=("contracts",))
+    undeclared = validate(open_source(d), AS_OF)
+    by = {p.table: p for p in undeclared.errors if p.rule == "duplicate_key"}
+    assert {k: p.count for k, p in by.items()} == {"accounts": 2, "contracts": 3, "tickets": 1}
+    assert 'declare repeated_rows = "read_once" under [column_map.contracts]' in by["contracts"].message
+    assert by["contracts"].examples[0] == f"contract_id={c.contract_id.iloc[3]} ×3"
+    with pytest.raises(SourceError, match="column_map.all.repeated_rows must be"):
+        open_source(d, {"all": {"repeated_rows": "yes"}})
+    clean = open_source(write(tmp_path / "clean", tables))
+    day = [date(2026, 4, 1)]
+    want = build_snapshots(clean, day)
+    for declared in ({"all": {"repeated_rows": "read_once"}},
+                     {t: {"repeated_rows": "read_once"} for t in ("accounts", "contracts", "tickets")}):
+        src = open_source(d, declared)
+        report = validate(src, AS_OF)
+        assert report.ok, [str(p) for p in report.errors]
+        by = {p.table: p for p in report.warnings if p.rule == "repeated_rows"}
+        assert {k: p.count for k, p in by.items()} == {"accounts": 2, "contracts": 4, "tickets": 1}
+        for source in (src, open_source(d, declared)):     # with validation's findings, and without validation
+            for name in ("accounts", "contracts", "tickets"):
+                key = TABLES[name].key
+                got = source.frame(name).sort_values(key).reset_index(drop=True)
+                pd.testing.assert_frame_equal(got, clean.frame(name).sort_values(key).reset_index(drop=True))
+            pd.testing.assert_frame_equal(build_snapshots(source, day), want)
+    differ = c.iloc[3:4].assign(arr=c.arr.iloc[3] + 1.0)
+    bad_folder = write(tmp_path / "bad", {**tables, "contracts": pd.concat([c, differ])})
+    bad = validate(open_source(bad_folder, {"all": {"repeated_rows": "read_once"}}), AS_OF)
+    [err] = [p for p in bad.errors if p.rule == "duplicate_key"]
+    assert err.count == 1 and err.examples == [f"contract_id={c.contract_id.iloc[3]} ×2"]
+    assert "rows differ" in err.message and not [p for p in bad.warnings if p.rule == "repeated_rows"]

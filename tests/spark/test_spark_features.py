@@ -185,21 +185,25 @@ def test_an_export_in_a_crms_spelling_reads_the_same_on_spark(small_portfolio, s
 
 
 def test_gzip_compressed_csv_files_read_the_same_on_spark(small_portfolio, spark, tmp_path):
-    """`contracts.csv.gz` and `Tickets.CSV.GZ` (a suffix Hadoop does not decompress by itself) in a folder: the
-    same features on Spark as on DuckDB, and the same data hash."""
+    """`contracts.csv.gz` and `Tickets.CSV.GZ` (a suffix Hadoop does not decompress by itself) in a folder, with
+    rows repeated exactly and declared so (`repeated_rows = "read_once"`): the same features on Spark as on
+    DuckDB and as the clean export's, and the same data hash."""
     import gzip
     import shutil
 
     d = tmp_path / "data"
     shutil.copytree(small_portfolio, d, ignore=shutil.ignore_patterns("truth"))
     for name, as_name in (("contracts", "contracts.csv.gz"), ("tickets", "Tickets.CSV.GZ")):
+        df = pd.read_parquet(d / f"{name}.parquet")
         with gzip.open(d / as_name, "wt", encoding="utf-8", newline="") as fh:
-            pd.read_parquet(d / f"{name}.parquet").to_csv(fh, index=False)
+            pd.concat([df, df.iloc[:3]]).to_csv(fh, index=False)
         (d / f"{name}.parquet").unlink()
-    duck, sp = open_source(d), open_source(d, engine="spark", spark=spark)
+    once = {"all": {"repeated_rows": "read_once"}}
+    duck, sp = open_source(d, once), open_source(d, once, engine="spark", spark=spark)
     assert sp.data_hash == duck.data_hash
     for src in (duck, sp):
-        assert src.row_count("tickets") == open_source(small_portfolio).row_count("tickets")
+        assert src.row_count("tickets") == open_source(small_portfolio).row_count("tickets") + 3   # as found
+        assert len(src.frame("tickets")) == len(src.frame("tickets").drop_duplicates()) == src.row_count("tickets") - 3
     want = build_snapshots(duck, AS_OF[-1:])
     assert differing_columns(want, build_snapshots(sp, AS_OF[-1:])) == []
     assert differing_columns(want, build_snapshots(open_source(small_portfolio), AS_OF[-1:])) == []

@@ -46,6 +46,9 @@ from csforecast.data.successors import inferred_successors, with_successors
 
 DATE_FORMAT_KEY = "date_format"  # reserved key of [column_map.TABLE]: the table's date format
 NUMBER_FORMAT_KEY = "number_format"  # reserved key: how the table writes numbers as text (parse.number_marks)
+REPEATED_ROWS_KEY = "repeated_rows"  # reserved key: what rows repeated exactly are ("error", the default, or ...)
+READ_ONCE = "read_once"              # ... one row exported more than once: each is read once
+RESERVED_KEYS = (DATE_FORMAT_KEY, NUMBER_FORMAT_KEY, REPEATED_ROWS_KEY)
 EVERY_TABLE = "all"              # [column_map.all]: entries for every table (a table's own entry wins)
 DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
 CSV_SUFFIXES = (".csv", ".csv.gz")   # a CSV file, as it is or gzip-compressed (both engines read either)
@@ -100,21 +103,24 @@ class SourceError(Exception):
 class TableReading:
     """How to read one table: our column name -> the source's, how its dates and its text numbers are written,
     and which of our columns the source writes per month (`Column.per_month`: read as MONTHS_PER_YEAR times the
-    value)."""
+    value), and whether rows repeated exactly are one row exported more than once (``repeated_rows``: READ_ONCE;
+    else an error)."""
     rename: dict[str, str] = field(default_factory=dict)
     date_format: str | None = None
     per_month: tuple[str, ...] = ()
     number_format: str | None = None
+    repeated_rows: str | None = None
 
 
 def reading_plan(column_map: dict[str, dict[str, str]] | None) -> dict[str, TableReading]:
-    """Split `[column_map.TABLE]` settings into renames and the reserved `date_format` and `number_format` keys.
+    """Split `[column_map.TABLE]` settings into renames and the reserved keys (`date_format`, `number_format`,
+    `repeated_rows`).
     The entries of `[column_map.all]` (``EVERY_TABLE``) apply to every table that has the column (a format: to
     every table), unless the table's own entry says otherwise; the plan keeps it as written under ``EVERY_TABLE`` too,
     for validation to name a rename that no table has a column for.
 
-    Raises SourceError when an entry is not a string (e.g. a TOML number or table), or a number_format is not
-    one (:func:`parse.number_marks`)."""
+    Raises SourceError when an entry is not a string (e.g. a TOML number or table), a number_format is not
+    one (:func:`parse.number_marks`), or repeated_rows is neither "error" nor "read_once"."""
     plan: dict[str, TableReading] = {}
     for table, mapping in (column_map or {}).items():
         if not isinstance(mapping, dict):
@@ -127,16 +133,22 @@ def reading_plan(column_map: dict[str, dict[str, str]] | None) -> dict[str, Tabl
                 number_marks(mapping[NUMBER_FORMAT_KEY])
             except ValueError as e:
                 raise SourceError(f"column_map.{table}.{e}") from None
-        rename = {k: v for k, v in mapping.items() if k not in (DATE_FORMAT_KEY, NUMBER_FORMAT_KEY)}
+        repeated = mapping.get(REPEATED_ROWS_KEY)
+        if repeated not in (None, "error", READ_ONCE):
+            raise SourceError(f"column_map.{table}.{REPEATED_ROWS_KEY} must be \"{READ_ONCE}\" (rows repeated exactly "
+                              f"are read once) or \"error\" (the default), not {repeated!r}")
+        rename = {k: v for k, v in mapping.items() if k not in RESERVED_KEYS}
         plan[table] = TableReading(rename, mapping.get(DATE_FORMAT_KEY),
-                                   number_format=mapping.get(NUMBER_FORMAT_KEY))
+                                   number_format=mapping.get(NUMBER_FORMAT_KEY),
+                                   repeated_rows=READ_ONCE if repeated == READ_ONCE else None)
     every = plan.get(EVERY_TABLE)
     if every is not None:   # e.g. one date format for a whole export, account_id = "Account Number" everywhere
         for name, spec in TABLES.items():
             own = plan.get(name, TableReading())
             shared = {k: v for k, v in every.rename.items() if k in spec.names_read}
             plan[name] = TableReading({**shared, **own.rename}, own.date_format or every.date_format,
-                                      number_format=own.number_format or every.number_format)
+                                      number_format=own.number_format or every.number_format,
+                                      repeated_rows=own.repeated_rows or every.repeated_rows)
     return plan
 
 
@@ -253,12 +265,15 @@ class SourceFindings:
     spelled_levels: the (table, column) pairs of levels written another way (``spelled_levels``): those columns
         read them as the levels (only those: squashing every value of a clean column costs ~5 % of reading a
         source, benchmarks/RESULTS.md, "twelfth session").
+    repeated_rows: the tables with a key (``TableSpec.key``) that hold rows repeated exactly and declare them read
+        once (``repeated_rows = "read_once"``; rule ``repeated_rows``): each is read once.
     successors_inferred: no contract has renewed_by (``renewals_inferred``): the links are read from the dates.
     undated_accounts: some account has no created_at (``no_created_at``): it is dated from its first contract.
     """
     unreferenced: frozenset[tuple[str, str]] | None = None
     padded_text: frozenset[tuple[str, str]] | None = None
     spelled_levels: frozenset[tuple[str, str]] | None = None
+    repeated_rows: frozenset[str] | None = None
     successors_inferred: bool | None = None
     undated_accounts: bool | None = None
 
@@ -322,6 +337,10 @@ class Source:
         rows (as validation found, `use_findings`; else counted here on first read), so a clean source's
         expressions are its tables as found.
 
+        A table with a key whose rows are repeated exactly (every column read the same) and that declares
+        `repeated_rows = "read_once"` reads each once (validation warns, `repeated_rows`); undeclared, or rows of
+        one key that differ, they are validation's error (`duplicate_key`).
+
         Rows without a value that the contract leaves out (`Column.left_out`: a usage row without a value, a
         survey response without a score) are left out; validation warns (`left_out`).
 
@@ -331,6 +350,8 @@ class Source:
         """
         if name not in self._typed:
             t = self.as_found(name)
+            if self._repeats(name):
+                t = t.distinct()
             if name == "contracts" and self._known("successors_inferred", self._no_renewed_by):
                 t = with_successors(t, inferred_successors(t))
             if name == "accounts":
@@ -426,6 +447,21 @@ class Source:
         first read (`as_found` and `table` keep their expressions)."""
         known = getattr(self.findings, finding)
         return bool(query()) if known is None else known
+
+    def _repeats(self, name: str) -> bool:
+        """Whether a table with a key that declares its repeated rows read once (``repeated_rows``) may hold some:
+        as validation found, else whether any key is repeated (one query; `distinct` then leaves out only exact
+        copies)."""
+        key = TABLES[name].key if name in TABLES else None
+        declared = name in self.reading and self.reading[name].repeated_rows == READ_ONCE
+        if not key or not declared or name not in self.raw or key not in self.raw[name].columns:
+            return False
+        if self.findings.repeated_rows is not None:
+            return name in self.findings.repeated_rows
+        t = self.as_found(name)
+        t = t.filter(t[key].notnull())
+        counts = t.aggregate(rows=t.count(), keys=t[key].nunique()).to_pyarrow().to_pylist()[0]
+        return counts["rows"] > counts["keys"]
 
     def _no_renewed_by(self) -> bool:
         c = self.as_found("contracts")

@@ -26,7 +26,15 @@ from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, 
 from csforecast.data.parse import (COMMON_DATE_FORMATS, NUMBER_FORMATS, looks_like_formatted_number,
                                    number_in_format, number_marks, padded, present, read_as, readable,
                                    reads_as_date_format, spells_a_level, trimmed)
-from csforecast.data.sources import DATE_FORMAT_KEY, EVERY_TABLE, NUMBER_FORMAT_KEY, Source, SourceFindings
+from csforecast.data.sources import (
+    DATE_FORMAT_KEY,
+    EVERY_TABLE,
+    NUMBER_FORMAT_KEY,
+    READ_ONCE,
+    REPEATED_ROWS_KEY,
+    Source,
+    SourceFindings,
+)
 from csforecast.data.successors import SUCCESSOR_GRACE_DAYS, inferred_successors
 from csforecast.diskcache import DiskCache, code_digest, key_digest
 
@@ -396,11 +404,34 @@ class _Checker:
             t = self.typed(name)
             t = t.filter(t[spec.key].notnull())
             dup = t.group_by(spec.key).aggregate(n=t.count()).filter(lambda g: g.n > 1)
-            n = int(dup.count().to_pyarrow().as_py())
-            if n:
-                ex = dup.order_by(spec.key).limit(EXAMPLES).to_pandas()
-                self.problem("error", name, spec.key, "duplicate_key", f"{spec.key} is not unique", n,
-                             [f"{spec.key}={k} ×{c}" for k, c in zip(ex[spec.key], ex["n"])])
+            if not int(dup.count().to_pyarrow().as_py()):
+                continue
+            # a key's rows that read the same in every column may be one row exported more than once (a join's
+            # fan-out, a file appended twice): read once where the table declares so (Source.table), else an error
+            # that says how to declare it; rows that differ are an error, for nothing says which one is right
+            variants = t.distinct().group_by(spec.key).aggregate(variants=lambda d: d.count())
+            dup = dup.join(variants, spec.key).select(spec.key, "n", "variants")
+            read_once = name in self.source.reading and self.source.reading[name].repeated_rows == READ_ONCE
+            for kind, keep in (("differ", dup.variants > 1), ("copies", dup.variants == 1)):
+                found = dup.filter(keep)
+                stats = found.aggregate(keys=found.count(), copies=(found.n - 1).sum()).to_pyarrow().to_pylist()[0]
+                if not stats["keys"]:
+                    continue
+                ex = found.order_by(spec.key).limit(EXAMPLES).to_pandas()
+                examples = [f"{spec.key}={k} ×{c}" for k, c in zip(ex[spec.key], ex["n"])]
+                if kind == "copies" and read_once:
+                    self.problem("warning", name, spec.key, "repeated_rows", "rows repeated exactly (the same in every column "
+                                 f"read): each is read once ({REPEATED_ROWS_KEY} = \"{READ_ONCE}\")",
+                                 stats["copies"], examples)
+                elif kind == "copies":
+                    self.problem("error", name, spec.key, "duplicate_key",
+                                 f"{spec.key} is not unique: rows repeated exactly (the same in every column read). "
+                                 f"If the export repeats rows (a join's fan-out, a file appended twice), declare "
+                                 f"{REPEATED_ROWS_KEY} = \"{READ_ONCE}\" under [column_map.{name}] to read each "
+                                 f"once", stats["keys"], examples)
+                else:
+                    self.problem("error", name, spec.key, "duplicate_key", f"{spec.key} is not unique, and its rows differ: "
+                                 "nothing says which one is right", stats["keys"], examples)
         if self.has_cols("accounts", "account_id"):
             acc = self.typed("accounts").select("account_id")
             for name, spec in TABLES.items():
@@ -697,6 +728,7 @@ def source_findings(report: Report) -> SourceFindings:
                                                  if p.rule in DROPPED_RULES),
                           padded_text=_found_in(report, "padded_text"),
                           spelled_levels=_found_in(report, "spelled_levels"),
+                          repeated_rows=frozenset(p.table for p in report.problems if p.rule == "repeated_rows"),
                           successors_inferred="renewals_inferred" in rules,
                           undated_accounts="no_created_at" in rules)
 
