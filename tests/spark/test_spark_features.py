@@ -201,9 +201,11 @@ def test_gzip_compressed_csv_files_read_the_same_on_spark(small_portfolio, spark
     once = {"all": {"repeated_rows": "read_once"}}
     duck, sp = open_source(d, once), open_source(d, once, engine="spark", spark=spark)
     assert sp.data_hash == duck.data_hash
-    for src in (duck, sp):
-        assert src.row_count("tickets") == open_source(small_portfolio).row_count("tickets") + 3   # as found
-        assert len(src.frame("tickets")) == len(src.frame("tickets").drop_duplicates()) == src.row_count("tickets") - 3
-    want = build_snapshots(duck, AS_OF[-1:])
-    assert differing_columns(want, build_snapshots(sp, AS_OF[-1:])) == []
-    assert differing_columns(want, build_snapshots(open_source(small_portfolio), AS_OF[-1:])) == []
+    clean = open_source(small_portfolio)
+    for name in ("contracts", "tickets"):
+        key = clean.frame(name).columns[0]
+        want = clean.frame(name).sort_values(key).reset_index(drop=True)
+        for src in (duck, sp):
+            assert src.row_count(name) == len(want) + 3          # as found
+            got = src.frame(name).sort_values(key).reset_index(drop=True)
+            assert differing_columns(want, got) == [], (name, src.engine)
