@@ -531,3 +531,43 @@ def test_rows_repeated_exactly_are_an_error_that_says_how_to_read_them_once(tabl
     [err] = [p for p in bad.errors if p.rule == "duplicate_key"]
     assert err.count == 1 and err.examples == [f"contract_id={c.contract_id.iloc[3]} ×2"]
     assert "rows differ" in err.message and not [p for p in bad.warnings if p.rule == "repeated_rows"]
+
+
+def test_a_folder_of_csv_parts_reads_as_one_table(tables, tmp_path):
+    """A warehouse unload or a Spark job's output: a table as a folder of CSV part files, each with its header
+    (some compressed, one not UTF-8, one empty, and the writer's `_SUCCESS` and `.crc` files beside them): the
+    same report and features as the single files, and a part that is malformed or a folder of empty files named."""
+    import gzip
+
+    u, t = tables["usage"], tables["tickets"].copy()
+    t.loc[t.index[-1], "ticket_id"] = "T-Société"   # written in Windows-1252 below
+    single = write(tmp_path / "single", {**tables, "tickets": t}, csv=("usage", "tickets"))
+    d = write(tmp_path / "parts", {k: v for k, v in tables.items() if k not in ("usage", "tickets")})
+    (d / "usage").mkdir()
+    for i in range(3):
+        with gzip.open(d / "usage" / f"part-{i:05d}.csv.gz", "wt", newline="") as fh:
+            u.iloc[i::3].to_csv(fh, index=False)
+    (d / "usage" / "_SUCCESS").write_text("")
+    (d / "usage" / ".part-00000.csv.gz.crc").write_bytes(b"\x00")
+    (d / "tickets").mkdir()
+    t.iloc[:50].to_csv(d / "tickets" / "a.csv", index=False)
+    t.iloc[50:].to_csv(d / "tickets" / "b.csv", index=False, encoding="cp1252")
+    (d / "tickets" / "c.csv").write_text("")
+    src, ref = open_source(d), open_source(single)
+    report, want = validate(src, AS_OF), validate(ref, AS_OF)
+    assert report.ok, [str(p) for p in report.errors]
+    kept = [(p.rule, p.table, p.column, p.count) for p in report.problems if p.rule != "reading"]
+    assert kept == [(p.rule, p.table, p.column, p.count) for p in want.problems if p.rule != "reading"]
+    assert any("tickets/b.csv is not UTF-8" in p.message for p in report.notes)
+    assert sorted(src.frame("tickets")["ticket_id"]) == sorted(t["ticket_id"])
+    day = [date(2026, 4, 1)]
+    pd.testing.assert_frame_equal(build_snapshots(src, day), build_snapshots(ref, day))
+    with open(d / "tickets" / "b.csv", "a", encoding="cp1252") as fh:
+        fh.write("T-extra,A00001\n")                  # a row with two fields
+    bad = validate(open_source(d), AS_OF)
+    [err] = [p for p in bad.errors if p.table == "tickets"]
+    assert "cannot read tickets/b.csv: line" in err.message and "has 2 field(s)" in err.message
+    for f in (d / "tickets").iterdir():
+        f.write_text("")
+    [err] = [p for p in validate(open_source(d), AS_OF).errors if p.table == "tickets"]
+    assert "tickets/ holds only empty files" in err.message

@@ -184,19 +184,26 @@ def test_an_export_in_a_crms_spelling_reads_the_same_on_spark(small_portfolio, s
     assert sp.table("usage").count().to_pyarrow().as_py() == duck.table("usage").count().to_pyarrow().as_py()
 
 
-def test_gzip_compressed_csv_files_read_the_same_on_spark(small_portfolio, spark, tmp_path):
-    """`contracts.csv.gz` and `Tickets.CSV.GZ` (a suffix Hadoop does not decompress by itself) in a folder, with
-    rows repeated exactly and declared so (`repeated_rows = "read_once"`): the same features on Spark as on
-    DuckDB and as the clean export's, and the same data hash."""
+def test_compressed_csv_files_and_folders_of_parts_read_the_same_on_spark(small_portfolio, spark, tmp_path):
+    """`contracts.csv.gz`, and tickets as a folder of CSV parts as a warehouse unload writes it (`part-0.csv.gz`,
+    `PART-1.CSV.GZ`, a suffix Hadoop does not decompress by itself, `_SUCCESS`), with rows repeated exactly and
+    declared so (`repeated_rows = "read_once"`): the same tables on Spark as on DuckDB and as the clean export's,
+    and the same data hash."""
     import gzip
     import shutil
 
     d = tmp_path / "data"
     shutil.copytree(small_portfolio, d, ignore=shutil.ignore_patterns("truth"))
-    for name, as_name in (("contracts", "contracts.csv.gz"), ("tickets", "Tickets.CSV.GZ")):
-        df = pd.read_parquet(d / f"{name}.parquet")
-        with gzip.open(d / as_name, "wt", encoding="utf-8", newline="") as fh:
-            pd.concat([df, df.iloc[:3]]).to_csv(fh, index=False)
+    contracts, tickets = (pd.read_parquet(d / f"{n}.parquet") for n in ("contracts", "tickets"))
+    with gzip.open(d / "contracts.csv.gz", "wt", encoding="utf-8", newline="") as fh:
+        pd.concat([contracts, contracts.iloc[:3]]).to_csv(fh, index=False)
+    (d / "tickets").mkdir()
+    half = len(tickets) // 2
+    for part, rows in (("part-0.csv.gz", tickets.iloc[:half]), ("PART-1.CSV.GZ", tickets.iloc[half - 3:])):
+        with gzip.open(d / "tickets" / part, "wt", encoding="utf-8", newline="") as fh:
+            rows.to_csv(fh, index=False)
+    (d / "tickets" / "_SUCCESS").write_text("")
+    for name in ("contracts", "tickets"):
         (d / f"{name}.parquet").unlink()
     once = {"all": {"repeated_rows": "read_once"}}
     duck, sp = open_source(d, once), open_source(d, once, engine="spark", spark=spark)

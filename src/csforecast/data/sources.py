@@ -2,7 +2,8 @@
 
 Kinds of source (docs/data-contract.md says how to point at each):
 - a folder with one file per table: `accounts.csv` (or gzip-compressed, `accounts.csv.gz`) or
-  `accounts.parquet`, or a folder `accounts/` of Parquet files (as Spark writes them);
+  `accounts.parquet`, or a folder `accounts/` of Parquet or CSV part files (as Spark or a warehouse unload
+  writes them);
 - a DuckDB database file (`.duckdb`, `.ddb`, `.db`) or a `duckdb:///path/to/file.duckdb` URL;
 - any other database URL that Ibis can open, e.g. `postgres://user@host:5432/dbname` (PostgreSQL).
 
@@ -683,8 +684,9 @@ def utf8_copy(f: Path, into: Path) -> tuple[Path, str]:
     raise AssertionError("unreachable: Latin-1 decodes every byte")
 
 
-def _not_utf8_note(f: Path, problem: str, encoding: str) -> str:
-    return f"{f.name} is not UTF-8 ({problem}); read as {encoding}: save it as UTF-8 if names come out wrong"
+def _not_utf8_note(f: Path, problem: str, encoding: str, shown: str | None = None) -> str:
+    return (f"{shown or f.name} is not UTF-8 ({problem}); read as {encoding}: save it as UTF-8 if names come out "
+            "wrong")
 
 
 def _spark_scratch() -> Path:
@@ -717,9 +719,9 @@ def _delimiter(f: Path) -> str:
 def folder_tables(path: Path) -> tuple[dict[str, Path], list[str]]:
     """The file that holds each contract table of a folder, whichever engine reads it.
 
-    A table is `name.parquet`, a folder `name/` holding Parquet part files, `name.csv` or `name.csv.gz`, looked
-    for in that order; when several are present the first is used and a note says so. Files with a table suffix that are not
-    contract tables are named in a note. Pure: only lists the folder.
+    A table is `name.parquet`, a folder `name/` of part files (:func:`table_parts`: Parquet, else CSV), `name.csv`
+    or `name.csv.gz`, looked for in that order; when several are present the first is used and a note says so.
+    Files with a table suffix that are not contract tables are named in a note. Pure: only lists the folder.
 
     Returns
     -------
@@ -730,7 +732,7 @@ def folder_tables(path: Path) -> tuple[dict[str, Path], list[str]]:
     """
     def is_table(p: Path) -> bool:
         return (p.is_file() and (p.suffix == ".parquet" or csv_stem(p) is not None)) \
-            or (p.is_dir() and any(p.glob("*.parquet")))
+            or (p.is_dir() and bool(table_parts(p)))
 
     def stem(p: Path) -> str:
         return p.name if p.is_dir() else csv_stem(p) or p.stem
@@ -754,50 +756,92 @@ def folder_tables(path: Path) -> tuple[dict[str, Path], list[str]]:
     return tables, notes
 
 
+def table_parts(f: Path) -> list[Path]:
+    """The files that hold a table: ``[f]`` for a file; for a folder (as Spark, Hive or a warehouse unload write
+    one), its Parquet part files, else its CSV part files (``CSV_SUFFIXES``), sorted by name. Names starting with
+    "." or "_" (a writer's ``_SUCCESS``, ``.part-0.crc``) are not parts."""
+    if not f.is_dir():
+        return [f]
+    files = sorted(p for p in f.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
+    return [p for p in files if p.suffix == ".parquet"] or [p for p in files if csv_stem(p)]
+
+
+def _shown(f: Path, table: Path) -> str:
+    """A part's name as a message gives it: ``usage/part-0.csv`` for a part of the folder ``usage/``."""
+    return f.name if f == table else f"{table.name}/{f.name}"
+
+
+def _csv_parts(f: Path) -> tuple[list[Path], str | None]:
+    """The CSV part files of table file or folder ``f`` that hold more than nothing, and why none does (None
+    when some does)."""
+    parts = [p for p in table_parts(f) if not _is_empty(p)]
+    if parts:
+        return parts, None
+    return [], (f"{f.name} is an empty file (not even a header row)" if f.is_file()
+                else f"{f.name}/ holds only empty files (not even a header row)")
+
+
+def _first_csv_problem(f: Path, parts: list[Path]) -> str | None:
+    """The first malformed row (or undecompressable file) among the CSV ``parts`` of table ``f``, named."""
+    for p in parts:
+        why = _readable_csv_problem(p)
+        if why:
+            return f"cannot read {_shown(p, f)}: {why}"
+    return None
+
+
 def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
-    """Tables of a folder: `name.parquet`, a folder `name/` of Parquet files, or `name.csv` / `name.csv.gz` (read
-    as text)."""
+    """Tables of a folder: `name.parquet`, a folder `name/` of Parquet or CSV part files, or `name.csv` /
+    `name.csv.gz` (CSV read as text)."""
     found, unreadable, files = {}, {}, []
     tables, notes = folder_tables(path)
     for name, f in tables.items():
+        parts = table_parts(f)
+        files += parts
         try:
-            if f.is_dir():
-                parts = sorted(f.glob("*.parquet"))
+            if parts[0].suffix == ".parquet":
+                if f.is_file() and _is_empty(f):
+                    unreadable[name] = f"{f.name} is an empty file (not even a header row)"
+                    continue
                 found[name] = con.read_parquet([str(p) for p in parts], table_name=f"_file_{name}")
-                files += parts
                 continue
-            if _is_empty(f):
-                unreadable[name] = f"{f.name} is an empty file (not even a header row)"
-                files.append(f)
+            parts, empty = _csv_parts(f)
+            if empty:
+                unreadable[name] = empty
                 continue
-            if f.suffix == ".parquet":
-                found[name] = con.read_parquet(f, table_name=f"_file_{name}")
-            else:
-                try:
-                    found[name] = _load_csv(con, name, f)
-                except Exception:   # noqa: BLE001 - DuckDB refuses text that is not UTF-8 ...
-                    not_utf8 = utf8_problem(f)
-                    if not_utf8 is None:
-                        raise
-                    # ... which an Excel export on Windows is: read a UTF-8 copy, and say so
-                    with tempfile.TemporaryDirectory(prefix="csforecast-csv-") as tmp:
-                        copy, encoding = utf8_copy(f, Path(tmp))
-                        found[name] = _load_csv(con, name, copy)   # loaded now: the copy can go
-                    notes.append(_not_utf8_note(f, not_utf8, encoding))
+            try:
+                found[name] = _load_csv(con, name, parts)
+            except Exception:   # noqa: BLE001 - DuckDB refuses text that is not UTF-8 ...
+                not_utf8 = {p: utf8_problem(p) for p in parts}
+                if not any(not_utf8.values()):
+                    raise
+                # ... which an Excel export on Windows is: read UTF-8 copies, and say so
+                with tempfile.TemporaryDirectory(prefix="csforecast-csv-") as tmp:
+                    read = []
+                    for p, problem in not_utf8.items():
+                        if problem:
+                            copy, encoding = utf8_copy(p, Path(tmp))
+                            read.append(copy)
+                            notes.append(_not_utf8_note(p, problem, encoding, _shown(p, f)))
+                        else:
+                            read.append(p)
+                    found[name] = _load_csv(con, name, read)   # loaded now: the copies can go
         except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
-            why = _readable_csv_problem(f) if csv_stem(f) else None
-            unreadable[name] = f"cannot read {f.name}: {why or _first_line(e)}"
-        files.append(f)
+            why = _first_csv_problem(f, parts) if parts[0].suffix != ".parquet" else None
+            unreadable[name] = why or f"cannot read {f.name}: {_first_line(e)}"
     return found, unreadable, files, notes
 
 
-def _load_csv(con, name: str, f: Path) -> ibis.Table:
-    """A CSV file as text, loaded once into the engine: every value is then typed by parse.read_as (shared with
-    validation), never by DuckDB's sniffer, which guesses one date format per file from a sample."""
-    compression = "gzip" if f.name.lower().endswith(".gz") else "none"
-    con.raw_sql(f"CREATE TEMP TABLE _file_{name} AS SELECT * FROM read_csv({_quote(f)}, "
-                f"header = true, all_varchar = true, skip = 0, delim = {_quote(_delimiter(f))}, "
-                f"quote = '\"', escape = '\"', compression = '{compression}')")
+def _load_csv(con, name: str, parts: list[Path]) -> ibis.Table:
+    """CSV files (one table's parts, each with its header row) as text, loaded once into the engine: every value
+    is then typed by parse.read_as (shared with validation), never by DuckDB's sniffer, which guesses one date
+    format per file from a sample. The delimiter is the first part's."""
+    gz = {p.name.lower().endswith(".gz") for p in parts}
+    compression = "auto_detect" if len(gz) > 1 else "gzip" if gz == {True} else "none"
+    files = "[" + ", ".join(_quote(p) for p in parts) + "]"
+    con.raw_sql(f"CREATE TEMP TABLE _file_{name} AS SELECT * FROM read_csv({files}, "
+                f"header = true, all_varchar = true, skip = 0, delim = {_quote(_delimiter(parts[0]))}, "
+                f"quote = '\"', escape = '\"', compression = '{compression}', union_by_name = true)")
     return con.table(f"_file_{name}")
 
 
@@ -947,39 +991,27 @@ def _spark_parquet(con, paths: list[Path], table_name: str) -> ibis.Table:
 
 
 def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[str], dict[str, int]]:
-    """Tables of a folder read by Spark in place: `name.parquet`, a folder `name/` of Parquet part files, or
-    `name.csv` / `name.csv.gz` (read as text, typed by parse.read_as as on DuckDB). The same files as `_read_folder`, so the
-    data hash is the same whichever engine reads them."""
+    """Tables of a folder read by Spark in place: `name.parquet`, a folder `name/` of Parquet or CSV part files,
+    or `name.csv` / `name.csv.gz` (CSV read as text, typed by parse.read_as as on DuckDB). The same files as
+    `_read_folder`, so the data hash is the same whichever engine reads them."""
     found, unreadable, files = {}, {}, []
     counts: dict[str, int] = {}
     tables, notes = folder_tables(path)
     for name, f in tables.items():
-        parts = sorted(f.glob("*.parquet")) if f.is_dir() else [f]
+        parts = table_parts(f)
         files += parts
         try:
-            if f.is_file() and _is_empty(f):
+            if f.is_file() and f.suffix == ".parquet" and _is_empty(f):
                 unreadable[name] = f"{f.name} is an empty file (not even a header row)"
-            elif csv_stem(f):
-                problem = _readable_csv_problem(f)
+            elif parts[0].suffix != ".parquet":
+                parts, problem = _csv_parts(f)
+                problem = problem or _first_csv_problem(f, parts)
                 if problem:
-                    unreadable[name] = f"cannot read {f.name}: {problem}"
+                    unreadable[name] = problem
                     continue
-                read = f
-                not_utf8 = utf8_problem(f)   # Spark would read such bytes as U+FFFD, silently
-                # Hadoop decompresses by the suffix ".gz" only as written so (not ".GZ")
-                unsuffixed = f.name.lower().endswith(".gz") and not f.name.endswith(".gz")
-                if not_utf8 or unsuffixed:
-                    folder = _spark_scratch() / hashlib.md5(str(f.resolve()).encode()).hexdigest()
-                    folder.mkdir(exist_ok=True)
-                    if not_utf8:
-                        read, encoding = utf8_copy(f, folder)
-                        notes.append(_not_utf8_note(f, not_utf8, encoding))
-                    else:
-                        read = folder / f"{csv_stem(f)}.csv"
-                        with _open_bytes(f) as src, open(read, "wb") as dst:
-                            shutil.copyfileobj(src, dst, 1 << 20)
-                df = con._session.read.csv(str(read), header=True, inferSchema=False, sep=_delimiter(read), quote='"',
-                                           escape='"', mode="PERMISSIVE")
+                read = [_spark_readable_csv(p, _shown(p, f), notes) for p in parts]
+                df = con._session.read.csv([str(p) for p in read], header=True, inferSchema=False,
+                                           sep=_delimiter(read[0]), quote='"', escape='"', mode="PERMISSIVE")
                 df.createOrReplaceTempView(f"_file_{name}")
                 found[name] = con.table(f"_file_{name}")
             else:
@@ -988,6 +1020,26 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
         except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
             unreadable[name] = f"cannot read {f.name}: {_first_line(e)}"
     return found, unreadable, files, notes, counts
+
+
+def _spark_readable_csv(f: Path, shown: str, notes: list[str]) -> Path:
+    """``f``, or a copy Spark reads as the DuckDB engine reads ``f``: in UTF-8 (Spark would read other bytes as
+    U+FFFD, silently; a note says so) and decompressed when its suffix is ".gz" written otherwise (Hadoop
+    decompresses by the suffix as written)."""
+    not_utf8 = utf8_problem(f)
+    unsuffixed = f.name.lower().endswith(".gz") and not f.name.endswith(".gz")
+    if not (not_utf8 or unsuffixed):
+        return f
+    folder = _spark_scratch() / hashlib.md5(str(f.resolve()).encode()).hexdigest()
+    folder.mkdir(exist_ok=True)
+    if not_utf8:
+        read, encoding = utf8_copy(f, folder)
+        notes.append(_not_utf8_note(f, not_utf8, encoding, shown))
+        return read
+    read = folder / f"{csv_stem(f)}.csv"
+    with _open_bytes(f) as src, open(read, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    return read
 
 
 def _parquet_rows(parts: list[Path]) -> int:
