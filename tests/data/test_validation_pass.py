@@ -569,5 +569,7 @@ def test_a_folder_of_csv_parts_reads_as_one_table(tables, tmp_path):
     assert "cannot read tickets/b.csv: line" in err.message and "has 2 field(s)" in err.message
     for f in (d / "tickets").iterdir():
         f.write_text("")
-    [err] = [p for p in validate(open_source(d), AS_OF).errors if p.table == "tickets"]
-    assert "tickets/ holds only empty files" in err.message
+    (d / "usage" / "part-00001.csv.gz").write_bytes(b"not gzip")
+    errors = {p.table: p for p in validate(open_source(d), AS_OF).errors}
+    assert "tickets/ holds only empty files" in errors["tickets"].message
+    assert "cannot read usage/part-00001.csv.gz: not a readable gzip file" in errors["usage"].message

@@ -605,8 +605,11 @@ def _is_empty(f: Path) -> bool:
         return True
     if not f.name.lower().endswith(".gz"):
         return False
-    with _open_bytes(f) as fh:
-        return fh.read(1) == b""
+    try:
+        with _open_bytes(f) as fh:
+            return fh.read(1) == b""
+    except (OSError, EOFError):       # not gzip after all: the reader names it (_readable_csv_problem)
+        return False
 
 
 def _readable_csv_problem(f: Path) -> str | None:
