@@ -190,9 +190,8 @@ def test_time_series_follows_a_constant_rate():
     assert info["horizon_quarters"] == 3
 
 
-def test_the_expansion_fit_is_kept_for_the_same_rows_only():
-    """`score` forecasts four windows as of one date from the same rows: the expansion model is fitted once. Rows
-    that differ in any value get their own fit."""
+def test_the_expansion_fit_is_deterministic():
+    """Why a caller may keep it (`forecast_window(memo=)`): the same rows give the same model."""
     from csforecast.forecast.renewals import fit_expansion
 
     rng = np.random.default_rng(3)
@@ -200,9 +199,26 @@ def test_the_expansion_fit_is_kept_for_the_same_rows_only():
     rows = pd.DataFrame({"seats_used": rng.uniform(0, 1, n), "segment": rng.choice(["SMB", "ENT"], n),
                          "label_arr_change": rng.normal(0.03, 0.1, n),
                          "renewal_date": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 500, n), "D")})
-    first = fit_expansion(rows, ["seats_used", "segment"])
-    assert fit_expansion(rows.copy(), ["seats_used", "segment"]) is first
-    changed = rows.assign(label_arr_change=rows.label_arr_change.where(rows.index != 7, 0.5))
-    other = fit_expansion(changed, ["seats_used", "segment"])
-    assert other is not first and other.constant_ != first.constant_
-    assert fit_expansion(rows, ["seats_used"]) is not first
+    first, again = (fit_expansion(rows.copy(), ["seats_used", "segment"]) for _ in range(2))
+    assert again is not first and again.summary() == first.summary()
+    np.testing.assert_array_equal(again.ratio_moments(rows)[0], first.ratio_moments(rows)[0])
+
+
+def test_windows_forecast_with_one_memo_fit_the_expansion_model_once(tiny_source, isolated_home):
+    """What `score` does for its four windows: one memo, one expansion fit, and each window's forecast the same
+    as computed on its own."""
+    import json
+
+    from csforecast.forecast.renewals import dict_memo
+
+    computed, kept = [], dict_memo()
+
+    def memo(key, compute):
+        return kept(key, lambda: computed.append(key) or compute())
+
+    kw = dict(as_of=AS_OF, churn_estimator=KnownProbabilities(), tau=0.0, draws=2000)
+    for window in (WINDOW, ("2024-10-01", "2025-01-01")):
+        shared = forecast_window(tiny_source, *window, memo=memo, **kw)
+        alone = forecast_window(tiny_source, *window, **kw)
+        assert json.dumps(shared, sort_keys=True, default=str) == json.dumps(alone, sort_keys=True, default=str)
+    assert [k[0] for k in computed] == ["expansion"] and computed[0][-1] == AS_OF

@@ -185,8 +185,9 @@ class DataContext:
                                scores_version=scores_version, settings=settings, home=settings.home)
 
             def computed() -> dict:
-                with self.lock:
-                    return compute(self.source(), start, end, group_by, estimator, model_version, blend, survival)
+                with self.lock:     # windows as of this data's end share the expansion fit, kept with the results
+                    return compute(self.source(), start, end, group_by, estimator, model_version, blend, survival,
+                                   memo=self.cached)
 
             return cache.get_or_compute(key, computed)
 

@@ -18,8 +18,7 @@ the baselines ``forecast.baselines``.
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
+from collections.abc import Callable
 from datetime import date
 
 import numpy as np
@@ -59,6 +58,7 @@ __all__ = [
     "NoChampionError",
     "Simulation",
     "forecast_window",
+    "dict_memo",
     "estimate_tau",
     "shock_evidence",
     "renewal_book",
@@ -153,30 +153,26 @@ def decision_rows(snaps: pd.DataFrame, cutoff) -> pd.DataFrame:
              & (s["days_to_renewal"] >= 0)]
 
 
-_EXPANSION_FITS: OrderedDict = OrderedDict()   # (features, rows' content hash) -> fitted model; a few kept
-_EXPANSION_FITS_KEPT = 4
-_EXPANSION_LOCK = threading.Lock()
-
-
 def fit_expansion(rows: pd.DataFrame, features: list[str]):
-    """The expansion model fitted on the renewed decisions among `rows`. The fit is deterministic, so a process
-    keeps the last few by the rows' content: `score` forecasts four windows as of one date, from the same rows,
-    and the server forecasts any window on demand."""
+    """The expansion model fitted on the renewed decisions among `rows` (deterministic: the same rows give the
+    same model, which is why a caller may keep it, ``forecast_window(memo=)``)."""
     from csforecast.models.expansion import ExpansionModel
 
     r = rows[rows["label_arr_change"].notna()]
-    used = r[[*features, "label_arr_change", "renewal_date"]]
-    key = (tuple(features), len(used), int(pd.util.hash_pandas_object(used, index=False).sum()))
-    with _EXPANSION_LOCK:
-        if key in _EXPANSION_FITS:
-            _EXPANSION_FITS.move_to_end(key)
-            return _EXPANSION_FITS[key]
-    model = ExpansionModel().fit(r[features], r["label_arr_change"].to_numpy(float), sample_time=r["renewal_date"])
-    with _EXPANSION_LOCK:
-        _EXPANSION_FITS[key] = model
-        while len(_EXPANSION_FITS) > _EXPANSION_FITS_KEPT:
-            _EXPANSION_FITS.popitem(last=False)
-    return model
+    return ExpansionModel().fit(r[features], r["label_arr_change"].to_numpy(float), sample_time=r["renewal_date"])
+
+
+def dict_memo() -> Callable:
+    """A ``memo`` for :func:`forecast_window` kept in a dict for as long as the caller keeps it: ``memo(key,
+    compute)`` is ``compute()`` the first time a key is asked for, the same value after. For one source only."""
+    kept: dict = {}
+
+    def memo(key, compute):
+        if key not in kept:
+            kept[key] = compute()
+        return kept[key]
+
+    return memo
 
 
 def optional_champion(family: str):
@@ -288,7 +284,7 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
                     tau: float | dict | None = None, at_risk_threshold: float = AT_RISK_THRESHOLD,
                     top: int = TOP_AT_RISK, exact_budget: int = EXACT_BUDGET, progress=None, calls=None,
                     blend_estimator=None, blend_version: str | None = None, survival_estimator=None,
-                    survival_version: str | None = None) -> dict:
+                    survival_version: str | None = None, memo: Callable | None = None) -> dict:
     """Forecast the renewals due in [start, end) as of ``as_of`` (default: the data end). See
     docs/forecast.md for every key of the result.
 
@@ -308,6 +304,10 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
     survival_estimator the survival model (``SnapshotSurvivalModel``) that scores renewals more than 365 days
                       after as_of, as the score set does (``beyond_churn_horizon``); default: the survival
                       champion when the churn model is the champion too (none: the churn model, with a warning).
+    memo              ``memo(key, compute)``: a caller's store of what windows as of one date share (the
+                      expansion model, fitted on the decisions resolved before as_of), for a caller that forecasts
+                      several windows of one source: ``dict_memo()`` for a loop, the server's per-data cache.
+                      None: fitted for this window.
     """
     from csforecast.config import get_settings
     from csforecast.features.snapshot import build_snapshots, data_end, feature_columns
@@ -419,9 +419,11 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
                         f"{MODEL_HORIZON_DAYS} days after as_of: the churn model is out of its training range "
                         f"there (it learns from snapshots at most {MODEL_HORIZON_DAYS} days before a renewal) and "
                         f"no survival model was available to score them")
-        tell("fitting the expansion model")
-        train = decision_rows(snaps[snaps["as_of"] < as_of_ts], as_of_ts)
-        exp_model = fit_expansion(train, feature_columns(snaps))
+        def fit():
+            tell("fitting the expansion model")
+            return fit_expansion(decision_rows(snaps[snaps["as_of"] < as_of_ts], as_of_ts), feature_columns(snaps))
+
+        exp_model = memo(("expansion", source.data_hash, str(as_of_ts.date())), fit) if memo is not None else fit()
         m, v = exp_model.ratio_moments(rows)
         split = exp_model.split_moments(rows)
         maps = getattr(churn_estimator, "calibration_maps_", None)

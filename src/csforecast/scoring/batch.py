@@ -202,17 +202,19 @@ def run_scoring(source: Source, scores_db, as_of: date | None = None, pinned: di
     res["monitoring"] = {"resolved_outcomes": int(len(outcomes)), "psi_warnings": sorted(
         drift.loc[drift["warning"].astype(bool), "column"]) if len(drift) else []}
     if forecasts and "churn" in champs.estimators:
+        from csforecast.forecast.renewals import dict_memo
         from csforecast.scoring.forecasts import precompute
 
+        memo = dict_memo()      # the windows below, as of one date, share one expansion fit
         blend = ((champs.estimators["blend"], champs.versions["blend"]) if "blend" in champs.estimators else None)
         survival = ((champs.estimators["survival"], champs.versions["survival"])
                     if "survival" in champs.estimators else None)
         res["forecasts_precomputed"] = precompute(source, champs.estimators["churn"], champs.versions["churn"],
                                                   version, settings, progress=tell, blend=blend,
-                                                  survival=survival)
+                                                  survival=survival, memo=memo)
         from csforecast.scoring.forecasts import freeze_quarters
 
         res["frozen_forecasts"] = freeze_quarters(source, champs.estimators["churn"], champs.versions["churn"],
                                                   version, settings, progress=tell, blend=blend,
-                                                  survival=survival)
+                                                  survival=survival, memo=memo)
     return res

@@ -98,19 +98,20 @@ def forecast_key(start: date, end: date, group_by: str | None, *, data_hash: str
 
 
 def compute(source, start: date, end: date, group_by: str | None, estimator, model_version: str | None,
-            blend=None, survival=None) -> dict:
+            blend=None, survival=None, memo=None) -> dict:
     """`forecast_window` of [start, end) as of the data end with the given churn model (and ``blend``: the
     blend champion as (estimator, version), for the blend method beside the model's): the one call the API,
     the dashboard and `precompute` make, so that a cached result is the result any of them would compute.
     ``survival``: the survival champion as (estimator, version), which scores the renewals beyond the churn
-    model's horizon as the score set does (none: the churn model scores them, with a warning)."""
+    model's horizon as the score set does (none: the churn model scores them, with a warning). ``memo``: what
+    windows as of one date share, kept by the caller (``forecast_window(memo=)``)."""
     from csforecast.forecast.renewals import forecast_window
 
     b_est, b_ver = blend if blend else (None, None)
     s_est, s_ver = survival if survival else (None, None)
     return forecast_window(source, start, end, group_by=group_by, as_of=None, churn_estimator=estimator,
                            model_version=model_version, blend_estimator=b_est, blend_version=b_ver,
-                           survival_estimator=s_est, survival_version=s_ver)
+                           survival_estimator=s_est, survival_version=s_ver, memo=memo)
 
 
 def versions_key(model_version: str | None, blend=None, survival=None) -> str | None:
@@ -127,12 +128,15 @@ def versions_key(model_version: str | None, blend=None, survival=None) -> str | 
 
 
 def precompute(source, estimator, model_version: str, scores_version: int, settings, progress=None,
-               blend=None, survival=None) -> int:
+               blend=None, survival=None, memo=None) -> int:
     """Compute the forecasts of the quarters of the next year (from the data end) into the disk cache, those not
-    there yet; returns how many were computed. ``blend``: (estimator, version) of the blend champion."""
+    there yet; returns how many were computed. ``blend``: (estimator, version) of the blend champion. ``memo``:
+    as :func:`compute` (default: one for these windows, which share the expansion model)."""
     from csforecast.features.snapshot import data_end
+    from csforecast.forecast.renewals import dict_memo
 
     tell = progress or (lambda *_a: None)
+    memo = memo or dict_memo()
     cache = ForecastCache(settings.home / "cache" / "forecasts")
     quarters = next_quarters(data_end(source))
     computed = []      # the windows `run` computed: the count returned, without a second look at the cache
@@ -143,7 +147,7 @@ def precompute(source, estimator, model_version: str, scores_version: int, setti
 
         def run(k=k, start=start, end=end):
             tell(f"renewal forecast {start} – {end}", k, len(quarters))
-            forecast = compute(source, start, end, None, estimator, model_version, blend, survival)
+            forecast = compute(source, start, end, None, estimator, model_version, blend, survival, memo)
             computed.append((start, end))
             return forecast
 
@@ -155,10 +159,11 @@ FROZEN_QUARTERS = 2   # `csforecast score` freezes the current and the next quar
 
 
 def freeze_quarters(source, estimator, model_version: str, scores_version: int, settings, progress=None,
-                    blend=None, survival=None) -> list[int]:
+                    blend=None, survival=None, memo=None) -> list[int]:
     """Freeze the forecasts of the current and the next quarter (from the data end) into the ledger
     (``scoring.process``), unless the ledger already holds a ``score`` freeze of that window as of the same
-    date; the cached forecast is used when there is one. Returns the new ledger ids."""
+    date; the cached forecast is used when there is one. Returns the new ledger ids. ``memo``: as
+    :func:`compute`."""
     from csforecast.features.snapshot import data_end
     from csforecast.forecast.ledger import frozen_entry
     from csforecast.scoring.process import freeze, ledger_entries, process_db
@@ -179,7 +184,7 @@ def freeze_quarters(source, estimator, model_version: str, scores_version: int, 
 
         def run(start=start, end=end):
             tell(f"renewal forecast {start} – {end} (to freeze)")
-            return compute(source, start, end, None, estimator, model_version, blend, survival)
+            return compute(source, start, end, None, estimator, model_version, blend, survival, memo)
 
         res = cache.get_or_compute(key, run)
         for method in ("model", "blend") if "blend" in res["methods"] else ("model",):
