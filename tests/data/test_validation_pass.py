@@ -573,3 +573,29 @@ def test_a_folder_of_csv_parts_reads_as_one_table(tables, tmp_path):
     errors = {p.table: p for p in validate(open_source(d), AS_OF).errors}
     assert "tickets/ holds only empty files" in errors["tickets"].message
     assert "cannot read usage/part-00001.csv.gz: not a readable gzip file" in errors["usage"].message
+
+
+def test_a_csv_without_its_header_row_is_one_error_that_says_so(tables, tmp_path):
+    """A `COPY … TO` or an unload written without HEADER: the first row is taken for the column names. One error
+    says so and names the columns to write, not one per missing column."""
+    d = write(tmp_path / "d", tables)
+    (d / "contracts.parquet").unlink()
+    tables["contracts"].to_csv(d / "contracts.csv", index=False, header=False)
+    report = validate(open_source(d), AS_OF)
+    [err] = [p for p in report.errors if p.table == "contracts"]
+    assert err.rule == "no_header" and err.column is None
+    first = tables["contracts"].iloc[0]
+    assert f"'{first.contract_id}', '{first.account_id}'" in err.message
+    assert "add a header row (contract_id, account_id, start_date, end_date, arr" in err.message
+
+
+def test_a_missing_column_names_the_columns_a_map_could_read_it_from(tables, tmp_path):
+    c = tables["contracts"].rename(columns={"contract_id": "Id", "arr": "Amount"})
+    d = write(tmp_path / "d", {**tables, "contracts": c})
+    by = {p.column: p for p in validate(open_source(d), AS_OF).errors if p.rule == "missing_column"}
+    assert set(by) == {"contract_id", "arr"}
+    assert "its columns not read as ours are 'Id', 'Amount'" in by["arr"].message
+    assert 'map it with arr = "their name" under [column_map.contracts]' in by["arr"].message
+    mapped = validate(open_source(d, {"contracts": {"arr": "ACV"}}), AS_OF)
+    [err] = [p for p in mapped.errors if p.column == "arr"]
+    assert "column_map maps it to 'ACV', which is not there either" in err.message and "not read as ours" not in err.message

@@ -13,6 +13,7 @@ value validation accepts is a value the loader reads.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -118,6 +119,15 @@ class DataValidationError(Exception):
         more = len(report.errors) - len(lines)
         super().__init__(f"{len(report.errors)} data error(s) in {report.source}:\n  " + "\n  ".join(lines)
                          + (f"\n  … and {more} more (csforecast validate --data … lists all)" if more > 0 else ""))
+
+
+_VALUE_LIKE = re.compile(r"[\s$€£¥+\-(]*\d[\d\s.,:/\-T+Z%)]*")
+
+
+def _reads_as_a_value(name: str) -> bool:
+    """Whether a column name reads as a value rather than a name: a date, a time or a number (``2024-12-31``,
+    ``8081.36``, ``$1,200``, ``16``), as the first row of a CSV written without its header holds."""
+    return bool(_VALUE_LIKE.fullmatch(name.strip()))
 
 
 def _all(t: ibis.Table, cond) -> bool:
@@ -276,9 +286,24 @@ class _Checker:
                                  f"column_map.{table}.{ours}: '{ours}' is not a column of {of}{listed}; ignored")
 
     def check_structure(self, name):
-        """Missing columns and columns whose kind cannot hold the contract's type."""
+        """Missing columns and columns whose kind cannot hold the contract's type. A table with none of the
+        contract's columns whose column names read as values (a date, a number) was written without its header
+        row: one error says so, rather than one per column. A missing required column's message lists the
+        table's columns that are not read as any of ours, the names a column_map entry can give."""
         t, spec = self.source.raw[name], TABLES[name]
         rename = self.source.reading.get(name)
+        ours = {c.name for c in spec.columns}
+        others = [c for c in t.columns if c not in ours]
+        if others and not ours & set(t.columns):
+            values = [c for c in others if _reads_as_a_value(c)]
+            if values:
+                shown = ", ".join(f"'{c}'" for c in t.columns[:6]) + (", …" if len(t.columns) > 6 else "")
+                self.problem("error", name, None, "no_header",
+                             f"{name} seems to have no header row: its column names read as values ({shown}), as a "
+                             f"table's first row does. csforecast takes the first row for the column names: add a "
+                             f"header row ({', '.join(c.name for c in spec.columns)})")
+                return
+        listed = ", ".join(f"'{c}'" for c in others[:8]) + (", …" if len(others) > 8 else "")
         for col in spec.columns:
             if col.name not in t.columns:
                 theirs = rename.rename.get(col.name) if rename else None
@@ -289,8 +314,10 @@ class _Checker:
                     self.problem("warning", name, col.name, "missing_optional_column",
                                  f"optional column '{col.name}' not found{hint}; {reading}")
                 else:
+                    among = (f"; its columns not read as ours are {listed}: if one of them is it, map it with "
+                             f"{col.name} = \"their name\" under [column_map.{name}]") if others and not theirs else ""
                     self.problem("error", name, col.name, "missing_column",
-                                 f"required column '{col.name}' not found{hint}")
+                                 f"required column '{col.name}' not found{hint}{among}")
                 continue
             found = t[col.name].type()
             if not readable(found, col.type):
