@@ -599,3 +599,13 @@ def test_a_missing_column_names_the_columns_a_map_could_read_it_from(tables, tmp
     mapped = validate(open_source(d, {"contracts": {"arr": "ACV"}}), AS_OF)
     [err] = [p for p in mapped.errors if p.column == "arr"]
     assert "column_map maps it to 'ACV', which is not there either" in err.message and "not read as ours" not in err.message
+
+
+def test_contracts_without_an_end_date_are_an_error_that_says_what_to_export(tables, tmp_path):
+    c = tables["contracts"].copy()
+    c["end_date"] = pd.to_datetime(c["end_date"]).where(c.index > c.index[2])   # three open-ended contracts
+    report = validate(open_source(write(tmp_path / "d", {**tables, "contracts": c})), AS_OF)
+    [err] = [p for p in report.errors if p.column == "end_date"]
+    assert err.rule == "null" and err.count == 3
+    assert "open-ended contract (evergreen, auto-renewing or month-to-month)" in err.message
+    assert err.examples[0].startswith(f"contract_id={c.contract_id.iloc[0]}")

@@ -40,6 +40,9 @@ class Column:
     # with that one (as named, spelled another way, or mapped: `column_map.contracts.mrr`) is read as
     # MONTHS_PER_YEAR times it, with a note (data.sources.TableReading.per_month)
     per_month: str | None = None
+    # a required column: why a row needs the value and what to export when the source has none, in words (said
+    # by validation's `null` error)
+    when_missing: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,11 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
     ), required=True, key="account_id", date_column="created_at", row_label=("account_id",)),
     TableSpec("contracts", (
         C("contract_id", "string"), C("account_id", "string"), C("start_date", "date"), C("end_date", "date",
-          doc="exclusive: the renewal date; the contract covers start_date <= day < end_date"),
+          doc="exclusive: the renewal date; the contract covers start_date <= day < end_date",
+          when_missing="a renewal decision falls at a contract's end, so every contract needs one: for an "
+                       "open-ended contract (evergreen, auto-renewing or month-to-month) export the end of its "
+                       "current term (its next renewal or notice date), and its past terms as contracts of their "
+                       "own (renewed_by linking them), or a monthly plan as one-month contracts"),
         C("arr", "float", per_month="mrr"), C("seats", "float", True, "null = unknown: the seat features go missing"),
         C("auto_renew", "bool", True),
         C("renewed_by", "string", True,

@@ -340,7 +340,8 @@ class _Checker:
                 self.add("warning", name, col.name, "left_out", f"rows without {col.name} are left out "
                          f"({col.left_out})", t, ~present(x))
             elif not col.nullable:
-                self.add("error", name, col.name, "null", "missing values in a required column", t, ~present(x))
+                why = f": {col.when_missing}" if col.when_missing else ""
+                self.add("error", name, col.name, "null", f"missing values in a required column{why}", t, ~present(x))
             if col.levels:
                 self.add("info", name, col.name, "spelled_levels", f"values written another way, read as the "
                          f"levels they spell ({', '.join(col.levels)})", t,
