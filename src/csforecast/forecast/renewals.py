@@ -306,8 +306,8 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
                       champion when the churn model is the champion too (none: the churn model, with a warning).
     memo              ``memo(key, compute)``: a caller's store of what windows as of one date share (the
                       expansion model, fitted on the decisions resolved before as_of), for a caller that forecasts
-                      several windows of one source: ``dict_memo()`` for a loop, the server's per-data cache.
-                      None: fitted for this window.
+                      several windows of one source (one memo per source: the key is the as_of date):
+                      ``dict_memo()`` for a loop, the server's per-source cache. None: fitted for this window.
     """
     from csforecast.config import get_settings
     from csforecast.features.snapshot import build_snapshots, data_end, feature_columns
@@ -423,7 +423,7 @@ def forecast_window(source, start, end, group_by: str | None = None, as_of=None,
             tell("fitting the expansion model")
             return fit_expansion(decision_rows(snaps[snaps["as_of"] < as_of_ts], as_of_ts), feature_columns(snaps))
 
-        exp_model = memo(("expansion", source.data_hash, str(as_of_ts.date())), fit) if memo is not None else fit()
+        exp_model = memo(("expansion", str(as_of_ts.date())), fit) if memo is not None else fit()
         m, v = exp_model.ratio_moments(rows)
         split = exp_model.split_moments(rows)
         maps = getattr(churn_estimator, "calibration_maps_", None)
