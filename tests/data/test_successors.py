@@ -5,8 +5,9 @@ from datetime import date
 
 import ibis
 import pandas as pd
+import pytest
 
-from csforecast.data.sources import open_source
+from csforecast.data.sources import SourceError, open_source
 from csforecast.data.successors import SUCCESSOR_GRACE_DAYS, inferred_successors
 from csforecast.data.validate import validate
 from csforecast.features.snapshot import build_snapshots, data_end
@@ -100,3 +101,33 @@ def test_partial_links_are_trusted_and_the_missed_ones_named(small_portfolio, tm
     assert src.frame("contracts").set_index("contract_id").renewed_by.reindex(dropped.contract_id).isna().all()
     clean = validate(open_source(small_portfolio))
     assert not [p for p in clean.problems if p.rule in ("probable_successor", "renewals_inferred")]
+
+
+def test_partial_links_declared_missing_are_filled_from_the_dates(small_portfolio, tmp_path):
+    """`missing_successors = "infer"`: a contract with no renewed_by whose account's next contract (named by no
+    other) starts within the grace is read as renewed by it; validation names each link it made, and the
+    features equal those of the fully linked export."""
+    def drop_some(c):
+        named_once = c.renewed_by.map(c.renewed_by.value_counts()) == 1
+        drop = c.index[c.renewed_by.notna() & named_once][:6]
+        return c.assign(renewed_by=c.renewed_by.where(~c.index.isin(drop))), c.loc[drop]
+
+    d, linked = _export(small_portfolio, tmp_path / "d", lambda c: drop_some(c)[0])
+    dropped = drop_some(linked)[1]
+    [note] = [p for p in validate(open_source(d)).warnings if p.rule == "probable_successor"]
+    assert 'declare missing_successors = "infer" under [column_map.contracts]' in note.message
+    for declared in ({"contracts": {"missing_successors": "infer"}}, {"all": {"missing_successors": "infer"}}):
+        src = open_source(d, declared)
+        report = validate(src)
+        assert report.ok and not [p for p in report.warnings if p.rule == "probable_successor"]
+        [w] = [p for p in report.warnings if p.rule == "successors_filled"]
+        assert w.count == 6 and w.examples == [f"contract_id={r.contract_id}: successor='{r.renewed_by}'"
+                                               for r in dropped.sort_values("contract_id").head(5).itertuples()]
+        got = src.frame("contracts").set_index("contract_id").renewed_by.sort_index()
+        want = linked.set_index("contract_id").renewed_by.sort_index()
+        pd.testing.assert_series_equal(got, want, check_dtype=False)
+    day = [date(2025, 6, 1)]
+    pd.testing.assert_frame_equal(build_snapshots(open_source(d, declared), day),
+                                  build_snapshots(open_source(small_portfolio), day))
+    with pytest.raises(SourceError, match="missing_successors must be"):
+        open_source(d, {"contracts": {"missing_successors": "yes"}})

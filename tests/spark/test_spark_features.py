@@ -84,7 +84,8 @@ def test_rows_of_unknown_accounts_are_left_out_on_spark_as_on_duckdb(small_portf
 
 def test_an_export_without_renewed_by_gets_the_same_links_on_spark(small_portfolio, spark, tmp_path):
     """Successor links inferred from the dates (csforecast.data.successors): the same warning and the same links
-    on either engine, validated or found out on first read, and the simulator's own links."""
+    on either engine, validated or found out on first read, and the simulator's own links; the same for the
+    links an export left out, declared so."""
     import shutil
 
     from csforecast.data.validate import validate
@@ -98,6 +99,15 @@ def test_an_export_without_renewed_by_gets_the_same_links_on_spark(small_portfol
     assert w.count == linked.renewed_by.notna().sum()
     want = linked.set_index("contract_id").renewed_by.sort_index()
     for src in (sp, open_source(d, engine="spark", spark=spark), open_source(d)):
+        got = src.frame("contracts").set_index("contract_id").renewed_by.sort_index()
+        pd.testing.assert_series_equal(got, want, check_dtype=False)
+    # some links missing, declared so (missing_successors = "infer"): filled the same way on Spark
+    named_once = linked.renewed_by.map(linked.renewed_by.value_counts()) == 1
+    drop = linked.index[linked.renewed_by.notna() & named_once][:5]
+    linked.assign(renewed_by=linked.renewed_by.where(~linked.index.isin(drop))).to_parquet(
+        d / "contracts.parquet", index=False)
+    infer = {"contracts": {"missing_successors": "infer"}}
+    for src in (open_source(d, infer, engine="spark", spark=spark), open_source(d, infer)):
         got = src.frame("contracts").set_index("contract_id").renewed_by.sort_index()
         pd.testing.assert_series_equal(got, want, check_dtype=False)
 

@@ -49,7 +49,10 @@ DATE_FORMAT_KEY = "date_format"  # reserved key of [column_map.TABLE]: the table
 NUMBER_FORMAT_KEY = "number_format"  # reserved key: how the table writes numbers as text (parse.number_marks)
 REPEATED_ROWS_KEY = "repeated_rows"  # reserved key: what rows repeated exactly are ("error", the default, or ...)
 READ_ONCE = "read_once"              # ... one row exported more than once: each is read once
-RESERVED_KEYS = (DATE_FORMAT_KEY, NUMBER_FORMAT_KEY, REPEATED_ROWS_KEY)
+MISSING_SUCCESSORS_KEY = "missing_successors"  # reserved key (contracts): what an empty renewed_by is when some
+INFER = "infer"                      # contracts have one: "churn" (the default: no successor), or INFER (the
+                                     # successor by the dates, data.successors, where nothing else names it)
+RESERVED_KEYS = (DATE_FORMAT_KEY, NUMBER_FORMAT_KEY, REPEATED_ROWS_KEY, MISSING_SUCCESSORS_KEY)
 EVERY_TABLE = "all"              # [column_map.all]: entries for every table (a table's own entry wins)
 DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
 CSV_SUFFIXES = (".csv", ".csv.gz")   # a CSV file, as it is or gzip-compressed (both engines read either)
@@ -104,13 +107,15 @@ class SourceError(Exception):
 class TableReading:
     """How to read one table: our column name -> the source's, how its dates and its text numbers are written,
     and which of our columns the source writes per month (`Column.per_month`: read as MONTHS_PER_YEAR times the
-    value), and whether rows repeated exactly are one row exported more than once (``repeated_rows``: READ_ONCE;
-    else an error)."""
+    value), whether rows repeated exactly are one row exported more than once (``repeated_rows``: READ_ONCE;
+    else an error), and whether an empty renewed_by is filled from the dates when other contracts have one
+    (``missing_successors``: INFER; else it means no successor)."""
     rename: dict[str, str] = field(default_factory=dict)
     date_format: str | None = None
     per_month: tuple[str, ...] = ()
     number_format: str | None = None
     repeated_rows: str | None = None
+    missing_successors: str | None = None
 
 
 def reading_plan(column_map: dict[str, dict[str, str]] | None) -> dict[str, TableReading]:
@@ -121,7 +126,8 @@ def reading_plan(column_map: dict[str, dict[str, str]] | None) -> dict[str, Tabl
     for validation to name a rename that no table has a column for.
 
     Raises SourceError when an entry is not a string (e.g. a TOML number or table), a number_format is not
-    one (:func:`parse.number_marks`), or repeated_rows is neither "error" nor "read_once"."""
+    one (:func:`parse.number_marks`), repeated_rows is neither "error" nor "read_once", or missing_successors
+    neither "churn" nor "infer"."""
     plan: dict[str, TableReading] = {}
     for table, mapping in (column_map or {}).items():
         if not isinstance(mapping, dict):
@@ -138,10 +144,15 @@ def reading_plan(column_map: dict[str, dict[str, str]] | None) -> dict[str, Tabl
         if repeated not in (None, "error", READ_ONCE):
             raise SourceError(f"column_map.{table}.{REPEATED_ROWS_KEY} must be \"{READ_ONCE}\" (rows repeated exactly "
                               f"are read once) or \"error\" (the default), not {repeated!r}")
+        missing = mapping.get(MISSING_SUCCESSORS_KEY)
+        if missing not in (None, "churn", INFER):
+            raise SourceError(f"column_map.{table}.{MISSING_SUCCESSORS_KEY} must be \"{INFER}\" (an empty renewed_by "
+                              f"is the successor by the dates) or \"churn\" (the default), not {missing!r}")
         rename = {k: v for k, v in mapping.items() if k not in RESERVED_KEYS}
         plan[table] = TableReading(rename, mapping.get(DATE_FORMAT_KEY),
                                    number_format=mapping.get(NUMBER_FORMAT_KEY),
-                                   repeated_rows=READ_ONCE if repeated == READ_ONCE else None)
+                                   repeated_rows=READ_ONCE if repeated == READ_ONCE else None,
+                                   missing_successors=INFER if missing == INFER else None)
     every = plan.get(EVERY_TABLE)
     if every is not None:   # e.g. one date format for a whole export, account_id = "Account Number" everywhere
         for name, spec in TABLES.items():
@@ -149,7 +160,8 @@ def reading_plan(column_map: dict[str, dict[str, str]] | None) -> dict[str, Tabl
             shared = {k: v for k, v in every.rename.items() if k in spec.names_read}
             plan[name] = TableReading({**shared, **own.rename}, own.date_format or every.date_format,
                                       number_format=own.number_format or every.number_format,
-                                      repeated_rows=own.repeated_rows or every.repeated_rows)
+                                      repeated_rows=own.repeated_rows or every.repeated_rows,
+                                      missing_successors=own.missing_successors or every.missing_successors)
     return plan
 
 
@@ -346,7 +358,9 @@ class Source:
         survey response without a score) are left out; validation warns (`left_out`).
 
         In `contracts` with no `renewed_by` at all (an export without successor links), renewed_by is filled
-        from the dates (:mod:`csforecast.data.successors`; validation warns, `renewals_inferred`). In `accounts`,
+        from the dates (:mod:`csforecast.data.successors`; validation warns, `renewals_inferred`); with some, an
+        empty one is filled from the dates only where the table declares `missing_successors = "infer"`, and only
+        with a contract nothing else names (:func:`missing_links`; validation warns, `successors_filled`). In `accounts`,
         an account with no segment or no created_at gets the documented fallback (:func:`_completed_accounts`).
         """
         if name not in self._typed:
@@ -355,6 +369,8 @@ class Source:
                 t = t.distinct()
             if name == "contracts" and self._known("successors_inferred", self._no_renewed_by):
                 t = with_successors(t, inferred_successors(t))
+            elif name == "contracts" and self.reading.get(name, TableReading()).missing_successors == INFER:
+                t = with_successors(t, missing_links(t))
             if name == "accounts":
                 undated = "contracts" in self.raw and self._known("undated_accounts", self._any_undated_account)
                 t = _completed_accounts(t, self.as_found("contracts") if undated else None)
@@ -576,6 +592,18 @@ def _engine():
     con.raw_sql("SET enable_progress_bar = false")
     con.raw_sql("SET TimeZone = 'UTC'")
     return con
+
+
+def missing_links(contracts: ibis.Table) -> ibis.Table:
+    """The links by the dates (:func:`~csforecast.data.successors.inferred_successors`) of the contracts with no
+    renewed_by whose inferred successor no contract names: what ``missing_successors = "infer"`` fills, and what
+    validation names either way (``probable_successor`` / ``successors_filled``). Columns contract_id,
+    successor."""
+    c = contracts
+    links = inferred_successors(c)
+    named = c.filter(c.renewed_by.notnull()).select(named_id=c.renewed_by)
+    unlinked = c.filter(c.renewed_by.isnull()).select("contract_id").join(links, "contract_id")
+    return unlinked.anti_join(named, unlinked.successor == named.named_id).select("contract_id", "successor")
 
 
 def _first_line(e: Exception) -> str:

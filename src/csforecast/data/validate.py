@@ -30,11 +30,15 @@ from csforecast.data.parse import (COMMON_DATE_FORMATS, NUMBER_FORMATS, looks_li
 from csforecast.data.sources import (
     DATE_FORMAT_KEY,
     EVERY_TABLE,
+    INFER,
+    MISSING_SUCCESSORS_KEY,
     NUMBER_FORMAT_KEY,
     READ_ONCE,
     REPEATED_ROWS_KEY,
     Source,
     SourceFindings,
+    TableReading,
+    missing_links,
 )
 from csforecast.data.successors import SUCCESSOR_GRACE_DAYS, inferred_successors
 from csforecast.diskcache import DiskCache, code_digest, key_digest
@@ -680,14 +684,19 @@ class _Checker:
                      f"starting within {SUCCESSOR_GRACE_DAYS} days of its end_date (these links); export renewed_by "
                      f"to say which contract renews which", links, ibis.literal(True), show=("successor",))
             return
-        named = c.filter(c.renewed_by.notnull()).select(named_id=c.renewed_by)
-        unlinked = c.filter(c.renewed_by.isnull()).select("contract_id").join(links, "contract_id")
-        unlinked = unlinked.anti_join(named, unlinked.successor == named.named_id)
+        unlinked = missing_links(c)
+        if self.source.reading.get("contracts", TableReading()).missing_successors == INFER:
+            self.add("warning", "contracts", "renewed_by", "successors_filled",
+                     f"renewed_by is empty, and a contract of the account that nothing renews starts within "
+                     f"{SUCCESSOR_GRACE_DAYS} days of end_date: read as renewed by it ({MISSING_SUCCESSORS_KEY} = "
+                     f"\"{INFER}\")", unlinked, ibis.literal(True), show=("successor",))
+            return
         self.add("warning", "contracts", "renewed_by", "probable_successor",
                  f"renewed_by is empty, but a contract of the account that nothing renews starts within "
                  f"{SUCCESSOR_GRACE_DAYS} days of end_date: if it is the renewal, set renewed_by (until then this "
-                 f"contract counts as churned and the next one as new business)", unlinked, ibis.literal(True),
-                 show=("successor",))
+                 f"contract counts as churned and the next one as new business), or declare "
+                 f"{MISSING_SUCCESSORS_KEY} = \"{INFER}\" under [column_map.contracts] to read each as renewed "
+                 f"by it", unlinked, ibis.literal(True), show=("successor",))
 
     def check_seats(self):
         """A contracts export with no seats at all (ARR-only billing): what goes without them, said once."""
