@@ -51,6 +51,13 @@ def test_the_nearest_follower_is_the_successor_and_a_concurrent_contract_is_none
     ]) == {"X": "NEAR"}
 
 
+def _drop_links(c, n):
+    """Contracts with the first ``n`` links (each successor named once) left out, and the rows that lost theirs."""
+    named_once = c.renewed_by.map(c.renewed_by.value_counts()) == 1
+    drop = c.index[c.renewed_by.notna() & named_once][:n]
+    return c.assign(renewed_by=c.renewed_by.where(~c.index.isin(drop))), c.loc[drop]
+
+
 def _export(small_portfolio, folder, edit):
     shutil.copytree(small_portfolio, folder, ignore=shutil.ignore_patterns("truth"))
     c = pd.read_parquet(folder / "contracts.parquet")
@@ -84,13 +91,8 @@ def test_an_export_without_renewed_by_gets_the_links_from_its_dates(small_portfo
 def test_partial_links_are_trusted_and_the_missed_ones_named(small_portfolio, tmp_path):
     """Some links missing: nothing is guessed (those contracts count as churned), but validation names each
     contract whose renewal looks like the account's next contract."""
-    def drop_some(c):
-        named_once = c.renewed_by.map(c.renewed_by.value_counts()) == 1
-        drop = c.index[c.renewed_by.notna() & named_once][:4]
-        return c.assign(renewed_by=c.renewed_by.where(~c.index.isin(drop))), c.loc[drop]
-
-    d, linked = _export(small_portfolio, tmp_path / "d", lambda c: drop_some(c)[0])
-    dropped = drop_some(linked)[1]
+    d, linked = _export(small_portfolio, tmp_path / "d", lambda c: _drop_links(c, 4)[0])
+    dropped = _drop_links(linked, 4)[1]
     src = open_source(d)
     report = validate(src)
     assert report.ok and not [p for p in report.warnings if p.rule == "renewals_inferred"]
@@ -107,13 +109,8 @@ def test_partial_links_declared_missing_are_filled_from_the_dates(small_portfoli
     """`missing_successors = "infer"`: a contract with no renewed_by whose account's next contract (named by no
     other) starts within the grace is read as renewed by it; validation names each link it made, and the
     features equal those of the fully linked export."""
-    def drop_some(c):
-        named_once = c.renewed_by.map(c.renewed_by.value_counts()) == 1
-        drop = c.index[c.renewed_by.notna() & named_once][:6]
-        return c.assign(renewed_by=c.renewed_by.where(~c.index.isin(drop))), c.loc[drop]
-
-    d, linked = _export(small_portfolio, tmp_path / "d", lambda c: drop_some(c)[0])
-    dropped = drop_some(linked)[1]
+    d, linked = _export(small_portfolio, tmp_path / "d", lambda c: _drop_links(c, 6)[0])
+    dropped = _drop_links(linked, 6)[1]
     [note] = [p for p in validate(open_source(d)).warnings if p.rule == "probable_successor"]
     assert 'declare missing_successors = "infer" under [column_map.contracts]' in note.message
     for declared in ({"contracts": {"missing_successors": "infer"}}, {"all": {"missing_successors": "infer"}}):
