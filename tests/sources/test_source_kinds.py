@@ -147,6 +147,8 @@ def test_column_map_and_date_format_on_postgres(postgres, small_portfolio, tmp_p
     bare = validate(open_source(url), VALIDATE_AS_OF)  # without the column map
     said = "\n".join(str(p) for p in bare.errors)
     assert "required column 'arr' not found" in said and "'account_id'" not in said
+    # the database's columns left out of the copy are the ones a column_map entry can name
+    assert "its columns not read as ours are 'ACV'" in said and 'map it with arr = "their name"' in said
     # AccountId is account_id spelled another way: read as it, and said (ACV is not arr: that takes a column map)
     noted = [p.message for p in bare.problems if p.rule == "reading"]
     assert "accounts: column 'AccountId' read as account_id" in " ".join(noted)

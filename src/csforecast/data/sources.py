@@ -297,7 +297,9 @@ class Source:
 
     location: where it is (a URL's password redacted); kind: "folder", "duckdb" or the URL scheme.
     raw: table name -> the table as found; unreadable: table name -> why its file could not be read;
-    notes: what the reader noticed and chose (e.g. two files for one table); reading: per-table settings.
+    notes: what the reader noticed and chose (e.g. two files for one table); reading: per-table settings;
+    uncopied: table name -> the source's columns not read into the engine (a database's other than the
+    contract's), for messages that list what a column_map entry could name.
     """
     location: str
     con: object
@@ -308,6 +310,7 @@ class Source:
     reading: dict[str, TableReading] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    uncopied: dict[str, list[str]] = field(default_factory=dict)
     _hash: str | None = None
     _counts: dict[str, int] = field(default_factory=dict)
     findings: SourceFindings = field(default_factory=lambda: SourceFindings())   # what `table` reads with
@@ -901,9 +904,10 @@ def _attach_duckdb(con, path: Path) -> tuple[dict[str, ibis.Table], list[str]]:
     return {n: con.table(t, database=(_ATTACHED, "main")) for n, t in names.items()}, notes
 
 
-def _copy_from_ibis(con, location: str, reading: dict[str, TableReading]) -> tuple[dict, dict, list[str]]:
+def _copy_from_ibis(con, location: str, reading: dict[str, TableReading]
+                    ) -> tuple[dict, dict, list[str], dict[str, list[str]]]:
     """Read the contract's columns of every contract table of a database Ibis can open into the engine (and
-    notes on tables and columns read under another spelling)."""
+    notes on tables and columns read under another spelling, and each table's columns left in the database)."""
     shown = redact(location)
     try:
         remote = ibis.connect(location)
@@ -911,7 +915,7 @@ def _copy_from_ibis(con, location: str, reading: dict[str, TableReading]) -> tup
         raise SourceError(f"cannot open {shown}: its Ibis backend is not installed ({e.name})") from e
     except Exception as e:  # noqa: BLE001 - unknown scheme, refused connection, bad credentials, ...
         raise SourceError(f"cannot open {shown}: {_first_line(e)}") from e
-    found, unreadable, notes = {}, {}, []
+    found, unreadable, notes, uncopied = {}, {}, [], {}
     try:
         names, notes = _contract_tables(remote.list_tables())
         for name, table in names.items():
@@ -921,6 +925,7 @@ def _copy_from_ibis(con, location: str, reading: dict[str, TableReading]) -> tup
                 rename = _table_reading(name, t.columns, reading.get(name))[0].rename
                 theirs = [rename.get(c.name, c.name) for c in spec.columns]
                 keep = [c for c in dict.fromkeys(theirs) if c in t.columns]
+                uncopied[name] = [c for c in t.columns if c not in keep]
                 t = t.select(*(keep or t.columns[:1]))  # none of ours: keep one column, for the row count
                 # a database returns rows in no particular order: store them sorted by every column, so the
                 # same content always gives the same results (e.g. ties broken by row order)
@@ -936,7 +941,7 @@ def _copy_from_ibis(con, location: str, reading: dict[str, TableReading]) -> tup
             remote.disconnect()
         except Exception:  # noqa: BLE001 - nothing to do about a failed close
             pass
-    return found, unreadable, notes
+    return found, unreadable, notes, uncopied
 
 
 def _apply_reading(t: ibis.Table, r: TableReading) -> ibis.Table:
@@ -1114,12 +1119,13 @@ def open_source(location: str | Path, column_map: dict[str, dict[str, str]] | No
     files: list[Path] = []
     unreadable: dict[str, str] = {}
     notes: list[str] = []
+    uncopied: dict[str, list[str]] = {}
     if "://" in loc:
         scheme = urlsplit(loc).scheme.lower()
         if scheme == "duckdb":
             (found, notes), kind = _attach_duckdb(con, _duckdb_path(loc)), "duckdb"
         else:
-            (found, unreadable, notes), kind = _copy_from_ibis(con, loc, reading), scheme
+            (found, unreadable, notes, uncopied), kind = _copy_from_ibis(con, loc, reading), scheme
     else:
         path = Path(loc)
         if path.is_dir():
@@ -1134,7 +1140,8 @@ def open_source(location: str | Path, column_map: dict[str, dict[str, str]] | No
             raise SourceError(f"no data source at {loc}: expected a folder of CSV/Parquet files, a .duckdb file "
                               "or a database URL (duckdb:///file.duckdb, postgres://user@host/db)")
     raw, reading, notes = _read_as_ours(found, reading, notes)
-    return Source(redact(loc), con, raw, files, kind=kind, reading=reading, unreadable=unreadable, notes=notes)
+    return Source(redact(loc), con, raw, files, kind=kind, reading=reading, unreadable=unreadable, notes=notes,
+                  uncopied=uncopied)
 
 
 def _read_as_ours(found: dict[str, ibis.Table], reading: dict[str, TableReading], notes: list[str]):

@@ -307,6 +307,7 @@ class _Checker:
                              f"table's first row does. csforecast takes the first row for the column names: add a "
                              f"header row ({', '.join(c.name for c in spec.columns)})")
                 return
+        others += [c for c in self.source.uncopied.get(name, []) if c not in others]   # left in a database
         listed = ", ".join(f"'{c}'" for c in others[:8]) + (", …" if len(others) > 8 else "")
         for col in spec.columns:
             if col.name not in t.columns:
