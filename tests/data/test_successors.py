@@ -128,3 +128,14 @@ def test_partial_links_declared_missing_are_filled_from_the_dates(small_portfoli
                                   build_snapshots(open_source(small_portfolio), day))
     with pytest.raises(SourceError, match="missing_successors must be"):
         open_source(d, {"contracts": {"missing_successors": "yes"}})
+
+
+def test_how_links_are_read_is_part_of_the_data_hash(small_portfolio, tmp_path):
+    """Features, validation reports and models are kept by the data hash: reading the same files with or without
+    `missing_successors` or `repeated_rows` must not share them; a source read as before hashes as before."""
+    d, _ = _export(small_portfolio, tmp_path / "d", lambda c: _drop_links(c, 3)[0])
+    plain = open_source(d).data_hash
+    assert open_source(d, {"contracts": {"missing_successors": "churn"}}).data_hash == plain
+    hashes = {plain, open_source(d, {"contracts": {"missing_successors": "infer"}}).data_hash,
+              open_source(d, {"all": {"repeated_rows": "read_once"}}).data_hash}
+    assert len(hashes) == 3

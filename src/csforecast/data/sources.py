@@ -537,7 +537,10 @@ class Source:
         a value, a row or a column does."""
         if self._hash is None:
             h = hashlib.blake2b(digest_size=12)
-            h.update(json.dumps({t: [r.rename, r.date_format, r.per_month, r.number_format]
+            # how each table is read; the later settings only when set, so a source read as before hashes as before
+            h.update(json.dumps({t: [r.rename, r.date_format, r.per_month, r.number_format,
+                                     *([{"repeated_rows": r.repeated_rows}] if r.repeated_rows else []),
+                                     *([{"missing_successors": r.missing_successors}] if r.missing_successors else [])]
                                  for t, r in sorted(self.reading.items())},
                                 sort_keys=True).encode())
             if self.kind == "folder":
