@@ -362,18 +362,17 @@ class Source:
 
         In `contracts` with no `renewed_by` at all (an export without successor links), renewed_by is filled
         from the dates (:mod:`csforecast.data.successors`; validation warns, `renewals_inferred`); with some, an
-        empty one is filled from the dates only where the table declares `missing_successors = "infer"`, and only
-        with a contract nothing else names (:func:`missing_links`; validation warns, `successors_filled`). In `accounts`,
+        empty one is filled from the dates, by the same rule, only where the table declares
+        `missing_successors = "infer"` (validation warns, `successors_filled`). In `accounts`,
         an account with no segment or no created_at gets the documented fallback (:func:`_completed_accounts`).
         """
         if name not in self._typed:
             t = self.as_found(name)
             if self._repeats(name):
                 t = t.distinct()
-            if name == "contracts" and self._known("successors_inferred", self._no_renewed_by):
-                t = with_successors(t, inferred_successors(t))
-            elif name == "contracts" and self.reading.get(name, TableReading()).missing_successors == INFER:
-                t = with_successors(t, missing_links(t))
+            infer = self.reading.get(name, TableReading()).missing_successors == INFER
+            if name == "contracts" and (infer or self._known("successors_inferred", self._no_renewed_by)):
+                t = with_successors(t, inferred_successors(t))     # fills an empty renewed_by only
             if name == "accounts":
                 undated = "contracts" in self.raw and self._known("undated_accounts", self._any_undated_account)
                 t = _completed_accounts(t, self.as_found("contracts") if undated else None)
@@ -598,18 +597,6 @@ def _engine():
     con.raw_sql("SET enable_progress_bar = false")
     con.raw_sql("SET TimeZone = 'UTC'")
     return con
-
-
-def missing_links(contracts: ibis.Table) -> ibis.Table:
-    """The links by the dates (:func:`~csforecast.data.successors.inferred_successors`) of the contracts with no
-    renewed_by whose inferred successor no contract names: what ``missing_successors = "infer"`` fills, and what
-    validation names either way (``probable_successor`` / ``successors_filled``). Columns contract_id,
-    successor."""
-    c = contracts
-    links = inferred_successors(c)
-    named = c.filter(c.renewed_by.notnull()).select(named_id=c.renewed_by)
-    unlinked = c.filter(c.renewed_by.isnull()).select("contract_id").join(links, "contract_id")
-    return unlinked.anti_join(named, unlinked.successor == named.named_id).select("contract_id", "successor")
 
 
 def _first_line(e: Exception) -> str:

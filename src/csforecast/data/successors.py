@@ -6,7 +6,8 @@ written, every ended contract of such an export would be a churn. When no contra
 `Source.table` fills it with :func:`inferred_successors` instead, and validation warns (`renewals_inferred`)
 with the links it made; when some contracts have it, the links are trusted as written, and validation points at
 the contracts that look like missed links (`probable_successor`), unless the contracts table declares
-`missing_successors = "infer"`: then those links are made too (`sources.missing_links`; `successors_filled`).
+`missing_successors = "infer"`: then every empty renewed_by is filled by :func:`inferred_successors` too
+(`successors_filled`).
 """
 from __future__ import annotations
 

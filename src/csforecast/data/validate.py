@@ -38,7 +38,6 @@ from csforecast.data.sources import (
     Source,
     SourceFindings,
     TableReading,
-    missing_links,
 )
 from csforecast.data.successors import SUCCESSOR_GRACE_DAYS, inferred_successors
 from csforecast.diskcache import DiskCache, code_digest, key_digest
@@ -685,13 +684,16 @@ class _Checker:
                      f"starting within {SUCCESSOR_GRACE_DAYS} days of its end_date (these links); export renewed_by "
                      f"to say which contract renews which", links, ibis.literal(True), show=("successor",))
             return
-        unlinked = missing_links(c)
+        unlinked = c.filter(c.renewed_by.isnull()).select("contract_id").join(links, "contract_id")
         if self.source.reading.get("contracts", TableReading()).missing_successors == INFER:
             self.add("warning", "contracts", "renewed_by", "successors_filled",
-                     f"renewed_by is empty, and a contract of the account that nothing renews starts within "
-                     f"{SUCCESSOR_GRACE_DAYS} days of end_date: read as renewed by it ({MISSING_SUCCESSORS_KEY} = "
-                     f"\"{INFER}\")", unlinked, ibis.literal(True), show=("successor",))
+                     f"renewed_by is empty, and a contract of the account starts within {SUCCESSOR_GRACE_DAYS} days "
+                     f"of end_date (the successor by the dates, as for an export without renewed_by): read as "
+                     f"renewed by it ({MISSING_SUCCESSORS_KEY} = \"{INFER}\")", unlinked, ibis.literal(True),
+                     show=("successor",))
             return
+        named = c.filter(c.renewed_by.notnull()).select(named_id=c.renewed_by)
+        unlinked = unlinked.anti_join(named, unlinked.successor == named.named_id)
         self.add("warning", "contracts", "renewed_by", "probable_successor",
                  f"renewed_by is empty, but a contract of the account that nothing renews starts within "
                  f"{SUCCESSOR_GRACE_DAYS} days of end_date: if it is the renewal, set renewed_by (until then this "
