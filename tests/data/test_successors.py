@@ -120,19 +120,19 @@ def test_partial_links_declared_missing_are_filled_from_the_dates(small_portfoli
     assert len(dropped) == 7
     [note] = [p for p in validate(open_source(d)).warnings if p.rule == "probable_successor"]
     assert note.count == 6 and 'declare missing_successors = "infer" under [column_map.contracts]' in note.message
-    for declared in ({"contracts": {"missing_successors": "infer"}}, {"all": {"missing_successors": "infer"}}):
-        src = open_source(d, declared)
-        report = validate(src)
-        assert report.ok and not [p for p in report.warnings if p.rule == "probable_successor"]
-        [w] = [p for p in report.warnings if p.rule == "successors_filled"]
-        assert w.count == 7 and w.examples == [f"contract_id={r.contract_id}: successor='{r.renewed_by}'"
-                                               for r in dropped.sort_values("contract_id").head(5).itertuples()]
-        got = src.frame("contracts").set_index("contract_id").renewed_by.sort_index()
-        want = linked.set_index("contract_id").renewed_by.sort_index()
+    declared = {"contracts": {"missing_successors": "infer"}}
+    src = open_source(d, declared)
+    report = validate(src)
+    assert report.ok and not [p for p in report.warnings if p.rule == "probable_successor"]
+    [w] = [p for p in report.warnings if p.rule == "successors_filled"]
+    assert w.count == 7 and w.examples == [f"contract_id={r.contract_id}: successor='{r.renewed_by}'"
+                                           for r in dropped.sort_values("contract_id").head(5).itertuples()]
+    want = linked.set_index("contract_id").renewed_by.sort_index()
+    for source in (src, open_source(d, {"all": {"missing_successors": "infer"}})):   # per table or for all
+        got = source.frame("contracts").set_index("contract_id").renewed_by.sort_index()
         pd.testing.assert_series_equal(got, want, check_dtype=False)
     day = [date(2025, 6, 1)]
-    pd.testing.assert_frame_equal(build_snapshots(open_source(d, declared), day),
-                                  build_snapshots(open_source(small_portfolio), day))
+    pd.testing.assert_frame_equal(build_snapshots(src, day), build_snapshots(open_source(small_portfolio), day))
     with pytest.raises(SourceError, match="missing_successors must be"):
         open_source(d, {"contracts": {"missing_successors": "yes"}})
 

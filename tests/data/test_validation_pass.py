@@ -512,19 +512,20 @@ def test_rows_repeated_exactly_are_an_error_that_says_how_to_read_them_once(tabl
     clean = open_source(write(tmp_path / "clean", tables))
     day = [date(2026, 4, 1)]
     want = build_snapshots(clean, day)
-    for declared in ({"all": {"repeated_rows": "read_once"}},
-                     {t: {"repeated_rows": "read_once"} for t in ("accounts", "contracts", "tickets")}):
-        src = open_source(d, declared)
-        report = validate(src, AS_OF)
-        assert report.ok, [str(p) for p in report.errors]
-        by = {p.table: p for p in report.warnings if p.rule == "repeated_rows"}
-        assert {k: p.count for k, p in by.items()} == {"accounts": 2, "contracts": 4, "tickets": 1}
-        for source in (src, open_source(d, declared)):     # with validation's findings, and without validation
-            for name in ("accounts", "contracts", "tickets"):
-                key = TABLES[name].key
-                got = source.frame(name).sort_values(key).reset_index(drop=True)
-                pd.testing.assert_frame_equal(got, clean.frame(name).sort_values(key).reset_index(drop=True))
-            pd.testing.assert_frame_equal(build_snapshots(source, day), want)
+    declared = {"all": {"repeated_rows": "read_once"}}
+    src = open_source(d, declared)
+    report = validate(src, AS_OF)
+    assert report.ok, [str(p) for p in report.errors]
+    by = {p.table: p for p in report.warnings if p.rule == "repeated_rows"}
+    assert {k: p.count for k, p in by.items()} == {"accounts": 2, "contracts": 4, "tickets": 1}
+    pd.testing.assert_frame_equal(build_snapshots(src, day), want)
+    per_table = {t: {"repeated_rows": "read_once"} for t in ("accounts", "contracts", "tickets")}
+    # with validation's findings, and without validation; declared for all tables or per table
+    for source in (src, open_source(d, declared), open_source(d, per_table)):
+        for name in ("accounts", "contracts", "tickets"):
+            key = TABLES[name].key
+            got = source.frame(name).sort_values(key).reset_index(drop=True)
+            pd.testing.assert_frame_equal(got, clean.frame(name).sort_values(key).reset_index(drop=True))
     differ = c.iloc[3:4].assign(arr=c.arr.iloc[3] + 1.0)
     bad_folder = write(tmp_path / "bad", {**tables, "contracts": pd.concat([c, differ])})
     bad = validate(open_source(bad_folder, {"all": {"repeated_rows": "read_once"}}), AS_OF)
