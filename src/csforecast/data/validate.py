@@ -452,9 +452,9 @@ class _Checker:
                 ex = found.order_by(spec.key).limit(EXAMPLES).to_pandas()
                 examples = [f"{spec.key}={k} ×{c}" for k, c in zip(ex[spec.key], ex["n"])]
                 if kind == "copies" and read_once:
-                    self.problem("warning", name, spec.key, "repeated_rows", "rows repeated exactly (the same in every column "
-                                 f"read): each is read once ({REPEATED_ROWS_KEY} = \"{READ_ONCE}\")",
-                                 stats["copies"], examples)
+                    self.problem("warning", name, spec.key, "repeated_rows",
+                                 f"rows repeated exactly (the same in every column read): each is read once "
+                                 f"({REPEATED_ROWS_KEY} = \"{READ_ONCE}\")", stats["copies"], examples)
                 elif kind == "copies":
                     self.problem("error", name, spec.key, "duplicate_key",
                                  f"{spec.key} is not unique: rows repeated exactly (the same in every column read). "
@@ -462,8 +462,9 @@ class _Checker:
                                  f"{REPEATED_ROWS_KEY} = \"{READ_ONCE}\" under [column_map.{name}] to read each "
                                  f"once", stats["keys"], examples)
                 else:
-                    self.problem("error", name, spec.key, "duplicate_key", f"{spec.key} is not unique, and its rows differ: "
-                                 "nothing says which one is right", stats["keys"], examples)
+                    self.problem("error", name, spec.key, "duplicate_key",
+                                 f"{spec.key} is not unique, and its rows differ: nothing says which one is right",
+                                 stats["keys"], examples)
         if self.has_cols("accounts", "account_id"):
             acc = self.typed("accounts").select("account_id")
             for name, spec in TABLES.items():
