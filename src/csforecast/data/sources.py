@@ -795,14 +795,18 @@ def _shown(f: Path, table: Path) -> str:
     return f.name if f == table else f"{table.name}/{f.name}"
 
 
+def _empty_file(f: Path) -> str | None:
+    """Why a table's single file holds nothing (0 bytes; a compressed one: nothing once decompressed), or None."""
+    return f"{f.name} is an empty file (not even a header row)" if f.is_file() and _is_empty(f) else None
+
+
 def _csv_parts(f: Path) -> tuple[list[Path], str | None]:
     """The CSV part files of table file or folder ``f`` that hold more than nothing, and why none does (None
     when some does)."""
     parts = [p for p in table_parts(f) if not _is_empty(p)]
     if parts:
         return parts, None
-    return [], (f"{f.name} is an empty file (not even a header row)" if f.is_file()
-                else f"{f.name}/ holds only empty files (not even a header row)")
+    return [], _empty_file(f) or f"{f.name}/ holds only empty files (not even a header row)"
 
 
 def _first_csv_problem(f: Path, parts: list[Path]) -> str | None:
@@ -824,8 +828,8 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
         files += parts
         try:
             if parts[0].suffix == ".parquet":
-                if f.is_file() and _is_empty(f):
-                    unreadable[name] = f"{f.name} is an empty file (not even a header row)"
+                if _empty_file(f):
+                    unreadable[name] = _empty_file(f)
                     continue
                 found[name] = con.read_parquet([str(p) for p in parts], table_name=f"_file_{name}")
                 continue
@@ -1027,8 +1031,8 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
         parts = table_parts(f)
         files += parts
         try:
-            if f.is_file() and f.suffix == ".parquet" and _is_empty(f):
-                unreadable[name] = f"{f.name} is an empty file (not even a header row)"
+            if parts[0].suffix == ".parquet" and _empty_file(f):
+                unreadable[name] = _empty_file(f)
             elif parts[0].suffix != ".parquet":
                 parts, problem = _csv_parts(f)
                 problem = problem or _first_csv_problem(f, parts)

@@ -4,11 +4,11 @@ Target: ``log(successor ARR / ARR due)`` (= ``log1p(label_arr_change)``) on snap
 decisions. Two candidates give the mean log ratio ``mu(x)``, both fitted on all but the latest quarter of
 renewal dates (the holdout) and scored there: a ridge regression (the design of every linear candidate,
 :func:`csforecast.models.tabular.linear_inputs`; its penalty chosen on the holdout) and a LightGBM regressor
-(small trees, early stopping on the holdout; below ``bag_below_rows`` rows, the mean of a bag of them). The ridge is kept unless LightGBM's squared error on the
-holdout is lower by more than one standard error of the paired difference, clustered by renewal date
-(:func:`csforecast.models.choice.one_se_choice`): a few hundred renewals cannot tell the two apart within that
-noise, and the trees then move with cent-level changes of their inputs (benchmarks/RESULTS.md, "expansion
-model"). The chosen candidate is refitted on all rows; the residual distribution is the empirical set of its
+(small trees, early stopping on the holdout; below ``bag_below_rows`` rows, the mean of a bag of them). The
+ridge is kept unless LightGBM's squared error on the holdout is lower by more than one standard error of the
+paired difference, clustered by renewal date (:func:`csforecast.models.choice.one_se_choice`): a few hundred
+renewals cannot tell the two apart within that noise, and the trees then move with cent-level changes of their
+inputs (benchmarks/RESULTS.md, "expansion model"). The chosen candidate is refitted on all rows; the residual distribution is the empirical set of its
 out-of-sample residuals on the holdout (scored by the model fitted without it). For a renewal with features x:
 
     ratio = exp(mu(x) + e),  e ~ the empirical residuals
