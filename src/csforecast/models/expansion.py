@@ -8,8 +8,9 @@ renewal dates (the holdout) and scored there: a ridge regression (the design of 
 ridge is kept unless LightGBM's squared error on the holdout is lower by more than one standard error of the
 paired difference, clustered by renewal date (:func:`csforecast.models.choice.one_se_choice`): a few hundred
 renewals cannot tell the two apart within that noise, and the trees then move with cent-level changes of their
-inputs (benchmarks/RESULTS.md, "expansion model"). The chosen candidate is refitted on all rows; the residual distribution is the empirical set of its
-out-of-sample residuals on the holdout (scored by the model fitted without it). For a renewal with features x:
+inputs (benchmarks/RESULTS.md, "expansion model"). The chosen candidate is refitted on all rows; the residual
+distribution is the empirical set of its out-of-sample residuals on the holdout (scored by the model fitted
+without it). For a renewal with features x:
 
     ratio = exp(mu(x) + e),  e ~ the empirical residuals
     E[ratio]   = exp(mu(x)) * mean(exp(e))                  (exact under the empirical residual law)
