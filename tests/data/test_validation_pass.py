@@ -576,6 +576,49 @@ def test_a_folder_of_csv_parts_reads_as_one_table(tables, tmp_path):
     assert "cannot read usage/part-00001.csv.gz: not a readable gzip file" in errors["usage"].message
 
 
+def _concatenated(folder, name, frame, blank_after=()):
+    """Write `frame` as two exports of table `name` written one after the other (the second with its own header
+    row, behind a byte-order mark) and a spreadsheet's blank rows (`,,,,`) after the rows in `blank_after`."""
+    half = len(frame) // 2
+    first = frame.iloc[:half].to_csv(index=False).splitlines(keepends=True)
+    second = frame.iloc[half:].to_csv(index=False).splitlines(keepends=True)
+    blank = "," * (frame.shape[1] - 1) + "\n"
+    lines = [line + (blank if k in blank_after else "") for k, line in enumerate(first)]
+    (folder / f"{name}.csv").write_text("".join(lines) + "\ufeff" + "".join(second) + blank, encoding="utf-8")
+    return 1 + half + 1 + len(blank_after)            # the line of the repeated header
+
+
+def test_header_rows_repeated_and_blank_rows_are_left_out_with_a_note(tables, tmp_path):
+    """Exports concatenated (`cat a.csv b.csv`: the header row again, mid-file) and a spreadsheet's blank rows
+    (`,,,,`): rows that hold no data are left out and a note names their lines, in a single file and in a
+    folder of parts; every other finding and the features are the clean export's. A report's footer (a line
+    of another width) stays an error, which now quotes the line."""
+    clean = write(tmp_path / "clean", tables, csv=("contracts", "tickets"))
+    d = write(tmp_path / "d", {k: v for k, v in tables.items() if k not in ("contracts", "tickets")})
+    at = _concatenated(d, "contracts", tables["contracts"], blank_after=(3, 4))
+    (d / "tickets").mkdir()
+    t = tables["tickets"]
+    t.iloc[:40].to_csv(d / "tickets" / "part-0.csv", index=False)
+    _concatenated(d / "tickets", "part-1", t.iloc[40:])
+    src, ref = open_source(d), open_source(clean)
+    report, want = validate(src, AS_OF), validate(ref, AS_OF)
+    assert report.ok, [str(p) for p in report.errors]
+    kept = [(p.rule, p.table, p.column, p.count) for p in report.problems if p.rule != "reading"]
+    assert kept == [(p.rule, p.table, p.column, p.count) for p in want.problems if p.rule != "reading"]
+    said = [p.message for p in report.notes if "hold no data" in p.message]
+    assert f"contracts.csv: 1 row(s) repeating the header row (line {at}) and 3 row(s) with every field empty " \
+           f"(line 5, 7, {len(tables['contracts']) + 5}) left out: they hold no data" in said, said
+    assert any(m.startswith("tickets: 1 row(s) repeating the header row (tickets/part-1.csv: line ") for m in said)
+    assert src.row_count("contracts") == len(tables["contracts"])
+    day = [date(2026, 4, 1)]
+    pd.testing.assert_frame_equal(build_snapshots(src, day), build_snapshots(ref, day))
+    assert not [p for p in want.notes if "hold no data" in p.message]
+    with open(d / "contracts.csv", "a", encoding="utf-8") as fh:
+        fh.write('\n"Grand Totals (%d records)"\n' % len(tables["contracts"]))
+    [err] = [p for p in validate(open_source(d), AS_OF).errors if p.table == "contracts"]
+    assert "has 1 field(s), the header has 9: 'Grand Totals (" in err.message, err.message
+
+
 def test_a_csv_without_its_header_row_is_one_error_that_says_so(tables, tmp_path):
     """A `COPY … TO` or an unload written without HEADER: the first row is taken for the column names. One error
     says so and names the columns to write, not one per missing column."""

@@ -226,3 +226,29 @@ def test_compressed_csv_files_and_folders_of_parts_read_the_same_on_spark(small_
             assert src.row_count(name) == len(want) + 3          # as found
             got = src.frame(name).sort_values(key).reset_index(drop=True)
             assert differing_columns(want, got) == [], (name, src.engine)
+
+
+def test_repeated_header_rows_and_blank_rows_are_left_out_on_spark_as_on_duckdb(small_portfolio, spark, tmp_path):
+    """Two exports of contracts concatenated (the header row again, mid-file) with a spreadsheet's blank rows
+    (`,,,,`), and a folder of ticket parts with one of each: the same tables and the same note on both engines."""
+    import shutil
+
+    d = tmp_path / "data"
+    shutil.copytree(small_portfolio, d, ignore=shutil.ignore_patterns("truth"))
+    contracts, tickets = (pd.read_parquet(d / f"{n}.parquet") for n in ("contracts", "tickets"))
+    (d / "tickets").mkdir()
+    for f, frame in ((d / "contracts.csv", contracts), (d / "tickets" / "part-1.csv", tickets)):
+        half, blank = len(frame) // 2, "," * (frame.shape[1] - 1) + "\n"
+        f.write_text(frame.iloc[:half].to_csv(index=False) + blank + frame.iloc[half:].to_csv(index=False) + blank)
+    for name in ("contracts", "tickets"):
+        (d / f"{name}.parquet").unlink()
+    duck, sp = open_source(d), open_source(d, engine="spark", spark=spark)
+    clean = open_source(small_portfolio)
+    said = [n for n in duck.notes if "hold no data" in n]
+    assert len(said) == 2 and said == [n for n in sp.notes if "hold no data" in n]
+    for name in ("contracts", "tickets"):
+        key = clean.frame(name).columns[0]
+        want = clean.frame(name).sort_values(key).reset_index(drop=True)
+        for src in (duck, sp):
+            got = src.frame(name).sort_values(key).reset_index(drop=True)
+            assert differing_columns(want, got) == [], (name, src.engine)

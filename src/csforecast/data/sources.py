@@ -629,35 +629,103 @@ def _is_empty(f: Path) -> bool:
     try:
         with _open_bytes(f) as fh:
             return fh.read(1) == b""
-    except (OSError, EOFError):       # not gzip after all: the reader names it (_readable_csv_problem)
+    except (OSError, EOFError):       # not gzip after all: the reader names it (_readable_csv_scan)
         return False
 
 
-def _readable_csv_problem(f: Path) -> str | None:
-    """:func:`_csv_problem` with the file's own delimiter, or why a compressed file cannot be decompressed."""
+def _readable_csv_scan(f: Path) -> CsvScan:
+    """:func:`_scan_csv` with the file's own delimiter; a compressed file that cannot be decompressed is its
+    problem."""
     try:
-        return _csv_problem(f, _delimiter(f))
+        return _scan_csv(f, _delimiter(f))
     except (OSError, EOFError) as e:     # gzip.BadGzipFile is an OSError; a truncated file ends early
-        return f"not a readable gzip file ({_first_line(e)})"
+        return CsvScan(problem=f"not a readable gzip file ({_first_line(e)})")
 
 
-def _csv_problem(f: Path, delim: str) -> str | None:
-    """The first malformed row of a CSV file, in words (a row whose field count is not the header's, an
-    unterminated quote), or None."""
+@dataclass(frozen=True)
+class CsvScan:
+    """What one pass over a CSV file found (:func:`_scan_csv`).
+
+    problem: its first malformed row, in words (a row whose field count is not the header's, with the row's
+        text; an unterminated quote), or None.
+    repeated_header, blank: the lines of rows that hold no data (:func:`_filler_rows` reads them the same way):
+        rows that repeat the header row (files written one after another, each with its header) and rows with
+        every field empty (a spreadsheet's blank row saved as ``,,,,``). Lines that are entirely empty are no
+        rows at all (both engines skip them).
+    """
+    problem: str | None = None
+    repeated_header: tuple[int, ...] = ()
+    blank: tuple[int, ...] = ()
+
+
+def _scan_csv(f: Path, delim: str) -> CsvScan:
+    """One pass over a CSV file with the csv module: :class:`CsvScan` (up to its first malformed row)."""
     import csv
 
+    header_lines, blank_lines = [], []
     with _open_text(f, errors="replace") as fh:
         rows = csv.reader(fh, delimiter=delim, quotechar='"', doublequote=True, strict=True)
         try:
-            width = len(next(rows))
+            header = [_cell(v) for v in next(rows)]
+            width = len(header)
             for row in rows:
-                if row and len(row) != width:
-                    return f"line {rows.line_num} has {len(row)} field(s), the header has {width}"
+                if not row:
+                    continue
+                if len(row) != width:
+                    text = delim.join(row)
+                    text = text if len(text) <= 60 else text[:57] + "…"
+                    problem = f"line {rows.line_num} has {len(row)} field(s), the header has {width}: {text!r}"
+                    return CsvScan(problem, tuple(header_lines), tuple(blank_lines))
+                cells = [_cell(v) for v in row]
+                if not any(row):
+                    blank_lines.append(rows.line_num)
+                elif any(cells) and all(v in ("", h) for v, h in zip(cells, header)):
+                    header_lines.append(rows.line_num)
         except csv.Error as e:
-            return f"line {rows.line_num}: {e}"
+            return CsvScan(f"line {rows.line_num}: {e}", tuple(header_lines), tuple(blank_lines))
         except StopIteration:
-            return None
-    return None
+            pass
+    return CsvScan(None, tuple(header_lines), tuple(blank_lines))
+
+
+def _cell(value: str) -> str:
+    """A CSV field as :func:`_scan_csv` and :func:`_filler_rows` compare it with its column's name: without a
+    byte-order mark (a file written after another keeps its own) and surrounding spaces."""
+    return value.replace("\ufeff", "").strip()
+
+
+def _filler_rows(t: ibis.Table) -> tuple[ibis.Expr, ibis.Expr]:
+    """Whether each row of a CSV table (read as text) repeats its header row, and whether every field is empty
+    (NULL or ''): the rows :class:`CsvScan` lists, by the same rule (a repeated header: every field its column's
+    name or empty, some not), as Ibis predicates that run on either engine."""
+    blank = ibis.and_(*(t[c].isnull() | (t[c].cast("string") == "") for c in t.columns))
+    cells = {c: t[c].cast("string").replace("\ufeff", "").strip().fill_null("") for c in t.columns}
+    header = (ibis.and_(*((v == _cell(c)) | (v == "") for c, v in cells.items()))
+              & ibis.or_(*(v != "" for v in cells.values())))
+    return header, blank
+
+
+def _maybe_filler(t: ibis.Table) -> ibis.Expr:
+    """A cheap test that comes before :func:`_filler_rows` (comparing every field, trimmed, with its column's
+    name costs ~10× loading a large CSV; this ~1 %): every field empty, or some field its column's name exactly
+    (a repeated header row is the header's own text)."""
+    return (ibis.and_(*(t[c].isnull() | (t[c].cast("string") == "") for c in t.columns))
+            | ibis.or_(*(t[c].cast("string") == c for c in t.columns)))
+
+
+def _filler_note(shown: str, scans: dict[str, CsvScan], counts: tuple[int, int] | None = None) -> str:
+    """The note that says which rows of a CSV table held no data and were left out. ``scans``: each part's
+    scan, by its shown name; ``counts``: (repeated headers, blank rows) as the engine counted them, when known."""
+    def lines(pick) -> str:
+        at = [f"{'' if name == shown else f'{name}: '}line {', '.join(map(str, pick(s)[:5]))}"
+              f"{', …' if len(pick(s)) > 5 else ''}" for name, s in scans.items() if pick(s)]
+        return f" ({'; '.join(at)})" if at else ""
+
+    headers, blanks = counts or (sum(len(s.repeated_header) for s in scans.values()),
+                                 sum(len(s.blank) for s in scans.values()))
+    said = [f"{headers} row(s) repeating the header row{lines(lambda s: s.repeated_header)}"] if headers else []
+    said += [f"{blanks} row(s) with every field empty{lines(lambda s: s.blank)}"] if blanks else []
+    return f"{shown}: {' and '.join(said)} left out: they hold no data"
 
 
 NEWLINE = b"\n"
@@ -812,7 +880,7 @@ def _csv_parts(f: Path) -> tuple[list[Path], str | None]:
 def _first_csv_problem(f: Path, parts: list[Path]) -> str | None:
     """The first malformed row (or undecompressable file) among the CSV ``parts`` of table ``f``, named."""
     for p in parts:
-        why = _readable_csv_problem(p)
+        why = _readable_csv_scan(p).problem
         if why:
             return f"cannot read {_shown(p, f)}: {why}"
     return None
@@ -838,7 +906,7 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
                 unreadable[name] = empty
                 continue
             try:
-                found[name] = _load_csv(con, name, parts)
+                loaded = _load_csv(con, name, parts)
             except Exception:   # noqa: BLE001 - DuckDB refuses text that is not UTF-8 ...
                 not_utf8 = {p: utf8_problem(p) for p in parts}
                 if not any(not_utf8.values()):
@@ -853,7 +921,9 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
                             notes.append(_not_utf8_note(p, problem, encoding, _shown(p, f)))
                         else:
                             read.append(p)
-                    found[name] = _load_csv(con, name, read)   # loaded now: the copies can go
+                    loaded = _load_csv(con, name, read)   # loaded now: the copies can go
+            found[name], said = _without_filler_rows(con, name, loaded, f, parts)
+            notes += said
         except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
             why = _first_csv_problem(f, parts) if parts[0].suffix != ".parquet" else None
             unreadable[name] = why or f"cannot read {f.name}: {_first_line(e)}"
@@ -871,6 +941,23 @@ def _load_csv(con, name: str, parts: list[Path]) -> ibis.Table:
                 f"header = true, all_varchar = true, skip = 0, delim = {_quote(_delimiter(parts[0]))}, "
                 f"quote = '\"', escape = '\"', compression = '{compression}', union_by_name = true)")
     return con.table(f"_file_{name}")
+
+
+def _without_filler_rows(con, name: str, t: ibis.Table, f: Path, parts: list[Path]) -> tuple[ibis.Table, list[str]]:
+    """A CSV table loaded by :func:`_load_csv` without the rows that hold no data (:func:`_filler_rows`: repeated
+    header rows, rows with every field empty), and the note that says which, by part and line (none when the
+    table has none: one scan of the loaded table; the parts are read again only when it has some)."""
+    if not t.aggregate(n=_maybe_filler(t).cast("int64").sum()).to_pyarrow().column("n")[0].as_py():
+        return t, []
+    header, blank = _filler_rows(t)
+    counts = t.aggregate(headers=header.cast("int64").sum(), blanks=blank.cast("int64").sum()).to_pyarrow()
+    headers, blanks = (int(counts.column(c)[0].as_py() or 0) for c in ("headers", "blanks"))
+    if not (headers or blanks):
+        return t, []
+    kept = con.create_table(f"_file_{name}_rows", t.filter(~(header | blank)), temp=True)
+    con.raw_sql(f"DROP TABLE _file_{name}")
+    scans = {_shown(p, f): _readable_csv_scan(p) for p in parts}
+    return kept, [_filler_note(f.name, scans, (headers, blanks))]
 
 
 def _duckdb_path(location: str) -> Path:
@@ -1035,7 +1122,9 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
                 unreadable[name] = _empty_file(f)
             elif parts[0].suffix != ".parquet":
                 parts, problem = _csv_parts(f)
-                problem = problem or _first_csv_problem(f, parts)
+                scans = {_shown(p, f): _readable_csv_scan(p) for p in parts}
+                problem = problem or next((f"cannot read {n}: {s.problem}" for n, s in scans.items() if s.problem),
+                                          None)
                 if problem:
                     unreadable[name] = problem
                     continue
@@ -1044,6 +1133,10 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
                                            sep=_delimiter(read[0]), quote='"', escape='"', mode="PERMISSIVE")
                 df.createOrReplaceTempView(f"_file_{name}")
                 found[name] = con.table(f"_file_{name}")
+                if any(s.repeated_header or s.blank for s in scans.values()):
+                    header, blank = _filler_rows(found[name])
+                    found[name] = found[name].filter(~(header | blank))
+                    notes.append(_filler_note(f.name, scans))
             else:
                 found[name] = _spark_parquet(con, parts, f"_file_{name}")
                 counts[name] = _parquet_rows(parts)
