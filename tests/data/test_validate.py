@@ -516,3 +516,41 @@ def test_a_problem_in_a_column_read_from_another_names_the_sources_column(small_
     import json
     problems = json.loads(res.stdout)["problems"]
     assert any(p["column"] == "arr" and p["source_column"] == "'MRR' × 12" for p in problems)
+
+
+def test_ids_written_differently_in_two_tables_are_named_as_such(small_portfolio, tmp_path):
+    """Numeric account IDs with leading zeros in `accounts` ('00042') that a spreadsheet dropped in `contracts`
+    and `usage` (42), and a renewal link in lower case: the foreign-key findings say that the IDs match but for
+    how they are written, with a pair; a truly unknown ID gets no such hint."""
+    d = _copy(small_portfolio, tmp_path / "data")
+    number = {a: f"{k:05d}" for k, a in enumerate(sorted(pd.read_parquet(d / "accounts.parquet").account_id), 1)}
+    for name in ("accounts", "contracts", "usage", "tickets", "surveys", "touches", "csm_sentiment",
+                 "stakeholder_events", "interventions", "forecast_calls", "success_plans", "opportunities"):
+        if (d / f"{name}.parquet").exists():
+            df = pd.read_parquet(d / f"{name}.parquet")
+            df["account_id"] = df.account_id.map(number)
+            df.to_parquet(d / f"{name}.parquet", index=False)
+    c = pd.read_parquet(d / "contracts.parquet")
+    c["account_id"] = c.account_id.str.lstrip("0").where(c.index < 10, c.account_id)   # ten rows as a sheet wrote them
+    c.loc[c.index[20], "account_id"] = "99999"
+    linked = c.index[c.renewed_by.notna()][0]
+    c["renewed_by"] = c.renewed_by.astype(object)
+    c.loc[linked, "renewed_by"] = c.loc[linked, "renewed_by"].lower()
+    c.to_parquet(d / "contracts.parquet", index=False)
+    u = pd.read_parquet(d / "usage.parquet")
+    u.assign(account_id=u.account_id.str.lstrip("0")).to_parquet(d / "usage.parquet", index=False)
+    report = validate(open_source(d))
+    by = {(p.table, p.column, p.rule): p for p in report.problems}
+    fk = by[("contracts", "account_id", "foreign_key")]
+    assert fk.count == 11
+    assert ("10 of these rows name one in accounts.account_id when case, separators and leading zeros are "
+            "ignored (e.g. '") in fk.message and "export them the same way" in fk.message
+    usage = by[("usage", "account_id", "unknown_account")]
+    assert f"{len(u)} of these rows name one in accounts.account_id" in usage.message and usage.count == len(u)
+    link = by[("contracts", "renewed_by", "foreign_key")]
+    assert link.count == 1 and "1 of these rows name one in contracts.contract_id" in link.message
+    c.loc[:9, "account_id"] = c.account_id[:10].map(lambda a: a.zfill(5))       # only the true orphan left
+    c.loc[linked, "renewed_by"] = c.loc[linked, "renewed_by"].upper()
+    c.to_parquet(d / "contracts.parquet", index=False)
+    [fk] = [p for p in validate(open_source(d)).errors if p.column == "account_id"]
+    assert fk.count == 1 and fk.message == "account_id not found in accounts"

@@ -155,6 +155,30 @@ def _label(t: ibis.Table, cols: tuple[str, ...], show: tuple[str, ...] = ()):
     return ibis.literal("").concat(*parts)
 
 
+def _id_key(x):
+    """An ID as two exports may write it differently: in capitals, without separators and leading zeros (a
+    spreadsheet drops them: '00042' and '42', 'a-42' and 'A42')."""
+    return x.cast("string").upper().re_replace(r"[^A-Z0-9]", "").re_replace(r"^0+", "")
+
+
+def _unmatched(message: str, column: str, target: ibis.Table, target_name: str, target_column: str):
+    """`message` for rows whose ``column`` names no ``target_column`` of ``target``, as a function of those rows
+    (`_Checker.add`): when some would match but for how the IDs are written (:func:`_id_key`), it says so with
+    an example pair."""
+    def said(bad: ibis.Table) -> str:
+        ours = target.select(w=target[target_column]).filter(lambda r: r.w.notnull()).distinct()
+        near = bad.semi_join(ours, _id_key(bad[column]) == _id_key(ours.w))
+        rows = near.count().to_pyarrow().as_py()
+        if not rows:
+            return message
+        v = near[column].min().to_pyarrow().as_py()
+        w = ours.filter(_id_key(ours.w) == _id_key(ibis.literal(v))).w.min().to_pyarrow().as_py()
+        return (f"{message}; {rows} of these rows name one in {target_name}.{target_column} when case, separators "
+                f"and leading zeros are ignored (e.g. '{v}' and '{w}'): the two tables write their IDs differently; "
+                f"export them the same way (a spreadsheet drops leading zeros)")
+    return said
+
+
 class _Rule(NamedTuple):
     """A rule `_Checker.add` keeps until it is counted: the rows of `t` where `cond` holds are reported."""
     level: str
@@ -472,11 +496,13 @@ class _Checker:
                     continue
                 orphan = src.unreferenced(name, "account_id", "accounts", "account_id")
                 if spec.required:
-                    self.add("error", name, "account_id", "foreign_key", "account_id not found in accounts", orphan,
-                             ibis.literal(True))
+                    self.add("error", name, "account_id", "foreign_key",
+                             _unmatched("account_id not found in accounts", "account_id", acc, "accounts",
+                                        "account_id"), orphan, ibis.literal(True))
                 else:
                     self.add("warning", name, "account_id", "unknown_account",
-                             "account_id not found in accounts: these rows are ignored", orphan, ibis.literal(True))
+                             _unmatched("account_id not found in accounts: these rows are ignored", "account_id",
+                                        acc, "accounts", "account_id"), orphan, ibis.literal(True))
             if "accounts" in self.usable:   # a column the export lacks reads as null: the same fallbacks
                 a = self.typed("accounts")
                 self.add("warning", "accounts", "segment", "no_segment",
@@ -498,7 +524,8 @@ class _Checker:
             succ = c.filter(c.renewed_by.notnull())
             ids = c.select(succ_id=c.contract_id)
             missing = succ.anti_join(ids, succ.renewed_by == ids.succ_id)
-            self.add("error", "contracts", "renewed_by", "foreign_key", "renewed_by names no contract", missing,
+            self.add("error", "contracts", "renewed_by", "foreign_key",
+                     _unmatched("renewed_by names no contract", "renewed_by", c, "contracts", "contract_id"), missing,
                      ibis.literal(True))
             if "account_id" in src.raw["contracts"].columns:
                 other = c.select(succ_id=c.contract_id, successor_account=c.account_id)
