@@ -619,6 +619,36 @@ def test_header_rows_repeated_and_blank_rows_are_left_out_with_a_note(tables, tm
     assert "has 1 field(s), the header has 9: 'Grand Totals (" in err.message, err.message
 
 
+def test_a_missing_value_written_as_null_reads_as_missing(tables, tmp_path):
+    """A SQL client's "save results as CSV" writes a missing value as `NULL` (MySQL and Hive as `\\N`): in every
+    column, text or typed, it reads as missing, with a note per column, and the tables and features are the clean
+    export's, validated or not. In a required column it is a missing value (an error), not an unreadable one."""
+    clean = write(tmp_path / "clean", tables, csv=("contracts", "tickets"))
+    d = write(tmp_path / "d", tables)
+    for name, null in (("contracts", "NULL"), ("tickets", "\\N")):
+        (d / f"{name}.parquet").unlink()
+        tables[name].to_csv(d / f"{name}.csv", index=False, na_rep=null)
+    src, ref = open_source(d), open_source(clean)
+    report, want = validate(src, AS_OF), validate(ref, AS_OF)
+    assert report.ok, [str(p) for p in report.errors]
+    nulls = {(p.table, p.column): p.count for p in report.problems if p.rule == "null_text"}
+    c, t = tables["contracts"], tables["tickets"]
+    assert nulls == {**{("contracts", k): n for k, n in c.isna().sum().items() if n},
+                     **{("tickets", k): n for k, n in t.isna().sum().items() if n}}
+    null_note = next(p.message for p in report.problems if p.rule == "null_text")
+    assert null_note.startswith("the text 'NULL', 'null' or '\\N' (how database clients write a missing value)")
+    kept = [(p.rule, p.table, p.column, p.count) for p in report.problems if p.rule not in ("reading", "null_text")]
+    assert kept == [(p.rule, p.table, p.column, p.count) for p in want.problems if p.rule != "reading"]
+    for source in (src, open_source(d)):           # with validation's findings, and without
+        for name in ("contracts", "tickets"):
+            pd.testing.assert_frame_equal(source.frame(name), ref.frame(name))
+    day = [date(2026, 4, 1)]
+    pd.testing.assert_frame_equal(build_snapshots(src, day), build_snapshots(ref, day))
+    c.assign(end_date=c.end_date.where(c.index != c.index[0])).to_csv(d / "contracts.csv", index=False, na_rep="NULL")
+    [err] = [p for p in validate(open_source(d), AS_OF).errors]
+    assert (err.column, err.rule, err.count) == ("end_date", "null", 1)
+
+
 def test_a_csv_without_its_header_row_is_one_error_that_says_so(tables, tmp_path):
     """A `COPY … TO` or an unload written without HEADER: the first row is taken for the column names. One error
     says so and names the columns to write, not one per missing column."""

@@ -5,7 +5,8 @@ Every rule gives NULL for a value it cannot read and never raises, whatever the 
 reports a value that was there (not NULL) but reads as NULL. The engine is DuckDB (see `sources`).
 
 - text is read without surrounding spaces (`"A00048 "` is `A00048`), and text that is only spaces is missing
-  (NULL), whatever the column's type.
+  (NULL), whatever the column's type; so is the text a database client writes for a missing value
+  (`NULL_TEXTS`: `NULL` from SQL clients' exports, `\\N` from MySQL's and Hive's).
 - string: any scalar, as text; in a column of levels (`Column.levels`), a level written another way (case,
   spaces and punctuation aside: `NPS`, `Exec Meeting`, `Cross-Sell`) is the level.
 - float: a finite number (text is read with DuckDB's number syntax: `1234.5`, `-3`, `1e5`; not `1,5`, `NaN`
@@ -35,6 +36,10 @@ _TIME_SUFFIXES = ("", " %H:%M", " %H:%M:%S", " %H:%M:%S.%f", "T%H:%M", "T%H:%M:%
 _TIME_CODES = ("%H", "%I", "%M", "%S", "%f", "%p", "%z", "%Z", "%T", "%X", "%c")
 
 IBIS_TYPES = {"string": "string", "date": "date", "float": "float64", "int": "int64", "bool": "boolean"}
+
+# how exports write a missing value as text: SQL clients' "Save results as CSV" (`NULL`, `null`), MySQL's
+# `SELECT … INTO OUTFILE` and Hive (`\N`). Not `NA`, `N/A` or `None`: a region, a level or a name can be those
+NULL_TEXTS = ("NULL", "null", "\\N")
 
 # the date formats exports commonly write, tried (by validation) on text that does not read as YYYY-MM-DD so the
 # error can name the `date_format` to declare; a guess is only a hint: nothing is read in a format not declared
@@ -149,20 +154,35 @@ def readable(found: dt.DataType, logical: str) -> bool:
 
 
 def present(x: ibis.Value) -> ibis.BooleanValue:
-    """Whether a value is there: not NULL and, for text, not only spaces (which every rule reads as missing)."""
-    return (x.notnull() & (trimmed(x) != "")) if x.type().is_string() else x.notnull()
+    """Whether a value is there: not NULL and, for text, neither only spaces nor one of `NULL_TEXTS` (which every
+    rule reads as missing)."""
+    if not x.type().is_string():
+        return x.notnull()
+    text = trimmed(x)
+    return x.notnull() & (text != "") & ~text.isin(NULL_TEXTS)
+
+
+def null_text(x: ibis.StringValue) -> ibis.BooleanValue:
+    """Whether text is one of `NULL_TEXTS` (spaces aside): a missing value as a database client writes it."""
+    return trimmed(x).isin(NULL_TEXTS)
 
 
 def padded(x: ibis.StringValue) -> ibis.BooleanValue:
-    """Whether text has surrounding spaces or is blank: the values :func:`read_as` changes in a string column."""
+    """Whether text has surrounding spaces or is blank."""
     return x.notnull() & ((trimmed(x) != x) | (x == ""))
+
+
+def rewritten(x: ibis.StringValue) -> ibis.BooleanValue:
+    """Whether :func:`read_as` changes a value of a string column: :func:`padded` or :func:`null_text` (a column
+    with none is read as it is, without the cost of trimming every row)."""
+    return padded(x) | null_text(x)
 
 
 def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim: bool = True,
             levels: tuple[str, ...] = (), number_format: str | None = None) -> ibis.Value:
     """`x` as the contract's `logical` type ("string", "float", "int", "bool", "date"); NULL where a value
     cannot be read (see the module docstring). Never raises at run time. ``trim=False``: the caller knows that no
-    text of a string column is :func:`padded`, and the values are taken as they are (the same values, without
+    text of a string column is :func:`rewritten`, and the values are taken as they are (the same values, without
     the cost of trimming every row of a large table). ``levels``: the values a string column takes; one written
     another way is read as the level (:func:`as_level`). ``number_format``: how text numbers are written
     (:func:`number_in_format`)."""
@@ -171,8 +191,10 @@ def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim
     if found.is_null() or not readable(found, logical):
         return ibis.null().cast(target)
     if found.is_string() and (trim or logical != "string"):
-        # an ID padded by a spreadsheet or a CHAR(n) column ("A00048 ") is the same ID; a blank cell is missing
+        # an ID padded by a spreadsheet or a CHAR(n) column ("A00048 ") is the same ID; a blank cell is missing,
+        # and so is a client's NULL
         x = trimmed(x).nullif("")
+        x = ibis.ifelse(x.isin(NULL_TEXTS), ibis.null().cast("string"), x)
     if logical == "string":
         text = x if found.is_string() else x.cast("string")
         return as_level(text, levels) if levels else text

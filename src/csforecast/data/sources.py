@@ -42,7 +42,7 @@ import ibis
 import pandas as pd
 
 from csforecast.data.contract import MONTHS_PER_YEAR, TABLES, UNASSIGNED
-from csforecast.data.parse import date_formats, number_marks, padded, read_as, spells_a_level, squashed
+from csforecast.data.parse import date_formats, number_marks, read_as, rewritten, spells_a_level, squashed
 from csforecast.data.successors import inferred_successors, with_successors
 
 DATE_FORMAT_KEY = "date_format"  # reserved key of [column_map.TABLE]: the table's date format
@@ -272,8 +272,8 @@ class SourceFindings:
 
     unreferenced: the (table, column) pairs among :func:`dropped_references` with rows that name nothing (rule
         ``unknown_account`` / ``unknown_contract``): those rows are left out.
-    padded_text: the (table, column) pairs of text with surrounding spaces or only spaces (``padded_text``): those
-        columns are trimmed (only those: trimming every ID of a large usage table costs ~40 % of building the
+    padded_text: the (table, column) pairs of text with surrounding spaces, only spaces (``padded_text``) or a
+        client's NULL (``null_text``): those columns are trimmed and read as ``parse.read_as`` does (only those: trimming every ID of a large usage table costs ~40 % of building the
         features, benchmarks/RESULTS.md, "tenth session").
     spelled_levels: the (table, column) pairs of levels written another way (``spelled_levels``): those columns
         read them as the levels (only those: squashing every value of a clean column costs ~5 % of reading a
@@ -429,14 +429,14 @@ class Source:
         return frozenset(c.name for c in cols if found.column(c.name)[0].as_py())
 
     def _padded_columns(self, name: str) -> frozenset[str]:
-        """The contract's text columns of a table that hold any :func:`parse.padded` value (one query; validation's
-        finding `SourceFindings.padded_text` saves it)."""
+        """The contract's text columns of a table that hold any :func:`parse.rewritten` value (one query;
+        validation's finding `SourceFindings.padded_text` saves it)."""
         t, spec = self.raw[name], TABLES[name]
         text = [c.name for c in spec.columns if c.type == "string" and c.name in t.columns
                 and t[c.name].type().is_string()]
         if not text:
             return frozenset()
-        found = t.aggregate(**{c: padded(t[c]).any() for c in text}).to_pyarrow()
+        found = t.aggregate(**{c: rewritten(t[c]).any() for c in text}).to_pyarrow()
         return frozenset(c for c in text if found.column(c)[0].as_py())
 
     def unreferenced(self, name: str, column: str, target: str, target_column: str) -> ibis.Table | None:

@@ -24,8 +24,8 @@ import ibis
 from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, OPPORTUNITY_STAGES, PRIORITIES,
                                       SCORE_RANGES, SENTIMENT_WORDS, SURVEY_KINDS, TABLES, TOUCH_KINDS, UNASSIGNED,
                                       MONTHS_PER_YEAR, health_sources)
-from csforecast.data.parse import (COMMON_DATE_FORMATS, NUMBER_FORMATS, looks_like_formatted_number,
-                                   number_in_format, number_marks, padded, present, read_as, readable,
+from csforecast.data.parse import (COMMON_DATE_FORMATS, NULL_TEXTS, NUMBER_FORMATS, looks_like_formatted_number,
+                                   number_in_format, number_marks, null_text, padded, present, read_as, readable,
                                    reads_as_date_format, spells_a_level, trimmed)
 from csforecast.data.sources import (
     DATE_FORMAT_KEY,
@@ -131,6 +131,12 @@ def _reads_as_a_value(name: str) -> bool:
     """Whether a column name reads as a value rather than a name: a date, a time or a number (``2024-12-31``,
     ``8081.36``, ``$1,200``, ``16``), as the first row of a CSV written without its header holds."""
     return bool(_VALUE_LIKE.fullmatch(name.strip()))
+
+
+def _listed(texts) -> str:
+    """``'a', 'b' or 'c'``: texts quoted as written (no escapes, unlike repr)."""
+    quoted = [f"'{t}'" for t in texts]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def _all(t: ibis.Table, cond) -> bool:
@@ -283,7 +289,7 @@ class _Checker:
             self.check_cells(name)
         # before anything reads the typed tables; the other findings are published whole when the pass ends
         self.count_pending()
-        src.use_findings(replace(src.findings, padded_text=_found_in(self.report, "padded_text"),
+        src.use_findings(replace(src.findings, padded_text=_found_in(self.report, *REWRITTEN_RULES),
                                  spelled_levels=_found_in(self.report, "spelled_levels")))
         self.explain_absent(absent)
         self.check_keys_and_refs()
@@ -377,6 +383,9 @@ class _Checker:
             if col.type == "string" and x.type().is_string():
                 self.add("info", name, col.name, "padded_text", "text with surrounding spaces, or only spaces: read "
                          "without the spaces (only spaces: missing)", t, padded(x))
+            if x.type().is_string():
+                self.add("info", name, col.name, "null_text", f"the text {_listed(NULL_TEXTS)} (how "
+                         "database clients write a missing value): read as missing", t, null_text(x))
 
     def _unreadable_message(self, name, col, bad: ibis.Table) -> str:
         """What is wrong with the unreadable values `bad[col]` and, when they all fit a common way of writing
@@ -794,16 +803,20 @@ def source_findings(report: Report) -> SourceFindings:
     rules = {p.rule for p in report.problems}
     return SourceFindings(unreferenced=frozenset((p.table, p.column) for p in report.problems
                                                  if p.rule in DROPPED_RULES),
-                          padded_text=_found_in(report, "padded_text"),
+                          padded_text=_found_in(report, *REWRITTEN_RULES),
                           spelled_levels=_found_in(report, "spelled_levels"),
                           repeated_rows=frozenset(p.table for p in report.problems if p.rule == "repeated_rows"),
                           successors_inferred="renewals_inferred" in rules,
                           undated_accounts="no_created_at" in rules)
 
 
-def _found_in(report: Report, rule: str) -> frozenset[tuple[str, str]]:
-    """The (table, column) pairs of the `rule` problems of `report` (e.g. the text found padded)."""
-    return frozenset((p.table, p.column) for p in report.problems if p.rule == rule)
+# the rules of the values `parse.read_as` changes in a text column (`parse.rewritten`): SourceFindings.padded_text
+REWRITTEN_RULES = ("padded_text", "null_text")
+
+
+def _found_in(report: Report, *rules: str) -> frozenset[tuple[str, str]]:
+    """The (table, column) pairs of the problems of `report` under `rules` (e.g. the text found padded)."""
+    return frozenset((p.table, p.column) for p in report.problems if p.rule in rules)
 
 
 def _read_report(path: Path) -> Report:
