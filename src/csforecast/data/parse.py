@@ -156,15 +156,15 @@ def readable(found: dt.DataType, logical: str) -> bool:
 def present(x: ibis.Value) -> ibis.BooleanValue:
     """Whether a value is there: not NULL and, for text, neither only spaces nor one of `NULL_TEXTS` (which every
     rule reads as missing)."""
-    if not x.type().is_string():
-        return x.notnull()
-    text = trimmed(x)
-    return x.notnull() & (text != "") & ~text.isin(NULL_TEXTS)
+    return (x.notnull() & (trimmed(x) != "") & ~null_text(x)) if x.type().is_string() else x.notnull()
 
 
 def null_text(x: ibis.StringValue) -> ibis.BooleanValue:
-    """Whether text is one of `NULL_TEXTS` (spaces aside): a missing value as a database client writes it."""
-    return trimmed(x).isin(NULL_TEXTS)
+    """Whether text is one of `NULL_TEXTS` (spaces aside): a missing value as a database client writes it. A
+    substring test decides first, in a CASE (which an engine evaluates branch by branch, unlike AND): the rows
+    that cannot be one, nearly all, are never trimmed."""
+    maybe = ibis.or_(*(x.contains(t) for t in NULL_TEXTS))
+    return ibis.ifelse(maybe, trimmed(x).isin(NULL_TEXTS), False)
 
 
 def padded(x: ibis.StringValue) -> ibis.BooleanValue:
@@ -194,9 +194,10 @@ def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim
         # an ID padded by a spreadsheet or a CHAR(n) column ("A00048 ") is the same ID; a blank cell is missing,
         # and so is a client's NULL
         x = trimmed(x).nullif("")
-        x = ibis.ifelse(x.isin(NULL_TEXTS), ibis.null().cast("string"), x)
     if logical == "string":
         text = x if found.is_string() else x.cast("string")
+        if found.is_string() and trim:   # a client's NULL; in a typed column it reads as NULL anyway
+            text = ibis.ifelse(text.isin(NULL_TEXTS), ibis.null().cast("string"), text)
         return as_level(text, levels) if levels else text
     if logical in ("float", "int"):
         if found.is_string():
