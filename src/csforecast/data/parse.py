@@ -5,8 +5,8 @@ Every rule gives NULL for a value it cannot read and never raises, whatever the 
 reports a value that was there (not NULL) but reads as NULL. The engine is DuckDB (see `sources`).
 
 - text is read without surrounding spaces (`"A00048 "` is `A00048`), and text that is only spaces is missing
-  (NULL), whatever the column's type; so is the text a database client writes for a missing value
-  (`NULL_TEXTS`: `NULL` from SQL clients' exports, `\\N` from MySQL's and Hive's).
+  (NULL), whatever the column's type; so is the text a database client writes for a missing value, written
+  exactly so (`NULL_TEXTS`: `NULL` from SQL clients' exports, `\\N` from MySQL's and Hive's).
 - string: any scalar, as text; in a column of levels (`Column.levels`), a level written another way (case,
   spaces and punctuation aside: `NPS`, `Exec Meeting`, `Cross-Sell`) is the level.
 - float: a finite number (text is read with DuckDB's number syntax: `1234.5`, `-3`, `1e5`; not `1,5`, `NaN`
@@ -160,11 +160,10 @@ def present(x: ibis.Value) -> ibis.BooleanValue:
 
 
 def null_text(x: ibis.StringValue) -> ibis.BooleanValue:
-    """Whether text is one of `NULL_TEXTS` (spaces aside): a missing value as a database client writes it. A
-    substring test decides first, in a CASE (which an engine evaluates branch by branch, unlike AND): the rows
-    that cannot be one, nearly all, are never trimmed."""
-    maybe = ibis.or_(*(x.contains(t) for t in NULL_TEXTS))
-    return ibis.ifelse(maybe, trimmed(x).isin(NULL_TEXTS), False)
+    """Whether text is one of `NULL_TEXTS`, written exactly so: a missing value as a database client writes it
+    (which pads nothing; an exact match is one comparison a row, where trimming first made validating an
+    800-account CSV export ~10 % slower)."""
+    return x.isin(NULL_TEXTS)
 
 
 def padded(x: ibis.StringValue) -> ibis.BooleanValue:
@@ -186,7 +185,7 @@ def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim
     the cost of trimming every row of a large table). ``levels``: the values a string column takes; one written
     another way is read as the level (:func:`as_level`). ``number_format``: how text numbers are written
     (:func:`number_in_format`)."""
-    found = x.type()
+    found, raw = x.type(), x
     target = IBIS_TYPES[logical]
     if found.is_null() or not readable(found, logical):
         return ibis.null().cast(target)
@@ -196,8 +195,8 @@ def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim
         x = trimmed(x).nullif("")
     if logical == "string":
         text = x if found.is_string() else x.cast("string")
-        if found.is_string() and trim:   # a client's NULL; in a typed column it reads as NULL anyway
-            text = ibis.ifelse(text.isin(NULL_TEXTS), ibis.null().cast("string"), text)
+        if found.is_string() and trim:   # a client's NULL (null_text); in a typed column it reads as NULL anyway
+            text = ibis.ifelse(null_text(raw), ibis.null().cast("string"), text)
         return as_level(text, levels) if levels else text
     if logical in ("float", "int"):
         if found.is_string():
