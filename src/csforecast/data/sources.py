@@ -273,8 +273,9 @@ class SourceFindings:
     unreferenced: the (table, column) pairs among :func:`dropped_references` with rows that name nothing (rule
         ``unknown_account`` / ``unknown_contract``): those rows are left out.
     padded_text: the (table, column) pairs of text with surrounding spaces, only spaces (``padded_text``) or a
-        client's NULL (``null_text``): those columns are trimmed and read as ``parse.read_as`` does (only those: trimming every ID of a large usage table costs ~40 % of building the
-        features, benchmarks/RESULTS.md, "tenth session").
+        client's NULL (``null_text``): those columns are trimmed and read as ``parse.read_as`` does (only those:
+        trimming every ID of a large usage table costs ~40 % of building the features, benchmarks/RESULTS.md,
+        "tenth session").
     spelled_levels: the (table, column) pairs of levels written another way (``spelled_levels``): those columns
         read them as the levels (only those: squashing every value of a clean column costs ~5 % of reading a
         source, benchmarks/RESULTS.md, "twelfth session").
