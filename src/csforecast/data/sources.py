@@ -42,7 +42,8 @@ import ibis
 import pandas as pd
 
 from csforecast.data.contract import MONTHS_PER_YEAR, TABLES, UNASSIGNED
-from csforecast.data.parse import date_formats, number_marks, read_as, rewritten, spells_a_level, squashed
+from csforecast.data.parse import (date_formats, number_marks, read_as, rewritten, spells_a_level, squashed,
+                                   trimmed)
 from csforecast.data.successors import inferred_successors, with_successors
 
 DATE_FORMAT_KEY = "date_format"  # reserved key of [column_map.TABLE]: the table's date format
@@ -700,7 +701,8 @@ def _filler_rows(t: ibis.Table) -> tuple[ibis.Expr, ibis.Expr]:
     (NULL or ''): the rows :class:`CsvScan` lists, by the same rule (a repeated header: every field its column's
     name or empty, some not), as Ibis predicates that run on either engine."""
     blank = ibis.and_(*(t[c].isnull() | (t[c].cast("string") == "") for c in t.columns))
-    cells = {c: t[c].cast("string").replace("\ufeff", "").strip().fill_null("") for c in t.columns}
+    # parse.trimmed, the one trimming rule of every engine (not Ibis's strip(): see its docstring)
+    cells = {c: trimmed(t[c].cast("string").replace("\ufeff", "")).fill_null("") for c in t.columns}
     header = (ibis.and_(*((v == _cell(c)) | (v == "") for c, v in cells.items()))
               & ibis.or_(*(v != "" for v in cells.values())))
     return header, blank
