@@ -242,7 +242,7 @@ def test_rows_and_values_that_hold_no_data_read_the_same_on_spark_as_on_duckdb(s
     for f, frame, null in ((d / "contracts.csv", contracts, "NULL"), (d / "tickets" / "part-1.csv", tickets, "\\N"),
                            (d / "usage.csv", usage, "")):
         half, blank = len(frame) // 2, "," * (frame.shape[1] - 1) + "\n"
-        # the second export keeps its byte-order mark, so Spark (which drops a line equal to the header) reads it
+        # the second export keeps its byte-order mark: its header row is not the first line's text
         f.write_text(frame.iloc[:half].to_csv(index=False, na_rep=null) + blank + "\ufeff"
                      + frame.iloc[half:].to_csv(index=False, na_rep=null) + blank, encoding="utf-8")
     for name in ("contracts", "tickets", "usage"):

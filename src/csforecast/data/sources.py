@@ -678,10 +678,10 @@ def _scan_csv(f: Path, delim: str) -> CsvScan:
                     text = text if len(text) <= 60 else text[:57] + "…"
                     problem = f"line {rows.line_num} has {len(row)} field(s), the header has {width}: {text!r}"
                     return CsvScan(problem, tuple(header_lines), tuple(blank_lines))
-                cells = [_cell(v) for v in row]
                 if not any(row):
                     blank_lines.append(rows.line_num)
-                elif any(cells) and all(v in ("", h) for v, h in zip(cells, header)):
+                # `all` stops at a data row's first field that is not its column's name: no list per row
+                elif all(_cell(v) in ("", h) for v, h in zip(row, header)) and any(_cell(v) for v in row):
                     header_lines.append(rows.line_num)
         except csv.Error as e:
             return CsvScan(f"line {rows.line_num}: {e}", tuple(header_lines), tuple(blank_lines))
@@ -700,7 +700,7 @@ def _filler_rows(t: ibis.Table) -> tuple[ibis.Expr, ibis.Expr]:
     """Whether each row of a CSV table (read as text) repeats its header row, and whether every field is empty
     (NULL or ''): the rows :class:`CsvScan` lists, by the same rule (a repeated header: every field its column's
     name or empty, some not), as Ibis predicates that run on either engine."""
-    blank = ibis.and_(*(t[c].isnull() | (t[c].cast("string") == "") for c in t.columns))
+    blank = _blank_row(t)
     # parse.trimmed, the one trimming rule of every engine (not Ibis's strip(): see its docstring)
     cells = {c: trimmed(t[c].cast("string").replace("\ufeff", "")).fill_null("") for c in t.columns}
     header = (ibis.and_(*((v == _cell(c)) | (v == "") for c, v in cells.items()))
@@ -712,8 +712,12 @@ def _maybe_filler(t: ibis.Table) -> ibis.Expr:
     """A cheap test that comes before :func:`_filler_rows` (comparing every field, trimmed, with its column's
     name costs ~10× loading a large CSV; this ~1 %): every field empty, or some field its column's name exactly
     (a repeated header row is the header's own text)."""
-    return (ibis.and_(*(t[c].isnull() | (t[c].cast("string") == "") for c in t.columns))
-            | ibis.or_(*(t[c].cast("string") == c for c in t.columns)))
+    return _blank_row(t) | ibis.or_(*(t[c].cast("string") == c for c in t.columns))
+
+
+def _blank_row(t: ibis.Table) -> ibis.Expr:
+    """Whether every field of a row of a CSV table (read as text) is empty: NULL or ''."""
+    return ibis.and_(*(t[c].isnull() | (t[c].cast("string") == "") for c in t.columns))
 
 
 def _filler_note(shown: str, scans: dict[str, CsvScan], counts: tuple[int, int] | None = None) -> str:
