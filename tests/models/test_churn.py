@@ -496,3 +496,56 @@ def test_trees_must_beat_the_logistic_by_more_than_one_standard_error():
     rows = {"logistic": base, "contract": base - 0.001}
     assert one_se_choice({k: float(v.mean()) for k, v in rows.items()}, rows, clusters) == ("contract", {})
     assert one_se_choice({"lightgbm": 0.3}, {"lightgbm": base}, clusters) == ("lightgbm", {})
+
+
+def test_the_simplest_candidate_within_one_standard_error_of_the_best_is_kept():
+    from csforecast.models.choice import simplest_within_one_se
+    rng = np.random.default_rng(1)
+    clusters = np.repeat(np.arange(300), 12)
+    base = np.repeat(rng.exponential(0.35, 300), 12)
+    noise = rng.normal(0, 0.05, 300)
+    noise = np.repeat(noise - noise.mean(), 12)                   # se of a paired difference ~0.003
+    # strongest penalty first: 0.001 is ~0.3 se worse than the best (0.03), 0.003 ~7 se worse
+    grid = {0.001: base + 0.001 + noise, 0.003: base + 0.02 + noise, 0.03: base, 1.0: base + 0.05}
+    assert simplest_within_one_se(grid, clusters) == 0.001
+    grid[0.001] = base + 0.03 + noise                             # now far worse: the next within reach
+    assert simplest_within_one_se(grid, clusters) == 0.03
+    grid[0.003] = base + 0.002 + noise
+    assert simplest_within_one_se(grid, clusters) == 0.003
+    assert simplest_within_one_se({0.5: base}, clusters) == 0.5
+    # the standard error counts clusters (decisions), not rows: per-row clusters make 0.001 look sure-worse
+    grid = {0.001: base + 0.002 + noise, 0.03: base}              # 0.7 se by decisions, 2.4 se by rows
+    assert simplest_within_one_se(grid, clusters) == 0.001
+    assert simplest_within_one_se(grid, np.arange(len(clusters))) == 0.03
+
+
+def make_proxies(n, seed, k=40, noise=3.0):
+    """Churn driven by a latent health that k features each see through heavy noise (as usage, tickets and
+    surveys see an account's health): the best weights are equal, and a strong penalty comes closest to them."""
+    rng = np.random.default_rng(seed)
+    h = rng.normal(size=n)
+    X = pd.DataFrame({f"proxy_{j}": h + rng.normal(0, noise, n) for j in range(k)})
+    y = rng.binomial(1, expit(-1.5 - 1.0 * h))
+    t = pd.Timestamp("2023-01-02") + pd.to_timedelta(np.arange(n) // 20, unit="D")
+    return X, y, t
+
+
+def test_the_penalty_is_chosen_by_calibrated_log_loss_and_ranks_later_rows_better():
+    # The raw log loss on the selection slice prefers weak penalties (their logits are as wide as the outcomes
+    # vary); the model is served calibrated, so C is chosen by the log loss after a Platt map, cross-validated in
+    # time inside the slice. Here that picks the strongest penalty, which ranks 20,000 later rows better than
+    # the C the raw log loss picks.
+    X, y, t = make_proxies(4000, seed=0)
+    Xv, yv, _ = make_proxies(20_000, seed=100)
+    clf = ChurnClassifier(algorithm="logistic", calibration="platt").fit(X, y, sample_time=t)
+    assert clf.best_C_ == min(clf.logistic_scores_, key=clf.logistic_scores_.get)
+    raw, auc = {}, {}
+    for C in clf.logistic_Cs:
+        one = ChurnClassifier(algorithm="logistic", calibration="platt", logistic_Cs=(C,)).fit(X, y, sample_time=t)
+        raw[C] = one.candidate_scores_["logistic"]      # the raw selection-slice log loss of that C
+        auc[C] = roc_auc_score(yv, one.predict_proba(Xv)[:, 1])
+    assert clf.candidate_scores_["logistic"] == pytest.approx(raw[clf.best_C_])
+    by_raw = min(raw, key=raw.get)
+    assert clf.best_C_ == min(clf.logistic_Cs) < by_raw
+    assert auc[clf.best_C_] > auc[by_raw] + 0.005
+    assert roc_auc_score(yv, clf.predict_proba(Xv)[:, 1]) == pytest.approx(auc[clf.best_C_])

@@ -76,7 +76,9 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
        slice: LightGBM (native categoricals, early stopping on the selection slice)
        and an L2 logistic regression (median impute + missing indicators +
        standardise; one-hot with explicit missing level; ``C`` from
-       ``logistic_Cs``). The lower log loss wins (``algorithm="auto"``). Both
+       ``logistic_Cs``: the strongest penalty within one standard error of the
+       best Platt-calibrated, time-cross-validated log loss on the selection
+       slice). The lower log loss wins (``algorithm="auto"``). Both
        candidates are tuned on that same slice (rounds / ``C``), so these scores
        (``candidate_scores_``) are optimistic, LightGBM's more so (hundreds of rounds
        against a handful of ``C`` values). With ``algorithm="auto"`` (or ``"blend"``) a
@@ -189,7 +191,9 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
     best_C_ : float or None
         ``C`` chosen for the logistic candidate.
     logistic_scores_ : dict
-        ``C`` -> selection log loss for the logistic candidate.
+        ``C`` -> the logistic candidate's selection-slice log loss after a Platt map (time-ordered 2-fold
+        cross-validated inside the slice; the raw log loss when the slice cannot be split), the score
+        ``best_C_`` was chosen by (with the one-standard-error rule toward the stronger penalty).
     model_ : LGBMClassifier or sklearn Pipeline
         The fitted winning model (uncalibrated); the LightGBM part of a blend.
     linear_model_ : sklearn Pipeline or None
@@ -382,17 +386,37 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         p = m.booster_.predict(Xs, num_iteration=best)
         return m, best, clipped_log_loss(ys, p)
 
-    def _fit_logistic(self, Xf, yf, Xs, ys, columns=None, discrete=()):
-        scores, models = {}, {}
-        for C in self.logistic_Cs:
-            m = self._logistic(float(C), columns=columns, discrete=discrete)
+    def _fit_logistic(self, Xf, yf, Xs, ys, ts, columns=None, discrete=()):
+        """The logistic candidate: each ``C`` fitted on the fit slice and scored on the selection slice (``Xs``,
+        ``ys``, times ``ts``) as the model will be served, calibrated: its log loss after a Platt map,
+        time-ordered 2-fold cross-validated inside the slice (:func:`calibrators.cv_row_losses`). The strongest
+        penalty within one standard error of the best score is kept (:func:`choice.simplest_within_one_se`).
+        The raw log loss favours weak penalties, whose logits spread as wide as the outcomes vary, though a
+        stronger one ranks later rows better, and a slice of a few hundred decisions cannot tell apart scores
+        within their noise (benchmarks/RESULTS.md, seventeenth session). When the slice cannot be split in time
+        the raw log loss decides. Returns (model of the kept ``C``, that ``C``, ``C`` -> score, ``C`` -> raw
+        log loss)."""
+        scores, raw_scores, row_losses, models = {}, {}, {}, {}
+        try:
+            halves = time_split(ts, [0.5, 0.5]) if len(np.unique(ys)) == 2 else None
+        except ValueError:
+            halves = None
+        for C in sorted(float(c) for c in self.logistic_Cs):
+            m = self._logistic(C, columns=columns, discrete=discrete)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # ConvergenceWarning on tiny / separable data
                 m.fit(Xf, yf)
-            scores[float(C)] = clipped_log_loss(ys, m.predict_proba(Xs)[:, 1])
-            models[float(C)] = m
-        best = min(scores, key=scores.get)
-        return models[best], best, scores
+            z = m.decision_function(Xs)
+            raw_scores[C] = clipped_log_loss(ys, expit(z))
+            if halves is not None:
+                row_losses[C] = cv_row_losses("platt", z, ys, ts, halves)
+            scores[C] = float(row_losses[C].mean()) if halves is not None else raw_scores[C]
+            models[C] = m
+        if halves is not None:
+            best = choice.simplest_within_one_se(row_losses, ts)
+        else:
+            best = min(scores, key=scores.get)
+        return models[best], best, scores, raw_scores
 
     # -------------------------------------------------------------------------- fit
     def fit(self, X, y, sample_time=None):
@@ -466,10 +490,10 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             sel_logits["lightgbm"] = m.booster_.predict(Xe.iloc[sel_idx], num_iteration=self.best_iteration_,
                                                         raw_score=True)
         if both or self.algorithm == "logistic":
-            m, self.best_C_, self.logistic_scores_ = self._fit_logistic(
-                Xl.iloc[fit_idx], yb[fit_idx], Xl.iloc[sel_idx], yb[sel_idx]
+            m, self.best_C_, self.logistic_scores_, raw_scores = self._fit_logistic(
+                Xl.iloc[fit_idx], yb[fit_idx], Xl.iloc[sel_idx], yb[sel_idx], t[sel_idx]
             )
-            models["logistic"], self.candidate_scores_["logistic"] = m, self.logistic_scores_[self.best_C_]
+            models["logistic"], self.candidate_scores_["logistic"] = m, raw_scores[self.best_C_]
             best_c["logistic"] = self.best_C_
             sel_logits["logistic"] = m.decision_function(Xl.iloc[sel_idx])
         contract_cols = [f"f{i}" for i, c in enumerate(self.feature_names_in_) if c in CONTRACT_FIELDS]
@@ -477,11 +501,11 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             self.contract_columns_ = [c for c in self.feature_names_in_ if c in CONTRACT_FIELDS]
             discrete = [f for f in contract_cols if self.feature_kinds_[self.feature_names_in_[int(f[1:])]]
                         != "categorical" and Xl[f].iloc[fit_idx].nunique() <= MAX_DISCRETE_LEVELS]
-            m, self.contract_C_, scores_c = self._fit_logistic(
-                Xl.iloc[fit_idx], yb[fit_idx], Xl.iloc[sel_idx], yb[sel_idx], columns=contract_cols,
+            m, self.contract_C_, _, raw_c = self._fit_logistic(
+                Xl.iloc[fit_idx], yb[fit_idx], Xl.iloc[sel_idx], yb[sel_idx], t[sel_idx], columns=contract_cols,
                 discrete=discrete
             )
-            models["contract"], self.candidate_scores_["contract"] = m, scores_c[self.contract_C_]
+            models["contract"], self.candidate_scores_["contract"] = m, raw_c[self.contract_C_]
             best_c["contract"] = self.contract_C_
         elif self.algorithm == "contract":
             raise ValueError(f"algorithm='contract' needs at least one of the columns {list(CONTRACT_FIELDS)}")
