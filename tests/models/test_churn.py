@@ -223,8 +223,9 @@ def test_explain_is_additive_on_calibrated_logit(fitted_small, small, alg, cal):
     np.testing.assert_array_equal(phi, e.iloc[:, :-1].to_numpy())
     assert isinstance(base, float) and base == e["base_value"].iloc[0]
     raw = m.explain_raw(X)
-    if cal == "none":
-        pd.testing.assert_frame_equal(raw, e)
+    if cal == "none":  # the raw logit's contributions; the base value also holds the level offset (step 7)
+        pd.testing.assert_frame_equal(raw.iloc[:, :-1], e.iloc[:, :-1])
+        np.testing.assert_allclose(e["base_value"], raw["base_value"] + m.level_offset_, atol=1e-9, rtol=0)
     if cal == "platt":  # exact linear map: contributions scaled by the Platt slope
         a = m.platt_[0]
         np.testing.assert_allclose(e.iloc[:, :-1].to_numpy(), a * raw.iloc[:, :-1].to_numpy(), atol=1e-9)
