@@ -29,15 +29,16 @@ def test_calibrated_intervals_cover_80_percent_on_average():
     assert r["p10"] <= r["mean"] <= r["p90"]
 
 
-def test_a_scope_of_few_large_renewals_is_covered_far_from_80_percent_either_way():
-    """12 Enterprise renewals a quarter: the renewed total takes few values, and exactly calibrated intervals
-    hold 0.88 of it on one book and 0.77 on another, depending on where P10 and P90 fall among those values,
-    while the scopes of many renewals stay at ~0.80. A coverage band of 0.75-0.85 per segment cannot be
-    promised on such a segment, even with right intervals."""
-    over = _coverage_if_calibrated(_windows(8, seed=0), "p_oracle", seed=3, n=600)["scopes"]
-    under = _coverage_if_calibrated(_windows(8, seed=1), "p_oracle", seed=3, n=600)["scopes"]
-    assert over["Enterprise"] > 0.86 and under["Enterprise"] < 0.78
-    for scopes in (over, under):
+def test_a_scope_of_few_large_renewals_is_covered_above_80_percent_on_every_book():
+    """12 Enterprise renewals a quarter: the renewed total takes few values and P10 and P90 often fall on one of
+    them; with the bounds included, exactly calibrated intervals hold more than 0.80 of it on every book, while
+    the scopes of many renewals stay at ~0.80. A coverage band of 0.75-0.85 per segment cannot be promised on
+    such a segment, even with right intervals. The same on every CPU: the Monte Carlo sums its draws in single
+    precision, and a tie with a bound counts as inside whatever that rounding did (with a tolerance of 1e-9 this
+    book's Enterprise coverage was 0.88 on one machine and 0.85 on another)."""
+    for book in range(4):
+        scopes = _coverage_if_calibrated(_windows(8, seed=book), "p_oracle", seed=3, n=600)["scopes"]
+        assert 0.86 < scopes["Enterprise"] < 0.95, (book, scopes)
         assert scopes["SMB"] == pytest.approx(0.80, abs=0.025)
         assert scopes["Mid-Market"] == pytest.approx(0.80, abs=0.025)
 

@@ -14,6 +14,10 @@ import numpy as np
 
 __all__ = ["bias", "interval_coverage", "mape", "wape", "within_interval"]
 
+# relative: well above single precision's rounding of a sum of a window's renewals (a few 1e-7), far below any
+# difference between two ARR totals that matters ($1 in $1M)
+TIE_TOLERANCE = 1e-6
+
 
 def _aligned(*arrays, names: tuple[str, ...]) -> list[np.ndarray]:
     out = [np.asarray(a, dtype=np.float64).ravel() for a in arrays]
@@ -49,14 +53,17 @@ def bias(actual, forecast) -> float:
 
 
 def within_interval(actual, lo, hi):
-    """Elementwise ``lo <= actual <= hi``, bounds included, up to rounding (a relative 1e-9).
+    """Elementwise ``lo <= actual <= hi``, bounds included, up to rounding (a relative ``TIE_TOLERANCE``).
 
-    The same ARR amounts summed in another order differ in their last bits, and an actual equal to a bound
-    happens where a window holds a few large renewals (the renewed total takes few values, and a bound is
-    often one of them); it counts as inside whichever order summed it. A bool for scalars, else a bool array.
+    An actual equal to a bound happens where a window holds a few large renewals (the renewed total takes few
+    values, and a bound is often one of them); it counts as inside however it was summed. The same ARR amounts
+    summed in another order, or in single precision as the Monte Carlo sums its draws
+    (``forecast.montecarlo``), differ by up to a few parts in 10^7, and by how much depends on the CPU's
+    arithmetic: a tolerance below that (1e-9 before) made such a tie inside on one machine and outside on
+    another. A bool for scalars, else a bool array.
     """
     a, l, h = (np.asarray(x, dtype=float) for x in (actual, lo, hi))
-    tol = 1e-9 * np.maximum(np.maximum(np.abs(a), np.abs(l)), np.abs(h))
+    tol = TIE_TOLERANCE * np.maximum(np.maximum(np.abs(a), np.abs(l)), np.abs(h))
     inside = (a >= l - tol) & (a <= h + tol)
     return bool(inside) if inside.ndim == 0 else inside
 
