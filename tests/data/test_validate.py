@@ -313,7 +313,10 @@ def test_a_live_forecast_counts_renewals_booked_ahead_as_renewed(small_portfolio
     past = end - timedelta(days=30)
     got_p, want_p = forecast_window(src, *window, as_of=past, **args), forecast_window(clean, *window, as_of=past,
                                                                                       **args)
-    assert got_p["renewals_due"] == want_p["renewals_due"] and got_p["expected"] == want_p["expected"]
+    # equal up to float summation order (the two tables hold the rows in different orders)
+    for part in ("renewals_due", "expected"):
+        assert got_p[part].keys() == want_p[part].keys()
+        assert got_p[part] == pytest.approx(want_p[part], rel=1e-9, abs=1e-6), part
 
 
 def test_accounts_with_no_segment_are_a_segment_of_their_own(small_portfolio, tmp_path):
