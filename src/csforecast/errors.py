@@ -21,15 +21,19 @@ class                  exit code  HTTP status  meaning
 
 :func:`storage_error` recognises a disk or permission fault (a full disk, a read-only file system, no
 permission) anywhere in an exception's chain, as the OS, SQLite (MLflow) and DuckDB report it, and turns it
-into a :class:`StorageError` naming the path and the cause.
+into a :class:`StorageError` naming the path and the cause; :func:`check_writable` finds such a fault before a
+command starts work that it would lose.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import tempfile
+from pathlib import Path
 
 __all__ = ["CsforecastError", "InputError", "NotFoundError", "ConflictError", "UnavailableError",
-           "StorageError", "TrainingDataError", "exit_code", "http_status", "storage_error"]
+           "StorageError", "TrainingDataError", "check_writable", "exit_code", "http_status", "storage_error"]
 
 
 class CsforecastError(Exception):
@@ -122,3 +126,24 @@ def storage_error(error: BaseException, path: object, action: str = "write") -> 
             if phrase in text:
                 return StorageError(f"cannot {action} {path}: {cause}")
     return None
+
+
+def check_writable(folder) -> None:
+    """Fail early, before work that would be lost, when ``folder`` cannot take a new file: a probe file of one
+    4 KiB block is written, synced and removed (``folder`` and its parents are created if missing). A full
+    disk, a read-only file system or no permission raise a :class:`StorageError` naming the folder and the
+    cause (:func:`storage_error`); room for the probe does not promise room for everything that follows."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+                os.fsync(fh.fileno())
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
+    except OSError as e:
+        raise (storage_error(e, folder) or StorageError(f"cannot write {folder}: {e}")) from e

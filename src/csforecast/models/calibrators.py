@@ -154,6 +154,18 @@ def apply_calibrator(name: str, cal, z, bounds: tuple[float, float] = (EPS, 1 - 
     return np.clip(p, bounds[0], bounds[1])
 
 
+def crossval_halves(t, y) -> tuple[np.ndarray, np.ndarray] | None:
+    """The earlier and the later half of rows at times ``t`` (:func:`time_split`, whole times kept together)
+    for the time-ordered 2-fold cross-validation of :func:`cv_row_losses`, or None when they cannot be had:
+    too few distinct times to split, or a half whose binary ``y`` has a single class."""
+    try:
+        halves = time_split(t, [0.5, 0.5])
+    except ValueError:
+        return None
+    y = np.asarray(y)
+    return None if any(len(np.unique(y[h])) < 2 for h in halves) else halves
+
+
 def cv_row_losses(name: str, z, y, t, halves) -> np.ndarray:
     """Each row's out-of-fold log loss under the map ``name`` in the time-ordered 2-fold cross-validation of
     :func:`choose_calibration` (``halves``: the earlier and the later half's row indices; each half scored by
@@ -182,11 +194,8 @@ def choose_calibration(method: str, z, y, t) -> tuple[str, object, dict[str, flo
         warnings.warn("calibration slice has a single class; predictions are left uncalibrated", stacklevel=4)
         method = "none"
     if method == "auto":
-        try:
-            halves = time_split(t, [0.5, 0.5])
-        except ValueError:
-            halves = None
-        if halves is None or any(len(np.unique(y[h])) < 2 for h in halves):
+        halves = crossval_halves(t, y)
+        if halves is None:
             method = "platt"  # too little data to cross-validate: the 2-parameter map is the safe choice
         else:
             few = min(int(np.sum(y == 1)), int(np.sum(y == 0))) < ISOTONIC_MIN_CLASS_ROWS

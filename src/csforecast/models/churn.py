@@ -30,7 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from csforecast.models import choice
 from csforecast.models.calibrators import (EPS, apply_calibrator, bootstrap_maps, choose_calibration,
-                                          clipped_log_loss, cv_row_losses, map_quantiles,
+                                          clipped_log_loss, crossval_halves, cv_row_losses, map_quantiles,
                                           shrunk_level_offset, support_bounds)
 from csforecast.models.tabular import (as_float, as_str, dataframe_input_tags, linear_frame, linear_inputs, time_key,
                                       time_split)
@@ -395,12 +395,9 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         stronger one ranks later rows better, and a slice of a few hundred decisions cannot tell apart scores
         within their noise (benchmarks/RESULTS.md, seventeenth session). When the slice cannot be split in time
         the raw log loss decides. Returns (model of the kept ``C``, that ``C``, ``C`` -> score, ``C`` -> raw
-        log loss)."""
-        scores, raw_scores, row_losses, models = {}, {}, {}, {}
-        try:
-            halves = time_split(ts, [0.5, 0.5]) if len(np.unique(ys)) == 2 else None
-        except ValueError:
-            halves = None
+        log loss, the kept model's logits on the selection slice)."""
+        scores, raw_scores, row_losses, models, logits = {}, {}, {}, {}, {}
+        halves = crossval_halves(ts, ys)
         for C in sorted(float(c) for c in self.logistic_Cs):
             m = self._logistic(C, columns=columns, discrete=discrete)
             with warnings.catch_warnings():
@@ -411,12 +408,12 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             if halves is not None:
                 row_losses[C] = cv_row_losses("platt", z, ys, ts, halves)
             scores[C] = float(row_losses[C].mean()) if halves is not None else raw_scores[C]
-            models[C] = m
+            models[C], logits[C] = m, z
         if halves is not None:
             best = choice.simplest_within_one_se(row_losses, ts)
         else:
             best = min(scores, key=scores.get)
-        return models[best], best, scores, raw_scores
+        return models[best], best, scores, raw_scores, logits[best]
 
     # -------------------------------------------------------------------------- fit
     def fit(self, X, y, sample_time=None):
@@ -490,18 +487,17 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             sel_logits["lightgbm"] = m.booster_.predict(Xe.iloc[sel_idx], num_iteration=self.best_iteration_,
                                                         raw_score=True)
         if both or self.algorithm == "logistic":
-            m, self.best_C_, self.logistic_scores_, raw_scores = self._fit_logistic(
+            m, self.best_C_, self.logistic_scores_, raw_scores, sel_logits["logistic"] = self._fit_logistic(
                 Xl.iloc[fit_idx], yb[fit_idx], Xl.iloc[sel_idx], yb[sel_idx], t[sel_idx]
             )
             models["logistic"], self.candidate_scores_["logistic"] = m, raw_scores[self.best_C_]
             best_c["logistic"] = self.best_C_
-            sel_logits["logistic"] = m.decision_function(Xl.iloc[sel_idx])
         contract_cols = [f"f{i}" for i, c in enumerate(self.feature_names_in_) if c in CONTRACT_FIELDS]
         if contract_cols and self.algorithm in ("auto", "blend", "contract"):
             self.contract_columns_ = [c for c in self.feature_names_in_ if c in CONTRACT_FIELDS]
             discrete = [f for f in contract_cols if self.feature_kinds_[self.feature_names_in_[int(f[1:])]]
                         != "categorical" and Xl[f].iloc[fit_idx].nunique() <= MAX_DISCRETE_LEVELS]
-            m, self.contract_C_, _, raw_c = self._fit_logistic(
+            m, self.contract_C_, _, raw_c, _ = self._fit_logistic(
                 Xl.iloc[fit_idx], yb[fit_idx], Xl.iloc[sel_idx], yb[sel_idx], t[sel_idx], columns=contract_cols,
                 discrete=discrete
             )
@@ -549,7 +545,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
                 method = min(self.calibration_scores_, key=self.calibration_scores_.get)
                 self.choice_scores_[name] = self.calibration_scores_[method]
                 row_losses[name] = cv_row_losses(method, z, yb[cal_idx], t[cal_idx],
-                                                 time_split(t[cal_idx], [0.5, 0.5]))
+                                                 crossval_halves(t[cal_idx], yb[cal_idx]))
         crossvalidated = len(self.choice_scores_) == len(zc)
         scores = self.choice_scores_ if crossvalidated else self.candidate_scores_
         forced = {"blend": "blend", "contract": "contract"}.get(self.algorithm)

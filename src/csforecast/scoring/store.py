@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
-from csforecast.errors import StorageError, storage_error
+from csforecast.errors import StorageError, check_writable, storage_error
 
 JSON_COLUMNS = ("churn_drivers", "health_components", "triggers", "survival_contributions", "models")
 
@@ -123,19 +121,7 @@ def check_store(path: Path) -> None:
             _check_latest(ro, path)
         finally:
             ro.close()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(b"\0" * 4096)
-                fh.flush()
-                os.fsync(fh.fileno())
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(probe)
-    except OSError as e:
-        raise (storage_error(e, path.parent) or StorageError(f"cannot write {path.parent}: {e}")) from e
+    check_writable(path.parent)
 
 
 def latest_run(path: Path) -> dict:
