@@ -14,6 +14,17 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# Under pytest-xdist each worker is one of N processes sharing the machine's cores. Numeric thread pools sized
+# for the whole machine in every worker (OpenBLAS, OpenMP: numpy, scipy, scikit-learn, lifelines, statsmodels)
+# oversubscribe it, and their threads spin while waiting: two `csforecast train` at once on 2 cores took 54 s
+# each with the default pools and 36 s with one thread each (benchmarks/RESULTS.md, eighteenth session). Each
+# worker, and the commands and servers it starts (they inherit this environment), gets its share of the cores.
+# LightGBM's own `n_jobs` is set explicitly by the models and is not changed by this.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
 
 @pytest.fixture(scope="session")
 def small_portfolio(tmp_path_factory):
