@@ -131,8 +131,9 @@ def storage_error(error: BaseException, path: object, action: str = "write") -> 
 def check_writable(folder) -> None:
     """Fail early, before work that would be lost, when ``folder`` cannot take a new file: a probe file of one
     4 KiB block is written, synced and removed (``folder`` and its parents are created if missing). A full
-    disk, a read-only file system or no permission raise a :class:`StorageError` naming the folder and the
-    cause (:func:`storage_error`); room for the probe does not promise room for everything that follows."""
+    disk, a read-only file system or no permission raise a :class:`StorageError` naming the folder (never
+    the probe file) and the cause (:func:`storage_error`); room for the probe does not promise room for
+    everything that follows."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -146,4 +147,6 @@ def check_writable(folder) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(probe)
     except OSError as e:
-        raise (storage_error(e, folder) or StorageError(f"cannot write {folder}: {e}")) from e
+        # the fault is the folder's: name it, not the probe file the OSError carries
+        raise (storage_error(OSError(e.errno, e.strerror), folder)
+               or StorageError(f"cannot write {folder}: {e}")) from e

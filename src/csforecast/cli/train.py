@@ -122,7 +122,7 @@ def train(data: str = DataOpt, as_of: Optional[str] = AsOfOpt, as_json: bool = J
           quiet: bool = QuietOpt):
     """Train every model family on point-in-time snapshots; log to MLflow; register with the promotion guard
     (docs/operations.md). Exits 2 when a data change blocked a promotion."""
-    from csforecast.tracking.store import check_writable_store
+    from csforecast.tracking.location import check_writable_store   # no MLflow import: fails in ~2 s
 
     check_writable_store()   # a read-only or full home fails now, not after the models are fitted
     src = open_valid(data)

@@ -240,7 +240,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         colsample_bytree: float = 0.8,
         reg_lambda: float = 1.0,
         lgbm_params: dict | None = None,
-        logistic_Cs=(0.001, 0.003, 0.01, 0.03, 0.1, 1.0),
+        logistic_Cs=(0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 1.0),
         min_category_count: int = 10,
         threshold: float = 0.5,
         n_jobs: int = 2,
@@ -386,11 +386,12 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         p = m.booster_.predict(Xs, num_iteration=best)
         return m, best, clipped_log_loss(ys, p)
 
-    def _fit_logistic(self, Xf, yf, Xs, ys, ts, columns=None, discrete=()):
+    def _fit_logistic(self, Xf, yf, Xs, ys, ts, columns=None, discrete=(), simplest=True):
         """The logistic candidate: each ``C`` fitted on the fit slice and scored on the selection slice (``Xs``,
         ``ys``, times ``ts``) as the model will be served, calibrated: its log loss after a Platt map,
         time-ordered 2-fold cross-validated inside the slice (:func:`calibrators.cv_row_losses`). The strongest
-        penalty within one standard error of the best score is kept (:func:`choice.simplest_within_one_se`).
+        penalty within one standard error of the best score is kept (:func:`choice.simplest_within_one_se`), or
+        with ``simplest=False`` the best-scoring one.
         The raw log loss favours weak penalties, whose logits spread as wide as the outcomes vary, though a
         stronger one ranks later rows better, and a slice of a few hundred decisions cannot tell apart scores
         within their noise (benchmarks/RESULTS.md, seventeenth session). When the slice cannot be split in time
@@ -409,7 +410,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
                 row_losses[C] = cv_row_losses("platt", z, ys, ts, halves)
             scores[C] = float(row_losses[C].mean()) if halves is not None else raw_scores[C]
             models[C], logits[C] = m, z
-        if halves is not None:
+        if halves is not None and simplest:
             best = choice.simplest_within_one_se(row_losses, ts)
         else:
             best = min(scores, key=scores.get)
@@ -497,9 +498,12 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             self.contract_columns_ = [c for c in self.feature_names_in_ if c in CONTRACT_FIELDS]
             discrete = [f for f in contract_cols if self.feature_kinds_[self.feature_names_in_[int(f[1:])]]
                         != "categorical" and Xl[f].iloc[fit_idx].nunique() <= MAX_DISCRETE_LEVELS]
+            # its C is the best-scoring one, not the strongest within one standard error: a handful of contract
+            # levels are the signal itself, and a strong penalty pulls a rare term's rate toward the mean (on
+            # term-only churn with 4% annual terms, C = 3e-4 served annual terms 0.146 where 0.21 churn)
             m, self.contract_C_, _, raw_c, _ = self._fit_logistic(
                 Xl.iloc[fit_idx], yb[fit_idx], Xl.iloc[sel_idx], yb[sel_idx], t[sel_idx], columns=contract_cols,
-                discrete=discrete
+                discrete=discrete, simplest=False
             )
             models["contract"], self.candidate_scores_["contract"] = m, raw_c[self.contract_C_]
             best_c["contract"] = self.contract_C_

@@ -30,7 +30,7 @@ from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from csforecast.config import Settings, get_settings  # noqa: E402
-from csforecast.errors import UnavailableError, check_writable  # noqa: E402
+from csforecast.errors import UnavailableError  # noqa: E402
 from csforecast.tracking import orphans  # noqa: E402
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -61,19 +61,6 @@ def configure(settings: Settings | None = None) -> MlflowClient:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(uri, uri)
-
-
-def check_writable_store(settings: Settings | None = None) -> None:
-    """Fail early, before a training run's work, when the run could not be recorded: CSFORECAST_HOME (the
-    artifacts, the model cache, the lock) and, with a SQLite tracking URI, the database's folder must each take
-    a new file (:func:`errors.check_writable`; a read-only or full disk is a StorageError naming the folder).
-    A remote tracking server is not probed: its faults are reported when the run is logged."""
-    s = settings or get_settings()
-    folders = [Path(s.home)]
-    if s.tracking_uri.startswith("sqlite:///"):
-        folders.append(Path(s.tracking_uri.removeprefix("sqlite:///")).parent)
-    for folder in dict.fromkeys(f.resolve() for f in folders):
-        check_writable(folder)
 
 
 def experiment_id(family: str, settings: Settings | None = None) -> str:
