@@ -578,12 +578,16 @@ def test_a_folder_of_csv_parts_reads_as_one_table(tables, tmp_path):
 
 def _concatenated(folder, name, frame, blank_after=()):
     """Write `frame` as two exports of table `name` written one after the other (the second with its own header
-    row, behind a byte-order mark) and a spreadsheet's blank rows (`,,,,`) after the rows in `blank_after`."""
+    row, behind a byte-order mark) and a spreadsheet's blank rows after the rows in `blank_after` (`,,,,`, and
+    every other one with a space or a tab in each field)."""
     half = len(frame) // 2
     first = frame.iloc[:half].to_csv(index=False).splitlines(keepends=True)
     second = frame.iloc[half:].to_csv(index=False).splitlines(keepends=True)
     blank = "," * (frame.shape[1] - 1) + "\n"
-    lines = [line + (blank if k in blank_after else "") for k, line in enumerate(first)]
+    spaces = '" ", ,\t' + "," * (frame.shape[1] - 3) + "\n"
+    lines = []
+    for k, line in enumerate(first):
+        lines.append(line + ((blank, spaces)[sorted(blank_after).index(k) % 2] if k in blank_after else ""))
     (folder / f"{name}.csv").write_text("".join(lines) + "\ufeff" + "".join(second) + blank, encoding="utf-8")
     return 1 + half + 1 + len(blank_after)            # the line of the repeated header
 

@@ -644,6 +644,11 @@ def _readable_csv_scan(f: Path) -> CsvScan:
         return CsvScan(problem=f"not a readable gzip file ({_first_line(e)})")
 
 
+# the white space a blank field may hold: what parse.trimmed's \s removes on DuckDB (RE2's \s; Java's, on Spark,
+# also takes \v), so that the engine and the scan agree on which rows are blank
+_WHITE_SPACE = " \t\r\n\f"
+
+
 @dataclass(frozen=True)
 class CsvScan:
     """What one pass over a CSV file found (:func:`_scan_csv`).
@@ -652,8 +657,8 @@ class CsvScan:
         text; an unterminated quote), or None.
     repeated_header, blank: the lines of rows that hold no data (:func:`_filler_rows` reads them the same way):
         rows that repeat the header row (files written one after another, each with its header) and rows with
-        every field empty (a spreadsheet's blank row saved as ``,,,,``). Lines that are entirely empty are no
-        rows at all (both engines skip them).
+        every field empty or only white space (a spreadsheet's blank row saved as ``,,,,`` or ``" ", ,,``).
+        Lines that are entirely empty are no rows at all (both engines skip them).
     """
     problem: str | None = None
     repeated_header: tuple[int, ...] = ()
@@ -678,7 +683,7 @@ def _scan_csv(f: Path, delim: str) -> CsvScan:
                     text = text if len(text) <= 60 else text[:57] + "…"
                     problem = f"line {rows.line_num} has {len(row)} field(s), the header has {width}: {text!r}"
                     return CsvScan(problem, tuple(header_lines), tuple(blank_lines))
-                if not any(row):
+                if not any(v.strip(_WHITE_SPACE) for v in row):
                     blank_lines.append(rows.line_num)
                 # `all` stops at a data row's first field that is not its column's name: no list per row
                 elif all(_cell(v) in ("", h) for v, h in zip(row, header)) and any(_cell(v) for v in row):
@@ -712,12 +717,20 @@ def _maybe_filler(t: ibis.Table) -> ibis.Expr:
     """A cheap test that comes before :func:`_filler_rows` (comparing every field, trimmed, with its column's
     name costs ~10× loading a large CSV; this ~1 %): every field empty, or some field its column's name exactly
     (a repeated header row is the header's own text)."""
-    return _blank_row(t) | ibis.or_(*(t[c].cast("string") == c for c in t.columns))
+    maybe_blank = ibis.and_(*(_maybe_blank(t[c].cast("string")) for c in t.columns))
+    return maybe_blank | ibis.or_(*(t[c].cast("string") == c for c in t.columns))
+
+
+def _maybe_blank(v: ibis.StringValue) -> ibis.BooleanValue:
+    """Whether a field may be blank, without trimming it (a superset of :func:`_blank_row`'s fields): NULL, '',
+    or text that starts with white space."""
+    return v.isnull() | (v == "") | v.substr(0, 1).isin(list(_WHITE_SPACE))
 
 
 def _blank_row(t: ibis.Table) -> ibis.Expr:
-    """Whether every field of a row of a CSV table (read as text) is empty: NULL or ''."""
-    return ibis.and_(*(t[c].isnull() | (t[c].cast("string") == "") for c in t.columns))
+    """Whether every field of a row of a CSV table (read as text) is empty: NULL, '' or only white space
+    (:func:`parse.trimmed`, as :func:`_scan_csv` strips ``_WHITE_SPACE``)."""
+    return ibis.and_(*(trimmed(t[c].cast("string")).fill_null("") == "" for c in t.columns))
 
 
 def _filler_note(shown: str, scans: dict[str, CsvScan], counts: tuple[int, int] | None = None) -> str:
