@@ -231,8 +231,9 @@ def test_compressed_csv_files_and_folders_of_parts_read_the_same_on_spark(small_
 
 def test_rows_and_values_that_hold_no_data_read_the_same_on_spark_as_on_duckdb(small_portfolio, spark, tmp_path):
     """Two exports of contracts concatenated (the header row again, mid-file) with a spreadsheet's blank rows
-    (`,,,,`), and a folder of ticket parts with one of each, each missing value written as a database client
-    writes it (`NULL`, `\\N`): the same tables and the same notes on both engines."""
+    (`,,,,`, and one with a space or a tab in each field), and a folder of ticket parts with one of each, each
+    missing value written as a database client writes it (`NULL`, `\\N`): the same tables and the same notes on
+    both engines."""
     import shutil
 
     d = tmp_path / "data"
@@ -242,9 +243,10 @@ def test_rows_and_values_that_hold_no_data_read_the_same_on_spark_as_on_duckdb(s
     for f, frame, null in ((d / "contracts.csv", contracts, "NULL"), (d / "tickets" / "part-1.csv", tickets, "\\N"),
                            (d / "usage.csv", usage, "")):
         half, blank = len(frame) // 2, "," * (frame.shape[1] - 1) + "\n"
+        spaces = '" ", ,\t' + "," * (frame.shape[1] - 3) + "\n"
         # the second export keeps its byte-order mark: its header row is not the first line's text
         f.write_text(frame.iloc[:half].to_csv(index=False, na_rep=null) + blank + "\ufeff"
-                     + frame.iloc[half:].to_csv(index=False, na_rep=null) + blank, encoding="utf-8")
+                     + frame.iloc[half:].to_csv(index=False, na_rep=null) + spaces, encoding="utf-8")
     for name in ("contracts", "tickets", "usage"):
         (d / f"{name}.parquet").unlink()
     duck, sp = open_source(d), open_source(d, engine="spark", spark=spark)

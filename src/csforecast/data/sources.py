@@ -722,9 +722,10 @@ def _maybe_filler(t: ibis.Table) -> ibis.Expr:
 
 
 def _maybe_blank(v: ibis.StringValue) -> ibis.BooleanValue:
-    """Whether a field may be blank, without trimming it (a superset of :func:`_blank_row`'s fields): NULL, '',
-    or text that starts with white space."""
-    return v.isnull() | (v == "") | v.substr(0, 1).isin(list(_WHITE_SPACE))
+    """Whether a field may be blank, without trimming it (a superset of :func:`_blank_row`'s fields): NULL, or
+    text that sorts before "!" (both engines compare bytes): '' and text that starts with white space or another
+    control character. One comparison a field: taking the first character to test it costs ~16× as much."""
+    return v.isnull() | (v < "!")
 
 
 def _blank_row(t: ibis.Table) -> ibis.Expr:
