@@ -703,8 +703,8 @@ def _cell(value: str) -> str:
 
 def _filler_rows(t: ibis.Table) -> tuple[ibis.Expr, ibis.Expr]:
     """Whether each row of a CSV table (read as text) repeats its header row, and whether every field is empty
-    (NULL or ''): the rows :class:`CsvScan` lists, by the same rule (a repeated header: every field its column's
-    name or empty, some not), as Ibis predicates that run on either engine."""
+    (NULL, '' or white space): the rows :class:`CsvScan` lists, by the same rule (a repeated header: every field
+    its column's name or empty, some not), as Ibis predicates that run on either engine."""
     blank = _blank_row(t)
     # parse.trimmed, the one trimming rule of every engine (not Ibis's strip(): see its docstring)
     cells = {c: trimmed(t[c].cast("string").replace("\ufeff", "")).fill_null("") for c in t.columns}
