@@ -25,3 +25,17 @@ def test_a_disk_fault_names_its_cause():
     fault = storage_error(OSError(errno.ENOSPC, "No space left on device", "/x/y"), "/x")
     assert isinstance(fault, StorageError) and str(fault).startswith("cannot write /x/y: no space left on the device")
     assert storage_error(ValueError("a bad value"), "/x") is None
+
+
+def test_a_fault_names_the_folder_not_the_probe_file(tmp_path, monkeypatch):
+    # the OSError of a read-only file system names the probe file; the fault is the folder's (the kernel's own
+    # read-only mount is tested end to end in tests/api/test_home_faults.py, where the machine allows a mount)
+    import tempfile
+
+    def read_only(prefix, dir):
+        raise OSError(errno.EROFS, "Read-only file system", f"{dir}/{prefix}abc123")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(StorageError) as e:
+        check_writable(tmp_path)
+    assert str(e.value) == f"cannot write {tmp_path}: read-only file system (Read-only file system)"
