@@ -705,9 +705,9 @@ def _filler_rows(t: ibis.Table) -> tuple[ibis.Expr, ibis.Expr]:
     """Whether each row of a CSV table (read as text) repeats its header row, and whether every field is empty
     (NULL, '' or white space): the rows :class:`CsvScan` lists, by the same rule (a repeated header: every field
     its column's name or empty, some not), as Ibis predicates that run on either engine."""
-    blank = _blank_row(t)
     # parse.trimmed, the one trimming rule of every engine (not Ibis's strip(): see its docstring)
     cells = {c: trimmed(t[c].cast("string").replace("\ufeff", "")).fill_null("") for c in t.columns}
+    blank = ibis.and_(*(v == "" for v in cells.values()))   # each field trimmed once, for both tests
     header = (ibis.and_(*((v == _cell(c)) | (v == "") for c, v in cells.items()))
               & ibis.or_(*(v != "" for v in cells.values())))
     return header, blank
@@ -722,16 +722,10 @@ def _maybe_filler(t: ibis.Table) -> ibis.Expr:
 
 
 def _maybe_blank(v: ibis.StringValue) -> ibis.BooleanValue:
-    """Whether a field may be blank, without trimming it (a superset of :func:`_blank_row`'s fields): NULL, or
-    text that sorts before "!" (both engines compare bytes): '' and text that starts with white space or another
-    control character. One comparison a field: taking the first character to test it costs ~16× as much."""
+    """Whether a field may be blank, without trimming it (a superset of :func:`_filler_rows`' blank fields):
+    NULL, or text that sorts before "!" (both engines compare bytes): '' and text that starts with white space or
+    another control character. One comparison a field: taking the first character to test it costs ~16× as much."""
     return v.isnull() | (v < "!")
-
-
-def _blank_row(t: ibis.Table) -> ibis.Expr:
-    """Whether every field of a row of a CSV table (read as text) is empty: NULL, '' or only white space
-    (:func:`parse.trimmed`, as :func:`_scan_csv` strips ``_WHITE_SPACE``)."""
-    return ibis.and_(*(trimmed(t[c].cast("string")).fill_null("") == "" for c in t.columns))
 
 
 def _filler_note(shown: str, scans: dict[str, CsvScan], counts: tuple[int, int] | None = None) -> str:
