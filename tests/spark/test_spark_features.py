@@ -263,3 +263,42 @@ def test_rows_and_values_that_hold_no_data_read_the_same_on_spark_as_on_duckdb(s
         for src in (duck, sp):
             got = src.frame(name).sort_values(key).reset_index(drop=True)
             assert differing_columns(want, got) == [], (name, src.engine)
+
+
+def test_excel_workbooks_read_the_same_on_spark(small_portfolio, spark, tmp_path):
+    """accounts and contracts as Excel workbooks (contracts with a blank row, and a second sheet that is not the
+    table), an .xls export of tickets: the same tables, notes, errors and data hash on Spark as on DuckDB, and the
+    same tables as the Parquet export's. A workbook of several tables is refused on Spark with what to do."""
+    import shutil
+
+    from openpyxl import Workbook, load_workbook
+
+    d = tmp_path / "data"
+    shutil.copytree(small_portfolio, d, ignore=shutil.ignore_patterns("truth"))
+    for name in ("accounts", "contracts"):
+        with pd.ExcelWriter(d / f"{name}.xlsx", engine="openpyxl") as xw:
+            pd.read_parquet(d / f"{name}.parquet").to_excel(xw, sheet_name=name.title(), index=False)
+        (d / f"{name}.parquet").unlink()
+    wb = load_workbook(d / "contracts.xlsx")
+    wb["Contracts"].insert_rows(5)
+    wb["Contracts"].cell(5, 1, " ")
+    wb.create_sheet("Pivot", 0).append(["by segment"])
+    wb.save(d / "contracts.xlsx")
+    (d / "tickets.parquet").unlink()
+    (d / "tickets.xls").write_bytes(b"\xd0\xcf\x11\xe0")
+    duck, sp = open_source(d), open_source(d, engine="spark", spark=spark)
+    assert sp.data_hash == duck.data_hash
+    assert sp.unreadable == duck.unreadable and "tickets.xls is a .xls spreadsheet" in sp.unreadable["tickets"]
+    said = [n for n in duck.notes if "xlsx" in n]
+    assert said == [n for n in sp.notes if "xlsx" in n] and len(said) == 2, said
+    assert "contracts.xlsx: 1 row(s) with every field empty (line 5) left out: they hold no data" in said
+    clean = open_source(small_portfolio)
+    for name in ("accounts", "contracts"):
+        key = clean.frame(name).columns[0]
+        want = clean.frame(name).sort_values(key).reset_index(drop=True)
+        for src in (duck, sp):
+            got = src.frame(name).sort_values(key).reset_index(drop=True)
+            assert differing_columns(want, got) == [], (name, src.engine)
+    Workbook().save(tmp_path / "crm.xlsx")
+    with pytest.raises(SourceError, match="the Spark engine does not read a workbook of several tables"):
+        open_source(tmp_path / "crm.xlsx", engine="spark", spark=spark)

@@ -26,7 +26,8 @@ from csforecast.errors import CsforecastError, exit_code, storage_error
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
-DataOpt = typer.Option(..., "--data", help="Folder of CSV/Parquet tables, a .duckdb file or a database URL.")
+DataOpt = typer.Option(..., "--data", help="Folder of CSV/Parquet/Excel tables, an Excel workbook with a sheet per "
+                       "table, a .duckdb file or a database URL.")
 AsOfOpt = typer.Option(None, "--as-of", help="As-of date (YYYY-MM-DD). Default: the day after the data ends.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress display (results and errors still print).")

@@ -1,9 +1,10 @@
 """Open a data source as Ibis tables. The only module that opens a connection to data.
 
 Kinds of source (docs/data-contract.md says how to point at each):
-- a folder with one file per table: `accounts.csv` (or gzip-compressed, `accounts.csv.gz`) or
-  `accounts.parquet`, or a folder `accounts/` of Parquet or CSV part files (as Spark or a warehouse unload
-  writes them);
+- a folder with one file per table: `accounts.csv` (or gzip-compressed, `accounts.csv.gz`),
+  `accounts.parquet` or `accounts.xlsx` (an Excel workbook, `data/spreadsheets.py`), or a folder `accounts/` of
+  Parquet or CSV part files (as Spark or a warehouse unload writes them);
+- an Excel workbook with a sheet per table (`crm.xlsx`; DuckDB engine);
 - a DuckDB database file (`.duckdb`, `.ddb`, `.db`) or a `duckdb:///path/to/file.duckdb` URL;
 - any other database URL that Ibis can open, e.g. `postgres://user@host:5432/dbname` (PostgreSQL).
 
@@ -44,6 +45,8 @@ import pandas as pd
 from csforecast.data.contract import MONTHS_PER_YEAR, TABLES, UNASSIGNED
 from csforecast.data.parse import (date_formats, number_marks, read_as, rewritten, spells_a_level, squashed,
                                    trimmed)
+from csforecast.data.spreadsheets import (SpreadsheetError, is_other_spreadsheet, is_workbook, not_read_advice,
+                                           sheet_names, sheet_to_csv)
 from csforecast.data.successors import inferred_successors, with_successors
 
 DATE_FORMAT_KEY = "date_format"  # reserved key of [column_map.TABLE]: the table's date format
@@ -826,8 +829,10 @@ def _delimiter(f: Path) -> str:
 def folder_tables(path: Path) -> tuple[dict[str, Path], list[str]]:
     """The file that holds each contract table of a folder, whichever engine reads it.
 
-    A table is `name.parquet`, a folder `name/` of part files (:func:`table_parts`: Parquet, else CSV), `name.csv`
-    or `name.csv.gz`, looked for in that order; when several are present the first is used and a note says so.
+    A table is `name.parquet`, a folder `name/` of part files (:func:`table_parts`: Parquet, else CSV), `name.csv`,
+    `name.csv.gz` or `name.xlsx` / `name.xlsm` (an Excel workbook), looked for in that order; when several are
+    present the first is used and a note says so. A spreadsheet in a format not read (`name.xls`, `.ods`, ...:
+    `spreadsheets.OTHER_SPREADSHEET_SUFFIXES`) comes last, so that the readers can say what to save it as.
     Files with a table suffix that are not contract tables are named in a note. Pure: only lists the folder.
 
     Returns
@@ -838,19 +843,23 @@ def folder_tables(path: Path) -> tuple[dict[str, Path], list[str]]:
         One sentence per ambiguity or ignored file.
     """
     def is_table(p: Path) -> bool:
-        return (p.is_file() and (p.suffix == ".parquet" or csv_stem(p) is not None)) \
+        return (p.is_file() and (p.suffix == ".parquet" or csv_stem(p) is not None or is_workbook(p)
+                                 or is_other_spreadsheet(p))) \
             or (p.is_dir() and bool(table_parts(p)))
 
     def stem(p: Path) -> str:
         return p.name if p.is_dir() else csv_stem(p) or p.stem
 
+    def rank(p: Path, their: str) -> int:
+        if p.is_dir():
+            return 1
+        return {".parquet": 0, ".csv": 2, ".csv.gz": 3}.get(p.name[len(their):].lower(), 4 if is_workbook(p) else 5)
+
     entries = [p for p in path.iterdir() if is_table(p)]
     stems, notes = _contract_tables(stem(p) for p in entries)
     tables, used = {}, set()
-    order = {".parquet": 0, "dir": 1, ".csv": 2, ".csv.gz": 3}
     for name, their in stems.items():
-        cands = sorted((p for p in entries if stem(p) == their),
-                       key=lambda p: order.get("dir" if p.is_dir() else p.name[len(their):].lower(), 4))
+        cands = sorted((p for p in entries if stem(p) == their), key=lambda p: rank(p, their))
         if not cands:
             continue
         tables[name] = cands[0]
@@ -909,7 +918,20 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
     for name, f in tables.items():
         parts = table_parts(f)
         files += parts
+        if is_other_spreadsheet(f):
+            unreadable[name] = not_read_advice(f)
+            continue
         try:
+            if is_workbook(f):
+                with tempfile.TemporaryDirectory(prefix="csforecast-xlsx-") as tmp:
+                    copies, empty = _workbook_csv(f, name, Path(tmp), notes)
+                    if empty:
+                        unreadable[name] = empty
+                        continue
+                    found[name], said = _without_filler_rows(con, name, _load_csv(con, name, copies), f, copies,
+                                                             shown=f.name)
+                notes += said
+                continue
             if parts[0].suffix == ".parquet":
                 if _empty_file(f):
                     unreadable[name] = _empty_file(f)
@@ -939,10 +961,32 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
                     loaded = _load_csv(con, name, read)   # loaded now: the copies can go
             found[name], said = _without_filler_rows(con, name, loaded, f, parts)
             notes += said
+        except SpreadsheetError as e:
+            unreadable[name] = str(e)
         except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
-            why = _first_csv_problem(f, parts) if parts[0].suffix != ".parquet" else None
+            why = _first_csv_problem(f, parts) if parts[0].suffix != ".parquet" and not is_workbook(f) else None
             unreadable[name] = why or f"cannot read {f.name}: {_first_line(e)}"
     return found, unreadable, files, notes
+
+
+def _workbook_csv(f: Path, name: str, into: Path, notes: list[str]) -> tuple[list[Path], str | None]:
+    """Table ``name``'s workbook ``f`` as a CSV file in ``into`` (:func:`spreadsheets.sheet_to_csv`) to be read
+    like any CSV: ``([the copy], None)``, or ``([], why)`` when its sheet holds nothing. The sheet is the only
+    one, else the one named as the table (in any spelling), else the first, and a note says which was read.
+    Raises ``SpreadsheetError`` for a workbook that cannot be read."""
+    sheets = sheet_names(f)
+    if not sheets:
+        return [], f"{f.name} has no worksheet"
+    sheet = sheets[0]
+    if len(sheets) > 1:
+        named = {name: name} if name in sheets else spelled_as([name], sheets)[0]
+        sheet = named.get(name, sheet)
+        notes.append(f"{f.name}: reading its sheet {sheet!r} ({'named as the table' if named else 'the first'}"
+                     f" of {len(sheets)}: {', '.join(map(repr, sheets))})")
+    copy = sheet_to_csv(f, sheet, into / f"{name}.csv")
+    if _is_empty(copy):
+        return [], f"{f.name}: sheet {sheet!r} is empty (not even a header row)"
+    return [copy], None
 
 
 def _load_csv(con, name: str, parts: list[Path]) -> ibis.Table:
@@ -958,10 +1002,12 @@ def _load_csv(con, name: str, parts: list[Path]) -> ibis.Table:
     return con.table(f"_file_{name}")
 
 
-def _without_filler_rows(con, name: str, t: ibis.Table, f: Path, parts: list[Path]) -> tuple[ibis.Table, list[str]]:
+def _without_filler_rows(con, name: str, t: ibis.Table, f: Path, parts: list[Path],
+                         shown: str | None = None) -> tuple[ibis.Table, list[str]]:
     """A CSV table loaded by :func:`_load_csv` without the rows that hold no data (:func:`_filler_rows`: repeated
     header rows, rows with every field empty), and the note that says which, by part and line (none when the
-    table has none: one scan of the loaded table; the parts are read again only when it has some)."""
+    table has none: one scan of the loaded table; the parts are read again only when it has some). ``shown``:
+    how the note names the one part when it is a copy (a workbook's sheet), not ``f``'s part."""
     if not t.aggregate(n=_maybe_filler(t).cast("int64").sum()).to_pyarrow().column("n")[0].as_py():
         return t, []
     header, blank = _filler_rows(t)
@@ -971,8 +1017,40 @@ def _without_filler_rows(con, name: str, t: ibis.Table, f: Path, parts: list[Pat
         return t, []
     kept = con.create_table(f"_file_{name}_rows", t.filter(~(header | blank)), temp=True)
     con.raw_sql(f"DROP TABLE _file_{name}")
-    scans = {_shown(p, f): _readable_csv_scan(p) for p in parts}
-    return kept, [_filler_note(f.name, scans, (headers, blanks))]
+    scans = {shown or _shown(p, f): _readable_csv_scan(p) for p in parts}
+    return kept, [_filler_note(shown or f.name, scans, (headers, blanks))]
+
+
+def _read_workbook(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
+    """Tables of an Excel workbook with a sheet per table (named as the tables, in any spelling: "Accounts"), each
+    read as its CSV copy is (:func:`spreadsheets.sheet_to_csv`); sheets that are not contract tables are named
+    in a note. Raises SourceError when the file is not a readable workbook."""
+    try:
+        sheets = sheet_names(path)
+    except SpreadsheetError as e:
+        raise SourceError(str(e)) from e
+    found, unreadable = {}, {}
+    names, notes = _contract_tables(sheets)
+    notes = [f"{path.name}: " + (f"sheet {n[len('table '):]}" if n.startswith("table '") else n) for n in notes]
+    with tempfile.TemporaryDirectory(prefix="csforecast-xlsx-") as tmp:
+        for name, sheet in names.items():
+            shown = f"{path.name}, sheet {sheet!r}"
+            try:
+                copy = sheet_to_csv(path, sheet, Path(tmp) / f"{name}.csv")
+                if _is_empty(copy):
+                    unreadable[name] = f"{shown} is empty (not even a header row)"
+                    continue
+                found[name], said = _without_filler_rows(con, name, _load_csv(con, name, [copy]), path, [copy],
+                                                         shown=shown)
+                notes += said
+            except SpreadsheetError as e:
+                unreadable[name] = str(e)
+            except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
+                unreadable[name] = f"cannot read {shown}: {_first_line(e)}"
+    ignored = [s for s in sheets if s not in names.values()]
+    if ignored:
+        notes.append(f"{path.name}: sheets that are not contract tables are ignored: {', '.join(map(repr, ignored))}")
+    return found, unreadable, [path], notes
 
 
 def _duckdb_path(location: str) -> Path:
@@ -1132,12 +1210,20 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
     for name, f in tables.items():
         parts = table_parts(f)
         files += parts
+        if is_other_spreadsheet(f):
+            unreadable[name] = not_read_advice(f)
+            continue
         try:
             if parts[0].suffix == ".parquet" and _empty_file(f):
                 unreadable[name] = _empty_file(f)
             elif parts[0].suffix != ".parquet":
-                parts, problem = _csv_parts(f)
-                scans = {_shown(p, f): _readable_csv_scan(p) for p in parts}
+                if is_workbook(f):    # read from a CSV copy for as long as the process runs (Spark reads lazily)
+                    into = _spark_scratch() / hashlib.md5(str(f.resolve()).encode()).hexdigest()
+                    into.mkdir(exist_ok=True)
+                    parts, problem = _workbook_csv(f, name, into, notes)
+                else:
+                    parts, problem = _csv_parts(f)
+                scans = {(f.name if is_workbook(f) else _shown(p, f)): _readable_csv_scan(p) for p in parts}
                 problem = problem or next((f"cannot read {n}: {s.problem}" for n, s in scans.items() if s.problem),
                                           None)
                 if problem:
@@ -1155,6 +1241,8 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
             else:
                 found[name] = _spark_parquet(con, parts, f"_file_{name}")
                 counts[name] = _parquet_rows(parts)
+        except SpreadsheetError as e:
+            unreadable[name] = str(e)
         except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
             unreadable[name] = f"cannot read {f.name}: {_first_line(e)}"
     return found, unreadable, files, notes, counts
@@ -1235,12 +1323,18 @@ def open_source(location: str | Path, column_map: dict[str, dict[str, str]] | No
             kind = "folder"
         elif path.is_file() and path.suffix.lower() in DUCKDB_SUFFIXES:
             (found, notes), kind = _attach_duckdb(con, path), "duckdb"
+        elif path.is_file() and is_workbook(path):
+            found, unreadable, files, notes = _read_workbook(con, path)
+            kind = "workbook"
+        elif path.is_file() and is_other_spreadsheet(path):
+            raise SourceError(not_read_advice(path))
         elif path.is_file() and (path.suffix.lower() == ".parquet" or csv_stem(path)):
             raise SourceError(f"{loc} is one file: point --data at the folder holding one file per table "
                               f"({', '.join(t for t, s in TABLES.items() if s.required)}, …)")
         else:
-            raise SourceError(f"no data source at {loc}: expected a folder of CSV/Parquet files, a .duckdb file "
-                              "or a database URL (duckdb:///file.duckdb, postgres://user@host/db)")
+            raise SourceError(f"no data source at {loc}: expected a folder of CSV/Parquet/Excel files, an Excel "
+                              "workbook with a sheet per table (.xlsx), a .duckdb file or a database URL "
+                              "(duckdb:///file.duckdb, postgres://user@host/db)")
     raw, reading, notes = _read_as_ours(found, reading, notes)
     return Source(redact(loc), con, raw, files, kind=kind, reading=reading, unreadable=unreadable, notes=notes,
                   uncopied=uncopied)
@@ -1276,8 +1370,11 @@ def _open_spark(loc: str, reading: dict[str, TableReading], spark) -> Source:
         (found, notes), kind = _spark_tables(con, loc), SPARK_SCHEME
     else:
         path = Path(loc)
+        if path.is_file() and is_workbook(path):
+            raise SourceError(f"{loc}: the Spark engine does not read a workbook of several tables: read it with the "
+                              "DuckDB engine, or put one workbook (or CSV file) per table in a folder")
         if not path.is_dir():
-            raise SourceError(f"no data source at {loc}: the Spark engine reads a folder of Parquet/CSV files "
+            raise SourceError(f"no data source at {loc}: the Spark engine reads a folder of Parquet/CSV/Excel files "
                               "(one file or folder of part files per table) or spark://DATABASE")
         con = _spark_engine(spark)
         found, unreadable, files, notes, counts = _read_folder_spark(con, path)
