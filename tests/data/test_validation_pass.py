@@ -473,6 +473,30 @@ def test_gzip_compressed_csv_files_read_as_the_same_tables(tables, tmp_path):
     pd.testing.assert_frame_equal(build_snapshots(src, day), build_snapshots(ref, day))
 
 
+def test_tab_separated_and_text_exports_read_as_the_same_tables(tables, tmp_path):
+    """`accounts.tsv`, `Contracts.TXT` (Excel's "Text (Tab delimited)", spelled another way) and a compressed
+    `tickets.tsv.gz`: the same report and features as the CSV files; a CSV beside a TSV of the same table is read
+    first, with a note."""
+    plain = write(tmp_path / "plain", tables, csv=("accounts", "contracts", "tickets"))
+    d = write(tmp_path / "d", {k: v for k, v in tables.items() if k not in ("accounts", "contracts", "tickets")})
+    tables["accounts"].to_csv(d / "accounts.tsv", sep="\t", index=False)
+    tables["contracts"].to_csv(d / "Contracts.TXT", sep="\t", index=False)
+    tables["tickets"].to_csv(d / "tickets.tsv", sep="\t", index=False)
+    _gzip(d / "tickets.tsv", d / "tickets.tsv.gz")
+    src, ref = open_source(d), open_source(plain)
+    assert set(src.names) == set(ref.names) and not src.unreadable
+    report, want = validate(src, AS_OF), validate(ref, AS_OF)
+    assert report.ok, [str(p) for p in report.errors]
+    kept = [(p.rule, p.table, p.column, p.count) for p in report.problems if p.rule != "reading"]
+    assert kept == [(p.rule, p.table, p.column, p.count) for p in want.problems if p.rule != "reading"]
+    day = [date(2026, 4, 1)]
+    pd.testing.assert_frame_equal(build_snapshots(src, day), build_snapshots(ref, day))
+    tables["accounts"].iloc[:3].to_csv(d / "accounts.csv", index=False)
+    again = open_source(d)
+    assert again.row_count("accounts") == 3
+    assert "accounts: both accounts.csv and accounts.tsv found; reading accounts.csv" in again.notes
+
+
 def test_a_compressed_csv_that_cannot_be_decompressed_is_named(tables, tmp_path):
     import gzip
 

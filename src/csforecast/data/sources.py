@@ -59,7 +59,9 @@ INFER = "infer"                      # contracts have one: "churn" (the default:
 RESERVED_KEYS = (DATE_FORMAT_KEY, NUMBER_FORMAT_KEY, REPEATED_ROWS_KEY, MISSING_SUCCESSORS_KEY)
 EVERY_TABLE = "all"              # [column_map.all]: entries for every table (a table's own entry wins)
 DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
-CSV_SUFFIXES = (".csv", ".csv.gz")   # a CSV file, as it is or gzip-compressed (both engines read either)
+# a delimited text file, as it is or gzip-compressed (both engines read either; the delimiter is the header line's
+# most frequent of , ; tab |): what exports call CSV, tab-separated values and Excel's "Text (Tab delimited)"
+CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
 _ATTACHED = "src"                # the catalog name a DuckDB database file is attached under
 ENGINES = ("duckdb", "spark")
 SPARK_SCHEME = "spark"           # spark://DATABASE: the contract tables of a database in the Spark catalog
@@ -830,7 +832,8 @@ def folder_tables(path: Path) -> tuple[dict[str, Path], list[str]]:
     """The file that holds each contract table of a folder, whichever engine reads it.
 
     A table is `name.parquet`, a folder `name/` of part files (:func:`table_parts`: Parquet, else CSV), `name.csv`,
-    `name.csv.gz` or `name.xlsx` / `name.xlsm` (an Excel workbook), looked for in that order; when several are
+    `name.csv.gz` (or another of ``CSV_SUFFIXES``: `.tsv`, `.txt`, compressed or not) or `name.xlsx` / `name.xlsm`
+    (an Excel workbook), looked for in that order; when several are
     present the first is used and a note says so. A spreadsheet in a format not read (`name.xls`, `.ods`, ...:
     `spreadsheets.OTHER_SPREADSHEET_SUFFIXES`) comes last, so that the readers can say what to save it as.
     Files with a table suffix that are not contract tables are named in a note. Pure: only lists the folder.
@@ -853,7 +856,9 @@ def folder_tables(path: Path) -> tuple[dict[str, Path], list[str]]:
     def rank(p: Path, their: str) -> int:
         if p.is_dir():
             return 1
-        return {".parquet": 0, ".csv": 2, ".csv.gz": 3}.get(p.name[len(their):].lower(), 4 if is_workbook(p) else 5)
+        suffix = p.name[len(their):].lower()
+        order = {".parquet": 0, **{x: 2 + i for i, x in enumerate(CSV_SUFFIXES)}}
+        return order.get(suffix, len(order) + 2 if is_workbook(p) else len(order) + 3)
 
     entries = [p for p in path.iterdir() if is_table(p)]
     stems, notes = _contract_tables(stem(p) for p in entries)
