@@ -53,12 +53,13 @@ def test_cell_text_is_what_a_csv_export_holds():
 
 
 def test_a_sheet_is_written_from_its_header_row_with_the_sheets_line_numbers(tmp_path):
-    """Rows above the header and columns beside it are not written; an empty row inside keeps its line (so a
-    note's line is the sheet's row when the header is in row 1); the formatted, empty rows at the end go."""
+    """Rows above the header (empty, or a title in one cell) and columns beside it are not written; an empty row
+    inside keeps its line (so a note's line is the sheet's row when the header is in row 1); the formatted, empty
+    rows at the end go."""
     wb = Workbook()
     ws = wb.active
     ws.title = "Export"
-    ws.append([])
+    ws.append(["Accounts - exported 3 May"])
     ws.append([None, "account_id", "arr", "start"])          # the header: row 2, columns B..D
     ws.append([None, "A1", 1200.0, dt.datetime(2024, 1, 1)])
     ws.append([None, None, None, None])
@@ -66,10 +67,16 @@ def test_a_sheet_is_written_from_its_header_row_with_the_sheets_line_numbers(tmp
     for _ in range(3):
         ws.append([None, None, None, None])
     wb.save(tmp_path / "w.xlsx")
-    out = sheet_to_csv(tmp_path / "w.xlsx", None, tmp_path / "w.csv")
-    assert out.read_text(encoding="utf-8") == ("account_id,arr,start\nA1,1200,2024-01-01\n\n"
+    out, header_row = sheet_to_csv(tmp_path / "w.xlsx", None, tmp_path / "w.csv")
+    assert header_row == 2 and out.read_text(encoding="utf-8") == ("account_id,arr,start\nA1,1200,2024-01-01\n\n"
                                                "A2,99.5,2024-02-01 08:30:00\n")
     assert sheet_names(tmp_path / "w.xlsx") == ["Export"]
+    one = Workbook()
+    for v in (None, "account_id", "A1", None, "A2"):
+        one.active.append([v])
+    one.save(tmp_path / "one.xlsx")                       # one column: from its first row with a value
+    out, header_row = sheet_to_csv(tmp_path / "one.xlsx", None, tmp_path / "one.csv")
+    assert header_row == 2 and out.read_text(encoding="utf-8") == "account_id\nA1\nA2\n"
     with pytest.raises(SpreadsheetError, match=r"w.xlsx has no sheet 'Other'; its sheets: 'Export'"):
         sheet_to_csv(tmp_path / "w.xlsx", "Other", tmp_path / "x.csv")
     (tmp_path / "bad.xlsx").write_bytes(b"account_id,arr\nA1,3\n")   # a CSV file named .xlsx
@@ -114,6 +121,8 @@ def test_a_workbook_with_a_sheet_per_table_is_a_source(tables, tmp_path):
     for name in ("accounts", "contracts"):
         df = tables[name]
         ws = wb.create_sheet(name.title())
+        if name == "contracts":
+            ws.append(["Contracts (CRM export)"])           # a title above the header
         ws.append(list(df.columns))
         for i, row in enumerate(df.itertuples(index=False)):
             ws.append([None if pd.isna(v) else (v.to_pydatetime() if isinstance(v, pd.Timestamp) else v)
@@ -131,6 +140,7 @@ def test_a_workbook_with_a_sheet_per_table_is_a_source(tables, tmp_path):
                                       want.frame(name).sort_values(key).reset_index(drop=True))
     said = " | ".join(src.notes)
     assert "crm.xlsx: sheet 'Accounts' read as accounts" in said
+    assert "crm.xlsx, sheet 'Contracts': the header row is the sheet's row 2" in said
     assert "crm.xlsx, sheet 'Contracts': 1 row(s) with every field empty (line 8) left out" in said
     assert "sheets that are not contract tables are ignored: 'Summary'" in said
     assert validate(src, AS_OF).ok

@@ -497,6 +497,27 @@ def test_tab_separated_and_text_exports_read_as_the_same_tables(tables, tmp_path
     assert "accounts: both accounts.csv and accounts.tsv found; reading accounts.csv" in again.notes
 
 
+def test_a_title_above_the_header_row_is_named_with_what_to_do(tables, tmp_path):
+    """A report's title line above the header: padded to the table's width (`Contracts report,,,,`), it is read
+    as the header, and the error says the header is a row below and to remove the lines above it; alone on its
+    line (one field), the file's error says the first line may be a title. Neither is a traceback or a
+    missing-column error per column."""
+    d = write(tmp_path / "d", tables, csv=("contracts", "tickets"))
+    c = (d / "contracts.csv").read_text()
+    width = c.splitlines()[0].count(",")
+    (d / "contracts.csv").write_text("Contracts report" + "," * width + "\n" + "Run on 2026-10-02" + "," * width
+                                     + "\n" + c)
+    t = (d / "tickets.csv").read_text()
+    (d / "tickets.csv").write_text("Tickets export\n" + t)
+    report = validate(open_source(d), AS_OF)
+    by = {(p.table, p.rule): p.message for p in report.errors}
+    assert set(by) == {("contracts", "header_not_first"), ("tickets", "unreadable_table")}, by
+    assert "a row below holds the column names ('contract_id', 'account_id'" in by[("contracts", "header_not_first")]
+    assert "which reads 'Contracts report'" in by[("contracts", "header_not_first")]
+    assert "is the first line ('Tickets export') a title above the header row? Remove it" \
+        in by[("tickets", "unreadable_table")]
+
+
 def test_a_compressed_csv_that_cannot_be_decompressed_is_named(tables, tmp_path):
     import gzip
 

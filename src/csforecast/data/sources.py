@@ -687,6 +687,9 @@ def _scan_csv(f: Path, delim: str) -> CsvScan:
                     text = delim.join(row)
                     text = text if len(text) <= 60 else text[:57] + "…"
                     problem = f"line {rows.line_num} has {len(row)} field(s), the header has {width}: {text!r}"
+                    if width == 1 and len(row) > 1:   # a report's title line read as the header
+                        problem += (f"; is the first line ({_cell(header[0])[:40]!r}) a title above the header "
+                                    "row? Remove it")
                     return CsvScan(problem, tuple(header_lines), tuple(blank_lines))
                 if not any(v.strip(_WHITE_SPACE) for v in row):
                     blank_lines.append(rows.line_num)
@@ -988,10 +991,17 @@ def _workbook_csv(f: Path, name: str, into: Path, notes: list[str]) -> tuple[lis
         sheet = named.get(name, sheet)
         notes.append(f"{f.name}: reading its sheet {sheet!r} ({'named as the table' if named else 'the first'}"
                      f" of {len(sheets)}: {', '.join(map(repr, sheets))})")
-    copy = sheet_to_csv(f, sheet, into / f"{name}.csv")
+    copy, header_row = sheet_to_csv(f, sheet, into / f"{name}.csv")
     if _is_empty(copy):
         return [], f"{f.name}: sheet {sheet!r} is empty (not even a header row)"
+    if header_row > 1:
+        notes.append(_header_row_note(f.name, header_row))
     return [copy], None
+
+
+def _header_row_note(shown: str, header_row: int) -> str:
+    return (f"{shown}: the header row is the sheet's row {header_row}; the row(s) above it, with one value at most "
+            f"(a title, a date), are left out, and line numbers count from the header row")
 
 
 def _load_csv(con, name: str, parts: list[Path]) -> ibis.Table:
@@ -1041,10 +1051,12 @@ def _read_workbook(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
         for name, sheet in names.items():
             shown = f"{path.name}, sheet {sheet!r}"
             try:
-                copy = sheet_to_csv(path, sheet, Path(tmp) / f"{name}.csv")
+                copy, header_row = sheet_to_csv(path, sheet, Path(tmp) / f"{name}.csv")
                 if _is_empty(copy):
                     unreadable[name] = f"{shown} is empty (not even a header row)"
                     continue
+                if header_row > 1:
+                    notes.append(_header_row_note(shown, header_row))
                 found[name], said = _without_filler_rows(con, name, _load_csv(con, name, [copy]), path, [copy],
                                                          shown=shown)
                 notes += said

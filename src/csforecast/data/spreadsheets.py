@@ -105,14 +105,21 @@ def cell_text(value) -> str:
     return str(value)
 
 
-def sheet_to_csv(path: Path, sheet: str | None, out: Path) -> Path:
+def sheet_to_csv(path: Path, sheet: str | None, out: Path) -> tuple[Path, int]:
     """One worksheet of the workbook ``path`` written to ``out`` as a UTF-8 CSV file of :func:`cell_text` values.
 
-    The header row is the sheet's first row with any value (rows above it, wholly empty, are left out); its
-    columns run from its first to its last non-empty cell, and cells outside them are not written. A wholly empty
-    row below the header is written as an empty line, so the CSV's line numbers are the sheet's row numbers
-    when the header is in row 1 (readers skip empty lines); trailing empty rows (a formatted but unused range)
-    are left out. ``sheet=None`` is the first worksheet. Returns ``out``.
+    The header row is the sheet's first row with two or more values: the rows above it (empty, or a title such as
+    "Accounts - exported 3 May" in one cell) are left out. Its columns run from its first to its last non-empty
+    cell, and cells outside them are not written. A wholly empty row below the header is written as an empty
+    line, so the CSV's line numbers are the sheet's row numbers when the header is in row 1 (readers skip empty
+    lines); trailing empty rows (a formatted but unused range) are left out. A sheet with no row of two values is
+    written from its first row with one. ``sheet=None`` is the first worksheet.
+
+    Returns
+    -------
+    out : Path
+    header_row : int
+        The sheet's row (from 1) the header was taken from; 0 when the sheet holds no value.
 
     Raises
     ------
@@ -128,16 +135,18 @@ def sheet_to_csv(path: Path, sheet: str | None, out: Path) -> Path:
             raise SpreadsheetError(f"{path.name} has no sheet {sheet!r}; its sheets: {', '.join(map(repr, names))}")
         rows = wb[sheet].iter_rows(values_only=True)
         first = last = None
+        header_row, above = 0, []           # above: (row, its one value) of the rows above the header
         pending_empty = 0
         with open(out, "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
-            for row in rows:
+            for number, row in enumerate(rows, start=1):
                 texts = [cell_text(v) for v in row]
                 if first is None:
                     used = [i for i, t in enumerate(texts) if t.strip()]
-                    if not used:
+                    if len(used) < 2:
+                        above += [(number, texts[used[0]])] if used else []
                         continue                       # above the header: not written
-                    first, last = used[0], used[-1]
+                    first, last, header_row = used[0], used[-1], number
                     writer.writerow(texts[first:last + 1])
                     continue
                 cells = texts[first:last + 1]
@@ -148,6 +157,9 @@ def sheet_to_csv(path: Path, sheet: str | None, out: Path) -> Path:
                 fh.write("\n" * pending_empty)
                 pending_empty = 0
                 writer.writerow(cells)
+            if first is None and above:    # no row of two values: one column, from its first row with a value
+                header_row = above[0][0]
+                writer.writerows([v] for _, v in above)
     except SpreadsheetError:
         raise
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as e:   # a damaged sheet part
@@ -155,4 +167,4 @@ def sheet_to_csv(path: Path, sheet: str | None, out: Path) -> Path:
                                f"{str(e).splitlines()[0][:200] if str(e).strip() else type(e).__name__}") from e
     finally:
         wb.close()
-    return out
+    return out, header_row

@@ -26,7 +26,7 @@ from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, 
                                       MONTHS_PER_YEAR, health_sources)
 from csforecast.data.parse import (COMMON_DATE_FORMATS, NULL_TEXTS, NUMBER_FORMATS, looks_like_formatted_number,
                                    number_in_format, number_marks, null_text, padded, present, read_as, readable,
-                                   reads_as_date_format, spells_a_level, trimmed)
+                                   reads_as_date_format, spells_a_level, squashed, trimmed)
 from csforecast.data.sources import (
     DATE_FORMAT_KEY,
     EVERY_TABLE,
@@ -131,6 +131,21 @@ def _reads_as_a_value(name: str) -> bool:
     """Whether a column name reads as a value rather than a name: a date, a time or a number (``2024-12-31``,
     ``8081.36``, ``$1,200``, ``16``), as the first row of a CSV written without its header holds."""
     return bool(_VALUE_LIKE.fullmatch(name.strip()))
+
+
+HEADER_SEARCH_ROWS = 10   # how far down the rows of a table with none of our columns are searched for its header
+
+
+def _header_below(t: ibis.Table, names: list[str]) -> list[str] | None:
+    """The header row of a table whose first line is not its header (lines above it, a report's title, were read
+    as the header): the values of the first of its first ``HEADER_SEARCH_ROWS`` rows that holds two or more of
+    ``names`` (spelled any way, :func:`squashed`), those it holds; None if no row does."""
+    ours = {squashed(n) for n in names}
+    for row in t.limit(HEADER_SEARCH_ROWS).to_pyarrow().to_pylist():
+        found = [str(v).strip() for v in row.values() if v is not None and squashed(str(v)) in ours]
+        if len(found) >= 2:
+            return found
+    return None
 
 
 def _listed(texts) -> str:
@@ -335,6 +350,15 @@ class _Checker:
                              f"{name} seems to have no header row: its column names read as values ({shown}), as a "
                              f"table's first row does. csforecast takes the first row for the column names: add a "
                              f"header row ({', '.join(c.name for c in spec.columns)})")
+                return
+            names = _header_below(t, spec.names_read)
+            if names:
+                shown = ", ".join(f"'{c}'" for c in t.columns[:3]) + (", …" if len(t.columns) > 3 else "")
+                self.problem("error", name, None, "header_not_first",
+                             f"{name}'s header row is not its first line: a row below holds the column names "
+                             f"({', '.join(map(repr, names[:4]))}{', …' if len(names) > 4 else ''}), while "
+                             f"csforecast takes the first line for them, which reads {shown} (a report's title?). "
+                             f"Remove the line(s) above the header row")
                 return
         others += [c for c in self.source.uncopied.get(name, []) if c not in others]   # left in a database
         listed = ", ".join(f"'{c}'" for c in others[:8]) + (", …" if len(others) > 8 else "")
