@@ -19,7 +19,7 @@ from csforecast.features.snapshot import build_snapshots
 
 AS_OF = date(2026, 10, 1)
 CLI = [sys.executable, "-m", "csforecast.cli"]
-AS_WORKBOOKS = ("accounts", "contracts", "tickets", "surveys")
+AS_WORKBOOKS = ("accounts", "contracts", "surveys")
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_a_sheet_is_written_from_its_header_row_with_the_sheets_line_numbers(tmp
 
 
 def test_a_folder_of_workbooks_reads_as_its_csv_export(tables, tmp_path):
-    """accounts, contracts, tickets and surveys as one workbook each (as Excel saves them: dates as dates, numbers
+    """accounts, contracts and surveys as one workbook each (as Excel saves them: dates as dates, numbers
     as numbers, missing as empty cells), the other tables as CSV: the same validation report and the same
     point-in-time features as the all-CSV export."""
     ref = _csv_folder(tmp_path / "csv", tables)
