@@ -171,6 +171,15 @@ def test_spreadsheets_that_are_not_read_are_named_with_what_to_do(tables, tmp_pa
     assert "contracts.xlsx: reading its sheet 'Contracts' (named as the table of 2: 'Read me', 'Contracts')" \
         in src.notes
     assert src.row_count("contracts") == 0
+    serial = Workbook()                        # dates in a column formatted as numbers: Excel's day numbers
+    serial.active.append(["account_id", "name", "segment", "created_at"])
+    serial.active.append(["A1", "Acme", "SMB", 45292])
+    serial.active.append(["A2", "Beta", "SMB", 45293.5])
+    serial.save(d / "accounts.xlsx")
+    report = validate(open_source(d), AS_OF)
+    msg = next(p.message for p in report.errors if (p.table, p.column, p.rule) == ("accounts", "created_at", "type"))
+    assert "numbers of days as spreadsheets count them (45292 is 2024-01-01)" in msg
+    (d / "accounts.xlsx").unlink()
     run = subprocess.run([*CLI, "validate", "--data", str(d)], capture_output=True, text=True)
     assert run.returncode == 2 and "Traceback" not in run.stderr + run.stdout
     assert "accounts.xls is a .xls spreadsheet" in run.stdout + run.stderr

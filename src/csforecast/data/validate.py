@@ -133,6 +133,8 @@ def _reads_as_a_value(name: str) -> bool:
     return bool(_VALUE_LIKE.fullmatch(name.strip()))
 
 
+# a date saved as the number a spreadsheet keeps it as (days since 1899-12-30: 1927-05-18 .. 2173-10-13 with 5 digits)
+_EXCEL_SERIAL_DATE = r"^\s*[1-9][0-9]{4}(\.[0-9]+)?\s*$"
 HEADER_SEARCH_ROWS = 10   # how far down the rows of a table with none of our columns are searched for its header
 
 
@@ -419,6 +421,10 @@ class _Checker:
             fmt = self.source.date_format(name)
             if fmt:
                 return f"values that do not match date_format '{fmt}' (nor YYYY-MM-DD)"
+            if _all(bad, text.re_search(_EXCEL_SERIAL_DATE)):
+                return ("values that cannot be read as a date (YYYY-MM-DD); they are all numbers of days as "
+                        "spreadsheets count them (45292 is 2024-01-01): the column is formatted as numbers in the "
+                        "spreadsheet it was saved from; format it as dates there and save it again")
             if self.source.engine == "spark":   # which reads no declared format
                 return ("values that cannot be read as a date (YYYY-MM-DD); the Spark engine reads no other "
                         "format: write the dates as YYYY-MM-DD (or as Parquet dates), or use the DuckDB engine "
