@@ -57,7 +57,7 @@ def test_spark_database_tables(small_portfolio, spark, duck_snapshots):
 def test_spark_source_errors(small_portfolio, spark, tmp_path):
     with pytest.raises(SourceError, match="date_format is not supported on the Spark engine"):
         open_source(small_portfolio, {"contracts": {"date_format": "%d/%m/%Y"}}, engine="spark", spark=spark)
-    with pytest.raises(SourceError, match="a folder of Parquet/CSV files"):
+    with pytest.raises(SourceError, match="a folder of Parquet/CSV/Excel files"):
         open_source(tmp_path / "nowhere", engine="spark", spark=spark)
     with pytest.raises(SourceError, match="must name a database"):
         open_source("spark://", spark=spark)
