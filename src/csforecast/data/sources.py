@@ -836,9 +836,9 @@ def folder_tables(path: Path) -> tuple[dict[str, Path], list[str]]:
 
     A table is `name.parquet`, a folder `name/` of part files (:func:`table_parts`: Parquet, else CSV), `name.csv`,
     `name.csv.gz` (or another of ``CSV_SUFFIXES``: `.tsv`, `.txt`, compressed or not) or `name.xlsx` / `name.xlsm`
-    (an Excel workbook), looked for in that order; when several are
-    present the first is used and a note says so. A spreadsheet in a format not read (`name.xls`, `.ods`, ...:
-    `spreadsheets.OTHER_SPREADSHEET_SUFFIXES`) comes last, so that the readers can say what to save it as.
+    (an Excel workbook), looked for in that order; when several are present the first is used and a note says
+    so. A spreadsheet in a format not read (`name.xls`, `.ods`, ...: `spreadsheets.OTHER_SPREADSHEET_SUFFIXES`)
+    comes last, so that the readers can say what to save it as.
     Files with a table suffix that are not contract tables are named in a note. Pure: only lists the folder.
 
     Returns
