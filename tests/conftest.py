@@ -50,7 +50,7 @@ def isolated_home(tmp_path, monkeypatch):
     reset_settings()
 
 
-# Under pytest-xdist (the README runs `-n 3 --dist loadgroup`): the folders whose session fixtures train a whole
+# Under pytest-xdist (the README runs `-n 2 --dist loadgroup`): the folders whose session fixtures train a whole
 # served home or start a server of their own (a PostgreSQL cluster, a Spark session) run on one worker each, so
 # that work is done once; every other file is a group of its own (module fixtures built once).
 _ONE_WORKER_DIRS = ("api", "ui", "spark", "sources")
