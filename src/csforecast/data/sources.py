@@ -891,8 +891,9 @@ def table_parts(f: Path) -> list[Path]:
 
 
 def _shown(f: Path, table: Path) -> str:
-    """A part's name as a message gives it: ``usage/part-0.csv`` for a part of the folder ``usage/``."""
-    return f.name if f == table else f"{table.name}/{f.name}"
+    """A part's name as a message gives it: ``usage/part-0.csv`` for a part of the folder ``usage/``; the workbook's
+    name for the CSV copy of a workbook's sheet."""
+    return f.name if f == table else table.name if is_workbook(table) else f"{table.name}/{f.name}"
 
 
 def _empty_file(f: Path) -> str | None:
@@ -991,17 +992,19 @@ def _workbook_csv(f: Path, name: str, into: Path, notes: list[str]) -> tuple[lis
         sheet = named.get(name, sheet)
         notes.append(f"{f.name}: reading its sheet {sheet!r} ({'named as the table' if named else 'the first'}"
                      f" of {len(sheets)}: {', '.join(map(repr, sheets))})")
-    copy, header_row = sheet_to_csv(f, sheet, into / f"{name}.csv")
+    return _sheet_csv(f, sheet, into / f"{name}.csv", f.name, notes)
+
+
+def _sheet_csv(f: Path, sheet: str, out: Path, shown: str, notes: list[str]) -> tuple[list[Path], str | None]:
+    """Sheet ``sheet`` of workbook ``f`` written to ``out``: ``([out], None)``, or ``([], why)`` when it holds
+    nothing; a note (naming it ``shown``) when its header row is not its first."""
+    copy, header_row = sheet_to_csv(f, sheet, out)
     if _is_empty(copy):
         return [], f"{f.name}: sheet {sheet!r} is empty (not even a header row)"
     if header_row > 1:
-        notes.append(_header_row_note(f.name, header_row))
+        notes.append(f"{shown}: the header row is the sheet's row {header_row}; the row(s) above it, with one "
+                     f"value at most (a title, a date), are left out, and line numbers count from the header row")
     return [copy], None
-
-
-def _header_row_note(shown: str, header_row: int) -> str:
-    return (f"{shown}: the header row is the sheet's row {header_row}; the row(s) above it, with one value at most "
-            f"(a title, a date), are left out, and line numbers count from the header row")
 
 
 def _load_csv(con, name: str, parts: list[Path]) -> ibis.Table:
@@ -1051,13 +1054,11 @@ def _read_workbook(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
         for name, sheet in names.items():
             shown = f"{path.name}, sheet {sheet!r}"
             try:
-                copy, header_row = sheet_to_csv(path, sheet, Path(tmp) / f"{name}.csv")
-                if _is_empty(copy):
-                    unreadable[name] = f"{shown} is empty (not even a header row)"
+                copies, empty = _sheet_csv(path, sheet, Path(tmp) / f"{name}.csv", shown, notes)
+                if empty:
+                    unreadable[name] = empty
                     continue
-                if header_row > 1:
-                    notes.append(_header_row_note(shown, header_row))
-                found[name], said = _without_filler_rows(con, name, _load_csv(con, name, [copy]), path, [copy],
+                found[name], said = _without_filler_rows(con, name, _load_csv(con, name, copies), path, copies,
                                                          shown=shown)
                 notes += said
             except SpreadsheetError as e:
@@ -1240,7 +1241,7 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
                     parts, problem = _workbook_csv(f, name, into, notes)
                 else:
                     parts, problem = _csv_parts(f)
-                scans = {(f.name if is_workbook(f) else _shown(p, f)): _readable_csv_scan(p) for p in parts}
+                scans = {_shown(p, f): _readable_csv_scan(p) for p in parts}
                 problem = problem or next((f"cannot read {n}: {s.problem}" for n, s in scans.items() if s.problem),
                                           None)
                 if problem:

@@ -91,7 +91,7 @@ def cell_text(value) -> str:
     if isinstance(value, dt.datetime):
         if value.time() == dt.time(0):
             return value.date().isoformat()
-        return value.replace(microsecond=0).isoformat(sep=" ") if not value.microsecond else value.isoformat(" ")
+        return value.isoformat(sep=" ")
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, dt.timedelta):
