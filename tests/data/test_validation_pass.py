@@ -581,7 +581,8 @@ def test_rows_repeated_exactly_are_an_error_that_says_how_to_read_them_once(tabl
 
 def test_a_folder_of_csv_parts_reads_as_one_table(tables, tmp_path):
     """A warehouse unload or a Spark job's output: a table as a folder of CSV part files, each with its header
-    (some compressed, one not UTF-8, one empty, and the writer's `_SUCCESS` and `.crc` files beside them): the
+    (some compressed, one not UTF-8, one empty, and the writer's `_SUCCESS` and `.crc` files and a `README.txt`
+    beside them): the
     same report and features as the single files, and a part that is malformed or a folder of empty files named."""
     import gzip
 
@@ -595,6 +596,8 @@ def test_a_folder_of_csv_parts_reads_as_one_table(tables, tmp_path):
             u.iloc[i::3].to_csv(fh, index=False)
     (d / "usage" / "_SUCCESS").write_text("")
     (d / "usage" / ".part-00000.csv.gz.crc").write_bytes(b"\x00")
+    # a note beside the parts, which would be an unreadable part if it were one
+    (d / "usage" / "README.txt").write_text("Unloaded by the nightly job\nColumns: account_id, date, metric, value\n")
     (d / "tickets").mkdir()
     t.iloc[:50].to_csv(d / "tickets" / "a.csv", index=False)
     t.iloc[50:].to_csv(d / "tickets" / "b.csv", index=False, encoding="cp1252")

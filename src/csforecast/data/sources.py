@@ -62,6 +62,7 @@ DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
 # a delimited text file, as it is or gzip-compressed (both engines read either; the delimiter is the header line's
 # most frequent of , ; tab |): what exports call CSV, tab-separated values and Excel's "Text (Tab delimited)"
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
+_TEXT_KINDS = tuple(dict.fromkeys(x.removesuffix(".gz") for x in CSV_SUFFIXES))
 _ATTACHED = "src"                # the catalog name a DuckDB database file is attached under
 ENGINES = ("duckdb", "spark")
 SPARK_SCHEME = "spark"           # spark://DATABASE: the contract tables of a database in the Spark catalog
@@ -883,11 +884,25 @@ def folder_tables(path: Path) -> tuple[dict[str, Path], list[str]]:
 def table_parts(f: Path) -> list[Path]:
     """The files that hold a table: ``[f]`` for a file; for a folder (as Spark, Hive or a warehouse unload write
     one), its Parquet part files, else its CSV part files (``CSV_SUFFIXES``), sorted by name. Names starting with
-    "." or "_" (a writer's ``_SUCCESS``, ``.part-0.crc``) are not parts."""
+    "." or "_" (a writer's ``_SUCCESS``, ``.part-0.crc``) are not parts. Of the delimited-text kinds (`.csv`,
+    `.tsv`, `.txt`, each compressed or not) only the first present counts, so a `README.txt` left beside
+    `part-0.csv` is not read as a part of the table."""
     if not f.is_dir():
         return [f]
     files = sorted(p for p in f.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
-    return [p for p in files if p.suffix == ".parquet"] or [p for p in files if csv_stem(p)]
+    parquet = [p for p in files if p.suffix == ".parquet"]
+    if parquet:
+        return parquet
+    kind = {p: _text_kind(p) for p in files}
+    first = min((k for k in kind.values() if k is not None), default=None)
+    return [p for p in files if first is not None and kind[p] == first]
+
+
+def _text_kind(p: Path) -> int | None:
+    """Which delimited-text kind ``p`` is named as, in the order of ``CSV_SUFFIXES``: 0 for `.csv`, 1 for `.tsv`,
+    2 for `.txt` (compressed or not, any case); None when it is none of them."""
+    stem = csv_stem(p)
+    return None if stem is None else _TEXT_KINDS.index(p.name[len(stem):].lower().removesuffix(".gz"))
 
 
 def _shown(f: Path, table: Path) -> str:
