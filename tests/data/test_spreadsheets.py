@@ -189,3 +189,37 @@ def test_spreadsheets_that_are_not_read_are_named_with_what_to_do(tables, tmp_pa
     with pytest.raises(SourceError, match="cannot read broken.xlsx: not an Excel workbook"):
         (tmp_path / "broken.xlsx").write_bytes(b"x")
         open_source(tmp_path / "broken.xlsx")
+
+
+def test_a_workbook_opened_again_is_copied_from_the_state_homes_cache(tables, tmp_path, isolated_home, monkeypatch):
+    """`serve` and `score` open the source `train` opened: with a state home, each sheet's CSV copy is kept
+    (CSFORECAST_HOME/cache/sheets/) under the workbook's bytes, so opening it again reads no cell; the same
+    tables and notes come back, and a workbook saved again with a value changed is read again."""
+    import csforecast.data.sources as sources
+
+    d = _csv_folder(tmp_path / "xlsx", {k: v for k, v in tables.items() if k not in AS_WORKBOOKS})
+    for name in AS_WORKBOOKS:
+        with pd.ExcelWriter(d / f"{name}.xlsx", engine="openpyxl") as xw:
+            pd.DataFrame([[f"{name} (exported 3 May)"]]).to_excel(xw, index=False, header=False)  # a title row
+            tables[name].to_excel(xw, index=False, startrow=2)
+    first = open_source(d)
+    kept = sorted((isolated_home / "cache" / "sheets").glob("*.json"))
+    assert len(kept) == len(AS_WORKBOOKS)
+
+    def no_cells(*args):
+        raise AssertionError("a kept sheet was read again")
+    monkeypatch.setattr(sources, "sheet_to_csv", no_cells)
+    again = open_source(d)
+    assert again.notes == first.notes and again.data_hash == first.data_hash
+    for name in AS_WORKBOOKS:
+        pd.testing.assert_frame_equal(again.frame(name), first.frame(name))
+    assert any("contracts.xlsx: the header row is the sheet's row 3" in n for n in again.notes)
+    monkeypatch.undo()
+
+    c = tables["contracts"].copy()
+    c.loc[c.index[0], "arr"] = 123456.0
+    with pd.ExcelWriter(d / "contracts.xlsx", engine="openpyxl") as xw:
+        c.to_excel(xw, index=False)
+    changed = open_source(d).frame("contracts")
+    assert changed.loc[changed.contract_id == c.contract_id.iloc[0], "arr"].item() == 123456.0
+    assert len(list((isolated_home / "cache" / "sheets").glob("*.json"))) == len(AS_WORKBOOKS) + 1

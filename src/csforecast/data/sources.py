@@ -42,12 +42,14 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import ibis
 import pandas as pd
 
+from csforecast.config import get_settings
 from csforecast.data.contract import MONTHS_PER_YEAR, TABLES, UNASSIGNED
 from csforecast.data.parse import (date_formats, number_marks, read_as, rewritten, spells_a_level, squashed,
                                    trimmed)
 from csforecast.data.spreadsheets import (SpreadsheetError, is_other_spreadsheet, is_workbook, not_read_advice,
                                            sheet_names, sheet_to_csv)
 from csforecast.data.successors import inferred_successors, with_successors
+from csforecast.diskcache import DiskCache, code_digest, key_digest
 
 DATE_FORMAT_KEY = "date_format"  # reserved key of [column_map.TABLE]: the table's date format
 NUMBER_FORMAT_KEY = "number_format"  # reserved key: how the table writes numbers as text (parse.number_marks)
@@ -1011,15 +1013,47 @@ def _workbook_csv(f: Path, name: str, into: Path, notes: list[str]) -> tuple[lis
 
 
 def _sheet_csv(f: Path, sheet: str, out: Path, shown: str, notes: list[str]) -> tuple[list[Path], str | None]:
-    """Sheet ``sheet`` of workbook ``f`` written to ``out``: ``([out], None)``, or ``([], why)`` when it holds
-    nothing; a note (naming it ``shown``) when its header row is not its first."""
-    copy, header_row = sheet_to_csv(f, sheet, out)
+    """Sheet ``sheet`` of workbook ``f`` written to ``out`` (:func:`_kept_sheet_to_csv`): ``([out], None)``, or
+    ``([], why)`` when it holds nothing; a note (naming it ``shown``) when its header row is not its first."""
+    copy, header_row = _kept_sheet_to_csv(f, sheet, out)
     if _is_empty(copy):
         return [], f"{f.name}: sheet {sheet!r} is empty (not even a header row)"
     if header_row > 1:
         notes.append(f"{shown}: the header row is the sheet's row {header_row}; the row(s) above it, with one "
                      f"value at most (a title, a date), are left out, and line numbers count from the header row")
     return [copy], None
+
+
+SHEET_CACHE_KEEP = 32     # sheets' CSV copies kept under CSFORECAST_HOME/cache/sheets/ (the most recently used)
+
+
+def _kept_sheet_to_csv(f: Path, sheet: str, out: Path) -> tuple[Path, int]:
+    """:func:`spreadsheets.sheet_to_csv`, kept on disk between commands (a ``diskcache`` under
+    CSFORECAST_HOME/cache/sheets/, keyed by the workbook's bytes, the sheet and the code that reads sheets): a
+    workbook opened again (``serve``, ``score`` after ``train``) is copied from there instead of being read cell
+    by cell (about a second per 7,000 rows). A home that could not be created keeps nothing."""
+    home = get_settings().home
+    if not home.is_dir():
+        return sheet_to_csv(f, sheet, out)
+    h = hashlib.blake2b(digest_size=16)
+    with open(f, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    key = key_digest("sheet", h.hexdigest(), sheet, code_digest("csforecast.data.spreadsheets"))
+
+    def convert() -> dict:
+        copy, header_row = sheet_to_csv(f, sheet, out)
+        with open(copy, encoding="utf-8", newline="") as fh:    # as written: a cell's line break unchanged
+            return {"header_row": header_row, "csv": fh.read()}
+
+    def load(path: Path) -> dict:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        out.write_text(kept["csv"], encoding="utf-8", newline="")
+        return kept
+
+    kept = DiskCache(home / "cache" / "sheets", ".json", keep=SHEET_CACHE_KEEP).get_or_compute(
+        key, convert, load=load, dump=lambda value, path: path.write_text(json.dumps(value), encoding="utf-8"))
+    return out, int(kept["header_row"])
 
 
 def _load_csv(con, name: str, parts: list[Path]) -> ibis.Table:
