@@ -556,9 +556,7 @@ class Source:
                 for f in sorted(self.files):
                     h.update(str(f.relative_to(self.location) if f.is_relative_to(self.location)
                                  else f.name).encode())
-                    with open(f, "rb") as fh:
-                        for chunk in iter(lambda: fh.read(1 << 22), b""):
-                            h.update(chunk)
+                    _hash_bytes(h, f)
             else:
                 for name in sorted(self.raw):
                     h.update(f"{name}:{_value_digest(name, self.raw[name])}".encode())
@@ -580,6 +578,14 @@ def _value_digest(name: str, t: ibis.Table) -> str:
     agg = t.aggregate(n=t.count(), hi=hi.sum(), lo=lo.sum()).to_pyarrow().to_pylist()[0]
     schema = [(c, str(t[c].type())) for c in cols]
     return json.dumps([schema, agg["n"], agg["hi"], agg["lo"]], default=str)
+
+
+def _hash_bytes(h, f: Path):
+    """``h`` (a hashlib object) updated with the bytes of file ``f``, read in chunks; returns ``h``."""
+    with open(f, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h
 
 
 @ibis.udf.scalar.builtin(name="conv")
@@ -1035,11 +1041,8 @@ def _kept_sheet_to_csv(f: Path, sheet: str, out: Path) -> tuple[Path, int]:
     home = get_settings().home
     if not home.is_dir():
         return sheet_to_csv(f, sheet, out)
-    h = hashlib.blake2b(digest_size=16)
-    with open(f, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    key = key_digest("sheet", h.hexdigest(), sheet, code_digest("csforecast.data.spreadsheets"))
+    key = key_digest("sheet", _hash_bytes(hashlib.blake2b(digest_size=16), f).hexdigest(), sheet,
+                     code_digest("csforecast.data.spreadsheets"))
 
     def convert() -> dict:
         copy, header_row = sheet_to_csv(f, sheet, out)
