@@ -624,6 +624,40 @@ def test_a_folder_of_csv_parts_reads_as_one_table(tables, tmp_path):
     assert "cannot read usage/part-00001.csv.gz: not a readable gzip file" in errors["usage"].message
 
 
+
+def test_part_files_without_a_suffix_are_read_by_their_content(tables, tmp_path):
+    """A warehouse unload asked for no file extension: usage as Redshift writes it with HEADER (`0000_part_00`,
+    `0001_part_00.gz`, `|`-delimited) and tickets as a Hive table's Parquet files (`000000_0`, `000001_0`): read
+    by their first bytes, with a note, and the same report and features as the single files. Without a header
+    row (Redshift's default) the table's error says so, naming its columns."""
+    import gzip
+
+    u, t = tables["usage"], tables["tickets"]
+    single = write(tmp_path / "single", tables)
+    d = write(tmp_path / "unload", {k: v for k, v in tables.items() if k not in ("usage", "tickets")})
+    (d / "usage").mkdir()
+    half = len(u) // 2
+    u.iloc[:half].to_csv(d / "usage" / "0000_part_00", index=False, sep="|")
+    with gzip.open(d / "usage" / "0001_part_00.gz", "wt", newline="") as fh:
+        u.iloc[half:].to_csv(fh, index=False, sep="|")
+    (d / "tickets").mkdir()
+    t.iloc[:40].to_parquet(d / "tickets" / "000000_0", index=False)
+    t.iloc[40:].to_parquet(d / "tickets" / "000001_0", index=False)
+    src, ref = open_source(d), open_source(single)
+    report = validate(src, AS_OF)
+    assert report.ok, [str(p) for p in report.errors]
+    kept = [(p.rule, p.table, p.column, p.count) for p in report.problems if p.rule != "reading"]
+    assert kept == [(p.rule, p.table, p.column, p.count) for p in validate(ref, AS_OF).problems if p.rule != "reading"]
+    said = " | ".join(src.notes)
+    assert "usage: the part files of usage/ have no suffix (0000_part_00, …, 2 in all): read as delimited text" in said
+    assert "tickets: the part files of tickets/ have no suffix (000000_0, …, 2 in all): read as Parquet" in said
+    day = [date(2026, 4, 1)]
+    pd.testing.assert_frame_equal(build_snapshots(src, day), build_snapshots(ref, day))
+    u.iloc[:half].to_csv(d / "usage" / "0000_part_00", index=False, header=False, sep="|")
+    (d / "usage" / "0001_part_00.gz").unlink()
+    [err] = [p for p in validate(open_source(d), AS_OF).errors if p.table == "usage"]
+    assert err.rule == "no_header", str(err)
+
 def _concatenated(folder, name, frame, blank_after=()):
     """Write `frame` as two exports of table `name` written one after the other (the second with its own header
     row, behind a byte-order mark) and a spreadsheet's blank rows after the rows in `blank_after` (`,,,,`, and

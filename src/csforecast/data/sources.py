@@ -3,7 +3,7 @@
 Kinds of source (docs/data-contract.md says how to point at each):
 - a folder with one file per table: `accounts.csv` (or gzip-compressed, `accounts.csv.gz`),
   `accounts.parquet` or `accounts.xlsx` (an Excel workbook, `data/spreadsheets.py`), or a folder `accounts/` of
-  Parquet or CSV part files (as Spark or a warehouse unload writes them);
+  Parquet or CSV part files (as Spark or a warehouse unload writes them, with or without a suffix);
 - an Excel workbook with a sheet per table (`crm.xlsx`; DuckDB engine);
 - a DuckDB database file (`.duckdb`, `.ddb`, `.db`) or a `duckdb:///path/to/file.duckdb` URL;
 - any other database URL that Ibis can open, e.g. `postgres://user@host:5432/dbname` (PostgreSQL).
@@ -881,6 +881,11 @@ def folder_tables(path: Path) -> tuple[dict[str, Path], list[str]]:
             continue
         tables[name] = cands[0]
         used.update(cands)
+        parts = table_parts(cands[0]) if cands[0].is_dir() else []
+        if parts and unnamed_part(parts[0]):
+            kind = "Parquet" if is_parquet(parts[0]) else "delimited text"
+            notes.append(f"{name}: the part files of {cands[0].name}/ have no suffix ({parts[0].name}"
+                         f"{', …' if len(parts) > 1 else ''}, {len(parts)} in all): read as {kind}, by their content")
         if len(cands) > 1:
             notes.append(f"{name}: both {' and '.join(p.name for p in cands)} found; reading {cands[0].name}")
     ignored = sorted(p.name for p in entries if p.is_file() and p not in used)
@@ -891,8 +896,9 @@ def folder_tables(path: Path) -> tuple[dict[str, Path], list[str]]:
 
 def table_parts(f: Path) -> list[Path]:
     """The files that hold a table: ``[f]`` for a file; for a folder (as Spark, Hive or a warehouse unload write
-    one), its Parquet part files, else its CSV part files (``CSV_SUFFIXES``), sorted by name. Names starting with
-    "." or "_" (a writer's ``_SUCCESS``, ``.part-0.crc``) are not parts. Of the delimited-text kinds (`.csv`,
+    one), its Parquet part files, else its CSV part files (``CSV_SUFFIXES``), else its part files named without a
+    suffix (:func:`unnamed_part`: Redshift's `0000_part_00`, Hive's `000000_0`), sorted by name. Names starting
+    with "." or "_" (a writer's ``_SUCCESS``, ``.part-0.crc``) are not parts. Of the delimited-text kinds (`.csv`,
     `.tsv`, `.txt`, each compressed or not) only the first present counts, so a `README.txt` left beside
     `part-0.csv` is not read as a part of the table."""
     if not f.is_dir():
@@ -903,7 +909,28 @@ def table_parts(f: Path) -> list[Path]:
         return parquet
     kind = {p: _text_kind(p) for p in files}
     first = min((k for k in kind.values() if k is not None), default=None)
-    return [p for p in files if first is not None and kind[p] == first]
+    if first is not None:
+        return [p for p in files if kind[p] == first]
+    return [p for p in files if unnamed_part(p)]
+
+
+def unnamed_part(p: Path) -> bool:
+    """Whether ``p`` is named as a warehouse unload names its part files when no format suffix is asked for: no
+    suffix at all, or only `.gz` (Redshift's `0000_part_00` and `0000_part_00.gz`, Hive's `000000_0`). What it
+    holds is then told by its first bytes (:func:`is_parquet`)."""
+    name = p.name[:-3] if p.name.lower().endswith(".gz") else p.name
+    return bool(name) and "." not in name
+
+
+def is_parquet(p: Path) -> bool:
+    """Whether table file ``p`` is Parquet: named `.parquet`, or an :func:`unnamed_part` that starts with
+    Parquet's magic bytes (`PAR1`); everything else read from a folder is delimited text."""
+    if p.suffix == ".parquet":
+        return True
+    if not unnamed_part(p) or p.name.lower().endswith(".gz"):
+        return False
+    with open(p, "rb") as fh:
+        return fh.read(4) == b"PAR1"
 
 
 def _text_kind(p: Path) -> int | None:
@@ -964,7 +991,7 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
                                                              shown=f.name)
                 notes += said
                 continue
-            if parts[0].suffix == ".parquet":
+            if is_parquet(parts[0]):
                 if _empty_file(f):
                     unreadable[name] = _empty_file(f)
                     continue
@@ -996,7 +1023,7 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
         except SpreadsheetError as e:
             unreadable[name] = str(e)
         except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
-            why = _first_csv_problem(f, parts) if parts[0].suffix != ".parquet" and not is_workbook(f) else None
+            why = _first_csv_problem(f, parts) if not is_parquet(parts[0]) and not is_workbook(f) else None
             unreadable[name] = why or f"cannot read {f.name}: {_first_line(e)}"
     return found, unreadable, files, notes
 
@@ -1284,9 +1311,9 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
             unreadable[name] = not_read_advice(f)
             continue
         try:
-            if parts[0].suffix == ".parquet" and _empty_file(f):
+            if is_parquet(parts[0]) and _empty_file(f):
                 unreadable[name] = _empty_file(f)
-            elif parts[0].suffix != ".parquet":
+            elif not is_parquet(parts[0]):
                 if is_workbook(f):    # read from a CSV copy for as long as the process runs (Spark reads lazily)
                     into = _spark_scratch() / hashlib.md5(str(f.resolve()).encode()).hexdigest()
                     into.mkdir(exist_ok=True)
@@ -1332,7 +1359,7 @@ def _spark_readable_csv(f: Path, shown: str, notes: list[str]) -> Path:
         read, encoding = utf8_copy(f, folder)
         notes.append(_not_utf8_note(f, not_utf8, encoding, shown))
         return read
-    read = folder / f"{csv_stem(f)}.csv"
+    read = folder / f"{csv_stem(f) or f.name[:-3]}.csv"
     with _open_bytes(f) as src, open(read, "wb") as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
     return read
