@@ -929,8 +929,11 @@ def is_parquet(p: Path) -> bool:
         return True
     if not unnamed_part(p) or p.name.lower().endswith(".gz"):
         return False
-    with open(p, "rb") as fh:
-        return fh.read(4) == b"PAR1"
+    try:
+        with open(p, "rb") as fh:
+            return fh.read(4) == b"PAR1"
+    except OSError:         # unreadable: read as text, whose reader names the file and why
+        return False
 
 
 def _text_kind(p: Path) -> int | None:
