@@ -1067,10 +1067,7 @@ def _kept_sheet_to_csv(f: Path, sheet: str, out: Path) -> tuple[Path, int]:
     """:func:`spreadsheets.sheet_to_csv`, kept on disk between commands (a ``diskcache`` under
     CSFORECAST_HOME/cache/sheets/, keyed by the workbook's bytes, the sheet and the code that reads sheets): a
     workbook opened again (``serve``, ``score`` after ``train``) is copied from there instead of being read cell
-    by cell (about a second per 7,000 rows). A home that could not be created keeps nothing."""
-    home = get_settings().home
-    if not home.is_dir():
-        return sheet_to_csv(f, sheet, out)
+    by cell (about a second per 7,000 rows). A home that cannot be written keeps nothing (``DiskCache``)."""
     key = key_digest("sheet", _hash_bytes(hashlib.blake2b(digest_size=16), f).hexdigest(), sheet,
                      code_digest("csforecast.data.spreadsheets"))
 
@@ -1084,7 +1081,7 @@ def _kept_sheet_to_csv(f: Path, sheet: str, out: Path) -> tuple[Path, int]:
         out.write_text(kept["csv"], encoding="utf-8", newline="")
         return kept
 
-    kept = DiskCache(home / "cache" / "sheets", ".json", keep=SHEET_CACHE_KEEP).get_or_compute(
+    kept = DiskCache(get_settings().home / "cache" / "sheets", ".json", keep=SHEET_CACHE_KEEP).get_or_compute(
         key, convert, load=load, dump=lambda value, path: path.write_text(json.dumps(value), encoding="utf-8"))
     return out, int(kept["header_row"])
 
