@@ -706,12 +706,13 @@ def test_header_rows_repeated_and_blank_rows_are_left_out_with_a_note(tables, tm
 
 
 def test_a_missing_value_written_as_null_reads_as_missing(tables, tmp_path):
-    """A SQL client's "save results as CSV" writes a missing value as `NULL` (MySQL and Hive as `\\N`): in every
-    column, text or typed, it reads as missing, with a note per column, and the tables and features are the clean
-    export's, validated or not. In a required column it is a missing value (an error), not an unreadable one."""
+    """A SQL client's "save results as CSV" writes a missing value as `NULL` (MySQL and Hive as `\\N`, a
+    fixed-width export padded to the column's width, `" NULL  "`): in every column, text or typed, it reads as
+    missing, with a note per column, and the tables and features are the clean export's, validated or not. In a
+    required column it is a missing value (an error), not an unreadable one."""
     clean = write(tmp_path / "clean", tables, csv=("contracts", "tickets"))
     d = write(tmp_path / "d", tables)
-    for name, null in (("contracts", "NULL"), ("tickets", "\\N")):
+    for name, null in (("contracts", "NULL"), ("tickets", " NULL  ")):
         (d / f"{name}.parquet").unlink()
         tables[name].to_csv(d / f"{name}.csv", index=False, na_rep=null)
     src, ref = open_source(d), open_source(clean)

@@ -242,15 +242,15 @@ def test_compressed_csv_files_and_folders_of_parts_read_the_same_on_spark(small_
 def test_rows_and_values_that_hold_no_data_read_the_same_on_spark_as_on_duckdb(small_portfolio, spark, tmp_path):
     """Two exports of contracts concatenated (the header row again, mid-file) with a spreadsheet's blank rows
     (`,,,,`, and one with a space or a tab in each field), and a folder of ticket parts with one of each, each
-    missing value written as a database client writes it (`NULL`, `\\N`): the same tables and the same notes on
-    both engines."""
+    missing value written as a database client writes it (`NULL`, `\\N` padded as a fixed-width export pads it):
+    the same tables and the same notes on both engines."""
     import shutil
 
     d = tmp_path / "data"
     shutil.copytree(small_portfolio, d, ignore=shutil.ignore_patterns("truth"))
     contracts, tickets, usage = (pd.read_parquet(d / f"{n}.parquet") for n in ("contracts", "tickets", "usage"))
     (d / "tickets").mkdir()
-    for f, frame, null in ((d / "contracts.csv", contracts, "NULL"), (d / "tickets" / "part-1.csv", tickets, "\\N"),
+    for f, frame, null in ((d / "contracts.csv", contracts, "NULL"), (d / "tickets" / "part-1.csv", tickets, " \\N  "),
                            (d / "usage.csv", usage, "")):
         half, blank = len(frame) // 2, "," * (frame.shape[1] - 1) + "\n"
         spaces = '" ", ,\t' + "," * (frame.shape[1] - 3) + "\n"
