@@ -175,10 +175,17 @@ def test_spreadsheets_that_are_not_read_are_named_with_what_to_do(tables, tmp_pa
     serial.active.append(["account_id", "name", "segment", "created_at"])
     serial.active.append(["A1", "Acme", "SMB", 45292])
     serial.active.append(["A2", "Beta", "SMB", 45293.5])
+    serial.active.append(["A3", "Gamma", "SMB", 12000])              # no day number read as a date (1932)
     serial.save(d / "accounts.xlsx")
-    report = validate(open_source(d), AS_OF)
+    report = validate(accounts := open_source(d), AS_OF)
+    [warned] = [p for p in report.warnings if (p.table, p.column, p.rule) == ("accounts", "created_at",
+                                                                               "spreadsheet_days")]
+    assert warned.count == 2 and "numbers of days spreadsheets count (45292 is 2024-01-01" in warned.message
     msg = next(p.message for p in report.errors if (p.table, p.column, p.rule) == ("accounts", "created_at", "type"))
-    assert "numbers of days as spreadsheets count them (45292 is 2024-01-01)" in msg
+    assert "outside 29221–73050" in msg, msg
+    got = accounts.frame("accounts").set_index("account_id").created_at
+    assert [None if pd.isna(v) else pd.Timestamp(v).date() for v in got[["A1", "A2", "A3"]]] == [
+        date(2024, 1, 1), date(2024, 1, 2), None]
     (d / "accounts.xlsx").unlink()
     run = subprocess.run([*CLI, "validate", "--data", str(d)], capture_output=True, text=True)
     assert run.returncode == 2 and "Traceback" not in run.stderr + run.stdout

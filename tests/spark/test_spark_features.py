@@ -275,6 +275,45 @@ def test_rows_and_values_that_hold_no_data_read_the_same_on_spark_as_on_duckdb(s
             assert differing_columns(want, got) == [], (name, src.engine)
 
 
+def test_date_text_and_day_numbers_read_the_same_on_spark(small_portfolio, spark, tmp_path):
+    """Text in a date column reads as the same date, or none, on both engines, where the engines' own casts
+    differ (Spark's reads `2024` and `45292` as years, DuckDB's `2024/01/05` and dates BC); and an export whose
+    start dates are partly a spreadsheet's day numbers, under a report's title line, reads as the same contracts,
+    with the same warning and note."""
+    import shutil
+
+    import ibis
+
+    from csforecast.data.parse import read_as
+
+    texts = ["2024-01-05", "2024-1-5", "2024/01/05", "2024-01-05T10:11:12Z", "2024-01-05 10:11:12+02:00",
+             "45292", "45292.75", "2024", "2024-01", "+2024-01-05", "-2024-01-05", "2024-01-05 garbage",
+             "2024-02-30", "20240105", "19723", " 2024-01-05 ", None]
+    frame = pd.DataFrame({"i": range(len(texts)), "v": texts})
+    spark.createDataFrame(frame).createOrReplaceTempView("date_texts")
+    on_spark = ibis.pyspark.connect(spark).table("date_texts")
+    on_duck = ibis.memtable(frame)
+    read = [con.execute(t.select(t.i, d=read_as(t.v, "date").cast("string")).order_by("i")).d.tolist()
+            for con, t in ((ibis.pyspark.connect(spark), on_spark), (ibis.duckdb.connect(), on_duck))]
+    assert read[0] == read[1] and read[1].count(None) == 9, list(zip(texts, *read))
+
+    d = tmp_path / "data"
+    shutil.copytree(small_portfolio, d, ignore=shutil.ignore_patterns("truth"))
+    c = pd.read_parquet(d / "contracts.parquet")
+    some = c.index[::4]
+    c["start_date"] = pd.to_datetime(c.start_date).dt.strftime("%Y-%m-%d")
+    c.loc[some, "start_date"] = (pd.to_datetime(c.start_date[some]) - pd.Timestamp("1899-12-30")).dt.days.astype(str)
+    (d / "contracts.csv").write_text("Contracts report\n" + c.to_csv(index=False))
+    (d / "contracts.parquet").unlink()
+    clean = open_source(small_portfolio).frame("contracts")
+    for src in (open_source(d), open_source(d, engine="spark", spark=spark)):
+        assert any(n.startswith("contracts.csv: the header row is line 2;") for n in src.notes), src.engine
+        [p] = [p for p in validate(src).warnings if p.rule == "spreadsheet_days"]
+        assert (p.table, p.column, p.count) == ("contracts", "start_date", len(some)), src.engine
+        got = src.frame("contracts").sort_values("contract_id").reset_index(drop=True)
+        assert differing_columns(clean.sort_values("contract_id").reset_index(drop=True), got) == [], src.engine
+
+
 def test_excel_workbooks_read_the_same_on_spark(small_portfolio, spark, tmp_path):
     """accounts and contracts as Excel workbooks (contracts with a blank row, and a second sheet that is not the
     table), an .xls export of tickets: the same tables, notes, errors and data hash on Spark as on DuckDB, and the

@@ -17,11 +17,12 @@ reports a value that was there (not NULL) but reads as NULL. The engine is DuckD
   Text in that format is read in it (`1.234` is 1234 in `1.234,56`), and text that is not is still read in
   number syntax (`16.0`, which `1.234,56` cannot have written), as with `date_format`.
 - bool: a boolean, or text DuckDB reads as one (`true`/`false`, `t`/`f`, `1`/`0`, `yes`/`no`).
-- date: a date; a timestamp's date (time zones as UTC); text as `YYYY-MM-DD` (a time of day after it is
-  ignored), or in the table's declared `date_format` (strftime codes such as `%d/%m/%Y`; a time of day after
-  the date is accepted and ignored too). With a declared format, text that does not match it is still read
-  as `YYYY-MM-DD` (which no other format can be mistaken for), so one setting covers a table whose date
-  columns come from different systems.
+- date: a date; a timestamp's date (time zones as UTC); text as `YYYY-MM-DD` or `YYYY/MM/DD` (a time of day
+  after it is ignored), or in the table's declared `date_format` (strftime codes such as `%d/%m/%Y`; a time of
+  day after the date is accepted and ignored too). With a declared format, text that does not match it is
+  still read as `YYYY-MM-DD` (which no other format can be mistaken for), so one setting covers a table whose
+  date columns come from different systems. A spreadsheet's day number (`SPREADSHEET_DAYS`), as a number or
+  as text, is the date it stands for (`spreadsheet_date`): what a date column formatted as numbers saves.
 """
 from __future__ import annotations
 
@@ -58,6 +59,18 @@ _SPACES = " \u00a0\u202f"     # a space, a no-break space, a narrow no-break spa
 _SPACE = f"[{_SPACES}]"
 # text a number was written in for people: a currency sign, thousands separators, a decimal comma
 _FORMATTED_NUMBER = rf"^\(?[+-]?{_CURRENCY}?{_SPACE}*[+-]?[0-9][0-9.,'{_SPACES}]*{_CURRENCY}?\)?$"
+# a date as YYYY-MM-DD (or YYYY/MM/DD), and a time of day after it: the date is the first group. The engines' own
+# casts differ beyond it (Spark's reads `2024`, `2024-01`, `+2024-01-05` and `45292`, the year 45292; DuckDB's
+# reads `-2024-01-05`, a date BC), so only the date this pattern finds is cast, and both read the same text
+_ISO_DATE = (r"^([0-9]{4}[-/][0-9]{1,2}[-/][0-9]{1,2})"
+             r"(?:[T ][0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?(?: ?(?:Z|UTC|[+-][0-9]{2}(?::?[0-9]{2})?))?)?$")
+# a date a spreadsheet saved as the number it keeps it as, in days since SPREADSHEET_DAY_ZERO (Excel's 1900 date
+# system, LibreOffice and Google Sheets; a fraction is the time of day). Read only within SPREADSHEET_DAYS,
+# 1980-01-01 to 2099-12-31: numbers there mean nothing else in a date column (a count of days since 1970 stays
+# below 29221 until 2050; YYYYMMDD has 8 digits)
+SPREADSHEET_DAY_ZERO = datetime.date(1899, 12, 30)
+SPREADSHEET_DAYS = (29221, 73050)
+_DAY_NUMBER = r"^[1-9][0-9]{4}(?:\.[0-9]+)?$"
 
 
 @ibis.udf.scalar.builtin(name="try_strptime")
@@ -153,8 +166,8 @@ def readable(found: dt.DataType, logical: str) -> bool:
         return found.is_string() or found.is_numeric() or found.is_boolean()
     if logical == "bool":
         return found.is_string() or found.is_boolean() or found.is_integer()
-    if logical == "date":
-        return found.is_string() or found.is_date() or found.is_timestamp()
+    if logical == "date":   # numbers: a spreadsheet's day numbers (parse.spreadsheet_date)
+        return found.is_string() or found.is_date() or found.is_timestamp() or found.is_numeric()
     raise ValueError(f"unknown logical type {logical!r}")
 
 
@@ -228,7 +241,25 @@ def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim
         return x
     if found.is_timestamp():
         return x.cast("date")
+    if found.is_floating():
+        return spreadsheet_date(x)
+    if found.is_integer():   # day numbers, or digits the declared format reads (20240131 as %Y%m%d)
+        x = x.cast("string")
+    # text as most exports write it, 2024-01-05, is cast as it is; the pattern runs only on the rest (on every
+    # value, it made reading a date column ~25 % slower)
+    other = ibis.coalesce(x.re_extract(_ISO_DATE, 1).nullif("").replace("/", "-").try_cast("date"),
+                          spreadsheet_date(x))
+    read = [ibis.ifelse(x.like("____-__-__"), x.try_cast("date"), other)]
     if date_format:
-        declared = [_try_strptime(x, f).cast("date") for f in date_formats(date_format)]
-        return ibis.coalesce(*declared, x.try_cast("date"))
-    return x.try_cast("date")
+        read = [_try_strptime(x, f).cast("date") for f in date_formats(date_format)] + read
+    return ibis.coalesce(*read)
+
+
+def spreadsheet_date(x: ibis.Value) -> ibis.DateValue:
+    """The date a spreadsheet's day number stands for (45292 is 2024-01-01; 45292.75, 18:00 that day), for a
+    number or text that is one within ``SPREADSHEET_DAYS``; NULL for anything else."""
+    if x.type().is_string():
+        x = ibis.ifelse(x.re_search(_DAY_NUMBER), x.try_cast("float64"), ibis.null().cast("float64"))
+    day = ibis.ifelse(x.between(*SPREADSHEET_DAYS), x.floor().cast("int64"), ibis.null().cast("int64"))
+    # as a timestamp: DuckDB adds days to a date as a timestamp, which Ibis types as a date (and so will not cast)
+    return (ibis.literal(SPREADSHEET_DAY_ZERO).cast("timestamp") + day.as_interval("D")).date()

@@ -834,10 +834,53 @@ def _delimiter(f: Path) -> str:
     holds delimiters but rarely quoted text). Given explicitly, a malformed row is then an error naming its
     line, rather than a reason for DuckDB's sniffer to guess another dialect."""
     with _open_text(f, errors="replace") as fh:
-        header = fh.readline()
-    counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
+        return _line_delimiter(fh.readline())
+
+
+def _line_delimiter(line: str) -> str:
+    """The most frequent of , ; tab | in a header line (``,`` when it has none)."""
+    counts = {d: line.count(d) for d in (",", ";", "\t", "|")}
     best = max(counts, key=counts.get)
     return best if counts[best] else ","
+
+
+HEADER_SEARCH_ROWS = 10   # how far down a table's first rows are searched for its header row
+
+
+def title_lines(f: Path) -> int:
+    """How many lines above a CSV file's header row hold a report's title: the header row is the first of its
+    first ``HEADER_SEARCH_ROWS`` lines with two or more values (as a workbook's sheet's is,
+    :func:`spreadsheets.sheet_to_csv`), and the lines above it have one value at most ("Accounts - exported 3
+    May", a date, nothing). 0 when the first line is the header, or no line has two values."""
+    import csv
+
+    with _open_text(f, errors="replace") as fh:
+        for i, line in zip(range(HEADER_SEARCH_ROWS), fh):
+            fields = next(csv.reader([line], delimiter=_line_delimiter(line), quotechar='"'), [])
+            if sum(1 for v in fields if _cell(v)) >= 2:
+                return i
+    return 0
+
+
+def from_header_row(f: Path, into: Path, shown: str, notes: list[str]) -> Path:
+    """``f``, or, when lines above its header row hold a title (:func:`title_lines`), a copy of ``f`` from its
+    header row (decompressed, in ``into``; its bytes otherwise as they are), and a note naming ``shown``."""
+    lines = title_lines(f)
+    if not lines:
+        return f
+    copy = into / (f.name[:-3] if f.name.lower().endswith(".gz") else f.name)
+    with _open_bytes(f) as src, open(copy, "wb") as dst:
+        for _ in range(lines):
+            src.readline()
+        shutil.copyfileobj(src, dst, 1 << 20)
+    notes.append(title_note(shown, f"line {lines + 1}"))
+    return copy
+
+
+def title_note(shown: str, where: str) -> str:
+    """The note on a table whose header row is not its first (a report's title above it), left out."""
+    return (f"{shown}: the header row is {where}; the line(s) above it, with one value at most (a title, a date), "
+            f"are left out, and line numbers count from the header row")
 
 
 def folder_tables(path: Path) -> tuple[dict[str, Path], list[str]]:
@@ -944,9 +987,9 @@ def _text_kind(p: Path) -> int | None:
 
 
 def _shown(f: Path, table: Path) -> str:
-    """A part's name as a message gives it: ``usage/part-0.csv`` for a part of the folder ``usage/``; the workbook's
-    name for the CSV copy of a workbook's sheet."""
-    return f.name if f == table else table.name if is_workbook(table) else f"{table.name}/{f.name}"
+    """A part's name as a message gives it: ``usage/part-0.csv`` for a part of the folder ``usage/``; the table
+    file's name for the file, or a copy read in its place (a workbook's sheet, a CSV from its header row)."""
+    return table.name if table.is_file() else f"{table.name}/{f.name}"
 
 
 def _empty_file(f: Path) -> str | None:
@@ -983,51 +1026,53 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
         if is_other_spreadsheet(f):
             unreadable[name] = not_read_advice(f)
             continue
-        try:
-            if is_workbook(f):
-                with tempfile.TemporaryDirectory(prefix="csforecast-xlsx-") as tmp:
-                    copies, empty = _workbook_csv(f, name, Path(tmp), notes)
+        # copies read in a file's place (a workbook's sheet, a CSV from its header row) last until it is loaded
+        with tempfile.TemporaryDirectory(prefix="csforecast-csv-") as scratch:
+            try:
+                if is_workbook(f):
+                    copies, empty = _workbook_csv(f, name, Path(scratch), notes)
                     if empty:
                         unreadable[name] = empty
                         continue
-                    found[name], said = _without_filler_rows(con, name, _load_csv(con, name, copies), f, copies,
-                                                             shown=f.name)
-                notes += said
-                continue
-            if is_parquet(parts[0]):
-                if _empty_file(f):
-                    unreadable[name] = _empty_file(f)
+                    found[name], said = _without_filler_rows(con, name, _load_csv(con, name, copies), f, copies)
+                    notes += said
                     continue
-                found[name] = con.read_parquet([str(p) for p in parts], table_name=f"_file_{name}")
-                continue
-            parts, empty = _csv_parts(f)
-            if empty:
-                unreadable[name] = empty
-                continue
-            try:
-                loaded = _load_csv(con, name, parts)
-            except Exception:   # noqa: BLE001 - DuckDB refuses text that is not UTF-8 ...
-                not_utf8 = {p: utf8_problem(p) for p in parts}
-                if not any(not_utf8.values()):
-                    raise
-                # ... which an Excel export on Windows is: read UTF-8 copies, and say so
-                with tempfile.TemporaryDirectory(prefix="csforecast-csv-") as tmp:
-                    read = []
-                    for p, problem in not_utf8.items():
-                        if problem:
-                            copy, encoding = utf8_copy(p, Path(tmp))
-                            read.append(copy)
-                            notes.append(_not_utf8_note(p, problem, encoding, _shown(p, f)))
-                        else:
-                            read.append(p)
-                    loaded = _load_csv(con, name, read)   # loaded now: the copies can go
-            found[name], said = _without_filler_rows(con, name, loaded, f, parts)
-            notes += said
-        except SpreadsheetError as e:
-            unreadable[name] = str(e)
-        except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
-            why = _first_csv_problem(f, parts) if not is_parquet(parts[0]) and not is_workbook(f) else None
-            unreadable[name] = why or f"cannot read {f.name}: {_first_line(e)}"
+                if is_parquet(parts[0]):
+                    if _empty_file(f):
+                        unreadable[name] = _empty_file(f)
+                        continue
+                    found[name] = con.read_parquet([str(p) for p in parts], table_name=f"_file_{name}")
+                    continue
+                parts, empty = _csv_parts(f)
+                if empty:
+                    unreadable[name] = empty
+                    continue
+                if parts == [f]:      # one file, which a report's title may head (not parts, written by programs)
+                    parts = [from_header_row(f, Path(scratch), f.name, notes)]
+                try:
+                    loaded = _load_csv(con, name, parts)
+                except Exception:   # noqa: BLE001 - DuckDB refuses text that is not UTF-8 ...
+                    not_utf8 = {p: utf8_problem(p) for p in parts}
+                    if not any(not_utf8.values()):
+                        raise
+                    # ... which an Excel export on Windows is: read UTF-8 copies, and say so
+                    with tempfile.TemporaryDirectory(prefix="csforecast-csv-") as tmp:
+                        read = []
+                        for p, problem in not_utf8.items():
+                            if problem:
+                                copy, encoding = utf8_copy(p, Path(tmp))
+                                read.append(copy)
+                                notes.append(_not_utf8_note(p, problem, encoding, _shown(p, f)))
+                            else:
+                                read.append(p)
+                        loaded = _load_csv(con, name, read)   # loaded now: the copies can go
+                found[name], said = _without_filler_rows(con, name, loaded, f, parts)
+                notes += said
+            except SpreadsheetError as e:
+                unreadable[name] = str(e)
+            except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
+                why = _first_csv_problem(f, parts) if not is_parquet(parts[0]) and not is_workbook(f) else None
+                unreadable[name] = why or f"cannot read {f.name}: {_first_line(e)}"
     return found, unreadable, files, notes
 
 
@@ -1055,8 +1100,7 @@ def _sheet_csv(f: Path, sheet: str, out: Path, shown: str, notes: list[str]) -> 
     if _is_empty(copy):
         return [], f"{f.name}: sheet {sheet!r} is empty (not even a header row)"
     if header_row > 1:
-        notes.append(f"{shown}: the header row is the sheet's row {header_row}; the row(s) above it, with one "
-                     f"value at most (a title, a date), are left out, and line numbers count from the header row")
+        notes.append(title_note(shown, f"the sheet's row {header_row}"))
     return [copy], None
 
 
@@ -1320,6 +1364,10 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
                     parts, problem = _workbook_csv(f, name, into, notes)
                 else:
                     parts, problem = _csv_parts(f)
+                    if parts == [f]:    # as on DuckDB; the copy lasts as long as the process (Spark reads lazily)
+                        into = _spark_scratch() / hashlib.md5(str(f.resolve()).encode()).hexdigest()
+                        into.mkdir(exist_ok=True)
+                        parts = [from_header_row(f, into, f.name, notes)]
                 scans = {_shown(p, f): _readable_csv_scan(p) for p in parts}
                 problem = problem or next((f"cannot read {n}: {s.problem}" for n, s in scans.items() if s.problem),
                                           None)

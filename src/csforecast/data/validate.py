@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field, replace
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,12 +24,14 @@ import ibis
 from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, OPPORTUNITY_STAGES, PRIORITIES,
                                       SCORE_RANGES, SENTIMENT_WORDS, SURVEY_KINDS, TABLES, TOUCH_KINDS, UNASSIGNED,
                                       MONTHS_PER_YEAR, health_sources)
-from csforecast.data.parse import (COMMON_DATE_FORMATS, NULL_TEXTS, NUMBER_FORMATS, looks_like_formatted_number,
-                                   number_in_format, number_marks, null_text, padded, present, read_as, readable,
-                                   reads_as_date_format, spells_a_level, squashed, trimmed)
+from csforecast.data.parse import (COMMON_DATE_FORMATS, NULL_TEXTS, NUMBER_FORMATS, SPREADSHEET_DAY_ZERO,
+                                   SPREADSHEET_DAYS, looks_like_formatted_number, number_in_format, number_marks,
+                                   null_text, padded, present, read_as, readable, reads_as_date_format,
+                                   spells_a_level, spreadsheet_date, squashed, trimmed)
 from csforecast.data.sources import (
     DATE_FORMAT_KEY,
     EVERY_TABLE,
+    HEADER_SEARCH_ROWS,
     INFER,
     MISSING_SUCCESSORS_KEY,
     NUMBER_FORMAT_KEY,
@@ -135,7 +137,6 @@ def _reads_as_a_value(name: str) -> bool:
 
 # a date saved as the number a spreadsheet keeps it as (days since 1899-12-30: 1927-05-18 .. 2173-10-13 with 5 digits)
 _EXCEL_SERIAL_DATE = r"^\s*[1-9][0-9]{4}(\.[0-9]+)?\s*$"
-HEADER_SEARCH_ROWS = 10   # how far down the rows of a table with none of our columns are searched for its header
 
 
 def _header_below(t: ibis.Table, names: list[str]) -> list[str] | None:
@@ -396,6 +397,11 @@ class _Checker:
             if not x.type().is_null():
                 self.add("error", name, col.name, "type", lambda bad, c=col: self._unreadable_message(name, c, bad),
                          t, present(x) & read_as(x, col.type, fmt, number_format=numbers).isnull())
+            if col.type == "date" and not (x.type().is_temporal() or x.type().is_null()):
+                self.add("warning", name, col.name, "spreadsheet_days", "dates written as the numbers of days "
+                         "spreadsheets count (45292 is 2024-01-01; a fraction is the time of day): read as those "
+                         "dates. The column was formatted as numbers in the spreadsheet it came from; format it as "
+                         "dates there to be sure", t, spreadsheet_date(x).notnull())
             if col.left_out:
                 self.add("warning", name, col.name, "left_out", f"rows without {col.name} are left out "
                          f"({col.left_out})", t, ~present(x))
@@ -422,9 +428,11 @@ class _Checker:
             if fmt:
                 return f"values that do not match date_format '{fmt}' (nor YYYY-MM-DD)"
             if _all(bad, text.re_search(_EXCEL_SERIAL_DATE)):
-                return ("values that cannot be read as a date (YYYY-MM-DD); they are all numbers of days as "
-                        "spreadsheets count them (45292 is 2024-01-01): the column is formatted as numbers in the "
-                        "spreadsheet it was saved from; format it as dates there and save it again")
+                first, last = (SPREADSHEET_DAY_ZERO + timedelta(days=n) for n in SPREADSHEET_DAYS)
+                return (f"values that cannot be read as a date (YYYY-MM-DD); they are all numbers, as a "
+                        f"spreadsheet keeps dates, but outside {SPREADSHEET_DAYS[0]}–{SPREADSHEET_DAYS[1]} (the day "
+                        f"numbers of {first} to {last}, the ones read as dates): if they count days from another "
+                        f"day (1970-01-01?), write them as dates")
             if self.source.engine == "spark":   # which reads no declared format
                 return ("values that cannot be read as a date (YYYY-MM-DD); the Spark engine reads no other "
                         "format: write the dates as YYYY-MM-DD (or as Parquet dates), or use the DuckDB engine "
