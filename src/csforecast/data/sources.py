@@ -851,14 +851,21 @@ def title_lines(f: Path) -> int:
     """How many lines above a CSV file's header row hold a report's title: the header row is the first of its
     first ``HEADER_SEARCH_ROWS`` lines with two or more values (as a workbook's sheet's is,
     :func:`spreadsheets.sheet_to_csv`), and the lines above it have one value at most ("Accounts - exported 3
-    May", a date, nothing). 0 when the first line is the header, or no line has two values."""
+    May", a date, nothing). 0 when the first line is the header, or no line has two values, or the file is
+    UTF-16 (Excel's "Unicode text", whose lines are not split at a byte; its title stays the validation error)."""
     import csv
 
-    with _open_text(f, errors="replace") as fh:
-        for i, line in zip(range(HEADER_SEARCH_ROWS), fh):
-            fields = next(csv.reader([line], delimiter=_line_delimiter(line), quotechar='"'), [])
-            if sum(1 for v in fields if _cell(v)) >= 2:
-                return i
+    try:
+        with _open_bytes(f) as fh:
+            if fh.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+                return 0
+        with _open_text(f, errors="replace") as fh:
+            for i, line in zip(range(HEADER_SEARCH_ROWS), fh):
+                fields = next(csv.reader([line], delimiter=_line_delimiter(line), quotechar='"'), [])
+                if sum(1 for v in fields if _cell(v)) >= 2:
+                    return i
+    except (OSError, EOFError):    # a .gz file that is not one: the reader names it (_readable_csv_scan)
+        return 0
     return 0
 
 
