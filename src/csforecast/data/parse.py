@@ -180,10 +180,10 @@ def present(x: ibis.Value) -> ibis.BooleanValue:
 def null_text(x: ibis.StringValue) -> ibis.BooleanValue:
     """Whether text is one of `NULL_TEXTS`, spaces around it or not: a missing value as a database client writes
     it (a fixed-width export pads it to the column's width)."""
-    # the exact texts by one comparison, and the pattern only on text that begins or ends in white space (every
-    # white-space character sorts at or before " ", on both engines): searching every value made validating a CSV
-    # export ~10 % slower
-    edge_space = (x.left(1) <= " ") | (x.right(1) <= " ")
+    # the exact texts by one comparison, and the pattern only on text that begins with white space (or another
+    # character that sorts before "!", on both engines) or ends in a space or a tab: searching every value cost
+    # ~4× as much as the exact match, taking the first and last characters to test them ~3×
+    edge_space = (x < "!") | x.endswith(" ") | x.endswith("\t")
     return ibis.cases((x.isin(NULL_TEXTS), True), (edge_space, x.re_search(_NULL_TEXT)), else_=False)
 
 
@@ -211,6 +211,11 @@ def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim
     target = IBIS_TYPES[logical]
     if found.is_null() or not readable(found, logical):
         return ibis.null().cast(target)
+    if logical == "date" and found.is_string() and not date_format:
+        # a date as most exports write it, 2024-01-05, is cast as it is: the pattern, trimming and the other ways
+        # of writing a date only for the rest (on every value they made validating a date column ~50 % slower)
+        as_written = x.like("____-__-__") & (x >= "0") & (x < ":")   # ":" sorts after "9": a digit first, no sign
+        return ibis.ifelse(as_written, x.try_cast("date"), _date_from_text(trimmed(x).nullif("")))
     if found.is_string() and (trim or logical != "string"):
         # an ID padded by a spreadsheet or a CHAR(n) column ("A00048 ") is the same ID; a blank cell is missing,
         # and so is a client's NULL
@@ -245,14 +250,14 @@ def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim
         return spreadsheet_date(x)
     if found.is_integer():   # day numbers, or digits the declared format reads (20240131 as %Y%m%d)
         x = x.cast("string")
-    # text as most exports write it, 2024-01-05, is cast as it is; the pattern runs only on the rest (on every
-    # value, it made reading a date column ~25 % slower)
-    other = ibis.coalesce(x.re_extract(_ISO_DATE, 1).nullif("").replace("/", "-").try_cast("date"),
-                          spreadsheet_date(x))
-    read = [ibis.ifelse(x.like("____-__-__"), x.try_cast("date"), other)]
-    if date_format:
-        read = [_try_strptime(x, f).cast("date") for f in date_formats(date_format)] + read
-    return ibis.coalesce(*read)
+    declared = [_try_strptime(x, f).cast("date") for f in date_formats(date_format)] if date_format else []
+    return ibis.coalesce(*declared, _date_from_text(x))
+
+
+def _date_from_text(x: ibis.StringValue) -> ibis.DateValue:
+    """Trimmed text as a date: ``YYYY-MM-DD`` or ``YYYY/MM/DD`` (a time of day after it ignored), else a
+    spreadsheet's day number (:func:`spreadsheet_date`); NULL for anything else."""
+    return ibis.coalesce(x.re_extract(_ISO_DATE, 1).nullif("").replace("/", "-").try_cast("date"), spreadsheet_date(x))
 
 
 def spreadsheet_date(x: ibis.Value) -> ibis.DateValue:
