@@ -1365,16 +1365,12 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
             if is_parquet(parts[0]) and _empty_file(f):
                 unreadable[name] = _empty_file(f)
             elif not is_parquet(parts[0]):
-                if is_workbook(f):    # read from a CSV copy for as long as the process runs (Spark reads lazily)
-                    into = _spark_scratch() / hashlib.md5(str(f.resolve()).encode()).hexdigest()
-                    into.mkdir(exist_ok=True)
-                    parts, problem = _workbook_csv(f, name, into, notes)
+                if is_workbook(f):
+                    parts, problem = _workbook_csv(f, name, _spark_copies(f), notes)
                 else:
                     parts, problem = _csv_parts(f)
-                    if parts == [f]:    # as on DuckDB; the copy lasts as long as the process (Spark reads lazily)
-                        into = _spark_scratch() / hashlib.md5(str(f.resolve()).encode()).hexdigest()
-                        into.mkdir(exist_ok=True)
-                        parts = [from_header_row(f, into, f.name, notes)]
+                    if parts == [f]:    # as on DuckDB: one file, which a report's title may head
+                        parts = [from_header_row(f, _spark_copies(f), f.name, notes)]
                 scans = {_shown(p, f): _readable_csv_scan(p) for p in parts}
                 problem = problem or next((f"cannot read {n}: {s.problem}" for n, s in scans.items() if s.problem),
                                           None)
@@ -1400,6 +1396,14 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
     return found, unreadable, files, notes, counts
 
 
+def _spark_copies(f: Path) -> Path:
+    """The folder (made) for copies Spark reads in file ``f``'s place: a workbook's sheet, a CSV from its header
+    row, in UTF-8 or decompressed. It lasts as long as the process, because Spark reads lazily."""
+    folder = _spark_scratch() / hashlib.md5(str(f.resolve()).encode()).hexdigest()
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def _spark_readable_csv(f: Path, shown: str, notes: list[str]) -> Path:
     """``f``, or a copy Spark reads as the DuckDB engine reads ``f``: in UTF-8 (Spark would read other bytes as
     U+FFFD, silently; a note says so) and decompressed when its suffix is ".gz" written otherwise (Hadoop
@@ -1408,8 +1412,7 @@ def _spark_readable_csv(f: Path, shown: str, notes: list[str]) -> Path:
     unsuffixed = f.name.lower().endswith(".gz") and not f.name.endswith(".gz")
     if not (not_utf8 or unsuffixed):
         return f
-    folder = _spark_scratch() / hashlib.md5(str(f.resolve()).encode()).hexdigest()
-    folder.mkdir(exist_ok=True)
+    folder = _spark_copies(f)
     if not_utf8:
         read, encoding = utf8_copy(f, folder)
         notes.append(_not_utf8_note(f, not_utf8, encoding, shown))
