@@ -70,7 +70,7 @@ _ISO_DATE = (r"^([0-9]{4}[-/][0-9]{1,2}[-/][0-9]{1,2})"
 # below 29221 until 2050; YYYYMMDD has 8 digits)
 SPREADSHEET_DAY_ZERO = datetime.date(1899, 12, 30)
 SPREADSHEET_DAYS = (29221, 73050)
-_DAY_NUMBER = r"^[1-9][0-9]{4}(?:\.[0-9]+)?$"
+DAY_NUMBER = r"^[1-9][0-9]{4}(?:\.[0-9]+)?$"   # five digits, a fraction or not (trimmed text)
 
 
 @ibis.udf.scalar.builtin(name="try_strptime")
@@ -264,7 +264,7 @@ def spreadsheet_date(x: ibis.Value) -> ibis.DateValue:
     """The date a spreadsheet's day number stands for (45292 is 2024-01-01; 45292.75, 18:00 that day), for a
     number or text that is one within ``SPREADSHEET_DAYS``; NULL for anything else."""
     if x.type().is_string():
-        x = ibis.ifelse(x.re_search(_DAY_NUMBER), x.try_cast("float64"), ibis.null().cast("float64"))
+        x = ibis.ifelse(x.re_search(DAY_NUMBER), x.try_cast("float64"), ibis.null().cast("float64"))
     day = ibis.ifelse(x.between(*SPREADSHEET_DAYS), x.floor().cast("int64"), ibis.null().cast("int64"))
     # as a timestamp: DuckDB adds days to a date as a timestamp, which Ibis types as a date (and so will not cast)
     return (ibis.literal(SPREADSHEET_DAY_ZERO).cast("timestamp") + day.as_interval("D")).date()

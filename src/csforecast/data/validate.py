@@ -24,10 +24,10 @@ import ibis
 from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, OPPORTUNITY_STAGES, PRIORITIES,
                                       SCORE_RANGES, SENTIMENT_WORDS, SURVEY_KINDS, TABLES, TOUCH_KINDS, UNASSIGNED,
                                       MONTHS_PER_YEAR, health_sources)
-from csforecast.data.parse import (COMMON_DATE_FORMATS, NULL_TEXTS, NUMBER_FORMATS, SPREADSHEET_DAY_ZERO,
-                                   SPREADSHEET_DAYS, looks_like_formatted_number, number_in_format, number_marks,
-                                   null_text, padded, present, read_as, readable, reads_as_date_format,
-                                   spells_a_level, spreadsheet_date, squashed, trimmed)
+from csforecast.data.parse import (COMMON_DATE_FORMATS, DAY_NUMBER, NULL_TEXTS, NUMBER_FORMATS,
+                                   SPREADSHEET_DAY_ZERO, SPREADSHEET_DAYS, looks_like_formatted_number,
+                                   number_in_format, number_marks, null_text, padded, present, read_as, readable,
+                                   reads_as_date_format, spells_a_level, spreadsheet_date, squashed, trimmed)
 from csforecast.data.sources import (
     DATE_FORMAT_KEY,
     EVERY_TABLE,
@@ -133,10 +133,6 @@ def _reads_as_a_value(name: str) -> bool:
     """Whether a column name reads as a value rather than a name: a date, a time or a number (``2024-12-31``,
     ``8081.36``, ``$1,200``, ``16``), as the first row of a CSV written without its header holds."""
     return bool(_VALUE_LIKE.fullmatch(name.strip()))
-
-
-# a date saved as the number a spreadsheet keeps it as (days since 1899-12-30: 1927-05-18 .. 2173-10-13 with 5 digits)
-_EXCEL_SERIAL_DATE = r"^\s*[1-9][0-9]{4}(\.[0-9]+)?\s*$"
 
 
 def _header_below(t: ibis.Table, names: list[str]) -> list[str] | None:
@@ -427,7 +423,7 @@ class _Checker:
             fmt = self.source.date_format(name)
             if fmt:
                 return f"values that do not match date_format '{fmt}' (nor YYYY-MM-DD)"
-            if _all(bad, text.re_search(_EXCEL_SERIAL_DATE)):
+            if _all(bad, text.strip().re_search(DAY_NUMBER)):
                 first, last = (SPREADSHEET_DAY_ZERO + timedelta(days=n) for n in SPREADSHEET_DAYS)
                 return (f"values that cannot be read as a date (YYYY-MM-DD); they are all numbers, as a "
                         f"spreadsheet keeps dates, but outside {SPREADSHEET_DAYS[0]}–{SPREADSHEET_DAYS[1]} (the day "
