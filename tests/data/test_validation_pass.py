@@ -259,6 +259,49 @@ def test_dates_saved_as_a_spreadsheets_day_numbers_are_read_as_those_dates(table
     assert p.count == 1 and "outside 29221–73050" in p.message and "1970-01-01" in p.message, p.message
 
 
+def _zoned(df, columns, unit, zone):
+    """``df`` with its date ``columns`` as timestamps at midnight on ``zone``'s clock (Arrow type
+    timestamp[unit, tz=zone]), as a warehouse or pandas writes times with a time zone; an Arrow table."""
+    local = {c: pd.to_datetime(df[c]) for c in columns}
+    table = pa.Table.from_pandas(df.drop(columns=list(columns)), preserve_index=False)
+    for c, v in local.items():
+        if zone.startswith(("+", "-")):              # a fixed offset: the instant is the local time minus it
+            sign, hh, mm = zone[0], int(zone[1:3]), int(zone[-2:])
+            offset = pd.to_timedelta((1 if sign == "+" else -1) * (60 * hh + mm), unit="m")
+            instants = (v - offset).dt.tz_localize("UTC")
+        else:
+            instants = v.dt.tz_localize(zone, nonexistent="shift_forward", ambiguous=False)
+        table = table.append_column(c, pa.array(instants.dt.tz_convert("UTC"), type=pa.timestamp(unit, tz=zone)))
+    return table
+
+
+def test_timestamps_with_a_time_zone_are_read_as_the_dates_their_writer_had(tables, tmp_path):
+    """A Parquet column of timestamps with a time zone holds instants; the date read is the date on that zone's
+    clock (midnight in Tokyo is the day before in UTC), whatever the unit (DuckDB's zoned nanoseconds, pandas's
+    default, have no Ibis type), and whether the zone is named or an offset; a note names the zones. The tables
+    and features are the export's in plain dates."""
+    zones = {"contracts": ("ns", "Asia/Tokyo"), "accounts": ("ms", "Europe/Berlin"),
+             "tickets": ("us", "+05:30"), "surveys": ("ns", "UTC"), "touches": ("us", "America/Los_Angeles")}
+    d = tmp_path / "zoned"
+    write(d, tables)
+    for name, (unit, zone) in zones.items():
+        dates = [c.name for c in TABLES[name].columns if c.type == "date"]
+        pq.write_table(_zoned(tables[name], dates, unit, zone), d / f"{name}.parquet")
+    assert pq.read_schema(d / "contracts.parquet").field("start_date").type == pa.timestamp("ns", tz="Asia/Tokyo")
+    clean, src = open_source(write(tmp_path / "clean", tables)), open_source(d)
+    report = validate(src, AS_OF)
+    assert report.ok, [str(p) for p in report.errors]
+    for name in zones:
+        got = src.frame(name)
+        pd.testing.assert_frame_equal(got[clean.frame(name).columns], clean.frame(name), obj=name)
+    said = " | ".join(src.notes)
+    assert "contracts.parquet: timestamps with a time zone (start_date in Asia/Tokyo; end_date in Asia/Tokyo)" in said
+    assert "created_at in Europe/Berlin" in said and "opened_at in +05:30" in said
+    assert "surveys.parquet" not in said                       # UTC's dates are its dates: nothing to say
+    day = [date(2026, 4, 1)]
+    pd.testing.assert_frame_equal(build_snapshots(src, day), build_snapshots(clean, day))
+
+
 def _write_dates(c, fmt, keep=None):
     c = c.copy()
     rows = c.index if keep is None else c.index[keep(pd.to_datetime(c["start_date"]))]

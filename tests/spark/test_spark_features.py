@@ -314,6 +314,35 @@ def test_date_text_and_day_numbers_read_the_same_on_spark(small_portfolio, spark
         assert differing_columns(clean.sort_values("contract_id").reset_index(drop=True), got) == [], src.engine
 
 
+def test_timestamps_with_a_time_zone_read_the_same_dates_on_spark(small_portfolio, spark, tmp_path):
+    """Parquet timestamps with a time zone (nanoseconds in Tokyo, as pandas writes them; milliseconds at a fixed
+    offset): the dates on the zone's clock on both engines, the export's plain dates, with the same note."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d = tmp_path / "data"
+    shutil.copytree(small_portfolio, d, ignore=shutil.ignore_patterns("truth"))
+    for name, columns, unit, zone, shift in (("contracts", ("start_date", "end_date"), "ns", "Asia/Tokyo", None),
+                                             ("accounts", ("created_at",), "ms", "-03:30", "210min")):
+        df = pd.read_parquet(d / f"{name}.parquet")
+        table = pa.Table.from_pandas(df.drop(columns=list(columns)), preserve_index=False)
+        for c in columns:
+            local = pd.to_datetime(df[c])
+            instants = (local + pd.Timedelta(shift)).dt.tz_localize("UTC") if shift else local.dt.tz_localize(zone)
+            table = table.append_column(c, pa.array(instants.dt.tz_convert("UTC"), type=pa.timestamp(unit, tz=zone)))
+        pq.write_table(table, d / f"{name}.parquet")
+    clean = open_source(small_portfolio)
+    for src in (open_source(d), open_source(d, engine="spark", spark=spark)):
+        assert any(n.startswith("contracts.parquet: timestamps with a time zone (start_date in Asia/Tokyo")
+                   for n in src.notes), (src.engine, src.notes)
+        for name in ("contracts", "accounts"):
+            want = clean.frame(name).sort_values(f"{name[:-1]}_id").reset_index(drop=True)
+            got = src.frame(name).sort_values(f"{name[:-1]}_id").reset_index(drop=True)
+            assert differing_columns(want, got[want.columns]) == [], (src.engine, name)
+
+
 def test_excel_workbooks_read_the_same_on_spark(small_portfolio, spark, tmp_path):
     """accounts and contracts as Excel workbooks (contracts with a blank row, and a second sheet that is not the
     table), an .xls export of tickets: the same tables, notes, errors and data hash on Spark as on DuckDB, and the

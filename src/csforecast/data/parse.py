@@ -17,12 +17,13 @@ reports a value that was there (not NULL) but reads as NULL. The engine is DuckD
   Text in that format is read in it (`1.234` is 1234 in `1.234,56`), and text that is not is still read in
   number syntax (`16.0`, which `1.234,56` cannot have written), as with `date_format`.
 - bool: a boolean, or text DuckDB reads as one (`true`/`false`, `t`/`f`, `1`/`0`, `yes`/`no`).
-- date: a date; a timestamp's date (time zones as UTC); text as `YYYY-MM-DD` or `YYYY/MM/DD` (a time of day
-  after it is ignored), or in the table's declared `date_format` (strftime codes such as `%d/%m/%Y`; a time of
-  day after the date is accepted and ignored too). With a declared format, text that does not match it is
-  still read as `YYYY-MM-DD` (which no other format can be mistaken for), so one setting covers a table whose
-  date columns come from different systems. A spreadsheet's day number (`SPREADSHEET_DAYS`), as a number or
-  as text, is the date it stands for (`spreadsheet_date`): what a date column formatted as numbers saves.
+- date: a date; a timestamp's date (in UTC; a Parquet column's zone is applied as it is read, `sources`); text as
+  `YYYY-MM-DD` or `YYYY/MM/DD` (a time of day after it is ignored), or in the table's declared `date_format`
+  (strftime codes such as `%d/%m/%Y`; a time of day after the date is accepted and ignored too). With a declared
+  format, text that does not match it is still read as `YYYY-MM-DD` (which no other format can be mistaken for), so
+  one setting covers a table whose date columns come from different systems. A spreadsheet's day number
+  (`SPREADSHEET_DAYS`), as a number or as text, is the date it stands for (`spreadsheet_date`): what a date column
+  formatted as numbers saves.
 """
 from __future__ import annotations
 

@@ -986,6 +986,67 @@ def is_parquet(p: Path) -> bool:
         return False
 
 
+# a fixed time zone as Arrow writes one: an offset from UTC, +09:00 or -0530
+_UTC_OFFSET = re.compile(r"^([+-])([0-9]{2}):?([0-9]{2})$")
+
+
+def parquet_zones(f: Path) -> dict[str, str]:
+    """The time zone of each zoned timestamp column of Parquet file ``f``, as its writer recorded it in the
+    column's type (an IANA name such as ``Europe/Berlin``, ``UTC``, or an offset such as ``+09:00``); {} when
+    it has none. A zoned column holds instants; its dates are the dates on that zone's clock (:func:`zone_clock`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return {fld.name: fld.type.tz for fld in pq.read_schema(f) if pa.types.is_timestamp(fld.type) and fld.type.tz}
+
+
+def zone_clock(zone: str) -> tuple[str, int] | None:
+    """How to read an instant on the clock of time zone ``zone`` (:func:`parquet_zones`): the IANA zone to
+    convert it in and the minutes to add after (``("Asia/Tokyo", 0)``; an offset ``+09:00`` is ``("UTC", 540)``);
+    None for a zone name Python's time zone database does not know."""
+    import zoneinfo
+
+    m = _UTC_OFFSET.match(zone.strip())
+    if m:
+        return "UTC", (1 if m.group(1) == "+" else -1) * (60 * int(m.group(2)) + int(m.group(3)))
+    try:
+        zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None
+    return zone, 0
+
+
+def _zoned_note(shown: str, zones: dict[str, str]) -> str | None:
+    """The note for a Parquet table's zoned timestamp columns (None when all are UTC): which dates are read."""
+    local = {c: z for c, z in zones.items() if zone_clock(z) != ("UTC", 0)}
+    if not local:
+        return None
+    said = "; ".join(f"{c} in {z}" if zone_clock(z) else f"{c} in {z}, a time zone not known here: read as UTC"
+                     for c, z in local.items())
+    return f"{shown}: timestamps with a time zone ({said}): each read as the date on its zone's clock"
+
+
+def _duckdb_parquet(con, parts: list[Path], table_name: str, shown: str, notes: list[str]) -> ibis.Table:
+    """Parquet files read by DuckDB as one table. A zoned timestamp column (:func:`parquet_zones`, from the first
+    file) is read as the time on its zone's clock, so that its dates are the writer's (midnight in Tokyo is the day
+    before in UTC), and as a timestamp Ibis knows (it has no type for DuckDB's zoned nanoseconds)."""
+    zones = parquet_zones(parts[0])
+    if not zones:
+        return con.read_parquet([str(p) for p in parts], table_name=table_name)
+    local = []
+    for column, zone in zones.items():
+        region, minutes = zone_clock(zone) or ("UTC", 0)
+        ident = '"' + column.replace('"', '""') + '"'
+        local.append(f"timezone({_quote(region)}, CAST({ident} AS TIMESTAMPTZ)) + INTERVAL ({minutes}) MINUTE "
+                     f"AS {ident}")
+    files = ", ".join(_quote(str(p)) for p in parts)
+    con.raw_sql(f'CREATE OR REPLACE TEMP VIEW "{table_name}" AS SELECT * REPLACE ({", ".join(local)}) '
+                f"FROM read_parquet([{files}])")
+    if note := _zoned_note(shown, zones):
+        notes.append(note)
+    return con.table(table_name)
+
+
 def _text_kind(p: Path) -> int | None:
     """Which delimited-text kind ``p`` is named as, in the order of ``CSV_SUFFIXES``: 0 for `.csv`, 1 for `.tsv`,
     2 for `.txt` (compressed or not, any case); None when it is none of them."""
@@ -1048,7 +1109,7 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
                     if _empty_file(f):
                         unreadable[name] = _empty_file(f)
                         continue
-                    found[name] = con.read_parquet([str(p) for p in parts], table_name=f"_file_{name}")
+                    found[name] = _duckdb_parquet(con, parts, f"_file_{name}", f.name, notes)
                     continue
                 parts, empty = _csv_parts(f)
                 if empty:
@@ -1332,9 +1393,10 @@ def _spark_engine(spark):
     return ibis.pyspark.connect(spark if spark is not None else spark_session())
 
 
-def _spark_parquet(con, paths: list[Path], table_name: str) -> ibis.Table:
+def _spark_parquet(con, paths: list[Path], table_name: str, shown: str, notes: list[str]) -> ibis.Table:
     """Parquet files read by Spark as one table; timestamps pandas wrote in nanoseconds (which Spark reads as
-    integers) are turned back into timestamps (UTC)."""
+    integers) are turned back into timestamps (UTC), and a zoned timestamp column is read as the time on its
+    zone's clock, as on DuckDB (:func:`_duckdb_parquet`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from pyspark.sql import functions as F
@@ -1344,6 +1406,13 @@ def _spark_parquet(con, paths: list[Path], table_name: str) -> ibis.Table:
     for fld in pq.read_schema(paths[0]):
         if pa.types.is_timestamp(fld.type) and fld.type.unit == "ns" and fld.name in df.columns:
             df = df.withColumn(fld.name, F.timestamp_micros(F.floor(F.col(f"`{fld.name}`") / 1000).cast("long")))
+    zones = {c: z for c, z in parquet_zones(paths[0]).items() if c in df.columns}
+    for column, zone in zones.items():
+        region, minutes = zone_clock(zone) or ("UTC", 0)
+        df = df.withColumn(column, F.from_utc_timestamp(F.col(f"`{column}`"), region)
+                           + F.expr(f"INTERVAL {minutes} MINUTES"))
+    if note := _zoned_note(shown, zones):
+        notes.append(note)
     df.createOrReplaceTempView(table_name)
     return con.table(table_name)
 
@@ -1387,7 +1456,7 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
                     found[name] = found[name].filter(~(header | blank))
                     notes.append(_filler_note(f.name, scans))
             else:
-                found[name] = _spark_parquet(con, parts, f"_file_{name}")
+                found[name] = _spark_parquet(con, parts, f"_file_{name}", f.name, notes)
                 counts[name] = _parquet_rows(parts)
         except SpreadsheetError as e:
             unreadable[name] = str(e)
