@@ -302,6 +302,35 @@ def test_timestamps_with_a_time_zone_are_read_as_the_dates_their_writer_had(tabl
     pd.testing.assert_frame_equal(build_snapshots(src, day), build_snapshots(clean, day))
 
 
+def test_a_name_the_header_row_repeats_reads_the_first_column_with_a_note(tables, tmp_path):
+    """An export of a join names a column twice (account_id from each table; a segment of the account and of
+    something else): the first column of a name is read, as on Spark, with a note that says what the others are
+    called; column_map reads one of those instead."""
+    a = tables["accounts"].copy()
+    a.insert(len(a.columns), "Segment", "Strategic")          # the same name, case aside, other values
+    c = tables["contracts"].copy()
+    c.insert(3, "account_id_copy", c.account_id)
+    d = write(tmp_path / "d", {**tables, "accounts": a, "contracts": c}, csv=("accounts", "contracts"))
+    for name in ("accounts", "contracts"):                     # the header row as the export wrote it
+        f = d / f"{name}.csv"
+        f.write_text(f.read_text().replace("account_id_copy", "account_id", 1))
+    clean, src = open_source(write(tmp_path / "clean", tables)), open_source(d)
+    report = validate(src, AS_OF)
+    assert report.ok, [str(p) for p in report.errors]
+    for name in ("accounts", "contracts"):
+        pd.testing.assert_frame_equal(src.frame(name), clean.frame(name), obj=name)
+    said = [n for n in src.notes if "both named" in n]
+    assert said == [
+        f"accounts.csv: columns 3 and {len(a.columns)} are both named 'segment' (the second as 'Segment'): column "
+        f"{len(a.columns)} is called 'Segment_1' here; the first column of a name is the one read (to read another, map our column to what it "
+        "is called here under [column_map.accounts])",
+        "contracts.csv: columns 2 and 4 are both named 'account_id': column 4 is called 'account_id_1' here; the "
+        "first column of a name is the one read (to read another, map our column to what it is called here under "
+        "[column_map.contracts])"], said
+    other = open_source(d, {"accounts": {"segment": "Segment_1"}}).frame("accounts")
+    assert set(other.segment) == {"Strategic"}
+
+
 def _write_dates(c, fmt, keep=None):
     c = c.copy()
     rows = c.index if keep is None else c.index[keep(pd.to_datetime(c["start_date"]))]

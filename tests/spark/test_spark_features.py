@@ -314,9 +314,10 @@ def test_date_text_and_day_numbers_read_the_same_on_spark(small_portfolio, spark
         assert differing_columns(clean.sort_values("contract_id").reset_index(drop=True), got) == [], src.engine
 
 
-def test_timestamps_with_a_time_zone_read_the_same_dates_on_spark(small_portfolio, spark, tmp_path):
+def test_zoned_timestamps_and_repeated_column_names_read_the_same_on_spark(small_portfolio, spark, tmp_path):
     """Parquet timestamps with a time zone (nanoseconds in Tokyo, as pandas writes them; milliseconds at a fixed
-    offset): the dates on the zone's clock on both engines, the export's plain dates, with the same note."""
+    offset): the dates on the zone's clock on both engines, the export's plain dates, with the same note. A CSV
+    whose header row names a column twice (Spark's own reader renames both): the first read on both engines."""
     import shutil
 
     import pyarrow as pa
@@ -333,13 +334,18 @@ def test_timestamps_with_a_time_zone_read_the_same_dates_on_spark(small_portfoli
             instants = (local + pd.Timedelta(shift)).dt.tz_localize("UTC") if shift else local.dt.tz_localize(zone)
             table = table.append_column(c, pa.array(instants.dt.tz_convert("UTC"), type=pa.timestamp(unit, tz=zone)))
         pq.write_table(table, d / f"{name}.parquet")
+    t = pd.read_parquet(d / "tickets.parquet")
+    t.assign(Priority="P9").to_csv(d / "tickets.csv", index=False)          # 'priority' twice, case aside
+    (d / "tickets.parquet").unlink()
     clean = open_source(small_portfolio)
     for src in (open_source(d), open_source(d, engine="spark", spark=spark)):
         assert any(n.startswith("contracts.parquet: timestamps with a time zone (start_date in Asia/Tokyo")
                    for n in src.notes), (src.engine, src.notes)
-        for name in ("contracts", "accounts"):
-            want = clean.frame(name).sort_values(f"{name[:-1]}_id").reset_index(drop=True)
-            got = src.frame(name).sort_values(f"{name[:-1]}_id").reset_index(drop=True)
+        assert any(n.startswith("tickets.csv: columns 5 and 7 are both named 'priority'") for n in src.notes)
+        for name in ("contracts", "accounts", "tickets"):
+            key = {"accounts": "account_id", "contracts": "contract_id", "tickets": "ticket_id"}[name]
+            want = clean.frame(name).sort_values(key).reset_index(drop=True)
+            got = src.frame(name).sort_values(key).reset_index(drop=True)
             assert differing_columns(want, got[want.columns]) == [], (src.engine, name)
 
 

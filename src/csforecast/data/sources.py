@@ -718,6 +718,55 @@ def _cell(value: str) -> str:
     return value.replace("\ufeff", "").strip()
 
 
+def header_names(f: Path) -> list[str]:
+    """The names in CSV file ``f``'s first line, its header row (as the csv module reads them, with
+    :func:`_cell`'s cleaning); [] for a file with no line."""
+    import csv
+
+    with _open_text(f, errors="replace") as fh:
+        first = fh.readline()
+    row = next(csv.reader([first], delimiter=_line_delimiter(first), quotechar='"', doublequote=True), [])
+    return [_cell(v) for v in row]
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Column names made unique as DuckDB's CSV reader makes them: the first of a name (compared case aside)
+    keeps it; a later one gets ``_1`` appended (or the first ``_k`` not yet taken). Spark names such columns
+    otherwise (each with its position appended, the first too), so a CSV table with repeated names is given these
+    on both engines: the first column of a name is the one read."""
+    taken: set[str] = set()
+    out = []
+    for n in names:
+        name, k = n, 0
+        while name.lower() in taken:
+            k += 1
+            name = f"{n}_{k}"
+        taken.add(name.lower())
+        out.append(name)
+    return out
+
+
+def _repeated_names_note(name: str, shown: str, f: Path) -> str | None:
+    """The note for table ``name``'s CSV file whose header row names a column more than once (an export of a
+    join: ``account_id`` from each table), or None: the first column of a name is read, and the others can be
+    named in column_map by what they are called here (:func:`unique_names`)."""
+    names = header_names(f)
+    unique = unique_names(names)
+    first = {}
+    for i, n in enumerate(names, 1):
+        first.setdefault(n.lower(), i)
+    said = []
+    for i, (n, u) in enumerate(zip(names, unique), 1):
+        if n != u:
+            was = names[first[n.lower()] - 1]
+            said.append(f"columns {first[n.lower()]} and {i} are both named {was!r}"
+                        + (f" (the second as {n!r})" if n != was else "") + f": column {i} is called {u!r} here")
+    if not said:
+        return None
+    return (f"{shown}: " + "; ".join(said) + "; the first column of a name is the one read (to read another, map "
+            f"our column to what it is called here under [column_map.{name}])")
+
+
 def _filler_rows(t: ibis.Table) -> tuple[ibis.Expr, ibis.Expr]:
     """Whether each row of a CSV table (read as text) repeats its header row, and whether every field is empty
     (NULL, '' or white space): the rows :class:`CsvScan` lists, by the same rule (a repeated header: every field
@@ -1103,7 +1152,7 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
                         unreadable[name] = empty
                         continue
                     found[name], said = _without_filler_rows(con, name, _load_csv(con, name, copies), f, copies)
-                    notes += said
+                    notes += said + [n for n in [_repeated_names_note(name, f.name, copies[0])] if n]
                     continue
                 if is_parquet(parts[0]):
                     if _empty_file(f):
@@ -1135,7 +1184,7 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
                                 read.append(p)
                         loaded = _load_csv(con, name, read)   # loaded now: the copies can go
                 found[name], said = _without_filler_rows(con, name, loaded, f, parts)
-                notes += said
+                notes += said + [n for n in [_repeated_names_note(name, _shown(parts[0], f), parts[0])] if n]
             except SpreadsheetError as e:
                 unreadable[name] = str(e)
             except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
@@ -1251,7 +1300,7 @@ def _read_workbook(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
                     continue
                 found[name], said = _without_filler_rows(con, name, _load_csv(con, name, copies), path, copies,
                                                          shown=shown)
-                notes += said
+                notes += said + [n for n in [_repeated_names_note(name, shown, copies[0])] if n]
             except SpreadsheetError as e:
                 unreadable[name] = str(e)
             except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
@@ -1449,6 +1498,9 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
                 read = [_spark_readable_csv(p, _shown(p, f), notes) for p in parts]
                 df = con._session.read.csv([str(p) for p in read], header=True, inferSchema=False,
                                            sep=_delimiter(read[0]), quote='"', escape='"', mode="PERMISSIVE")
+                if note := _repeated_names_note(name, _shown(parts[0], f), read[0]):
+                    df = df.toDF(*unique_names(header_names(read[0])))     # DuckDB's names: the first read
+                    notes.append(note)
                 df.createOrReplaceTempView(f"_file_{name}")
                 found[name] = con.table(f"_file_{name}")
                 if any(s.repeated_header or s.blank for s in scans.values()):
