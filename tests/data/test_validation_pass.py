@@ -322,8 +322,8 @@ def test_a_name_the_header_row_repeats_reads_the_first_column_with_a_note(tables
     said = [n for n in src.notes if "both named" in n]
     assert said == [
         f"accounts.csv: columns 3 and {len(a.columns)} are both named 'segment' (the second as 'Segment'): column "
-        f"{len(a.columns)} is called 'Segment_1' here; the first column of a name is the one read (to read another, map our column to what it "
-        "is called here under [column_map.accounts])",
+        f"{len(a.columns)} is called 'Segment_1' here; the first column of a name is the one read (to read another, "
+        "map our column to what it is called here under [column_map.accounts])",
         "contracts.csv: columns 2 and 4 are both named 'account_id': column 4 is called 'account_id_1' here; the "
         "first column of a name is the one read (to read another, map our column to what it is called here under "
         "[column_map.contracts])"], said

@@ -128,6 +128,45 @@ def test_data_hash_of_a_database_covers_values(postgres, small_portfolio, tmp_pa
     assert open_source(f"duckdb://{db}").data_hash == open_source(db).data_hash
 
 
+def test_a_duckdb_file_with_its_tables_in_another_schema(source_kinds, reference, tmp_path):
+    """A DuckDB file whose tables are in a schema of their own (`crm`), not `main`: read from it, with a note,
+    as the same tables; with two such schemas, an error naming both and the URL that picks one
+    (`duckdb:///file?schema=NAME`), which reads it; a schema it does not have is named as such."""
+    import shutil
+
+    import duckdb
+
+    from csforecast.data.sources import SourceError
+
+    db = tmp_path / "book.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE SCHEMA crm")
+    con.execute(f"ATTACH '{source_kinds['duckdb_file']}' AS src (READ_ONLY)")
+    for name in reference["frames"]:
+        con.execute(f"CREATE TABLE crm.{name} AS SELECT * FROM src.main.{name}")
+    con.close()
+    two = tmp_path / "two.duckdb"                    # written before either is opened (a source keeps it open)
+    shutil.copy(db, two)
+    con = duckdb.connect(str(two))
+    con.execute("CREATE SCHEMA staging")
+    con.execute("CREATE TABLE staging.accounts AS SELECT * FROM crm.accounts LIMIT 5")
+    con.close()
+    src = open_source(db)
+    assert "book.duckdb: the contract tables are read from schema 'crm' (schema main holds none)" in src.notes
+    for name, want in reference["frames"].items():
+        keys = [TABLES[name].key] if TABLES[name].key else list(want.columns)
+        assert_same(src.frame(name), want, keys, f"crm/{name}")
+    db = two
+    with pytest.raises(SourceError, match=r"schemas 'crm' and 'staging' each hold some: name the one to read, "
+                                          rf"duckdb://{db}\?schema=crm"):
+        open_source(db)
+    picked = open_source(f"duckdb://{db}?schema=staging")
+    assert picked.row_count("accounts") == 5 and "contracts" not in picked.raw
+    assert open_source(f"duckdb://{db}?schema=crm").row_count("contracts") == len(reference["frames"]["contracts"])
+    with pytest.raises(SourceError, match="two.duckdb has no schema 'sales' "):
+        open_source(f"duckdb://{db}?schema=sales")
+
+
 def test_column_map_and_date_format_on_postgres(postgres, small_portfolio, tmp_path, reference):
     """A CRM-style export in PostgreSQL: other column names and dd/mm/yyyy text dates, read through
     [column_map.*] (with date_format) in csforecast.toml by the real CLI, gives the same report and features."""
@@ -195,7 +234,7 @@ def test_names_spelled_another_way_are_read_as_ours(postgres, small_portfolio, t
         df.to_csv(csv / f"{_spelled(name)}.csv", index=False)
     import duckdb
 
-    db = tmp_path / "crm.duckdb"
+    db = tmp_path / "book.duckdb"
     con = duckdb.connect(str(db))
     for name, df in tables.items():
         con.register("frame", df)

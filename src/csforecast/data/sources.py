@@ -1311,29 +1311,55 @@ def _read_workbook(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
     return found, unreadable, [path], notes
 
 
-def _duckdb_path(location: str) -> Path:
-    """The database file of a `duckdb://` URL (`duckdb:///abs/path.duckdb` or `duckdb://rel/path.duckdb`)."""
+def _duckdb_path(location: str) -> tuple[Path, str | None]:
+    """The database file of a `duckdb://` URL (`duckdb:///abs/path.duckdb` or `duckdb://rel/path.duckdb`), and
+    the schema its `?schema=NAME` names (None when it names none)."""
     parts = urlsplit(location)
     path = unquote(parts.netloc + parts.path)
     if not path or path == ":memory:":
         raise SourceError(f"{location}: a duckdb:// URL must name a database file, e.g. duckdb:///data/cs.duckdb")
-    return Path(path)
+    query = dict(q.split("=", 1) for q in parts.query.split("&") if "=" in q)
+    return Path(path), (unquote(query["schema"]) if query.get("schema") else None)
 
 
-def _attach_duckdb(con, path: Path) -> tuple[dict[str, ibis.Table], list[str]]:
-    """Attach a DuckDB database file read-only and return its contract tables (schema main), and notes."""
+def _attach_duckdb(con, path: Path, schema: str | None = None) -> tuple[dict[str, ibis.Table], list[str]]:
+    """Attach a DuckDB database file read-only and return its contract tables, and notes. The tables are those of
+    ``schema``; when none is named, of schema main, or, when main holds no contract table, of the one other schema
+    that holds some (SourceError when several do: which to read is the user's to say)."""
     if not path.is_file():
         raise SourceError(f"no DuckDB database at {path}")
     try:
         con.raw_sql(f"ATTACH {_quote(path)} AS {_ATTACHED} (READ_ONLY)")
         # ibis 12's list_tables() calls DuckDBPyConnection.fetch_arrow_table, which duckdb 2.0 removed (fixed
         # upstream in ibis PR #12001, not yet released): list the tables with the DB-API fetchall instead
-        rows = con.raw_sql("SELECT table_name FROM information_schema.tables WHERE table_catalog = "
-                           f"{_quote(_ATTACHED)} AND table_schema = 'main'").fetchall()
+        rows = con.raw_sql("SELECT table_schema, table_name FROM information_schema.tables WHERE table_catalog = "
+                           f"{_quote(_ATTACHED)} ORDER BY table_schema, table_name").fetchall()
     except Exception as e:  # noqa: BLE001 - not a database, a newer storage version, locked by a writer, ...
         raise SourceError(f"cannot open the DuckDB database {path}: {_first_line(e)}") from e
-    names, notes = _contract_tables(r[0] for r in rows)
-    return {n: con.table(t, database=(_ATTACHED, "main")) for n, t in names.items()}, notes
+    schemas: dict[str, list[str]] = {}
+    for sch, table in rows:
+        schemas.setdefault(sch, []).append(table)
+    chosen, said = _duckdb_schema(path, schemas, schema)
+    names, notes = _contract_tables(schemas.get(chosen, []))
+    return {n: con.table(t, database=(_ATTACHED, chosen)) for n, t in names.items()}, said + notes
+
+
+def _duckdb_schema(path: Path, schemas: dict[str, list[str]], named: str | None) -> tuple[str, list[str]]:
+    """Which schema of DuckDB file ``path`` (its tables by schema) to read, and the note that says why."""
+    if named is not None:
+        if named not in schemas:
+            have = ", ".join(map(repr, schemas)) or "none"
+            raise SourceError(f"{path.name} has no schema {named!r} (it has {have})")
+        return named, []
+    holding = [sch for sch, tables in schemas.items() if _contract_tables(tables)[0]]
+    if "main" in holding or not holding:
+        return "main", []
+    if len(holding) == 1:
+        return holding[0], [f"{path.name}: the contract tables are read from schema {holding[0]!r} (schema main "
+                            "holds none)"]
+    raise SourceError(f"{path.name}: schema main holds no contract table, and schemas "
+                      f"{' and '.join(map(repr, holding))} each hold some: name the one to read, "
+                      f"duckdb://{path.resolve()}?schema={holding[0]}")
 
 
 def _copy_from_ibis(con, location: str, reading: dict[str, TableReading]
@@ -1589,7 +1615,7 @@ def open_source(location: str | Path, column_map: dict[str, dict[str, str]] | No
     if "://" in loc:
         scheme = urlsplit(loc).scheme.lower()
         if scheme == "duckdb":
-            (found, notes), kind = _attach_duckdb(con, _duckdb_path(loc)), "duckdb"
+            (found, notes), kind = _attach_duckdb(con, *_duckdb_path(loc)), "duckdb"
         else:
             (found, unreadable, notes, uncopied), kind = _copy_from_ibis(con, loc, reading), scheme
     else:
