@@ -331,6 +331,31 @@ def test_a_name_the_header_row_repeats_reads_the_first_column_with_a_note(tables
     assert set(other.segment) == {"Strategic"}
 
 
+def test_a_boolean_written_as_words_or_numbers_reads_as_true_or_false(tables, tmp_path):
+    """auto_renew as exports write it: `Yes`/`N`, `1.0`/`0.0` (a boolean column with gaps, as pandas writes it),
+    in one CSV column, or as a Parquet column of floats with gaps: the same contracts as the clean export's (a gap
+    missing); another number or word is an error naming it."""
+    c = tables["contracts"].copy()
+    words = {True: ["Yes", "TRUE", "1.0", "y"], False: ["N", "false", "0.0", "no"]}
+    c["auto_renew"] = [words[v][i % 4] for i, v in enumerate(c.auto_renew)]
+    c.loc[c.index[5], "auto_renew"] = ""
+    clean = tables["contracts"].copy()
+    clean["auto_renew"] = clean.auto_renew.astype(object)
+    clean.loc[clean.index[5], "auto_renew"] = None
+    want = open_source(write(tmp_path / "clean", {**tables, "contracts": clean})).frame("contracts")
+    floats = tables["contracts"].assign(auto_renew=clean.auto_renew.map({True: 1.0, False: 0.0}))
+    assert floats.auto_renew.dtype == "float64"
+    for d in (write(tmp_path / "text", {**tables, "contracts": c}, csv=("contracts",)),
+              write(tmp_path / "floats", {**tables, "contracts": floats})):
+        src = open_source(d)
+        assert validate(src, AS_OF).ok
+        pd.testing.assert_frame_equal(src.frame("contracts"), want, obj=d.name)
+    c.loc[c.index[7], "auto_renew"] = "2"
+    d = write(tmp_path / "bad", {**tables, "contracts": c}, csv=("contracts",))
+    [p] = [p for p in validate(open_source(d), AS_OF).problems if p.column == "auto_renew"]
+    assert p.level == "error" and p.count == 1 and "auto_renew='2'" in str(p), str(p)
+
+
 def _write_dates(c, fmt, keep=None):
     c = c.copy()
     rows = c.index if keep is None else c.index[keep(pd.to_datetime(c["start_date"]))]

@@ -349,6 +349,25 @@ def test_zoned_timestamps_and_repeated_column_names_read_the_same_on_spark(small
             assert differing_columns(want, got[want.columns]) == [], (src.engine, name)
 
 
+def test_booleans_as_words_and_numbers_read_the_same_on_spark(spark):
+    """A boolean column's text and numbers read as the same true/false, or none, on both engines."""
+    import ibis
+
+    from csforecast.data.parse import read_as
+
+    texts = ["true", "False", "T", "f", "Y", "n", "yes", "NO", "1", "0", "1.0", "0.0", " 1 ", "2", "0.5", "maybe",
+             "", None]
+    frame = pd.DataFrame({"i": range(len(texts)), "v": texts, "x": [1.0, 0.0, 0.5, None, 2.0, -1.0] * 3})
+    spark.createDataFrame(frame).createOrReplaceTempView("bool_texts")
+    read = [con.execute(t.select(t.i, b=read_as(t.v, "bool"), y=read_as(t.x, "bool")).order_by("i"))
+            for con, t in ((ibis.pyspark.connect(spark), ibis.pyspark.connect(spark).table("bool_texts")),
+                           (ibis.duckdb.connect(), ibis.memtable(frame)))]
+    want = [True, False] * 6 + [True] + [None] * 5
+    for got in read:
+        assert [None if pd.isna(v) else bool(v) for v in got.b] == want, list(zip(texts, got.b))
+        assert [None if pd.isna(v) else bool(v) for v in got.y] == [True, False, None, None, None, None] * 3
+
+
 def test_excel_workbooks_read_the_same_on_spark(small_portfolio, spark, tmp_path):
     """accounts and contracts as Excel workbooks (contracts with a blank row, and a second sheet that is not the
     table), an .xls export of tickets: the same tables, notes, errors and data hash on Spark as on DuckDB, and the

@@ -16,7 +16,8 @@ reports a value that was there (not NULL) but reads as NULL. The engine is DuckD
   sign ($ € £ ¥) before or after, spaces, a minus sign or accounting parentheses for a negative (`(1,234.00)`).
   Text in that format is read in it (`1.234` is 1234 in `1.234,56`), and text that is not is still read in
   number syntax (`16.0`, which `1.234,56` cannot have written), as with `date_format`.
-- bool: a boolean, or text DuckDB reads as one (`true`/`false`, `t`/`f`, `1`/`0`, `yes`/`no`).
+- bool: a boolean, text DuckDB reads as one (`true`/`false`, `t`/`f`, `1`/`0`, `yes`/`no`), or the number 1 or 0
+  (`1.0`/`0.0` too: how pandas writes a boolean column with gaps), as a number or as text.
 - date: a date; a timestamp's date (in UTC; a Parquet column's zone is applied as it is read, `sources`); text as
   `YYYY-MM-DD` or `YYYY/MM/DD` (a time of day after it is ignored), or in the table's declared `date_format`
   (strftime codes such as `%d/%m/%Y`; a time of day after the date is accepted and ignored too). With a declared
@@ -166,7 +167,7 @@ def readable(found: dt.DataType, logical: str) -> bool:
     if logical in ("float", "int"):
         return found.is_string() or found.is_numeric() or found.is_boolean()
     if logical == "bool":
-        return found.is_string() or found.is_boolean() or found.is_integer()
+        return found.is_string() or found.is_boolean() or found.is_numeric()
     if logical == "date":   # numbers: a spreadsheet's day numbers (parse.spreadsheet_date)
         return found.is_string() or found.is_date() or found.is_timestamp() or found.is_numeric()
     raise ValueError(f"unknown logical type {logical!r}")
@@ -239,9 +240,9 @@ def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim
     if logical == "bool":
         if found.is_boolean():
             return x
-        if found.is_integer():
-            return ibis.cases((x == 1, True), (x == 0, False), else_=ibis.null().cast("boolean"))
-        return x.try_cast("boolean")
+        if found.is_numeric():   # 1 and 0, also as floats: how pandas writes a boolean column with gaps
+            return _one_or_zero(x)
+        return ibis.coalesce(x.try_cast("boolean"), _one_or_zero(x.try_cast("float64")))
     # date
     if found.is_date():
         return x
@@ -253,6 +254,11 @@ def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim
         x = x.cast("string")
     declared = [_try_strptime(x, f).cast("date") for f in date_formats(date_format)] if date_format else []
     return ibis.coalesce(*declared, _date_from_text(x))
+
+
+def _one_or_zero(x: ibis.NumericValue) -> ibis.BooleanValue:
+    """True for 1, False for 0, NULL for any other number."""
+    return ibis.cases((x == 1, True), (x == 0, False), else_=ibis.null().cast("boolean"))
 
 
 def _date_from_text(x: ibis.StringValue) -> ibis.DateValue:
