@@ -912,6 +912,42 @@ def test_a_missing_value_written_as_null_reads_as_missing(tables, tmp_path):
     assert (err.column, err.rule, err.count) == ("end_date", "null", 1)
 
 
+def test_a_missing_number_or_date_written_as_na_or_nan_reads_as_missing(tables, tmp_path):
+    """Spreadsheets and data tools write a missing number, date or true/false as text (`#N/A`, `N/A`, `NA`, `NaN`,
+    `None`, …): in a column whose type is not text it reads as missing, with a note per column, and the tables are
+    the clean export's; in a text column it is the text (`NA` may be North America). `-` stays unreadable (an
+    accounting format's zero). In a required column, a missing value (an error), not an unreadable one."""
+    from csforecast.data.parse import NO_VALUE_WORDS
+
+    c, t = tables["contracts"].copy(), tables["tickets"].copy()
+    words = list(NO_VALUE_WORDS) + [" #N/A  "]
+    seats = c.seats.astype(object)
+    rows = c.index[: len(words)]
+    seats[rows] = words
+    csat = t.csat.astype(object).where(t.csat.notna(), [words[i % len(words)] for i in range(len(t))])
+    c2, t2 = c.assign(seats=seats), t.assign(csat=csat)
+    c2["churn_reason"] = c2.churn_reason.astype(object)
+    c2.loc[c2.index[-1], "churn_reason"] = "NA"                        # a text column keeps its text
+    d = write(tmp_path / "d", {**tables, "contracts": c2, "tickets": t2}, csv=("contracts", "tickets"))
+    c.loc[rows, "seats"] = np.nan
+    c["churn_reason"] = c.churn_reason.astype(object)
+    c.loc[c.index[-1], "churn_reason"] = "NA"
+    clean = open_source(write(tmp_path / "clean", {**tables, "contracts": c}, csv=("contracts", "tickets")))
+    src = open_source(d)
+    report = validate(src, AS_OF)
+    assert report.ok, [str(p) for p in report.errors]
+    said = {(p.table, p.column): p.count for p in report.problems if p.rule == "no_value_text"}
+    assert said == {("contracts", "seats"): len(words), ("tickets", "csat"): int(t.csat.isna().sum())}
+    for name in ("contracts", "tickets"):
+        pd.testing.assert_frame_equal(src.frame(name), clean.frame(name), obj=name)
+    assert src.frame("contracts").churn_reason.iloc[-1] == "NA"
+    c2.loc[c2.index[0], "seats"] = "-"
+    c2.loc[c2.index[1], "arr"] = "#N/A"
+    d = write(tmp_path / "d2", {**tables, "contracts": c2}, csv=("contracts",))
+    errors = {(p.column, p.rule): p.count for p in validate(open_source(d), AS_OF).errors}
+    assert errors == {("seats", "type"): 1, ("arr", "null"): 1}, errors
+
+
 def test_a_csv_without_its_header_row_is_one_error_that_says_so(tables, tmp_path):
     """A `COPY … TO` or an unload written without HEADER: the first row is taken for the column names. One error
     says so and names the columns to write, not one per missing column."""

@@ -7,7 +7,8 @@ reports a value that was there (not NULL) but reads as NULL. The engine is DuckD
 - text is read without surrounding spaces (`"A00048 "` is `A00048`), and text that is only spaces is missing
   (NULL), whatever the column's type; so is the text a database client writes for a missing value
   (`NULL_TEXTS`: `NULL` from SQL clients' exports, `\\N` from MySQL's and Hive's), spaces around it or not
-  (a fixed-width export pads it: `" NULL "`).
+  (a fixed-width export pads it: `" NULL "`). In a column whose type is not text, so is the text spreadsheets and
+  data tools write for a missing value (`NO_VALUE_WORDS`: `N/A`, `#N/A`, `NA`, `NaN`, `None`, …).
 - string: any scalar, as text; in a column of levels (`Column.levels`), a level written another way (case,
   spaces and punctuation aside: `NPS`, `Exec Meeting`, `Cross-Sell`) is the level.
 - float: a finite number (text is read with DuckDB's number syntax: `1234.5`, `-3`, `1e5`; not `1,5`, `NaN`
@@ -48,6 +49,11 @@ NULL_TEXTS = ("NULL", "null", "\\N")
 # RE2 and Java give up at a value's first character that is not one of these (trimming first scans every value)
 _NULL_TEXT = rf"^\s*(?:{'|'.join(re.escape(t) for t in NULL_TEXTS)})\s*$"
 _NO_VALUE = rf"^\s*(?:{'|'.join(re.escape(t) for t in NULL_TEXTS)})?\s*$"
+# what spreadsheets and data tools write for a missing number, date or true/false (Excel's #N/A, pandas's and R's
+# NaN and NA, Python's None): missing where the contract's type is not text. Not in a text column, where `NA` may be
+# a value (North America) and `None` a churn reason
+NO_VALUE_WORDS = ("N/A", "n/a", "NA", "#N/A", "#N/A N/A", "#NA", "<NA>", "NaN", "nan", "-NaN", "-nan", "None")
+_NO_VALUE_WORD = rf"^\s*(?:{'|'.join(re.escape(t) for t in NO_VALUE_WORDS)})\s*$"
 
 # the date formats exports commonly write, tried (by validation) on text that does not read as YYYY-MM-DD so the
 # error can name the `date_format` to declare; a guess is only a hint: nothing is read in a format not declared
@@ -173,20 +179,35 @@ def readable(found: dt.DataType, logical: str) -> bool:
     raise ValueError(f"unknown logical type {logical!r}")
 
 
-def present(x: ibis.Value) -> ibis.BooleanValue:
-    """Whether a value is there: not NULL and, for text, neither only spaces nor one of `NULL_TEXTS` (which every
-    rule reads as missing)."""
-    return (x.notnull() & ~x.re_search(_NO_VALUE)) if x.type().is_string() else x.notnull()
+def present(x: ibis.Value, logical: str = "string") -> ibis.BooleanValue:
+    """Whether a value of a column of the contract's ``logical`` type is there: not NULL and, for text, neither
+    only spaces nor one of `NULL_TEXTS` (which every rule reads as missing), nor, unless the column is text, one
+    of `NO_VALUE_WORDS`."""
+    if not x.type().is_string():
+        return x.notnull()
+    there = x.notnull() & ~x.re_search(_NO_VALUE)
+    return there if logical == "string" else there & ~no_value_word(x)
+
+
+def _one_of(x: ibis.StringValue, texts: tuple[str, ...], pattern: str) -> ibis.BooleanValue:
+    """Whether text is one of ``texts``, spaces around it or not (``pattern``: the texts so, anchored)."""
+    # the exact texts by one comparison, and the pattern only on text that begins with white space (or another
+    # character that sorts before "!", on both engines) or ends in a space or a tab: searching every value cost
+    # ~4× as much as the exact match, taking the first and last characters to test them ~3×
+    edge_space = (x < "!") | x.endswith(" ") | x.endswith("\t")
+    return ibis.cases((x.isin(texts), True), (edge_space, x.re_search(pattern)), else_=False)
 
 
 def null_text(x: ibis.StringValue) -> ibis.BooleanValue:
     """Whether text is one of `NULL_TEXTS`, spaces around it or not: a missing value as a database client writes
     it (a fixed-width export pads it to the column's width)."""
-    # the exact texts by one comparison, and the pattern only on text that begins with white space (or another
-    # character that sorts before "!", on both engines) or ends in a space or a tab: searching every value cost
-    # ~4× as much as the exact match, taking the first and last characters to test them ~3×
-    edge_space = (x < "!") | x.endswith(" ") | x.endswith("\t")
-    return ibis.cases((x.isin(NULL_TEXTS), True), (edge_space, x.re_search(_NULL_TEXT)), else_=False)
+    return _one_of(x, NULL_TEXTS, _NULL_TEXT)
+
+
+def no_value_word(x: ibis.StringValue) -> ibis.BooleanValue:
+    """Whether text is one of `NO_VALUE_WORDS`, spaces around it or not: a missing number, date or true/false as
+    a spreadsheet or a data tool writes it (:func:`read_as` reads none of them as a value)."""
+    return _one_of(x, NO_VALUE_WORDS, _NO_VALUE_WORD)
 
 
 def padded(x: ibis.StringValue) -> ibis.BooleanValue:

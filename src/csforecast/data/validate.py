@@ -26,8 +26,8 @@ from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, 
                                       MONTHS_PER_YEAR, health_sources)
 from csforecast.data.parse import (COMMON_DATE_FORMATS, DAY_NUMBER, NULL_TEXTS, NUMBER_FORMATS,
                                    SPREADSHEET_DAY_ZERO, SPREADSHEET_DAYS, looks_like_formatted_number,
-                                   number_in_format, number_marks, null_text, padded, present, read_as, readable,
-                                   reads_as_date_format, spells_a_level, spreadsheet_date, squashed, trimmed)
+                                   no_value_word, null_text, number_in_format, number_marks, padded, present, read_as,
+                                   readable, reads_as_date_format, spells_a_level, spreadsheet_date, squashed, trimmed)
 from csforecast.data.sources import (
     DATE_FORMAT_KEY,
     EVERY_TABLE,
@@ -392,7 +392,7 @@ class _Checker:
             x = t[col.name]
             if not x.type().is_null():
                 self.add("error", name, col.name, "type", lambda bad, c=col: self._unreadable_message(name, c, bad),
-                         t, present(x) & read_as(x, col.type, fmt, number_format=numbers).isnull())
+                         t, present(x, col.type) & read_as(x, col.type, fmt, number_format=numbers).isnull())
             if col.type == "date" and not (x.type().is_temporal() or x.type().is_null()):
                 self.add("warning", name, col.name, "spreadsheet_days", "dates written as the numbers of days "
                          "spreadsheets count (45292 is 2024-01-01; a fraction is the time of day): read as those "
@@ -400,10 +400,11 @@ class _Checker:
                          "dates there to be sure", t, spreadsheet_date(x).notnull())
             if col.left_out:
                 self.add("warning", name, col.name, "left_out", f"rows without {col.name} are left out "
-                         f"({col.left_out})", t, ~present(x))
+                         f"({col.left_out})", t, ~present(x, col.type))
             elif not col.nullable:
                 why = f": {col.when_missing}" if col.when_missing else ""
-                self.add("error", name, col.name, "null", f"missing values in a required column{why}", t, ~present(x))
+                self.add("error", name, col.name, "null", f"missing values in a required column{why}", t,
+                         ~present(x, col.type))
             if col.levels:
                 self.add("info", name, col.name, "spelled_levels", f"values written another way, read as the "
                          f"levels they spell ({', '.join(col.levels)})", t,
@@ -414,6 +415,9 @@ class _Checker:
             if x.type().is_string():
                 self.add("info", name, col.name, "null_text", f"the text {_listed(NULL_TEXTS)} (how "
                          "database clients write a missing value): read as missing", t, null_text(x))
+            if x.type().is_string() and col.type != "string":
+                self.add("info", name, col.name, "no_value_text", "text such as N/A, #N/A, NA, NaN or None (how "
+                         "spreadsheets and data tools write a missing value): read as missing", t, no_value_word(x))
 
     def _unreadable_message(self, name, col, bad: ibis.Table) -> str:
         """What is wrong with the unreadable values `bad[col]` and, when they all fit a common way of writing
