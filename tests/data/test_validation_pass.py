@@ -384,6 +384,21 @@ def test_unreadable_dates_name_the_date_format_they_are_written_in(tables, tmp_p
     assert fmt in named and validate(open_source(d, {"contracts": {"date_format": fmt}}), AS_OF).ok
 
 
+def test_us_dates_with_a_12_hour_time_read_in_the_date_format_named(tables, tmp_path):
+    """`1/5/2024 12:00:00 AM` (Excel's and SQL Server's US text for a date and time): the error names %m/%d/%Y,
+    and declaring it reads the dates (the time of day, 12-hour with AM/PM, ignored), as the clean export's."""
+    c = tables["contracts"].copy()
+    c["start_date"] = [d.strftime("%-m/%-d/%Y ") + ("12:00:00 AM" if i % 2 else "3:30 PM")
+                       for i, d in enumerate(pd.to_datetime(c.start_date))]
+    d = write(tmp_path / "d", {**tables, "contracts": c}, csv=("contracts",))
+    [p] = [p for p in validate(open_source(d), AS_OF).errors if p.column == "start_date"]
+    assert 'they all read as %m/%d/%Y: declare date_format = "%m/%d/%Y"' in p.message, p.message
+    src = open_source(d, {"contracts": {"date_format": "%m/%d/%Y"}})
+    assert validate(src, AS_OF).ok
+    clean = open_source(write(tmp_path / "clean", tables)).frame("contracts")
+    pd.testing.assert_frame_equal(src.frame("contracts"), clean)
+
+
 def test_dates_in_no_common_format_get_the_general_advice(tables, tmp_path):
     c = tables["contracts"].copy()
     c["start_date"] = c["start_date"].astype(str).where(c.index != c.index[2], "someday")

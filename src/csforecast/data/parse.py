@@ -37,13 +37,15 @@ import ibis.expr.datatypes as dt
 
 # a time of day that may follow the date in the declared format (ignored once read)
 _TIME_SUFFIXES = ("", " %H:%M", " %H:%M:%S", " %H:%M:%S.%f", "T%H:%M", "T%H:%M:%S", "T%H:%M:%S.%f",
-                  " %H:%M:%S%z", "T%H:%M:%S%z", "T%H:%M:%SZ", "T%H:%M:%S.%fZ")
+                  " %H:%M:%S%z", "T%H:%M:%S%z", "T%H:%M:%SZ", "T%H:%M:%S.%fZ",
+                  " %I:%M %p", " %I:%M:%S %p")     # 1/5/2024 12:00:00 AM: Excel's and SQL Server's US text
 _TIME_CODES = ("%H", "%I", "%M", "%S", "%f", "%p", "%z", "%Z", "%T", "%X", "%c")
 
 IBIS_TYPES = {"string": "string", "date": "date", "float": "float64", "int": "int64", "bool": "boolean"}
 
 # how exports write a missing value as text: SQL clients' "Save results as CSV" (`NULL`, `null`), MySQL's
 # `SELECT … INTO OUTFILE` and Hive (`\N`). Not `NA`, `N/A` or `None`: a region, a level or a name can be those
+# (NO_VALUE_WORDS: missing only in a column whose type is not text)
 NULL_TEXTS = ("NULL", "null", "\\N")
 # text that holds no value: blank, or one of NULL_TEXTS, spaces around it or not. Anchored at the start, so that
 # RE2 and Java give up at a value's first character that is not one of these (trimming first scans every value)
