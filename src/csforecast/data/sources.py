@@ -746,25 +746,23 @@ def unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def _repeated_names_note(name: str, shown: str, f: Path) -> str | None:
-    """The note for table ``name``'s CSV file whose header row names a column more than once (an export of a
-    join: ``account_id`` from each table), or None: the first column of a name is read, and the others can be
-    named in column_map by what they are called here (:func:`unique_names`)."""
-    names = header_names(f)
-    unique = unique_names(names)
-    first = {}
+def _repeated_names_notes(name: str, shown: str, names: list[str]) -> list[str]:
+    """The note (a list of one, or none) for table ``name``'s CSV file whose header row, ``names``, names a column
+    more than once (an export of a join: ``account_id`` from each table): the first column of a name is read, and
+    the others can be named in column_map by what they are called here (:func:`unique_names`)."""
+    first: dict[str, int] = {}
     for i, n in enumerate(names, 1):
         first.setdefault(n.lower(), i)
     said = []
-    for i, (n, u) in enumerate(zip(names, unique), 1):
+    for i, (n, u) in enumerate(zip(names, unique_names(names)), 1):
         if n != u:
             was = names[first[n.lower()] - 1]
             said.append(f"columns {first[n.lower()]} and {i} are both named {was!r}"
                         + (f" (the second as {n!r})" if n != was else "") + f": column {i} is called {u!r} here")
     if not said:
-        return None
-    return (f"{shown}: " + "; ".join(said) + "; the first column of a name is the one read (to read another, map "
-            f"our column to what it is called here under [column_map.{name}])")
+        return []
+    return [f"{shown}: " + "; ".join(said) + "; the first column of a name is the one read (to read another, map "
+            f"our column to what it is called here under [column_map.{name}])"]
 
 
 def _filler_rows(t: ibis.Table) -> tuple[ibis.Expr, ibis.Expr]:
@@ -1065,14 +1063,17 @@ def zone_clock(zone: str) -> tuple[str, int] | None:
     return zone, 0
 
 
-def _zoned_note(shown: str, zones: dict[str, str]) -> str | None:
-    """The note for a Parquet table's zoned timestamp columns (None when all are UTC): which dates are read."""
-    local = {c: z for c, z in zones.items() if zone_clock(z) != ("UTC", 0)}
-    if not local:
-        return None
-    said = "; ".join(f"{c} in {z}" if zone_clock(z) else f"{c} in {z}, a time zone not known here: read as UTC"
-                     for c, z in local.items())
-    return f"{shown}: timestamps with a time zone ({said}): each read as the date on its zone's clock"
+def _zone_clocks(zones: dict[str, str]) -> dict[str, tuple[str, int]]:
+    """Each zoned column's clock (:func:`zone_clock`); UTC for a zone not known here."""
+    return {c: zone_clock(z) or ("UTC", 0) for c, z in zones.items()}
+
+
+def _zoned_notes(shown: str, zones: dict[str, str]) -> list[str]:
+    """The note (a list of one, or none when every zone is UTC) for a Parquet table's zoned timestamp columns."""
+    said = [f"{c} in {z}" + ("" if zone_clock(z) else ", a time zone not known here: read as UTC")
+            for c, z in zones.items() if zone_clock(z) != ("UTC", 0)]
+    return [f"{shown}: timestamps with a time zone ({'; '.join(said)}): each read as the date on its zone's "
+            "clock"] if said else []
 
 
 def _duckdb_parquet(con, parts: list[Path], table_name: str, shown: str, notes: list[str]) -> ibis.Table:
@@ -1083,16 +1084,14 @@ def _duckdb_parquet(con, parts: list[Path], table_name: str, shown: str, notes: 
     if not zones:
         return con.read_parquet([str(p) for p in parts], table_name=table_name)
     local = []
-    for column, zone in zones.items():
-        region, minutes = zone_clock(zone) or ("UTC", 0)
+    for column, (region, minutes) in _zone_clocks(zones).items():
         ident = '"' + column.replace('"', '""') + '"'
         local.append(f"timezone({_quote(region)}, CAST({ident} AS TIMESTAMPTZ)) + INTERVAL ({minutes}) MINUTE "
                      f"AS {ident}")
     files = ", ".join(_quote(str(p)) for p in parts)
     con.raw_sql(f'CREATE OR REPLACE TEMP VIEW "{table_name}" AS SELECT * REPLACE ({", ".join(local)}) '
                 f"FROM read_parquet([{files}])")
-    if note := _zoned_note(shown, zones):
-        notes.append(note)
+    notes += _zoned_notes(shown, zones)
     return con.table(table_name)
 
 
@@ -1152,7 +1151,7 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
                         unreadable[name] = empty
                         continue
                     found[name], said = _without_filler_rows(con, name, _load_csv(con, name, copies), f, copies)
-                    notes += said + [n for n in [_repeated_names_note(name, f.name, copies[0])] if n]
+                    notes += said + _repeated_names_notes(name, f.name, header_names(copies[0]))
                     continue
                 if is_parquet(parts[0]):
                     if _empty_file(f):
@@ -1184,7 +1183,7 @@ def _read_folder(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
                                 read.append(p)
                         loaded = _load_csv(con, name, read)   # loaded now: the copies can go
                 found[name], said = _without_filler_rows(con, name, loaded, f, parts)
-                notes += said + [n for n in [_repeated_names_note(name, _shown(parts[0], f), parts[0])] if n]
+                notes += said + _repeated_names_notes(name, _shown(parts[0], f), header_names(parts[0]))
             except SpreadsheetError as e:
                 unreadable[name] = str(e)
             except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
@@ -1300,7 +1299,7 @@ def _read_workbook(con, path: Path) -> tuple[dict, dict, list[Path], list[str]]:
                     continue
                 found[name], said = _without_filler_rows(con, name, _load_csv(con, name, copies), path, copies,
                                                          shown=shown)
-                notes += said + [n for n in [_repeated_names_note(name, shown, copies[0])] if n]
+                notes += said + _repeated_names_notes(name, shown, header_names(copies[0]))
             except SpreadsheetError as e:
                 unreadable[name] = str(e)
             except Exception as e:  # noqa: BLE001 - any reader error is the user's file: report it as such
@@ -1482,12 +1481,10 @@ def _spark_parquet(con, paths: list[Path], table_name: str, shown: str, notes: l
         if pa.types.is_timestamp(fld.type) and fld.type.unit == "ns" and fld.name in df.columns:
             df = df.withColumn(fld.name, F.timestamp_micros(F.floor(F.col(f"`{fld.name}`") / 1000).cast("long")))
     zones = {c: z for c, z in parquet_zones(paths[0]).items() if c in df.columns}
-    for column, zone in zones.items():
-        region, minutes = zone_clock(zone) or ("UTC", 0)
+    for column, (region, minutes) in _zone_clocks(zones).items():
         df = df.withColumn(column, F.from_utc_timestamp(F.col(f"`{column}`"), region)
                            + F.expr(f"INTERVAL {minutes} MINUTES"))
-    if note := _zoned_note(shown, zones):
-        notes.append(note)
+    notes += _zoned_notes(shown, zones)
     df.createOrReplaceTempView(table_name)
     return con.table(table_name)
 
@@ -1524,9 +1521,10 @@ def _read_folder_spark(con, path: Path) -> tuple[dict, dict, list[Path], list[st
                 read = [_spark_readable_csv(p, _shown(p, f), notes) for p in parts]
                 df = con._session.read.csv([str(p) for p in read], header=True, inferSchema=False,
                                            sep=_delimiter(read[0]), quote='"', escape='"', mode="PERMISSIVE")
-                if note := _repeated_names_note(name, _shown(parts[0], f), read[0]):
-                    df = df.toDF(*unique_names(header_names(read[0])))     # DuckDB's names: the first read
-                    notes.append(note)
+                names = header_names(read[0])
+                if said := _repeated_names_notes(name, _shown(parts[0], f), names):
+                    df = df.toDF(*unique_names(names))     # DuckDB's names: the first of a name is read
+                    notes += said
                 df.createOrReplaceTempView(f"_file_{name}")
                 found[name] = con.table(f"_file_{name}")
                 if any(s.repeated_header or s.blank for s in scans.values()):
