@@ -167,6 +167,31 @@ def test_a_duckdb_file_with_its_tables_in_another_schema(source_kinds, reference
         open_source(f"duckdb://{db}?schema=sales")
 
 
+def test_a_duckdb_file_with_zoned_nanosecond_timestamps(source_kinds, reference, tmp_path):
+    """A DuckDB file whose date columns are zoned nanoseconds (TIMESTAMPTZ_NS, a type Ibis does not know; was an
+    error naming `unknown(...)`) reads as the same tables and the same validation report (as UTC dates, as a
+    database's zoned timestamps are)."""
+    import shutil
+
+    import duckdb
+
+    db = tmp_path / "zoned.duckdb"
+    shutil.copy(source_kinds["duckdb_file"], db)
+    con = duckdb.connect(str(db))
+    con.execute("SET TimeZone = 'UTC'")
+    for table, column in (("contracts", "start_date"), ("contracts", "end_date"), ("usage", "date")):
+        con.execute(f"ALTER TABLE {table} ALTER {column} TYPE TIMESTAMPTZ_NS USING CAST({column} AS TIMESTAMPTZ)")
+    assert con.execute("SELECT data_type FROM information_schema.columns WHERE table_name = 'usage' "
+                       "AND column_name = 'date'").fetchone()[0] == "TIMESTAMPTZ_NS"
+    con.close()
+    assert _report(str(db)) == reference["report"]
+    src = open_source(db)
+    for name in ("contracts", "usage"):
+        want = reference["frames"][name]
+        keys = [TABLES[name].key] if TABLES[name].key else list(want.columns)
+        assert_same(src.frame(name), want, keys, f"zoned/{name}")
+
+
 def test_column_map_and_date_format_on_postgres(postgres, small_portfolio, tmp_path, reference):
     """A CRM-style export in PostgreSQL: other column names and dd/mm/yyyy text dates, read through
     [column_map.*] (with date_format) in csforecast.toml by the real CLI, gives the same report and features."""

@@ -876,6 +876,11 @@ def _quote(s: str) -> str:
     return "'" + str(s).replace("'", "''") + "'"
 
 
+def _ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
 def _delimiter(f: Path) -> str:
     """The CSV delimiter: the most frequent of , ; tab | in the header line (a header names columns, so it
     holds delimiters but rarely quoted text). Given explicitly, a malformed row is then an error naming its
@@ -1085,7 +1090,7 @@ def _duckdb_parquet(con, parts: list[Path], table_name: str, shown: str, notes: 
         return con.read_parquet([str(p) for p in parts], table_name=table_name)
     local = []
     for column, (region, minutes) in _zone_clocks(zones).items():
-        ident = '"' + column.replace('"', '""') + '"'
+        ident = _ident(column)
         local.append(f"timezone({_quote(region)}, CAST({ident} AS TIMESTAMPTZ)) + INTERVAL ({minutes}) MINUTE "
                      f"AS {ident}")
     files = ", ".join(_quote(str(p)) for p in parts)
@@ -1340,7 +1345,28 @@ def _attach_duckdb(con, path: Path, schema: str | None = None) -> tuple[dict[str
         schemas.setdefault(sch, []).append(table)
     chosen, said = _duckdb_schema(path, schemas, schema)
     names, notes = _contract_tables(schemas.get(chosen, []))
-    return {n: con.table(t, database=(_ATTACHED, chosen)) for n, t in names.items()}, said + notes
+    return {n: _attached_table(con, chosen, t) for n, t in names.items()}, said + notes
+
+
+# DuckDB column types Ibis has no type for, and the type each is read as (the same instant: a database's zoned
+# timestamps are read as UTC dates, docs/data-contract.md).
+_DUCKDB_READ_AS = {"TIMESTAMPTZ_NS": "TIMESTAMPTZ", "TIMESTAMP_NS WITH TIME ZONE": "TIMESTAMPTZ"}
+
+
+def _attached_table(con, schema: str, table: str) -> ibis.Table:
+    """Table ``table`` of the attached DuckDB file's ``schema``; a column of a type Ibis does not know
+    (``_DUCKDB_READ_AS``: zoned nanoseconds) is read through a temporary view as a type it does."""
+    types = con.raw_sql("SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog = "
+                        f"{_quote(_ATTACHED)} AND table_schema = {_quote(schema)} AND table_name = {_quote(table)} "
+                        "ORDER BY ordinal_position").fetchall()
+    casts = [f"CAST({_ident(c)} AS {_DUCKDB_READ_AS[t.upper()]}) AS {_ident(c)}" for c, t in types
+             if t.upper() in _DUCKDB_READ_AS]
+    if not casts:
+        return con.table(table, database=(_ATTACHED, schema))
+    view = f"{_ATTACHED}_{schema}_{table}"
+    con.raw_sql(f"CREATE OR REPLACE TEMP VIEW {_ident(view)} AS SELECT * REPLACE ({', '.join(casts)}) "
+                f"FROM {_ident(_ATTACHED)}.{_ident(schema)}.{_ident(table)}")
+    return con.table(view)
 
 
 def _duckdb_schema(path: Path, schemas: dict[str, list[str]], named: str | None) -> tuple[str, list[str]]:
