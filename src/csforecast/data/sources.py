@@ -1094,7 +1094,7 @@ def _duckdb_parquet(con, parts: list[Path], table_name: str, shown: str, notes: 
         local.append(f"timezone({_quote(region)}, CAST({ident} AS TIMESTAMPTZ)) + INTERVAL ({minutes}) MINUTE "
                      f"AS {ident}")
     files = ", ".join(_quote(str(p)) for p in parts)
-    con.raw_sql(f'CREATE OR REPLACE TEMP VIEW "{table_name}" AS SELECT * REPLACE ({", ".join(local)}) '
+    con.raw_sql(f'CREATE OR REPLACE TEMP VIEW {_ident(table_name)} AS SELECT * REPLACE ({", ".join(local)}) '
                 f"FROM read_parquet([{files}])")
     notes += _zoned_notes(shown, zones)
     return con.table(table_name)
@@ -1345,24 +1345,28 @@ def _attach_duckdb(con, path: Path, schema: str | None = None) -> tuple[dict[str
         schemas.setdefault(sch, []).append(table)
     chosen, said = _duckdb_schema(path, schemas, schema)
     names, notes = _contract_tables(schemas.get(chosen, []))
-    return {n: _attached_table(con, chosen, t) for n, t in names.items()}, said + notes
+    # one query for the schema's columns Ibis has no type for, rather than one per table
+    unknown = con.raw_sql("SELECT table_name, column_name, data_type FROM information_schema.columns "
+                          f"WHERE table_catalog = {_quote(_ATTACHED)} AND table_schema = {_quote(chosen)} "
+                          f"AND data_type IN ({', '.join(map(_quote, _DUCKDB_READ_AS))}) "
+                          "ORDER BY table_name, ordinal_position").fetchall()
+    read_as: dict[str, dict[str, str]] = {}
+    for table, column, data_type in unknown:
+        read_as.setdefault(table, {})[column] = _DUCKDB_READ_AS[data_type]
+    return {n: _attached_table(con, chosen, t, read_as.get(t, {})) for n, t in names.items()}, said + notes
 
 
-# DuckDB column types Ibis has no type for, and the type each is read as (the same instant: a database's zoned
-# timestamps are read as UTC dates, docs/data-contract.md).
-_DUCKDB_READ_AS = {"TIMESTAMPTZ_NS": "TIMESTAMPTZ", "TIMESTAMP_NS WITH TIME ZONE": "TIMESTAMPTZ"}
+# DuckDB column types (as information_schema names them) Ibis has no type for, and the type each is read as (the
+# same instant: a database's zoned timestamps are read as UTC dates, docs/data-contract.md).
+_DUCKDB_READ_AS = {"TIMESTAMPTZ_NS": "TIMESTAMPTZ"}
 
 
-def _attached_table(con, schema: str, table: str) -> ibis.Table:
-    """Table ``table`` of the attached DuckDB file's ``schema``; a column of a type Ibis does not know
-    (``_DUCKDB_READ_AS``: zoned nanoseconds) is read through a temporary view as a type it does."""
-    types = con.raw_sql("SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog = "
-                        f"{_quote(_ATTACHED)} AND table_schema = {_quote(schema)} AND table_name = {_quote(table)} "
-                        "ORDER BY ordinal_position").fetchall()
-    casts = [f"CAST({_ident(c)} AS {_DUCKDB_READ_AS[t.upper()]}) AS {_ident(c)}" for c, t in types
-             if t.upper() in _DUCKDB_READ_AS]
-    if not casts:
+def _attached_table(con, schema: str, table: str, read_as: dict[str, str]) -> ibis.Table:
+    """Table ``table`` of the attached DuckDB file's ``schema``; its columns in ``read_as`` (column: type, from
+    ``_DUCKDB_READ_AS``) are read through a temporary view as that type."""
+    if not read_as:
         return con.table(table, database=(_ATTACHED, schema))
+    casts = [f"CAST({_ident(c)} AS {t}) AS {_ident(c)}" for c, t in read_as.items()]
     view = f"{_ATTACHED}_{schema}_{table}"
     con.raw_sql(f"CREATE OR REPLACE TEMP VIEW {_ident(view)} AS SELECT * REPLACE ({', '.join(casts)}) "
                 f"FROM {_ident(_ATTACHED)}.{_ident(schema)}.{_ident(table)}")
