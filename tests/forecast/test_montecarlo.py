@@ -113,10 +113,10 @@ def test_estimate_tau_is_zero_for_bernoulli_noise_and_recovers_a_shock():
 
 
 def test_estimate_tau_covers_the_next_window_with_few_windows():
-    """Split-conformal's finite-sample correction: with 4 and with 8 past windows, the interval the estimated
-    tau gives the next (exchangeable) window covers it at least 80 % of the time (measured 0.80 and 0.90; the
-    plain 0.8 quantile with the moment bound: 0.73 and 0.78, docs/forecast.md). With 4 windows the bound
-    below tells the corrected rule from the uncorrected one."""
+    """Split-conformal's rank with few windows: with 4 and with 8 past windows, the interval the estimated tau
+    gives the next (exchangeable) window covers it about 80 % of the time, not less and not much more (measured
+    0.79 and 0.82 over 1,500 trials, docs/forecast.md). The bounds tell the rule from the uncorrected 0.8
+    quantile (0.70 with 4 windows) and from the conservative rank ceil((n + 1) 0.8) (0.89-0.90 with 8)."""
     rng = np.random.default_rng(11)
     a, p, *_ = _portfolio(1500, seed=6)
     z = logit(p)
@@ -125,14 +125,16 @@ def test_estimate_tau_covers_the_next_window_with_few_windows():
         churn = rng.random(len(a)) < expit(z + rng.normal(0, 0.3))
         pool.append(shock_evidence(a, p, float(a[~churn].sum())))
     pool = np.array(pool)
+    trials = 1000
     for n in (4, 8):
         covered = []
-        for _ in range(600):
+        for _ in range(trials):
             idx = rng.choice(len(pool), n + 1, replace=False)
             tau = estimate_tau(pool[idx[:n]])
             err, V, D = pool[idx[n]]
             covered.append(abs(err) / np.sqrt(V + tau * tau * D * D) <= 1.2816)
-        assert np.mean(covered) >= 0.8 - 2 * np.sqrt(0.16 / 600), n
+        se = np.sqrt(0.16 / trials)
+        assert 0.8 - 3 * se <= np.mean(covered) <= 0.86, (n, np.mean(covered))
 
 
 def test_tau_by_segment_covers_each_segment():
