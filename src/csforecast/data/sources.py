@@ -1046,10 +1046,16 @@ def parquet_zones(f: Path) -> dict[str, str]:
     """The time zone of each zoned timestamp column of Parquet file ``f``, as its writer recorded it in the
     column's type (an IANA name such as ``Europe/Berlin``, ``UTC``, or an offset such as ``+09:00``); {} when
     it has none. A zoned column holds instants; its dates are the dates on that zone's clock (:func:`zone_clock`)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return {fld.name: fld.type.tz for fld in pq.read_schema(f) if pa.types.is_timestamp(fld.type) and fld.type.tz}
+    return _schema_zones(pq.read_schema(f))
+
+
+def _schema_zones(schema) -> dict[str, str]:
+    """:func:`parquet_zones` of an Arrow ``schema`` already read."""
+    import pyarrow as pa
+
+    return {fld.name: fld.type.tz for fld in schema if pa.types.is_timestamp(fld.type) and fld.type.tz}
 
 
 def zone_clock(zone: str) -> tuple[str, int] | None:
@@ -1507,10 +1513,11 @@ def _spark_parquet(con, paths: list[Path], table_name: str, shown: str, notes: l
 
     session = con._session
     df = session.read.parquet(*[str(p) for p in paths])
-    for fld in pq.read_schema(paths[0]):
+    schema = pq.read_schema(paths[0])          # the footer, read once
+    for fld in schema:
         if pa.types.is_timestamp(fld.type) and fld.type.unit == "ns" and fld.name in df.columns:
             df = df.withColumn(fld.name, F.timestamp_micros(F.floor(F.col(f"`{fld.name}`") / 1000).cast("long")))
-    zones = {c: z for c, z in parquet_zones(paths[0]).items() if c in df.columns}
+    zones = {c: z for c, z in _schema_zones(schema).items() if c in df.columns}
     for column, (region, minutes) in _zone_clocks(zones).items():
         df = df.withColumn(column, F.from_utc_timestamp(F.col(f"`{column}`"), region)
                            + F.expr(f"INTERVAL {minutes} MINUTES"))
