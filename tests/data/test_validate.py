@@ -460,6 +460,71 @@ def test_levels_written_another_way_are_read_as_the_levels(small_portfolio, tmp_
     pd.testing.assert_frame_equal(got, want)
 
 
+def test_usage_metrics_written_two_ways_are_one_metric(small_portfolio, tmp_path):
+    """An export that writes its metrics one way up to a date and another way after it ("active_users", then
+    "Active Users"; a tool change), and one that writes every metric another way ("Logins", "KEY-FEATURES-USED"):
+    each reads them as one metric in one spelling, with a note, and the same usage table and features as the
+    clean export (seat utilisation, days since login and key-feature breadth included)."""
+    from csforecast.features.snapshot import build_snapshots, data_end, usage_metrics
+
+    clean = open_source(small_portfolio)
+    end = data_end(clean)
+    want = build_snapshots(clean, [end]).sort_values("account_id").reset_index(drop=True)
+    assert {"seat_utilisation", "days_since_login", "key_feature_breadth"} <= set(want.columns)
+    usage = pd.read_parquet(small_portfolio / "usage.parquet")
+    late = usage["date"] >= usage["date"].quantile(0.5)
+    variants = {
+        "split": usage.assign(metric=usage["metric"].where(~late, usage["metric"].str.replace("_", " ").str.title())),
+        "all": usage.assign(metric=usage["metric"].map({"active_users": " Active Users", "logins": "Logins",
+                                                        "key_features_used": "KEY-FEATURES-USED"})),
+    }
+    for name, written in variants.items():
+        d = _copy(small_portfolio, tmp_path / name)
+        written.to_parquet(d / "usage.parquet", index=False)
+        src = open_source(d)
+        report = validate(src)
+        assert report.ok, [str(e) for e in report.errors]
+        noted = [p for p in report.problems if p.rule == "respelled_names"]
+        assert [(p.table, p.column) for p in noted] == [("usage", "metric")], name
+        assert noted[0].count == int((written["metric"] != usage["metric"]).sum()), name
+        assert report.usage_metrics == {m: int(n) for m, n in usage["metric"].value_counts().items()}, name
+        assert usage_metrics(open_source(d)) == sorted(usage["metric"].unique())      # found without validation
+        pd.testing.assert_frame_equal(src.frame("usage"), clean.frame("usage"))
+        got = build_snapshots(src, [end]).sort_values("account_id").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want)
+
+
+def test_an_optional_table_whose_every_row_is_left_out_is_read_as_absent(small_portfolio, tmp_path):
+    """Tickets that all name accounts the export does not have, usage rows that all lack a value, survey responses
+    that all lack a score: validation warns about the rows, and every stage reads each table as absent, as if the
+    export did not have it (the same profile and features), where such tables used to end in a division by zero
+    (the profile) or a date grid from no dates (training)."""
+    from csforecast.data.profile import profile_source
+    from csforecast.features.snapshot import build_snapshots, data_end, data_start
+
+    emptied = _copy(small_portfolio, tmp_path / "emptied")
+    _edit(emptied, "tickets", lambda df: df.assign(account_id="gone-" + df["account_id"]))
+    _edit(emptied, "usage", lambda df: df.assign(value=np.nan))
+    _edit(emptied, "surveys", lambda df: df.assign(score=np.nan))
+    absent = _copy(small_portfolio, tmp_path / "absent")
+    for name in ("tickets", "usage", "surveys"):
+        (absent / f"{name}.parquet").unlink()
+    src, without = open_source(emptied), open_source(absent)
+    report = validate(src)
+    assert report.ok, [str(e) for e in report.errors]
+    warned = {(p.table, p.rule) for p in report.warnings}
+    assert {("tickets", "unknown_account"), ("usage", "left_out"), ("surveys", "left_out")} <= warned
+    for s in (src, open_source(emptied)):          # after validation, and found on first read without it
+        assert not any(s.has(name) for name in ("tickets", "usage", "surveys"))
+    assert data_start(src) == data_start(without)
+    end = data_end(without)
+    tables = {k: v for k, v in profile_source(src, end)["tables"].items()}
+    assert all(tables[name] == {"rows": 0} for name in ("tickets", "usage", "surveys"))
+    got = build_snapshots(src, [end]).sort_values("account_id").reset_index(drop=True)
+    want = build_snapshots(without, [end]).sort_values("account_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+
+
 def test_column_map_all_declares_one_date_format_and_rename_for_every_table(small_portfolio, tmp_path):
     """An export whose every table writes US dates and calls account_id "Account Number": one `[column_map.all]`
     entry each, instead of one per table; a table's own entry still wins. The same validation and features as the

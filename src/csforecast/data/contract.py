@@ -36,6 +36,9 @@ class Column:
     # the values the column takes; one written another way (case, spaces and punctuation aside: "NPS", "Exec
     # Meeting", "Cross-Sell", "p1") is read as the level (parse.read_as; validation notes it, `spelled_levels`)
     levels: tuple[str, ...] = ()
+    # names the source may write several ways ("Active Users", "active_users"), read in one spelling: lower case,
+    # words joined by _ (parse.one_spelling; validation notes it, `respelled_names`), so that they are one name
+    one_spelling: bool = False
     # the name of the same amount written per month (a billing system's MRR): a source without this column but
     # with that one (as named, spelled another way, or mapped: `column_map.contracts.mrr`) is read as
     # MONTHS_PER_YEAR times it, with a note (data.sources.TableReading.per_month)
@@ -115,7 +118,7 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
         booked_ahead="renewals or new business booked ahead: read as not started yet, so the renewal "
                      "each continues stays pending until it starts"),
     TableSpec("usage", (
-        C("account_id", "string"), C("date", "date"), C("metric", "string"),
+        C("account_id", "string"), C("date", "date"), C("metric", "string", one_spelling=True),
         C("value", "float", left_out="a metric not recorded that day, e.g. a blank cell in a daily export: as a day "
                                      "without a row, it adds nothing to the per-day sums the features are built on"),
     ), date_column="date", row_label=("account_id", "date", "metric"),

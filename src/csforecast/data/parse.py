@@ -10,7 +10,9 @@ reports a value that was there (not NULL) but reads as NULL. The engine is DuckD
   (a fixed-width export pads it: `" NULL "`). In a column whose type is not text, so is the text spreadsheets and
   data tools write for a missing value (`NO_VALUE_WORDS`: `N/A`, `#N/A`, `NA`, `NaN`, `None`, …).
 - string: any scalar, as text; in a column of levels (`Column.levels`), a level written another way (case,
-  spaces and punctuation aside: `NPS`, `Exec Meeting`, `Cross-Sell`) is the level.
+  spaces and punctuation aside: `NPS`, `Exec Meeting`, `Cross-Sell`) is the level; in a column of names read in
+  one spelling (`Column.one_spelling`: a usage metric), the name in lower case with words joined by `_`
+  (`Active Users` is `active_users`).
 - float: a finite number (text is read with DuckDB's number syntax: `1234.5`, `-3`, `1e5`; not `1,5`, `NaN`
   or `inf`). With the table's declared `number_format` (the number 1234.56 written the source's way:
   `1,234.56`, `1.234,56`, `1 234,56`, `1'234.56`, `1234,56`), text is read in that format instead: a currency
@@ -110,6 +112,21 @@ def as_level(text: ibis.StringValue, levels: tuple[str, ...]) -> ibis.StringValu
     Meeting" exec_meeting); other text as it is (validation reports it)."""
     squash = text.lower().re_replace(_NOT_ALNUM, "")
     return ibis.cases((text.isin(levels), text), *[(squash == squashed(v), v) for v in levels], else_=text)
+
+
+def one_spelling(text: ibis.StringValue) -> ibis.StringValue:
+    """`text` in one spelling: lower case, each run of characters other than letters and digits one ``_``, none at
+    the ends ("Active Users", "active-users" and "ACTIVE_USERS" are all active_users); text without a letter or a
+    digit as it is. How a name a source may write several ways (a usage metric: `Column.one_spelling`) is read as
+    one name, the name the features are called by."""
+    spelled = text.lower().re_replace(r"[^\p{L}\p{N}]+", "_").re_replace(r"^_+|_+$", "")
+    return ibis.ifelse(spelled == "", text, spelled)
+
+
+def respelled(text: ibis.StringValue) -> ibis.BooleanValue:
+    """Whether :func:`one_spelling` changes `text`. The one rule behind validation's ``respelled_names`` and the
+    columns a source reads through :func:`one_spelling`."""
+    return text.notnull() & (one_spelling(text) != text)
 
 
 def spells_a_level(text: ibis.StringValue, levels: tuple[str, ...]) -> ibis.BooleanValue:
@@ -225,13 +242,13 @@ def rewritten(x: ibis.StringValue) -> ibis.BooleanValue:
 
 
 def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim: bool = True,
-            levels: tuple[str, ...] = (), number_format: str | None = None) -> ibis.Value:
+            levels: tuple[str, ...] = (), number_format: str | None = None, respell: bool = False) -> ibis.Value:
     """`x` as the contract's `logical` type ("string", "float", "int", "bool", "date"); NULL where a value
     cannot be read (see the module docstring). Never raises at run time. ``trim=False``: the caller knows that no
     text of a string column is :func:`rewritten`, and the values are taken as they are (the same values, without
     the cost of trimming every row of a large table). ``levels``: the values a string column takes; one written
     another way is read as the level (:func:`as_level`). ``number_format``: how text numbers are written
-    (:func:`number_in_format`)."""
+    (:func:`number_in_format`). ``respell``: a string column's text is read in :func:`one_spelling`."""
     found = x.type()
     target = IBIS_TYPES[logical]
     if found.is_null() or not readable(found, logical):
@@ -249,6 +266,7 @@ def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim
         text = x if found.is_string() else x.cast("string")
         if found.is_string() and trim:   # a client's NULL (null_text); in a typed column it reads as NULL anyway
             text = ibis.ifelse(x.isin(NULL_TEXTS), ibis.null().cast("string"), text)   # x is trimmed
+        text = one_spelling(text) if respell else text
         return as_level(text, levels) if levels else text
     if logical in ("float", "int"):
         if found.is_string():

@@ -44,8 +44,8 @@ import pandas as pd
 
 from csforecast.config import get_settings
 from csforecast.data.contract import MONTHS_PER_YEAR, TABLES, UNASSIGNED
-from csforecast.data.parse import (date_formats, number_marks, read_as, rewritten, spells_a_level, squashed,
-                                   trimmed)
+from csforecast.data.parse import (date_formats, number_marks, read_as, respelled, rewritten, spells_a_level,
+                                   squashed, trimmed)
 from csforecast.data.spreadsheets import (SpreadsheetError, is_other_spreadsheet, is_workbook, not_read_advice,
                                            sheet_names, sheet_to_csv)
 from csforecast.data.successors import inferred_successors, with_successors
@@ -285,8 +285,9 @@ class SourceFindings:
         client's NULL (``null_text``): those columns are trimmed and read as ``parse.read_as`` does (only those:
         trimming every ID of a large usage table costs ~40 % of building the features, benchmarks/RESULTS.md,
         "tenth session").
-    spelled_levels: the (table, column) pairs of levels written another way (``spelled_levels``): those columns
-        read them as the levels (only those: squashing every value of a clean column costs ~5 % of reading a
+    spelled_levels: the (table, column) pairs of levels written another way (``spelled_levels``) or of names
+        written otherwise than in one spelling (``respelled_names``): those columns read them as the levels, or
+        in one spelling (only those: squashing every value of a clean column costs ~5 % of reading a
         source, benchmarks/RESULTS.md, "twelfth session").
     repeated_rows: the tables with a key (``TableSpec.key``) that hold rows repeated exactly and declare them read
         once (``repeated_rows = "read_once"``; rule ``repeated_rows``): each is read once.
@@ -340,9 +341,27 @@ class Source:
         return self._counts[name]
 
     def has(self, name: str) -> bool:
-        """The source has this table with at least one row (an empty optional table counts as absent:
-        validation warns about it, and features and health go without it)."""
-        return name in self.raw and self.row_count(name) > 0
+        """The source has this table with at least one row as the pipeline reads it (:meth:`table`). An empty
+        optional table counts as absent: validation warns about it, and features and health go without it; so
+        does one whose every row is left out (rows of unknown accounts, usage rows without a value, survey
+        responses without a score: validation warns about those rows)."""
+        if name not in self.raw or self.row_count(name) == 0:
+            return False
+        if not self._may_leave_out(name):
+            return True
+        key = f"{name}\0kept"
+        if key not in self._counts:
+            self._counts[key] = int(self.table(name).count().to_pyarrow().as_py())
+        return self._counts[key] > 0
+
+    def _may_leave_out(self, name: str) -> bool:
+        """Whether :meth:`table` may leave out rows of table ``name`` (a column the contract leaves out when blank,
+        or references to rows the source does not have); a repeated row read once never empties a table."""
+        spec = TABLES.get(name)
+        if spec is not None and any(c.left_out for c in spec.columns):
+            return True
+        return bool(dropped_references(name)) and bool(self._columns_found("unreferenced", name,
+                                                                           self._unreferenced_columns))
 
     def date_format(self, name: str) -> str | None:
         r = self.reading.get(name)
@@ -413,7 +432,8 @@ class Source:
                     if c.name not in t.columns:
                         return read_as(ibis.null(), c.type)
                     x = read_as(t[c.name], c.type, fmt, trim=c.name in trim,
-                                levels=c.levels if c.name in spelled else (), number_format=numbers)
+                                levels=c.levels if c.name in spelled else (), number_format=numbers,
+                                respell=c.one_spelling and c.name in spelled)
                     return x * MONTHS_PER_YEAR if c.name in monthly else x
 
                 t = t.select(**{c.name: read(c) for c in spec.columns})
@@ -427,15 +447,20 @@ class Source:
         return query(name) if known is None else frozenset(c for t, c in known if t == name)
 
     def _spelled_columns(self, name: str) -> frozenset[str]:
-        """The columns of levels of a table that hold a level written another way (one query; validation's finding
+        """The columns of levels of a table that hold a level written another way, and its columns of names read in
+        one spelling that hold a name written another way (one query; validation's finding
         `SourceFindings.spelled_levels` saves it)."""
         t, spec = self.raw[name], TABLES[name]
         fmt = self.date_format(name)
-        cols = [c for c in spec.columns if c.levels and c.name in t.columns]
+        cols = [c for c in spec.columns if (c.levels or c.one_spelling) and c.name in t.columns]
         if not cols:
             return frozenset()
-        found = t.aggregate(**{c.name: spells_a_level(read_as(t[c.name], c.type, fmt), c.levels).any()
-                               for c in cols}).to_pyarrow()
+
+        def spelled(c):
+            x = read_as(t[c.name], c.type, fmt)
+            return (spells_a_level(x, c.levels) if c.levels else respelled(x)).any()
+
+        found = t.aggregate(**{c.name: spelled(c) for c in cols}).to_pyarrow()
         return frozenset(c.name for c in cols if found.column(c.name)[0].as_py())
 
     def _padded_columns(self, name: str) -> frozenset[str]:

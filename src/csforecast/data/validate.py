@@ -27,7 +27,8 @@ from csforecast.data.contract import (ARMS, CALL_CATEGORIES, OPPORTUNITY_KINDS, 
 from csforecast.data.parse import (COMMON_DATE_FORMATS, DAY_NUMBER, NULL_TEXTS, NUMBER_FORMATS,
                                    SPREADSHEET_DAY_ZERO, SPREADSHEET_DAYS, looks_like_formatted_number,
                                    no_value_word, null_text, number_in_format, number_marks, padded, present, read_as,
-                                   readable, reads_as_date_format, spells_a_level, spreadsheet_date, squashed, trimmed)
+                                   readable, reads_as_date_format, respelled, spells_a_level, spreadsheet_date, squashed,
+                                   trimmed)
 from csforecast.data.sources import (
     DATE_FORMAT_KEY,
     EVERY_TABLE,
@@ -304,7 +305,7 @@ class _Checker:
         # before anything reads the typed tables; the other findings are published whole when the pass ends
         self.count_pending()
         src.use_findings(replace(src.findings, padded_text=_found_in(self.report, *REWRITTEN_RULES),
-                                 spelled_levels=_found_in(self.report, "spelled_levels")))
+                                 spelled_levels=_found_in(self.report, "spelled_levels", "respelled_names")))
         self.explain_absent(absent)
         self.check_keys_and_refs()
         self.check_values()
@@ -409,6 +410,11 @@ class _Checker:
                 self.add("info", name, col.name, "spelled_levels", f"values written another way, read as the "
                          f"levels they spell ({', '.join(col.levels)})", t,
                          spells_a_level(read_as(x, col.type, fmt), col.levels))
+            if col.one_spelling:
+                self.add("info", name, col.name, "respelled_names", "names written another way (case, spaces, "
+                         "punctuation: Active Users), read in one spelling, lower case with words joined by _ "
+                         "(active_users), so that a name written two ways is one", t,
+                         respelled(read_as(x, col.type, fmt)))
             if col.type == "string" and x.type().is_string():
                 self.add("info", name, col.name, "padded_text", "text with surrounding spaces, or only spaces: read "
                          "without the spaces (only spaces: missing)", t, padded(x))
@@ -842,7 +848,7 @@ def source_findings(report: Report) -> SourceFindings:
     return SourceFindings(unreferenced=frozenset((p.table, p.column) for p in report.problems
                                                  if p.rule in DROPPED_RULES),
                           padded_text=_found_in(report, *REWRITTEN_RULES),
-                          spelled_levels=_found_in(report, "spelled_levels"),
+                          spelled_levels=_found_in(report, "spelled_levels", "respelled_names"),
                           repeated_rows=frozenset(p.table for p in report.problems if p.rule == "repeated_rows"),
                           successors_inferred="renewals_inferred" in rules,
                           undated_accounts="no_created_at" in rules)
