@@ -586,6 +586,37 @@ def test_a_problem_in_a_column_read_from_another_names_the_sources_column(small_
     assert any(p["column"] == "arr" and p["source_column"] == "'MRR' × 12" for p in problems)
 
 
+def test_integer_ids_that_pandas_wrote_as_floats_name_the_same_ids(small_portfolio, tmp_path):
+    """Integer account IDs, in `usage` and `tickets` as floats (an integer column with gaps, as pandas writes it:
+    1000.0): read as the integers' text, the same IDs as in `accounts`; no row is left out, and every table reads
+    as in the export that wrote integers throughout. Fractions stay as they are."""
+    from csforecast.data.parse import read_as
+    import ibis
+
+    ints, floats = _copy(small_portfolio, tmp_path / "ints"), _copy(small_portfolio, tmp_path / "floats")
+    number = {a: 1000 + k for k, a in enumerate(sorted(pd.read_parquet(small_portfolio / "accounts.parquet")
+                                                      .account_id))}
+    for name in ("accounts", "contracts", "usage", "tickets", "surveys", "touches", "csm_sentiment",
+                 "stakeholder_events", "interventions", "forecast_calls", "success_plans", "opportunities"):
+        if (small_portfolio / f"{name}.parquet").exists():
+            df = pd.read_parquet(small_portfolio / f"{name}.parquet")
+            df = df.assign(account_id=df.account_id.map(number).astype("int64"))
+            df.to_parquet(ints / f"{name}.parquet", index=False)
+            if name in ("usage", "tickets"):
+                df = df.assign(account_id=df.account_id.astype("float64"))
+            df.to_parquet(floats / f"{name}.parquet", index=False)
+    src, want = open_source(floats), open_source(ints)
+    report = validate(src)
+    assert report.ok and "unknown_account" not in {p.rule for p in report.problems}
+    for name in ("usage", "tickets"):
+        pd.testing.assert_frame_equal(src.frame(name), want.frame(name))
+    floats = ibis.memtable({"x": [17.0, 17.5, -3.0, 1e20]})
+    got = floats.select(text=read_as(floats.x, "string"), whole=read_as(floats.x, "int")).to_pandas()
+    assert got["text"].tolist() == ["17", "17.5", "-3", "1e+20"]
+    assert got["whole"][[0, 2]].tolist() == [17, -3]
+    assert got["whole"].isna().tolist() == [False, True, False, True]      # 1e20: no int64, unreadable, not a crash
+
+
 def test_ids_written_differently_in_two_tables_are_named_as_such(small_portfolio, tmp_path):
     """Numeric account IDs with leading zeros in `accounts` ('00042') that a spreadsheet dropped in `contracts`
     and `usage` (42), and a renewal link in lower case: the foreign-key findings say that the IDs match but for
@@ -607,14 +638,19 @@ def test_ids_written_differently_in_two_tables_are_named_as_such(small_portfolio
     c.to_parquet(d / "contracts.parquet", index=False)
     u = pd.read_parquet(d / "usage.parquet")
     u.assign(account_id=u.account_id.str.lstrip("0")).to_parquet(d / "usage.parquet", index=False)
+    t = pd.read_parquet(d / "tickets.parquet")           # as text by a tool that read the IDs as numbers
+    t.assign(account_id=t.account_id.str.lstrip("0") + ".0").to_parquet(d / "tickets.parquet", index=False)
     report = validate(open_source(d))
     by = {(p.table, p.column, p.rule): p for p in report.problems}
     fk = by[("contracts", "account_id", "foreign_key")]
     assert fk.count == 11
-    assert ("10 of these rows name one in accounts.account_id when case, separators and leading zeros are "
-            "ignored (e.g. '") in fk.message and "export them the same way" in fk.message
+    assert ("10 of these rows name one in accounts.account_id when case, separators, leading zeros and a decimal "
+            ".0 are ignored (e.g. '") in fk.message and "export them the same way" in fk.message
     usage = by[("usage", "account_id", "unknown_account")]
     assert f"{len(u)} of these rows name one in accounts.account_id" in usage.message and usage.count == len(u)
+    tickets = by[("tickets", "account_id", "unknown_account")]
+    assert f"{len(t)} of these rows name one in accounts.account_id" in tickets.message
+    assert ".0' and '0" in tickets.message and "writes 1000 as 1000.0" in tickets.message
     link = by[("contracts", "renewed_by", "foreign_key")]
     assert link.count == 1 and "1 of these rows name one in contracts.contract_id" in link.message
     c.loc[:9, "account_id"] = c.account_id[:10].map(lambda a: a.zfill(5))       # only the true orphan left

@@ -9,7 +9,8 @@ reports a value that was there (not NULL) but reads as NULL. The engine is DuckD
   (`NULL_TEXTS`: `NULL` from SQL clients' exports, `\\N` from MySQL's and Hive's), spaces around it or not
   (a fixed-width export pads it: `" NULL "`). In a column whose type is not text, so is the text spreadsheets and
   data tools write for a missing value (`NO_VALUE_WORDS`: `N/A`, `#N/A`, `NA`, `NaN`, `None`, …).
-- string: any scalar, as text; in a column of levels (`Column.levels`), a level written another way (case,
+- string: any scalar, as text (a whole number in a float column as the integer: `17.0` is `17`, as an integer
+  ID column with gaps that pandas wrote as floats means it); in a column of levels (`Column.levels`), a level written another way (case,
   spaces and punctuation aside: `NPS`, `Exec Meeting`, `Cross-Sell`) is the level; in a column of names read in
   one spelling (`Column.one_spelling`: a usage metric), the name in lower case with words joined by `_`
   (`Active Users` is `active_users`).
@@ -112,6 +113,12 @@ def as_level(text: ibis.StringValue, levels: tuple[str, ...]) -> ibis.StringValu
     Meeting" exec_meeting); other text as it is (validation reports it)."""
     squash = text.lower().re_replace(_NOT_ALNUM, "")
     return ibis.cases((text.isin(levels), text), *[(squash == squashed(v), v) for v in levels], else_=text)
+
+
+def _whole(x: ibis.FloatingValue) -> ibis.BooleanValue:
+    """Whether a float is a whole number an int64 holds exactly (|x| < 2^53). Not ``x == x.round()``: Ibis rounds
+    to a BIGINT, which a large value (1e20) cannot be cast to, an error at run time rather than NULL."""
+    return (x % 1 == 0) & (x.abs() < 2.0 ** 53)
 
 
 def one_spelling(text: ibis.StringValue) -> ibis.StringValue:
@@ -263,7 +270,12 @@ def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim
         # and so is a client's NULL
         x = trimmed(x).nullif("")
     if logical == "string":
-        text = x if found.is_string() else x.cast("string")
+        if found.is_floating():
+            # a whole number in a float column is written as the integer (17, not 17.0): an integer ID column with
+            # gaps that pandas wrote as floats names the same IDs as the integers another table holds
+            text = ibis.ifelse(_whole(x), x.cast("int64").cast("string"), x.cast("string"))
+        else:
+            text = x if found.is_string() else x.cast("string")
         if found.is_string() and trim:   # a client's NULL (null_text); in a typed column it reads as NULL anyway
             text = ibis.ifelse(x.isin(NULL_TEXTS), ibis.null().cast("string"), text)   # x is trimmed
         text = one_spelling(text) if respell else text
@@ -276,7 +288,7 @@ def read_as(x: ibis.Value, logical: str, date_format: str | None = None, *, trim
             v = x.cast("float64")
         v = ibis.ifelse(v.isnan() | v.isinf(), ibis.null().cast("float64"), v)
         if logical == "int":
-            return ibis.ifelse(v == v.round(), v, ibis.null().cast("float64")).try_cast("int64")
+            return ibis.ifelse(_whole(v), v, ibis.null().cast("float64")).cast("int64")
         return v
     if logical == "bool":
         if found.is_boolean():

@@ -177,9 +177,11 @@ def _label(t: ibis.Table, cols: tuple[str, ...], show: tuple[str, ...] = ()):
 
 
 def _id_key(x):
-    """An ID as two exports may write it differently: in capitals, without separators and leading zeros (a
-    spreadsheet drops them: '00042' and '42', 'a-42' and 'A42')."""
-    return x.cast("string").upper().re_replace(r"[^A-Z0-9]", "").re_replace(r"^0+", "")
+    """An ID as two exports may write it differently: in capitals, without separators, leading zeros (a
+    spreadsheet drops them: '00042' and '42', 'a-42' and 'A42') and a decimal .0 (a tool that read the IDs as
+    numbers writes them so: '1000.0' and '1000')."""
+    return (x.cast("string").upper().re_replace(r"\.0+$", "").re_replace(r"[^A-Z0-9]", "")
+            .re_replace(r"^0+", ""))
 
 
 def _unmatched(message: str, column: str, target: ibis.Table, target_name: str, target_column: str):
@@ -194,9 +196,10 @@ def _unmatched(message: str, column: str, target: ibis.Table, target_name: str, 
             return message
         v = near[column].min().to_pyarrow().as_py()
         w = ours.filter(_id_key(ours.w) == _id_key(ibis.literal(v))).w.min().to_pyarrow().as_py()
-        return (f"{message}; {rows} of these rows name one in {target_name}.{target_column} when case, separators "
-                f"and leading zeros are ignored (e.g. '{v}' and '{w}'): the two tables write their IDs differently; "
-                f"export them the same way (a spreadsheet drops leading zeros)")
+        return (f"{message}; {rows} of these rows name one in {target_name}.{target_column} when case, separators, "
+                f"leading zeros and a decimal .0 are ignored (e.g. '{v}' and '{w}'): the two tables write their IDs "
+                f"differently; export them the same way (a spreadsheet drops leading zeros; a tool that read the IDs "
+                f"as numbers writes 1000 as 1000.0)")
     return said
 
 
