@@ -525,6 +525,37 @@ def test_an_optional_table_whose_every_row_is_left_out_is_read_as_absent(small_p
     pd.testing.assert_frame_equal(got, want)
 
 
+def test_a_segment_written_several_ways_is_one_segment(small_portfolio, tmp_path):
+    """Segments and regions typed by hand in a CRM ("SMB", "smb", "Smb ", "Mid Market" beside "Mid-Market"): each
+    group is read in the spelling most of its rows have, with a note naming the spellings, so the accounts table
+    and every feature and figure broken down by segment are those of the clean export."""
+    from csforecast.features.snapshot import build_snapshots, data_end
+
+    d = _copy(small_portfolio, tmp_path / "data")
+    a = pd.read_parquet(d / "accounts.parquet")
+    k = pd.Series(range(len(a)), index=a.index)
+    smb, mid = a.segment == "SMB", a.segment == "Mid-Market"
+    assert smb.sum() > 20 and mid.sum() > 20
+    seg = a.segment.where(~(smb & (k % 5 == 1)), "smb").where(~(smb & (k % 5 == 2)), "Smb ")
+    seg = seg.where(~(mid & (k % 4 == 1)), "Mid Market")
+    region = a.region.where(k % 7 != 3, a.region.str.upper())
+    a.assign(segment=seg, region=region).to_parquet(d / "accounts.parquet", index=False)
+    src, clean = open_source(d), open_source(small_portfolio)
+    report = validate(src)
+    assert report.ok, [str(e) for e in report.errors]
+    noted = {p.column: p for p in report.problems if p.rule == "spelled_groups"}
+    assert set(noted) == {"segment", "region"}
+    assert noted["segment"].count == int((seg != a.segment).sum())
+    assert "'Smb' (" in noted["segment"].message and "as 'SMB'" in noted["segment"].message
+    assert "'Mid Market' (" in noted["segment"].message and "as 'Mid-Market'" in noted["segment"].message
+    for s in (src, open_source(d)):                # after validation, and on first read without it
+        pd.testing.assert_frame_equal(s.frame("accounts"), clean.frame("accounts"))
+    end = data_end(clean)
+    got = build_snapshots(src, [end]).sort_values("account_id").reset_index(drop=True)
+    want = build_snapshots(clean, [end]).sort_values("account_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+
+
 def test_column_map_all_declares_one_date_format_and_rename_for_every_table(small_portfolio, tmp_path):
     """An export whose every table writes US dates and calls account_id "Account Number": one `[column_map.all]`
     entry each, instead of one per table; a table's own entry still wins. The same validation and features as the

@@ -39,6 +39,10 @@ class Column:
     # names the source may write several ways ("Active Users", "active_users"), read in one spelling: lower case,
     # words joined by _ (parse.one_spelling; validation notes it, `respelled_names`), so that they are one name
     one_spelling: bool = False
+    # values that name a group the figures are broken down by (a segment, a region): one written several ways ("SMB",
+    # "Smb", "smb"; case, spaces and punctuation aside) is one group, read in the spelling most rows have
+    # (Source.group_spellings; validation notes it, `spelled_groups`)
+    one_group: bool = False
     # the name of the same amount written per month (a billing system's MRR): a source without this column but
     # with that one (as named, spelled another way, or mapped: `column_map.contracts.mrr`) is read as
     # MONTHS_PER_YEAR times it, with a note (data.sources.TableReading.per_month)
@@ -99,8 +103,9 @@ C = Column
 TABLES: dict[str, TableSpec] = {t.name: t for t in [
     TableSpec("accounts", (
         C("account_id", "string"), C("name", "string", True),
-        C("segment", "string", True, f"null = {UNASSIGNED!r}, a segment of its own"),
-        C("industry", "string", True), C("region", "string", True), C("csm_id", "string", True),
+        C("segment", "string", True, f"null = {UNASSIGNED!r}, a segment of its own", one_group=True),
+        C("industry", "string", True, one_group=True), C("region", "string", True, one_group=True),
+        C("csm_id", "string", True),
         C("created_at", "date", True, "null = the start of the account's first contract"),
     ), required=True, key="account_id", date_column="created_at", row_label=("account_id",)),
     TableSpec("contracts", (

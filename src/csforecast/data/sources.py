@@ -327,6 +327,7 @@ class Source:
     findings: SourceFindings = field(default_factory=lambda: SourceFindings())   # what `table` reads with
     _typed: dict[str, ibis.Table] = field(default_factory=dict)
     _found: dict[str, ibis.Table] = field(default_factory=dict)
+    _spellings: dict[str, dict[str, dict[str, tuple[str, int]]]] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -437,8 +438,24 @@ class Source:
                     return x * MONTHS_PER_YEAR if c.name in monthly else x
 
                 t = t.select(**{c.name: read(c) for c in spec.columns})
+                self._spellings[name] = _group_spellings(t, [c.name for c in spec.columns if c.one_group])
+                respelled_groups = {c: {v: w for v, (w, _) in m.items() if v != w}
+                                    for c, m in self._spellings[name].items()}
+                if any(respelled_groups.values()):
+                    t = t.mutate(**{c: t[c].substitute(m) for c, m in respelled_groups.items() if m})
             self._found[name] = t
         return self._found[name]
+
+    def group_spellings(self, name: str) -> dict[str, dict[str, tuple[str, int]]]:
+        """How table ``name``'s columns of groups (``Column.one_group``: segment, region, industry) are read: {column:
+        {spelling as found: (spelling read, rows)}} for every value written several ways (case, spaces and
+        punctuation aside: "SMB", "Smb", "smb "), all read as the spelling most rows have (ties: the first in sort
+        order), so that a group written two ways is one group in every figure. Found by one query when the table is
+        first read; {} when no value is written several ways."""
+        if name not in self.raw:
+            return {}
+        self.as_found(name)
+        return self._spellings.get(name, {})
 
     def _columns_found(self, finding: str, name: str, query) -> frozenset[str]:
         """The columns of table `name` in `finding` (a set of (table, column) pairs): as validation found, else
@@ -1355,6 +1372,23 @@ def _duckdb_path(location: str) -> tuple[Path, str | None]:
         raise SourceError(f"{location}: a duckdb:// URL must name a database file, e.g. duckdb:///data/cs.duckdb")
     query = dict(q.split("=", 1) for q in parts.query.split("&") if "=" in q)
     return Path(path), (unquote(query["schema"]) if query.get("schema") else None)
+
+
+def _group_spellings(t: ibis.Table, columns: list[str]) -> dict[str, dict[str, tuple[str, int]]]:
+    """:meth:`Source.group_spellings` of the typed table ``t``'s ``columns`` (one query; {} without columns)."""
+    if not columns:
+        return {}
+    values = ibis.union(*[t.select(column=ibis.literal(c), value=t[c]) for c in columns], distinct=False)
+    values = values.filter(values.value.notnull())
+    counts = values.group_by(["column", "value"]).aggregate(rows=values.count()).to_pandas()
+    out: dict[str, dict[str, tuple[str, int]]] = {}
+    for (column, key), g in counts.groupby([counts["column"], counts["value"].map(squashed)], sort=False):
+        if len(g) < 2 or not key:
+            continue
+        g = g.sort_values(["rows", "value"], ascending=[False, True])
+        read = str(g["value"].iloc[0])
+        out.setdefault(str(column), {}).update({str(v): (read, int(n)) for v, n in zip(g["value"], g["rows"])})
+    return out
 
 
 def _attach_duckdb(con, path: Path, schema: str | None = None) -> tuple[dict[str, ibis.Table], list[str]]:

@@ -310,6 +310,7 @@ class _Checker:
         src.use_findings(replace(src.findings, padded_text=_found_in(self.report, *REWRITTEN_RULES),
                                  spelled_levels=_found_in(self.report, "spelled_levels", "respelled_names")))
         self.explain_absent(absent)
+        self.note_spelled_groups()
         self.check_keys_and_refs()
         self.check_values()
         self.check_dates()
@@ -796,6 +797,20 @@ class _Checker:
                      "no contract has seats: csforecast goes without seat utilisation, the per-seat support "
                      "features and the health measures built on them (deployment; support per seat); every other "
                      "feature and model is unchanged", self.source.row_count("contracts"))
+
+    def note_spelled_groups(self):
+        """A note per column of groups (a segment, a region) with a value written several ways: which spellings are
+        read as which (:meth:`Source.group_spellings`)."""
+        for name in sorted(self.usable):
+            for column, spellings in self.source.group_spellings(name).items():
+                groups: dict[str, list[tuple[str, int]]] = {}
+                for found, (read, rows) in spellings.items():
+                    groups.setdefault(read, []).append((found, rows))
+                said = "; ".join(f"{', '.join(repr(v) + f' ({n:,} rows)' for v, n in sorted(found))} as {read!r}"
+                                 for read, found in sorted(groups.items()))
+                moved = sum(rows for found, (read, rows) in spellings.items() if found != read)
+                self.problem("info", name, column, "spelled_groups", "a value written several ways (case, spaces, "
+                             f"punctuation) is one group, read in the spelling most rows have: {said}", moved)
 
     def count_usage_metrics(self):
         if not self.has_cols("usage", "metric"):
