@@ -556,6 +556,29 @@ def test_a_segment_written_several_ways_is_one_segment(small_portfolio, tmp_path
     pd.testing.assert_frame_equal(got, want)
 
 
+def test_dates_no_history_holds_are_warned_about(small_portfolio, tmp_path):
+    """A start date typed 0202 for 2022, an account created in 0019, and open-ended contracts whose end a CRM wrote
+    as 9999-12-31: each column gets an `implausible_date` warning naming the rows (for end_date, with what to export
+    instead); the data is read as written, and the clean export has no such warning."""
+    from datetime import date
+
+    def dates(s, rows, day):     # as Parquet dates (pandas' timestamps end in 2262)
+        return [day if i in rows else v for i, v in zip(s.index, pd.to_datetime(s).dt.date)]
+
+    d = _copy(small_portfolio, tmp_path / "data")
+    _edit(d, "contracts", lambda df: df.assign(start_date=dates(df.start_date, {2}, date(202, 5, 27)),
+                                               end_date=dates(df.end_date, {5, 6, 7}, date(9999, 12, 31))))
+    _edit(d, "accounts", lambda df: df.assign(created_at=dates(df.created_at, {4}, date(19, 2, 17))))
+    report = validate(open_source(d))
+    by = {(p.table, p.column): p for p in report.problems if p.rule == "implausible_date"}
+    assert {k: p.count for k, p in by.items()} == {("contracts", "start_date"): 1, ("contracts", "end_date"): 3,
+                                                   ("accounts", "created_at"): 1}
+    assert all(p.level == "warning" for p in by.values())
+    assert "Export the end of its current term" in by[("contracts", "end_date")].message
+    assert "0202-05-27" in " ".join(by[("contracts", "start_date")].examples)
+    assert not [p for p in validate(open_source(small_portfolio)).problems if p.rule == "implausible_date"]
+
+
 def test_column_map_all_declares_one_date_format_and_rename_for_every_table(small_portfolio, tmp_path):
     """An export whose every table writes US dates and calls account_id "Account Number": one `[column_map.all]`
     entry each, instead of one per table; a table's own entry still wins. The same validation and features as the

@@ -203,6 +203,10 @@ def _unmatched(message: str, column: str, target: ibis.Table, target_name: str, 
     return said
 
 
+# the dates a customer's history can hold; one outside is a typo or a placeholder (`implausible_date`)
+PLAUSIBLE_DATES = (date(1900, 1, 1), date(2199, 12, 31))
+
+
 class _Rule(NamedTuple):
     """A rule `_Checker.add` keeps until it is counted: the rows of `t` where `cond` holds are reported."""
     level: str
@@ -718,6 +722,7 @@ class _Checker:
                      .anti_join(ids, "opportunity_id"), ibis.literal(True))
 
     def check_dates(self):
+        self.check_plausible_dates()
         limit = ibis.literal(self.as_of)
         for name, spec in TABLES.items():
             col = spec.date_column
@@ -732,6 +737,23 @@ class _Checker:
                 continue
             self.add("error", name, col, "future_date", f"{col} after the as-of date {self.as_of}", t,
                      t[col] > limit)
+
+    def check_plausible_dates(self):
+        """Dates no customer's history holds (before PLAUSIBLE_DATES[0] or after [1]): a typo (0202 for 2022) or a
+        placeholder (9999-12-31 for a contract without an end). Read as written, with a warning: the features
+        built on them (tenure, days to renewal) are far out."""
+        lo, hi = (ibis.literal(d) for d in PLAUSIBLE_DATES)
+        for name, spec in TABLES.items():
+            cols = [c.name for c in spec.columns if c.type == "date" and self.has_cols(name, c.name)]
+            if name not in self.usable or not cols:
+                continue
+            t = self.typed(name)
+            for col in cols:
+                why = (": an open-ended contract's placeholder? Export the end of its current term (and its past "
+                       "terms as contracts of their own)") if (name, col) == ("contracts", "end_date") else ""
+                self.add("warning", name, col, "implausible_date", f"{col} before {PLAUSIBLE_DATES[0].year} or after "
+                         f"{PLAUSIBLE_DATES[1].year} (a typo such as 0202 for 2022, or a placeholder such as "
+                         f"9999-12-31){why}; read as written", t, (t[col] < lo) | (t[col] > hi), show=(col,))
 
     def check_chains(self):
         if not self.has_cols("contracts", "contract_id", "renewed_by"):
