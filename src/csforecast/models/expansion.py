@@ -145,7 +145,9 @@ class ExpansionModel(RegressorMixin, BaseEstimator):
         sample_time: renewal dates (the holdout is the latest ``holdout_fraction`` of them)."""
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
-        y = np.log1p(pd.to_numeric(pd.Series(np.asarray(arr_change, dtype=float)), errors="coerce").to_numpy())
+        # a renewal to no ARR (change -1) has no log ratio: it is left out (churn in all but name), quietly
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.log1p(pd.to_numeric(pd.Series(np.asarray(arr_change, dtype=float)), errors="coerce").to_numpy())
         ok = np.isfinite(y)
         X = X.reset_index(drop=True).loc[ok].reset_index(drop=True)
         y = np.clip(y[ok], *CLIP)
