@@ -160,7 +160,7 @@ def _all(t: ibis.Table, cond) -> bool:
 
 
 def _text(x):
-    return x.cast("string").fill_null("NULL")
+    return x.cast("string").fill_null("(missing)")
 
 
 def _label(t: ibis.Table, cols: tuple[str, ...], show: tuple[str, ...] = ()):
@@ -172,7 +172,10 @@ def _label(t: ibis.Table, cols: tuple[str, ...], show: tuple[str, ...] = ()):
     parts = parts[:-1] if parts else [ibis.literal("row")]
     shown = [c for c in show if c in t.columns and c not in key]
     for i, c in enumerate(shown):
-        parts += [ibis.literal((": " if i == 0 else ", ") + f"{c}='"), _text(t[c]), ibis.literal("'")]
+        # a missing value is said as such, not quoted as text (a file may hold the text 'NULL', which is not this)
+        said = ibis.ifelse(t[c].isnull(), ibis.literal(f"{c} missing"),
+                           ibis.literal(f"{c}='").concat(t[c].cast("string"), ibis.literal("'")))
+        parts += [ibis.literal(": " if i == 0 else ", "), said]
     return ibis.literal("").concat(*parts)
 
 
