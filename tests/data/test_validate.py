@@ -579,6 +579,26 @@ def test_dates_no_history_holds_are_warned_about(small_portfolio, tmp_path):
     assert not [p for p in validate(open_source(small_portfolio)).problems if p.rule == "implausible_date"]
 
 
+def test_ids_padded_with_invisible_spaces_are_the_same_ids(small_portfolio, tmp_path):
+    """Account IDs copied from a web page or a spreadsheet with a no-break space after them ("A00001\u00a0"), a
+    zero-width space or a byte-order mark before them: read without it, as a plain space is (`padded_text`), so no
+    row names an unknown account and every table reads as in the clean export."""
+    d = _copy(small_portfolio, tmp_path / "data")
+    _edit(d, "contracts", lambda df: df.assign(account_id=df.account_id.where(df.index % 3 != 0,
+                                                                              df.account_id + "\u00a0")))
+    _edit(d, "usage", lambda df: df.assign(account_id=df.account_id.where(df.index % 2 == 0,
+                                                                          "\u200b" + df.account_id)))
+    _edit(d, "tickets", lambda df: df.assign(account_id="\ufeff" + df.account_id + "\u202f"))
+    src, clean = open_source(d), open_source(small_portfolio)
+    report = validate(src)
+    assert report.ok, [str(e) for e in report.errors]
+    rules = {(p.table, p.rule) for p in report.problems}
+    assert {("contracts", "padded_text"), ("usage", "padded_text"), ("tickets", "padded_text")} <= rules
+    assert not {r for t, r in rules if r in ("unknown_account", "foreign_key")}
+    for name in ("contracts", "usage", "tickets"):
+        pd.testing.assert_frame_equal(src.frame(name), clean.frame(name))
+
+
 def test_column_map_all_declares_one_date_format_and_rename_for_every_table(small_portfolio, tmp_path):
     """An export whose every table writes US dates and calls account_id "Account Number": one `[column_map.all]`
     entry each, instead of one per table; a table's own entry still wins. The same validation and features as the

@@ -169,10 +169,17 @@ def number_in_format(text: ibis.StringValue, number_format: str) -> ibis.Floatin
 
 
 def trimmed(text: ibis.StringValue) -> ibis.StringValue:
-    """`text` without surrounding white space, the same on every engine. Not Ibis's ``strip()``: on Spark it trims
-    the characters of ``string.whitespace`` written into Spark SQL, where ``\\v`` and ``\\f`` become the letters
-    v and f ("verbal" came out "erbal")."""
-    return text.re_replace(r"^\s+|\s+$", "")
+    """`text` without surrounding white space (``_PADDING``: no-break and zero-width spaces too), the same on every
+    engine. Not Ibis's ``strip()``: on Spark it trims the characters of ``string.whitespace`` written into Spark
+    SQL, where ``\\v`` and ``\\f`` become the letters v and f ("verbal" came out "erbal")."""
+    return text.re_replace(_PADDING, "")
+
+
+# white space as padding: ASCII white space (\s on both engines' regex dialects, RE2 and Java, is ASCII only), and
+# the spaces that copying from a web page or a spreadsheet leaves, which look like nothing or like a space: a
+# no-break space, a narrow no-break space, a zero-width space and a byte-order mark
+_INVISIBLE = "\u00a0\u202f\u200b\ufeff"
+_PADDING = rf"^[\s{_INVISIBLE}]+|[\s{_INVISIBLE}]+$"
 
 
 def reads_as_date_format(text: ibis.StringValue, date_format: str) -> ibis.BooleanValue:
