@@ -36,6 +36,15 @@ def small_portfolio(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="session")
+def served_book(tmp_path_factory):
+    """(home, data): the 400-account, 3-year book trained and scored through the CLI (tests/served_book.py), once
+    per session. The API tests serve it (its only writer); the Spark tests score with its champions."""
+    from served_book import build
+
+    return build(tmp_path_factory.mktemp("served_book"))
+
+
 @pytest.fixture()
 def isolated_home(tmp_path, monkeypatch):
     """CSFORECAST_HOME and an MLflow sqlite store in a temporary folder."""
@@ -52,15 +61,18 @@ def isolated_home(tmp_path, monkeypatch):
 
 # Under pytest-xdist (the README runs `-n 2 --dist loadgroup`): the folders whose session fixtures train a whole
 # served home or start a server of their own (a PostgreSQL cluster, a Spark session) run on one worker each, so
-# that work is done once; every other file is a group of its own (module fixtures built once).
-_ONE_WORKER_DIRS = ("api", "ui", "spark", "sources")
+# that work is done once; every other file is a group of its own (module fixtures built once). The Spark tests
+# score with the API tests' trained book (`served_book`), so they join the API's group: trained once, not twice.
+_ONE_WORKER_DIRS = {"api": "api", "spark": "api", "ui": "ui", "sources": "sources"}
 
 
-# The groups that take longest (seconds on one worker of a quiet 2-core machine, measured with --durations),
+# The groups that take longest (seconds on one worker of a quiet 2-core machine, measured with --junitxml:
+# api with spark ~1,000, the two validation files ~320 each, sources ~280, ui ~160, test_cli_forecast ~120),
 # longest first. They are handed out first (pytest_configure turns off xdist's reordering by test count, which
-# put a slow group with few tests, e.g. tests/spark, last and left one worker idle for minutes at the end);
-# every other group follows in collection order.
-_LONGEST_FIRST = ("api", "ui", "spark", "test_cli_forecast.py", "sources")
+# put a slow group with few tests last and left one worker idle for minutes at the end); every other group
+# follows in collection order.
+_LONGEST_FIRST = ("api", "ui", "data/test_validation_pass.py", "data/test_validate.py", "sources",
+                  "test_cli_forecast.py")
 
 
 def pytest_configure(config):
@@ -70,7 +82,7 @@ def pytest_configure(config):
 
 def _group(root, item) -> str:
     rel = item.path.relative_to(root) if item.path.is_relative_to(root) else item.path
-    return rel.parts[0] if len(rel.parts) > 1 and rel.parts[0] in _ONE_WORKER_DIRS else str(rel)
+    return _ONE_WORKER_DIRS[rel.parts[0]] if len(rel.parts) > 1 and rel.parts[0] in _ONE_WORKER_DIRS else str(rel)
 
 
 @pytest.hookimpl(tryfirst=True)   # before xdist's own hook reads the xdist_group markers into the node ids

@@ -732,3 +732,24 @@ def test_ids_written_differently_in_two_tables_are_named_as_such(small_portfolio
     c.to_parquet(d / "contracts.parquet", index=False)
     [fk] = [p for p in validate(open_source(d)).errors if p.column == "account_id"]
     assert fk.count == 1 and fk.message == "account_id not found in accounts"
+
+
+def test_an_optional_column_empty_in_every_row_is_named_with_what_it_is_read_as(small_portfolio, tmp_path):
+    """An export that left an optional column blank throughout (a helpdesk export without close dates, a CRM
+    without churn reasons) reads as one without it: a warning says so, with what that means (every ticket still
+    open), once per column; a column blank in some rows only is no such warning, and a column whose blanks another
+    rule reports (seats: `no_seats`) is not named twice."""
+    d = _copy(small_portfolio, tmp_path / "data")
+    _edit(d, "tickets", lambda t: t.assign(closed_at=pd.NaT))
+    c = pd.read_parquet(d / "contracts.parquet")
+    c.assign(churn_reason="", seats=None, auto_renew=c.auto_renew.where(c.index % 2 == 0)).to_csv(
+        d / "contracts.csv", index=False)
+    (d / "contracts.parquet").unlink()
+    report = validate(open_source(d))
+    assert report.ok, [str(e) for e in report.errors]
+    empty = {(p.table, p.column): p for p in report.warnings if p.rule == "empty_column"}
+    assert set(empty) == {("tickets", "closed_at"), ("contracts", "churn_reason")}
+    assert empty[("tickets", "closed_at")].count == report.row_counts["tickets"]
+    assert "null = still open" in empty[("tickets", "closed_at")].message
+    assert empty[("contracts", "churn_reason")].examples == []
+    assert [p.column for p in report.warnings if p.rule == "no_seats"] == ["seats"]

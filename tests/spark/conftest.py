@@ -1,6 +1,7 @@
-"""One real local Spark session (local[2], loopback only) shared by every Spark test of the session, and
-champion models trained once (real MLflow sqlite registry) for the batch-scoring tests. Starting Spark costs
-several seconds of JVM start-up and each Spark job ~0.1-1 s, so the tests share the session and run few jobs."""
+"""One real local Spark session (local[2], loopback only) shared by every Spark test of the session, and the
+champion models the API tests train (real MLflow sqlite registry) for the batch-scoring tests. Starting Spark
+costs several seconds of JVM start-up and each Spark job ~0.1-1 s, so the tests share the session and run few
+jobs."""
 from __future__ import annotations
 
 import os
@@ -26,39 +27,23 @@ def spark(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def training_book(tmp_path_factory):
-    """A 400-account, 3-year simulated portfolio: large enough for the full model of every family."""
-    from csforecast.simulate import simulate_portfolio
-
-    d = tmp_path_factory.mktemp("sim400x3")
-    simulate_portfolio(400, 3, seed=5).write(d)
-    return d
+def training_book(served_book):
+    """The 400-account, 3-year book the champions were trained on: large enough for the full model of every
+    family."""
+    return served_book[1]
 
 
 @pytest.fixture(scope="session")
-def trained_home(training_book, tmp_path_factory):
-    """CSFORECAST_HOME with champions of every family trained on the small portfolio (once per session)."""
-    from csforecast.config import reset_settings
-    from csforecast.data.sources import open_source
-    from csforecast.pipelines.train import train_all
+def trained_home(served_book, tmp_path_factory):
+    """CSFORECAST_HOME with the champions of every family of the API tests' book (`served_book`: 400 accounts, 3
+    years, trained through the CLI): the full models of every family, not the small-book fallbacks the 300-account
+    book gets, are what Spark must reproduce. Its own home (its registry copied): these tests write score sets
+    and a model cache; the model artifacts, which they only read, stay where the registry says they are."""
+    import shutil
 
     home = tmp_path_factory.mktemp("spark-home")
-    env = {"CSFORECAST_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    reset_settings()
-    try:
-        # the full models of every family (not the small-book fallbacks the 300-account book gets) are what Spark
-        # must reproduce: trained on a 400-account, 3-year book, scored on the small portfolio
-        train_all(open_source(training_book))
-        yield home
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        reset_settings()
+    shutil.copy2(served_book[0] / "mlflow.db", home / "mlflow.db")
+    return home
 
 
 @pytest.fixture()

@@ -131,7 +131,8 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
               "weighted and lifetime means), seat utilisation, key-feature breadth, days since login",
         features=USAGE_FEATURES, health=("deployment", "adoption")),
     TableSpec("tickets", (
-        C("ticket_id", "string"), C("account_id", "string"), C("opened_at", "date"), C("closed_at", "date", True),
+        C("ticket_id", "string"), C("account_id", "string"), C("opened_at", "date"),
+        C("closed_at", "date", True, "null = still open: counted in open_tickets, no resolution time"),
         C("priority", "string", levels=PRIORITIES), C("csat", "float", True),
     ), key="ticket_id", date_column="opened_at", row_label=("ticket_id",),
         feeds="support features (tickets in 30/90/365 days, P1/P2 counts, open tickets, resolution time, ticket "

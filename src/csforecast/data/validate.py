@@ -210,6 +210,12 @@ def _unmatched(message: str, column: str, target: ibis.Table, target_name: str, 
 PLAUSIBLE_DATES = (date(1900, 1, 1), date(2199, 12, 31))
 
 
+# the optional columns whose missing values another rule reports (column -> that rule), so that one empty in every
+# row is not also `empty_column`
+EMPTY_COLUMN_RULES = {("accounts", "segment"): "no_segment", ("accounts", "created_at"): "no_created_at",
+                      ("contracts", "renewed_by"): "renewals_inferred", ("contracts", "seats"): "no_seats"}
+
+
 class _Rule(NamedTuple):
     """A rule `_Checker.add` keeps until it is counted: the rows of `t` where `cond` holds are reported."""
     level: str
@@ -221,6 +227,7 @@ class _Rule(NamedTuple):
     cond: ibis.BooleanValue
     show: tuple
     label_cols: tuple | None
+    every: bool = False   # reported only when it holds in every row of the table (a column empty throughout)
 
 
 class _Checker:
@@ -229,13 +236,15 @@ class _Checker:
         self.as_of = as_of
         self.report = Report(source.location, as_of.isoformat())
         self.usable: set[str] = set()   # tables present, readable and non-empty
-        self._pending: list[_Rule] = []  # rules `add` has not counted yet, all on one table
+        # what the pass found, in the order it checked: problems, and rules `add` has not counted yet (their place
+        # kept, so that the report's order does not depend on when a rule is counted)
+        self._entries: list[Problem | _Rule] = []
+        self._pending: dict[int, tuple[ibis.Table, list[_Rule]]] = {}   # id(t) -> (t, its uncounted rules)
 
     # -- helpers ---------------------------------------------------------------------------------------
     def problem(self, level, table, column, rule, message, count=0, examples=None):
-        self.count_pending()    # the report keeps the order the rules were checked in
-        self.report.problems.append(Problem(level, table, column, rule, int(count), message, list(examples or []),
-                                            self.source_column(table, column)))
+        self._entries.append(Problem(level, table, column, rule, int(count), message, list(examples or []),
+                                     self.source_column(table, column)))
 
     def source_column(self, table: str, column: str | None) -> str | None:
         """How the source names `column` of `table` when it is read from a column named otherwise (spelled
@@ -246,37 +255,46 @@ class _Checker:
             return None
         return f"'{theirs}' × {MONTHS_PER_YEAR}" if column in r.per_month else f"'{theirs}'"
 
-    def add(self, level, table, column, rule, message, t: ibis.Table, cond, show=(), label_cols=None):
+    def add(self, level, table, column, rule, message, t: ibis.Table, cond, show=(), label_cols=None, every=False):
         """Report the rows of `t` where `cond` holds, with examples (key and the `show` columns' values).
-        `message` may be a function of those rows (a table), called only when there are some.
+        `message` may be a function of those rows (a table), called only when there are some; with `every`, only
+        when `cond` holds in every row of `t` (which must hold the table's rows as found), without examples.
 
-        Counted later, in one query with the rules checked on the same `t` just before or after it
-        (:meth:`count_pending`): a query costs ~20 ms however few rows it reads, and a warehouse's far more, so a
-        table's ~15 cell rules are one scan, not fifteen. Examples are read only for rules that found rows."""
-        if self._pending and self._pending[0].t is not t:
-            self.count_pending()
-        self._pending.append(_Rule(level, table, column, rule, message, t, cond, show, label_cols))
+        Counted later (:meth:`count_pending`), in one query with every other rule on the same `t` (the same
+        expression object: a table as found, `typed`) since the last count: a query costs ~20 ms on DuckDB however
+        few rows it reads, ~0.3 s on a local Spark session and a warehouse's far more, so a table's cell, value and
+        date rules are one scan each, not one per rule. Examples are read only for rules that found rows. The
+        rule's place in the report is where it was added."""
+        r = _Rule(level, table, column, rule, message, t, cond, show, label_cols, every)
+        self._pending.setdefault(id(t), (t, []))[1].append(r)
+        self._entries.append(r)
 
     def count_pending(self):
-        """Count the rules `add` has kept (all on one table) in one aggregate, and report those that found rows."""
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
-        t = pending[0].t
-        counts = t.aggregate(**{f"rule{i}": t.count(where=r.cond) for i, r in enumerate(pending)}).to_pyarrow()
-        for i, r in enumerate(pending):
-            count = counts.column(f"rule{i}")[0].as_py() or 0
-            if count:
-                self._report_rows(r, int(count))
+        """Count the rules `add` has kept, one aggregate per table expression, and put the problems of those that
+        found rows in the report, in the order the pass checked them."""
+        pending, self._pending = self._pending, {}
+        rows: dict[int, int] = {}     # id(rule) -> the rows where it holds
+        for t, rules in pending.values():
+            counts = t.aggregate(**{f"rule{i}": t.count(where=r.cond) for i, r in enumerate(rules)}).to_pyarrow()
+            rows.update((id(r), int(counts.column(f"rule{i}")[0].as_py() or 0)) for i, r in enumerate(rules))
+        entries, self._entries = self._entries, []
+        for e in entries:
+            if isinstance(e, Problem):
+                self.report.problems.append(e)
+                continue
+            count = rows[id(e)]
+            if count and (not e.every or count == self.source.row_count(e.table)):
+                self.report.problems.append(self._found_rows(e, count))
 
-    def _report_rows(self, r: _Rule, count: int):
+    def _found_rows(self, r: _Rule, count: int) -> Problem:
         bad = r.t.filter(r.cond)
         message = r.message(bad) if callable(r.message) else r.message
         spec = TABLES.get(r.table)
         cols = r.label_cols or (spec.row_label if spec else ())
         k = _label(bad, cols, r.show or ((r.column,) if r.column else ()))
-        examples = bad.select(k=k).order_by("k").limit(EXAMPLES).to_pyarrow().column("k").to_pylist()
-        self.problem(r.level, r.table, r.column, r.rule, message, count, examples)
+        examples = [] if r.every else bad.select(k=k).order_by("k").limit(EXAMPLES).to_pyarrow().column("k").to_pylist()
+        return Problem(r.level, r.table, r.column, r.rule, count, message, examples,
+                       self.source_column(r.table, r.column))
 
     def has_cols(self, name: str, *cols: str) -> bool:
         return name in self.usable and all(c in self.source.raw[name].columns for c in cols)
@@ -417,6 +435,11 @@ class _Checker:
                 why = f": {col.when_missing}" if col.when_missing else ""
                 self.add("error", name, col.name, "null", f"missing values in a required column{why}", t,
                          ~present(x, col.type))
+            elif (name, col.name) not in EMPTY_COLUMN_RULES:
+                reading = f"read as empty ({col.doc})" if col.doc.startswith("null = ") else "treated as empty"
+                self.add("warning", name, col.name, "empty_column", f"optional column '{col.name}' holds no value in "
+                         f"any row: {reading}, as if the export did not have it. If the source has the values, "
+                         "export them", t, x.isnull() if x.type().is_null() else ~present(x, col.type), every=True)
             if col.levels:
                 self.add("info", name, col.name, "spelled_levels", f"values written another way, read as the "
                          f"levels they spell ({', '.join(col.levels)})", t,
@@ -816,12 +839,10 @@ class _Checker:
         if "contracts" not in self.usable:
             return
         c = self.typed("contracts")
-        if c.seats.notnull().any().to_pyarrow().as_py():
-            return
-        self.problem("warning", "contracts", "seats", "no_seats",
-                     "no contract has seats: csforecast goes without seat utilisation, the per-seat support "
-                     "features and the health measures built on them (deployment; support per seat); every other "
-                     "feature and model is unchanged", self.source.row_count("contracts"))
+        self.add("warning", "contracts", "seats", "no_seats",
+                 "no contract has seats: csforecast goes without seat utilisation, the per-seat support features and "
+                 "the health measures built on them (deployment; support per seat); every other feature and model is "
+                 "unchanged", c, c.seats.isnull(), every=True)
 
     def note_spelled_groups(self):
         """A note per column of groups (a segment, a region) with a value written several ways: which spellings are
