@@ -292,7 +292,8 @@ class _Checker:
         spec = TABLES.get(r.table)
         cols = r.label_cols or (spec.row_label if spec else ())
         k = _label(bad, cols, r.show or ((r.column,) if r.column else ()))
-        examples = [] if r.every else bad.select(k=k).order_by("k").limit(EXAMPLES).to_pyarrow().column("k").to_pylist()
+        examples = [] if r.every else (   # every row: no example says more than the count
+            bad.select(k=k).order_by("k").limit(EXAMPLES).to_pyarrow().column("k").to_pylist())
         return Problem(r.level, r.table, r.column, r.rule, count, message, examples,
                        self.source_column(r.table, r.column))
 
